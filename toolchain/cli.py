@@ -1,0 +1,12 @@
+"""Console entry point of ``facenet`` (also ``python -m toolchain``)."""
+
+from __future__ import annotations
+
+import sys
+
+from toolchain.app import run
+
+
+def main() -> None:
+    """Run the ``facenet`` command line and exit with its code."""
+    sys.exit(run())
