@@ -51,7 +51,7 @@ def env_bin(session: nox.Session, name: str) -> Path:
     for req in ENV_REQUIREMENTS[name]:
         session.run(*pip, "install", "-r", str(req), external=True)
     if name != "lint":
-        session.run(*pip, "install", "--no-deps", "--no-build-isolation", "-e", str(ROOT),
+        session.run(*pip, "install", "--no-deps", "-e", str(ROOT),
                     external=True, silent=True)
     stamp.write_text(digest.hexdigest())
     return venv / "bin"
