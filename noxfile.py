@@ -97,8 +97,8 @@ def timed(session: nox.Session, steps: list[Callable[[nox.Session], None]]) -> N
         step(session)
         times.append((step.__name__.removeprefix("step_"), time.perf_counter() - start))
         session.log(f"[time] {times[-1][0]}: {times[-1][1]:.1f} s")
-    session.log("step timings: " + ", ".join(f"{n} {t:.1f} s" for n, t in times)
-                + f"; total {sum(t for _, t in times):.1f} s")
+    summary = ", ".join(f"{n} {t:.1f} s" for n, t in times)
+    session.log(f"step timings: {summary}; total {sum(t for _, t in times):.1f} s")
 
 
 SPINE = [step_fetch, step_recover, step_inspect]
@@ -106,7 +106,7 @@ SPINE = [step_fetch, step_recover, step_inspect]
 
 @nox.session
 def main(session: nox.Session) -> None:
-    """The main job on a fresh machine: fetch -> recover -> inspect (-> rebuild/export -> parity)."""
+    """The main job on a fresh machine: fetch, recover, inspect, export, parity."""
     timed(session, SPINE)
 
 

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from toolchain.errors import ToolchainError
@@ -50,7 +49,9 @@ def _configure(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,
 ) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     for noisy in ("tensorflow", "absl", "h5py", "PIL", "matplotlib", "tf2onnx"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
@@ -69,12 +70,16 @@ def run(argv: list[str] | None = None) -> int:
         rv = app(args=argv, prog_name="facenet", standalone_mode=False)
     except ToolchainError as exc:
         fail(str(exc), exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.Abort:
+    except typer.Abort:
         print("facenet: aborted", file=sys.stderr)
         return 130
+    except typer.TyperException as exc:
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"facenet: error: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         print("facenet: interrupted", file=sys.stderr)
         return 130

@@ -26,8 +26,8 @@ def clip_box(box: Sequence[float], width: int, height: int) -> tuple[int, int, i
         ValueError: the box does not overlap the image.
     """
     x, y, w, h = (float(v) for v in box)
-    x1, y1 = max(0, int(round(x))), max(0, int(round(y)))
-    x2, y2 = min(width, int(round(x + w))), min(height, int(round(y + h)))
+    x1, y1 = max(0, round(x)), max(0, round(y))
+    x2, y2 = min(width, round(x + w)), min(height, round(y + h))
     if x2 <= x1 or y2 <= y1:
         raise ValueError(f"face box {tuple(box)} does not overlap the {width}x{height} image")
     return x1, y1, x2, y2

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from toolchain.atomic import atomic_dir, atomic_file, sha256_file
-from toolchain.errors import EnvironmentToolError, IntegrityError, InputError
+from toolchain.errors import EnvironmentToolError, InputError, IntegrityError
 from toolchain.paths import Layout
 
 log = logging.getLogger(__name__)
