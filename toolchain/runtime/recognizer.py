@@ -1,0 +1,438 @@
+"""The Python API of the runtime: detect, embed, enroll and recognize faces from photos.
+
+Example::
+
+    from toolchain.runtime.recognizer import Recognizer
+
+    rec = Recognizer.from_artifacts("artifacts", gallery="my_gallery.db")
+    rec.enroll("Ada", "photos/ada.jpg")
+    for match in rec.recognize("photos/group.jpg"):
+        print(match.label, match.distance, match.box)
+
+Photos are decoded by :mod:`toolchain.runtime.images` (always RGB), faces found by the ONNX MTCNN,
+cropped by :func:`toolchain.preprocess.crop_face` and embedded by :class:`Embedder`; the faces of a
+photo, and of several photos, go through the embedder as one batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, TypeAlias
+
+import numpy as np
+
+from toolchain.errors import InputError
+from toolchain.paths import DEFAULT_ARTIFACTS, Layout
+from toolchain.preprocess import crop_face, largest_face
+from toolchain.runtime.embedder import Embedder
+from toolchain.runtime.gallery import Candidate, Entry, Gallery, MatchMode
+from toolchain.runtime.images import LoadedImage, read_image
+
+log = logging.getLogger(__name__)
+
+FALLBACK_THRESHOLD = 1.1
+"""Match threshold (Euclidean distance between unit vectors) when neither the gallery nor the
+model's metadata carries one: the usual operating point of FaceNet-style 128-d embeddings."""
+
+IMAGES_PER_BATCH = 16
+"""Photos decoded and detected before their faces are embedded (and, when enrolling, stored)."""
+
+ImageInput: TypeAlias = Path | str | np.ndarray
+
+
+class DetectionLike(Protocol):
+    """What a face detector returns per face (see ``toolchain.runtime.mtcnn.Detection``)."""
+
+    @property
+    def box(self) -> tuple[float, float, float, float]: ...
+
+    @property
+    def confidence(self) -> float: ...
+
+    @property
+    def keypoints(self) -> Mapping[str, tuple[float, float]]: ...
+
+
+class FaceDetector(Protocol):
+    """A face detector on RGB uint8 images."""
+
+    def detect(self, image: np.ndarray) -> Sequence[DetectionLike]: ...
+
+
+def load_detector(models_dir: Path) -> FaceDetector:
+    """The ONNX MTCNN from ``models_dir``.
+
+    Raises:
+        MissingArtifactError: one of its three models is missing.
+    """
+    from toolchain.runtime.mtcnn import MTCNNDetector
+
+    return MTCNNDetector(models_dir)
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face with its crop and embedding."""
+
+    box: tuple[float, float, float, float]
+    """``(x, y, width, height)`` in pixels of the upright RGB image."""
+    confidence: float
+    keypoints: dict[str, tuple[float, float]]
+    crop: np.ndarray = field(repr=False)
+    """``(160, 160, 3)`` uint8 RGB, the model's input before prewhitening."""
+    embedding: np.ndarray = field(repr=False)
+    """``(128,)`` float32, unit length."""
+
+    @property
+    def area(self) -> float:
+        """Box area in pixels."""
+        return float(self.box[2] * self.box[3])
+
+
+@dataclass(frozen=True)
+class Match:
+    """A face of a query photo and who it is."""
+
+    box: tuple[float, float, float, float]
+    confidence: float
+    name: str | None
+    """The closest enrolled person within the threshold, or ``None`` (unknown)."""
+    distance: float | None
+    """Distance to the closest enrolled person (``None`` when the gallery is empty)."""
+    candidates: tuple[Candidate, ...]
+    """The top-k closest people, closest first, whatever the threshold."""
+
+    @property
+    def label(self) -> str:
+        """``name``, or ``"unknown"``."""
+        return self.name if self.name is not None else "unknown"
+
+
+@dataclass(frozen=True)
+class PhotoFaces:
+    """The faces of one photo, or why it could not be read."""
+
+    path: Path
+    image: LoadedImage | None
+    faces: list[Face]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PhotoMatches:
+    """The matches of one photo, or why it could not be read."""
+
+    path: Path
+    image: LoadedImage | None
+    matches: list[Match]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class EnrollOutcome:
+    """What happened to one photo given to :meth:`Recognizer.enroll_many`."""
+
+    path: Path
+    name: str
+    status: str
+    """``added``, ``already`` (this face is in the gallery), ``no_face``, ``multiple_faces`` or
+    ``error``."""
+    message: str = ""
+    face: Face | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The face is in the gallery now."""
+        return self.status in ("added", "already")
+
+
+class Recognizer:
+    """Detector + embedder + (optional) gallery.
+
+    The gallery opens lazily: detecting and embedding need none, enrolling creates it, and
+    recognizing needs an existing one.
+    """
+
+    def __init__(
+        self,
+        detector: FaceDetector,
+        embedder: Embedder,
+        gallery: Path | str | None = None,
+        *,
+        threshold: float | None = None,
+        match: MatchMode | str = MatchMode.NEAREST,
+        top_k: int = 3,
+    ):
+        """Assemble a recognizer.
+
+        Args:
+            detector: Face detector (the ONNX MTCNN).
+            embedder: The FaceNet ONNX embedder.
+            gallery: Gallery file (created on first enroll).
+            threshold: Match threshold; default: the gallery's calibrated one, else the model's
+                metadata, else :data:`FALLBACK_THRESHOLD`.
+            match: ``nearest`` (default) or ``centroid``; see :mod:`toolchain.runtime.gallery`.
+            top_k: Candidates kept per face.
+        """
+        if top_k < 1:
+            raise ValueError("top_k must be at least 1")
+        if threshold is not None and not threshold > 0:
+            raise ValueError("threshold must be positive")
+        self.detector = detector
+        self.embedder = embedder
+        self.gallery_path = Path(gallery) if gallery is not None else None
+        self.explicit_threshold = threshold
+        self.match_mode = MatchMode(match)
+        self.top_k = top_k
+        self._gallery: Gallery | None = None
+
+    @classmethod
+    def from_artifacts(
+        cls,
+        artifacts_dir: Path | str = DEFAULT_ARTIFACTS,
+        gallery: Path | str | None = None,
+        *,
+        threshold: float | None = None,
+        match: MatchMode | str = MatchMode.NEAREST,
+        top_k: int = 3,
+    ) -> Recognizer:
+        """Load the models of ``artifacts_dir``; gallery default ``<artifacts>/gallery.db``.
+
+        Keyword options are those of :class:`Recognizer`.
+
+        Raises:
+            MissingArtifactError: a model file is missing (names `nox -s export`).
+        """
+        layout = Layout(Path(artifacts_dir))
+        embedder = Embedder(layout.models_dir / "facenet.onnx")
+        detector = load_detector(layout.models_dir)
+        return cls(detector, embedder, gallery if gallery is not None else layout.gallery,
+                   threshold=threshold, match=match, top_k=top_k)
+
+    def close(self) -> None:
+        """Close the gallery if it is open."""
+        if self._gallery is not None:
+            self._gallery.close()
+            self._gallery = None
+
+    def __enter__(self) -> Recognizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def gallery(self, create: bool = False) -> Gallery:
+        """The open gallery (bound to this recognizer's model).
+
+        Raises:
+            InputError: no gallery path, or it does not exist and ``create`` is false.
+            IntegrityError: the gallery was made with another model.
+        """
+        if self._gallery is None:
+            if self.gallery_path is None:
+                raise InputError("no gallery given")
+            self._gallery = Gallery.open(self.gallery_path, fingerprint=self.embedder.fingerprint,
+                                         dim=self.embedder.dim, create=create)
+        return self._gallery
+
+    def threshold(self) -> tuple[float, str]:
+        """The match threshold in force and where it comes from."""
+        if self.explicit_threshold is not None:
+            return self.explicit_threshold, "given"
+        if self.gallery_path is not None and self.gallery_path.exists():
+            stored = self.gallery().threshold
+            if stored is not None:
+                return stored, f"gallery ({self.gallery().threshold_source})"
+        if self.embedder.default_threshold is not None:
+            return self.embedder.default_threshold, "model metadata"
+        return FALLBACK_THRESHOLD, "built-in default"
+
+    @staticmethod
+    def _pixels(image: ImageInput) -> np.ndarray:
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise InputError(f"expected an (H, W, 3) uint8 RGB array, got {image.shape} "
+                                 f"{image.dtype}")
+            return image
+        return read_image(image).pixels
+
+    def detect(self, image: ImageInput) -> list[DetectionLike]:
+        """Faces found in a photo (path or RGB uint8 array), most confident first."""
+        found = list(self.detector.detect(self._pixels(image)))
+        return sorted(found, key=lambda d: -d.confidence)
+
+    def _crops(self, pixels: np.ndarray) -> tuple[list[DetectionLike], list[np.ndarray]]:
+        detections: list[DetectionLike] = []
+        crops: list[np.ndarray] = []
+        for det in self.detect(pixels):
+            try:
+                crops.append(crop_face(pixels, det.box))
+            except ValueError as exc:
+                log.debug("skipping a detection: %s", exc)
+                continue
+            detections.append(det)
+        return detections, crops
+
+    def _embed_photos(self, photos: Sequence[tuple[np.ndarray, object]]) -> list[list[Face]]:
+        """Detect in each photo, then embed every face of every photo in one batch."""
+        found = [self._crops(pixels) for pixels, _ in photos]
+        all_crops = [crop for _, crops in found for crop in crops]
+        vectors = self.embedder.embed(np.stack(all_crops)) if all_crops else np.zeros((0, 0))
+        result: list[list[Face]] = []
+        row = 0
+        for detections, crops in found:
+            faces = []
+            for det, crop in zip(detections, crops, strict=True):
+                faces.append(Face(
+                    box=tuple(float(v) for v in det.box),  # type: ignore[arg-type]
+                    confidence=float(det.confidence),
+                    keypoints={k: (float(v[0]), float(v[1])) for k, v in det.keypoints.items()},
+                    crop=crop, embedding=vectors[row],
+                ))
+                row += 1
+            result.append(faces)
+        return result
+
+    def faces(self, image: ImageInput) -> list[Face]:
+        """Every face of a photo with its crop and embedding, most confident first."""
+        return self._embed_photos([(self._pixels(image), None)])[0]
+
+    def embed(self, image: ImageInput) -> np.ndarray:
+        """``(F, 128)`` unit embeddings of the faces of a photo (F may be 0)."""
+        faces = self.faces(image)
+        if not faces:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        return np.stack([f.embedding for f in faces])
+
+    def analyze(
+        self, paths: Iterable[Path | str], progress: Callable[[Path], None] | None = None
+    ) -> Iterator[PhotoFaces]:
+        """Faces of many photos, :data:`IMAGES_PER_BATCH` photos per embedder batch.
+
+        A photo that cannot be read yields a :class:`PhotoFaces` with ``error`` set; the others
+        go on.
+        """
+        batch: list[tuple[Path, LoadedImage | None, str | None]] = []
+
+        def flush() -> Iterator[PhotoFaces]:
+            readable = [(img.pixels, p) for p, img, _ in batch if img is not None]
+            faces = iter(self._embed_photos(readable))
+            for path, img, error in batch:
+                yield PhotoFaces(path, img, next(faces) if img is not None else [], error)
+                if progress is not None:
+                    progress(path)
+            batch.clear()
+
+        for raw in paths:
+            path = Path(raw)
+            try:
+                batch.append((path, read_image(path), None))
+            except InputError as exc:
+                batch.append((path, None, str(exc)))
+            if len(batch) >= IMAGES_PER_BATCH:
+                yield from flush()
+        if batch:
+            yield from flush()
+
+    def _matches(self, faces: list[Face]) -> list[Match]:
+        if not faces:
+            return []
+        threshold, _ = self.threshold()
+        ranked = self.gallery().match(np.stack([f.embedding for f in faces]), k=self.top_k,
+                                      mode=self.match_mode)
+        matches = []
+        for face, candidates in zip(faces, ranked, strict=True):
+            best = candidates[0] if candidates else None
+            matches.append(Match(
+                box=face.box, confidence=face.confidence,
+                name=best.name if best is not None and best.distance <= threshold else None,
+                distance=best.distance if best is not None else None,
+                candidates=tuple(candidates),
+            ))
+        return matches
+
+    def recognize_many(
+        self, paths: Iterable[Path | str], progress: Callable[[Path], None] | None = None
+    ) -> Iterator[PhotoMatches]:
+        """Recognize every face of many photos (batched); unreadable photos carry ``error``."""
+        self.gallery()
+        for photo in self.analyze(paths, progress):
+            yield PhotoMatches(photo.path, photo.image, self._matches(photo.faces), photo.error)
+
+    def recognize(self, image: ImageInput) -> list[Match]:
+        """Who is in a photo: one :class:`Match` per face, most confident first.
+
+        Raises:
+            InputError: the photo cannot be read, or the gallery does not exist.
+            IntegrityError: the gallery was made with another model.
+        """
+        self.gallery()
+        return self._matches(self.faces(image))
+
+    def _outcome(self, name: str, photo: PhotoFaces, largest: bool) -> EnrollOutcome:
+        if photo.error is not None:
+            return EnrollOutcome(photo.path, name, "error", photo.error)
+        if not photo.faces:
+            return EnrollOutcome(photo.path, name, "no_face", f"{photo.path}: no face found")
+        if len(photo.faces) > 1 and not largest:
+            return EnrollOutcome(
+                photo.path, name, "multiple_faces",
+                f"{photo.path}: {len(photo.faces)} faces; use --largest to enroll the biggest",
+            )
+        face = photo.faces[largest_face([f.box for f in photo.faces])]
+        return EnrollOutcome(photo.path, name, "added", face=face)
+
+    def enroll_many(
+        self,
+        items: Sequence[tuple[str, Path | str]],
+        largest: bool = False,
+        progress: Callable[[Path], None] | None = None,
+    ) -> list[EnrollOutcome]:
+        """Enroll ``(name, photo)`` pairs: one face per photo, one gallery transaction per batch.
+
+        Photos without a face, with several faces (unless ``largest``) or unreadable are skipped
+        and reported; a face already in the gallery is a no-op (status ``already``).
+        """
+        names = [name.strip() for name, _ in items]
+        if any(not n for n in names):
+            raise InputError("empty person name")
+        gallery = self.gallery(create=True)
+        outcomes: list[EnrollOutcome] = []
+        pending: list[tuple[EnrollOutcome, PhotoFaces]] = []
+
+        def store() -> None:
+            ready = {
+                id(outcome): Entry(name=outcome.name, vector=outcome.face.embedding,
+                                   source=str(photo.path), image_sha256=photo.image.sha256,
+                                   box=outcome.face.box, score=outcome.face.confidence)
+                for outcome, photo in pending
+                if outcome.face is not None and photo.image is not None
+            }
+            result = gallery.add(list(ready.values()))
+            owners = {id(entry): owner for entry, owner in result.duplicates}
+            for outcome, _ in pending:
+                entry = ready.get(id(outcome))
+                if entry is not None and id(entry) in owners:
+                    owner = owners[id(entry)]
+                    note = "" if owner == outcome.name else f" (enrolled as {owner!r})"
+                    outcome = EnrollOutcome(outcome.path, outcome.name, "already",
+                                            f"{outcome.path}: already in the gallery{note}",
+                                            outcome.face)
+                outcomes.append(outcome)
+            pending.clear()
+
+        for name, photo in zip(names, self.analyze([path for _, path in items], progress),
+                               strict=True):
+            pending.append((self._outcome(name, photo, largest), photo))
+            if len(pending) >= IMAGES_PER_BATCH:
+                store()
+        if pending:
+            store()
+        return outcomes
+
+    def enroll(self, name: str, image_path: Path | str, largest: bool = False) -> EnrollOutcome:
+        """Enroll the face of one photo under ``name`` (see :meth:`enroll_many`)."""
+        return self.enroll_many([(name, image_path)], largest=largest)[0]
