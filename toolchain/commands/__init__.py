@@ -1,3 +1,4 @@
 """Command modules; importing one registers its commands on ``toolchain.app.app``."""
 
+import toolchain.commands.legacy  # noqa: F401
 from toolchain.commands import source  # noqa: F401
