@@ -171,7 +171,7 @@ class Gallery:
             )
         if path.is_dir():
             raise InputError(f"gallery {path} is a directory, not a SQLite file")
-        if create and fingerprint is None:
+        if create and not exists and fingerprint is None:
             raise ValueError("creating a gallery needs the model fingerprint")
         if not exists:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -179,8 +179,8 @@ class Recognizer:
         """
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
-        if threshold is not None and not threshold > 0:
-            raise ValueError("threshold must be positive")
+        if threshold is not None and not threshold >= 0:
+            raise ValueError("threshold must not be negative")
         self.detector = detector
         self.embedder = embedder
         self.gallery_path = Path(gallery) if gallery is not None else None
@@ -245,7 +245,7 @@ class Recognizer:
         if self.gallery_path is not None and self.gallery_path.exists():
             stored = self.gallery().threshold
             if stored is not None:
-                return stored, f"gallery ({self.gallery().threshold_source})"
+                return stored, "calibrated, stored in the gallery"
         if self.embedder.default_threshold is not None:
             return self.embedder.default_threshold, "model metadata"
         return FALLBACK_THRESHOLD, "built-in default"

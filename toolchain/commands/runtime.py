@@ -1,0 +1,632 @@
+"""``facenet enroll | recognize | evaluate | gallery``: face recognition on the ONNX models.
+
+Only onnxruntime, numpy, Pillow, typer and rich are imported (inside the command bodies), never
+TensorFlow. A photo that cannot be used is reported as one line on stderr and the run goes on;
+the exit code is 0 when every photo was handled, 1 when some were not, or the typed error's code
+when the run cannot go on at all (missing model, unusable gallery).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime as dt
+import enum
+import io
+import json
+import logging
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from toolchain.app import DEFAULT_ARTIFACTS_PATH, ArtifactsOption, app, layout_for
+from toolchain.errors import InputError, MissingArtifactError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from toolchain.runtime.recognizer import Match, PhotoMatches, Recognizer
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_DIM = 128
+
+gallery_app = typer.Typer(
+    help="List, remove, export and import the people of a gallery.", no_args_is_help=True
+)
+app.add_typer(gallery_app, name="gallery")
+
+GalleryOption = Annotated[
+    Path | None,
+    typer.Option("--gallery", help="Gallery file [default: <artifacts>/gallery.db].",
+                 dir_okay=False),
+]
+
+
+class MatchChoice(str, enum.Enum):
+    """``--match`` values (see :class:`toolchain.runtime.gallery.MatchMode`)."""
+
+    nearest = "nearest"
+    centroid = "centroid"
+
+
+MatchOption = Annotated[
+    MatchChoice,
+    typer.Option("--match", help="Distance to a person's nearest embedding, or to their mean."),
+]
+
+
+def _console(stderr: bool = False) -> Console:
+    """A rich console; 160 columns wide when the output is not a terminal (pipes, files)."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=160)
+
+
+def problem(message: str) -> None:
+    """Report one problem with one input as one line on stderr."""
+    print(f"facenet: {message}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int) -> Iterator[Callable[[Path], None]]:
+    """A rich progress bar on stderr (only on a terminal); yields the per-photo advance callback."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    err = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True,
+                  disable=not err.is_terminal) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda _path: progress.advance(task)
+
+
+def _recognizer(artifacts: Path, gallery: Path | None, **options: Any) -> Recognizer:
+    from toolchain.runtime.recognizer import Recognizer
+
+    return Recognizer.from_artifacts(artifacts, gallery=gallery, **options)
+
+
+def _enroll_items(paths: Sequence[Path], name: str | None) -> tuple[list[tuple[str, Path]], int]:
+    """``(name, photo)`` pairs from the command-line paths, and how many paths held no photo.
+
+    Without ``--name``: a file is enrolled under its stem (``People/Ada Lovelace.jpg``), a folder's
+    own photos likewise, and the photos under each sub-folder under the sub-folder's name
+    (``train/ada/*.jpg``). With ``--name``, every photo found is enrolled under that name.
+    """
+    from toolchain.runtime.images import find_images, list_images
+
+    items: list[tuple[str, Path]] = []
+    empty = 0
+    for path in paths:
+        if not path.is_dir():
+            items.append((name or path.stem, path))
+            continue
+        before = len(items)
+        if name:
+            items.extend((name, photo) for photo in find_images(path))
+        else:
+            items.extend((photo.stem, photo) for photo in list_images(path))
+            for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+                if not sub.name.startswith("."):
+                    items.extend((sub.name, photo) for photo in find_images(sub))
+        if len(items) == before:
+            problem(f"{path}: no photos found")
+            empty += 1
+    return items, empty
+
+
+@app.command()
+def enroll(
+    paths: Annotated[list[Path], typer.Argument(
+        exists=True, help="Photos, a folder of Name.jpg photos, or a folder of per-person folders.",
+        show_default=False)],
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Enroll every given photo under this name.")] = None,
+    largest: Annotated[bool, typer.Option(
+        "--largest", help="Enroll the biggest face of photos with several faces.")] = False,
+    gallery: GalleryOption = None,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
+) -> int:
+    """Add people's faces to the gallery; re-enrolling a photo already in it is a no-op.
+
+    Photos with no face, or with several (unless --largest), are skipped and listed.
+    """
+    from rich.table import Table
+
+    if name is not None and not name.strip():
+        raise typer.BadParameter("must not be empty", param_hint="--name")
+    items, empty = _enroll_items(paths, name.strip() if name else None)
+    with _recognizer(artifacts, gallery) as rec:
+        with progress_bar("enrolling", len(items)) as advance:
+            outcomes = rec.enroll_many(items, largest=largest, progress=advance)
+        target = rec.gallery().path
+        people = len(rec.gallery().people())
+    rows: dict[str, Counter[str]] = {}
+    for outcome in outcomes:
+        rows.setdefault(outcome.name, Counter())[outcome.status] += 1
+        if not outcome.ok:
+            problem(f"skipped: {outcome.message}")
+        elif outcome.status == "already":
+            log.info("%s", outcome.message)
+    table = Table(title=f"Enrolled into {target}")
+    for column in ("person", "added", "already there", "skipped"):
+        table.add_column(column, justify="left" if column == "person" else "right")
+    for person in sorted(rows):
+        counts = rows[person]
+        skipped = sum(v for k, v in counts.items() if k not in ("added", "already"))
+        table.add_row(person, str(counts["added"]), str(counts["already"]), str(skipped))
+    _console().print(table)
+    failed = sum(1 for o in outcomes if not o.ok) + empty
+    added = sum(1 for o in outcomes if o.status == "added")
+    print(f"{added} face(s) added, {sum(1 for o in outcomes if o.status == 'already')} already "
+          f"there, {failed} skipped; the gallery holds {people} people")
+    return 1 if failed else 0
+
+
+def _recognize_paths(paths: Sequence[Path]) -> tuple[list[Path], int]:
+    from toolchain.runtime.images import find_images
+
+    files: list[Path] = []
+    empty = 0
+    for path in paths:
+        if path.is_dir():
+            found = find_images(path)
+            if not found:
+                problem(f"{path}: no photos found")
+                empty += 1
+            files.extend(found)
+        else:
+            files.append(path)
+    return files, empty
+
+
+def _match_json(match: Match) -> dict[str, Any]:
+    return {
+        "box": [round(v, 2) for v in match.box],
+        "confidence": round(match.confidence, 6),
+        "name": match.label,
+        "known": match.name is not None,
+        "distance": None if match.distance is None else round(match.distance, 6),
+        "candidates": [{"name": c.name, "distance": round(c.distance, 6)}
+                       for c in match.candidates],
+    }
+
+
+def _annotated_name(path: Path, used: set[str]) -> str:
+    suffix = ".jpg" if path.suffix.lower() in (".jpg", ".jpeg") else ".png"
+    stem, n = path.stem, 1
+    candidate = stem + suffix
+    while candidate in used:
+        n += 1
+        candidate = f"{stem}-{n}{suffix}"
+    used.add(candidate)
+    return candidate
+
+
+def _write_annotation(photo: PhotoMatches, out_dir: Path, used: set[str]) -> Path:
+    from toolchain.runtime.drawing import Label, annotate, save_image
+
+    assert photo.image is not None
+    labels = [
+        Label(m.box, m.label if m.distance is None else f"{m.label} {m.distance:.2f}",
+              m.name is not None)
+        for m in photo.matches
+    ]
+    target = out_dir / _annotated_name(photo.path, used)
+    save_image(annotate(photo.image.pixels, labels), target)
+    return target
+
+
+@app.command()
+def recognize(
+    paths: Annotated[list[Path], typer.Argument(
+        exists=True, help="Photos and folders of photos (searched recursively).",
+        show_default=False)],
+    gallery: GalleryOption = None,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", min=0.0, max=2.0,
+        help="Match when the distance is at most this [default: the gallery's calibrated "
+             "threshold, else the model's metadata].")] = None,
+    top_k: Annotated[int, typer.Option(
+        "--top-k", min=1, max=100, help="Candidates listed per face.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
+    annotate_dir: Annotated[Path | None, typer.Option(
+        "--annotate", file_okay=False,
+        help="Write each photo with boxes and `name distance` labels into this folder.")] = None,
+    match: MatchOption = MatchChoice.nearest,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
+) -> int:
+    """Name every face in the photos: the closest enrolled person, or `unknown`."""
+    from rich.table import Table
+
+    if as_json and as_csv:
+        raise typer.BadParameter("--json and --csv are exclusive", param_hint="--json/--csv")
+    files, empty = _recognize_paths(paths)
+    rec = _recognizer(artifacts, gallery, threshold=threshold, top_k=top_k, match=match.value)
+    used: set[str] = set()
+    results: list[PhotoMatches] = []
+    failed = empty
+    with rec, progress_bar("recognizing", len(files)) as advance:
+        limit, source = rec.threshold()
+        for photo in rec.recognize_many(files, progress=advance):
+            results.append(photo)
+            if photo.error is not None:
+                problem(photo.error)
+                failed += 1
+                continue
+            if not photo.matches:
+                problem(f"{photo.path}: no face found")
+            if annotate_dir is not None:
+                try:
+                    _write_annotation(photo, annotate_dir, used)
+                except OSError as exc:
+                    problem(f"{annotate_dir}: cannot write the annotated photo ({exc})")
+                    failed += 1
+        gallery_path = rec.gallery().path
+    if as_json:
+        print(json.dumps({
+            "gallery": str(gallery_path), "threshold": limit, "threshold_source": source,
+            "match": match.value,
+            "results": [{"file": str(p.path), "error": p.error,
+                         "faces": [_match_json(m) for m in p.matches]} for p in results],
+        }, indent=2))
+    elif as_csv:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["file", "status", "face", "x", "y", "width", "height", "confidence",
+                         "name", "distance", "candidates", "error"])
+        for p in results:
+            if p.error is not None or not p.matches:
+                status = "error" if p.error is not None else "no_face"
+                writer.writerow([p.path, status, "", "", "", "", "", "", "", "", "", p.error or ""])
+            for i, m in enumerate(p.matches, 1):
+                writer.writerow([
+                    p.path, "face", i, *(f"{v:.1f}" for v in m.box), f"{m.confidence:.4f}",
+                    m.label, "" if m.distance is None else f"{m.distance:.4f}",
+                    ";".join(f"{c.name}:{c.distance:.4f}" for c in m.candidates), "",
+                ])
+        sys.stdout.write(buffer.getvalue())
+    else:
+        table = Table(title=f"threshold {limit:.3f} ({source}), match {match.value}")
+        table.add_column("photo", overflow="ellipsis", no_wrap=True, max_width=30)
+        for column in ("face", "box x,y,w,h", "name", "distance"):
+            table.add_column(column, no_wrap=True)
+        table.add_column(f"top-{top_k}", overflow="fold")
+        for p in results:
+            for i, m in enumerate(p.matches, 1):
+                table.add_row(
+                    p.path.name, str(i), ",".join(f"{v:.0f}" for v in m.box),
+                    m.label if m.name is not None else "[red]unknown[/red]",
+                    "-" if m.distance is None else f"{m.distance:.3f}",
+                    ", ".join(f"{c.name} {c.distance:.2f}" for c in m.candidates),
+                )
+        _console().print(table)
+    return 1 if failed else 0
+
+
+def _dataset_split(folder: Path) -> list[tuple[str, Path]]:
+    from toolchain.runtime.images import find_images
+
+    if not folder.is_dir():
+        raise InputError(f"{folder}: missing; the dataset needs train/ and val/ per-person "
+                         "folders")
+    items = [(person.name, photo)
+             for person in sorted(p for p in folder.iterdir() if p.is_dir())
+             if not person.name.startswith(".")
+             for photo in find_images(person)]
+    if not items:
+        raise InputError(f"{folder}: no per-person photo folders")
+    return items
+
+
+def _evaluate_markdown(summary: dict[str, Any], people: list[str], predicted_names: list[str],
+                       confusion: dict[str, Counter[str]]) -> str:
+    ident, ver = summary["identification"], summary["verification"]
+    lines = [
+        "# Evaluation",
+        "",
+        f"Dataset `{summary['dataset']}`: {summary['train_photos']} train photos "
+        f"({summary['enrolled']} enrolled), {summary['val_photos']} val photos, "
+        f"{len(people)} people. Model `{summary['model']}` (sha256 "
+        f"`{summary['model_fingerprint'][:16]}…`), match `{summary['match']}`, "
+        f"{summary['created']}.",
+        "",
+        "## Identification (val photos against a gallery of the train photos)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| top-1 accuracy, nearest person | {ident['correct_closed']}/{ident['total']} "
+        f"= {ident['accuracy_closed']:.2%} |",
+        f"| accuracy at threshold {ident['threshold']:.3f} (farther = unknown = wrong) | "
+        f"{ident['correct_open']}/{ident['total']} = {ident['accuracy_open']:.2%} |",
+        "",
+        "Confusion (rows: true person, columns: predicted):",
+        "",
+        "| true \\ predicted | " + " | ".join(predicted_names) + " |",
+        "|---|" + "---|" * len(predicted_names),
+    ]
+    for person in people:
+        row = confusion.get(person, Counter())
+        lines.append(f"| {person} | " + " | ".join(str(row[p]) for p in predicted_names) + " |")
+    lines += [
+        "",
+        "## Verification (every val face against every train face)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| pairs | {ver['pairs_same']} same person, {ver['pairs_different']} different |",
+        f"| ROC AUC | {ver['auc']:.4f} |",
+        f"| equal error rate | {ver['eer']:.2%} at distance {ver['eer_threshold']:.3f} |",
+        f"| accuracy-maximizing threshold | {ver['best_threshold']:.3f} "
+        f"(pair accuracy {ver['best_accuracy']:.2%}) |",
+        "",
+        "![ROC curve](evaluate_roc.png)",
+        "",
+        "![Distance histogram](evaluate_distances.png)",
+        "",
+    ]
+    if summary["problems"]:
+        lines += ["## Photos not used", ""]
+        lines += [f"- {message}" for message in summary["problems"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[Path, typer.Argument(
+        exists=True, file_okay=False,
+        help="Folder with train/<person>/ and val/<person>/ photos.", show_default=False)],
+    store_threshold: Annotated[bool, typer.Option(
+        "--store-threshold",
+        help="Save the accuracy-maximizing threshold into the gallery for recognize.")] = False,
+    gallery: GalleryOption = None,
+    match: MatchOption = MatchChoice.nearest,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
+) -> int:
+    """Enroll train/ into a temporary gallery, recognize val/, and report accuracy, ROC AUC, EER.
+
+    Writes <artifacts>/reports/evaluate.{md,json} and the ROC and distance-histogram PNGs.
+    """
+    import numpy as np
+    from rich.table import Table
+
+    from toolchain.atomic import write_json, write_text
+    from toolchain.preprocess import largest_face
+    from toolchain.runtime.drawing import distance_histogram, roc_chart
+    from toolchain.runtime.evaluation import NO_FACE, identification, verification
+    from toolchain.runtime.gallery import Gallery, pairwise_distances
+
+    layout = layout_for(artifacts)
+    train = _dataset_split(dataset / "train")
+    val = _dataset_split(dataset / "val")
+    problems: list[str] = []
+    unreadable = 0
+    with (
+        tempfile.TemporaryDirectory(prefix="facenet-evaluate-") as tmp,
+        _recognizer(artifacts, Path(tmp) / "train.db", match=match.value, top_k=1) as rec,
+    ):
+        with progress_bar("enrolling train/", len(train)) as advance:
+            outcomes = rec.enroll_many(train, largest=True, progress=advance)
+        for outcome in outcomes:
+            if not outcome.ok:
+                problems.append(f"train: {outcome.message}")
+                unreadable += outcome.status == "error"
+        entries = rec.gallery().entries()
+        truth: list[str] = []
+        predicted: list[str | None] = []
+        distances: list[float | None] = []
+        val_vectors: list[np.ndarray] = []
+        val_people: list[str] = []
+        records: list[dict[str, Any]] = []
+        with progress_bar("recognizing val/", len(val)) as advance:
+            photos = rec.analyze([path for _, path in val], progress=advance)
+            for (person, _), photo in zip(val, photos, strict=True):
+                truth.append(person)
+                if photo.error is not None or not photo.faces:
+                    message = photo.error or f"{photo.path}: no face found"
+                    problems.append(f"val: {message}")
+                    unreadable += photo.error is not None
+                    predicted.append(None)
+                    distances.append(None)
+                    records.append({"file": str(photo.path), "true": person,
+                                    "predicted": None, "distance": None, "error": message})
+                    continue
+                face = photo.faces[largest_face([f.box for f in photo.faces])]
+                best = rec.gallery().match(face.embedding[None], k=1, mode=rec.match_mode)[0]
+                name = best[0].name if best else None
+                distance = best[0].distance if best else None
+                predicted.append(name)
+                distances.append(distance)
+                val_vectors.append(face.embedding)
+                val_people.append(person)
+                records.append({"file": str(photo.path), "true": person, "predicted": name,
+                                "distance": distance, "error": None})
+        embedder = rec.embedder
+    for message in problems:
+        problem(message)
+    if not entries or not val_vectors:
+        raise InputError(f"{dataset}: no usable faces in train/ or val/")
+    train_people = np.array([e.name for e in entries])
+    pair_d = pairwise_distances(np.stack(val_vectors), np.stack([e.vector for e in entries]))
+    pair_same = np.array(val_people)[:, None] == train_people[None, :]
+    try:
+        ver = verification(pair_d.ravel(), pair_same.ravel())
+    except ValueError as exc:
+        raise InputError(f"{dataset}: cannot compute ROC ({exc})") from exc
+    ident = identification(truth, predicted, distances, ver.best_threshold)
+
+    people = sorted({p for p, _ in train} | {p for p, _ in val})
+    predicted_names = [*people, *sorted({p for p in predicted if p and p not in people})]
+    if any(p is None for p in predicted):
+        predicted_names.append(NO_FACE)
+    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    summary: dict[str, Any] = {
+        "dataset": str(dataset), "created": created, "model": str(embedder.path),
+        "model_fingerprint": embedder.fingerprint, "match": match.value,
+        "train_photos": len(train), "enrolled": len(entries), "val_photos": len(val),
+        "people": people,
+        "identification": {
+            "total": ident.total, "correct_closed": ident.correct_closed,
+            "accuracy_closed": ident.accuracy_closed, "correct_open": ident.correct_open,
+            "accuracy_open": ident.accuracy_open, "threshold": ident.threshold,
+            "confusion": {t: dict(c) for t, c in ident.confusion.items()},
+        },
+        "verification": {
+            "pairs_same": ver.pairs_same, "pairs_different": ver.pairs_different,
+            "auc": ver.auc, "eer": ver.eer, "eer_threshold": ver.eer_threshold,
+            "best_threshold": ver.best_threshold, "best_accuracy": ver.best_accuracy,
+            "roc": {"fpr": ver.fpr.tolist(), "tpr": ver.tpr.tolist(),
+                    "thresholds": ver.thresholds.tolist()},
+        },
+        "val": records,
+        "problems": problems,
+    }
+    reports = layout.reports_dir
+    write_json(reports / "evaluate.json", summary)
+    write_text(reports / "evaluate.md",
+               _evaluate_markdown(summary, people, predicted_names, ident.confusion))
+    roc_chart(ver.fpr, ver.tpr, ver.auc, ver.eer, reports / "evaluate_roc.png")
+    distance_histogram(pair_d[pair_same], pair_d[~pair_same], ver.best_threshold,
+                       reports / "evaluate_distances.png")
+
+    confusion_table = Table(title="Identification: true (rows) vs predicted (columns)")
+    confusion_table.add_column("true \\ predicted")
+    for name in predicted_names:
+        confusion_table.add_column(name, justify="right")
+    for person in people:
+        row = ident.confusion.get(person, Counter())
+        confusion_table.add_row(person, *(
+            f"[bold]{row[n]}[/bold]" if n == person else (str(row[n]) if row[n] else ".")
+            for n in predicted_names))
+    metrics = Table(title=f"Evaluation of {dataset}")
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    metrics.add_row("top-1 accuracy (nearest person)",
+                    f"{ident.correct_closed}/{ident.total} = {ident.accuracy_closed:.2%}")
+    metrics.add_row(f"accuracy at threshold {ver.best_threshold:.3f}",
+                    f"{ident.correct_open}/{ident.total} = {ident.accuracy_open:.2%}")
+    metrics.add_row("verification pairs (same / different)",
+                    f"{ver.pairs_same} / {ver.pairs_different}")
+    metrics.add_row("ROC AUC", f"{ver.auc:.4f}")
+    metrics.add_row("equal error rate", f"{ver.eer:.2%} at {ver.eer_threshold:.3f}")
+    metrics.add_row("accuracy-maximizing threshold",
+                    f"{ver.best_threshold:.3f} ({ver.best_accuracy:.2%} of pairs)")
+    console = _console()
+    console.print(confusion_table)
+    console.print(metrics)
+    print(f"reports: {reports / 'evaluate.md'}, evaluate.json, evaluate_roc.png, "
+          "evaluate_distances.png")
+    if store_threshold:
+        target = gallery if gallery is not None else layout.gallery
+        with Gallery.open(target, fingerprint=embedder.fingerprint, dim=embedder.dim,
+                          create=True) as stored:
+            stored.set_threshold(ver.best_threshold,
+                                 f"facenet evaluate {dataset} at {created}, accuracy-maximizing "
+                                 f"over {ver.pairs_same + ver.pairs_different} pairs")
+        print(f"stored threshold {ver.best_threshold:.3f} in {target}")
+    return 1 if unreadable else 0
+
+
+@gallery_app.command("list")
+def gallery_list(
+    gallery: GalleryOption = None,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
+) -> None:
+    """List the enrolled people."""
+    from rich.table import Table
+
+    from toolchain.runtime.gallery import Gallery
+
+    path = gallery if gallery is not None else layout_for(artifacts).gallery
+    with Gallery.open(path) as opened:
+        people = opened.people()
+        threshold = opened.threshold
+        title = (f"{path}: model sha256 {opened.fingerprint[:12]}…, threshold "
+                 + (f"{threshold:.3f} (calibrated)" if threshold is not None else "not calibrated"))
+    table = Table(title=title)
+    table.add_column("person")
+    table.add_column("embeddings", justify="right")
+    table.add_column("photos", justify="right")
+    table.add_column("since")
+    for person in people:
+        table.add_row(person.name, str(person.embeddings), str(person.photos), person.created)
+    _console().print(table)
+    print(f"{len(people)} people, {sum(p.embeddings for p in people)} embeddings")
+
+
+@gallery_app.command("remove")
+def gallery_remove(
+    name: Annotated[str, typer.Argument(help="Person to remove.", show_default=False)],
+    gallery: GalleryOption = None,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
+) -> None:
+    """Remove a person and all their embeddings."""
+    from toolchain.runtime.gallery import Gallery
+
+    path = gallery if gallery is not None else layout_for(artifacts).gallery
+    with Gallery.open(path) as opened:
+        count = opened.remove(name)
+    print(f"removed {name!r} ({count} embeddings) from {path}")
+
+
+@gallery_app.command("export")
+def gallery_export(
+    file: Annotated[Path, typer.Argument(dir_okay=False, help="JSON file to write.",
+                                         show_default=False)],
+    gallery: GalleryOption = None,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
+) -> None:
+    """Write every embedding, with its provenance, to a JSON file."""
+    from toolchain.runtime.gallery import Gallery, export_json
+
+    path = gallery if gallery is not None else layout_for(artifacts).gallery
+    with Gallery.open(path) as opened:
+        count = export_json(opened, file)
+    print(f"exported {count} embeddings to {file}")
+
+
+@gallery_app.command("import")
+def gallery_import(
+    file: Annotated[Path, typer.Argument(
+        exists=True, dir_okay=False, show_default=False,
+        help="A `facenet gallery export` file, or the seed's DataBase.json "
+             '({"Name": [128 floats], ...}).')],
+    gallery: GalleryOption = None,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
+) -> None:
+    """Add the embeddings of a JSON file to the gallery; a malformed file changes nothing."""
+    from toolchain.atomic import sha256_file
+    from toolchain.runtime.gallery import Gallery, parse_import
+
+    layout = layout_for(artifacts)
+    path = gallery if gallery is not None else layout.gallery
+    data = parse_import(file)
+    fingerprint = data.fingerprint
+    if fingerprint is None:
+        log.warning("%s: the seed's vectors were computed by its own pipeline (BGR crops); "
+                    "enrolling the photos again with `facenet enroll` matches better", file)
+    if fingerprint is None and not path.exists():
+        if data.dim != EMBEDDING_DIM:
+            raise InputError(f"{file}: {data.dim}-d vectors, FaceNet makes {EMBEDDING_DIM}-d ones")
+        model = layout.models_dir / "facenet.onnx"
+        if not model.is_file():
+            raise MissingArtifactError(
+                f"a new gallery is bound to the model {model}, which is missing; create it "
+                "with `nox -s export`")
+        fingerprint = sha256_file(model)
+    with Gallery.open(path, fingerprint=fingerprint, dim=data.dim, create=True) as opened:
+        result = opened.add(data.entries)
+        if data.threshold is not None and opened.threshold is None:
+            opened.set_threshold(data.threshold, f"imported from {file}")
+    print(f"imported {len(result.added)} embeddings ({data.kind}); "
+          f"{len(result.duplicates)} were already in {path}")
