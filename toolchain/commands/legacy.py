@@ -179,7 +179,7 @@ def _print_human(report: InspectReport) -> None:
 
 @app.command()
 def inspect(
-    h5: Annotated[Path, typer.Argument(help="A legacy Keras .h5 model file.", dir_okay=False)],
+    h5: Annotated[Path, typer.Argument(help="A legacy Keras .h5 model file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")] = False,
 ) -> None:
     """Show what a legacy Keras .h5 holds (layers, parameters, decompiled Lambda code).
