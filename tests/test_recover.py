@@ -256,7 +256,7 @@ def test_real_recovery(legacy_python: Path, real_h5: Path, tmp_path: Path) -> No
 IMPORT_CHECK = """
 import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("recover", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
+module = sys.modules["recover"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 heavy = ("typer", "rich", "click", "tensorflow", "keras")
 print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
