@@ -1,0 +1,82 @@
+"""``facenet export`` and ``facenet parity``: rebuild, export every format, prove parity."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+import typer
+
+from toolchain.app import DEFAULT_ARTIFACTS_PATH, ArtifactsOption, app, layout_for
+
+log = logging.getLogger(__name__)
+
+FORMAT_HELP = (
+    "Format(s) to export: keras, savedmodel, onnx, tflite, tflite-fp16, tflite-int8, "
+    "any other registered exporter (e.g. mtcnn), or all. Repeatable."
+)
+
+
+@app.command()
+def export(
+    formats: Annotated[
+        list[str], typer.Option("--format", "-f", help=FORMAT_HELP, show_default=True)
+    ] = ["all"],  # noqa: B006  (typer reads the default list, never mutates it)
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
+) -> None:
+    """Rebuild InceptionResNetV1, load the recovered npz strictly and export the chosen formats."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from toolchain.exporters import ExportContext, resolve, run_exporters, write_export_report
+
+    start = time.perf_counter()
+    layout = layout_for(artifacts)
+    plan = resolve(formats)
+    log.info("export plan: %s", " -> ".join(e.name for e in plan))
+    context = ExportContext(layout)
+    console = Console(stderr=True)
+    with console.status("exporting…"):
+        results = run_exporters(context, [e.name for e in plan])
+    report = write_export_report(layout, results)
+    table = Table(title=f"export ({time.perf_counter() - start:.1f} s total)")
+    for column in ("format", "seconds", "size MB", "written"):
+        table.add_column(column)
+    for r in results:
+        table.add_row(
+            r.name,
+            f"{r.seconds:.1f}",
+            f"{r.size_bytes / 1e6:.1f}",
+            "\n".join(str(p) for p in r.paths),
+        )
+    Console().print(table)
+    log.info("wrote %s", report)
+
+
+@app.command()
+def parity(artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH) -> None:
+    """Run every exported FaceNet format on all reference crops and compare with the original.
+
+    Prints one ``[ok]`` / ``[x]`` line per format and check; exits 7 if any check fails.
+    """
+    from rich.console import Console
+
+    from toolchain.exporters import facenet_model_paths
+    from toolchain.parity import run_parity
+
+    start = time.perf_counter()
+    layout = layout_for(artifacts)
+    console = Console(stderr=True)
+    with console.status("parity: running every format…") as status:
+        report = run_parity(
+            layout,
+            facenet_model_paths(layout),
+            emit=print,
+            on_result=lambda fmt: status.update(f"parity: {fmt} done"),
+        )
+    print(
+        f"parity OK: {len(report.checks)} checks on {report.reference_rows} crops, "
+        f"default threshold {report.threshold.value} "
+        f"({time.perf_counter() - start:.1f} s); reports in {layout.reports_dir}"
+    )
