@@ -172,9 +172,6 @@ def _print_human(report: InspectReport) -> None:
         console.print(escape(disassembly.rstrip() or "undecodable"), markup=True)
         if members[0].source:
             console.print(f"[bold]Recovered source:[/bold] {escape(members[0].source)}")
-        for member in members:
-            if member.refusal:
-                console.print(f"[red]{escape(member.refusal)}[/red]")
 
 
 @app.command()

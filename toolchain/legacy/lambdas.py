@@ -257,7 +257,9 @@ def vet_lambda(layer: str, config: dict[str, Any]) -> VettedLambda:
     if problem is not None:
         raise UnsafeCodeError(
             f"Lambda layer {layer!r} carries unvetted Python {decoded.version_text} code "
-            f"({problem}); refusing it. Recovered code: {decoded.shown!r}"
+            f"({problem}); refusing it. "
+            f"{'Recovered source' if decoded.source is not None else 'Disassembly'}: "
+            f"{decoded.shown!r}"
         )
     arguments = config.get("arguments")
     if not (
