@@ -105,6 +105,13 @@ class Check:
         return f"{mark} {self.fmt:<12} vs {self.against:<11} {self.check:<15} {self.detail}"
 
 
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity, computed in float64 (identical rows give exactly 1)."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    norms = np.linalg.norm(a64, axis=-1) * np.linalg.norm(b64, axis=-1)
+    return np.sum(a64 * b64, axis=-1) / np.maximum(norms, 1e-300)
+
+
 def compare(
     fmt: str, against: str, got: np.ndarray, expected: np.ndarray, tolerance: Tolerance
 ) -> list[Check]:
@@ -141,7 +148,7 @@ def compare(
         checks.append(Check(fmt, against, "values", False, "NaN or inf in the output"))
         return checks
     max_abs = float(np.max(np.abs(a - b)))
-    cos = np.sum(a * b, axis=-1, dtype=np.float64)
+    cos = cosines(got, expected)
     min_cos, mean_cos = float(cos.min()), float(cos.mean())
     ok = min_cos >= tolerance.min_cos and (
         tolerance.max_abs is None or max_abs <= tolerance.max_abs
@@ -149,7 +156,7 @@ def compare(
     limit = f"cos >= {tolerance.min_cos}"
     if tolerance.max_abs is not None:
         limit = f"|d| <= {tolerance.max_abs:g}, {limit}"
-    detail = f"max|d| {max_abs:.2e}  min cos {min_cos:.8f}  mean cos {mean_cos:.8f}  ({limit})"
+    detail = f"max|d| {max_abs:.2e}  min cos {min_cos:.10f}  mean cos {mean_cos:.10f}  ({limit})"
     checks.append(Check(fmt, against, "values", ok, detail, max_abs, min_cos, mean_cos))
     return checks
 
@@ -318,9 +325,9 @@ def choose_threshold(embeddings: np.ndarray, persons: Sequence[str]) -> Threshol
     return Threshold(
         value=round(value, 6),
         method=(
-            "midpoint of the widest gap with the highest balanced accuracy between same- and "
-            "different-person euclidean distances of L2-normalized ORIGINAL-graph embeddings, "
-            "all pairs of the 5-celebrity reference crops (train + val)"
+            "the midpoint between consecutive sorted pair distances that maximizes balanced "
+            "accuracy (ties: widest gap); euclidean distances of L2-normalized ORIGINAL-graph "
+            "embeddings, all pairs of the 5-celebrity reference crops (train + val)"
         ),
         same_pairs=n_same,
         different_pairs=n_diff,
@@ -502,10 +509,6 @@ class ParityReport:
         return "\n".join(c.line() for c in self.checks)
 
 
-def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.sum(l2_normalize(a) * l2_normalize(b), axis=-1, dtype=np.float64)
-
-
 def _report_json(report: ParityReport, reference: Reference) -> dict[str, Any]:
     formats = {}
     for fmt, r in report.results.items():
@@ -549,8 +552,8 @@ def _report_md(report: ParityReport) -> str:
                 f", abs <= {tol.max_abs:g}" if tol.max_abs is not None else ""
             )
             lines.append(
-                f"| {c.fmt} | {c.against} | {c.max_abs:.2e} | {c.min_cos:.8f} | "
-                f"{c.mean_cos:.8f} | {limit} | {'yes' if c.ok else 'NO'} |"
+                f"| {c.fmt} | {c.against} | {c.max_abs:.2e} | {c.min_cos:.10f} | "
+                f"{c.mean_cos:.10f} | {limit} | {'yes' if c.ok else 'NO'} |"
             )
     lines += [
         "",
@@ -597,9 +600,10 @@ def _plot(report: ParityReport, reference: Reference, out: Path) -> None:
 
     fmts = list(report.results)
     fig, (ax_cos, ax_abs) = plt.subplots(1, 2, figsize=(13, 0.7 * len(fmts) + 2.4))
-    floor = 1e-9
+    floor = 1e-12
+    idents = {c.fmt: c.detail.split(" ")[0] for c in report.checks if c.check == "identification"}
     for y, fmt in enumerate(fmts):
-        dev = 1.0 - _cosines(report.results[fmt].outputs["embedding"], reference.embeddings)
+        dev = 1.0 - cosines(report.results[fmt].outputs["embedding"], reference.embeddings)
         jitter = np.random.default_rng(y).uniform(-0.2, 0.2, size=len(dev))
         ax_cos.scatter(np.maximum(dev, floor), y + jitter, s=9, alpha=0.6)
         limit = 1.0 - TOLERANCES[fmt].min_cos
@@ -607,11 +611,15 @@ def _plot(report: ParityReport, reference: Reference, out: Path) -> None:
     ax_cos.set_xscale("log")
     ax_cos.set_yticks(range(len(fmts)), fmts)
     ax_cos.invert_yaxis()
-    ax_cos.set_xlabel("1 - cosine to the original (log; red bar = limit; lower is better)")
+    ax_cos.set_xlabel(
+        f"1 - cosine to the original (log, values < {floor:g} drawn at {floor:g}; "
+        "red bar = limit; lower is better)"
+    )
     ax_cos.set_title(
         f"Per-crop deviation from the original graph ({reference.crops.shape[0]} crops)"
     )
-    ax_cos.grid(axis="x", which="both", alpha=0.3)
+    ax_cos.grid(axis="x", which="major", alpha=0.3)
+    ax_cos.set_axisbelow(True)
 
     values = {c.fmt: c for c in report.checks if c.check == "values" and c.against == ORIGINAL}
     max_abs = [max(values[f].max_abs or floor, floor) if f in values else floor for f in fmts]
@@ -621,14 +629,24 @@ def _plot(report: ParityReport, reference: Reference, out: Path) -> None:
         tol = TOLERANCES[fmt].max_abs
         if tol is not None:
             ax_abs.plot([tol, tol], [y - 0.4, y + 0.4], color="red", lw=2)
-        ax_abs.text(max_abs[y], y, f" {max_abs[y]:.1e}", va="center")
+        ident = idents.get(fmt, "-")
+        ax_abs.text(max_abs[y], y, f" {max_abs[y]:.1e}", va="bottom")
+        ax_abs.text(
+            0.97,
+            y,
+            f"identified {ident}",
+            va="center",
+            ha="right",
+            transform=ax_abs.get_yaxis_transform(),
+        )
     ax_abs.set_xscale("log")
     ax_abs.set_yticks(range(len(fmts)), fmts)
     ax_abs.invert_yaxis()
-    ax_abs.set_xlim(floor * 10, 1.0)
+    ax_abs.set_xlim(1e-8, 1e3)
     ax_abs.set_xlabel("max |diff| of L2-normalized embeddings (log; red bar = limit)")
     ax_abs.set_title("Worst element difference vs the original (green = pass)")
-    ax_abs.grid(axis="x", which="both", alpha=0.3)
+    ax_abs.grid(axis="x", which="major", alpha=0.3)
+    ax_abs.set_axisbelow(True)
     verdict = "PASS" if not report.failed else f"FAIL ({len(report.failed)} checks)"
     fig.suptitle(f"FaceNet export parity: {verdict}", fontweight="bold")
     fig.tight_layout()
