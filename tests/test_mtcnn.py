@@ -80,9 +80,16 @@ def test_area_resize_is_the_coverage_weighted_mean(height: int, width: int) -> N
     rng = np.random.default_rng(height * 10 + width)
     image = rng.uniform(-1, 1, size=(7, 11, 3)).astype(np.float32)
     got = area_resize(summed_area_table(image), height, width)
-    assert got.dtype == np.float32
     assert got.shape == (height, width, 3)
     np.testing.assert_allclose(got, _brute_area(image, height, width), atol=1e-5)
+
+
+def test_area_resize_of_uint8_uses_an_exact_integer_table() -> None:
+    image = np.random.default_rng(5).integers(0, 256, size=(13, 9, 3), dtype=np.uint8)
+    table = summed_area_table(image)
+    assert table.dtype == np.int32
+    assert table[-1, -1].tolist() == image.sum(axis=(0, 1)).tolist()
+    np.testing.assert_allclose(area_resize(table, 5, 4), _brute_area(image, 5, 4), atol=1e-4)
 
 
 def test_area_resize_by_two_is_the_block_mean() -> None:
