@@ -4,3 +4,4 @@ import toolchain.commands.legacy  # noqa: F401
 from toolchain.commands import source  # noqa: F401
 from toolchain.commands import runtime  # noqa: F401
 from toolchain.commands import convert  # noqa: F401
+from toolchain.commands import bench  # noqa: F401

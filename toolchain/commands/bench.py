@@ -1,0 +1,70 @@
+"""``facenet bench`` (every runtime side by side) and ``facenet int8-variants`` (the int8 sweep)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from toolchain.app import DEFAULT_ARTIFACTS_PATH, ArtifactsOption, app, layout_for
+
+log = logging.getLogger(__name__)
+
+
+@app.command()
+def bench(
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Tiny setting (for tests): numbers not meaningful.")
+    ] = False,
+    repeats: Annotated[
+        int, typer.Option("--repeats", min=1, max=100, help="Timed repetitions per measurement.")
+    ] = 5,
+    recognize_python: Annotated[
+        Path | None,
+        typer.Option(
+            "--recognize-python",
+            exists=True,
+            dir_okay=False,
+            help="Interpreter whose `-m toolchain recognize` is timed for the cold start "
+            "(e.g. the runtime env's, without TensorFlow) [default: this one].",
+        ),
+    ] = None,
+) -> None:
+    """Benchmark every runtime side by side; write reports/bench.{json,md,png}."""
+    from toolchain.bench import BenchConfig, console_table, run_bench
+
+    layout = layout_for(artifacts)
+    config = BenchConfig(
+        repeats=1 if quick else repeats, quick=quick, recognize_python=recognize_python
+    )
+    report = run_bench(layout, config)
+    print(console_table(report))
+    log.info("wrote %s", ", ".join(str(layout.reports_dir / n) for n in
+                                   ("bench.json", "bench.md", "bench.png")))
+
+
+@app.command("int8-variants")
+def int8_variants(
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
+    repeats: Annotated[
+        int, typer.Option("--repeats", min=1, max=100, help="Timed batch-16 runs per variant.")
+    ] = 7,
+) -> None:
+    """Quantize FaceNet to int8 every way tried; check, time and report each variant."""
+    from toolchain.quantize import CHOSEN, VARIANTS_REPORT, best_variant, sweep_variants
+
+    layout = layout_for(artifacts)
+    records = sweep_variants(layout, repeats=repeats)
+    for r in records:
+        if r.check is None:
+            print(f"{r.variant.name:<30} failed: {r.error}")
+            continue
+        print(f"{r.variant.name:<30} x{r.speedup or 0:.2f} vs fp32  "
+              f"{'ok ' if r.accepted else 'off'}  {r.check.describe()}")
+    best = best_variant(records)
+    print(f"fastest within the bound: {best.variant.name if best else 'none'}; "
+          f"the exporter uses {CHOSEN.name}")
+    log.info("wrote %s", layout.reports_dir / VARIANTS_REPORT)

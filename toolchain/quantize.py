@@ -1,0 +1,477 @@
+"""Static int8 FaceNet on ONNX Runtime: the ``onnx-int8`` exporter and the variant sweep.
+
+The fp32 ``facenet.onnx`` is quantized with :func:`onnxruntime.quantization.quantize_static`,
+calibrated ONLY on the TRAIN reference crops (``reference/index.json`` split ``train``),
+prewhitened by :func:`toolchain.preprocess.prewhiten` exactly as at inference. The val crops are
+never seen by the calibration; they are what the accuracy is judged on, together with the train
+crops, against the ORIGINAL graph's reference embeddings.
+
+:func:`sweep_variants` quantizes every :data:`VARIANTS` entry, checks it and times it against the
+fp32 model in the same process, and writes ``reports/int8_variants.json``; :data:`CHOSEN` is the
+fastest variant that met the accuracy bound in that sweep, and is what :func:`export_int8` (the
+``onnx-int8`` exporter) writes to ``models/facenet_int8.onnx``.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolchain.atomic import atomic_file, write_json
+from toolchain.errors import MissingArtifactError, ParityError
+from toolchain.exporters import ExportContext, register_exporter
+from toolchain.parity import L2_OUTPUT_MAX_ABS, Reference, identify, load_reference
+from toolchain.paths import Layout
+from toolchain.preprocess import l2_normalize, prewhiten
+
+log = logging.getLogger(__name__)
+
+EXPORTER_NAME = "onnx-int8"
+FP32_FILE = "facenet.onnx"
+INT8_FILE = "facenet_int8.onnx"
+VARIANTS_REPORT = "int8_variants.json"
+
+MIN_COSINE = 0.995
+"""Smallest allowed cosine between an int8 embedding and the ORIGINAL graph's, on every crop."""
+
+CALIBRATION_BATCH = 1
+"""Crops per calibration run; the histogram calibrators (entropy, percentile) need equal-sized
+batches, and one crop per run is the only size that divides every train count."""
+TIMING_BATCH = 16
+
+EXPORT_HINT = "run `nox -s export` (it runs `facenet export --format onnx`)"
+
+
+@dataclass(frozen=True)
+class Int8Variant:
+    """One way of quantizing the model.
+
+    Attributes:
+        name: short label used in reports.
+        quant_format: ``qdq`` (QuantizeLinear/DequantizeLinear pairs, fused by ORT at load) or
+            ``qoperator`` (QLinearConv & co. written into the graph).
+        per_channel: one weight scale per output channel (else one per tensor).
+        activations: ``u8`` or ``s8``.
+        weights: ``s8`` or ``u8``.
+        reduce_range: 7-bit weights (avoids the u8*s8 pair-sum saturation of AVX2 ``vpmaddubsw``).
+        op_types: operator types to quantize (empty: everything ORT can quantize).
+        exclude: ``first_conv`` (the stem's first convolution) and/or ``head`` (the last dense
+            layer and every node after it: bottleneck, its batch norm, the L2 output), kept in
+            float.
+        calibration: ``minmax``, ``entropy`` or ``percentile``.
+        preprocess: run ``quant_pre_process`` (ORT shape inference + graph optimization) first.
+    """
+
+    name: str
+    quant_format: str = "qdq"
+    per_channel: bool = True
+    activations: str = "u8"
+    weights: str = "s8"
+    reduce_range: bool = False
+    op_types: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ("head",)
+    calibration: str = "minmax"
+    preprocess: bool = True
+
+
+VARIANTS: tuple[Int8Variant, ...] = (
+    Int8Variant("qdq-pc-u8s8"),
+    Int8Variant("qdq-pc-u8s8-noprep", preprocess=False),
+    Int8Variant("qdq-pt-u8s8", per_channel=False),
+    Int8Variant("qdq-pc-u8s8-rr", reduce_range=True),
+    Int8Variant("qdq-pc-u8u8", weights="u8"),
+    Int8Variant("qdq-pc-s8s8", activations="s8"),
+    Int8Variant("qdq-pc-u8s8-conv-only", op_types=("Conv",)),
+    Int8Variant("qdq-pc-u8s8-first-float", exclude=("first_conv", "head")),
+    Int8Variant("qdq-pc-u8s8-head-int8", exclude=()),
+    Int8Variant("qdq-pc-u8s8-percentile", calibration="percentile"),
+    Int8Variant("qdq-pc-u8s8-entropy", calibration="entropy"),
+    Int8Variant("qop-pc-u8s8", quant_format="qoperator"),
+    Int8Variant("qop-pt-u8s8", quant_format="qoperator", per_channel=False),
+)
+"""Everything :func:`sweep_variants` tries (the issue's list: format, per-channel vs per-tensor,
+u8/s8 choices, reduce_range, excluded nodes, ORT pre-processing, calibration method)."""
+
+CHOSEN = VARIANTS[0]
+"""The variant the ``onnx-int8`` exporter writes: the fastest one that met the accuracy bound in
+the last :func:`sweep_variants` run on this machine (``reports/int8_variants.json``)."""
+
+
+@dataclass
+class Int8Check:
+    """Accuracy of an int8 model on the reference crops.
+
+    Attributes:
+        min_cos_original: smallest cosine vs the ORIGINAL graph over all crops (the bound).
+        min_cos_original_val: the same over the val crops only (never calibrated on).
+        min_cos_fp32_val: smallest cosine vs the fp32 ONNX model over the val crops.
+        mean_cos_original: mean cosine vs the ORIGINAL graph over all crops.
+        identified: val crops whose nearest train crop is the same person.
+        total: val crops.
+        l2_max_abs: max ``|embedding_l2 - l2_normalize(embedding)|`` (``None``: no such output).
+    """
+
+    min_cos_original: float
+    min_cos_original_val: float
+    min_cos_fp32_val: float
+    mean_cos_original: float
+    identified: int
+    total: int
+    l2_max_abs: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the accuracy bound holds (cosine, perfect identification, L2 output)."""
+        return (
+            self.min_cos_original >= MIN_COSINE
+            and self.total > 0
+            and self.identified == self.total
+            and (self.l2_max_abs is None or self.l2_max_abs <= L2_OUTPUT_MAX_ABS)
+        )
+
+    def describe(self) -> str:
+        """One line for logs and errors."""
+        return (
+            f"min cos vs original {self.min_cos_original:.5f} (val {self.min_cos_original_val:.5f},"
+            f" bound {MIN_COSINE}), min cos vs fp32 on val {self.min_cos_fp32_val:.5f}, "
+            f"identification {self.identified}/{self.total}"
+            + ("" if self.l2_max_abs is None else
+               f", embedding_l2 max|d| {self.l2_max_abs:.1e} (<= {L2_OUTPUT_MAX_ABS:g})")
+        )
+
+
+@dataclass
+class VariantRecord:
+    """One row of the variant sweep.
+
+    Attributes:
+        variant: how it was quantized.
+        check: its accuracy (``None`` if quantization or loading failed).
+        faces_per_s_b16: median batch-16 throughput.
+        fp32_faces_per_s_b16: median batch-16 throughput of the fp32 model, same process.
+        speedup: ratio of the two.
+        size_bytes: model size.
+        quantize_seconds: wall time of the quantization (including calibration).
+        error: why it failed, if it did.
+    """
+
+    variant: Int8Variant
+    check: Int8Check | None = None
+    faces_per_s_b16: float | None = None
+    fp32_faces_per_s_b16: float | None = None
+    speedup: float | None = None
+    size_bytes: int | None = None
+    quantize_seconds: float | None = None
+    error: str | None = None
+    timings_b16: list[float] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        """Met the accuracy bound."""
+        return self.check is not None and self.check.ok
+
+
+def fp32_model(layout: Layout) -> Path:
+    """The fp32 ONNX model, or :class:`MissingArtifactError` naming the nox session."""
+    path = layout.models_dir / FP32_FILE
+    if not path.is_file():
+        raise MissingArtifactError(f"{path} is missing; {EXPORT_HINT}")
+    return path
+
+
+def calibration_batches(reference: Reference) -> list[np.ndarray]:
+    """Prewhitened TRAIN crops in batches of :data:`CALIBRATION_BATCH` (val never included)."""
+    rows = [i for i, split in enumerate(reference.splits) if split == "train"]
+    if not rows:
+        raise MissingArtifactError(
+            "the reference has no train crops to calibrate on; run `nox -s recover`"
+        )
+    x = prewhiten(reference.crops[rows])
+    return [x[i : i + CALIBRATION_BATCH] for i in range(0, len(x), CALIBRATION_BATCH)]
+
+
+class _Reader:
+    """An ``onnxruntime.quantization.CalibrationDataReader`` over prepared batches."""
+
+    def __init__(self, input_name: str, batches: Sequence[np.ndarray]):
+        self._input_name = input_name
+        self._batches = list(batches)
+        self._it: Iterator[np.ndarray] = iter(self._batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._it, None)
+        return None if batch is None else {self._input_name: batch}
+
+    def rewind(self) -> None:
+        self._it = iter(self._batches)
+
+
+def _excluded_nodes(model_path: Path, exclude: Sequence[str]) -> list[str]:
+    import onnx
+
+    nodes = list(onnx.load(str(model_path), load_external_data=False).graph.node)
+    names: list[str] = []
+    if "first_conv" in exclude:
+        names += [n.name for n in nodes if n.op_type == "Conv"][:1]
+    if "head" in exclude:
+        dense = [i for i, n in enumerate(nodes) if n.op_type in ("MatMul", "Gemm")]
+        if dense:
+            names += [n.name for n in nodes[dense[-1] :]]
+    return names
+
+
+def quantize(
+    fp32: Path, output: Path, variant: Int8Variant, batches: Sequence[np.ndarray]
+) -> None:
+    """Quantize ``fp32`` into ``output`` as ``variant`` describes, calibrating on ``batches``."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    types = {"u8": QuantType.QUInt8, "s8": QuantType.QInt8}
+    formats = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    input_name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
+    reader = _Reader(input_name, batches)
+    with tempfile.TemporaryDirectory(prefix="facenet-int8-") as work:
+        source = fp32
+        if variant.preprocess:
+            source = Path(work) / "preprocessed.onnx"
+            quant_pre_process(str(fp32), str(source), skip_symbolic_shape=True)
+        quantize_static(
+            str(source),
+            str(output),
+            reader,
+            quant_format=formats[variant.quant_format],
+            op_types_to_quantize=list(variant.op_types) or None,
+            per_channel=variant.per_channel,
+            reduce_range=variant.reduce_range,
+            activation_type=types[variant.activations],
+            weight_type=types[variant.weights],
+            nodes_to_exclude=_excluded_nodes(source, variant.exclude) or None,
+            calibrate_method=methods[variant.calibration],
+        )
+    model = onnx.load(str(output))
+    onnx.checker.check_model(model)
+    described = ", ".join(f"{k}={v}" for k, v in asdict(variant).items())
+    props = {p.key: p.value for p in model.metadata_props}
+    props["quantization"] = (
+        f"onnxruntime {_ort_version()} quantize_static ({described}); calibrated on "
+        f"{sum(len(b) for b in batches)} prewhitened TRAIN reference crops"
+    )
+    onnx.helper.set_model_props(model, props)
+    onnx.save(model, str(output))
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return str(onnxruntime.__version__)
+
+
+def run_model(model: Path, x: np.ndarray, batch: int = 32) -> dict[str, np.ndarray]:
+    """Every output of ``model`` (by name, in graph order) on prewhitened crops ``x``."""
+    from toolchain.runtime.ort_options import OrtSettings, create_session
+
+    session = create_session(model, OrtSettings(cache_optimized=False))
+    name = session.get_inputs()[0].name
+    names = [o.name for o in session.get_outputs()]
+    parts = [session.run(names, {name: x[i : i + batch]}) for i in range(0, len(x), batch)]
+    return {n: np.concatenate([p[k] for p in parts]) for k, n in enumerate(names)}
+
+
+def embed(model: Path, x: np.ndarray) -> np.ndarray:
+    """The first output (the raw embedding) of ``model`` on prewhitened crops ``x``."""
+    return next(iter(run_model(model, x).values()))
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(l2_normalize(a) * l2_normalize(b), axis=-1, dtype=np.float64)
+
+
+def check_int8(
+    outputs: dict[str, np.ndarray], fp32: np.ndarray, reference: Reference
+) -> Int8Check:
+    """Judge an int8 model's outputs (first: raw embedding) against the original and fp32."""
+    int8 = next(iter(outputs.values()))
+    val = np.array([s == "val" for s in reference.splits])
+    vs_original = _cos(int8, reference.embeddings)
+    vs_fp32 = _cos(int8, fp32)
+    ident = identify(int8, reference)
+    l2 = outputs.get("embedding_l2")
+    return Int8Check(
+        min_cos_original=float(vs_original.min()),
+        min_cos_original_val=float(vs_original[val].min()) if val.any() else float("nan"),
+        min_cos_fp32_val=float(vs_fp32[val].min()) if val.any() else float("nan"),
+        mean_cos_original=float(vs_original.mean()),
+        identified=ident.correct,
+        total=ident.total,
+        l2_max_abs=None if l2 is None else float(np.max(np.abs(l2_normalize(int8) - l2))),
+    )
+
+
+def time_b16(model: Path, x16: np.ndarray, repeats: int) -> list[float]:
+    """Seconds per batch-16 run (after one warm-up run), ``repeats`` times."""
+    from toolchain.runtime.ort_options import OrtSettings, create_session
+
+    session = create_session(model, OrtSettings(cache_optimized=False))
+    feed = {session.get_inputs()[0].name: x16}
+    session.run(None, feed)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, feed)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+@dataclass
+class Int8Export:
+    """What :func:`export_int8` wrote.
+
+    Attributes:
+        path: ``models/facenet_int8.onnx``.
+        variant: how it was quantized.
+        check: its accuracy on the reference crops.
+        calibration_crops: number of train crops calibrated on.
+    """
+
+    path: Path
+    variant: Int8Variant
+    check: Int8Check
+    calibration_crops: int
+
+
+def export_int8(
+    layout: Layout, variant: Int8Variant = CHOSEN, reference: Reference | None = None
+) -> Int8Export:
+    """The ``onnx-int8`` exporter: quantize, validate, then atomically write ``facenet_int8.onnx``.
+
+    Validation: ``onnx.checker``, ONNX Runtime runs it on every reference crop, and
+    :class:`Int8Check` holds (min cosine vs the original >= :data:`MIN_COSINE`, every val crop
+    identified). Nothing is written when any of it fails.
+
+    Raises:
+        MissingArtifactError: ``facenet.onnx`` or the reference is missing.
+        ParityError: the quantized model misses the accuracy bound.
+    """
+    fp32 = fp32_model(layout)
+    reference = reference or load_reference(layout)
+    batches = calibration_batches(reference)
+    x = prewhiten(reference.crops)
+    final = layout.models_dir / INT8_FILE
+    with atomic_file(final) as tmp:
+        quantize(fp32, tmp, variant, batches)
+        check = check_int8(run_model(tmp, x), embed(fp32, x), reference)
+        log.info("onnx-int8 (%s): %s", variant.name, check.describe())
+        if not check.ok:
+            raise ParityError(f"int8 model ({variant.name}) misses the bound: {check.describe()}")
+    return Int8Export(final, variant, check, sum(len(b) for b in batches))
+
+
+@register_exporter(
+    EXPORTER_NAME,
+    "ONNX static int8 (quantize_static, per-channel, calibrated on the train crops)",
+    after=("onnx",),
+)
+def export_onnx_int8(context: ExportContext) -> list[Path]:
+    """The ``onnx-int8`` exporter: :func:`export_int8` with :data:`CHOSEN`."""
+    return [export_int8(context.layout, reference=context.reference).path]
+
+
+def sweep_variants(
+    layout: Layout, variants: Sequence[Int8Variant] = VARIANTS, repeats: int = 7
+) -> list[VariantRecord]:
+    """Quantize, check and time every variant; write ``reports/int8_variants.json``.
+
+    Each variant's batch-16 timing is interleaved with a fresh fp32 timing in the same process,
+    so its speedup is measured under the same machine load.
+    """
+    fp32 = fp32_model(layout)
+    reference = load_reference(layout)
+    batches = calibration_batches(reference)
+    x = prewhiten(reference.crops)
+    x16 = x[:TIMING_BATCH]
+    fp32_embeddings = embed(fp32, x)
+    records: list[VariantRecord] = []
+    with tempfile.TemporaryDirectory(prefix="facenet-int8-sweep-") as work:
+        for variant in variants:
+            record = VariantRecord(variant)
+            path = Path(work) / f"{variant.name}.onnx"
+            try:
+                start = time.perf_counter()
+                quantize(fp32, path, variant, batches)
+                record.quantize_seconds = time.perf_counter() - start
+                record.size_bytes = path.stat().st_size
+                record.check = check_int8(run_model(path, x), fp32_embeddings, reference)
+                fp32_times = time_b16(fp32, x16, repeats)
+                record.timings_b16 = time_b16(path, x16, repeats)
+            except Exception as exc:  # a failing variant is a result, not a crash
+                record.error = f"{type(exc).__name__}: {exc}"
+                log.warning("variant %s failed: %s", variant.name, record.error)
+                records.append(record)
+                continue
+            record.faces_per_s_b16 = TIMING_BATCH / float(np.median(record.timings_b16))
+            record.fp32_faces_per_s_b16 = TIMING_BATCH / float(np.median(fp32_times))
+            record.speedup = record.faces_per_s_b16 / record.fp32_faces_per_s_b16
+            log.info(
+                "%-28s %7.1f faces/s (x%.2f vs fp32)  %s",
+                variant.name, record.faces_per_s_b16, record.speedup, record.check.describe(),
+            )
+            records.append(record)
+    write_json(layout.reports_dir / VARIANTS_REPORT, variants_report(records))
+    return records
+
+
+def best_variant(records: Sequence[VariantRecord]) -> VariantRecord | None:
+    """The fastest variant that met the accuracy bound."""
+    accepted = [r for r in records if r.accepted and r.speedup is not None]
+    return max(accepted, key=lambda r: r.speedup or 0.0, default=None)
+
+
+def variants_report(records: Sequence[VariantRecord]) -> dict[str, Any]:
+    """The JSON document of a sweep."""
+    import onnxruntime
+
+    best = best_variant(records)
+    rows = []
+    for r in records:
+        row: dict[str, Any] = {
+            "variant": asdict(r.variant),
+            "accepted": r.accepted,
+            "faces_per_s_b16": r.faces_per_s_b16,
+            "fp32_faces_per_s_b16": r.fp32_faces_per_s_b16,
+            "speedup_vs_fp32": r.speedup,
+            "size_bytes": r.size_bytes,
+            "quantize_seconds": r.quantize_seconds,
+            "timings_b16_s": r.timings_b16,
+            "error": r.error,
+        }
+        if r.check is not None:
+            row["check"] = asdict(r.check)
+        rows.append(row)
+    return {
+        "onnxruntime": onnxruntime.__version__,
+        "min_cosine_bound": MIN_COSINE,
+        "calibration": "prewhitened TRAIN reference crops only",
+        "timing": f"batch {TIMING_BATCH}, median; fp32 timed in the same process before each",
+        "chosen_in_code": CHOSEN.name,
+        "best": best.variant.name if best else None,
+        "variants": rows,
+    }
