@@ -82,7 +82,7 @@ PROBE_ROWS = 8
 STAMP_FILE = Path("assets.extra") / "facenet_export.json"
 """Inside the SavedModel: what it was exported from (``assets.extra`` is TF's place for extras)."""
 
-EXPORTER_MODULES: tuple[str, ...] = ("toolchain.mtcnn_export",)
+EXPORTER_MODULES: tuple[str, ...] = ("toolchain.mtcnn_export", "toolchain.quantize")
 """Modules that register more exporters when imported."""
 
 PREPROCESSING = (
