@@ -76,7 +76,7 @@ def to_rgb(image: Image.Image) -> np.ndarray:
         image = _high_bit_depth_to_uint8(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-    if image.mode in ("LA", "La", "PA", "RGBa"):
+    if image.mode in ("LA", "PA", "RGBa"):
         image = image.convert("RGBA")
     if image.mode == "RGBA":
         background = Image.new("RGBA", image.size, (*ALPHA_BACKGROUND, 255))
@@ -103,7 +103,12 @@ def decode_bytes(data: bytes, path: Path) -> np.ndarray:
                 opened.seek(0)
                 opened.load()
                 upright = ImageOps.exif_transpose(opened)
-                return to_rgb(upright)
+                try:
+                    return to_rgb(upright)
+                except ValueError as exc:
+                    raise InputError(
+                        f"{path}: cannot convert {upright.mode} pixels to RGB ({exc})"
+                    ) from exc
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -1,0 +1,482 @@
+"""``facenet enroll|recognize|evaluate|gallery``: outputs, exit codes, bad input, real data."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import runtime_fakes as fakes
+from PIL import Image
+
+from toolchain.app import run
+from toolchain.runtime.gallery import Gallery
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return fakes.install(tmp_path / "artifacts", monkeypatch)
+
+
+def facenet(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """Run the command line in-process; return (exit code, stdout, stderr)."""
+    try:
+        code = run([str(a) for a in args])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def people(db: Path) -> dict[str, int]:
+    with Gallery.open(db) as gallery:
+        return {p.name: p.embeddings for p in gallery.people()}
+
+
+def test_enroll_name_photos_folder_then_no_op(artifacts: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "People"
+    fakes.photo(folder / "Ada Lovelace.jpg", [("red", 60)])
+    fakes.photo(folder / "Bob.png", [("blue", 70)])
+    db = tmp_path / "g.db"
+    code, out, err = facenet(capsys, "enroll", folder, "--gallery", db, "--artifacts", artifacts)
+    assert code == 0, err
+    assert "2 face(s) added, 0 already there, 0 skipped" in out
+    assert people(db) == {"Ada Lovelace": 1, "Bob": 1}
+    code, out, _ = facenet(capsys, "enroll", folder, "--gallery", db, "--artifacts", artifacts)
+    assert code == 0
+    assert "0 face(s) added, 2 already there" in out
+    assert people(db) == {"Ada Lovelace": 1, "Bob": 1}
+
+
+def test_enroll_per_person_folders_and_name_option(artifacts: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    for i in range(3):
+        fakes.photo(tmp_path / "train" / "red_person" / f"{i}.jpg", [("red", 40 + 10 * i)])
+        fakes.photo(tmp_path / "train" / "green_person" / f"{i}.png", [("green", 45 + 10 * i)])
+    extra = [fakes.photo(tmp_path / f"y{i}.png", [("yellow", 50 + i)]) for i in range(2)]
+    db = tmp_path / "g.db"
+    code, _, err = facenet(capsys, "enroll", tmp_path / "train", "--gallery", db,
+                           "--artifacts", artifacts)
+    assert code == 0, err
+    code, _, err = facenet(capsys, "enroll", "--name", "Yolanda", *extra, "--gallery", db,
+                           "--artifacts", artifacts)
+    assert code == 0, err
+    assert people(db) == {"red_person": 3, "green_person": 3, "Yolanda": 2}
+
+
+def test_enroll_bad_inputs(artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "People"
+    fakes.photo(folder / "Good.jpg", [("red", 60)])
+    fakes.photo(folder / "Gray.png", [("blue", 60)], mode="L")
+    fakes.photo(folder / "Alpha.png", [("green", 60)], mode="RGBA")
+    fakes.photo(folder / "Cmyk.jpg", [("yellow", 60)], mode="CMYK")
+    gray16 = Image.open(fakes.photo(tmp_path / "g8.png", [("blue", 64)], mode="L"))
+    Image.fromarray(np.asarray(gray16).astype(np.uint16) * 257).save(folder / "Deep.png")
+    fakes.photo(folder / "Nobody.png", [])
+    fakes.photo(folder / "Crowd.png", [("red", 40), ("green", 70)])
+    (folder / "Notes.jpg").write_text("not a photo")
+    truncated = (folder / "Good.jpg").read_bytes()
+    (folder / "Cut.jpg").write_bytes(truncated[: len(truncated) // 2])
+    fakes.photo(folder / "Bomb.png", [("magenta", 60)], size=(400, 400))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)
+    db = tmp_path / "g.db"
+
+    code, out, err = facenet(capsys, "enroll", folder, "--gallery", db, "--artifacts", artifacts)
+    assert code == 1
+    lines = err.strip().splitlines()
+    for name, phrase in [("Nobody.png", "no face found"), ("Crowd.png", "2 faces"),
+                         ("Notes.jpg", "not an image"), ("Cut.jpg", "truncated"),
+                         ("Bomb.png", "decompression bomb")]:
+        matching = [line for line in lines if name in line]
+        assert len(matching) == 1 and phrase in matching[0], (name, lines)
+    assert people(db) == {"Good": 1, "Gray": 1, "Alpha": 1, "Cmyk": 1, "Deep": 1}
+    assert "5 face(s) added" in out and "5 skipped" in out
+
+    code, out, err = facenet(capsys, "enroll", folder / "Crowd.png", "--largest",
+                             "--gallery", db, "--artifacts", artifacts)
+    assert code == 0, err
+    assert people(db)["Crowd"] == 1
+
+
+def test_enroll_usage_errors(artifacts: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = facenet(capsys, "enroll", tmp_path / "missing.jpg", "--artifacts", artifacts)
+    assert code == 2 and "does not exist" in err
+    photo = fakes.photo(tmp_path / "a.png", [("red", 50)])
+    code, _, err = facenet(capsys, "enroll", photo, "--name", "  ", "--artifacts", artifacts)
+    assert code == 2 and "--name" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = facenet(capsys, "enroll", empty, "--gallery", tmp_path / "g.db",
+                           "--artifacts", artifacts)
+    assert code == 1 and "no photos found" in err
+
+
+@pytest.fixture
+def enrolled(artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    db = tmp_path / "enrolled.db"
+    fakes.photo(tmp_path / "People" / "Red.png", [("red", 60)])
+    fakes.photo(tmp_path / "People" / "Blue.png", [("blue", 60)])
+    code, _, err = facenet(capsys, "enroll", tmp_path / "People", "--gallery", db,
+                           "--artifacts", artifacts)
+    assert code == 0, err
+    return db
+
+
+@pytest.fixture
+def queries(tmp_path: Path) -> Path:
+    folder = tmp_path / "queries"
+    fakes.photo(folder / "a_group.jpg", [("blue", 50), ("yellow", 40), ("red", 80)])
+    fakes.photo(folder / "b_red.png", [("red", 100)], mode="P")
+    fakes.photo(folder / "c_nobody.png", [])
+    return folder
+
+
+def test_recognize_json(artifacts: Path, enrolled: Path, queries: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = facenet(capsys, "recognize", queries, "--gallery", enrolled, "--json",
+                             "--top-k", "2", "--artifacts", artifacts)
+    assert code == 0, err
+    assert err.strip().splitlines() == [f"facenet: {queries / 'c_nobody.png'}: no face found"]
+    doc = json.loads(out)
+    assert doc["threshold"] == fakes.THRESHOLD and doc["threshold_source"] == "model metadata"
+    results = {Path(r["file"]).name: r for r in doc["results"]}
+    group = sorted(results["a_group.jpg"]["faces"], key=lambda f: f["box"][0])
+    assert [f["name"] for f in group] == ["Blue", "unknown", "Red"]
+    assert [f["known"] for f in group] == [True, False, True]
+    assert all(len(f["candidates"]) == 2 for f in group)
+    assert group[1]["distance"] > fakes.THRESHOLD
+    assert [f["name"] for f in results["b_red.png"]["faces"]] == ["Red"]
+    assert results["c_nobody.png"]["faces"] == [] and results["c_nobody.png"]["error"] is None
+
+
+def test_recognize_threshold_and_centroid_options(artifacts: Path, enrolled: Path,
+                                                  queries: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = facenet(capsys, "recognize", queries / "a_group.jpg", "--gallery", enrolled,
+                           "--json", "--threshold", "1.99", "--match", "centroid",
+                           "--artifacts", artifacts)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["threshold"] == 1.99 and doc["match"] == "centroid"
+    assert all(f["known"] for f in doc["results"][0]["faces"])
+    code, _, err = facenet(capsys, "recognize", queries, "--threshold", "-1",
+                           "--gallery", enrolled, "--artifacts", artifacts)
+    assert code == 2 and "--threshold" in err
+    code, _, err = facenet(capsys, "recognize", queries, "--match", "mean",
+                           "--gallery", enrolled, "--artifacts", artifacts)
+    assert code == 2 and "--match" in err
+
+
+def test_recognize_csv_and_table(artifacts: Path, enrolled: Path, queries: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = facenet(capsys, "recognize", queries, "--gallery", enrolled, "--csv",
+                           "--artifacts", artifacts)
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["status"] for r in rows] == ["face", "face", "face", "face", "no_face"]
+    assert sorted(r["name"] for r in rows if r["status"] == "face") == [
+        "Blue", "Red", "Red", "unknown"]
+    assert all(float(r["distance"]) >= 0 for r in rows if r["status"] == "face")
+    code, out, _ = facenet(capsys, "recognize", queries, "--gallery", enrolled,
+                           "--artifacts", artifacts)
+    assert code == 0
+    assert "Red" in out and "unknown" in out and "threshold 0.500 (model metadata)" in out
+    code, _, err = facenet(capsys, "recognize", queries, "--json", "--csv",
+                           "--gallery", enrolled, "--artifacts", artifacts)
+    assert code == 2 and "exclusive" in err
+
+
+def test_recognize_bad_files_do_not_stop_the_run(artifacts: Path, enrolled: Path,
+                                                 queries: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    code, out, err = facenet(capsys, "recognize", bad, queries / "b_red.png", "--json",
+                             "--gallery", enrolled, "--artifacts", artifacts)
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1 and str(bad) in err
+    results = json.loads(out)["results"]
+    assert results[0]["error"] and results[0]["faces"] == []
+    assert results[1]["faces"][0]["name"] == "Red"
+
+
+def test_recognize_annotate(artifacts: Path, enrolled: Path, queries: Path, tmp_path: Path,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    out_dir = tmp_path / "annotated"
+    rgb = fakes.photo(tmp_path / "rgb" / "b_red.png", [("red", 100)])
+    code, _, err = facenet(capsys, "recognize", queries, rgb, "--annotate", out_dir,
+                           "--gallery", enrolled, "--artifacts", artifacts)
+    assert code == 0, err
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "a_group.jpg", "b_red-2.png", "b_red.png", "c_nobody.png"]
+    original = Image.open(rgb).convert("RGB")
+    drawn = Image.open(out_dir / "b_red-2.png").convert("RGB")
+    assert drawn.size == original.size
+    assert drawn.getpixel((300, 190)) == original.getpixel((300, 190)) == fakes.BACKGROUND
+    assert original.getpixel((10, 70)) == fakes.COLORS["red"]
+    assert drawn.getpixel((10, 70)) == (0, 200, 70)
+    band = [drawn.getpixel((x, y)) for x in range(10, 80) for y in range(2, 19)]
+    assert (0, 200, 70) in band
+    assert sum(min(pixel) > 230 for pixel in band) > 20
+    assert Image.open(out_dir / "a_group.jpg").size == (320, 200)
+
+
+def test_fatal_errors_are_one_line_with_their_code(artifacts: Path, enrolled: Path,
+                                                   queries: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    photo = queries / "b_red.png"
+    code, _, err = facenet(capsys, "recognize", photo, "--gallery", tmp_path / "none.db",
+                           "--artifacts", artifacts)
+    assert code == 3 and len(err.strip().splitlines()) == 1 and "does not exist" in err
+    not_db = tmp_path / "notes.db"
+    not_db.write_text("hello" * 100)
+    code, _, err = facenet(capsys, "recognize", photo, "--gallery", not_db,
+                           "--artifacts", artifacts)
+    assert code == 3 and "not a readable facenet gallery" in err
+    assert not_db.read_text() == "hello" * 100
+    code, _, err = facenet(capsys, "recognize", photo, "--gallery", enrolled,
+                           "--artifacts", tmp_path / "no-artifacts")
+    assert code == 6 and "nox -s export" in err and len(err.strip().splitlines()) == 1
+    fakes.write_tiny_facenet(artifacts / "models" / "facenet.onnx", threshold="0.7")
+    before = people(enrolled)
+    code, _, err = facenet(capsys, "enroll", photo, "--name", "X", "--gallery", enrolled,
+                           "--artifacts", artifacts)
+    assert code == 4 and "enroll again into a new gallery" in err
+    assert people(enrolled) == before
+
+
+def _dataset(root: Path) -> Path:
+    sizes = {"train": (40, 50, 60, 70), "val": (45, 65)}
+    for split, sides in sizes.items():
+        for person in ("red", "green", "blue"):
+            for side in sides:
+                fakes.photo(root / split / person / f"{side}.png", [(person, side)])
+    fakes.photo(root / "val" / "green" / "nobody.png", [])
+    return root
+
+
+def test_evaluate_reports_and_store_threshold(artifacts: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    dataset = _dataset(tmp_path / "dataset")
+    db = tmp_path / "calibrated.db"
+    code, out, err = facenet(capsys, "evaluate", dataset, "--store-threshold", "--gallery", db,
+                             "--artifacts", artifacts)
+    assert code == 0, err
+    assert "nobody.png: no face found" in err
+    reports = artifacts / "reports"
+    doc = json.loads((reports / "evaluate.json").read_text())
+    ident, ver = doc["identification"], doc["verification"]
+    assert (ident["total"], ident["correct_closed"]) == (7, 6)
+    assert ident["confusion"]["green"] == {"green": 2, "(no face)": 1}
+    assert (ver["pairs_same"], ver["pairs_different"]) == (6 * 4, 6 * 8)
+    assert ver["auc"] == pytest.approx(1.0) and ver["eer"] == pytest.approx(0.0)
+    assert 0.0 < ver["best_threshold"] < 0.9 and ver["best_accuracy"] == 1.0
+    markdown = (reports / "evaluate.md").read_text()
+    assert "| ROC AUC | 1.0000 |" in markdown and "nobody.png" in markdown
+    for name in ("evaluate_roc.png", "evaluate_distances.png"):
+        with Image.open(reports / name) as chart:
+            assert chart.format == "PNG" and chart.size == (800, 600)
+            assert len(chart.convert("RGB").getcolors(1 << 20) or []) > 10
+    assert "ROC AUC" in out and "stored threshold" in out
+    with Gallery.open(db) as gallery:
+        assert gallery.threshold == pytest.approx(ver["best_threshold"])
+        assert gallery.people() == []
+    enroll_code, _, _ = facenet(capsys, "enroll", dataset / "train", "--gallery", db,
+                                "--artifacts", artifacts)
+    assert enroll_code == 0
+    code, out, _ = facenet(capsys, "recognize", dataset / "val" / "red", "--gallery", db,
+                           "--json", "--artifacts", artifacts)
+    doc = json.loads(out)
+    assert doc["threshold_source"] == "calibrated, stored in the gallery"
+    assert doc["threshold"] == pytest.approx(ver["best_threshold"])
+
+
+def test_evaluate_needs_train_and_val(artifacts: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "ds" / "train" / "a").mkdir(parents=True)
+    code, _, err = facenet(capsys, "evaluate", tmp_path / "ds", "--artifacts", artifacts)
+    assert code == 3 and "train" in err
+    assert not (artifacts / "reports").exists()
+
+
+def test_gallery_commands(artifacts: Path, enrolled: Path, tmp_path: Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = facenet(capsys, "gallery", "list", "--gallery", enrolled)
+    assert code == 0 and "Blue" in out and "Red" in out and "2 people, 2 embeddings" in out
+    exported = tmp_path / "export.json"
+    assert facenet(capsys, "gallery", "export", exported, "--gallery", enrolled)[0] == 0
+    copy = tmp_path / "copy.db"
+    code, out, _ = facenet(capsys, "gallery", "import", exported, "--gallery", copy)
+    assert code == 0 and "imported 2 embeddings" in out
+    assert people(copy) == people(enrolled)
+    code, out, _ = facenet(capsys, "gallery", "import", exported, "--gallery", copy)
+    assert code == 0 and "imported 0 embeddings" in out and "2 were already" in out
+
+    before = exported.read_text()
+    broken = tmp_path / "broken.json"
+    broken.write_text(before.replace('"box": [', '"box": ["x", ', 1))
+    code, _, err = facenet(capsys, "gallery", "import", broken, "--gallery", copy)
+    assert code == 3 and str(broken) in err
+    assert people(copy) == people(enrolled)
+    assert facenet(capsys, "gallery", "import", broken, "--gallery", tmp_path / "new.db")[0] == 3
+    assert not (tmp_path / "new.db").exists()
+
+    code, out, _ = facenet(capsys, "gallery", "remove", "Red", "--gallery", copy)
+    assert code == 0 and "removed 'Red' (1 embeddings)" in out
+    assert people(copy) == {"Blue": 1}
+    code, _, err = facenet(capsys, "gallery", "remove", "Red", "--gallery", copy)
+    assert code == 3 and "no person named 'Red'" in err
+    assert facenet(capsys, "gallery", "list", "--gallery", tmp_path / "nope.db")[0] == 3
+
+
+def test_gallery_import_seed_database_json(artifacts: Path, tmp_path: Path, queries: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    from toolchain.preprocess import crop_face
+    from toolchain.runtime.embedder import Embedder
+
+    embedder = Embedder(artifacts / "models" / "facenet.onnx")
+    red = Image.open(fakes.photo(tmp_path / "red.png", [("red", 60)])).convert("RGB")
+    pixels = np.asarray(red)
+    box = fakes.SquareDetector().detect(pixels)[0].box
+    vector = embedder.embed(crop_face(pixels, box)[None])[0] * 7.5
+    seed = tmp_path / "DataBase.json"
+    seed.write_text(json.dumps({"Red Person": vector.tolist()}))
+    db = tmp_path / "seed.db"
+    code, out, err = facenet(capsys, "gallery", "import", seed, "--gallery", db,
+                             "--artifacts", artifacts)
+    assert code == 0, err
+    assert "imported 1 embeddings (seed DataBase.json)" in out
+    code, out, _ = facenet(capsys, "recognize", queries / "b_red.png", "--gallery", db,
+                           "--json", "--artifacts", artifacts)
+    assert json.loads(out)["results"][0]["faces"][0]["name"] == "Red Person"
+    code, _, err = facenet(capsys, "gallery", "import", seed, "--gallery", tmp_path / "n.db",
+                           "--artifacts", tmp_path / "no-models")
+    assert code == 6 and "nox -s export" in err
+
+
+FORBIDDEN = ("tensorflow", "keras", "matplotlib", "cv2", "tf2onnx")
+
+
+def _check_no_heavy_imports(argv: list[str], prelude: str, cwd: Path) -> None:
+    script = prelude + f"""
+from toolchain.app import run
+code = run({argv!r})
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {FORBIDDEN!r})
+print(code, heavy)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=600, check=False, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    code, heavy = result.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert heavy == "[]", heavy
+    assert code == "0", result.stderr
+
+
+def test_recognize_imports_no_tensorflow(artifacts: Path, enrolled: Path, queries: Path,
+                                         tmp_path: Path) -> None:
+    _check_no_heavy_imports(
+        ["recognize", str(queries / "b_red.png"), "--gallery", str(enrolled), "--json",
+         "--annotate", str(tmp_path / "ann"), "--artifacts", str(artifacts)],
+        fakes.SUBPROCESS_PRELUDE, tmp_path)
+
+
+# ---- real models and photos -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_artifacts() -> Path:
+    root = Path(os.environ.get("FACENET_ARTIFACTS", "artifacts")).resolve()
+    for name in ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"):
+        if not (root / "models" / name).is_file():
+            pytest.skip(f"{root / 'models' / name} missing: run `nox -s export` first")
+    if not (root / "source" / "5-celebrity-faces-dataset" / "val").is_dir():
+        pytest.skip("the 5-celebrity photos are missing: run `nox -s fetch` first")
+    return root
+
+
+@pytest.fixture(scope="module")
+def real_gallery(real_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("real") / "celebrities.db"
+    train = real_artifacts / "source" / "5-celebrity-faces-dataset" / "train"
+    result = subprocess.run(
+        [sys.executable, "-m", "toolchain", "enroll", str(train), "--largest",
+         "--gallery", str(db), "--artifacts", str(real_artifacts)],
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("facenet: ")]
+    assert all("no face found" in line for line in skipped), skipped
+    assert result.returncode == (1 if skipped else 0)
+    counts = people(db)
+    assert sorted(counts) == ["ben_afflek", "elton_john", "jerry_seinfeld", "madonna",
+                              "mindy_kaling"]
+    assert sum(counts.values()) + len(skipped) == 93 and len(skipped) <= 3
+    return db
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_real_recognize_val_25_of_25(real_artifacts: Path, real_gallery: Path) -> None:
+    val = real_artifacts / "source" / "5-celebrity-faces-dataset" / "val"
+    result = subprocess.run(
+        [sys.executable, "-m", "toolchain", "recognize", str(val), "--json",
+         "--gallery", str(real_gallery), "--artifacts", str(real_artifacts)],
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    results = json.loads(result.stdout)["results"]
+    assert len(results) == 25
+    right = 0
+    for item in results:
+        face = max(item["faces"], key=lambda f: f["box"][2] * f["box"][3])
+        right += face["name"] == Path(item["file"]).parent.name
+    assert right == 25
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_real_evaluate_writes_reports(real_artifacts: Path, tmp_path: Path) -> None:
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    (artifacts / "models").symlink_to(real_artifacts / "models")
+    dataset = real_artifacts / "source" / "5-celebrity-faces-dataset"
+    result = subprocess.run(
+        [sys.executable, "-m", "toolchain", "evaluate", str(dataset), "--store-threshold",
+         "--gallery", str(tmp_path / "cal.db"), "--artifacts", str(artifacts)],
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    reports = artifacts / "reports"
+    doc = json.loads((reports / "evaluate.json").read_text())
+    assert doc["identification"]["total"] == 25
+    assert doc["identification"]["accuracy_closed"] == 1.0
+    assert doc["verification"]["auc"] > 0.95
+    assert doc["verification"]["eer"] < 0.1
+    assert (reports / "evaluate.md").read_text().startswith("# Evaluation")
+    for name in ("evaluate_roc.png", "evaluate_distances.png"):
+        assert Image.open(reports / name).format == "PNG"
+    with Gallery.open(tmp_path / "cal.db") as gallery:
+        assert gallery.threshold == pytest.approx(doc["verification"]["best_threshold"])
+
+
+@pytest.mark.real
+def test_real_recognize_imports_no_tensorflow(real_artifacts: Path, real_gallery: Path,
+                                              tmp_path: Path) -> None:
+    photo = next((real_artifacts / "source" / "5-celebrity-faces-dataset" / "val" / "madonna")
+                 .glob("*.jpg"))
+    _check_no_heavy_imports(
+        ["recognize", str(photo), "--gallery", str(real_gallery), "--json",
+         "--artifacts", str(real_artifacts)],
+        "import sys\n", ROOT)
