@@ -263,7 +263,7 @@ def build_model(l2_output: bool = True) -> keras.Model:
             ``Bottleneck_BatchNorm`` output; ``False`` gives exactly the legacy 426-layer graph.
 
     Returns:
-        A functional model named ``inception_resnet_v1``: outputs ``[raw]`` or ``[raw, l2]``.
+        A functional model named ``inception_resnet_v1``: output ``raw`` or ``[raw, l2]``.
     """
     inputs = keras.Input(shape=INPUT_SHAPE, dtype="float32", name=INPUT_LAYER_NAME)
     x = stem(inputs)
@@ -277,7 +277,7 @@ def build_model(l2_output: bool = True) -> keras.Model:
         x = inception_resnet_block(x, BLOCK8_SCALE, "Block8", idx)  # 3x3x1792
     x = inception_resnet_block(x, FINAL_BLOCK8_SCALE, "Block8", 6, activation=None)
     embedding = head(x)
-    outputs = [embedding]
-    if l2_output:
-        outputs.append(L2Normalize(name=L2_OUTPUT_NAME)(embedding))
-    return keras.Model(inputs, outputs, name="inception_resnet_v1")
+    if not l2_output:
+        return keras.Model(inputs, embedding, name="inception_resnet_v1")
+    l2 = L2Normalize(name=L2_OUTPUT_NAME)(embedding)
+    return keras.Model(inputs, [embedding, l2], name="inception_resnet_v1")
