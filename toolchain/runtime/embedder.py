@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import numpy as np
 from toolchain.atomic import sha256_file
 from toolchain.errors import IntegrityError, MissingArtifactError
 from toolchain.preprocess import INPUT_SIZE, l2_normalize, prewhiten
+from toolchain.runtime.ort_options import DEFAULT_SETTINGS, OrtSettings, create_session
 
 log = logging.getLogger(__name__)
 
@@ -19,14 +19,6 @@ THRESHOLD_METADATA_KEYS = ("default_threshold", "threshold")
 
 DEFAULT_BATCH = 32
 """Crops per ONNX Runtime call when the model's batch dimension is dynamic."""
-
-
-def cpu_threads() -> int:
-    """Cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 class Embedder:
@@ -40,29 +32,23 @@ class Embedder:
         dim: Embedding size (128).
     """
 
-    def __init__(self, path: Path, batch_size: int = DEFAULT_BATCH, threads: int | None = None):
-        """Load ``path`` into an ONNX Runtime session.
+    def __init__(self, path: Path, batch_size: int = DEFAULT_BATCH,
+                 settings: OrtSettings = DEFAULT_SETTINGS):
+        """Load ``path`` into a CPU ONNX Runtime session (:mod:`toolchain.runtime.ort_options`:
+        one intra-op thread per core, cached optimized graph).
 
         Raises:
             MissingArtifactError: the file does not exist.
             IntegrityError: ONNX Runtime cannot load it, or its input/output is not FaceNet's.
         """
-        import onnxruntime as ort
-
         self.path = Path(path)
         if not self.path.is_file():
             raise MissingArtifactError(
                 f"FaceNet ONNX model {self.path} is missing; create it with `nox -s export`"
             )
         self.fingerprint = sha256_file(self.path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or cpu_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            self._session = create_session(self.path, settings)
         except Exception as exc:
             raise IntegrityError(
                 f"{self.path}: ONNX Runtime cannot load it ({type(exc).__name__}: {exc}); "
