@@ -14,6 +14,9 @@ What is covered, and by what:
 - The default gallery (``gallery.db`` and its ``-wal`` / ``-shm`` / ``-journal`` siblings) is user
   data that changes with every enrollment: not listed; ``facenet verify`` runs SQLite's
   ``PRAGMA integrity_check`` on it and compares its model fingerprint with ``models/facenet.onnx``.
+- ONNX Runtime's optimized-graph caches (``<model>.optimized`` + ``<model>.optimized.json``,
+  :mod:`toolchain.runtime.ort_options`) are made lazily on each machine by the first session:
+  not listed; when the sidecar records ``optimized_sha256``, ``facenet verify`` checks it.
 - Hidden files (``.name.*.tmp`` / ``.name.old-PID`` left by an interrupted atomic write, lock
   files) are never listed; ``facenet verify`` mentions leftovers as a warning.
 
@@ -56,6 +59,9 @@ PINNED_DIRS = frozenset({"source"})
 
 GALLERY_SUFFIXES = ("", "-wal", "-shm", "-journal")
 
+CACHE_SUFFIXES = (".optimized", ".optimized.json")
+"""ONNX Runtime optimized-graph caches (machine-specific, rebuilt on demand)."""
+
 _SUMS_LINE = re.compile(r"^(\\?)([0-9a-f]{64}) [ *](.+)$")
 _LOCK_NAME = f".{SUMS_NAME}.lock"
 
@@ -65,7 +71,8 @@ class VerifyReport:
     """What :func:`verify_artifacts` checked.
 
     Attributes:
-        checked: per check (``source``, ``weights``, ``SHA256SUMS``, ``gallery``), files found OK.
+        checked: per check (``source``, ``weights``, ``SHA256SUMS``, ``caches``, ``gallery``),
+            files found OK.
         problems: one line per mismatch, missing, unlisted or unreadable file.
         warnings: things worth knowing that are not integrity failures (leftover temp files).
     """
@@ -126,7 +133,7 @@ def is_tracked(rel: str, layout: Layout) -> bool:
         return False
     if len(parts) == 1 and parts[0] in UNTRACKED_ROOT_FILES:
         return False
-    if parts[0] in PINNED_DIRS:
+    if parts[0] in PINNED_DIRS or parts[-1].endswith(CACHE_SUFFIXES):
         return False
     return rel not in _gallery_names(layout)
 
@@ -359,6 +366,29 @@ def check_gallery(layout: Layout, hashes: _Hashes | None = None) -> tuple[int, l
     return (0 if problems else 1), problems
 
 
+def check_caches(layout: Layout, hashes: _Hashes | None = None) -> tuple[int, list[str]]:
+    """ONNX Runtime optimized-graph caches whose sidecar records their sha256 still match it."""
+    hashes = hashes or _Hashes()
+    good = 0
+    problems: list[str] = []
+    for sidecar in sorted(layout.models_dir.glob(f"*{CACHE_SUFFIXES[1]}")):
+        cache = sidecar.with_name(sidecar.name.removesuffix(".json"))
+        try:
+            recorded = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            problems.append(f"{sidecar}: unreadable cache record ({exc})")
+            continue
+        digest = recorded.get("optimized_sha256") if isinstance(recorded, dict) else None
+        if digest is None or not cache.is_file():
+            continue
+        if hashes(cache) != digest:
+            problems.append(f"{cache}: sha256 does not match {sidecar.name} (corrupt cache; "
+                            "delete it, the next session rebuilds it)")
+        else:
+            good += 1
+    return good, problems
+
+
 def verify_artifacts(layout: Layout) -> VerifyReport:
     """Re-hash everything: pinned source files, weights vs manifest, SHA256SUMS, gallery.
 
@@ -371,7 +401,8 @@ def verify_artifacts(layout: Layout) -> VerifyReport:
         )
     hashes = _Hashes()
     report = VerifyReport()
-    checks = [("source", check_source), ("weights", check_weights), (SUMS_NAME, check_sums)]
+    checks = [("source", check_source), ("weights", check_weights), (SUMS_NAME, check_sums),
+              ("caches", check_caches)]
     if layout.gallery.exists():
         checks.append(("gallery", check_gallery))
     for name, check in checks:
