@@ -184,7 +184,10 @@ def distance_histogram(same: np.ndarray, different: np.ndarray, threshold: float
     dens_same = np.histogram(same, bins=edges, density=True)[0] if len(same) else np.zeros(bins)
     dens_diff = (np.histogram(different, bins=edges, density=True)[0] if len(different)
                  else np.zeros(bins))
-    top = float(max(dens_same.max(), dens_diff.max(), 1e-6)) * 1.1
+    peaks = np.maximum(dens_same, dens_diff)
+    top = float(max(peaks.max(), 1e-6)) * 1.35
+    legend_corner = ("upper left" if peaks[: bins // 2].max() < peaks[bins // 2 :].max()
+                     else "upper right")
     chart = Chart("Pair distances: same vs different person", "distance (unit vectors)",
                   "density", (0.0, upper), (0.0, top))
     step = 10 ** np.floor(np.log10(top / 2))
@@ -204,5 +207,5 @@ def distance_histogram(same: np.ndarray, different: np.ndarray, threshold: float
     chart.ticks([], [])
     chart.legend([(f"same person ({len(same)} pairs)", (30, 160, 70)),
                   (f"different people ({len(different)} pairs)", (220, 50, 50)),
-                  (f"threshold {threshold:.3f}", (20, 20, 20))], corner="upper right")
+                  (f"threshold {threshold:.3f}", (20, 20, 20))], corner=legend_corner)
     chart.save(path)
