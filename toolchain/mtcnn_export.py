@@ -73,10 +73,16 @@ _NETWORK_CLASSES = {"pnet": "PNet", "rnet": "RNet", "onet": "ONet"}
 
 @dataclass(frozen=True)
 class ExportedNet:
-    """One exported MTCNN net and how closely ONNX Runtime reproduces the Keras net."""
+    """One converted and validated MTCNN net, not yet written.
+
+    Attributes:
+        name: ``pnet``, ``rnet`` or ``onet``.
+        onnx: the serialized ONNX model.
+        max_abs_diff: largest |ONNX Runtime - Keras| over the random check inputs.
+    """
 
     name: str
-    path: Path
+    onnx: bytes
     max_abs_diff: float
 
 
@@ -184,12 +190,13 @@ def _max_diff_against_keras(net: str, model: Any, onnx_bytes: bytes) -> float:
     return worst
 
 
-def export_net(net: str, weight_file: Path, models_dir: Path) -> ExportedNet:
-    """Export one verified net to ``models_dir/mtcnn_<net>.onnx`` after validating it.
+def convert_net(net: str, weight_file: Path) -> ExportedNet:
+    """Convert one net from its verified weights and validate it (nothing is written).
 
     Raises:
         IntegrityError: the weight file is not the pinned one.
-        ParityError: ONNX Runtime disagrees with the Keras net beyond :data:`MAX_ABS_DIFF`.
+        ParityError: onnx.checker rejects the model, or ONNX Runtime disagrees with the Keras net
+            beyond :data:`MAX_ABS_DIFF`.
         EnvironmentToolError: the conversion failed.
     """
     import onnx
@@ -209,16 +216,15 @@ def export_net(net: str, weight_file: Path, models_dir: Path) -> ExportedNet:
     if diff > MAX_ABS_DIFF:
         raise ParityError(f"MTCNN {net}: ONNX Runtime differs from Keras by {diff:.3g} "
                           f"> {MAX_ABS_DIFF:g}")
-    path = models_dir / MODEL_FILES[net]
-    write_bytes(path, data)
-    log.info("wrote %s (max |ORT - Keras| = %.3g)", path, diff)
-    return ExportedNet(name=net, path=path, max_abs_diff=diff)
+    return ExportedNet(name=net, onnx=data, max_abs_diff=diff)
 
 
 def export_mtcnn(models_dir: Path) -> list[Path]:
     """Export P-Net, R-Net and O-Net of the installed, hash-checked ``mtcnn`` package to ONNX.
 
-    All three weight files are verified before any of them is unpickled.
+    All three weight files are verified before any of them is unpickled, and all three nets are
+    converted and validated before any file is written (each file is then written atomically),
+    so a failure leaves the previous models in place.
 
     Returns:
         The written paths, in the order P-Net, R-Net, O-Net.
@@ -231,7 +237,14 @@ def export_mtcnn(models_dir: Path) -> list[Path]:
             raise EnvironmentToolError(f"cannot read the mtcnn weights {path}: {exc}") from exc
         if digest != WEIGHT_SHA256[net]:
             raise IntegrityError(f"{path} has sha256 {digest}, expected {WEIGHT_SHA256[net]}")
-    return [export_net(net, files[net], Path(models_dir)).path for net in files]
+    converted = [convert_net(net, path) for net, path in files.items()]
+    written = []
+    for exported in converted:
+        path = Path(models_dir) / MODEL_FILES[exported.name]
+        write_bytes(path, exported.onnx)
+        log.info("wrote %s (max |ORT - Keras| = %.3g)", path, exported.max_abs_diff)
+        written.append(path)
+    return written
 
 
 @register_exporter("mtcnn", "MTCNN P-Net/R-Net/O-Net of mtcnn==1.0.0 to ONNX (face detection)")

@@ -33,7 +33,6 @@ it returns no faces for the whole image; here that level is skipped.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -289,7 +288,7 @@ class _Net:
         try:
             self._session = ort.InferenceSession(str(path), sess_options=options,
                                                  providers=["CPUExecutionProvider"])
-        except Exception as exc:
+        except Exception as exc:  # ONNX Runtime raises several pybind11 exception types
             raise IntegrityError(f"{path} is not a loadable ONNX model ({exc}); "
                                  f"{EXPORT_HINT}") from exc
         inputs = self._session.get_inputs()
@@ -370,10 +369,6 @@ class MTCNNDetector:
         if len(boxes):
             boxes = self._stage_onet(normalized, boxes)
         return self._detections(boxes, width, height)
-
-    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
-        """:meth:`detect` on each image; the same results as one call per image."""
-        return [self.detect(image) for image in images]
 
     def _stage_pnet(self, image: np.ndarray, normalized: np.ndarray) -> np.ndarray:
         height, width = normalized.shape[:2]
