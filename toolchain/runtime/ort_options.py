@@ -169,7 +169,14 @@ def _cached_key_matches(model: Path, settings: OrtSettings) -> bool:
     )
     sha = recorded.get("source_sha256") if same_file else sha256_file(model)
     key = _cache_key(model, settings, str(sha))
-    return all(recorded.get(k) == v for k, v in key.items())
+    matches = all(recorded.get(k) == v for k, v in key.items())
+    if matches and not same_file:
+        recorded.update(source_size=stat.st_size, source_mtime_ns=stat.st_mtime_ns)
+        try:
+            write_json(sidecar, recorded)
+        except OSError:
+            log.debug("cannot refresh %s", sidecar)
+    return matches
 
 
 def _build_cache(model: Path, settings: OrtSettings) -> onnxruntime.InferenceSession:

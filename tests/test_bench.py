@@ -1,0 +1,198 @@
+"""``facenet bench``: runs on the tiny setting and writes valid JSON / Markdown / PNG.
+
+Not a timed test: nothing here depends on how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import artifacts_root
+from PIL import Image
+
+from toolchain.bench import (
+    MODEL_FILES,
+    MTCNN_FILES,
+    ORT_SETTINGS,
+    REPORT_NAMES,
+    BenchReport,
+    Row,
+    add_ratios,
+    check_artifacts,
+    evaluate_targets,
+    markdown,
+    write_reports,
+)
+from toolchain.errors import MissingArtifactError
+from toolchain.paths import Layout
+
+TARGET_NAMES = {
+    "ORT fp32 batch 16 vs the sgemm rate",
+    "ORT int8 vs ORT fp32, batch 16",
+    "ORT fp32 vs TF SavedModel, batch 1",
+    "detection: onnx mtcnn vs mtcnn package",
+    "end to end: recognize vs seed-style",
+    "cold start of `facenet recognize one.jpg`",
+}
+
+
+def expected_rows() -> set[tuple[str, str]]:
+    """``(section, name)`` of every row a bench run must report."""
+    rows = {("sgemm", f"numpy float32 matmul 256^3 ({w})") for w in ("start", "end")}
+    rows |= {("embedding", f"{rt} {b}") for rt in MODEL_FILES for b in ("b1", "b16")}
+    rows |= {("ort_options", f"{label} {b}") for label in ORT_SETTINGS for b in ("b1", "b16")}
+    rows |= {("ort_options", f"fresh process: import + session, {w}")
+             for w in ("cached optimized graph", "optimized at load")}
+    rows |= {("detection", "mtcnn package"), ("detection", "onnx mtcnn")}
+    rows |= {("end_to_end", "seed-style (mtcnn package + Keras predict per face)"),
+             ("end_to_end", "facenet recognize pipeline (onnx mtcnn + ort)")}
+    rows |= {("cold_start", "TF pipeline (mtcnn package + Keras) recognize one.jpg"),
+             ("cold_start", "facenet recognize one.jpg")}
+    return rows
+
+
+def _bench_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "toolchain", *args], capture_output=True,
+                          text=True, timeout=1800, check=False)
+
+
+def test_missing_artifacts_fail_with_the_nox_session(tmp_path: Path) -> None:
+    proc = _bench_cli("bench", "--quick", "--artifacts", str(tmp_path))
+    assert proc.returncode == 6
+    assert proc.stderr.startswith("facenet: error: the bench needs")
+    assert "`nox -s fetch`" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def test_missing_model_names_export(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    layout.dataset_dir.mkdir(parents=True)
+    layout.reference_dir.mkdir(parents=True)
+    for name in ("reference.npz", "index.json"):
+        (layout.reference_dir / name).write_bytes(b"x")
+    with pytest.raises(MissingArtifactError, match=r"facenet_int8\.onnx.*`nox -s export`"):
+        check_artifacts(layout)
+
+
+def _synthetic_rows() -> list[Row]:
+    rows = [Row("sgemm", "numpy float32 matmul 256^3 (start)", "GFLOP/s", [100.0, 110.0, 90.0])]
+    speeds = {"keras": 10.0, "savedmodel": 20.0, "ort-fp32": 30.0, "ort-int8": 60.0,
+              "litert-fp32": 15.0, "litert-fp16": 14.0, "litert-int8": 25.0}
+    for runtime, speed in speeds.items():
+        for batch, factor in (("b1", 1.0), ("b16", 1.5)):
+            rows.append(Row("embedding", f"{runtime} {batch}", "faces/s",
+                            [speed * factor * 0.9, speed * factor, speed * factor * 1.2],
+                            peak_rss_mb=100.0))
+    rows += [
+        Row("detection", "mtcnn package", "ms/image", [100.0, 120.0], False, "mtcnn package"),
+        Row("detection", "onnx mtcnn", "ms/image", [20.0, 30.0], False, "mtcnn package"),
+        Row("end_to_end", "seed-style (mtcnn package + Keras predict per face)", "images/s",
+            [1.0], baseline="seed-style (mtcnn package + Keras predict per face)"),
+        Row("end_to_end", "facenet recognize pipeline (onnx mtcnn + ort)", "images/s", [5.0],
+            baseline="seed-style (mtcnn package + Keras predict per face)"),
+        Row("cold_start", "TF pipeline (mtcnn package + Keras) recognize one.jpg", "s", [9.0],
+            False, "TF pipeline (mtcnn package + Keras) recognize one.jpg", peak_rss_mb=900.0),
+        Row("cold_start", "facenet recognize one.jpg", "s", [2.0], False,
+            "TF pipeline (mtcnn package + Keras) recognize one.jpg", peak_rss_mb=200.0),
+    ]
+    return rows
+
+
+def test_ratios_and_targets_from_medians() -> None:
+    rows = _synthetic_rows()
+    add_ratios(rows)
+    by_name = {(r.section, r.name): r for r in rows}
+    fp32 = by_name[("embedding", "ort-fp32 b16")]
+    assert fp32.baseline == "savedmodel b16"
+    assert fp32.ratio == pytest.approx(45.0 / 30.0)
+    assert fp32.gflops == pytest.approx(45.0 * 2.83)
+    assert fp32.sgemm_fraction == pytest.approx(45.0 * 2.83 / 100.0)
+    assert by_name[("detection", "onnx mtcnn")].ratio == pytest.approx(110.0 / 25.0)
+    assert by_name[("cold_start", "facenet recognize one.jpg")].ratio == pytest.approx(4.5)
+    targets = {t.name: t for t in evaluate_targets(rows)}
+    assert set(targets) == TARGET_NAMES
+    assert targets["ORT int8 vs ORT fp32, batch 16"].value == pytest.approx(2.0)
+    assert targets["ORT int8 vs ORT fp32, batch 16"].met
+    assert targets["ORT fp32 vs TF SavedModel, batch 1"].value == pytest.approx(1.5)
+    assert not targets["ORT fp32 vs TF SavedModel, batch 1"].met
+    assert targets["detection: onnx mtcnn vs mtcnn package"].met
+    assert targets["end to end: recognize vs seed-style"].met
+    assert not targets["cold start of `facenet recognize one.jpg`"].met
+    assert targets["ORT fp32 batch 16 vs the sgemm rate"].met
+
+
+def test_reports_are_written(tmp_path: Path) -> None:
+    rows = _synthetic_rows()
+    add_ratios(rows)
+    meta = {"started": "now", "duration_s": 1.0, "quick": True, "repeats": 1, "e2e_repeats": 1,
+            "cold_runs": 1, "cpu": "test cpu", "isa": ["avx2"], "cores": 2,
+            "loadavg_before": [0.1, 0.1, 0.1], "loadavg_after": [0.2, 0.1, 0.1]}
+    report = BenchReport(rows, evaluate_targets(rows), meta)
+    paths = write_reports(Layout(tmp_path), report)
+    assert [p.name for p in paths] == list(REPORT_NAMES)
+    _check_outputs(Layout(tmp_path), {(r.section, r.name) for r in rows})
+    assert markdown(report).count("| NO |") == 2
+
+
+def _check_outputs(layout: Layout, rows: set[tuple[str, str]]) -> dict:
+    doc = json.loads((layout.reports_dir / "bench.json").read_text())
+    got = {(r["section"], r["name"]) for r in doc["rows"]}
+    assert rows <= got, f"missing rows: {sorted(rows - got)}"
+    for row in doc["rows"]:
+        assert row["samples"], row["name"]
+        assert all(math.isfinite(v) and v > 0 for v in row["samples"]), row["name"]
+        assert row["min"] <= row["median"] <= row["max"]
+    assert {t["name"] for t in doc["targets"]} == TARGET_NAMES
+    md = (layout.reports_dir / "bench.md").read_text()
+    for _, name in rows:
+        assert f"| {name} |" in md
+    for target in TARGET_NAMES:
+        assert target in md
+    with Image.open(layout.reports_dir / "bench.png") as png:
+        assert png.format == "PNG" and png.width >= 800 and png.height >= 400
+        pixels = np.asarray(png.convert("L"))
+    assert pixels.std() > 10, "the chart is blank"
+    assert not list(layout.reports_dir.glob(".*.tmp"))
+    return doc
+
+
+def _linked_layout(tmp_path: Path) -> Layout:
+    """The real artifacts, linked file by file so the run's own writes stay in tmp."""
+    real = Layout(artifacts_root())
+    try:
+        check_artifacts(real)
+    except MissingArtifactError as exc:
+        pytest.skip(str(exc))
+    layout = Layout(tmp_path)
+    layout.models_dir.mkdir(parents=True)
+    for name in (*MODEL_FILES.values(), *MTCNN_FILES):
+        (layout.models_dir / name).symlink_to((real.models_dir / name).resolve())
+    layout.source_dir.mkdir()
+    layout.dataset_dir.symlink_to(real.dataset_dir.resolve())
+    layout.reference_dir.symlink_to(real.reference_dir.resolve())
+    return layout
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_quick_bench_writes_every_row(tmp_path: Path) -> None:
+    layout = _linked_layout(tmp_path)
+    proc = _bench_cli("-q", "bench", "--quick", "--artifacts", str(layout.root))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = _check_outputs(layout, expected_rows())
+    assert doc["meta"]["quick"] is True
+    by_name = {(r["section"], r["name"]): r for r in doc["rows"]}
+    for runtime in MODEL_FILES:
+        row = by_name[("embedding", f"{runtime} b16")]
+        assert row["peak_rss_mb"] > 50 and row["gflops"] > 0 and row["ratio"] > 0
+    ours = by_name[("end_to_end", "facenet recognize pipeline (onnx mtcnn + ort)")]
+    assert ours["detail"]["faces"] >= ours["detail"]["photos"] >= 1
+    detect = by_name[("detection", "onnx mtcnn")]["detail"]["faces"]
+    assert detect == by_name[("detection", "mtcnn package")]["detail"]["faces"]
+    assert "facenet bench" in proc.stdout or "measurement" in proc.stdout

@@ -1,0 +1,124 @@
+"""ONNX Runtime session settings and the cached optimized graph next to the model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolchain.runtime.ort_options import (
+    DEFAULT_SETTINGS,
+    OrtSettings,
+    core_count,
+    create_session,
+    optimized_path,
+    session_options,
+)
+
+
+def _write_model(path: Path, scale: float) -> None:
+    """A tiny Conv + Relu model (enough for the optimizer to fuse something)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.full((4, 3, 3, 3), scale, np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["y"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, 8, 8])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def _run(session: object, value: float = 1.0) -> np.ndarray:
+    x = np.full((1, 3, 8, 8), value, np.float32)
+    return np.asarray(session.run(None, {"x": x})[0])  # type: ignore[attr-defined]
+
+
+def test_settings_resolve_threads_and_levels() -> None:
+    import onnxruntime as ort
+
+    opts = session_options(OrtSettings(graph_optimization="extended", execution_mode="parallel",
+                                       inter_op_threads=2))
+    assert opts.intra_op_num_threads == core_count()
+    assert opts.inter_op_num_threads == 2
+    assert opts.execution_mode == ort.ExecutionMode.ORT_PARALLEL
+    assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    assert DEFAULT_SETTINGS.describe()["intra_op_threads"] == core_count()
+    with pytest.raises(ValueError):
+        OrtSettings(graph_optimization="max")
+
+
+def test_cache_is_created_reused_and_rebuilt_when_the_model_changes(tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    _write_model(model, 1.0)
+    first = _run(create_session(model))
+    cached = optimized_path(model)
+    sidecar = json.loads((tmp_path / "m.onnx.optimized.json").read_text())
+    assert cached.is_file() and sidecar["optimized_size"] == cached.stat().st_size
+    mtime = cached.stat().st_mtime_ns
+
+    np.testing.assert_allclose(_run(create_session(model)), first)
+    assert cached.stat().st_mtime_ns == mtime, "a matching cache must be reused, not rewritten"
+
+    _write_model(model, 2.0)  # new content: the cache is stale
+    np.testing.assert_allclose(_run(create_session(model)), 2 * first)
+    assert json.loads((tmp_path / "m.onnx.optimized.json").read_text())["source_sha256"] != (
+        sidecar["source_sha256"]
+    )
+
+
+def test_touched_model_with_the_same_content_keeps_the_cache(tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    _write_model(model, 1.0)
+    create_session(model)
+    cached = optimized_path(model)
+    mtime = cached.stat().st_mtime_ns
+    stat = model.stat()
+    os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    _run(create_session(model))
+    assert cached.stat().st_mtime_ns == mtime, "same sha256: the cache must be reused"
+    record = json.loads((tmp_path / "m.onnx.optimized.json").read_text())
+    assert record["source_mtime_ns"] == model.stat().st_mtime_ns, "next time: no re-hash"
+
+
+def test_corrupt_cache_is_rebuilt(tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    _write_model(model, 1.0)
+    expected = _run(create_session(model))
+    cached = optimized_path(model)
+    cached.write_bytes(b"\0" * cached.stat().st_size)  # same size, garbage
+    np.testing.assert_allclose(_run(create_session(model)), expected)
+    assert cached.read_bytes()[:1] != b"\0"
+
+
+def test_read_only_directory_falls_back_without_cache(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions")
+    model = tmp_path / "m.onnx"
+    _write_model(model, 1.0)
+    tmp_path.chmod(0o555)
+    try:
+        out = _run(create_session(model))
+    finally:
+        tmp_path.chmod(0o755)
+    assert out.shape == (1, 4, 8, 8)
+    assert not optimized_path(model).exists()
+
+
+def test_no_cache_settings_write_nothing(tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    _write_model(model, 1.0)
+    _run(create_session(model, OrtSettings(cache_optimized=False)))
+    _run(create_session(model, OrtSettings(graph_optimization="disabled")))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

@@ -1,0 +1,141 @@
+"""The ``onnx-int8`` exporter: calibration on train crops only, accuracy bound, atomic output."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import artifacts_root
+
+from toolchain.errors import MissingArtifactError, ParityError
+from toolchain.parity import Reference, load_reference
+from toolchain.paths import Layout
+from toolchain.preprocess import prewhiten
+from toolchain.quantize import (
+    CHOSEN,
+    EXPORTER_NAME,
+    INT8_FILE,
+    MIN_COSINE,
+    Int8Variant,
+    calibration_batches,
+    check_int8,
+    embed,
+    export_int8,
+    run_model,
+)
+
+
+def _synthetic_reference(splits: list[str]) -> Reference:
+    rng = np.random.default_rng(1)
+    n = len(splits)
+    return Reference(
+        crops=rng.integers(0, 256, (n, 160, 160, 3), dtype=np.uint8),
+        embeddings=rng.standard_normal((n, 128)).astype(np.float32),
+        splits=tuple(splits),
+        persons=tuple(f"p{i % 2}" for i in range(n)),
+        paths=tuple(f"{s}/p{i % 2}/{i}.jpg" for i, s in enumerate(splits)),
+    )
+
+
+def test_calibration_uses_train_crops_only() -> None:
+    reference = _synthetic_reference(["train", "val", "train", "val", "val", "train"])
+    batches = calibration_batches(reference)
+    got = np.concatenate(batches)
+    train = [i for i, s in enumerate(reference.splits) if s == "train"]
+    np.testing.assert_array_equal(got, prewhiten(reference.crops[train]))
+    assert len({len(b) for b in batches}) == 1, "histogram calibrators need equal batches"
+
+
+def test_no_train_crops_is_refused() -> None:
+    with pytest.raises(MissingArtifactError, match="nox -s recover"):
+        calibration_batches(_synthetic_reference(["val", "val"]))
+
+
+def test_missing_fp32_model_names_the_session(tmp_path: Path) -> None:
+    with pytest.raises(MissingArtifactError, match="nox -s export"):
+        export_int8(Layout(tmp_path))
+    assert not (tmp_path / "models" / INT8_FILE).exists()
+
+
+def test_exporter_is_registered() -> None:
+    from toolchain.exporters import load_exporters
+
+    exporter = load_exporters()[EXPORTER_NAME]
+    assert exporter.after == ("onnx",)
+    assert exporter.in_all
+
+
+def test_check_rejects_a_wrong_l2_output() -> None:
+    reference = _synthetic_reference(["train", "train", "val", "val"])
+    raw = reference.embeddings.copy()
+    good = check_int8({"embedding": raw}, raw, reference)
+    assert good.min_cos_original == pytest.approx(1.0)
+    bad_l2 = np.ones_like(raw)
+    bad = check_int8({"embedding": raw, "embedding_l2": bad_l2}, raw, reference)
+    assert bad.l2_max_abs is not None and bad.l2_max_abs > 0.1
+    assert not bad.ok
+
+
+def _real_layout(tmp_path: Path) -> Layout:
+    """A layout whose fp32 ONNX and reference are the real ones (links), written to tmp."""
+    real = Layout(artifacts_root())
+    onnx_path = real.models_dir / "facenet.onnx"
+    for needed, session in ((onnx_path, "export"), (real.reference_dir / "reference.npz",
+                                                    "recover")):
+        if not needed.is_file():
+            pytest.skip(f"{needed} missing: run `nox -s {session}` first")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "facenet.onnx").symlink_to(onnx_path.resolve())
+    (tmp_path / "reference").symlink_to(real.reference_dir.resolve())
+    return Layout(tmp_path)
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_int8_export_meets_the_bound_on_real_crops(tmp_path: Path) -> None:
+    import onnx
+
+    layout = _real_layout(tmp_path)
+    result = export_int8(layout)
+    assert result.path == layout.models_dir / INT8_FILE and result.path.is_file()
+    onnx.checker.check_model(str(result.path))
+    reference = load_reference(layout)
+    assert result.calibration_crops == reference.splits.count("train")
+    # Recomputed from the written file, independently of the exporter's own check.
+    x = prewhiten(reference.crops)
+    outputs = run_model(result.path, x)
+    check = check_int8(outputs, embed(layout.models_dir / "facenet.onnx", x), reference)
+    assert check.min_cos_original >= MIN_COSINE
+    assert check.min_cos_original_val >= MIN_COSINE
+    assert (check.identified, check.total) == (25, 25)
+    assert check.l2_max_abs is not None and check.l2_max_abs <= 1e-5
+    props = {p.key: p.value for p in onnx.load(str(result.path)).metadata_props}
+    assert "TRAIN" in props["quantization"] and CHOSEN.name in props["quantization"]
+    assert props["default_threshold"]  # the fp32 model's contract metadata is kept
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_a_variant_off_the_bound_writes_nothing(tmp_path: Path) -> None:
+    layout = _real_layout(tmp_path)
+    coarse = replace(Int8Variant("too-coarse"), per_channel=False, reduce_range=True,
+                     exclude=())
+    with pytest.raises(ParityError, match="misses the bound"):
+        export_int8(layout, coarse)
+    assert not (layout.models_dir / INT8_FILE).exists()
+    assert [p.name for p in layout.models_dir.iterdir()] == ["facenet.onnx"]
+
+
+@pytest.mark.real
+def test_exported_int8_artifact_meets_the_bound() -> None:
+    layout = Layout(artifacts_root())
+    path = layout.models_dir / INT8_FILE
+    if not path.is_file():
+        pytest.skip(f"{path} missing: run `nox -s export` first")
+    reference = load_reference(layout)
+    x = prewhiten(reference.crops)
+    check = check_int8(run_model(path, x), embed(layout.models_dir / "facenet.onnx", x), reference)
+    assert check.ok, check.describe()
+    assert (check.identified, check.total) == (25, 25)
