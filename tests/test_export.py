@@ -1,0 +1,183 @@
+"""Exporter registry, a cheap real export into tmp_path, and the real exported files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import toolchain
+from toolchain import exporters
+from toolchain.errors import InputError, ParityError
+from toolchain.exporters import (
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    STAMP_FILE,
+    ExportContext,
+    register_exporter,
+    resolve,
+    run_exporters,
+)
+from toolchain.parity import choose_threshold, load_reference
+from toolchain.paths import Layout
+from toolchain.preprocess import prewhiten
+from toolchain.weights import WeightsRejectedError
+
+REAL = Layout(Path(os.environ.get("FACENET_ARTIFACTS", "artifacts")))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "toolchain", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_all_runs_in_dependency_order() -> None:
+    order = [e.name for e in resolve(["all"])]
+    for fmt in exporters.MODEL_FILES:
+        assert fmt in order
+    assert order.index("keras") < order.index("savedmodel")
+    for child in ("onnx", "tflite", "tflite-fp16", "tflite-int8"):
+        assert order.index("savedmodel") < order.index(child)
+    assert [e.name for e in resolve(["tflite", "keras", "savedmodel"])] == [
+        "keras",
+        "savedmodel",
+        "tflite",
+    ]
+
+
+def test_unknown_format_and_duplicate_registration() -> None:
+    with pytest.raises(InputError, match="unknown export format 'bogus'"):
+        resolve(["bogus"])
+    with pytest.raises(ValueError, match="already registered"):
+        register_exporter("onnx", "again")(lambda context: [])
+
+
+def test_cli_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
+    bogus = _cli("export", "--format", "bogus", "--artifacts", str(tmp_path))
+    assert bogus.returncode == 3 and "unknown export format" in bogus.stderr
+    empty = _cli("export", "--format", "keras", "--artifacts", str(tmp_path))
+    assert empty.returncode == 6 and "nox -s recover" in empty.stderr
+    assert "Traceback" not in empty.stderr
+    parity = _cli("parity", "--artifacts", str(tmp_path))
+    assert parity.returncode == 6 and "nox -s export" in parity.stderr
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+
+
+def _tmp_layout(tmp_path: Path) -> Layout:
+    if not (REAL.manifest.is_file() and (REAL.reference_dir / "reference.npz").is_file()):
+        pytest.skip(f"{REAL.weights_dir} or {REAL.reference_dir} missing: run `nox -s recover`")
+    layout = Layout(tmp_path / "artifacts")
+    layout.root.mkdir()
+    (layout.root / "reference").symlink_to(REAL.reference_dir.resolve())
+    layout.weights_dir.mkdir()
+    for path in REAL.weights_dir.iterdir():
+        (layout.weights_dir / path.name).symlink_to(path.resolve())
+    return layout
+
+
+@pytest.mark.real
+def test_tampered_weights_write_no_model(tmp_path: Path) -> None:
+    layout = _tmp_layout(tmp_path)
+    victim = layout.weights_dir / "Conv2d_4a_3x3_BatchNorm.npz"
+    data = bytearray(victim.read_bytes())
+    victim.unlink()
+    data[200] ^= 0x10
+    victim.write_bytes(bytes(data))
+    with pytest.raises(WeightsRejectedError, match="layer Conv2d_4a_3x3_BatchNorm"):
+        run_exporters(ExportContext(layout), ["all"])
+    assert not layout.models_dir.exists() or not any(layout.models_dir.iterdir())
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_export_into_tmp_validates_before_writing(tmp_path: Path) -> None:
+    layout = _tmp_layout(tmp_path)
+    context = ExportContext(layout)
+    good = context.expected
+    context.expected = {k: v[::-1].copy() for k, v in good.items()}  # rows in the wrong order
+    with pytest.raises(ParityError, match="keras export rejected"):
+        run_exporters(context, ["keras"])
+    assert sorted(p.name for p in layout.models_dir.iterdir()) == []
+
+    context.expected = good
+    results = run_exporters(context, ["keras", "tflite-int8"])
+    assert [r.name for r in results] == ["keras", "tflite-int8"]
+    assert "savedmodel" in context.written  # exported first, as tflite-int8 needs it
+    names = sorted(p.name for p in layout.models_dir.iterdir())
+    assert names == ["facenet.keras", "facenet_int8.tflite", "facenet_savedmodel"]
+    stamp = json.loads((layout.models_dir / "facenet_savedmodel" / STAMP_FILE).read_text())
+    assert stamp["toolchain_version"] == toolchain.__version__
+
+    mtime = (layout.models_dir / "facenet_savedmodel" / "saved_model.pb").stat().st_mtime_ns
+    again = ExportContext(layout)
+    assert again.savedmodel_dir() == layout.models_dir / "facenet_savedmodel"
+    assert "savedmodel" not in again.written  # reused: the stamp matches
+    assert (layout.models_dir / "facenet_savedmodel" / "saved_model.pb").stat().st_mtime_ns == mtime
+
+
+@pytest.fixture(scope="module")
+def real_onnx() -> Path:
+    path = REAL.models_dir / exporters.MODEL_FILES["onnx"]
+    if not path.is_file():
+        pytest.skip(f"{path} missing: run `nox -s export`")
+    return path
+
+
+@pytest.mark.real
+def test_real_onnx_contract(real_onnx: Path) -> None:
+    import onnx
+
+    onnx.checker.check_model(str(real_onnx), full_check=True)
+    model = onnx.load(str(real_onnx))
+    assert model.opset_import[0].version == exporters.ONNX_OPSET
+    assert [i.name for i in model.graph.input] == [INPUT_NAME]
+    assert [o.name for o in model.graph.output] == list(OUTPUT_NAMES)
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["batch", 160, 160, 3]
+    meta = {p.key: p.value for p in model.metadata_props}
+    manifest = json.loads(REAL.manifest.read_text())
+    reference = load_reference(REAL)
+    assert meta["source_sha256"] == manifest["source"]["sha256"]
+    assert meta["toolchain_version"] == toolchain.__version__
+    assert meta["input_layout"] == "NHWC" and meta["input_size"] == "160x160x3"
+    assert meta["input_color"] == "RGB"
+    assert "max(std(x), 1/sqrt(N))" in meta["preprocessing"]
+    assert "L2-normalize before comparing" in meta["output"]
+    assert meta["distance_metric"].startswith("euclidean distance between L2-normalized")
+    chosen = choose_threshold(reference.embeddings, reference.persons)
+    assert float(meta["default_threshold"]) == pytest.approx(chosen.value, abs=1e-6)
+    assert "balanced accuracy" in meta["threshold_method"]
+    assert json.loads(meta["contract"])["default_threshold"] == meta["default_threshold"]
+
+
+@pytest.mark.real
+def test_real_onnx_dynamic_batch(real_onnx: Path) -> None:
+    import onnxruntime as ort
+
+    reference = load_reference(REAL)
+    session = ort.InferenceSession(str(real_onnx), providers=["CPUExecutionProvider"])
+    x = prewhiten(reference.crops[:3])
+    three = session.run(None, {INPUT_NAME: x})
+    one = session.run(None, {INPUT_NAME: x[:1]})
+    assert three[0].shape == (3, 128) and one[0].shape == (1, 128)
+    np.testing.assert_allclose(one[0][0], three[0][0], atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(three[1], axis=1), 1.0, atol=1e-6)
+
+
+@pytest.mark.real
+def test_real_savedmodel_signature() -> None:
+    path = REAL.models_dir / exporters.MODEL_FILES["savedmodel"]
+    if not path.is_dir():
+        pytest.skip(f"{path} missing: run `nox -s export`")
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    spec = signature.structured_input_signature[1][INPUT_NAME]
+    assert spec.shape.as_list() == [None, 160, 160, 3] and spec.dtype == tf.float32
+    assert sorted(signature.structured_outputs) == sorted(OUTPUT_NAMES)
