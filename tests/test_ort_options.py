@@ -14,6 +14,7 @@ from toolchain.runtime.ort_options import (
     OrtSettings,
     core_count,
     create_session,
+    model_sha256,
     optimized_path,
     session_options,
 )
@@ -122,3 +123,20 @@ def test_no_cache_settings_write_nothing(tmp_path: Path) -> None:
     _run(create_session(model, OrtSettings(cache_optimized=False)))
     _run(create_session(model, OrtSettings(graph_optimization="disabled")))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_model_sha256_uses_the_sidecar_only_while_the_file_is_unchanged(tmp_path: Path) -> None:
+    from toolchain.atomic import sha256_file
+
+    model = tmp_path / "m.onnx"
+    _write_model(model, 1.0)
+    create_session(model)
+    sidecar = tmp_path / "m.onnx.optimized.json"
+    record = json.loads(sidecar.read_text())
+    assert model_sha256(model) == sha256_file(model) == record["source_sha256"]
+    record["source_sha256"] = "recorded"
+    sidecar.write_text(json.dumps(record))
+    assert model_sha256(model) == "recorded"
+    _write_model(model, 2.0)
+    os.utime(model, ns=(0, 0))
+    assert model_sha256(model) == sha256_file(model)

@@ -65,6 +65,8 @@ class OrtSettings:
         execution_mode: one of :data:`EXECUTION_MODES`.
         allow_spinning: intra-op threads busy-wait between operators instead of sleeping.
         cache_optimized: save the optimized graph next to the model and reuse it.
+        enable_mem_pattern: pre-plan memory from the first run's shapes (off for models fed
+            many input shapes, such as MTCNN's P-Net over an image pyramid).
     """
 
     intra_op_threads: int = 0
@@ -73,6 +75,7 @@ class OrtSettings:
     execution_mode: str = "sequential"
     allow_spinning: bool = True
     cache_optimized: bool = True
+    enable_mem_pattern: bool = True
 
     def __post_init__(self) -> None:
         if self.graph_optimization not in GRAPH_LEVELS:
@@ -114,6 +117,7 @@ def session_options(
         else ort.ExecutionMode.ORT_SEQUENTIAL
     )
     opts.graph_optimization_level = levels[graph_optimization or settings.graph_optimization]
+    opts.enable_mem_pattern = settings.enable_mem_pattern
     opts.add_session_config_entry(
         "session.intra_op.allow_spinning", "1" if settings.allow_spinning else "0"
     )
@@ -140,6 +144,28 @@ def optimized_path(model: Path) -> Path:
 
 def _sidecar(model: Path) -> Path:
     return model.with_name(model.name + OPTIMIZED_SUFFIX + ".json")
+
+
+def model_sha256(model: Path) -> str:
+    """sha256 of ``model``, from the cache sidecar when the file's size and mtime still match it.
+
+    Hashing a 90 MB model takes about a quarter of a second; a process that has just created a
+    session through :func:`create_session` gets the digest for free.
+    """
+    model = Path(model)
+    try:
+        recorded = json.loads(_sidecar(model).read_text(encoding="utf-8"))
+        stat = model.stat()
+        if (
+            isinstance(recorded, dict)
+            and (recorded.get("source_size"), recorded.get("source_mtime_ns"))
+            == (stat.st_size, stat.st_mtime_ns)
+            and isinstance(recorded.get("source_sha256"), str)
+        ):
+            return str(recorded["source_sha256"])
+    except (OSError, ValueError):
+        pass
+    return sha256_file(model)
 
 
 def _cache_key(model: Path, settings: OrtSettings, sha256: str) -> dict[str, Any]:
