@@ -360,6 +360,10 @@ def read_legacy(path: Path) -> LegacyModel:
             return _read(path, h5)
         except (OSError, RuntimeError) as exc:
             raise InputError(f"{path}: damaged HDF5 file ({exc})") from exc
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise InputError(
+                f"{path}: malformed legacy model file ({type(exc).__name__}: {exc})"
+            ) from exc
 
 
 def _read(path: Path, h5: h5py.File) -> LegacyModel:
