@@ -276,9 +276,10 @@ class Recognizer:
             detections.append(det)
         return detections, crops
 
-    def _embed_photos(self, photos: Sequence[tuple[np.ndarray, object]]) -> list[list[Face]]:
-        """Detect in each photo, then embed every face of every photo in one batch."""
-        found = [self._crops(pixels) for pixels, _ in photos]
+    def _embed_found(
+        self, found: Sequence[tuple[list[DetectionLike], list[np.ndarray]]]
+    ) -> list[list[Face]]:
+        """Embed every face crop of every photo in one embedder batch."""
         all_crops = [crop for _, crops in found for crop in crops]
         vectors = self.embedder.embed(np.stack(all_crops)) if all_crops else np.zeros((0, 0))
         result: list[list[Face]] = []
@@ -298,7 +299,7 @@ class Recognizer:
 
     def faces(self, image: ImageInput) -> list[Face]:
         """Every face of a photo with its crop and embedding, most confident first."""
-        return self._embed_photos([(self._pixels(image), None)])[0]
+        return self._embed_found([self._crops(self._pixels(image))])[0]
 
     def embed(self, image: ImageInput) -> np.ndarray:
         """``(F, 128)`` unit embeddings of the faces of a photo (F may be 0)."""
@@ -315,23 +316,25 @@ class Recognizer:
         A photo that cannot be read yields a :class:`PhotoFaces` with ``error`` set; the others
         go on.
         """
-        batch: list[tuple[Path, LoadedImage | None, str | None]] = []
+        Found = tuple[list[DetectionLike], list[np.ndarray]]
+        batch: list[tuple[Path, LoadedImage | None, str | None, Found]] = []
 
         def flush() -> Iterator[PhotoFaces]:
-            readable = [(img.pixels, p) for p, img, _ in batch if img is not None]
-            faces = iter(self._embed_photos(readable))
-            for path, img, error in batch:
+            faces = iter(self._embed_found([found for _, img, _, found in batch
+                                            if img is not None]))
+            for path, img, error, _ in batch:
                 yield PhotoFaces(path, img, next(faces) if img is not None else [], error)
-                if progress is not None:
-                    progress(path)
             batch.clear()
 
         for raw in paths:
             path = Path(raw)
             try:
-                batch.append((path, read_image(path), None))
+                image = read_image(path)
+                batch.append((path, image, None, self._crops(image.pixels)))
             except InputError as exc:
-                batch.append((path, None, str(exc)))
+                batch.append((path, None, str(exc), ([], [])))
+            if progress is not None:
+                progress(path)
             if len(batch) >= IMAGES_PER_BATCH:
                 yield from flush()
         if batch:
