@@ -344,8 +344,8 @@ def _evaluate_markdown(summary: dict[str, Any], people: list[str], predicted_nam
         "",
         "| metric | value |",
         "|---|---|",
-        f"| top-1 accuracy, nearest person | {ident['correct_closed']}/{ident['total']} "
-        f"= {ident['accuracy_closed']:.2%} |",
+        "| top-1 accuracy, closest person at any distance | "
+        f"{ident['correct_closed']}/{ident['total']} = {ident['accuracy_closed']:.2%} |",
         f"| accuracy at threshold {ident['threshold']:.3f} (farther = unknown = wrong) | "
         f"{ident['correct_open']}/{ident['total']} = {ident['accuracy_open']:.2%} |",
         "",
@@ -511,7 +511,7 @@ def evaluate(
     metrics = Table(title=f"Evaluation of {dataset}")
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
-    metrics.add_row("top-1 accuracy (nearest person)",
+    metrics.add_row("top-1 accuracy (closest person, any distance)",
                     f"{ident.correct_closed}/{ident.total} = {ident.accuracy_closed:.2%}")
     metrics.add_row(f"accuracy at threshold {ver.best_threshold:.3f}",
                     f"{ident.correct_open}/{ident.total} = {ident.accuracy_open:.2%}")
