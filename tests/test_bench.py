@@ -46,6 +46,8 @@ def expected_rows() -> set[tuple[str, str]]:
     """``(section, name)`` of every row a bench run must report."""
     rows = {("sgemm", f"numpy float32 matmul 256^3 ({w})") for w in ("start", "end")}
     rows |= {("embedding", f"{rt} {b}") for rt in MODEL_FILES for b in ("b1", "b16")}
+    rows |= {("paired", f"{rt} {b} (alternated)") for rt in ("ort-fp32", "ort-int8")
+             for b in ("b1", "b16")}
     rows |= {("ort_options", f"{label} {b}") for label in ORT_SETTINGS for b in ("b1", "b16")}
     rows |= {("ort_options", f"fresh process: import + session, {w}")
              for w in ("cached optimized graph", "optimized at load")}

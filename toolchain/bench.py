@@ -10,6 +10,8 @@ min and max, and ratios against baselines measured in the same run:
 * embedding throughput at batch 1 and 16: Keras 3 in a ``tf.function``, TF SavedModel, ONNX
   Runtime fp32 and int8, LiteRT fp32 / fp16 / int8 (``num_threads`` = cores), with achieved
   GFLOP/s (:data:`GFLOP_PER_FACE`) against the sgemm rate;
+* ONNX Runtime fp32 vs int8 again, in one process with their runs alternated: a ratio that holds
+  when the machine's load changes between the per-runtime processes;
 * ONNX Runtime session options (threads, optimization levels, spinning, the cached optimized
   graph of :mod:`toolchain.runtime.ort_options`), including session creation in a fresh process;
 * face detection ms/image: the ONNX MTCNN vs the ``mtcnn`` package, same photos;
@@ -30,6 +32,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -126,8 +129,8 @@ class Row:
     """One measurement.
 
     Attributes:
-        section: ``sgemm``, ``embedding``, ``ort_options``, ``detection``, ``end_to_end`` or
-            ``cold_start``.
+        section: ``sgemm``, ``embedding``, ``paired``, ``ort_options``, ``detection``,
+            ``end_to_end`` or ``cold_start``.
         name: what was measured.
         unit: unit of ``samples``.
         samples: one value per timed repetition.
@@ -388,6 +391,26 @@ def _task_ort_options(spec: dict[str, Any]) -> dict[str, Any]:
     return results
 
 
+def _task_paired(spec: dict[str, Any]) -> dict[str, Any]:
+    """ORT fp32 and int8 in one process, runs alternated (a load-robust ratio)."""
+    from toolchain.runtime.ort_options import create_session
+
+    x = _crops(Path(spec["artifacts"]), 16)
+    sessions = {name: create_session(Path(path)) for name, path in spec["models"].items()}
+    result: dict[str, Any] = {}
+    for batch, calls in ((1, int(spec["b1_calls"])), (16, int(spec["b16_calls"]))):
+        runs = {name: _ort_calls(s, x[:batch], calls) for name, s in sessions.items()}
+        for run in runs.values():
+            run()
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(int(spec["repeats"])):
+            for name, run in runs.items():
+                times[name] += _repeat(run, 1)
+        for name in runs:
+            result[f"{name} b{batch}"] = [batch * calls / t for t in times[name]]
+    return result
+
+
 def _task_ort_session(spec: dict[str, Any]) -> dict[str, Any]:
     """Import ONNX Runtime and create one session (a fresh process measures its cold cost)."""
     from toolchain.runtime.ort_options import OrtSettings, create_session
@@ -515,6 +538,7 @@ TASKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "embed": _task_embed,
     "ort_options": _task_ort_options,
     "ort_session": _task_ort_session,
+    "paired": _task_paired,
     "detect": _task_detect,
     "e2e": _task_e2e,
     "seed_recognize": _task_seed_recognize,
@@ -689,6 +713,18 @@ class _Runner:
                             "model": name},
                 ))
 
+    def paired(self) -> None:
+        models = {rt: str((self.layout.models_dir / MODEL_FILES[rt]).resolve())
+                  for rt in ("ort-fp32", "ort-int8")}
+        run = self.worker({"task": "paired", "artifacts": self.art, "models": models,
+                           "repeats": self.config.repeats, "b1_calls": self.config.b1_calls,
+                           "b16_calls": self.config.b16_calls})
+        for name, samples in run.result.items():
+            batch = name.rsplit(" ", 1)[1]
+            self.rows.append(Row("paired", f"{name} (alternated)", "faces/s", samples,
+                                 baseline=f"ort-fp32 {batch} (alternated)",
+                                 peak_rss_mb=run.peak_rss_mb))
+
     def ort_options(self) -> None:
         onnx = str((self.layout.models_dir / MODEL_FILES["ort-fp32"]).resolve())
         run = self.worker({"task": "ort_options", "artifacts": self.art, "path": onnx,
@@ -836,6 +872,9 @@ def evaluate_targets(rows: list[Row]) -> list[Target]:
             f"{fp32.gflops:.1f} GFLOP/s achieved ({GFLOP_PER_FACE} GFLOP/face)",
         ))
     ratio_target("ORT int8 vs ORT fp32, batch 16", get("embedding", "ort-int8 b16"), fp32, 1.5)
+    alternated = get("paired", "ort-int8 b16 (alternated)")
+    if alternated is not None and alternated.ratio is not None and targets[-1].value:
+        targets[-1].detail += f"; alternated in one process: x{alternated.ratio:.2f}"
     ratio_target("ORT fp32 vs TF SavedModel, batch 1", get("embedding", "ort-fp32 b1"),
                  get("embedding", "savedmodel b1"), 2.0)
     ratio_target("detection: onnx mtcnn vs mtcnn package", get("detection", "onnx mtcnn"),
@@ -869,6 +908,7 @@ def run_bench(layout: Layout, config: BenchConfig) -> BenchReport:
         gallery, gallery_npz = runner.prepare_galleries(photos)
         runner.sgemm("start")
         runner.embedding()
+        runner.paired()
         runner.ort_options()
         runner.detection(paths)
         runner.end_to_end(paths, gallery, gallery_npz)
@@ -905,6 +945,7 @@ def run_bench(layout: Layout, config: BenchConfig) -> BenchReport:
 SECTION_TITLES = {
     "sgemm": "Machine sgemm rate",
     "embedding": "Embedding throughput (baseline: TF SavedModel at the same batch)",
+    "paired": "ONNX Runtime fp32 vs int8 in one process, runs alternated (load-robust ratio)",
     "ort_options": "ONNX Runtime session options (fp32; baseline: the default settings)",
     "detection": "Face detection (baseline: the mtcnn package)",
     "end_to_end": "End to end over the dataset photos (baseline: seed-style pipeline)",
@@ -982,7 +1023,8 @@ def chart(report: BenchReport, path: Path) -> None:
     ]
     for ax, (title, pick, unit) in zip(axes.flat, panels, strict=True):
         rows = [r for r in report.rows if pick(r)]
-        labels = [r.name.removesuffix(" b16").removesuffix(" b1")[:38] for r in rows]
+        labels = [textwrap.fill(r.name.removesuffix(" b16").removesuffix(" b1"), 26)
+                  for r in rows]
         if unit == "MB":
             values = [r.peak_rss_mb or 0.0 for r in rows]
             ax.barh(labels, values, color="#7a7a7a")
@@ -994,7 +1036,7 @@ def chart(report: BenchReport, path: Path) -> None:
             ax.barh(labels, values, xerr=err, color=colors, capsize=3)
             for y, r in enumerate(rows):
                 note = f" {r.median:.3g}" + (f"  x{r.ratio:.2f}" if r.ratio else "")
-                ax.text(r.median, y, note, va="center", fontsize=8)
+                ax.text(r.high, y, note, va="center", fontsize=8)
         if title.startswith("Embedding, batch 16") and sgemm_rate:
             ax.axvline(sgemm_rate / GFLOP_PER_FACE, color="#c03030", linestyle="--",
                        label=f"sgemm rate {sgemm_rate:.0f} GFLOP/s")

@@ -326,18 +326,27 @@ def check_int8(
     )
 
 
-def time_b16(model: Path, x16: np.ndarray, repeats: int) -> list[float]:
-    """Seconds per batch-16 run (after one warm-up run), ``repeats`` times."""
+def paired_times(
+    baseline: Path, candidate: Path, x16: np.ndarray, repeats: int
+) -> tuple[list[float], list[float]]:
+    """Seconds per batch-16 run of two models, alternated run by run after a warm-up of each.
+
+    Alternating keeps both series under the same machine load, so their ratio holds even when
+    other processes come and go during the measurement.
+    """
     from toolchain.runtime.ort_options import OrtSettings, create_session
 
-    session = create_session(model, OrtSettings(cache_optimized=False))
-    feed = {session.get_inputs()[0].name: x16}
-    session.run(None, feed)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    settings = OrtSettings(cache_optimized=False)
+    sessions = [create_session(baseline, settings), create_session(candidate, settings)]
+    feeds = [{s.get_inputs()[0].name: x16} for s in sessions]
+    for session, feed in zip(sessions, feeds, strict=True):
         session.run(None, feed)
-        times.append(time.perf_counter() - start)
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for session, feed, out in zip(sessions, feeds, times, strict=True):
+            start = time.perf_counter()
+            session.run(None, feed)
+            out.append(time.perf_counter() - start)
     return times
 
 
@@ -400,8 +409,8 @@ def sweep_variants(
 ) -> list[VariantRecord]:
     """Quantize, check and time every variant; write ``reports/int8_variants.json``.
 
-    Each variant's batch-16 timing is interleaved with a fresh fp32 timing in the same process,
-    so its speedup is measured under the same machine load.
+    Each variant's batch-16 runs alternate with fp32 runs (:func:`paired_times`), so its speedup
+    is measured under the same machine load.
     """
     fp32 = fp32_model(layout)
     reference = load_reference(layout)
@@ -420,8 +429,7 @@ def sweep_variants(
                 record.quantize_seconds = time.perf_counter() - start
                 record.size_bytes = path.stat().st_size
                 record.check = check_int8(run_model(path, x), fp32_embeddings, reference)
-                fp32_times = time_b16(fp32, x16, repeats)
-                record.timings_b16 = time_b16(path, x16, repeats)
+                fp32_times, record.timings_b16 = paired_times(fp32, path, x16, repeats)
             except Exception as exc:  # a failing variant is a result, not a crash
                 record.error = f"{type(exc).__name__}: {exc}"
                 log.warning("variant %s failed: %s", variant.name, record.error)
@@ -470,7 +478,7 @@ def variants_report(records: Sequence[VariantRecord]) -> dict[str, Any]:
         "onnxruntime": onnxruntime.__version__,
         "min_cosine_bound": MIN_COSINE,
         "calibration": "prewhitened TRAIN reference crops only",
-        "timing": f"batch {TIMING_BATCH}, median; fp32 timed in the same process before each",
+        "timing": f"batch {TIMING_BATCH}, medians; fp32 and variant runs alternated",
         "chosen_in_code": CHOSEN.name,
         "best": best.variant.name if best else None,
         "variants": rows,
