@@ -612,9 +612,6 @@ def gallery_import(
     path = gallery if gallery is not None else layout.gallery
     data = parse_import(file)
     fingerprint = data.fingerprint
-    if fingerprint is None:
-        log.warning("%s: the seed's vectors were computed by its own pipeline (BGR crops); "
-                    "enrolling the photos again with `facenet enroll` matches better", file)
     if fingerprint is None and not path.exists():
         if data.dim != EMBEDDING_DIM:
             raise InputError(f"{file}: {data.dim}-d vectors, FaceNet makes {EMBEDDING_DIM}-d ones")
@@ -625,8 +622,14 @@ def gallery_import(
                 "with `nox -s export`")
         fingerprint = sha256_file(model)
     with Gallery.open(path, fingerprint=fingerprint, dim=data.dim, create=True) as opened:
+        if data.dim != opened.dim:
+            raise InputError(f"{file}: {data.dim}-d vectors, the gallery {path} holds "
+                             f"{opened.dim}-d ones")
         result = opened.add(data.entries)
         if data.threshold is not None and opened.threshold is None:
             opened.set_threshold(data.threshold, f"imported from {file}")
+    if data.fingerprint is None and result.added:
+        log.warning("%s: the seed's vectors were computed by its own pipeline (BGR crops); "
+                    "enrolling the photos again with `facenet enroll` matches better", file)
     print(f"imported {len(result.added)} embeddings ({data.kind}); "
           f"{len(result.duplicates)} were already in {path}")

@@ -181,13 +181,13 @@ class Gallery:
             raise InputError(f"gallery {path}: cannot open ({exc})") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            tables = {
-                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-            }
+            tables = cls._tables(conn)
             if not tables and create:
-                assert fingerprint is not None
-                cls._create(conn, fingerprint, dim)
-                tables = {"meta"}
+                if fingerprint is None:
+                    raise InputError(f"gallery {path} is an empty file; remove it or pass "
+                                     "another --gallery")
+                cls._create_if_empty(conn, fingerprint, dim)
+                tables = cls._tables(conn)
             if "meta" not in tables:
                 raise InputError(f"gallery {path}: a SQLite file but not a facenet gallery")
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
@@ -209,10 +209,19 @@ class Gallery:
         return gallery
 
     @staticmethod
-    def _create(conn: sqlite3.Connection, fingerprint: str, dim: int) -> None:
+    def _tables(conn: sqlite3.Connection) -> set[str]:
+        return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    @classmethod
+    def _create_if_empty(cls, conn: sqlite3.Connection, fingerprint: str, dim: int) -> None:
+        """Create the schema, unless another process did since we looked (checked under the
+        write lock, so concurrent first enrollments create it exactly once)."""
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("BEGIN IMMEDIATE")
         try:
+            if cls._tables(conn):
+                conn.execute("ROLLBACK")
+                return
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -301,11 +310,11 @@ class Gallery:
 
     def _validate(self, entry: Entry) -> np.ndarray:
         vector = np.asarray(entry.vector, dtype=np.float32).reshape(-1)
-        if vector.shape != (self.dim,) or not np.all(np.isfinite(vector)):
-            raise InputError(
-                f"{entry.source}: embedding for {entry.name!r} has {vector.size} values or "
-                f"non-finite ones; the gallery holds {self.dim}-d vectors"
-            )
+        if vector.shape != (self.dim,):
+            raise InputError(f"{entry.source}: embedding for {entry.name!r} has {vector.size} "
+                             f"values; the gallery holds {self.dim}-d vectors")
+        if not np.all(np.isfinite(vector)):
+            raise InputError(f"{entry.source}: embedding for {entry.name!r} has non-finite values")
         if not entry.name.strip():
             raise InputError(f"{entry.source}: empty person name")
         return vector
