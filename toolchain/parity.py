@@ -542,18 +542,18 @@ def _report_md(report: ParityReport) -> str:
         "",
         f"**Result: {'PASS' if not report.failed else 'FAIL'}**",
         "",
-        "| format | vs | max abs diff | min cosine | mean cosine | limit | ok |",
-        "|---|---|---|---|---|---|---|",
+        "| format | vs | max abs diff | min cosine | 1 - min cosine | mean cosine | limit | ok |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in report.checks:
-        if c.check == "values" and c.max_abs is not None:
+        if c.check == "values" and c.max_abs is not None and c.min_cos is not None:
             tol = TOLERANCES[c.fmt]
             limit = f"cos >= {tol.min_cos}" + (
                 f", abs <= {tol.max_abs:g}" if tol.max_abs is not None else ""
             )
             lines.append(
                 f"| {c.fmt} | {c.against} | {c.max_abs:.2e} | {c.min_cos:.10f} | "
-                f"{c.mean_cos:.10f} | {limit} | {'yes' if c.ok else 'NO'} |"
+                f"{1 - c.min_cos:.1e} | {c.mean_cos:.10f} | {limit} | {'yes' if c.ok else 'NO'} |"
             )
     lines += [
         "",
@@ -569,16 +569,15 @@ def _report_md(report: ParityReport) -> str:
         l2c = checks.get("l2-output")
         size = f"{r.size_bytes / 1e6:.1f} MB" if r else "-"
         secs = f"{r.seconds:.1f} s" if r else "-"
-        lines.append(
-            f"| {fmt} | {ident.detail if ident else '-'} | {l2c.detail if l2c else '-'} | "
-            f"{size} | {secs} |"
-        )
+        cells = [fmt, ident.detail if ident else "-", l2c.detail if l2c else "-", size, secs]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     t = report.threshold
     lines += [
         "",
         f"Default threshold: **{t.value}** (euclidean, L2-normalized); balanced accuracy "
         f"{t.balanced_accuracy:.4f} over {t.same_pairs} same / {t.different_pairs} different "
-        f"pairs; max same {t.max_same:.4f}, min different {t.min_different:.4f}. {t.method}.",
+        f"pairs; max same {t.max_same:.4f}, min different {t.min_different:.4f}. "
+        f"Chosen as {t.method}.",
         "",
         "## Every check",
         "",
