@@ -257,10 +257,11 @@ def _photos(dataset: Path) -> list[Path]:
 
 def _detect(dataset: Path, paths: list[Path]) -> list[Photo]:
     """Run MTCNN (package defaults) on every photo and crop the largest face by the crop rule."""
-    from mtcnn import MTCNN
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    detector = MTCNN()
+    from toolchain.mtcnn_weights import package_detector
+
+    detector = package_detector()
     photos = []
     for path in paths:
         rel = path.relative_to(dataset)
@@ -348,7 +349,7 @@ def _reference_index(
         "detector": {
             "package": "mtcnn",
             "version": metadata.version("mtcnn"),
-            "call": "MTCNN().detect_faces(rgb) with package defaults",
+            "call": "MTCNN(stages from hash-checked weights).detect_faces(rgb), package defaults",
             "choice": "largest box (toolchain.preprocess.largest_face)",
         },
         "crop_rule": _crop_rule(),

@@ -236,7 +236,7 @@ def mtcnn_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def package_results() -> dict[Path, list[dict[str, Any]]]:
     """The ``mtcnn`` package's own detections on every photo (computed once per session)."""
-    from toolchain.mtcnn_export import package_detector
+    from toolchain.mtcnn_weights import package_detector
 
     detector = package_detector()
     return {path: detector.detect_faces(_load(path)) for path in _photos()}
@@ -263,7 +263,7 @@ def test_tampered_weights_are_refused_before_unpickling(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import joblib
 
-    from toolchain.mtcnn_export import installed_weight_files, load_verified_weights
+    from toolchain.mtcnn_weights import installed_weight_files, load_verified_weights
 
     source = installed_weight_files()["rnet"]
     tampered = tmp_path / "rnet.lz4"
