@@ -21,6 +21,8 @@ import nox
 ROOT = Path(__file__).resolve().parent
 ENVS = ROOT / ".nox" / "_envs"
 ARTIFACTS = ROOT / "artifacts"
+ART = ("--artifacts", str(ARTIFACTS))
+DATASET = ARTIFACTS / "source" / "5-celebrity-faces-dataset"
 
 nox.options.sessions = ["main"]
 nox.options.default_venv_backend = "none"
@@ -64,14 +66,13 @@ def facenet(session: nox.Session, env: str, *args: str, **kwargs: object) -> Non
 
 def step_fetch(session: nox.Session) -> None:
     """Fetch and verify the real legacy file and the 5-celebrity photos."""
-    facenet(session, "modern", "fetch", "--artifacts", str(ARTIFACTS))
+    facenet(session, "modern", "fetch", *ART)
 
 
 def step_recover(session: nox.Session) -> None:
     """Dump the legacy weights and the original graph's reference embeddings (legacy env)."""
     python = env_bin(session, "legacy") / "python"
-    session.run(str(python), str(ROOT / "legacy_env" / "recover.py"),
-                "--artifacts", str(ARTIFACTS), external=True)
+    session.run(str(python), str(ROOT / "legacy_env" / "recover.py"), *ART, external=True)
 
 
 def step_inspect(session: nox.Session) -> None:
@@ -80,13 +81,31 @@ def step_inspect(session: nox.Session) -> None:
 
 
 def step_export(session: nox.Session) -> None:
-    """Rebuild InceptionResNetV1 from source, load the npz strictly and export every format."""
-    facenet(session, "modern", "export", "--format", "all", "--artifacts", str(ARTIFACTS))
+    """Rebuild InceptionResNetV1, load the npz strictly, export every format (MTCNN, int8 too)."""
+    facenet(session, "modern", "export", "--format", "all", *ART)
 
 
 def step_parity(session: nox.Session) -> None:
     """Compare every exported format with the original graph on all real face crops."""
-    facenet(session, "modern", "parity", "--artifacts", str(ARTIFACTS))
+    facenet(session, "modern", "parity", *ART)
+
+
+def step_demo(session: nox.Session) -> None:
+    """Enroll train, evaluate, recognize val with annotations: runtime env, no TensorFlow."""
+    gallery = ["--gallery", str(ARTIFACTS / "demo_gallery.db")]
+    # One train photo (Elton John behind a microphone) has no detectable face: enroll lists it
+    # and exits 1 ("some files could not be used"), which the demo expects.
+    facenet(session, "runtime", "enroll", str(DATASET / "train"), "--largest", *gallery, *ART,
+            success_codes=[0, 1])
+    facenet(session, "runtime", "evaluate", str(DATASET), "--store-threshold", *gallery, *ART)
+    facenet(session, "runtime", "recognize", str(DATASET / "val"), *gallery, *ART,
+            "--annotate", str(ARTIFACTS / "reports" / "annotated"))
+
+
+def step_checksums(session: nox.Session) -> None:
+    """List every generated artifact in artifacts/SHA256SUMS, then verify everything."""
+    facenet(session, "modern", "checksums", *ART)
+    facenet(session, "modern", "verify", *ART)
 
 
 def timed(session: nox.Session, steps: list[Callable[[nox.Session], None]]) -> None:
@@ -101,13 +120,22 @@ def timed(session: nox.Session, steps: list[Callable[[nox.Session], None]]) -> N
     session.log(f"step timings: {summary}; total {sum(t for _, t in times):.1f} s")
 
 
-SPINE = [step_fetch, step_recover, step_inspect]
+def print_parity_table(session: nox.Session) -> None:
+    """End the main job with the parity table the parity step wrote."""
+    report = ARTIFACTS / "reports" / "parity.md"
+    session.log(f"parity report: {report}")
+    print(report.read_text(encoding="utf-8"))
+
+
+MAIN = [step_fetch, step_recover, step_inspect, step_export, step_demo, step_parity,
+        step_checksums]
 
 
 @nox.session
 def main(session: nox.Session) -> None:
-    """The main job on a fresh machine: fetch, recover, inspect, export, parity."""
-    timed(session, SPINE)
+    """The main job on a fresh machine: fetch, recover, inspect, export, demo, parity, verify."""
+    timed(session, MAIN)
+    print_parity_table(session)
 
 
 @nox.session
@@ -129,10 +157,54 @@ def inspect(session: nox.Session) -> None:
 
 
 @nox.session
+def export(session: nox.Session) -> None:
+    """Rebuild from the recovered npz and export keras, SavedModel, ONNX, TFLite, int8, MTCNN."""
+    timed(session, [step_export])
+
+
+@nox.session
+def parity(session: nox.Session) -> None:
+    """Parity of every format against the original graph; writes artifacts/reports/parity.*."""
+    timed(session, [step_parity])
+    print_parity_table(session)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Enroll, evaluate and recognize the 5-celebrity photos on ONNX Runtime only."""
+    timed(session, [step_demo])
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks side by side (throughput, GFLOP/s vs sgemm, detection, end-to-end, memory)."""
+    env_bin(session, "runtime")
+    facenet(session, "modern", "bench", *ART, *session.posargs)
+
+
+@nox.session
+def verify(session: nox.Session) -> None:
+    """Re-hash every artifact against the manifests and SHA256SUMS."""
+    facenet(session, "modern", "verify", *ART)
+
+
+def missing_artifacts() -> list[Callable[[nox.Session], None]]:
+    """The spine steps whose outputs are not there yet (what the tests need first)."""
+    steps: list[Callable[[nox.Session], None]] = []
+    if not (ARTIFACTS / "reference" / "index.json").is_file():
+        steps += [step_fetch, step_recover]
+    models = ARTIFACTS / "models"
+    needed = ["facenet.keras", "facenet.onnx", "facenet_int8.onnx", "facenet.tflite",
+              "facenet_fp16.tflite", "facenet_int8.tflite", "mtcnn_pnet.onnx"]
+    if steps or not all((models / name).exists() for name in needed):
+        steps.append(step_export)
+    return steps
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite, after making the artifacts the real-file tests need."""
-    if not (ARTIFACTS / "weights" / "manifest.json").is_file():
-        timed(session, [step_fetch, step_recover])
+    timed(session, missing_artifacts())
     bin_dir = env_bin(session, "modern")
     env_bin(session, "legacy")
     session.run(
