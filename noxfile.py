@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import nox
 
@@ -59,9 +60,10 @@ def env_bin(session: nox.Session, name: str) -> Path:
     return venv / "bin"
 
 
-def facenet(session: nox.Session, env: str, *args: str, **kwargs: object) -> None:
-    """Run the `facenet` command line in environment `env`."""
-    session.run(str(env_bin(session, env) / "facenet"), *args, external=True, **kwargs)
+def facenet(session: nox.Session, env: str, *args: str, **kwargs: Any) -> None:
+    """Run the `facenet` command line in environment `env` (TensorFlow's C++ chatter off)."""
+    session.run(str(env_bin(session, env) / "facenet"), *args, external=True,
+                env={"TF_CPP_MIN_LOG_LEVEL": "2"}, **kwargs)
 
 
 def step_fetch(session: nox.Session) -> None:
