@@ -17,8 +17,8 @@ What is covered, and by what:
 - ONNX Runtime's optimized-graph caches (``<model>.optimized`` + ``<model>.optimized.json``,
   :mod:`toolchain.runtime.ort_options`) are made lazily on each machine by the first session:
   not listed; when the sidecar records ``optimized_sha256``, ``facenet verify`` checks it.
-- Hidden files (``.name.*.tmp`` / ``.name.old-PID`` left by an interrupted atomic write, lock
-  files) are never listed; ``facenet verify`` mentions leftovers as a warning.
+- Hidden files (``.name.*.tmp`` / ``.name.old-PID`` left by an interrupted atomic write) are
+  never listed; ``facenet verify`` mentions leftovers as a warning.
 
 ``SHA256SUMS`` is written by :func:`write_checksums` (``facenet checksums``), the last step of the
 main job; a step that regenerates files afterwards calls :func:`record_files` for what it wrote.
@@ -63,7 +63,6 @@ CACHE_SUFFIXES = (".optimized", ".optimized.json")
 """ONNX Runtime optimized-graph caches (machine-specific, rebuilt on demand)."""
 
 _SUMS_LINE = re.compile(r"^(\\?)([0-9a-f]{64}) [ *](.+)$")
-_LOCK_NAME = f".{SUMS_NAME}.lock"
 
 
 @dataclass
@@ -418,13 +417,13 @@ def verify_artifacts(layout: Layout) -> VerifyReport:
 
 @contextlib.contextmanager
 def _sums_lock(layout: Layout) -> Iterator[None]:
-    layout.root.mkdir(parents=True, exist_ok=True)
-    with open(layout.root / _LOCK_NAME, "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    """Serialize writers of ``SHA256SUMS`` with a lock on the artifacts directory itself."""
+    fd = os.open(layout.root, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_checksums(layout: Layout) -> ChecksumsResult:

@@ -12,6 +12,7 @@ with :class:`~toolchain.errors.UnsafeCodeError` showing what the code would have
 from __future__ import annotations
 
 import binascii
+import contextlib
 import io
 import sys
 from dataclasses import dataclass
@@ -96,8 +97,11 @@ def _unmarshal(data: bytes, version: tuple[int, int]) -> Any | None:
     from xdis.unmarshal import load_code
 
     stream = io.BytesIO(data)
+    chatter = io.StringIO()
     try:
-        code = load_code(stream, _magic_int(version))
+        # xdis writes "Unknown type ..." (with raw control bytes) to stderr on junk input.
+        with contextlib.redirect_stderr(chatter), contextlib.redirect_stdout(chatter):
+            code = load_code(stream, _magic_int(version))
     except Exception:  # any parse failure means "not this version"
         return None
     if stream.tell() != len(data) or not hasattr(code, "co_code"):

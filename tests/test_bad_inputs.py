@@ -1,0 +1,767 @@
+"""The bad-input corpus: every command on broken, hostile and unusual files.
+
+Every case is generated here (small files, or real face photos transformed) inside a per-test
+workspace holding an ``artifacts/`` tree (models symlinked to one session copy of the exported
+ONNX models, a gallery copied from one enrolled with a real photo) and an ``inputs/`` folder.
+Each refused case asserts:
+
+- the documented exit code (:mod:`toolchain.errors`; 1 for a run in which some photos failed,
+  2 for a command-line usage error);
+- ONE error line on stderr that names the file and the problem, and no ``Traceback`` (log
+  records may accompany it; anything else on stderr fails a strict case);
+- nothing in the workspace (artifacts, gallery, inputs) changed, appeared or was half-written
+  (every file hashed before and after; a gallery compared by its SQL dump as well).
+
+Photo variants that must WORK (grayscale, RGBA, CMYK, 16-bit, EXIF-rotated, animated GIF, 20+
+faces, non-ASCII names) assert the faces found instead. Runtime cases need the exported models
+(``nox -s export``) and skip with that reason if they are missing; legacy ``recover`` cases need
+``FACENET_LEGACY_PYTHON``; weights cases need the recovered npz (``nox -s recover``).
+"""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import hashlib
+import io
+import json
+import os
+import shutil
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import BAD_H5, artifacts_root, lambda_b64, trap_function, write_legacy_h5
+from PIL import Image
+
+from toolchain.integrity import CACHE_SUFFIXES
+
+ROOT = Path(__file__).resolve().parents[1]
+RECOVER = ROOT / "legacy_env" / "recover.py"
+ONNX_MODELS = ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx")
+ENROLLED = "Ben Affleck"
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+# --------------------------------------------------------------------------------------------
+# Running commands and checking what they left behind
+# --------------------------------------------------------------------------------------------
+
+
+def run(argv: list[str], python: str = sys.executable, preexec: Callable[[], None] | None = None,
+        timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run ``python argv`` from the repository root, capturing text output."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUTF8": "1"}
+    return subprocess.run([python, *argv], capture_output=True, text=True, check=False,
+                          timeout=timeout, cwd=ROOT, env=env, preexec_fn=preexec)
+
+
+def facenet(*args: str | Path, preexec: Callable[[], None] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    """``python -m toolchain ARGS`` (the real command line)."""
+    return run(["-m", "toolchain", *map(str, args)], preexec=preexec)
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root``: sha256 (symlinks: their target; SQLite files: also the dump).
+
+    ONNX Runtime's optimized-graph caches are machine-local derived files (see
+    :mod:`toolchain.integrity`) and are left out.
+    """
+    state: dict[str, str] = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(dirpath) / name
+            rel = path.relative_to(root).as_posix()
+            if name.endswith(CACHE_SUFFIXES):
+                continue
+            if path.is_symlink():
+                state[rel] = f"-> {os.readlink(path)}"
+                continue
+            state[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+            if name.endswith(".db") and path.stat().st_size:
+                state[rel + " (dump)"] = sql_dump_digest(path)
+    return state
+
+
+def sql_dump_digest(path: Path) -> str:
+    """Digest of the SQL dump of a database, read from a private copy (opening the original,
+    even read-only, would leave ``-wal`` / ``-shm`` files next to it)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / path.name
+        shutil.copyfile(path, copy)
+        for suffix in ("-wal", "-shm"):
+            if Path(f"{path}{suffix}").is_file():
+                shutil.copyfile(f"{path}{suffix}", f"{copy}{suffix}")
+        try:
+            conn = sqlite3.connect(copy)
+            try:
+                return hashlib.sha256("\n".join(conn.iterdump()).encode()).hexdigest()
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            return f"not sqlite: {exc}"
+
+
+LOG_PREFIXES = ("DEBUG ", "INFO ", "WARNING ")
+"""Log records (``LEVEL logger: message``) are allowed next to the one error line."""
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The lines of stderr that report an error or a per-file problem."""
+    return [
+        line for line in stderr.splitlines()
+        if line.startswith(("facenet: ", "recover: ", "Error: "))
+    ]
+
+
+def assert_refused(proc: subprocess.CompletedProcess[str], code: int, names: str,
+                   phrases: tuple[str, ...], strict: bool = True) -> str:
+    """One clear error line naming ``names`` and every phrase; the exit code; no traceback."""
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == code, f"exit {proc.returncode}, expected {code}: {proc.stderr}"
+    lines = error_lines(proc.stderr)
+    assert len(lines) == 1, f"expected one error line, got: {proc.stderr!r}"
+    if strict:
+        noise = [line for line in proc.stderr.splitlines()
+                 if line.strip() and line not in lines and not line.startswith(LOG_PREFIXES)]
+        assert not noise, f"stderr has more than the error: {proc.stderr!r}"
+    line = lines[0]
+    assert names in line, f"{names!r} not named in {line!r}"
+    for phrase in phrases:
+        assert phrase in line, f"{phrase!r} not in {line!r}"
+    return line
+
+
+# --------------------------------------------------------------------------------------------
+# Real data the runtime cases need, prepared once per session
+# --------------------------------------------------------------------------------------------
+
+
+def real_file(relative: str, hint: str) -> Path:
+    path = artifacts_root() / relative
+    if not path.exists():
+        pytest.skip(f"{path} missing: {hint}")
+    return path
+
+
+def face_photo(person: str = "ben_afflek", split: str = "val", index: int = 0) -> Image.Image:
+    dataset = real_file("source/5-celebrity-faces-dataset", "run `nox -s fetch` first")
+    photos = sorted((dataset / split / person).glob("*.jpg"))
+    with Image.open(photos[index]) as image:
+        return image.convert("RGB")
+
+
+@dataclass(frozen=True)
+class Store:
+    """One session copy of the exported ONNX models (with warmed caches) and a base gallery."""
+
+    models: Path
+    gallery: Path
+    box: tuple[float, float, float, float]
+    """The box the enrolled face photo (``face_photo()``) gets, upright."""
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """Copy the ONNX models (so a re-export elsewhere cannot change them mid-run) and enroll."""
+    sources = [real_file(f"models/{name}", "run `nox -s export` first") for name in ONNX_MODELS]
+    root = tmp_path_factory.mktemp("store")
+    artifacts = root / "artifacts"
+    models = artifacts / "models"
+    models.mkdir(parents=True)
+    for source in sources:
+        shutil.copyfile(source, models / source.name)
+    photo = root / "face.jpg"
+    face_photo().save(photo, quality=95)
+    gallery = artifacts / "gallery.db"
+    proc = facenet("enroll", "--name", ENROLLED, photo, "--artifacts", artifacts)
+    assert proc.returncode == 0, proc.stderr
+    proc = facenet("recognize", "--json", photo, "--artifacts", artifacts)
+    assert proc.returncode == 0, proc.stderr
+    faces = json.loads(proc.stdout)["results"][0]["faces"]
+    assert [f["name"] for f in faces] == [ENROLLED]
+    return Store(models, gallery, tuple(faces[0]["box"]))
+
+
+class Workspace:
+    """A per-test ``artifacts/`` tree and ``inputs/`` folder."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.artifacts = root / "artifacts"
+        self.inputs = root / "inputs"
+        self.artifacts.mkdir()
+        self.inputs.mkdir()
+
+    @property
+    def models(self) -> Path:
+        return self.artifacts / "models"
+
+    @property
+    def gallery(self) -> Path:
+        return self.artifacts / "gallery.db"
+
+    def link_models(self, store: Store) -> None:
+        """Symlink every file of the store's models directory (models and warmed caches)."""
+        self.models.mkdir(exist_ok=True)
+        for path in store.models.iterdir():
+            (self.models / path.name).symlink_to(path)
+
+    def runtime(self, store: Store) -> None:
+        """Models plus a private copy of the base gallery."""
+        self.link_models(store)
+        shutil.copyfile(store.gallery, self.gallery)
+
+    def replace(self, path: Path, data: bytes) -> None:
+        """Replace a (possibly symlinked) file by a real one: never write through a link."""
+        path.unlink(missing_ok=True)
+        path.write_bytes(data)
+
+    def photo(self, name: str, image: Image.Image | None = None, data: bytes | None = None,
+              **save: Any) -> Path:
+        path = self.inputs / name
+        if data is not None:
+            path.write_bytes(data)
+        else:
+            assert image is not None
+            image.save(path, **save)
+        return path
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# Generated bad files
+# --------------------------------------------------------------------------------------------
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bomb(side: int = 12_000) -> bytes:
+    """A real decompression bomb: ``side`` x ``side`` grayscale zeros in ~140 KB."""
+    rows = zlib.compress((b"\x00" * (side + 1)) * side, 9)
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", rows)
+            + png_chunk(b"IEND", b""))
+
+
+def jpeg_bytes(image: Image.Image, **options: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95, **options)
+    return buffer.getvalue()
+
+
+def wrong_input_onnx() -> bytes:
+    """A valid ONNX model taking NCHW ``[N, 3, 160, 160]`` (FaceNet's contract is NHWC)."""
+    onnx = pytest.importorskip("onnx")
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["y"], axes=[2, 3], keepdims=0)],
+        "nchw",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3, 160, 160])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
+def other_model_gallery(path: Path) -> None:
+    from toolchain.runtime.gallery import Entry, Gallery
+
+    vector = np.ones(128, np.float32)
+    with Gallery.open(path, fingerprint="0" * 64, dim=128, create=True) as gallery:
+        gallery.add([Entry("Someone", vector, "x.jpg", "f" * 64, (1.0, 2.0, 3.0, 4.0))])
+
+
+def drop_dac_override() -> None:
+    """In the child before exec: remove the capabilities that let root ignore file modes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2, 3):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def read_only_runner() -> Callable[[], None] | None:
+    """How to run a child for which a 0444 file is really read-only (``None``: plain chmod)."""
+    if os.geteuid() != 0:
+        return None
+    probe = subprocess.run(["true"], preexec_fn=drop_dac_override, check=False,
+                           capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("running as root without CAP_SETPCAP: cannot make a file read-only to root")
+    return drop_dac_override
+
+
+
+def no_face_image() -> Image.Image:
+    """A smooth colour gradient: a photo-sized image with nothing face-like in it."""
+    y, x = np.mgrid[0:300, 0:400]
+    rgb = np.stack([x * 255 // 400, y * 255 // 300, np.full_like(x, 120)], axis=-1)
+    return Image.fromarray(rgb.astype(np.uint8))
+
+
+CROWD_TILES = 25
+CROWD_CELL = 240
+
+
+def crowd_image() -> Image.Image:
+    """25 real face crops (``reference/reference.npz``, the original graph's inputs) on a grid."""
+    reference = real_file("reference/reference.npz", "run `nox -s recover` first")
+    with np.load(reference, allow_pickle=False) as data:
+        crops = data["crops"]
+    side = 5 * CROWD_CELL
+    grid = Image.new("RGB", (side, side), (128, 128, 128))
+    step = len(crops) // CROWD_TILES
+    for tile in range(CROWD_TILES):
+        x, y = (tile % 5) * CROWD_CELL + 40, (tile // 5) * CROWD_CELL + 40
+        grid.paste(Image.fromarray(crops[tile * step]), (x, y))
+    return grid
+
+
+# --------------------------------------------------------------------------------------------
+# The refused cases
+# --------------------------------------------------------------------------------------------
+
+Command = Callable[[], subprocess.CompletedProcess[str]]
+"""A case's command; it runs after the workspace has been snapshotted."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a refused case expects (see :func:`assert_refused`)."""
+
+    code: int
+    names: str
+    phrases: tuple[str, ...]
+    strict: bool = True
+    sentinel: Path | None = None
+
+
+Setup = Callable[[Workspace, "Store | None"], tuple[Command, Outcome]]
+
+
+@dataclass(frozen=True)
+class Case:
+    """A bad input: ``setup(ws, store)`` builds it and returns the command and what to expect."""
+
+    needs: str
+    """``none``, ``models`` (exported ONNX + real photos) or ``legacy`` (legacy env python)."""
+    setup: Setup
+
+
+CASES: dict[str, Case] = {}
+
+
+def case(name: str, needs: str = "none") -> Callable[[Setup], Setup]:
+    def register(setup: Setup) -> Setup:
+        assert name not in CASES, name
+        CASES[name] = Case(needs, setup)
+        return setup
+
+    return register
+
+
+def tiny(ws: Workspace, name: str = "model.h5", **kwargs: Any) -> Path:
+    path = ws.inputs / name
+    write_legacy_h5(path, **kwargs)
+    return path
+
+
+def broken_h5(ws: Workspace, variant: str) -> tuple[Path, str]:
+    path = tiny(ws, f"{variant}.h5")
+    mutate, phrase = BAD_H5[variant]
+    mutate(path)
+    return path, phrase
+
+
+def other_lambda(source: str) -> list[Any]:
+    return [lambda_b64(source), None, None]
+
+
+def garbage_lambda() -> list[Any]:
+    return [base64.encodebytes(bytes(range(7, 250, 3))).decode("ascii"), None, None]
+
+
+# ---- inspect (modern env, no TensorFlow) ----
+
+def inspect_case(variant: str) -> None:
+    @case(f"inspect-{variant}")
+    def _setup(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+        path, phrase = broken_h5(ws, variant)
+        return partial(facenet, "inspect", path), Outcome(3, path.name, (phrase,))
+
+
+for _variant in ("not_hdf5", "truncated", "no_model_config", "config_not_json",
+                 "weight_wrong_shape", "no_model_weights"):
+    inspect_case(_variant)
+
+
+@case("inspect-empty-file")
+def _inspect_empty(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    path = ws.photo("empty.h5", data=b"")
+    return partial(facenet, "inspect", path), Outcome(3, path.name, ("not an HDF5 file",))
+
+
+@case("inspect-lambda-other-operation")
+def _inspect_other_op(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    path = tiny(ws, function=other_lambda("lambda inputs, scale: inputs[0] - inputs[1] * scale"))
+    return partial(facenet, "inspect", path), Outcome(5, "'ScaleSum'", ("differ",))
+
+
+@case("inspect-lambda-unknown-bytecode")
+def _inspect_garbage(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    path = tiny(ws, function=garbage_lambda())
+    return partial(facenet, "inspect", path), Outcome(5, "'ScaleSum'", ("not a marshaled",))
+
+
+@case("inspect-booby-trap-lambda")
+def _inspect_trap(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    sentinel = ws.root / "SENTINEL"
+    path = tiny(ws, function=trap_function(sentinel))
+    return (partial(facenet, "inspect", "--json", path),
+            Outcome(5, "'ScaleSum'", ("refus",), sentinel=sentinel))
+
+
+@case("inspect-missing-path")
+def _inspect_missing(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    path = ws.inputs / "no such model.h5"
+    return partial(facenet, "inspect", path), Outcome(3, path.name, ("no such file",))
+
+
+@case("inspect-directory")
+def _inspect_directory(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    path = ws.inputs / "a folder.h5"
+    path.mkdir()
+    return partial(facenet, "inspect", path), Outcome(3, path.name, ("not a regular file",))
+
+
+@case("inspect-non-ascii-name")
+def _inspect_non_ascii(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    path = ws.photo("mödel ñame 名前.h5", data=b"plain text, not HDF5\n")
+    return partial(facenet, "inspect", path), Outcome(3, path.name, ("not an HDF5 file",))
+
+
+# ---- recover (legacy env, run as a subprocess) ----
+
+def recover(ws: Workspace, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    python = os.environ["FACENET_LEGACY_PYTHON"]
+    return run([str(RECOVER), "--artifacts", str(ws.artifacts), *map(str, args)],
+               python=python, timeout=600)
+
+
+@case("recover-booby-trap-lambda", needs="legacy")
+def _recover_trap(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    sentinel = ws.root / "SENTINEL"
+    path = tiny(ws, function=trap_function(sentinel))
+    return (partial(recover, ws, "--h5", path),
+            Outcome(5, "'ScaleSum'", ("refus",), sentinel=sentinel))
+
+
+@case("recover-lambda-other-operation", needs="legacy")
+def _recover_other_op(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    path = tiny(ws, function=other_lambda("lambda inputs, scale: inputs[0] * scale"))
+    return partial(recover, ws, "--h5", path), Outcome(5, "'ScaleSum'", ("differ",))
+
+
+@case("recover-lambda-unknown-bytecode", needs="legacy")
+def _recover_garbage(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    path = tiny(ws, function=garbage_lambda())
+    return partial(recover, ws, "--h5", path), Outcome(5, "'ScaleSum'", ("not a marshaled",))
+
+
+def recover_case(variant: str) -> None:
+    @case(f"recover-{variant}", needs="legacy")
+    def _setup(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+        path, phrase = broken_h5(ws, variant)
+        return (partial(recover, ws, "--h5", path, "--skip-reference"),
+                Outcome(3, path.name, (phrase,)))
+
+
+for _variant in ("not_hdf5", "truncated", "no_model_config", "weight_wrong_shape"):
+    recover_case(_variant)
+
+
+@case("recover-directory", needs="legacy")
+def _recover_directory(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    path = ws.inputs / "folder.h5"
+    path.mkdir()
+    return partial(recover, ws, "--h5", path), Outcome(3, path.name, ("directory",))
+
+
+# ---- photos (recognize / enroll on the exported ONNX models) ----
+
+def photo_case(name: str, filename: str, make: Callable[[], bytes], phrase: str,
+               command: str = "recognize") -> None:
+    @case(f"{command}-{name}", needs="models")
+    def _setup(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
+        assert store is not None
+        ws.runtime(store)
+        path = ws.photo(filename, data=make())
+        return (partial(facenet, command, path, "--artifacts", ws.artifacts),
+                Outcome(1, path.name, (phrase,), strict=command == "recognize"))
+
+
+photo_case("zero-bytes", "empty.jpg", lambda: b"", "empty file")
+photo_case("text-named-jpg", "notes.jpg", lambda: b"just some text\n" * 20, "not an image")
+photo_case("truncated-jpeg", "cut.jpg", lambda: jpeg_bytes(face_photo())[:4000], "truncated")
+photo_case("png-decompression-bomb", "bomb.png", png_bomb, "decompression bomb")
+photo_case("non-ascii-name", "brökèn fïlé 照片.jpg", lambda: b"\x00\x01 text", "not an image")
+photo_case("truncated-jpeg", "Ada.jpg", lambda: jpeg_bytes(face_photo())[:3000], "truncated",
+           command="enroll")
+photo_case("photo-without-face", "Nobody.jpg", lambda: jpeg_bytes(no_face_image()),
+           "no face found", command="enroll")
+photo_case("photo-with-25-faces", "Crowd.jpg", lambda: jpeg_bytes(crowd_image()),
+           "faces; use --largest", command="enroll")
+photo_case("png-decompression-bomb", "Bomb.png", png_bomb, "decompression bomb",
+           command="enroll")
+
+
+# ---- models ----
+
+def model_case(name: str, target: str, mutate: Callable[[bytes], bytes] | None, code: int,
+               phrase: str) -> None:
+    @case(f"model-{name}", needs="models")
+    def _setup(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
+        assert store is not None
+        ws.runtime(store)
+        path = ws.models / target
+        if mutate is None:
+            path.unlink()
+        else:
+            ws.replace(path, mutate((store.models / target).read_bytes()))
+        photo = ws.photo("face.jpg", face_photo(), quality=95)
+        return (partial(facenet, "recognize", photo, "--artifacts", ws.artifacts),
+                Outcome(code, str(path), (phrase,)))
+
+
+model_case("facenet-missing", "facenet.onnx", None, 6, "nox -s export")
+model_case("facenet-truncated", "facenet.onnx", lambda d: d[: len(d) // 3], 4, "cannot load")
+model_case("facenet-wrong-input-shape", "facenet.onnx", lambda _d: wrong_input_onnx(), 4,
+           "expected [N, 160, 160, 3]")
+model_case("mtcnn-onet-truncated", "mtcnn_onet.onnx", lambda d: d[: len(d) // 2], 4,
+           "not a loadable ONNX model")
+model_case("mtcnn-pnet-missing", "mtcnn_pnet.onnx", None, 6, "nox -s export")
+
+
+# ---- galleries ----
+
+def make_text(path: Path) -> None:
+    path.write_text("this is a text file, not a database\n" * 50)
+
+
+def make_random(path: Path) -> None:
+    path.write_bytes(np.random.default_rng(3).bytes(4096))
+
+
+def make_foreign_sqlite(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.executescript("CREATE TABLE notes (x); INSERT INTO notes VALUES (1);")
+    conn.close()
+
+
+def make_nothing(path: Path) -> None:
+    assert not path.exists()
+
+
+def make_directory(path: Path) -> None:
+    path.mkdir()
+
+
+def gallery_case(name: str, command: str, make: Callable[[Path], None], code: int,
+                 phrase: str) -> None:
+    @case(f"gallery-{name}-{command}", needs="models")
+    def _setup(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
+        assert store is not None
+        ws.link_models(store)
+        make(ws.gallery)
+        photo = ws.photo("Madonna.jpg", face_photo("madonna"), quality=95)
+        return (partial(facenet, command, photo, "--artifacts", ws.artifacts),
+                Outcome(code, str(ws.gallery), (phrase,)))
+
+
+gallery_case("not-sqlite", "recognize", make_text, 3, "not a readable facenet gallery")
+gallery_case("not-sqlite", "enroll", make_random, 3, "not a readable facenet gallery")
+gallery_case("foreign-sqlite", "recognize", make_foreign_sqlite, 3, "not a facenet gallery")
+gallery_case("other-model", "recognize", other_model_gallery, 4, "different models")
+gallery_case("other-model", "enroll", other_model_gallery, 4, "different models")
+gallery_case("missing", "recognize", make_nothing, 3, "does not exist")
+gallery_case("directory", "recognize", make_directory, 3, "is a directory")
+
+
+@case("gallery-read-only-enroll", needs="models")
+def _gallery_read_only(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
+    assert store is not None
+    ws.runtime(store)
+    runner = read_only_runner()
+    ws.gallery.chmod(0o444)
+    photo = ws.photo("Madonna.jpg", face_photo("madonna"), quality=95)
+    return (partial(facenet, "enroll", photo, "--artifacts", ws.artifacts, preexec=runner),
+            Outcome(3, str(ws.gallery), ("cannot write",)))
+
+
+# ---- paths on the command line ----
+
+@case("usage-recognize-missing-photo")
+def _usage_recognize(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    path = ws.inputs / "gone photo.jpg"
+    return (partial(facenet, "recognize", path, "--artifacts", ws.artifacts),
+            Outcome(2, path.name, ("does not exist",), strict=False))
+
+
+@case("usage-enroll-missing-photo")
+def _usage_enroll(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    path = ws.inputs / "Zoë Ådams.jpg"
+    return (partial(facenet, "enroll", path, "--artifacts", ws.artifacts),
+            Outcome(2, path.name, ("does not exist",), strict=False))
+
+
+@case("usage-gallery-import-directory")
+def _usage_import(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    return (partial(facenet, "gallery", "import", ws.inputs, "--artifacts", ws.artifacts),
+            Outcome(2, str(ws.inputs), ("is a directory",), strict=False))
+
+
+@case("usage-evaluate-file-not-folder")
+def _usage_evaluate(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    path = ws.photo("dataset.txt", data=b"x")
+    return (partial(facenet, "evaluate", path, "--artifacts", ws.artifacts),
+            Outcome(2, path.name, ("is a file",), strict=False))
+
+
+# ---- weights and checksums: `facenet verify` / `facenet checksums` ----
+
+def weights_tree(ws: Workspace) -> Path:
+    """``artifacts/weights``: every real npz symlinked, the manifest copied (editable)."""
+    source = real_file("weights/manifest.json", "run `nox -s recover` first").parent
+    target = ws.artifacts / "weights"
+    target.mkdir()
+    for path in source.glob("*.npz"):
+        (target / path.name).symlink_to(path)
+    shutil.copyfile(source / "manifest.json", target / "manifest.json")
+    return target
+
+
+def flip_byte(ws: Workspace, path: Path, offset: int = 4096) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    ws.replace(path, bytes(data))
+
+
+def verify(ws: Workspace, artifacts: Path | None = None) -> Command:
+    return partial(facenet, "verify", "--artifacts", artifacts or ws.artifacts)
+
+
+@case("verify-npz-hash-mismatch")
+def _verify_flipped(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    target = weights_tree(ws) / "Block17_3_Conv2d_1x1.npz"
+    flip_byte(ws, target)
+    return verify(ws), Outcome(4, str(target), ("does not match manifest.json", "Block17_3"))
+
+
+@case("verify-npz-missing")
+def _verify_missing_npz(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    target = weights_tree(ws) / "Mixed_6a_Branch_0_Conv2d_1a_3x3.npz"
+    target.unlink()
+    return verify(ws), Outcome(4, str(target), ("missing",))
+
+
+@case("verify-npz-unlisted")
+def _verify_extra_npz(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    extra = weights_tree(ws) / "Ghost_Layer.npz"
+    np.savez(extra, kernel=np.zeros((1, 1), np.float32))
+    return verify(ws), Outcome(4, str(extra), ("not listed in manifest.json",))
+
+
+@case("verify-manifest-missing")
+def _verify_manifest_missing(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    manifest = weights_tree(ws) / "manifest.json"
+    manifest.unlink()
+    return verify(ws), Outcome(4, str(manifest), ("nox -s recover",))
+
+
+@case("verify-manifest-not-json")
+def _verify_manifest_bad(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    manifest = weights_tree(ws) / "manifest.json"
+    manifest.write_text('{"layers": [')
+    return verify(ws), Outcome(4, str(manifest), ("not a readable JSON manifest",))
+
+
+@case("verify-sums-malformed")
+def _verify_sums_bad(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    sums = ws.artifacts / "SHA256SUMS"
+    sums.write_text("not a checksum line\n")
+    return verify(ws), Outcome(4, str(sums), ("line 1 is not",))
+
+
+@case("verify-artifacts-missing")
+def _verify_no_artifacts(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    missing = ws.root / "nowhere"
+    return verify(ws, missing), Outcome(6, str(missing), ("does not exist", "run `nox`"))
+
+
+@case("verify-model-truncated", needs="models")
+def _verify_model_truncated(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
+    assert store is not None
+    ws.link_models(store)
+    proc = facenet("checksums", "--artifacts", ws.artifacts)
+    assert proc.returncode == 0, proc.stderr
+    target = ws.models / "mtcnn_rnet.onnx"
+    ws.replace(target, target.read_bytes()[:1000])
+    return verify(ws), Outcome(4, str(target), ("does not match SHA256SUMS",))
+
+
+@case("checksums-refuses-tampered-weights")
+def _checksums_tampered(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    target = weights_tree(ws) / "Conv2d_4b_3x3.npz"
+    flip_byte(ws, target, 200)
+    return (partial(facenet, "checksums", "--artifacts", ws.artifacts),
+            Outcome(4, str(target), ("not writing",)))
+
+
+def _store_for(needs: str, request: pytest.FixtureRequest) -> Store | None:
+    if needs == "legacy":
+        python = os.environ.get("FACENET_LEGACY_PYTHON", "")
+        if not python or not Path(python).is_file():
+            pytest.skip("FACENET_LEGACY_PYTHON (the legacy Keras 2.15 env) is not set")
+    if needs == "models":
+        return request.getfixturevalue("store")  # type: ignore[no-any-return]
+    return None
+
+
+def diff(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    keys = sorted(set(before) | set(after))
+    return [f"{k}: {before.get(k, 'absent')} -> {after.get(k, 'absent')}" for k in keys
+            if before.get(k) != after.get(k)]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_refused(name: str, ws: Workspace, request: pytest.FixtureRequest) -> None:
+    command, outcome = CASES[name].setup(ws, _store_for(CASES[name].needs, request))
+    before = snapshot(ws.root)
+    proc = command()
+    assert_refused(proc, outcome.code, outcome.names, outcome.phrases, outcome.strict)
+    if outcome.sentinel is not None:
+        assert not outcome.sentinel.exists(), "the booby-trapped code was executed"
+    after = snapshot(ws.root)
+    assert after == before, f"workspace changed: {diff(before, after)}"
+    leftovers = [p for p in ws.root.rglob(".*") if p.is_file()]
+    assert not leftovers, f"temporary files left behind: {leftovers}"

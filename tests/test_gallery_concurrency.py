@@ -1,0 +1,283 @@
+"""The gallery under concurrent writers and SIGKILL, and imports that must change nothing.
+
+Writers are separate processes (``spawn``) using the gallery API with synthetic unit vectors
+bound to the real model's fingerprint (a fixed stand-in when the model has not been exported:
+the database logic does not depend on it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import artifacts_root
+
+from toolchain.runtime.gallery import Entry, Gallery
+
+ROOT = Path(__file__).resolve().parents[1]
+WRITERS = 8
+PEOPLE_PER_WRITER = 50
+EMBEDDINGS_PER_PERSON = 3
+PEOPLE_PER_BATCH = 5
+DIM = 128
+
+
+def model_fingerprint() -> str:
+    """sha256 of the exported FaceNet ONNX model, or a fixed stand-in if it is not exported."""
+    model = artifacts_root() / "models" / "facenet.onnx"
+    if model.is_file():
+        return hashlib.sha256(model.read_bytes()).hexdigest()
+    return hashlib.sha256(b"stand-in model fingerprint").hexdigest()
+
+
+def vector(name: str, index: int) -> np.ndarray:
+    """A deterministic unit vector per (person, embedding index)."""
+    seed = int.from_bytes(hashlib.sha256(f"{name}#{index}".encode()).digest()[:8], "little")
+    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def entries_for(names: list[str]) -> list[Entry]:
+    """Every embedding of ``names``, each as a distinct face of a distinct synthetic photo."""
+    return [
+        Entry(name=name, vector=vector(name, i), source=f"synthetic/{name}/{i}.jpg",
+              image_sha256=hashlib.sha256(f"{name}/{i}".encode()).hexdigest(),
+              box=(float(i), 2.0, 50.0, 60.0), score=0.99)
+        for name in names
+        for i in range(EMBEDDINGS_PER_PERSON)
+    ]
+
+
+def writer(path: str, fingerprint: str, worker: int, barrier: Any) -> None:
+    """Enroll this worker's 50 people in batches of 5 (one transaction each)."""
+    names = [f"w{worker}-person{n:02d}" for n in range(PEOPLE_PER_WRITER)]
+    barrier.wait()
+    with Gallery.open(path, fingerprint=fingerprint, dim=DIM, create=True) as gallery:
+        for start in range(0, len(names), PEOPLE_PER_BATCH):
+            result = gallery.add(entries_for(names[start : start + PEOPLE_PER_BATCH]))
+            assert len(result.added) == PEOPLE_PER_BATCH * EMBEDDINGS_PER_PERSON
+            assert not result.duplicates
+
+
+def run_writers(path: Path, fingerprint: str) -> list[int | None]:
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(WRITERS)
+    procs = [ctx.Process(target=writer, args=(str(path), fingerprint, w, barrier))
+             for w in range(WRITERS)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+    return [proc.exitcode for proc in procs]
+
+
+def integrity(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [row[0] for row in conn.execute("PRAGMA integrity_check")]
+    finally:
+        conn.close()
+
+
+def check_people(gallery: Gallery, expected: dict[str, int]) -> None:
+    """Exactly ``expected`` (name -> embedding count), and every stored vector is the one sent."""
+    assert {p.name: p.embeddings for p in gallery.people()} == expected
+    for entry in gallery.entries():
+        index = int(Path(entry.source).stem)
+        np.testing.assert_allclose(entry.vector, vector(entry.name, index), atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precreated", [True, False], ids=["existing", "created-concurrently"])
+def test_eight_writers_lose_nothing(tmp_path: Path, precreated: bool) -> None:
+    fingerprint = model_fingerprint()
+    path = tmp_path / "gallery.db"
+    if precreated:
+        Gallery.open(path, fingerprint=fingerprint, dim=DIM, create=True).close()
+    codes = run_writers(path, fingerprint)
+    assert codes == [0] * WRITERS
+    assert integrity(path) == ["ok"]
+    with Gallery.open(path, fingerprint=fingerprint) as gallery:
+        expected = {f"w{w}-person{n:02d}": EMBEDDINGS_PER_PERSON
+                    for w in range(WRITERS) for n in range(PEOPLE_PER_WRITER)}
+        check_people(gallery, expected)
+        assert len(gallery.people()) == WRITERS * PEOPLE_PER_WRITER == 400
+        assert len(gallery.entries()) == 400 * EMBEDDINGS_PER_PERSON
+
+
+KILL_BATCH_PEOPLE = 40
+
+
+def batch_names(batch: int) -> list[str]:
+    return [f"batch{batch:03d}-person{n:02d}" for n in range(KILL_BATCH_PEOPLE)]
+
+
+def doomed_writer(path: str, fingerprint: str, first_batch: int, stall_after: int | None,
+                  marker: str) -> None:
+    """Commit batches from ``first_batch`` on; optionally stall forever inside a later one.
+
+    With ``stall_after`` set, the third batch stops after that many embedding INSERTs (inside its
+    transaction), writes ``marker`` and sleeps until killed. Without it, batches are committed in
+    a loop until the process is killed at a random moment.
+    """
+    inserts = 0
+
+    def trace(statement: str) -> None:
+        nonlocal inserts
+        if stall_after is None or not statement.lstrip().startswith("INSERT INTO embeddings"):
+            return
+        inserts += 1
+        if inserts == 2 * KILL_BATCH_PEOPLE * EMBEDDINGS_PER_PERSON + stall_after + 1:
+            Path(marker).write_text("inside the transaction")
+            time.sleep(600)
+
+    with Gallery.open(path, fingerprint=fingerprint, dim=DIM, create=True) as gallery:
+        gallery._conn.set_trace_callback(trace)
+        batch = first_batch
+        while True:
+            gallery.add(entries_for(batch_names(batch)))
+            Path(marker).with_suffix(".committed").write_text(str(batch))
+            batch += 1
+
+
+def committed_batches(gallery: Gallery) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for person in gallery.people():
+        counts[int(person.name[5:8])] = counts.get(int(person.name[5:8]), 0) + 1
+        assert person.embeddings == EMBEDDINGS_PER_PERSON, f"{person.name} partially enrolled"
+    return counts
+
+
+@pytest.mark.slow
+def test_sigkill_mid_batch_leaves_whole_batches(tmp_path: Path) -> None:
+    """Kill writers inside a transaction (at chosen points) and at random moments; every time
+    the gallery is intact, holds only whole batches, and the next writer carries on."""
+    fingerprint = model_fingerprint()
+    path = tmp_path / "gallery.db"
+    ctx = mp.get_context("spawn")
+    rng = np.random.default_rng(11)
+    stall_points: list[int | None] = [0, 1, 57, KILL_BATCH_PEOPLE * EMBEDDINGS_PER_PERSON - 1,
+                                      None, None, None, None]
+    next_batch = 0
+    kills = 0
+    for stall in stall_points:
+        marker = tmp_path / f"marker-{kills}"
+        proc = ctx.Process(target=doomed_writer,
+                           args=(str(path), fingerprint, next_batch, stall, str(marker)))
+        proc.start()
+        deadline = time.monotonic() + 60
+        if stall is not None:
+            while not marker.exists():
+                assert proc.is_alive() and time.monotonic() < deadline, "writer never stalled"
+                time.sleep(0.01)
+        else:
+            committed = marker.with_suffix(".committed")
+            while not committed.exists():
+                assert proc.is_alive() and time.monotonic() < deadline, "writer never committed"
+                time.sleep(0.01)
+            time.sleep(float(rng.uniform(0.0, 0.25)))
+        assert proc.pid is not None
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join(timeout=30)
+        assert proc.exitcode == -signal.SIGKILL
+        kills += 1
+
+        assert integrity(path) == ["ok"]
+        with Gallery.open(path, fingerprint=fingerprint) as gallery:
+            batches = committed_batches(gallery)
+            assert all(count == KILL_BATCH_PEOPLE for count in batches.values()), batches
+            if stall is not None:
+                assert max(batches) == next_batch + 1, "the stalled batch must not be there"
+            check_people(gallery, {p.name: EMBEDDINGS_PER_PERSON for p in gallery.people()})
+        next_batch = max(batches) + 1
+
+    with Gallery.open(path, fingerprint=fingerprint) as gallery:
+        gallery.add(entries_for(batch_names(next_batch)))
+        assert committed_batches(gallery)[next_batch] == KILL_BATCH_PEOPLE
+    assert integrity(path) == ["ok"]
+    assert kills == len(stall_points)
+
+
+def facenet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "toolchain", *args], capture_output=True,
+                          text=True, check=False, timeout=120, cwd=ROOT)
+
+
+def dump(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+GOOD = [round(float(v), 6) for v in vector("seed", 0)]
+
+MALFORMED_DATABASE_JSON: dict[str, str] = {
+    "truncated": json.dumps({"Ada": GOOD, "Grace": GOOD})[:700],
+    "not_json": "Ada: [0.1, 0.2]\n",
+    "top_level_list": json.dumps([GOOD]),
+    "string_in_vector": json.dumps({"Ada": GOOD, "Grace": [*GOOD[:-1], "0.1"]}),
+    "nan_in_vector": json.dumps({"Ada": GOOD, "Grace": [*GOOD[:-1], float("nan")]}),
+    "short_vectors": json.dumps({"Ada": GOOD[:127], "Grace": GOOD[:127]}),
+    "mixed_sizes": json.dumps({"Ada": GOOD, "Grace": GOOD[:64]}),
+    "empty_name": json.dumps({"Ada": GOOD, " ": GOOD}),
+    "empty_vector": json.dumps({"Ada": GOOD, "Grace": []}),
+    "all_zero": json.dumps({"Ada": GOOD, "Grace": [0.0] * DIM}),
+    "not_utf8": "{\"Ad\xe9\": [0.5]}",
+}
+"""Seed-format ``DataBase.json`` files that are broken somewhere after a good first person."""
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_DATABASE_JSON))
+def test_malformed_database_json_changes_nothing(tmp_path: Path, case: str) -> None:
+    fingerprint = model_fingerprint()
+    gallery_path = tmp_path / "gallery.db"
+    with Gallery.open(gallery_path, fingerprint=fingerprint, dim=DIM, create=True) as gallery:
+        gallery.add(entries_for(["Existing Person"]))
+    before_bytes = gallery_path.read_bytes()
+    before = dump(gallery_path)
+    bad = tmp_path / "DataBase.json"
+    encoding = "latin-1" if case == "not_utf8" else "utf-8"
+    bad.write_bytes(MALFORMED_DATABASE_JSON[case].encode(encoding))
+
+    proc = facenet("gallery", "import", str(bad), "--gallery", str(gallery_path),
+                   "--artifacts", str(tmp_path / "artifacts"))
+
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 3, proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("facenet: error: "), proc.stderr
+    assert str(bad) in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert dump(gallery_path) == before
+    assert gallery_path.read_bytes() == before_bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["DataBase.json", "gallery.db"]
+
+
+def test_good_database_json_imports(tmp_path: Path) -> None:
+    """The control: the same import path with a well-formed file does write."""
+    fingerprint = model_fingerprint()
+    gallery_path = tmp_path / "gallery.db"
+    Gallery.open(gallery_path, fingerprint=fingerprint, dim=DIM, create=True).close()
+    good = tmp_path / "DataBase.json"
+    good.write_text(json.dumps({"Ada": GOOD, "Grace Hopper": [round(float(v), 6)
+                                                              for v in vector("g", 1)]}))
+    proc = facenet("gallery", "import", str(good), "--gallery", str(gallery_path),
+                   "--artifacts", str(tmp_path / "artifacts"))
+    assert proc.returncode == 0, proc.stderr
+    with Gallery.open(gallery_path) as gallery:
+        assert [p.name for p in gallery.people()] == ["Ada", "Grace Hopper"]
