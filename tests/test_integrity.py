@@ -1,0 +1,308 @@
+"""``SHA256SUMS``, ``facenet checksums`` / ``facenet verify``, and :func:`verify_file`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import artifacts_root
+
+from toolchain.errors import IntegrityError, MissingArtifactError
+from toolchain.integrity import (
+    SUMS_NAME,
+    format_sums,
+    parse_sums,
+    read_sums,
+    record_files,
+    tracked_files,
+    verify_artifacts,
+    verify_file,
+    write_checksums,
+)
+from toolchain.legacy.npzfile import npz_bytes
+from toolchain.paths import Layout
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def small_tree(root: Path) -> Layout:
+    """A synthetic artifacts tree: two npz + manifest, a model, a report, a gallery, source."""
+    layout = Layout(root)
+    layout.weights_dir.mkdir(parents=True)
+    layers = []
+    for name in ("Conv_A", "Conv_B"):
+        data = npz_bytes({"kernel": np.full((2, 2), len(name), np.float32)})
+        (layout.weights_dir / f"{name}.npz").write_bytes(data)
+        layers.append({"name": name, "npz": f"{name}.npz", "npz_sha256": sha(data)})
+    layers.append({"name": "input_1", "npz": None})
+    layout.manifest.write_text(json.dumps({"layers": layers}))
+    layout.models_dir.mkdir()
+    (layout.models_dir / "facenet.onnx").write_bytes(b"model bytes")
+    (layout.models_dir / "saved").mkdir()
+    (layout.models_dir / "saved" / "saved_model.pb").write_bytes(b"pb")
+    layout.reports_dir.mkdir()
+    (layout.reports_dir / "parity.json").write_text("{}")
+    layout.source_dir.mkdir()
+    (layout.source_dir / "facenet_keras.h5").write_bytes(b"not pinned here")
+    (root / "README.md").write_text("committed, not generated")
+    return layout
+
+
+def facenet(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "toolchain", *map(str, args)],
+                          capture_output=True, text=True, check=False, timeout=120, cwd=ROOT)
+
+
+def test_checksums_list_generated_files_only_and_sha256sum_agrees(tmp_path: Path) -> None:
+    layout = small_tree(tmp_path / "artifacts")
+    layout.gallery.write_bytes(b"user data, never listed")
+    result = write_checksums(layout)
+    listed = read_sums(layout)
+    assert listed is not None and result.files == len(listed)
+    assert sorted(listed) == [
+        "models/facenet.onnx", "models/saved/saved_model.pb", "reports/parity.json",
+        "weights/Conv_A.npz", "weights/Conv_B.npz", "weights/manifest.json",
+    ]
+    text = (layout.root / SUMS_NAME).read_text()
+    assert text == format_sums(listed)
+    assert [line.split("  ", 1)[1] for line in text.splitlines()] == sorted(listed)
+    if shutil.which("sha256sum"):
+        check = subprocess.run(["sha256sum", "--check", "--strict", SUMS_NAME], cwd=layout.root,
+                               capture_output=True, text=True, check=False)
+        assert check.returncode == 0, check.stdout + check.stderr
+    assert not [p for p in layout.root.rglob(".*")], "no temp or lock file may remain"
+
+
+def test_awkward_names_round_trip(tmp_path: Path) -> None:
+    entries = {"reports/a b.json": "1" * 64, "reports/zoë 名.png": "2" * 64,
+               "reports/back\\slash": "3" * 64, "reports/new\nline": "4" * 64}
+    parsed, problems = parse_sums(format_sums(entries), tmp_path / SUMS_NAME)
+    assert parsed == entries and problems == []
+    if shutil.which("sha256sum"):
+        for rel in entries:
+            (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / rel).write_bytes(rel.encode())
+        real = {rel: sha(rel.encode()) for rel in entries}
+        (tmp_path / SUMS_NAME).write_text(format_sums(real))
+        check = subprocess.run(["sha256sum", "--check", "--strict", SUMS_NAME], cwd=tmp_path,
+                               capture_output=True, text=True, check=False)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_verify_names_every_problem_at_once(tmp_path: Path) -> None:
+    layout = small_tree(tmp_path / "artifacts")
+    write_checksums(layout)
+    (layout.weights_dir / "Conv_A.npz").write_bytes(b"tampered")
+    (layout.models_dir / "facenet.onnx").unlink()
+    (layout.models_dir / "saved" / "saved_model.pb").write_bytes(b"PB")
+    (layout.reports_dir / "new.md").write_text("written after the sums")
+    (layout.reports_dir / ".parity.json.abc.tmp").write_text("debris")
+
+    proc = facenet("verify", "--artifacts", layout.root)
+
+    assert proc.returncode == 4 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("facenet: error:")]
+    assert len(errors) == 1
+    for needle in (
+        f"{layout.weights_dir / 'Conv_A.npz'}: sha256 does not match manifest.json (layer Conv_A)",
+        f"{layout.weights_dir / 'Conv_A.npz'}: sha256 does not match {SUMS_NAME}",
+        f"{layout.models_dir / 'facenet.onnx'}: missing (listed in {SUMS_NAME})",
+        f"{layout.models_dir / 'saved' / 'saved_model.pb'}: sha256 does not match {SUMS_NAME}",
+        f"{layout.reports_dir / 'new.md'}: not listed in {SUMS_NAME}",
+        f"{layout.legacy_h5}: 15 bytes, pinned",
+    ):
+        assert needle in errors[0], needle
+        assert f"[x] {needle}" in proc.stdout or needle.endswith("pinned")
+    assert "leftover of an interrupted write" in proc.stderr
+
+
+def test_verify_passes_on_a_consistent_tree(tmp_path: Path) -> None:
+    layout = small_tree(tmp_path / "artifacts")
+    write_checksums(layout)
+    report = verify_artifacts(layout)
+    assert [p for p in report.problems if "source" not in p] == []
+    assert report.checked["weights"] == 2 and report.checked[SUMS_NAME] == 6
+
+
+def test_checksums_refuse_to_bless_tampered_weights(tmp_path: Path) -> None:
+    layout = small_tree(tmp_path / "artifacts")
+    (layout.weights_dir / "Conv_B.npz").write_bytes(b"x")
+    with pytest.raises(IntegrityError, match=r"Conv_B\.npz"):
+        write_checksums(layout)
+    assert not (layout.root / SUMS_NAME).exists()
+
+
+def test_verify_file(tmp_path: Path) -> None:
+    layout = small_tree(tmp_path / "artifacts")
+    model = layout.models_dir / "facenet.onnx"
+    assert verify_file(model, layout) == sha(b"model bytes"), "no SHA256SUMS yet: not checked"
+    write_checksums(layout)
+    assert verify_file(model, layout) == sha(b"model bytes")
+    verify_file(layout.models_dir / "saved", layout)
+
+    model.write_bytes(b"model bytez")
+    with pytest.raises(IntegrityError, match=r"facenet\.onnx: sha256 does not match SHA256SUMS"):
+        verify_file(model, layout)
+    (layout.models_dir / "saved" / "variables.index").write_bytes(b"new")
+    with pytest.raises(IntegrityError, match=r"variables\.index: not listed"):
+        verify_file(layout.models_dir / "saved", layout)
+    with pytest.raises(MissingArtifactError):
+        verify_file(layout.models_dir / "absent.onnx", layout)
+
+    outside = tmp_path / "my_model.onnx"
+    outside.write_bytes(b"a user's own model")
+    assert verify_file(outside, layout) == sha(b"a user's own model")
+
+
+def test_record_files_keeps_sums_current(tmp_path: Path) -> None:
+    layout = small_tree(tmp_path / "artifacts")
+    write_checksums(layout)
+    (layout.models_dir / "facenet.onnx").write_bytes(b"re-exported")
+    (layout.reports_dir / "evaluate.json").write_text("{}")
+    shutil.rmtree(layout.models_dir / "saved")
+    (layout.models_dir / "saved").mkdir()
+    (layout.models_dir / "saved" / "other.pb").write_bytes(b"pb2")
+    record_files(layout, [layout.models_dir / "facenet.onnx", layout.reports_dir / "evaluate.json",
+                          layout.models_dir / "saved"])
+    listed = read_sums(layout)
+    assert listed is not None
+    assert listed["models/facenet.onnx"] == sha(b"re-exported")
+    assert "models/saved/saved_model.pb" not in listed and "models/saved/other.pb" in listed
+    assert [p for p in verify_artifacts(layout).problems if "source" not in p] == []
+    with pytest.raises(IntegrityError, match="not a generated artifact"):
+        record_files(layout, [layout.legacy_h5])
+
+
+def test_verify_checks_the_gallery(tmp_path: Path) -> None:
+    from toolchain.runtime.gallery import Entry, Gallery
+
+    layout = small_tree(tmp_path / "artifacts")
+    write_checksums(layout)
+    with Gallery.open(layout.gallery, fingerprint="e" * 64, create=True) as gallery:
+        gallery.add([Entry("Ada", np.ones(128, np.float32), "a.jpg", "a" * 64, (0, 0, 9, 9))])
+    problems = verify_artifacts(layout).problems
+    assert any("gallery.db: made with model sha256 eeeeeeeeeeeeeeee" in p for p in problems)
+
+    layout.gallery.write_bytes(b"SQLite format 3\x00" + b"\x00" * 200)
+    problems = verify_artifacts(layout).problems
+    assert any(f"{layout.gallery}: not a readable facenet gallery" in p for p in problems)
+
+
+def test_verify_checks_recorded_cache_hashes(tmp_path: Path) -> None:
+    layout = small_tree(tmp_path / "artifacts")
+    write_checksums(layout)
+    cache = layout.models_dir / "facenet.onnx.optimized"
+    cache.write_bytes(b"optimized graph")
+    (layout.models_dir / "facenet.onnx.optimized.json").write_text(
+        json.dumps({"optimized_sha256": sha(b"optimized graph")}))
+    assert [p for p in verify_artifacts(layout).problems if "source" not in p] == []
+    cache.write_bytes(b"optimized grapH")
+    assert any(f"{cache}: sha256 does not match" in p for p in verify_artifacts(layout).problems)
+
+
+@pytest.mark.real
+def test_real_tree_checksums_and_verify(tmp_path: Path) -> None:
+    """The real artifacts (linked into a private tree): checksums, verify OK, a flip is named."""
+    real = artifacts_root()
+    for part in ("source", "weights", "reference", "models"):
+        if not (real / part).is_dir():
+            pytest.skip(f"{real / part} missing: run `nox` (fetch, recover, export) first")
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    for part in ("source", "reference", "models"):
+        (root / part).symlink_to(real / part)
+    weights = root / "weights"
+    weights.mkdir()
+    for path in (real / "weights").iterdir():
+        (weights / path.name).symlink_to(path)
+    layout = Layout(root)
+
+    written = facenet("checksums", "--artifacts", root)
+    assert written.returncode == 0, written.stderr
+    listed = read_sums(layout)
+    assert listed is not None and len(listed) == len(tracked_files(layout))
+    assert sum(rel.startswith("weights/") for rel in listed) == len(list(weights.glob("*.npz"))) + 1
+    assert not any(rel.startswith("source/") for rel in listed)
+    ok = facenet("verify", "--artifacts", root)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "source 120 ok" in ok.stdout
+
+    victim = sorted(weights.glob("Block8_*.npz"))[0]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 1
+    victim.unlink()
+    victim.write_bytes(bytes(data))
+    bad = facenet("verify", "--artifacts", root)
+    assert bad.returncode == 4
+    assert f"{victim}: sha256 does not match manifest.json" in bad.stderr
+    assert f"{victim}: sha256 does not match {SUMS_NAME}" in bad.stderr
+
+
+def test_tampered_optimized_graph_cache_is_never_loaded(tmp_path: Path) -> None:
+    """A same-size corruption of ``<model>.optimized`` must not be run instead of the model.
+
+    ``toolchain.runtime.ort_options`` keys its cache on the SOURCE model's size, mtime and sha256
+    and the cache's size only; the cache's own bytes are never checked, so a corrupted cache is
+    loaded while the embedder reports (and the gallery checks) the source model's fingerprint.
+    """
+    ort = pytest.importorskip("onnxruntime")
+    from toolchain.runtime.ort_options import create_session, optimized_path
+
+    source = artifacts_root() / "models" / "mtcnn_onet.onnx"
+    if not source.is_file():
+        pytest.skip(f"{source} missing: run `nox -s export` first")
+    model = tmp_path / source.name
+    shutil.copyfile(source, model)
+    create_session(model)
+    cache = optimized_path(model)
+    data = bytearray(cache.read_bytes())
+    for offset in range(len(data) // 2, len(data) // 2 + 64):
+        data[offset] ^= 0x55
+    cache.write_bytes(bytes(data))
+
+    x = np.random.default_rng(0).random((2, 48, 48, 3), dtype=np.float32)
+    plain = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    names = [o.name for o in plain.get_outputs()]
+    expected = plain.run(names, {plain.get_inputs()[0].name: x})
+    try:
+        session = create_session(model)
+    except Exception as exc:  # refusing the corrupt cache loudly is acceptable too
+        assert "optimized" in str(exc)
+        return
+    got = session.run(names, {session.get_inputs()[0].name: x})
+    for want, have in zip(expected, got, strict=True):
+        np.testing.assert_allclose(have, want, atol=1e-4)
+
+
+def test_integrity_imports_no_heavy_modules() -> None:
+    """The legacy env and `facenet verify` use it: standard library only (plus toolchain)."""
+    code = ("import sys, toolchain.integrity; "
+            "print(sorted(m for m in ('numpy', 'onnxruntime', 'tensorflow', 'PIL') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"
+
+
+def test_gallery_sqlite_left_untouched_by_verify(tmp_path: Path) -> None:
+    layout = small_tree(tmp_path / "artifacts")
+    conn = sqlite3.connect(layout.gallery)
+    conn.executescript("CREATE TABLE meta (key TEXT, value TEXT); CREATE TABLE embeddings "
+                       "(model_fingerprint TEXT); INSERT INTO meta VALUES ('model_fingerprint', "
+                       f"'{sha(b'model bytes')}');")
+    conn.close()
+    before = layout.gallery.read_bytes()
+    write_checksums(layout)
+    assert [p for p in verify_artifacts(layout).problems if "source" not in p] == []
+    assert layout.gallery.read_bytes() == before
