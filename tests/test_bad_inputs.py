@@ -765,3 +765,331 @@ def test_refused(name: str, ws: Workspace, request: pytest.FixtureRequest) -> No
     assert after == before, f"workspace changed: {diff(before, after)}"
     leftovers = [p for p in ws.root.rglob(".*") if p.is_file()]
     assert not leftovers, f"temporary files left behind: {leftovers}"
+
+
+# --------------------------------------------------------------------------------------------
+# Unusual photos that must WORK (converted, rotated, first frame, many faces, no face)
+# --------------------------------------------------------------------------------------------
+
+
+def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    w = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
+    h = max(0.0, min(ay2, by2) - max(a[1], b[1]))
+    inter = w * h
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+
+
+def exif_rotated(face: Image.Image) -> tuple[Image.Image, dict[str, Any]]:
+    """Pixels stored turned 90 degrees, EXIF Orientation 6 saying how to turn them upright."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return face.transpose(Image.Transpose.ROTATE_90), {"exif": exif.tobytes(), "quality": 95}
+
+
+def rgba(face: Image.Image) -> tuple[Image.Image, dict[str, Any]]:
+    pixels = np.asarray(face.convert("RGBA")).copy()
+    pixels[:12, :, 3] = 0
+    return Image.fromarray(pixels), {}
+
+
+def sixteen_bit(face: Image.Image) -> tuple[Image.Image, dict[str, Any]]:
+    levels = np.asarray(face.convert("L")).astype(np.uint16) * 257
+    image = Image.fromarray(levels)
+    assert image.mode.startswith("I;16")
+    return image, {}
+
+
+def animated(face: Image.Image) -> tuple[Image.Image, dict[str, Any]]:
+    blank = Image.new("RGB", face.size, (0, 0, 0)).quantize(256)
+    return face.quantize(256), {"save_all": True, "append_images": [blank], "duration": 100,
+                                "loop": 0}
+
+
+VARIANTS: dict[str, tuple[str, Callable[[Image.Image], tuple[Image.Image, dict[str, Any]]]]] = {
+    "grayscale": ("gray.jpg", lambda f: (f.convert("L"), {"quality": 95})),
+    "rgba-transparent": ("rgba.png", rgba),
+    "cmyk-jpeg": ("cmyk.jpg", lambda f: (f.convert("CMYK"), {"quality": 95})),
+    "16-bit-png": ("deep.png", sixteen_bit),
+    "exif-rotated": ("rotated.jpg", exif_rotated),
+    "animated-gif": ("anim.gif", animated),
+    "palette-png": ("palette.png", lambda f: (f.quantize(64), {})),
+}
+"""Photo variants of the enrolled face: each must be recognized, box in the upright frame."""
+
+
+def recognize_json(ws: Workspace, *paths: Path) -> tuple[subprocess.CompletedProcess[str],
+                                                          dict[str, Any]]:
+    proc = facenet("recognize", "--json", *paths, "--artifacts", ws.artifacts)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc, json.loads(proc.stdout) if proc.stdout.strip() else {}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_photo_variant_is_recognized(variant: str, ws: Workspace, store: Store) -> None:
+    ws.runtime(store)
+    name, transform = VARIANTS[variant]
+    image, options = transform(face_photo())
+    path = ws.photo(name, image, **options)
+    before = snapshot(ws.root)
+
+    proc, out = recognize_json(ws, path)
+
+    assert proc.returncode == 0, proc.stderr
+    faces = out["results"][0]["faces"]
+    assert len(faces) == 1, faces
+    assert faces[0]["name"] == ENROLLED
+    upright_width, upright_height = face_photo().size
+    x, y, w, h = faces[0]["box"]
+    assert x + w <= upright_width + 1 and y + h <= upright_height + 1, "box not in upright frame"
+    assert iou(tuple(faces[0]["box"]), store.box) >= 0.85, (faces[0]["box"], store.box)
+    assert snapshot(ws.root) == before
+
+
+def test_exif_rotation_matters(ws: Workspace, store: Store) -> None:
+    """Control for the EXIF case: the same turned pixels without the tag give another box."""
+    ws.runtime(store)
+    turned, _ = exif_rotated(face_photo())
+    path = ws.photo("turned.jpg", turned, quality=95)
+    proc, out = recognize_json(ws, path)
+    assert proc.returncode == 0, proc.stderr
+    boxes = [tuple(face["box"]) for face in out["results"][0]["faces"]]
+    assert all(iou(box, store.box) < 0.5 for box in boxes), boxes
+
+
+@pytest.mark.parametrize("kind", ["one-pixel", "no-face"])
+def test_photo_without_a_face_is_reported_not_failed(kind: str, ws: Workspace,
+                                                     store: Store) -> None:
+    ws.runtime(store)
+    image = Image.new("RGB", (1, 1), (200, 120, 90)) if kind == "one-pixel" else no_face_image()
+    path = ws.photo(f"{kind}.png", image)
+    before = snapshot(ws.root)
+    proc, out = recognize_json(ws, path)
+    assert proc.returncode == 0, proc.stderr
+    assert out["results"][0] == {"file": str(path), "error": None, "faces": []}
+    assert error_lines(proc.stderr) == [f"facenet: {path}: no face found"]
+    assert snapshot(ws.root) == before
+
+
+def test_photo_with_many_faces(ws: Workspace, store: Store) -> None:
+    ws.runtime(store)
+    path = ws.photo("crowd.jpg", crowd_image(), quality=95)
+    proc, out = recognize_json(ws, path)
+    assert proc.returncode == 0, proc.stderr
+    faces = out["results"][0]["faces"]
+    assert len(faces) >= 20, len(faces)
+    cells = {(int((f["box"][0] + f["box"][2] / 2) // CROWD_CELL),
+              int((f["box"][1] + f["box"][3] / 2) // CROWD_CELL)) for f in faces}
+    assert len(cells) == len(faces), "one face per tile, no duplicates"
+    assert any(face["name"] == ENROLLED for face in faces)
+
+
+def test_read_only_gallery_still_recognizes(ws: Workspace, store: Store) -> None:
+    ws.runtime(store)
+    runner = read_only_runner()
+    ws.gallery.chmod(0o444)
+    path = ws.photo("face.jpg", face_photo(), quality=95)
+    before = snapshot(ws.root)
+    proc = facenet("recognize", "--json", path, "--artifacts", ws.artifacts, preexec=runner)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["results"][0]["faces"][0]["name"] == ENROLLED
+    # A reader of a WAL database it cannot write leaves empty -wal/-shm files behind (SQLite
+    # cannot checkpoint and delete them); the database itself must be untouched.
+    after = {k: v for k, v in snapshot(ws.root).items() if not k.endswith(("-wal", "-shm"))}
+    assert after == before
+
+
+def test_names_with_spaces_and_non_ascii(ws: Workspace, store: Store) -> None:
+    """Enroll ``People/Zoë Ådams 李.jpg`` (seed convention), recognize another photo of her."""
+    ws.runtime(store)
+    people = ws.inputs / "Pëople dir"
+    people.mkdir()
+    face_photo("madonna", "train", 0).save(people / "Zoë Ådams 李.jpg", quality=95)
+    enrolled = facenet("enroll", people, "--artifacts", ws.artifacts)
+    assert enrolled.returncode == 0, enrolled.stderr
+    assert "Zoë Ådams 李" in enrolled.stdout
+
+    query = ws.photo("query — ünïcode 照片.png", face_photo("madonna", "val", 0))
+    proc, out = recognize_json(ws, query)
+    assert proc.returncode == 0, proc.stderr
+    assert out["results"][0]["file"] == str(query)
+    assert [f["name"] for f in out["results"][0]["faces"]] == ["Zoë Ådams 李"]
+
+    listed = facenet("gallery", "list", "--artifacts", ws.artifacts)
+    assert listed.returncode == 0 and "Zoë Ådams 李" in listed.stdout
+
+
+def test_inspect_file_with_spaces_and_non_ascii(ws: Workspace) -> None:
+    path = tiny(ws, "tiny mödel 名前.h5")
+    proc = facenet("inspect", "--json", path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["file"] == str(path) and report["all_lambdas_vetted"] is True
+
+
+# --------------------------------------------------------------------------------------------
+# Weights: the strict loader (in-process, one model build) and `facenet export` on the CLI
+# --------------------------------------------------------------------------------------------
+
+
+class Trap:
+    """Pickles as a call that creates a sentinel file: runs only if something unpickles it."""
+
+    def __init__(self, sentinel: Path):
+        self.sentinel = sentinel
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.sentinel), "w"))
+
+
+def set_manifest_hash(weights: Path, npz: str) -> None:
+    """Make the manifest agree with a changed npz, so the loader's structural checks speak."""
+    manifest = json.loads((weights / "manifest.json").read_text())
+    for entry in manifest["layers"]:
+        if entry.get("npz") == npz:
+            entry["npz_sha256"] = hashlib.sha256((weights / npz).read_bytes()).hexdigest()
+    (weights / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def rewrite(ws: Workspace, weights: Path, npz: str,
+            change: Callable[[dict[str, Any]], None]) -> None:
+    with np.load(weights / npz, allow_pickle=False) as data:
+        arrays: dict[str, Any] = {key: data[key] for key in data.files}
+    change(arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    ws.replace(weights / npz, buffer.getvalue())
+    set_manifest_hash(weights, npz)
+
+
+def w_pickled(ws: Workspace, weights: Path) -> tuple[str, ...]:
+    def trap(arrays: dict[str, Any]) -> None:
+        arrays["kernel"] = np.array([Trap(ws.root / "SENTINEL")], dtype=object)
+
+    rewrite(ws, weights, "Conv2d_1a_3x3.npz", trap)
+    return ("Conv2d_1a_3x3", "pickled object array")
+
+
+def w_extra_array(ws: Workspace, weights: Path) -> tuple[str, ...]:
+    rewrite(ws, weights, "Block35_2_Conv2d_1x1.npz",
+            lambda a: a.__setitem__("surprise", np.zeros(3, np.float32)))
+    return ("Block35_2_Conv2d_1x1", "extra tensor 'surprise'")
+
+
+def w_missing_array(ws: Workspace, weights: Path) -> tuple[str, ...]:
+    rewrite(ws, weights, "Conv2d_2a_3x3_BatchNorm.npz", lambda a: a.pop("moving_variance"))
+    return ("Conv2d_2a_3x3_BatchNorm", "'moving_variance' missing")
+
+
+def w_wrong_dtype(ws: Workspace, weights: Path) -> tuple[str, ...]:
+    rewrite(ws, weights, "Bottleneck.npz",
+            lambda a: a.__setitem__("kernel", a["kernel"].astype(np.float64)))
+    return ("Bottleneck", "float64")
+
+
+def w_wrong_shape(ws: Workspace, weights: Path) -> tuple[str, ...]:
+    rewrite(ws, weights, "Bottleneck.npz", lambda a: a.__setitem__("kernel", a["kernel"].T))
+    return ("Bottleneck", "(128, 1792)")
+
+
+def w_hash_mismatch(ws: Workspace, weights: Path) -> tuple[str, ...]:
+    flip_byte(ws, weights / "Block8_2_Conv2d_1x1.npz")
+    return ("Block8_2_Conv2d_1x1", "does not match the manifest")
+
+
+def w_not_a_zip(ws: Workspace, weights: Path) -> tuple[str, ...]:
+    ws.replace(weights / "Mixed_7a_Branch_2_Conv2d_1a_3x3.npz", b"PK\x03\x04 not really a zip")
+    set_manifest_hash(weights, "Mixed_7a_Branch_2_Conv2d_1a_3x3.npz")
+    return ("Mixed_7a_Branch_2_Conv2d_1a_3x3", "unreadable npz")
+
+
+def w_npz_missing(ws: Workspace, weights: Path) -> tuple[str, ...]:
+    (weights / "Block17_7_Conv2d_1x1.npz").unlink()
+    return ("Block17_7_Conv2d_1x1", "is missing")
+
+
+def w_manifest_missing(ws: Workspace, weights: Path) -> tuple[str, ...]:
+    (weights / "manifest.json").unlink()
+    return ("manifest.json", "nox -s recover")
+
+
+def w_manifest_not_json(ws: Workspace, weights: Path) -> tuple[str, ...]:
+    (weights / "manifest.json").write_text('{"format": "facenet-toolchain/weights-manifest/1",')
+    return ("manifest.json", "not valid JSON")
+
+
+def w_manifest_wrong_kind(ws: Workspace, weights: Path) -> tuple[str, ...]:
+    (weights / "manifest.json").write_text('["a list, not a manifest"]')
+    return ("manifest.json", "expected")
+
+
+WEIGHT_CASES: dict[str, tuple[Callable[[Workspace, Path], tuple[str, ...]], int]] = {
+    "pickled-object-array": (w_pickled, 4),
+    "extra-array": (w_extra_array, 4),
+    "missing-array": (w_missing_array, 4),
+    "wrong-dtype": (w_wrong_dtype, 4),
+    "wrong-shape": (w_wrong_shape, 4),
+    "hash-mismatch": (w_hash_mismatch, 4),
+    "not-a-zip": (w_not_a_zip, 4),
+    "npz-missing": (w_npz_missing, 4),
+    "manifest-missing": (w_manifest_missing, 6),
+    "manifest-not-json": (w_manifest_not_json, 4),
+    "manifest-wrong-kind": (w_manifest_wrong_kind, 4),
+}
+"""Broken weight sets: how to break a copy of the real one, and the expected exit code."""
+
+
+@pytest.fixture(scope="module")
+def keras_model() -> Any:
+    """InceptionResNetV1 built once (Keras 3), with its untrained weights."""
+    pytest.importorskip("tensorflow")
+    real_file("weights/manifest.json", "run `nox -s recover` first")
+    from toolchain.architecture import build_model
+
+    return build_model()
+
+
+def weights_digest(model: Any) -> str:
+    digest = hashlib.sha256()
+    for array in model.get_weights():
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.parametrize("name", sorted(WEIGHT_CASES))
+def test_weights_refused(name: str, ws: Workspace, keras_model: Any) -> None:
+    from toolchain.errors import ToolchainError
+    from toolchain.weights import load_weights
+
+    weights = weights_tree(ws)
+    breaker, code = WEIGHT_CASES[name]
+    phrases = breaker(ws, weights)
+    before = snapshot(ws.root)
+    untouched = weights_digest(keras_model)
+
+    with pytest.raises(ToolchainError) as caught:
+        load_weights(keras_model, weights)
+
+    message = str(caught.value)
+    assert caught.value.exit_code == code, message
+    assert "\n" not in message
+    for phrase in phrases:
+        assert phrase in message, f"{phrase!r} not in {message!r}"
+    assert not (ws.root / "SENTINEL").exists(), "a pickle in an npz was executed"
+    assert weights_digest(keras_model) == untouched, "a rejected set changed the model"
+    assert snapshot(ws.root) == before
+
+
+@pytest.mark.slow
+def test_export_cli_refuses_tampered_weights(ws: Workspace) -> None:
+    """``facenet export`` on a set with a flipped byte: exit 4, the layer named, no model."""
+    pytest.importorskip("tensorflow")
+    weights = weights_tree(ws)
+    flip_byte(ws, weights / "Block8_6_Conv2d_1x1.npz", 5000)
+    before = snapshot(ws.root)
+    proc = facenet("export", "--format", "keras", "--artifacts", ws.artifacts)
+    assert_refused(proc, 4, "Block8_6_Conv2d_1x1", ("weights rejected", "tampered"),
+                   strict=False)
+    assert snapshot(ws.root) == before
+    assert not list(ws.models.glob("*")) if ws.models.exists() else True
