@@ -18,7 +18,10 @@ from toolchain.quantize import (
     EXPORTER_NAME,
     INT8_FILE,
     MIN_COSINE,
+    Int8Check,
     Int8Variant,
+    VariantRecord,
+    best_variant,
     calibration_batches,
     check_int8,
     embed,
@@ -76,6 +79,23 @@ def test_check_rejects_a_wrong_l2_output() -> None:
     bad = check_int8({"embedding": raw, "embedding_l2": bad_l2}, raw, reference)
     assert bad.l2_max_abs is not None and bad.l2_max_abs > 0.1
     assert not bad.ok
+
+
+def _record(name: str, speedup: float, val_cos: float, ok: bool = True) -> VariantRecord:
+    check = Int8Check(0.999 if ok else 0.9, val_cos, val_cos, 0.999, 25, 25)
+    return VariantRecord(Int8Variant(name), check, 100.0 * speedup, 100.0, speedup)
+
+
+def test_best_variant_breaks_speed_ties_by_val_accuracy() -> None:
+    records = [
+        _record("fast-inaccurate", 3.0, 0.9960),
+        _record("tied-accurate", 2.8, 0.9990),
+        _record("slow-most-accurate", 2.0, 0.9999),
+        _record("fastest-but-rejected", 5.0, 0.9999, ok=False),
+    ]
+    best = best_variant(records)
+    assert best is not None and best.variant.name == "tied-accurate"
+    assert best_variant([records[-1]]) is None
 
 
 def _real_layout(tmp_path: Path) -> Layout:

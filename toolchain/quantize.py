@@ -93,15 +93,22 @@ VARIANTS: tuple[Int8Variant, ...] = (
     Int8Variant("qdq-pc-u8s8-head-int8", exclude=()),
     Int8Variant("qdq-pc-u8s8-percentile", calibration="percentile"),
     Int8Variant("qdq-pc-u8s8-entropy", calibration="entropy"),
+    Int8Variant("qdq-pc-u8s8-percentile-first-float", calibration="percentile",
+                exclude=("first_conv", "head")),
     Int8Variant("qop-pc-u8s8", quant_format="qoperator"),
     Int8Variant("qop-pt-u8s8", quant_format="qoperator", per_channel=False),
 )
 """Everything :func:`sweep_variants` tries (the issue's list: format, per-channel vs per-tensor,
 u8/s8 choices, reduce_range, excluded nodes, ORT pre-processing, calibration method)."""
 
-CHOSEN = VARIANTS[0]
-"""The variant the ``onnx-int8`` exporter writes: the fastest one that met the accuracy bound in
-the last :func:`sweep_variants` run on this machine (``reports/int8_variants.json``)."""
+CHOSEN = next(v for v in VARIANTS if v.name == "qdq-pc-u8s8-percentile")
+"""The variant the ``onnx-int8`` exporter writes: :func:`best_variant` of the sweep on this machine
+(``reports/int8_variants.json``). Every accepted u8s8 variant runs at the same speed within the
+machine's noise (about 2.3x fp32 at batch 16 when the machine is quiet); percentile calibration
+kept the largest margin on the held-out val crops (min cosine 0.998 vs 0.996 for min-max)."""
+
+SPEED_TOLERANCE = 0.10
+"""Variants within this fraction of the fastest accepted one count as equally fast."""
 
 
 @dataclass
@@ -448,9 +455,17 @@ def sweep_variants(
 
 
 def best_variant(records: Sequence[VariantRecord]) -> VariantRecord | None:
-    """The fastest variant that met the accuracy bound."""
-    accepted = [r for r in records if r.accepted and r.speedup is not None]
-    return max(accepted, key=lambda r: r.speedup or 0.0, default=None)
+    """The fastest variant that met the accuracy bound.
+
+    Variants within :data:`SPEED_TOLERANCE` of the fastest are equally fast on a noisy machine;
+    among those, the one with the largest min cosine on the held-out val crops wins.
+    """
+    accepted = [r for r in records if r.accepted and r.speedup is not None and r.check]
+    if not accepted:
+        return None
+    fastest = max(r.speedup or 0.0 for r in accepted)
+    tied = [r for r in accepted if (r.speedup or 0.0) >= fastest * (1 - SPEED_TOLERANCE)]
+    return max(tied, key=lambda r: r.check.min_cos_original_val if r.check else 0.0)
 
 
 def variants_report(records: Sequence[VariantRecord]) -> dict[str, Any]:
@@ -480,6 +495,7 @@ def variants_report(records: Sequence[VariantRecord]) -> dict[str, Any]:
         "calibration": "prewhitened TRAIN reference crops only",
         "timing": f"batch {TIMING_BATCH}, medians; fp32 and variant runs alternated",
         "chosen_in_code": CHOSEN.name,
+        "speed_tolerance": SPEED_TOLERANCE,
         "best": best.variant.name if best else None,
         "variants": rows,
     }
