@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from toolchain.atomic import sha256_file
 from toolchain.runtime.ort_options import (
     DEFAULT_SETTINGS,
     OrtSettings,
@@ -67,6 +68,7 @@ def test_cache_is_created_reused_and_rebuilt_when_the_model_changes(tmp_path: Pa
     cached = optimized_path(model)
     sidecar = json.loads((tmp_path / "m.onnx.optimized.json").read_text())
     assert cached.is_file() and sidecar["optimized_size"] == cached.stat().st_size
+    assert sidecar["optimized_sha256"] == sha256_file(cached)
     mtime = cached.stat().st_mtime_ns
 
     np.testing.assert_allclose(_run(create_session(model)), first)
@@ -98,9 +100,12 @@ def test_corrupt_cache_is_rebuilt(tmp_path: Path) -> None:
     _write_model(model, 1.0)
     expected = _run(create_session(model))
     cached = optimized_path(model)
-    cached.write_bytes(b"\0" * cached.stat().st_size)  # same size, garbage
+    data = bytearray(cached.read_bytes())
+    data[len(data) // 2] ^= 0x55  # same size and sidecar, one byte flipped
+    cached.write_bytes(bytes(data))
     np.testing.assert_allclose(_run(create_session(model)), expected)
-    assert cached.read_bytes()[:1] != b"\0"
+    assert sha256_file(cached) == json.loads(
+        (tmp_path / "m.onnx.optimized.json").read_text())["optimized_sha256"]
 
 
 def test_read_only_directory_falls_back_without_cache(tmp_path: Path) -> None:
@@ -126,8 +131,6 @@ def test_no_cache_settings_write_nothing(tmp_path: Path) -> None:
 
 
 def test_model_sha256_uses_the_sidecar_only_while_the_file_is_unchanged(tmp_path: Path) -> None:
-    from toolchain.atomic import sha256_file
-
     model = tmp_path / "m.onnx"
     _write_model(model, 1.0)
     create_session(model)

@@ -13,9 +13,11 @@ the 2-core AVX2 machine the toolchain targets:
 * the ``all`` optimizations cost most of the session creation time of a fresh process; they are
   applied once and the optimized graph is saved next to the model (``<model>.optimized``) with a
   sidecar (``<model>.optimized.json``) recording the source's sha256, the ONNX Runtime version and
-  the CPU's instruction-set flags. Later sessions load the saved graph with optimizations off and
-  start several times faster. The cache is rebuilt when any of those keys changes, and skipped
-  (with a warning) when the models directory is read-only.
+  the CPU's instruction-set flags, and the optimized graph's own sha256. Later sessions check
+  that sha256 (what runs is exactly what was optimized from the fingerprinted source), load the
+  saved graph with optimizations off and start several times faster. The cache is rebuilt when
+  any key changes or the graph's bytes do not match, and skipped (with a warning) when the models
+  directory is read-only.
 """
 
 from __future__ import annotations
@@ -189,6 +191,9 @@ def _cached_key_matches(model: Path, settings: OrtSettings) -> bool:
         return False
     if not isinstance(recorded, dict) or recorded.get("optimized_size") != opt_size:
         return False
+    if recorded.get("optimized_sha256") != sha256_file(optimized):
+        log.warning("%s does not match its recorded sha256; rebuilding it", optimized.name)
+        return False
     same_file = (recorded.get("source_size"), recorded.get("source_mtime_ns")) == (
         stat.st_size,
         stat.st_mtime_ns,
@@ -222,6 +227,7 @@ def _build_cache(model: Path, settings: OrtSettings) -> onnxruntime.InferenceSes
         source_size=stat.st_size,
         source_mtime_ns=stat.st_mtime_ns,
         optimized_size=optimized.stat().st_size,
+        optimized_sha256=sha256_file(optimized),
     )
     write_json(_sidecar(model), record)
     log.info("saved the optimized graph of %s to %s", model.name, optimized.name)
