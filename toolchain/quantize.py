@@ -14,6 +14,8 @@ fastest variant that met the accuracy bound in that sweep, and is what :func:`ex
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 import time
@@ -261,19 +263,22 @@ def quantize(
         if variant.preprocess:
             source = Path(work) / "preprocessed.onnx"
             quant_pre_process(str(fp32), str(source), skip_symbolic_shape=True)
-        quantize_static(
-            str(source),
-            str(output),
-            reader,
-            quant_format=formats[variant.quant_format],
-            op_types_to_quantize=list(variant.op_types) or None,
-            per_channel=variant.per_channel,
-            reduce_range=variant.reduce_range,
-            activation_type=types[variant.activations],
-            weight_type=types[variant.weights],
-            nodes_to_exclude=_excluded_nodes(source, variant.exclude) or None,
-            calibrate_method=methods[variant.calibration],
-        )
+        chatter = io.StringIO()  # the histogram calibrators print progress to stdout
+        with contextlib.redirect_stdout(chatter):
+            quantize_static(
+                str(source),
+                str(output),
+                reader,
+                quant_format=formats[variant.quant_format],
+                op_types_to_quantize=list(variant.op_types) or None,
+                per_channel=variant.per_channel,
+                reduce_range=variant.reduce_range,
+                activation_type=types[variant.activations],
+                weight_type=types[variant.weights],
+                nodes_to_exclude=_excluded_nodes(source, variant.exclude) or None,
+                calibrate_method=methods[variant.calibration],
+            )
+        log.debug("quantize_static: %s", chatter.getvalue().strip())
     model = onnx.load(str(output))
     onnx.checker.check_model(model)
     described = ", ".join(f"{k}={v}" for k, v in asdict(variant).items())
