@@ -743,7 +743,8 @@ def _store_for(needs: str, request: pytest.FixtureRequest) -> Store | None:
         if not python or not Path(python).is_file():
             pytest.skip("FACENET_LEGACY_PYTHON (the legacy Keras 2.15 env) is not set")
     if needs == "models":
-        return request.getfixturevalue("store")  # type: ignore[no-any-return]
+        store: Store = request.getfixturevalue("store")
+        return store
     return None
 
 
@@ -753,7 +754,12 @@ def diff(before: dict[str, str], after: dict[str, str]) -> list[str]:
             if before.get(k) != after.get(k)]
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+MARKS = {"none": [], "models": [pytest.mark.real], "legacy": [pytest.mark.legacy]}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=MARKS[CASES[name].needs]) for name in sorted(CASES)]
+)
 def test_refused(name: str, ws: Workspace, request: pytest.FixtureRequest) -> None:
     command, outcome = CASES[name].setup(ws, _store_for(CASES[name].needs, request))
     before = snapshot(ws.root)
@@ -825,6 +831,7 @@ def recognize_json(ws: Workspace, *paths: Path) -> tuple[subprocess.CompletedPro
     return proc, json.loads(proc.stdout) if proc.stdout.strip() else {}
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_photo_variant_is_recognized(variant: str, ws: Workspace, store: Store) -> None:
     ws.runtime(store)
@@ -846,6 +853,7 @@ def test_photo_variant_is_recognized(variant: str, ws: Workspace, store: Store) 
     assert snapshot(ws.root) == before
 
 
+@pytest.mark.real
 def test_exif_rotation_matters(ws: Workspace, store: Store) -> None:
     """Control for the EXIF case: the same turned pixels without the tag give another box."""
     ws.runtime(store)
@@ -857,6 +865,7 @@ def test_exif_rotation_matters(ws: Workspace, store: Store) -> None:
     assert all(iou(box, store.box) < 0.5 for box in boxes), boxes
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("kind", ["one-pixel", "no-face"])
 def test_photo_without_a_face_is_reported_not_failed(kind: str, ws: Workspace,
                                                      store: Store) -> None:
@@ -871,6 +880,7 @@ def test_photo_without_a_face_is_reported_not_failed(kind: str, ws: Workspace,
     assert snapshot(ws.root) == before
 
 
+@pytest.mark.real
 def test_photo_with_many_faces(ws: Workspace, store: Store) -> None:
     ws.runtime(store)
     path = ws.photo("crowd.jpg", crowd_image(), quality=95)
@@ -884,6 +894,7 @@ def test_photo_with_many_faces(ws: Workspace, store: Store) -> None:
     assert any(face["name"] == ENROLLED for face in faces)
 
 
+@pytest.mark.real
 def test_read_only_gallery_still_recognizes(ws: Workspace, store: Store) -> None:
     ws.runtime(store)
     runner = read_only_runner()
@@ -900,6 +911,7 @@ def test_read_only_gallery_still_recognizes(ws: Workspace, store: Store) -> None
     assert after == before
 
 
+@pytest.mark.real
 def test_names_with_spaces_and_non_ascii(ws: Workspace, store: Store) -> None:
     """Enroll ``People/Zoë Ådams 李.jpg`` (seed convention), recognize another photo of her."""
     ws.runtime(store)
@@ -1057,6 +1069,7 @@ def weights_digest(model: Any) -> str:
     return digest.hexdigest()
 
 
+@pytest.mark.real
 @pytest.mark.parametrize("name", sorted(WEIGHT_CASES))
 def test_weights_refused(name: str, ws: Workspace, keras_model: Any) -> None:
     from toolchain.errors import ToolchainError
@@ -1081,6 +1094,7 @@ def test_weights_refused(name: str, ws: Workspace, keras_model: Any) -> None:
     assert snapshot(ws.root) == before
 
 
+@pytest.mark.real
 @pytest.mark.slow
 def test_export_cli_refuses_tampered_weights(ws: Workspace) -> None:
     """``facenet export`` on a set with a flipped byte: exit 4, the layer named, no model."""

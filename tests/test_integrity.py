@@ -37,10 +37,10 @@ def sha(data: bytes) -> str:
 
 
 def small_tree(root: Path) -> Layout:
-    """A synthetic artifacts tree: two npz + manifest, a model, a report, a gallery, source."""
+    """A synthetic artifacts tree: two npz + manifest, models, a report, a source file."""
     layout = Layout(root)
     layout.weights_dir.mkdir(parents=True)
-    layers = []
+    layers: list[dict[str, str | None]] = []
     for name in ("Conv_A", "Conv_B"):
         data = npz_bytes({"kernel": np.full((2, 2), len(name), np.float32)})
         (layout.weights_dir / f"{name}.npz").write_bytes(data)
@@ -249,6 +249,7 @@ def test_real_tree_checksums_and_verify(tmp_path: Path) -> None:
     assert f"{victim}: sha256 does not match {SUMS_NAME}" in bad.stderr
 
 
+@pytest.mark.real
 def test_tampered_optimized_graph_cache_is_never_loaded(tmp_path: Path) -> None:
     """A same-size corruption of ``<model>.optimized`` must not be run instead of the model.
 
