@@ -496,8 +496,10 @@ def record_files(layout: Layout, paths: Iterable[Path]) -> int:
 def verify_file(path: Path, layout: Layout) -> str:
     """Check a model or weights file against ``SHA256SUMS`` before it is loaded.
 
-    Files outside the artifacts tree (a user's own model) and trees without ``SHA256SUMS`` (before
-    the main job ends) are not checked. A directory (a SavedModel) has each file under it checked.
+    Not checked: files outside the artifacts tree (a user's own model), files ``SHA256SUMS`` does
+    not cover (``source/``, pinned in :mod:`toolchain.source`; the gallery; caches), and trees
+    without ``SHA256SUMS`` yet (before the main job ends). A directory (a SavedModel) has each
+    file under it checked.
 
     Returns:
         The file's sha256 (for a directory: sha256 of its ``SHA256SUMS`` lines), so a caller that
