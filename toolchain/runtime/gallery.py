@@ -297,16 +297,24 @@ class Gallery:
             raise InputError(f"gallery {self.path}: cannot write ({exc})") from exc
         try:
             yield self._conn
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise InputError(f"gallery {self.path}: cannot write ({exc})") from exc
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise
         try:
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._conn.execute("ROLLBACK")
+            self._rollback()
             raise InputError(f"gallery {self.path}: cannot write ({exc})") from exc
         finally:
             self._cache = None
+
+    def _rollback(self) -> None:
+        """Roll back the open transaction (SQLite may already have ended it on an error)."""
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
 
     def _validate(self, entry: Entry) -> np.ndarray:
         vector = np.asarray(entry.vector, dtype=np.float32).reshape(-1)
