@@ -185,6 +185,12 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def checksums(session: nox.Session) -> None:
+    """Rewrite artifacts/SHA256SUMS (after regenerating artifacts by hand), then verify."""
+    step_checksums(session)
+
+
+@nox.session
 def verify(session: nox.Session) -> None:
     """Re-hash every artifact against the manifests and SHA256SUMS."""
     facenet(session, "modern", "verify", *ART)

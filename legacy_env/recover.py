@@ -37,6 +37,7 @@ import numpy as np
 from toolchain import preprocess
 from toolchain.atomic import atomic_dir, sha256_file
 from toolchain.errors import InputError, IntegrityError, MissingArtifactError, ToolchainError
+from toolchain.integrity import record_files
 from toolchain.legacy.h5file import LayerInfo, LegacyModel, iter_weight_arrays, read_legacy
 from toolchain.legacy.lambdas import VettedLambda, scale_sum, vet_lambda
 from toolchain.legacy.npzfile import npz_bytes
@@ -431,6 +432,7 @@ def recover(
             with atomic_dir(layout.reference_dir) as ref_tmp:
                 for name, data in reference.items():
                     (ref_tmp / name).write_bytes(data)
+    record_files(layout, [layout.weights_dir] + ([] if skip_reference else [layout.reference_dir]))
     timings.lap("write")
 
     totals = manifest["totals"]

@@ -74,11 +74,9 @@ def run(argv: list[str] | None = None) -> int:
         print("facenet: aborted", file=sys.stderr)
         return 130
     except typer.TyperException as exc:
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-        else:
-            print(f"facenet: error: {exc}", file=sys.stderr)
+        format_message = getattr(exc, "format_message", None)
+        message = format_message() if callable(format_message) else str(exc)
+        print(f"facenet: error: {message} (see --help)", file=sys.stderr)
         return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         print("facenet: interrupted", file=sys.stderr)

@@ -41,6 +41,7 @@ import numpy as np
 import toolchain
 from toolchain.atomic import atomic_dir, atomic_file, sha256_file, write_json
 from toolchain.errors import EnvironmentToolError, InputError, IntegrityError, ParityError
+from toolchain.integrity import verify_file
 from toolchain.parity import (
     TOLERANCES,
     Check,
@@ -128,6 +129,7 @@ class ExportContext:
         from toolchain.weights import build_loaded_model
 
         self.manifest  # noqa: B018  (fail on a missing manifest before building the model)
+        verify_file(self.layout.manifest, self.layout)
         start = time.perf_counter()
         model, report = build_loaded_model(self.layout.weights_dir)
         log.info(

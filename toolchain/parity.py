@@ -654,9 +654,12 @@ def _plot(report: ParityReport, reference: Reference, out: Path) -> None:
     plt.close(fig)
 
 
+REPORT_NAMES = ("parity.json", "parity.md", "parity.png")
+
+
 def write_reports(report: ParityReport, reference: Reference, reports_dir: Path) -> list[Path]:
     """Write ``parity.json``, ``parity.md`` and ``parity.png`` atomically."""
-    paths = [reports_dir / f"parity.{ext}" for ext in ("json", "md", "png")]
+    paths = [reports_dir / name for name in REPORT_NAMES]
     write_json(paths[0], _report_json(report, reference))
     write_text(paths[1], _report_md(report))
     _plot(report, reference, paths[2])

@@ -35,6 +35,7 @@ def bench(
 ) -> None:
     """Benchmark every runtime side by side; write reports/bench.{json,md,png}."""
     from toolchain.bench import BenchConfig, console_table, run_bench
+    from toolchain.integrity import record_files
 
     layout = layout_for(artifacts)
     config = BenchConfig(
@@ -42,8 +43,9 @@ def bench(
     )
     report = run_bench(layout, config)
     print(console_table(report))
-    log.info("wrote %s", ", ".join(str(layout.reports_dir / n) for n in
-                                   ("bench.json", "bench.md", "bench.png")))
+    written = [layout.reports_dir / n for n in ("bench.json", "bench.md", "bench.png")]
+    record_files(layout, written)
+    log.info("wrote %s", ", ".join(str(p) for p in written))
 
 
 @app.command("int8-variants")

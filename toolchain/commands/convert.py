@@ -30,6 +30,7 @@ def export(
     from rich.table import Table
 
     from toolchain.exporters import ExportContext, resolve, run_exporters, write_export_report
+    from toolchain.integrity import record_files
 
     start = time.perf_counter()
     layout = layout_for(artifacts)
@@ -40,6 +41,7 @@ def export(
     with console.status("exporting…"):
         results = run_exporters(context, [e.name for e in plan])
     report = write_export_report(layout, results)
+    record_files(layout, [*(p for r in results for p in r.paths), report])
     table = Table(title=f"export ({time.perf_counter() - start:.1f} s total)")
     for column in ("format", "seconds", "size MB", "written"):
         table.add_column(column)
@@ -63,18 +65,26 @@ def parity(artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH) -> None:
     from rich.console import Console
 
     from toolchain.exporters import facenet_model_paths
-    from toolchain.parity import run_parity
+    from toolchain.integrity import record_files, verify_file
+    from toolchain.parity import REPORT_NAMES, run_parity
 
     start = time.perf_counter()
     layout = layout_for(artifacts)
+    models = facenet_model_paths(layout)
+    for path in models.values():
+        if path.exists():
+            verify_file(path, layout)
     console = Console(stderr=True)
-    with console.status("parity: running every format…") as status:
-        report = run_parity(
-            layout,
-            facenet_model_paths(layout),
-            emit=print,
-            on_result=lambda fmt: status.update(f"parity: {fmt} done"),
-        )
+    try:
+        with console.status("parity: running every format…") as status:
+            report = run_parity(
+                layout,
+                models,
+                emit=print,
+                on_result=lambda fmt: status.update(f"parity: {fmt} done"),
+            )
+    finally:
+        record_files(layout, [p for n in REPORT_NAMES if (p := layout.reports_dir / n).exists()])
     print(
         f"parity OK: {len(report.checks)} checks on {report.reference_rows} crops, "
         f"default threshold {report.threshold.value} "

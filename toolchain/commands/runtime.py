@@ -401,6 +401,7 @@ def evaluate(
     from rich.table import Table
 
     from toolchain.atomic import write_json, write_text
+    from toolchain.integrity import record_files
     from toolchain.preprocess import largest_face
     from toolchain.runtime.drawing import distance_histogram, roc_chart
     from toolchain.runtime.evaluation import NO_FACE, identification, verification
@@ -498,6 +499,8 @@ def evaluate(
     roc_chart(ver.fpr, ver.tpr, ver.auc, ver.eer, reports / "evaluate_roc.png")
     distance_histogram(pair_d[pair_same], pair_d[~pair_same], ver.best_threshold,
                        reports / "evaluate_distances.png")
+    record_files(layout, [reports / name for name in (
+        "evaluate.json", "evaluate.md", "evaluate_roc.png", "evaluate_distances.png")])
 
     confusion_table = Table(title="Identification: true (rows) vs predicted (columns)")
     confusion_table.add_column("true \\ predicted")

@@ -25,6 +25,7 @@ from typing import Protocol, TypeAlias
 import numpy as np
 
 from toolchain.errors import InputError
+from toolchain.integrity import verify_file
 from toolchain.paths import DEFAULT_ARTIFACTS, Layout
 from toolchain.preprocess import crop_face, largest_face
 from toolchain.runtime.embedder import Embedder
@@ -54,6 +55,10 @@ class DetectionLike(Protocol):
 
     @property
     def keypoints(self) -> Mapping[str, tuple[float, float]]: ...
+
+
+RUNTIME_MODELS = ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx")
+"""The exported models a recognizer loads (checked against ``SHA256SUMS`` first)."""
 
 
 class FaceDetector(Protocol):
@@ -207,6 +212,9 @@ class Recognizer:
             MissingArtifactError: a model file is missing (names `nox -s export`).
         """
         layout = Layout(Path(artifacts_dir))
+        for name in RUNTIME_MODELS:
+            if (path := layout.models_dir / name).exists():
+                verify_file(path, layout)
         embedder = Embedder(layout.models_dir / "facenet.onnx")
         detector = load_detector(layout.models_dir)
         return cls(detector, embedder, gallery if gallery is not None else layout.gallery,
