@@ -56,6 +56,7 @@ def int8_variants(
     ] = 7,
 ) -> None:
     """Quantize FaceNet to int8 every way tried; check, time and report each variant."""
+    from toolchain.integrity import record_files
     from toolchain.quantize import (
         CHOSEN,
         SPEED_TOLERANCE,
@@ -66,6 +67,7 @@ def int8_variants(
 
     layout = layout_for(artifacts)
     records = sweep_variants(layout, repeats=repeats)
+    record_files(layout, [layout.reports_dir / VARIANTS_REPORT])
     for r in records:
         if r.check is None:
             print(f"{r.variant.name:<30} failed: {r.error}")
