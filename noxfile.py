@@ -180,8 +180,9 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks side by side (throughput, GFLOP/s vs sgemm, detection, end-to-end, memory)."""
-    env_bin(session, "runtime")
-    facenet(session, "modern", "bench", *ART, *session.posargs)
+    runtime_python = env_bin(session, "runtime") / "python"
+    facenet(session, "modern", "bench", *ART, "--recognize-python", str(runtime_python),
+            *session.posargs)
 
 
 @nox.session

@@ -66,6 +66,7 @@ MODEL_FILES: dict[str, str] = {
     "tflite": "facenet.tflite",
     "tflite-fp16": "facenet_fp16.tflite",
     "tflite-int8": "facenet_int8.tflite",
+    "onnx-int8": "facenet_int8.onnx",
 }
 """Where each FaceNet format is written, relative to ``artifacts/models``."""
 

@@ -56,6 +56,7 @@ TOLERANCES: dict[str, Tolerance] = {
     "tflite": FP32,
     "tflite-fp16": Tolerance(max_abs=None, min_cos=0.9999),
     "tflite-int8": Tolerance(max_abs=None, min_cos=0.995),
+    "onnx-int8": Tolerance(max_abs=None, min_cos=0.995),
 }
 """THE tolerance table: every format against the original graph and against its chain parent."""
 
@@ -68,6 +69,7 @@ CHAIN: dict[str, str] = {
     "tflite": "savedmodel",
     "tflite-fp16": "savedmodel",
     "tflite-int8": "savedmodel",
+    "onnx-int8": "onnx",
 }
 """Each format's parent in the export chain (it was converted from that one)."""
 
@@ -414,6 +416,7 @@ RUNNERS: dict[str, Runner] = {
     "tflite": run_tflite,
     "tflite-fp16": run_tflite,
     "tflite-int8": run_tflite,
+    "onnx-int8": run_onnx,
 }
 """The runtime each format is checked in."""
 
