@@ -104,9 +104,9 @@ class BenchConfig:
         return 1 if self.quick else 2
 
     @property
-    def detect_photos(self) -> int:
-        """Photos per detection repetition."""
-        return 2 if self.quick else 24
+    def detect_photos(self) -> int | None:
+        """Photos per detection repetition (``None``: all)."""
+        return 2 if self.quick else None
 
     @property
     def e2e_photos(self) -> int | None:
@@ -441,9 +441,9 @@ def _task_detect(spec: dict[str, Any]) -> dict[str, Any]:
         def detect(image: np.ndarray) -> int:
             return len(ours.detect(image))
     else:
-        from mtcnn import MTCNN
+        from toolchain.mtcnn_weights import package_detector
 
-        package = MTCNN()
+        package = package_detector()
 
         def detect(image: np.ndarray) -> int:
             return len(package.detect_faces(image))
@@ -494,11 +494,11 @@ class _SeedPipeline:
 
     def __init__(self, keras_path: Path, gallery_npz: Path):
         import keras
-        from mtcnn import MTCNN
 
         import toolchain.architecture  # noqa: F401  (registers the custom layers)
+        from toolchain.mtcnn_weights import package_detector
 
-        self.detector = MTCNN()
+        self.detector = package_detector()
         self.model = keras.saving.load_model(keras_path, safe_mode=True, compile=False)
         with np.load(gallery_npz, allow_pickle=False) as npz:
             vectors, self.names = npz["vectors"], [str(n) for n in npz["names"]]
@@ -761,7 +761,8 @@ class _Runner:
             ))
 
     def detection(self, photos: list[Path]) -> None:
-        chosen = [str(p) for p in _spread(photos, self.config.detect_photos)]
+        count = self.config.detect_photos
+        chosen = [str(p) for p in (photos if count is None else _spread(photos, count))]
         for impl, label in (("package", "mtcnn package"), ("ours", "onnx mtcnn")):
             run = self.worker({"task": "detect", "impl": impl, "photos": chosen,
                                "models_dir": str(self.layout.models_dir.resolve()),
