@@ -13,7 +13,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +71,11 @@ def step_fetch(session: nox.Session) -> None:
     facenet(session, "modern", "fetch", *ART)
 
 
-def step_recover(session: nox.Session) -> None:
+def step_recover(session: nox.Session, *extra: str) -> None:
     """Dump the legacy weights and the original graph's reference embeddings (legacy env)."""
     python = env_bin(session, "legacy") / "python"
-    session.run(str(python), str(ROOT / "legacy_env" / "recover.py"), *ART, external=True)
+    session.run(str(python), str(ROOT / "legacy_env" / "recover.py"), *ART, *extra,
+                external=True)
 
 
 def step_inspect(session: nox.Session) -> None:
@@ -110,7 +111,7 @@ def step_checksums(session: nox.Session) -> None:
     facenet(session, "modern", "verify", *ART)
 
 
-def timed(session: nox.Session, steps: list[Callable[[nox.Session], None]]) -> None:
+def timed(session: nox.Session, steps: Sequence[Callable[[nox.Session], None]]) -> None:
     """Run `steps` in order and log the wall time of each and of all."""
     times: list[tuple[str, float]] = []
     for step in steps:
@@ -148,8 +149,9 @@ def fetch(session: nox.Session) -> None:
 
 @nox.session
 def recover(session: nox.Session) -> None:
-    """Recover per-layer npz weights, manifest and reference embeddings in the legacy env."""
-    timed(session, [step_fetch, step_recover])
+    """Recover npz weights, manifest and reference embeddings in the legacy env (`-- --h5 FILE`)."""
+    step_fetch(session)
+    step_recover(session, *session.posargs)
 
 
 @nox.session
