@@ -370,12 +370,13 @@ def export_keras(context: ExportContext) -> list[Path]:
     """Save the model as ``facenet.keras``; reload it with ``safe_mode=True`` and compare."""
     from toolchain.parity import run_keras
 
+    model = context.model  # built and strictly loaded before anything is created on disk
     final = context.path("keras")
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".keras-staging.", dir=final.parent))
     try:
         staged = staging / final.name
-        context.model.save(staged)
+        model.save(staged)
         validate_outputs("keras", run_keras(staged, context.probe), context)
         with atomic_file(final) as tmp:
             os.replace(staged, tmp)
