@@ -91,6 +91,18 @@ def tiny_config(function: Any = None, arguments: Any = None) -> dict[str, Any]:
     }
 
 
+_KERNEL_DEFAULTS: dict[str, Any] = {
+    "kernel_initializer": {"class_name": "Zeros", "config": {}},
+    "bias_initializer": {"class_name": "Zeros", "config": {}},
+    "kernel_regularizer": None,
+    "bias_regularizer": None,
+    "activity_regularizer": None,
+    "kernel_constraint": None,
+    "bias_constraint": None,
+}
+"""Initializer, regularizer and constraint entries every Keras 2.1 Conv2D/Dense config carries."""
+
+
 def _conv(filters: int, kernel: int, stride: int, use_bias: bool) -> dict[str, Any]:
     return {
         "filters": filters,
@@ -101,13 +113,7 @@ def _conv(filters: int, kernel: int, stride: int, use_bias: bool) -> dict[str, A
         "dilation_rate": [1, 1],
         "activation": "linear",
         "use_bias": use_bias,
-        "kernel_initializer": {"class_name": "Zeros", "config": {}},
-        "bias_initializer": {"class_name": "Zeros", "config": {}},
-        "kernel_regularizer": None,
-        "bias_regularizer": None,
-        "activity_regularizer": None,
-        "kernel_constraint": None,
-        "bias_constraint": None,
+        **_KERNEL_DEFAULTS,
     }
 
 
@@ -116,13 +122,7 @@ def _dense(units: int) -> dict[str, Any]:
         "units": units,
         "activation": "linear",
         "use_bias": True,
-        "kernel_initializer": {"class_name": "Zeros", "config": {}},
-        "bias_initializer": {"class_name": "Zeros", "config": {}},
-        "kernel_regularizer": None,
-        "bias_regularizer": None,
-        "activity_regularizer": None,
-        "kernel_constraint": None,
-        "bias_constraint": None,
+        **_KERNEL_DEFAULTS,
     }
 
 
