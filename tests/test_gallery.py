@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from toolchain.errors import InputError, IntegrityError
 from toolchain.preprocess import l2_normalize
+from toolchain.runtime import gallery as gallery_module
 from toolchain.runtime.gallery import (
     Entry,
     Gallery,
@@ -109,7 +111,7 @@ def test_missing_gallery_is_not_created_unless_asked(db: Path) -> None:
     [
         (b"SQLite format 2\x00 not really" * 100, "not a readable facenet gallery"),
         (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 20, "not a readable facenet gallery"),
-        (b"", "not a facenet gallery"),
+        (b"", "is an empty file"),
     ],
 )
 def test_files_that_are_not_galleries(db: Path, content: bytes, phrase: str) -> None:
@@ -119,6 +121,32 @@ def test_files_that_are_not_galleries(db: Path, content: bytes, phrase: str) -> 
         Gallery.open(db)
     assert db.read_bytes() == content
 
+
+
+def test_empty_file_is_not_turned_into_a_gallery(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    db.touch()
+    with pytest.raises(InputError, match="is an empty file"):
+        Gallery.open(db, fingerprint=MODEL_A, create=True)
+    assert db.read_bytes() == b""
+
+
+def test_creator_that_loses_the_race_opens_the_winners_gallery(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_link = os.link
+
+    def link_after_a_rival(src: str, dst: str) -> None:
+        monkeypatch.setattr(gallery_module.os, "link", real_link)
+        with Gallery.open(dst, fingerprint=MODEL_A, create=True) as rival:
+            rival.add([entry("Ada", unit(1), "p1")])
+        real_link(src, dst)
+
+    monkeypatch.setattr(gallery_module.os, "link", link_after_a_rival)
+    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+        assert [p.name for p in gallery.people()] == ["Ada"]
+    assert sorted(p.name for p in db.parent.iterdir() if not p.name.endswith(("-wal", "-shm"))) \
+        == [db.name]
 
 def test_other_sqlite_database_is_refused(db: Path) -> None:
     db.parent.mkdir(parents=True)

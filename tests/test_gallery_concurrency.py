@@ -119,6 +119,50 @@ def test_eight_writers_lose_nothing(tmp_path: Path, precreated: bool) -> None:
         assert len(gallery.entries()) == 400 * EMBEDDINGS_PER_PERSON
 
 
+CREATION_ROUNDS = 20
+
+
+def first_opener(root: str, fingerprint: str, barrier: Any) -> None:
+    """In every round, open (creating) the same new gallery at the same moment as the others."""
+    for round_ in range(CREATION_ROUNDS):
+        barrier.wait(timeout=60)
+        with Gallery.open(Path(root) / f"round{round_:02d}.db", fingerprint=fingerprint,
+                          dim=DIM, create=True) as gallery:
+            assert gallery.fingerprint == fingerprint
+
+
+@pytest.mark.slow
+def test_simultaneous_first_opens_agree_on_one_gallery(tmp_path: Path) -> None:
+    """Eight processes create the same gallery at once, 20 times over (creating it in place
+    failed ~1 round in 4 with "database is locked"): all succeed, each round leaves one WAL
+    gallery (plus SQLite's own -wal/-shm when the last
+    closer could not checkpoint) and no staging file."""
+    fingerprint = model_fingerprint()
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(WRITERS)
+    procs = [ctx.Process(target=first_opener, args=(str(tmp_path), fingerprint, barrier))
+             for _ in range(WRITERS)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+        if proc.is_alive():
+            proc.kill()
+    assert [proc.exitcode for proc in procs] == [0] * WRITERS
+    databases = {p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))}
+    assert databases == {f"round{r:02d}.db" for r in range(CREATION_ROUNDS)}
+    for round_ in range(CREATION_ROUNDS):
+        path = tmp_path / f"round{round_:02d}.db"
+        assert integrity(path) == ["ok"]
+        conn = sqlite3.connect(path)
+        try:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert conn.execute("SELECT value FROM meta WHERE key = 'model_fingerprint'"
+                                ).fetchall() == [(fingerprint,)]
+        finally:
+            conn.close()
+
+
 KILL_BATCH_PEOPLE = 40
 
 

@@ -10,8 +10,9 @@ Schema (``SCHEMA_VERSION`` 1):
   box_y, box_w, box_h, score, model_fingerprint, created)`` with ``UNIQUE(image_sha256, box_*)``:
   enrolling the same face of the same photo again is a no-op, whatever name it is enrolled under.
 
-Writes are one ``BEGIN IMMEDIATE`` transaction each (a whole enroll batch, an import), the journal
-is WAL and a busy timeout lets a reader and a writer share the file. Distances are Euclidean
+A new gallery appears complete or not at all (see ``Gallery._create``). Writes are one
+``BEGIN IMMEDIATE`` transaction each (a whole enroll batch, an import), the journal is WAL and a
+busy timeout lets a reader and a writer share the file. Distances are Euclidean
 between unit vectors (0 = identical, 2 = opposite).
 
 Matching: by default a person is as close as the NEAREST of their embeddings. Photos of one person
@@ -31,7 +32,9 @@ import hashlib
 import json
 import logging
 import math
+import os
 import sqlite3
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,25 +174,23 @@ class Gallery:
             )
         if path.is_dir():
             raise InputError(f"gallery {path} is a directory, not a SQLite file")
-        if create and not exists and fingerprint is None:
-            raise ValueError("creating a gallery needs the model fingerprint")
         if not exists:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if fingerprint is None:
+                raise ValueError("creating a gallery needs the model fingerprint")
+            cls._create(path, fingerprint, dim)
         try:
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True,
+                                   timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
             raise InputError(f"gallery {path}: cannot open ({exc})") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            tables = cls._tables(conn)
-            if not tables and create:
-                if fingerprint is None:
-                    raise InputError(f"gallery {path} is an empty file; remove it or pass "
-                                     "another --gallery")
-                cls._create_if_empty(conn, fingerprint, dim)
-                tables = cls._tables(conn)
-            if "meta" not in tables:
-                raise InputError(f"gallery {path}: a SQLite file but not a facenet gallery")
+            if "meta" not in cls._tables(conn):
+                raise InputError(
+                    f"gallery {path}: a SQLite file but not a facenet gallery"
+                    if path.stat().st_size else
+                    f"gallery {path} is an empty file; remove it or pass another --gallery"
+                )
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA foreign_keys = ON")
@@ -213,31 +214,45 @@ class Gallery:
         return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
     @classmethod
-    def _create_if_empty(cls, conn: sqlite3.Connection, fingerprint: str, dim: int) -> None:
-        """Create the schema, unless another process did since we looked (checked under the
-        write lock, so concurrent first enrollments create it exactly once)."""
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("BEGIN IMMEDIATE")
+    def _create(cls, path: Path, fingerprint: str, dim: int) -> None:
+        """Create a complete gallery at ``path`` unless one appears there first.
+
+        The schema is written into a private file next to ``path``, switched to WAL and closed,
+        then hard-linked into place: the link fails if ``path`` exists, so concurrent first
+        enrollments agree on one gallery, and nobody ever opens a half-created one. (Creating
+        in place would switch a shared file to WAL, a read-then-write upgrade for which SQLite
+        returns "database is locked" without waiting.)
+        """
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".creating", dir=path.parent)
+        os.close(fd)
+        staging = Path(name)
         try:
-            if cls._tables(conn):
-                conn.execute("ROLLBACK")
-                return
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)",
-                [
-                    ("schema_version", str(SCHEMA_VERSION)),
-                    ("model_fingerprint", fingerprint),
-                    ("dim", str(dim)),
-                    ("created", _now()),
-                ],
-            )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn = sqlite3.connect(staging, isolation_level=None)
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [
+                        ("schema_version", str(SCHEMA_VERSION)),
+                        ("model_fingerprint", fingerprint),
+                        ("dim", str(dim)),
+                        ("created", _now()),
+                    ],
+                )
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            with contextlib.suppress(FileExistsError):
+                os.link(staging, path)
+        except (OSError, sqlite3.Error) as exc:
+            raise InputError(f"gallery {path}: cannot create ({exc})") from exc
+        finally:
+            staging.unlink(missing_ok=True)
 
     def _check(self, fingerprint: str | None) -> None:
         version = self._meta.get("schema_version")
