@@ -2,8 +2,9 @@
 
 Whatever the input (random bytes, real headers with flipped bytes, truncations, mutated Keras
 configs), the only outcomes allowed are a clean result or a typed :class:`ToolchainError`, within a
-bounded time: a per-example hard timeout (``SIGALRM``) catches hangs that hypothesis' deadline
-would only report after the fact.
+bounded time: a per-example hard timeout (``SIGALRM``) catches hangs. Hypothesis' own deadline is
+off: it turns a slow moment of a shared machine into a "flaky" failure, and speed is the
+benchmarks' business.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import io
 import json
 import signal
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ HARD_TIMEOUT_S = 10
 
 FUZZ = settings(
     max_examples=150,
-    deadline=timedelta(seconds=3),
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     derandomize=True,
 )
