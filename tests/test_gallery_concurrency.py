@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ def entries_for(names: list[str]) -> list[Entry]:
 def writer(path: str, fingerprint: str, worker: int, barrier: Any) -> None:
     """Enroll this worker's 50 people in batches of 5 (one transaction each)."""
     names = [f"w{worker}-person{n:02d}" for n in range(PEOPLE_PER_WRITER)]
-    barrier.wait()
+    barrier.wait(timeout=60)
     with Gallery.open(path, fingerprint=fingerprint, dim=DIM, create=True) as gallery:
         for start in range(0, len(names), PEOPLE_PER_BATCH):
             result = gallery.add(entries_for(names[start : start + PEOPLE_PER_BATCH]))
@@ -70,11 +71,11 @@ def writer(path: str, fingerprint: str, worker: int, barrier: Any) -> None:
             assert not result.duplicates
 
 
-def run_writers(path: Path, fingerprint: str) -> list[int | None]:
+def run_workers(target: Callable[..., None], *args: Any) -> list[int | None]:
+    """Exit codes of ``WRITERS`` spawned processes running ``target(*args, worker, barrier)``."""
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(WRITERS)
-    procs = [ctx.Process(target=writer, args=(str(path), fingerprint, w, barrier))
-             for w in range(WRITERS)]
+    procs = [ctx.Process(target=target, args=(*args, w, barrier)) for w in range(WRITERS)]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -108,7 +109,7 @@ def test_eight_writers_lose_nothing(tmp_path: Path, precreated: bool) -> None:
     path = tmp_path / "gallery.db"
     if precreated:
         Gallery.open(path, fingerprint=fingerprint, dim=DIM, create=True).close()
-    codes = run_writers(path, fingerprint)
+    codes = run_workers(writer, str(path), fingerprint)
     assert codes == [0] * WRITERS
     assert integrity(path) == ["ok"]
     with Gallery.open(path, fingerprint=fingerprint) as gallery:
@@ -122,7 +123,7 @@ def test_eight_writers_lose_nothing(tmp_path: Path, precreated: bool) -> None:
 CREATION_ROUNDS = 20
 
 
-def first_opener(root: str, fingerprint: str, barrier: Any) -> None:
+def first_opener(root: str, fingerprint: str, _worker: int, barrier: Any) -> None:
     """In every round, open (creating) the same new gallery at the same moment as the others."""
     for round_ in range(CREATION_ROUNDS):
         barrier.wait(timeout=60)
@@ -138,17 +139,7 @@ def test_simultaneous_first_opens_agree_on_one_gallery(tmp_path: Path) -> None:
     gallery (plus SQLite's own -wal/-shm when the last
     closer could not checkpoint) and no staging file."""
     fingerprint = model_fingerprint()
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(WRITERS)
-    procs = [ctx.Process(target=first_opener, args=(str(tmp_path), fingerprint, barrier))
-             for _ in range(WRITERS)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=120)
-        if proc.is_alive():
-            proc.kill()
-    assert [proc.exitcode for proc in procs] == [0] * WRITERS
+    assert run_workers(first_opener, str(tmp_path), fingerprint) == [0] * WRITERS
     databases = {p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))}
     assert databases == {f"round{r:02d}.db" for r in range(CREATION_ROUNDS)}
     for round_ in range(CREATION_ROUNDS):
