@@ -13,11 +13,14 @@ import marshal
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from corpus import Store, Workspace
 
 REAL_LAMBDA_B64 = (
     "4wIAAAAAAAAAAgAAAAMAAABTAAAAcxQAAAB8AGQBGQB8AGQCGQB8ARQAFwBTACkDTukAAAAA6QEA\n"
@@ -323,3 +326,19 @@ def real_artifact() -> Callable[[str], Path]:
         return path
 
     return lookup
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    """A bad-input corpus workspace (see :mod:`corpus`)."""
+    from corpus import Workspace
+
+    return Workspace(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """One session copy of the exported ONNX models and a gallery enrolled with a real photo."""
+    from corpus import make_store
+
+    return make_store(tmp_path_factory)
