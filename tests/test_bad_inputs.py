@@ -22,6 +22,7 @@ faces, non-ASCII names) assert the faces found instead. Runtime cases need the e
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -409,6 +410,10 @@ def _checksums_tampered(ws: Workspace, _store: Store | None) -> tuple[Command, O
             Outcome(4, str(target), ("not writing",)))
 
 
+
+
+for _area in sorted(Path(__file__).parent.glob("corpus_*.py")):
+    importlib.import_module(_area.stem)  # registers that area's cases
 
 
 @pytest.mark.parametrize(
