@@ -342,3 +342,36 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     from corpus import make_store
 
     return make_store(tmp_path_factory)
+
+
+REQUIRE_REAL = os.environ.get("FACENET_REQUIRE_REAL") == "1" or os.environ.get("CI") == "true"
+"""Under CI (``CI=true``) and in ``nox -s tests`` a missing artifact or environment is a failure."""
+
+MISSING_MARKS = ("run `nox", "FACENET_LEGACY_PYTHON", "FACENET_RUNTIME_PYTHON", "could not import")
+"""Phrases of the skip reasons that mean "something the suite should have built is missing":
+every artifact lookup names the nox session that makes it, the environments are named by their
+variables, and ``pytest.importorskip`` says it could not import. Other skips (a permission test
+that cannot work as root) stay skips everywhere."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Turn a skip for a missing artifact or environment into a failure when it is required."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (REQUIRE_REAL and report.skipped):
+        return
+    longrepr = report.longrepr
+    reason = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+    if any(mark in reason for mark in MISSING_MARKS):
+        report.outcome = "failed"
+        report.longrepr = f"required here (CI / FACENET_REQUIRE_REAL=1), but: {reason}"
+
+
+@pytest.fixture
+def runtime_python() -> Path:
+    """The runtime environment's python (no TensorFlow; env ``FACENET_RUNTIME_PYTHON``)."""
+    value = os.environ.get("FACENET_RUNTIME_PYTHON", "")
+    if not value or not Path(value).is_file():
+        pytest.skip(f"FACENET_RUNTIME_PYTHON={value!r} is not the runtime environment's python")
+    return Path(value)
