@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +63,7 @@ def test_unknown_format_and_duplicate_registration() -> None:
 
 def test_cli_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
     bogus = _cli("export", "--format", "bogus", "--artifacts", str(tmp_path))
-    assert bogus.returncode == 3 and "unknown export format" in bogus.stderr
+    assert bogus.returncode == 2 and "unknown export format" in bogus.stderr
     empty = _cli("export", "--format", "keras", "--artifacts", str(tmp_path))
     assert empty.returncode == 6 and "nox -s recover" in empty.stderr
     assert "Traceback" not in empty.stderr
@@ -106,11 +109,13 @@ def test_export_into_tmp_validates_before_writing(tmp_path: Path) -> None:
     assert sorted(p.name for p in layout.models_dir.iterdir()) == []
 
     context.expected = good
-    results = run_exporters(context, ["keras", "tflite-int8"])
-    assert [r.name for r in results] == ["keras", "tflite-int8"]
-    assert "savedmodel" in context.written  # exported first, as tflite-int8 needs it
+    formats = ["keras", "onnx", "tflite", "tflite-fp16", "tflite-int8"]
+    results = run_exporters(context, formats)
+    assert [r.name for r in results] == formats
+    assert "savedmodel" in context.written  # exported first, as the others need it
     names = sorted(p.name for p in layout.models_dir.iterdir())
-    assert names == ["facenet.keras", "facenet_int8.tflite", "facenet_savedmodel"]
+    assert names == ["facenet.keras", "facenet.onnx", "facenet.tflite", "facenet_fp16.tflite",
+                     "facenet_int8.tflite", "facenet_savedmodel"]
     stamp = json.loads((layout.models_dir / "facenet_savedmodel" / STAMP_FILE).read_text())
     assert stamp["toolchain_version"] == toolchain.__version__
 
@@ -152,8 +157,35 @@ def test_real_onnx_contract(real_onnx: Path) -> None:
     assert meta["distance_metric"].startswith("euclidean distance between L2-normalized")
     chosen = choose_threshold(reference.embeddings, reference.persons)
     assert float(meta["default_threshold"]) == pytest.approx(chosen.value, abs=1e-6)
+    assert_best_balanced_midpoint(float(meta["default_threshold"]), reference.embeddings,
+                                  reference.persons)
     assert "balanced accuracy" in meta["threshold_method"]
     assert json.loads(meta["contract"])["default_threshold"] == meta["default_threshold"]
+
+
+def assert_best_balanced_midpoint(threshold: float, embeddings: np.ndarray,
+                                  persons: Sequence[str]) -> None:
+    """Check a threshold by brute force, independently of ``choose_threshold``'s vectorized code.
+
+    Every pair of rows is a same- or different-person pair; accepting ``d <= t`` as "same", the
+    threshold must reach the best balanced accuracy any cut between two pair distances reaches,
+    and must sit strictly between two consecutive distinct distances (no pair on the edge).
+    """
+    unit = [row / math.sqrt(float(np.dot(row, row))) for row in embeddings.astype(np.float64)]
+    pairs = [(math.dist(unit[a], unit[b]), persons[a] == persons[b])
+             for a, b in itertools.combinations(range(len(unit)), 2)]
+    n_same = sum(same for _, same in pairs)
+    n_diff = len(pairs) - n_same
+
+    def balanced(cut: float) -> float:
+        accepted = sum(same and d <= cut for d, same in pairs)
+        rejected = sum(not same and d > cut for d, same in pairs)
+        return 0.5 * (accepted / n_same + rejected / n_diff)
+
+    distances = sorted({d for d, _ in pairs})
+    best = max(balanced(d) for d in distances)
+    assert balanced(threshold) == pytest.approx(best, abs=1e-12)
+    assert all(abs(d - threshold) > 1e-7 for d in distances)
 
 
 @pytest.mark.real

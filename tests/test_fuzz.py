@@ -22,7 +22,15 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from conftest import artifacts_root, tiny_config, write_legacy_h5
+from conftest import (
+    TINY_LAYERS,
+    TINY_PARAMETERS,
+    TINY_TENSORS,
+    TINY_WEIGHTED,
+    artifacts_root,
+    tiny_config,
+    write_legacy_h5,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -122,6 +130,16 @@ def _mutate(data: st.DataObject, seed: bytes) -> bytes:
     return bytes(out) + data.draw(st.binary(max_size=16))
 
 
+def test_unmutated_seeds_decode(image_seeds: dict[str, bytes]) -> None:
+    """The positive side of the decoder fuzzing: every seed decodes to its upright RGB pixels."""
+    for name, data in image_seeds.items():
+        pixels = decode_bytes(data, Path(f"seed.{name}"))
+        expected = (32, 24) if name == "jpeg_exif" else (16, 16) if name == "png16" else None
+        if name != "real_jpeg":
+            assert pixels.shape[:2] == (expected or (24, 32)), name
+        assert pixels.dtype == np.uint8 and pixels.shape[2] == 3, name
+
+
 @FUZZ
 @given(blob=st.binary(max_size=4096))
 def test_decoder_on_random_bytes(blob: bytes) -> None:
@@ -153,7 +171,9 @@ def _check_inspected(path: Path) -> None:
         except ToolchainError as exc:
             assert str(path) in str(exc) or "Lambda layer" in str(exc)
             return
-    assert report.layers >= 0 and report.parameters >= 0
+    assert report.layers >= 1 and report.layers == sum(report.layers_by_class.values())
+    assert 0 <= report.weighted_layers <= report.layers and report.tensors >= 0
+    assert report.parameters >= 0 and (report.parameters == 0) == (report.tensors == 0)
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +187,16 @@ def h5_seeds(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
         with open(real, "rb") as fh:
             seeds["real_head"] = fh.read(64 * 1024)
     return seeds
+
+
+def test_unmutated_seeds_inspect_cleanly(tmp_path: Path, h5_seeds: dict[str, bytes]) -> None:
+    """The positive side of the inspector fuzzing: its seed file is read, whole and vetted."""
+    path = tmp_path / "tiny.h5"
+    path.write_bytes(h5_seeds["tiny"])
+    report = inspect_file(path)
+    assert (report.layers, report.weighted_layers) == (TINY_LAYERS, TINY_WEIGHTED)
+    assert (report.tensors, report.parameters) == (TINY_TENSORS, TINY_PARAMETERS)
+    assert report.executable_code and report.all_lambdas_vetted
 
 
 @FUZZ
