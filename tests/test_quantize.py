@@ -159,3 +159,31 @@ def test_exported_int8_artifact_meets_the_bound() -> None:
     check = check_int8(run_model(path, x), embed(layout.models_dir / "facenet.onnx", x), reference)
     assert check.ok, check.describe()
     assert (check.identified, check.total) == (25, 25)
+
+
+@pytest.mark.real
+def test_exported_int8_keeps_first_conv_and_head_in_float() -> None:
+    """What the README says of the chosen variant, read from the exported QDQ graph itself.
+
+    A Conv or MatMul runs in int8 when its weight (input 1) comes from a ``DequantizeLinear``
+    node (an activation may be dequantized into a float node; ORT fuses only when both are). The
+    stem's first convolution and the dense head must keep float weights, while every convolution
+    in between is quantized.
+    """
+    import onnx
+
+    path = Layout(artifacts_root()).models_dir / INT8_FILE
+    if not path.is_file():
+        pytest.skip(f"{path} missing: run `nox -s export` first")
+    nodes = list(onnx.load(str(path)).graph.node)
+    dequantized = {out for n in nodes if n.op_type == "DequantizeLinear" for out in n.output}
+
+    def int8_weight(node: onnx.NodeProto) -> bool:
+        return node.input[1] in dequantized
+
+    convs = [n for n in nodes if n.op_type == "Conv"]
+    dense = [n for n in nodes if n.op_type in ("MatMul", "Gemm")]
+    assert convs and dense
+    assert not int8_weight(convs[0]), f"first conv {convs[0].name} is quantized"
+    assert not int8_weight(dense[-1]), f"head {dense[-1].name} is quantized"
+    assert all(int8_weight(n) for n in convs[1:]), "a convolution after the first is in float"
