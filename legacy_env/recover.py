@@ -2,11 +2,13 @@
 
 Steps:
 
-1. read the ``.h5`` structure with h5py and vet every ``Lambda``'s bytecode without running it
-   (refused with exit code 5 unless it is exactly the residual scaling);
-2. instantiate the ORIGINAL graph from the file's own ``model_config`` with Keras 2.15, each
-   ``Lambda`` bound to the toolchain's own ``scale_sum`` function, and load the weights with
-   Keras' own loader;
+1. read the ``.h5`` structure with h5py, walk the whole ``model_config`` (nested models,
+   wrappers, any depth) and vet every ``Lambda``'s bytecode without running it (refused with exit
+   code 5 unless it is exactly the residual scaling, or if the config refers to any other code),
+   all before TensorFlow is imported;
+2. instantiate the ORIGINAL graph from the file's own ``model_config`` with Keras 2.15, every
+   ``Lambda`` (at any depth) bound to the toolchain's own ``scale_sum`` function, and load the
+   weights with Keras' own loader;
 3. check every tensor Keras loaded equals the raw h5py dataset bit for bit;
 4. write ``weights/<layer>.npz`` (deterministic) and ``weights/manifest.json``;
 5. detect, crop and embed every dataset photo with the original graph: ``reference/``.
@@ -18,7 +20,6 @@ Usage: ``python legacy_env/recover.py --artifacts DIR [--h5 PATH] [--dataset DIR
 from __future__ import annotations
 
 import argparse
-import copy
 import hashlib
 import json
 import logging
@@ -38,8 +39,9 @@ from toolchain import preprocess
 from toolchain.atomic import atomic_dir, sha256_file
 from toolchain.errors import InputError, IntegrityError, MissingArtifactError, ToolchainError
 from toolchain.integrity import record_files
+from toolchain.legacy.codewalk import bind_lambdas, vet_code
 from toolchain.legacy.h5file import LayerInfo, LegacyModel, iter_weight_arrays, read_legacy
-from toolchain.legacy.lambdas import VettedLambda, scale_sum, vet_lambda
+from toolchain.legacy.lambdas import VettedLambda, scale_sum
 from toolchain.legacy.npzfile import npz_bytes
 from toolchain.paths import Layout
 from toolchain.source import identify_h5, resolve_h5
@@ -89,15 +91,8 @@ def _canonical_json(obj: Any) -> bytes:
 
 
 def _keras_config(model: LegacyModel) -> dict[str, Any]:
-    """The file's own model_config with every (vetted) Lambda bound to ``scale_sum``."""
-    config = copy.deepcopy(model.model_config)
-    body = config["config"]
-    specs = body if isinstance(body, list) else body["layers"]
-    for spec in specs:
-        if spec.get("class_name") == "Lambda":
-            spec["config"]["function"] = SCALE_SUM
-            spec["config"]["function_type"] = "function"
-    return config
+    """The file's own model_config with every (vetted) Lambda, at any depth, bound to scale_sum."""
+    return bind_lambdas(model.model_config, SCALE_SUM)
 
 
 def _build_keras(model: LegacyModel) -> Any:
@@ -376,7 +371,7 @@ def recover(
     timings = Timings()
     h5_path = resolve_h5(h5, layout)
     model = read_legacy(h5_path)
-    vetted = [vet_lambda(layer.name, layer.config) for layer in model.lambdas]
+    vetted = vet_code(model.code)
     for layer in model.weighted_layers:
         if not SAFE_NAME.match(layer.name):
             raise InputError(f"{h5_path}: layer name {layer.name!r} is not a safe file name")

@@ -153,9 +153,14 @@ def write_legacy_h5(
     function: Any = None,
     arguments: Any = None,
     weights: dict[str, dict[str, np.ndarray]] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Write the tiny model as Keras 2.1.2 would; return the weights written."""
-    config = tiny_config(function, arguments)
+    """Write the tiny model as Keras 2.1.2 would; return the weights written.
+
+    ``config`` replaces the tiny ``model_config`` (e.g. with extra layers); every top-level layer
+    it lists is stored in ``model_weights``, with the tiny weights of the layers named like them.
+    """
+    config = tiny_config(function, arguments) if config is None else config
     weights = tiny_weights() if weights is None else weights
     names = [layer["name"] for layer in config["config"]["layers"]]
     with h5py.File(path, "w") as h5:

@@ -13,8 +13,16 @@ from conftest import (
     TINY_LAYERS,
     TINY_PARAMETERS,
     lambda_b64,
+    tiny_config,
     trap_function,
     write_legacy_h5,
+)
+from corpus_legacy_code import (
+    HOSTILE_CONFIGS,
+    evil_lambda,
+    functional,
+    with_layer,
+    wrapper,
 )
 
 from toolchain.legacy.lambdas import VETTED_SOURCE
@@ -109,6 +117,69 @@ def test_inspect_accepts_vetted_lambda_from_this_python(tmp_path: Path) -> None:
     assert lam["python_version"] == f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
+def _scale_sum_entry(name: str) -> dict[str, object]:
+    (spec,) = (s for s in tiny_config()["config"]["layers"] if s["name"] == "ScaleSum")
+    return {**spec, "name": name, "config": {**spec["config"], "name": name}, "inbound_nodes": []}
+
+
+def test_inspect_lists_vetted_lambdas_inside_nested_models(tmp_path: Path) -> None:
+    path = tmp_path / "nested.h5"
+    extra = functional("inner", wrapper("TimeDistributed", "td", layer=_scale_sum_entry("Deep")))
+    write_legacy_h5(path, config=with_layer(extra))
+    proc = facenet("inspect", str(path), "--json")
+    errors, heavy = split_stderr(proc)
+    assert (proc.returncode, errors, heavy) == (0, [], [])
+    report = json.loads(proc.stdout)
+    assert [lam["layer"] for lam in report["lambdas"]] == ["ScaleSum", "inner/td/Deep"]
+    assert all(lam["vetted"] for lam in report["lambdas"])
+    assert (report["executable_code"], report["all_lambdas_vetted"]) == (True, True)
+    human = facenet("inspect", str(path))
+    assert human.returncode == 0
+    assert "2 Lambda layer(s)" in human.stdout
+    assert "inner/td/Deep: arguments" in human.stdout
+
+
+def test_inspect_refuses_a_lambda_hidden_in_a_nested_model(tmp_path: Path) -> None:
+    """The issue's file: inspect said "no executable Python code", exit 0."""
+    sentinel = tmp_path / "SENTINEL"
+    path = tmp_path / "nested.h5"
+    write_legacy_h5(path, config=with_layer(functional("inner", evil_lambda(sentinel))))
+    proc = facenet("inspect", str(path), "--json")
+    errors, heavy = split_stderr(proc)
+    assert proc.returncode == 5 and heavy == []
+    assert len(errors) == 1 and "'inner/evil_lambda'" in errors[0] and "open" in errors[0]
+    report = json.loads(proc.stdout)
+    assert (report["executable_code"], report["all_lambdas_vetted"]) == (True, False)
+    assert [(lam["layer"], lam["vetted"]) for lam in report["lambdas"]] == [
+        ("ScaleSum", True),
+        ("inner/evil_lambda", False),
+    ]
+    human = facenet("inspect", str(path))
+    assert human.returncode == 5
+    assert "No Lambda layers" not in human.stdout
+    assert "inner/evil_lambda: arguments {}" in human.stdout and "REFUSED" in human.stdout
+    assert not sentinel.exists()
+
+
+def test_inspect_lists_and_refuses_callable_references(tmp_path: Path) -> None:
+    config, _, _ = HOSTILE_CONFIGS["module-reference"](tmp_path / "SENTINEL")
+    path = tmp_path / "ref.h5"
+    write_legacy_h5(path, config=config)
+    proc = facenet("inspect", str(path), "--json")
+    errors, _ = split_stderr(proc)
+    assert proc.returncode == 5
+    assert len(errors) == 1 and "'Dense/kernel_initializer'" in errors[0]
+    report = json.loads(proc.stdout)
+    assert (report["executable_code"], report["all_lambdas_vetted"]) == (True, False)
+    assert [lam["vetted"] for lam in report["lambdas"]] == [True]
+    (ref,) = report["callables"]
+    assert ref["path"] == "Dense/kernel_initializer" and "module 'os'" in ref["refusal"]
+    human = facenet("inspect", str(path))
+    assert human.returncode == 5
+    assert "1 reference(s) that are not Keras built-ins" in human.stdout
+    assert "'Dense/kernel_initializer': 'system' names module 'os'" in human.stdout
+
+
 def test_inspect_bad_input_one_line(bad_h5: tuple[Path, str]) -> None:
     path, phrase = bad_h5
     proc = facenet("inspect", str(path))
@@ -143,8 +214,13 @@ def test_inspect_real_file(real_h5: Path) -> None:
     assert report["layers_by_class"]["Lambda"] == 21
     assert report["outputs"] == [{"layer": "Bottleneck_BatchNorm", "shape": [None, 128]}]
     assert report["all_lambdas_vetted"] is True
+    assert report["callables"] == []
     assert {lam["source"] for lam in report["lambdas"]} == {VETTED_SOURCE}
     assert {lam["python_version"] for lam in report["lambdas"]} == {"3.6"}
+    assert [lam["layer"] for lam in report["lambdas"]][:2] == [
+        "Block35_1_ScaleSum",
+        "Block35_2_ScaleSum",
+    ]
 
     human = facenet("inspect", str(real_h5))
     assert human.returncode == 0

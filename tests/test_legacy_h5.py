@@ -37,7 +37,7 @@ def test_tiny_file_structure(tiny_h5: Path) -> None:
     assert model.input_shapes == ((None, 160, 160, 3),)
     assert model.output_shapes == ((None, 2),)
     assert model.layer("ScaleSum").inbound == ("Conv_BatchNorm", "Branch")
-    assert [lam.name for lam in model.lambdas] == ["ScaleSum"]
+    assert [lam.path for lam in model.lambdas] == ["ScaleSum"]
     bn = model.layer("Conv_BatchNorm")
     assert [w.key for w in bn.weights] == ["beta", "moving_mean", "moving_variance"]
     assert bn.weights[0].name == "Conv_BatchNorm/beta:0"

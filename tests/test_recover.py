@@ -21,8 +21,10 @@ from conftest import (
     trap_function,
     write_legacy_h5,
 )
+from corpus_legacy_code import VETTED_NESTED, evil_lambda, functional, keras_built, with_layer
 from PIL import Image
 
+from toolchain.legacy.lambdas import VETTED_SOURCE
 from toolchain.preprocess import l2_normalize, prewhiten
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -274,3 +276,59 @@ def test_recover_imports_only_the_pure_modules(legacy_python: Path) -> None:
         cwd=ROOT,
     )
     assert json.loads(proc.stdout) == []
+
+
+RUN_AND_REPORT = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("recover", sys.argv[1])
+module = sys.modules["recover"] = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+rc = module.main(sys.argv[2:])
+print("HEAVY " + json.dumps(sorted(m for m in ("tensorflow", "keras") if m in sys.modules)))
+sys.exit(rc)
+"""
+
+
+@pytest.mark.legacy
+def test_nested_trap_refused_before_tensorflow_is_imported(
+    legacy_python: Path, tmp_path: Path
+) -> None:
+    """A Lambda in a nested model: vetted 0 Lambdas before; now exit 5 before TensorFlow loads."""
+    sentinel = tmp_path / "SENTINEL"
+    path = tmp_path / "nested.h5"
+    write_legacy_h5(path, config=with_layer(functional("inner", evil_lambda(sentinel))))
+    artifacts = tmp_path / "artifacts"
+    proc = subprocess.run(
+        [str(legacy_python), "-c", RUN_AND_REPORT, str(RECOVER), "--artifacts", str(artifacts),
+         "--h5", str(path), "--skip-reference"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 5, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY []"
+    assert "'inner/evil_lambda'" in proc.stderr and "Traceback" not in proc.stderr
+    assert not sentinel.exists()
+    assert not artifacts.exists()
+
+
+@pytest.mark.legacy
+@pytest.mark.slow
+def test_vetted_lambda_in_a_nested_model_is_bound_at_depth(
+    legacy_python: Path, tmp_path: Path
+) -> None:
+    """Keras 2.15's own nested file: the vetted Lambda ``inner/scale_sum`` is bound to scale_sum
+    (Keras' safe mode would refuse the file's bytecode if it reached Keras)."""
+    root, _ = keras_built()
+    artifacts = tmp_path / "artifacts"
+    proc = recover(legacy_python, artifacts, "--h5", str(root / f"{VETTED_NESTED}.h5"),
+                   "--skip-reference")
+    assert proc.returncode == 0, proc.stderr
+    assert "lambdas vetted: 1" in proc.stdout
+    manifest = json.loads((artifacts / "weights" / "manifest.json").read_text())
+    assert manifest["lambdas"] == [
+        {"layer": "inner/scale_sum", "scale": 0.2, "source": VETTED_SOURCE}
+    ]
+    npz = sorted(p.name for p in (artifacts / "weights").glob("*.npz"))
+    assert npz == ["dense.npz", "head.npz"]

@@ -1,16 +1,24 @@
-"""``facenet inspect``: what a legacy Keras ``.h5`` holds, including its Lambda code, never run."""
+"""``facenet inspect``: what a legacy Keras ``.h5`` holds, including its Lambda code, never run.
+
+The whole ``model_config`` is walked (:mod:`toolchain.legacy.codewalk`): Lambdas inside nested
+models and wrappers are reported by layer path, and every other reference to code (a custom class,
+a serialized function, a ``module`` Keras would import) is listed and refused.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from toolchain.app import app
 from toolchain.errors import UnsafeCodeError
+
+if TYPE_CHECKING:
+    from toolchain.legacy.codewalk import CallableSite, LambdaSite
 
 
 @dataclass(frozen=True)
@@ -18,6 +26,7 @@ class LambdaReport:
     """One Lambda layer: its decoded code and whether it is the vetted residual scaling."""
 
     layer: str
+    """Layer path from the file's model, e.g. ``Block35_1_ScaleSum`` or ``inner/evil_lambda``."""
     arguments: Any
     python_version: str | None
     disassembly: str | None
@@ -25,6 +34,15 @@ class LambdaReport:
     decompile_error: str | None
     vetted: bool
     refusal: str | None
+
+
+@dataclass(frozen=True)
+class CallableReport:
+    """A reference to code other than a Lambda (custom class, serialized function, module)."""
+
+    path: str
+    """Layer path, then the config key holding it, e.g. ``dense/kernel_initializer``."""
+    refusal: str
 
 
 @dataclass(frozen=True)
@@ -47,12 +65,17 @@ class InspectReport:
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
     executable_code: bool
+    """The config carries a Lambda or refers to any other code."""
     all_lambdas_vetted: bool
+    """Every Lambda is the vetted residual scaling AND there is no other code: safe to recover."""
     lambdas: list[LambdaReport]
+    callables: list[CallableReport]
 
 
-def _lambda_report(name: str, config: dict[str, Any]) -> LambdaReport:
+def _lambda_report(site: LambdaSite) -> LambdaReport:
     from toolchain.legacy.lambdas import decode_lambda, vet_lambda
+
+    name, config = site.path, site.config
 
     try:
         decoded = decode_lambda(name, config.get("function"))
@@ -82,7 +105,8 @@ def inspect_file(path: Path) -> InspectReport:
     from toolchain.source import identify_h5
 
     model = read_legacy(path)
-    lambdas = [_lambda_report(layer.name, layer.config) for layer in model.lambdas]
+    lambdas = [_lambda_report(site) for site in model.lambdas]
+    callables = [_callable_report(site) for site in model.code.callables]
 
     def shapes(names: tuple[str, ...], values: tuple[Any, ...]) -> list[dict[str, Any]]:
         return [
@@ -106,10 +130,15 @@ def inspect_file(path: Path) -> InspectReport:
         parameters=model.parameters,
         inputs=shapes(model.input_layers, model.input_shapes),
         outputs=shapes(model.output_layers, model.output_shapes),
-        executable_code=bool(lambdas),
-        all_lambdas_vetted=all(lam.vetted for lam in lambdas),
+        executable_code=bool(lambdas or callables),
+        all_lambdas_vetted=all(lam.vetted for lam in lambdas) and not callables,
         lambdas=lambdas,
+        callables=callables,
     )
+
+
+def _callable_report(site: CallableSite) -> CallableReport:
+    return CallableReport(path=site.path, refusal=site.refusal)
 
 
 def _shape_text(shape: list[Any] | None) -> str:
@@ -147,10 +176,19 @@ def _print_human(report: InspectReport) -> None:
     if not report.executable_code:
         console.print("No Lambda layers: the file carries no executable Python code.")
         return
+    if report.callables:
+        console.print(
+            f"[bold red]The file refers to code outside the file:[/bold red] "
+            f"{len(report.callables)} reference(s) that are not Keras built-ins, each refused:"
+        )
+        for ref in report.callables:
+            console.print(f"  {escape(ref.refusal)}")
+    if not report.lambdas:
+        return
     verdict = (
         "every one matches the vetted residual scaling "
         "`lambda inputs, scale: inputs[0] + inputs[1] * scale`"
-        if report.all_lambdas_vetted
+        if all(lam.vetted for lam in report.lambdas)
         else "[bold red]NOT every one matches the vetted pattern: the file is refused[/bold red]"
     )
     console.print(
@@ -182,7 +220,8 @@ def inspect(
     """Show what a legacy Keras .h5 holds (layers, parameters, decompiled Lambda code).
 
     Reads the file with h5py and decodes Lambda bytecode with xdis/uncompyle6: no TensorFlow,
-    nothing executed. Exits 5 if any Lambda is not the vetted residual scaling.
+    nothing executed. Walks nested models and wrappers too. Exits 5 if any Lambda is not the
+    vetted residual scaling or the config refers to any other code.
     """
     from toolchain.errors import InputError
 
@@ -195,6 +234,8 @@ def inspect(
         print(json.dumps(asdict(report), indent=2, sort_keys=True))
     else:
         _print_human(report)
-    refused = [lam for lam in report.lambdas if not lam.vetted]
+    refused = [lam.refusal or f"Lambda layer {lam.layer!r} refused" for lam in report.lambdas
+               if not lam.vetted]
+    refused += [ref.refusal for ref in report.callables]
     if refused:
-        raise UnsafeCodeError(refused[0].refusal or f"Lambda layer {refused[0].layer!r} refused")
+        raise UnsafeCodeError(refused[0])

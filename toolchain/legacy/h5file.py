@@ -2,7 +2,9 @@
 
 Only h5py metadata and datasets are read: the ``model_config`` JSON, ``keras_version`` and
 ``backend`` attributes, and ``model_weights/<layer>/<weight>`` datasets. Nothing in the file is
-deserialized into Python objects or executed. Every inconsistency raises
+deserialized into Python objects or executed. The whole ``model_config`` is walked for code
+(:mod:`toolchain.legacy.codewalk`: Lambdas and callable references at any depth) and the result
+kept on the model for the caller to vet. Every inconsistency raises
 :class:`~toolchain.errors.InputError` naming the file and the problem.
 """
 
@@ -19,7 +21,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from toolchain.errors import InputError
+from toolchain.errors import InputError, UnsafeCodeError
+from toolchain.legacy.codewalk import ConfigCode, LambdaSite, scan_config
 
 Shape = tuple[int | None, ...]
 
@@ -96,6 +99,8 @@ class LegacyModel:
     output_layers: tuple[str, ...]
     input_shapes: tuple[Shape | None, ...]
     output_shapes: tuple[Shape | None, ...]
+    code: ConfigCode
+    """Every Lambda and non-built-in callable reference anywhere in ``model_config``."""
 
     @property
     def parameters(self) -> int:
@@ -113,9 +118,9 @@ class LegacyModel:
         return sum(len(layer.weights) for layer in self.layers)
 
     @property
-    def lambdas(self) -> tuple[LayerInfo, ...]:
-        """The ``Lambda`` layers (each stores marshaled Python bytecode)."""
-        return tuple(layer for layer in self.layers if layer.class_name == "Lambda")
+    def lambdas(self) -> tuple[LambdaSite, ...]:
+        """Every ``Lambda`` at any depth (each stores marshaled Python bytecode), by layer path."""
+        return self.code.lambdas
 
     def class_counts(self) -> dict[str, int]:
         """Number of layers per Keras class name, most frequent first."""
@@ -353,6 +358,7 @@ def read_legacy(path: Path) -> LegacyModel:
 
     Raises:
         InputError: the file is not a readable, self-consistent legacy Keras model file.
+        UnsafeCodeError: ``model_config`` nests too deep to be walked for code.
     """
     path = Path(path)
     with _open(path) as h5:
@@ -373,8 +379,13 @@ def _read(path: Path, h5: h5py.File) -> LegacyModel:
         config = json.loads(_text(h5.attrs["model_config"]))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: model_config is not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise UnsafeCodeError(
+            f"{path}: model_config nests deeper than Python can parse; cannot vet it, refusing it"
+        ) from exc
     if not isinstance(config, dict):
         raise InputError(f"{path}: model_config is not a JSON object")
+    code = scan_config(config, where=str(path))
     group = h5.get("model_weights")
     if not isinstance(group, h5py.Group):
         raise InputError(f"{path}: no model_weights group (the model was saved without weights)")
@@ -448,6 +459,7 @@ def _read(path: Path, h5: h5py.File) -> LegacyModel:
         output_layers=output_layers,
         input_shapes=input_shapes,
         output_shapes=tuple(shapes.get(n) for n in output_layers),
+        code=code,
     )
 
 

@@ -245,7 +245,8 @@ def vet_lambda(layer: str, config: dict[str, Any]) -> VettedLambda:
     """Check a Lambda layer config is exactly the vetted residual scaling with a float ``scale``.
 
     Nothing is executed: the bytecode is decoded by xdis and compared instruction by instruction
-    (opcodes, constants, names, argument count and flags).
+    (opcodes, constants, names, argument count and flags). Its ``output_shape`` must be a plain
+    shape and it must have no ``mask``: both would otherwise be code too.
 
     Raises:
         UnsafeCodeError: anything else; the message shows the recovered source (or disassembly).
@@ -275,6 +276,7 @@ def vet_lambda(layer: str, config: dict[str, Any]) -> VettedLambda:
             f"Lambda layer {layer!r}: arguments {arguments!r} are not exactly {{'scale': float}}; "
             "refusing it"
         )
+    _check_shape_mask_modules(layer, config)
     source = decoded.source if decoded.source is not None else VETTED_SOURCE
     return VettedLambda(
         layer=layer,
@@ -283,6 +285,50 @@ def vet_lambda(layer: str, config: dict[str, Any]) -> VettedLambda:
         disassembly=decoded.disassembly,
         python_version=decoded.version_text,
     )
+
+
+def _is_plain_shape(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, list | tuple)
+        and all(d is None or (type(d) is int and d >= 0) for d in value)
+    )
+
+
+def _check_shape_mask_modules(layer: str, config: dict[str, Any]) -> None:
+    """Refuse a Lambda whose ``output_shape`` or ``mask`` is code, or whose modules are not names.
+
+    Keras builds ``output_shape`` and ``mask`` from bytecode (``*_type: "lambda"``) or by name
+    (``"function"``) just like ``function``; only a plain shape and no mask are accepted. The
+    ``module`` entries name where the function was defined; Keras only lends that module's globals
+    to the lambda, and the vetted code reads no global name (recover drops them anyway).
+
+    Raises:
+        UnsafeCodeError: anything else.
+    """
+    shape, shape_type = config.get("output_shape"), config.get("output_shape_type", "raw")
+    if shape_type != "raw" or not _is_plain_shape(shape):
+        raise UnsafeCodeError(
+            f"Lambda layer {layer!r}: output_shape {short_repr(shape)} (output_shape_type "
+            f"{shape_type!r}) is not a plain shape; an output_shape given as code is refused"
+        )
+    mask, mask_type = config.get("mask"), config.get("mask_type", "raw")
+    if mask is not None or mask_type != "raw":
+        raise UnsafeCodeError(
+            f"Lambda layer {layer!r}: mask {short_repr(mask)} (mask_type {mask_type!r}) is set; a "
+            "mask given as code or a value is refused"
+        )
+    for key in ("module", "output_shape_module", "mask_module"):
+        if not isinstance(config.get(key), str | None):
+            raise UnsafeCodeError(
+                f"Lambda layer {layer!r}: {key} {short_repr(config.get(key))} is not a module "
+                "name; refusing it"
+            )
+
+
+def short_repr(value: Any) -> str:
+    """``repr(value)`` cut to 80 characters, for one-line messages."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def scale_sum(inputs: Any, scale: float) -> Any:
