@@ -156,6 +156,8 @@ def test_real_file_structure(real_h5: Path) -> None:
     assert len(model.weighted_layers) == 245
     assert model.tensors == 490
     assert len(model.lambdas) == 21
+    assert model.lambdas[0].path == "Block35_1_ScaleSum"
+    assert model.code.callables == ()
     assert model.input_shapes == ((None, 160, 160, 3),)
     assert model.output_shapes == ((None, 128),)
     assert model.output_layers == ("Bottleneck_BatchNorm",)
