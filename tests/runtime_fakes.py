@@ -3,9 +3,11 @@
 "Faces" are solid colored squares on a gray background; :class:`SquareDetector` finds them the way
 MTCNN finds faces (a box per square). :func:`write_tiny_facenet` writes an ONNX model with
 FaceNet's signature (``[N, 160, 160, 3]`` float32 in, ``[N, 128]`` out) whose embedding is a fixed
-random projection of the crop's mean color after prewhitening: crops of one color ("person")
-embed identically, different colors far apart. Everything else (decoding, cropping, prewhitening,
-ONNX Runtime, the gallery, the CLI) is the real code.
+random projection of the crop's mean color after prewhitening, plus a small fixed offset (a gray
+face has all channel means 0 after prewhitening: without it, it would embed as the zero vector,
+which the gallery refuses): crops of one color ("person") embed identically, different colors
+far apart. Everything else (decoding, cropping, prewhitening, ONNX Runtime, the gallery, the
+CLI) is the real code.
 """
 
 from __future__ import annotations
@@ -74,15 +76,17 @@ def write_tiny_facenet(path: Path, batch: int | str = "N", threshold: str | None
 
     rng = np.random.default_rng(7)
     weights = rng.standard_normal((3, 128)).astype(np.float32)
+    bias = (rng.standard_normal(128) * 0.1).astype(np.float32)
     nodes = [
         helper.make_node("ReduceMean", ["face"], ["mean"], axes=[1, 2], keepdims=0),
-        helper.make_node("MatMul", ["mean", "w"], ["embedding"]),
+        helper.make_node("MatMul", ["mean", "w"], ["projected"]),
+        helper.make_node("Add", ["projected", "b"], ["embedding"]),
     ]
     graph = helper.make_graph(
         nodes, "tiny_facenet",
         [helper.make_tensor_value_info("face", TensorProto.FLOAT, [batch, height, 160, 3])],
         [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [batch, 128])],
-        [numpy_helper.from_array(weights, "w")],
+        [numpy_helper.from_array(weights, "w"), numpy_helper.from_array(bias, "b")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8

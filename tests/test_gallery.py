@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from corpus_gallery import add_synthetic, edit_meta, edit_vector, export_doc, overwrite_page
 
 from toolchain.errors import InputError, IntegrityError
 from toolchain.preprocess import l2_normalize
@@ -334,3 +335,309 @@ def test_malformed_import_changes_nothing(tmp_path: Path, db: Path) -> None:
     with Gallery.open(db, fingerprint=MODEL_A) as gallery, pytest.raises(InputError):
         gallery.add(parse_import(wrong_dim).entries)
     assert snapshot(db) == before
+
+
+# ---- hardening (issue 9): poisoned vectors, thresholds, corrupt files, hostile imports ----
+
+def seed_file(tmp_path: Path, doc: Any, name: str = "DataBase.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(doc) if not isinstance(doc, str) else doc)
+    return path
+
+
+NEAR_ZERO = [1e-25] * 128
+
+
+@pytest.mark.parametrize(
+    ("doc", "phrases"),
+    [
+        ({"Ada": unit(1).tolist(), "Mallory": NEAR_ZERO}, ("'Mallory'", "norm 1.13e-24")),
+        ({"Mallory": [0.0] * 127 + [1e-30]}, ("'Mallory'", "norm 1e-30")),
+        (export_doc(MODEL_A, vector=NEAR_ZERO), ("'Ada'", "norm 1.13e-24")),
+        ({"Ada": [1e308] * 128}, ("'Ada'", "1e+308", "float32")),
+        ({"Ada": [-3.5e38] + [0.0] * 127}, ("'Ada'", "float32")),
+    ],
+    ids=["near-zero", "one-tiny-value", "near-zero-export", "1e308", "beyond-float32"],
+)
+def test_import_refuses_vectors_an_embedder_cannot_make(
+    tmp_path: Path, doc: dict[str, Any], phrases: tuple[str, ...]
+) -> None:
+    path = seed_file(tmp_path, doc)
+    with pytest.raises(InputError) as info:
+        parse_import(path)
+    message = str(info.value)
+    assert str(path) in message and "non-finite" not in message
+    for phrase in phrases:
+        assert phrase in message
+
+
+def test_integer_beyond_any_float_is_refused(tmp_path: Path) -> None:
+    path = seed_file(tmp_path, '{"Ada": [1' + "0" * 400 + ", 0.5" * 127 + "]}")
+    with pytest.raises(InputError, match=r"'Ada'.*float32"):
+        parse_import(path)
+
+
+def test_poisoned_vector_is_refused_by_add_and_writes_nothing(db: Path) -> None:
+    """The attack of issue 9: a near-zero vector normalized with a clamped norm stayed near zero,
+    at distance 1.000 from every face; the whole batch is refused instead."""
+    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+        gallery.add([entry("Ada", unit(1), "p1")])
+    before = snapshot(db)
+    with Gallery.open(db, fingerprint=MODEL_A) as gallery:
+        with pytest.raises(InputError, match=r"'Mallory'.*norm"):
+            gallery.add([entry("Bob", unit(0, 1), "p2"),
+                         entry("Mallory", np.full(128, 1e-25, np.float32), "p3")])
+        assert gallery.match(unit(0, 0, 1)[None])[0][0].name == "Ada"
+    assert snapshot(db) == before
+
+
+def test_small_but_sane_raw_vectors_are_normalized_exactly(db: Path) -> None:
+    tiny = np.full(128, 1e-3, np.float64)
+    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+        gallery.add([entry("Ada", tiny, "p1"), entry("Bob", np.full(128, 3e38, np.float32), "p2")])
+        norms = np.linalg.norm([e.vector for e in gallery.entries()], axis=1)
+    np.testing.assert_allclose(norms, 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [np.full(128, 1e-25, np.float32), unit(1) * 1.01, np.full(128, np.nan, np.float32),
+     unit(1)[:64], b"\x00\x01\x02"],
+    ids=["near-zero", "norm-1.01", "nan", "64-values", "odd-bytes"],
+)
+def test_stored_vector_that_is_not_unit_norm_is_an_integrity_error(
+    db: Path, stored: np.ndarray | bytes
+) -> None:
+    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+        gallery.add([entry("Ada", unit(1), "p1"), entry("Mallory", unit(0, 1), "p2")])
+    edit_vector(db, "Mallory", stored)
+    with Gallery.open(db, fingerprint=MODEL_A) as gallery:
+        assert [p.name for p in gallery.people()] == ["Ada", "Mallory"]
+        for read in (gallery.entries, lambda: gallery.match(unit(1)[None])):
+            with pytest.raises(IntegrityError) as info:
+                read()
+            message = str(info.value)
+            assert str(db) in message and "'Mallory'" in message and "unit" in message
+        assert gallery.remove("Mallory") == 1
+        assert gallery.match(unit(1)[None])[0][0].name == "Ada"
+
+
+@pytest.mark.parametrize("value", [0.4, 1, 2.0, np.float32(1.1)])
+def test_check_threshold_accepts_distances(value: Any) -> None:
+    assert gallery_module.check_threshold(value) == pytest.approx(float(value))
+
+
+@pytest.mark.parametrize("value", [0.0, -0.1, 2.0001, 1e300, float("nan"), float("inf"),
+                                   float("-inf"), True, "0.8", None])
+def test_check_threshold_refuses_what_no_distance_can_be(value: Any) -> None:
+    with pytest.raises(InputError, match=r"\(0, 2\]"):
+        gallery_module.check_threshold(value)
+
+
+@pytest.mark.parametrize("value", ["1e300", "NaN", "0", "-1", "2.5", "true", '"0.8"'])
+def test_imported_threshold_must_be_a_distance(tmp_path: Path, value: str) -> None:
+    text = json.dumps(export_doc(MODEL_A, threshold=123.0)).replace("123.0", value)
+    path = seed_file(tmp_path, text, "export.json")
+    with pytest.raises(InputError) as info:
+        parse_import(path)
+    assert str(path) in str(info.value) and "threshold" in str(info.value)
+
+
+def test_set_threshold_is_range_checked(db: Path) -> None:
+    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+        for bad in (1e300, 0.0, 2.5, float("nan")):
+            with pytest.raises(InputError, match="threshold"):
+                gallery.set_threshold(bad, "test")
+        gallery.set_threshold(2.0, "test")
+        assert gallery.threshold == 2.0
+
+
+@pytest.mark.parametrize("stored", ["1e300", "nan", "0", "-0.5", "inf", "close enough"])
+def test_stored_threshold_out_of_range_is_an_integrity_error(db: Path, stored: str) -> None:
+    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+        gallery.add([entry("Ada", unit(1), "p1")])
+        gallery.set_threshold(0.9, "test")
+    edit_meta(db, "threshold", stored)
+    with Gallery.open(db, fingerprint=MODEL_A) as gallery:
+        with pytest.raises(IntegrityError) as info:
+            _ = gallery.threshold
+        assert str(db) in str(info.value) and repr(stored) in str(info.value)
+        gallery.set_threshold(0.8, "recalibrated")
+        assert gallery.threshold == 0.8
+
+
+@pytest.mark.parametrize("page", [2, 10, 20, 40])
+def test_random_bytes_in_the_middle_of_a_gallery(db: Path, page: int) -> None:
+    """Pages of the tables, of the unique index and of the free list: every one is found when
+    the gallery is opened (before anything is matched or printed)."""
+    add_synthetic(db, MODEL_A)
+    overwrite_page(db, page)
+    before = db.read_bytes()
+    with pytest.raises(InputError) as info:
+        Gallery.open(db)
+    message = str(info.value)
+    assert str(db) in message and "corrupt" in message
+    assert db.read_bytes() == before
+
+
+class _BrokenConnection:
+    """Stands for a connection to a file that was damaged after it was opened."""
+
+    in_transaction = False
+
+    def execute(self, *_args: Any) -> Any:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    def close(self) -> None:
+        pass
+
+
+def test_every_read_and_write_maps_a_damaged_file_to_one_error(db: Path) -> None:
+    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+        gallery.add([entry("Ada", unit(1), "p1")])
+    gallery = Gallery.open(db)
+    gallery._conn.close()
+    gallery._conn = _BrokenConnection()  # type: ignore[assignment]
+    calls = {
+        "people": gallery.people,
+        "entries": gallery.entries,
+        "match": lambda: gallery.match(unit(1)[None]),
+        "remove": lambda: gallery.remove("Ada"),
+        "add": lambda: gallery.add([entry("Bob", unit(0, 1), "p2")]),
+        "set_threshold": lambda: gallery.set_threshold(0.9, "test"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(InputError) as info:
+            call()
+        assert str(db) in str(info.value) and "corrupt" in str(info.value), name
+
+
+@pytest.mark.parametrize(("opening", "closing"), [("[", "]"), ('{"a":', "}")])
+def test_deeply_nested_import_is_refused(tmp_path: Path, opening: str, closing: str) -> None:
+    path = seed_file(tmp_path, opening * 100_000 + closing * 100_000)
+    with pytest.raises(InputError, match="nested"):
+        parse_import(path)
+
+
+def test_import_larger_than_the_cap_is_refused(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    path = seed_file(tmp_path, {"Ada": unit(1).tolist()})
+    monkeypatch.setattr(gallery_module, "MAX_IMPORT_BYTES", path.stat().st_size - 1)
+    with pytest.raises(InputError, match="larger than"):
+        parse_import(path)
+    monkeypatch.setattr(gallery_module, "MAX_IMPORT_BYTES", path.stat().st_size)
+    assert parse_import(path).entries[0].name == "Ada"
+
+
+def test_import_of_a_fifo_does_not_hang(tmp_path: Path) -> None:
+    import threading
+
+    fifo = tmp_path / "gallery.json"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            parse_import(fifo)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        with open(fifo, "w"):  # unblock the reader so the thread can end
+            pass
+        pytest.fail("parse_import blocked on a FIFO")
+    assert isinstance(outcome[0], InputError) and "regular file" in str(outcome[0])
+
+
+def onnx_stand_in(tmp_path: Path) -> tuple[Path, str]:
+    """A file standing for the current model: only its sha256 matters to an import."""
+    import hashlib
+
+    model = tmp_path / "models" / "facenet.onnx"
+    model.parent.mkdir(parents=True, exist_ok=True)
+    model.write_bytes(b"stand-in model")
+    return model, hashlib.sha256(b"stand-in model").hexdigest()
+
+
+def test_import_of_another_models_export_into_a_new_gallery_is_refused(
+    tmp_path: Path, db: Path
+) -> None:
+    model, current = onnx_stand_in(tmp_path)
+    other = seed_file(tmp_path, export_doc(MODEL_B), "other.json")
+    with pytest.raises(IntegrityError) as info:
+        gallery_module.import_file(other, db, model, dim=128)
+    message = str(info.value)
+    assert str(other) in message and MODEL_B[:16] in message and current[:16] in message
+    assert not db.parent.exists()
+    ours = seed_file(tmp_path, export_doc(current, threshold=0.7), "ours.json")
+    data, result = gallery_module.import_file(ours, db, model, dim=128)
+    assert len(result.added) == 1 and data.fingerprint == current
+    with Gallery.open(db, fingerprint=current) as gallery:
+        assert gallery.threshold == 0.7
+
+
+def test_import_into_an_existing_gallery_of_another_model_is_refused(
+    tmp_path: Path, db: Path
+) -> None:
+    model, _ = onnx_stand_in(tmp_path)
+    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+        gallery.add([entry("Bob", unit(0, 1), "p1")])
+    before = snapshot(db)
+    other = seed_file(tmp_path, export_doc(MODEL_B), "other.json")
+    with pytest.raises(IntegrityError, match="different models"):
+        gallery_module.import_file(other, db, model, dim=128)
+    assert snapshot(db) == before
+
+
+def test_seed_import_into_a_new_gallery_needs_the_model(tmp_path: Path, db: Path) -> None:
+    from toolchain.errors import MissingArtifactError
+
+    seed = seed_file(tmp_path, {"Ada": unit(1).tolist()})
+    with pytest.raises(MissingArtifactError, match=r"facenet\.onnx"):
+        gallery_module.import_file(seed, db, tmp_path / "models" / "facenet.onnx", dim=128)
+    assert not db.exists()
+    model, current = onnx_stand_in(tmp_path)
+    with pytest.raises(InputError, match="512-d"):
+        gallery_module.import_file(seed, db, model, dim=512)
+    _, result = gallery_module.import_file(seed, db, model, dim=128)
+    assert len(result.added) == 1
+    with Gallery.open(db, fingerprint=current) as gallery:
+        assert gallery.threshold is None
+
+
+def test_import_keeps_a_stored_threshold_and_writes_in_one_transaction(
+    tmp_path: Path, db: Path
+) -> None:
+    model, current = onnx_stand_in(tmp_path)
+    with Gallery.open(db, fingerprint=current, create=True) as gallery:
+        gallery.set_threshold(0.75, "calibrated")
+    export = seed_file(tmp_path, export_doc(current, threshold=1.2), "e.json")
+    statements: list[str] = []
+    real_open = Gallery.open
+
+    def traced_open(*args: Any, **kwargs: Any) -> Gallery:
+        opened = real_open(*args, **kwargs)
+        opened._conn.set_trace_callback(statements.append)
+        return opened
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Gallery, "open", traced_open)
+        gallery_module.import_file(export, db, model, dim=128)
+    assert sum(s.startswith("BEGIN") for s in statements) == 1
+    with Gallery.open(db) as gallery:
+        assert gallery.threshold == 0.75 and gallery.threshold_source == "calibrated"
+        assert [p.name for p in gallery.people()] == ["Ada"]
+
+
+def test_enrolling_a_face_under_another_name_is_reported_as_a_conflict(db: Path) -> None:
+    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+        gallery.add([entry("Ada", unit(1), "p1")])
+        result = gallery.add([entry("Ada", unit(1), "p1"), entry("Eve", unit(1), "p1"),
+                              entry("Bob", unit(0, 1), "p2")])
+    assert [e.name for e in result.added] == ["Bob"]
+    assert [(e.name, owner) for e, owner in result.duplicates] == [("Ada", "Ada"), ("Eve", "Ada")]
+    assert [(e.name, owner) for e, owner in result.conflicts] == [("Eve", "Ada")]

@@ -10,6 +10,11 @@ Schema (``SCHEMA_VERSION`` 1):
   box_y, box_w, box_h, score, model_fingerprint, created)`` with ``UNIQUE(image_sha256, box_*)``:
   enrolling the same face of the same photo again is a no-op, whatever name it is enrolled under.
 
+Everything read back is checked the way it was checked on the way in: a stored vector that is not
+a ``dim``-d unit vector, or a stored threshold that is not a distance in (0, 2], means the file was
+edited or damaged (:class:`IntegrityError`); a damaged SQLite file is an :class:`InputError` at
+open (``PRAGMA quick_check``) or at whatever read meets the damage.
+
 A new gallery appears complete or not at all (see ``Gallery._create``). Writes are one
 ``BEGIN IMMEDIATE`` transaction each (a whole enroll batch, an import), the journal is WAL and a
 busy timeout lets a reader and a writer share the file. Distances are Euclidean
@@ -32,8 +37,11 @@ import hashlib
 import json
 import logging
 import math
+import numbers
 import os
+import re
 import sqlite3
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +50,8 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.atomic import write_json
-from toolchain.errors import InputError, IntegrityError
+from toolchain.atomic import sha256_file, write_json
+from toolchain.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.preprocess import l2_normalize
 
 log = logging.getLogger(__name__)
@@ -52,6 +60,20 @@ SCHEMA_VERSION = 1
 EXPORT_FORMAT = "facenet-toolchain-gallery"
 BUSY_TIMEOUT_S = 10.0
 BOX_DECIMALS = 2
+MAX_DISTANCE = 2.0
+"""Largest Euclidean distance between unit vectors (opposite directions): thresholds lie in
+(0, MAX_DISTANCE]."""
+MIN_RAW_NORM = 1e-3
+"""Smallest norm of a vector given to the gallery before normalization. FaceNet's raw embeddings
+have norms of 8 to 13 and unit ones 1; a vector shorter than this is no face embedding. (A
+near-zero vector normalized with a clamped norm stays near zero, at distance 1 from EVERY face:
+under the usual thresholds it would be named in every photo.)"""
+UNIT_NORM_TOLERANCE = 1e-3
+"""How far from 1 the norm of a stored (float32, unit) vector may be: rounding is ~1e-7."""
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+MAX_IMPORT_BYTES = 256 * 2**20
+"""Largest import file read (an export of ~100,000 embeddings), so a huge file fails fast."""
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -106,6 +128,15 @@ class AddResult:
     duplicates: list[tuple[Entry, str]]
     """Entries already in the gallery, each with the name it is enrolled under."""
 
+    @property
+    def conflicts(self) -> list[tuple[Entry, str]]:
+        """The duplicates asked for under ANOTHER name than the one the face is enrolled under.
+
+        The face keeps its first name (one face, one person); a caller should warn about each.
+        """
+        return [(entry, owner) for entry, owner in self.duplicates
+                if owner != entry.name.strip()]
+
 
 @dataclass(frozen=True)
 class Person:
@@ -136,6 +167,74 @@ def _canonical_box(box: Sequence[float]) -> tuple[float, float, float, float]:
 
 def _blob(vector: np.ndarray) -> bytes:
     return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def check_threshold(value: object, where: str = "threshold") -> float:
+    """``value`` as a match threshold, or :class:`InputError` saying why it cannot be one.
+
+    A threshold is a Euclidean distance between unit vectors: a real number in (0, 2]. Zero would
+    match nothing but the very same vector, anything above 2 matches everyone, NaN nobody.
+
+    Args:
+        value: The candidate (a number; booleans and strings are refused).
+        where: What the message names (a file and key, or a command-line option).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{where} {value!r} is not a number; a threshold is a distance in "
+                         f"(0, {MAX_DISTANCE:g}]")
+    threshold = float(value)
+    if not 0.0 < threshold <= MAX_DISTANCE:
+        raise InputError(f"{where} {threshold!r} is outside (0, {MAX_DISTANCE:g}]: distances "
+                         f"between unit vectors run from 0 (identical) to {MAX_DISTANCE:g} "
+                         "(opposite)")
+    return threshold
+
+
+def unit_embedding(values: Any, dim: int | None, where: str) -> np.ndarray:
+    """``values`` as the float32 unit vector an embedder would output, or :class:`InputError`.
+
+    Refused: a size other than ``dim`` (any size if ``None``), NaN or infinity, values beyond the
+    float32 range a gallery stores, and a norm below :data:`MIN_RAW_NORM`. Normalization runs in
+    float64 on values that passed, so the result is unit within float32 rounding.
+    """
+    try:
+        array = np.asarray(values, dtype=np.float64).reshape(-1)
+    except OverflowError as exc:
+        raise InputError(f"{where}: a value is beyond the float32 range of embeddings ({exc})"
+                         ) from exc
+    if dim is not None and array.shape != (dim,):
+        raise InputError(f"{where}: {array.size} values; the gallery holds {dim}-d vectors")
+    if not array.size:
+        raise InputError(f"{where}: no values")
+    if not np.all(np.isfinite(array)):
+        raise InputError(f"{where}: non-finite values (NaN or infinity)")
+    peak = float(np.max(np.abs(array)))
+    if peak > FLOAT32_MAX:
+        raise InputError(f"{where}: values up to {peak:.3g} are beyond the float32 range of "
+                         f"embeddings (|value| <= {FLOAT32_MAX:.3g})")
+    norm = float(np.linalg.norm(array))
+    if norm < MIN_RAW_NORM:
+        raise InputError(f"{where}: norm {norm:.3g} is below {MIN_RAW_NORM:g}, not a face "
+                         "embedding (a near-zero vector is equally close to every face)")
+    return (array / norm).astype(np.float32)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _sql_error(path: Path, exc: sqlite3.Error, action: str) -> InputError:
+    """One line for a failed SQLite call: a damaged file, or one that is busy or unwritable."""
+    if type(exc) is sqlite3.DatabaseError:
+        return _corrupt(path, str(exc))
+    return InputError(f"gallery {path}: cannot {action} ({_one_line(str(exc))})")
+
+
+def _corrupt(path: Path, detail: str) -> InputError:
+    return InputError(
+        f"gallery {path}: not a readable facenet gallery, corrupt or not a SQLite file "
+        f"({_one_line(detail)}); restore it from a backup or a `facenet gallery export`"
+    )
 
 
 class Gallery:
@@ -182,7 +281,7 @@ class Gallery:
             conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True,
                                    timeout=BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as exc:
-            raise InputError(f"gallery {path}: cannot open ({exc})") from exc
+            raise _sql_error(path, exc, "open") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             if "meta" not in cls._tables(conn):
@@ -191,13 +290,16 @@ class Gallery:
                     if path.stat().st_size else
                     f"gallery {path} is an empty file; remove it or pass another --gallery"
                 )
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                raise _corrupt(path, "; ".join(map(str, problems)))
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA foreign_keys = ON")
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             conn.close()
-            raise InputError(f"gallery {path}: not a readable facenet gallery ({exc})") from exc
+            raise _sql_error(path, exc, "read") from exc
         except BaseException:
             conn.close()
             raise
@@ -261,6 +363,13 @@ class Gallery:
                 f"gallery {self.path}: schema version {version}, this toolchain reads "
                 f"{SCHEMA_VERSION}"
             )
+        stored, dim = self._meta.get("model_fingerprint"), self._meta.get("dim")
+        if not isinstance(stored, str) or not _SHA256.fullmatch(stored):
+            raise InputError(f"gallery {self.path}: not a valid facenet gallery (model "
+                             f"fingerprint {stored!r} is not a sha256)")
+        if not isinstance(dim, str) or not dim.isdigit() or int(dim) <= 0:
+            raise InputError(f"gallery {self.path}: not a valid facenet gallery (embedding "
+                             f"size {dim!r})")
         if fingerprint is not None and fingerprint != self.fingerprint:
             raise IntegrityError(
                 f"gallery {self.path} holds embeddings of model sha256 {self.fingerprint[:16]}…, "
@@ -286,7 +395,7 @@ class Gallery:
     @property
     def dim(self) -> int:
         """Embedding size."""
-        return int(self._meta.get("dim", "128"))
+        return int(self._meta["dim"])
 
     @property
     def created(self) -> str:
@@ -295,9 +404,22 @@ class Gallery:
 
     @property
     def threshold(self) -> float | None:
-        """The calibrated match threshold stored by ``facenet evaluate --store-threshold``."""
+        """The calibrated match threshold stored by ``facenet evaluate --store-threshold``.
+
+        Raises:
+            IntegrityError: the stored value is not a distance in (0, 2] (the file was edited).
+        """
         value = self._meta.get("threshold")
-        return float(value) if value is not None else None
+        if value is None:
+            return None
+        try:
+            return check_threshold(float(value))
+        except (TypeError, ValueError, InputError) as exc:
+            raise IntegrityError(
+                f"gallery {self.path}: the stored threshold {value!r} is not a distance in "
+                f"(0, {MAX_DISTANCE:g}]; the file was edited or damaged: calibrate again with "
+                "`facenet evaluate --store-threshold`"
+            ) from exc
 
     @property
     def threshold_source(self) -> str | None:
@@ -305,16 +427,24 @@ class Gallery:
         return self._meta.get("threshold_source")
 
     @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, with SQLite errors as one-line :class:`InputError`."""
+        try:
+            yield self._conn
+        except sqlite3.Error as exc:
+            raise _sql_error(self.path, exc, "read") from exc
+
+    @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         try:
             self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise InputError(f"gallery {self.path}: cannot write ({exc})") from exc
+        except sqlite3.Error as exc:
+            raise _sql_error(self.path, exc, "write") from exc
         try:
             yield self._conn
         except sqlite3.Error as exc:
             self._rollback()
-            raise InputError(f"gallery {self.path}: cannot write ({exc})") from exc
+            raise _sql_error(self.path, exc, "write") from exc
         except BaseException:
             self._rollback()
             raise
@@ -322,93 +452,148 @@ class Gallery:
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            raise InputError(f"gallery {self.path}: cannot write ({exc})") from exc
+            raise _sql_error(self.path, exc, "write") from exc
         finally:
             self._cache = None
 
     def _rollback(self) -> None:
         """Roll back the open transaction (SQLite may already have ended it on an error)."""
-        if self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")
+        with contextlib.suppress(sqlite3.Error):
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
 
-    def _validate(self, entry: Entry) -> np.ndarray:
-        vector = np.asarray(entry.vector, dtype=np.float32).reshape(-1)
-        if vector.shape != (self.dim,):
-            raise InputError(f"{entry.source}: embedding for {entry.name!r} has {vector.size} "
-                             f"values; the gallery holds {self.dim}-d vectors")
-        if not np.all(np.isfinite(vector)):
-            raise InputError(f"{entry.source}: embedding for {entry.name!r} has non-finite values")
-        if not entry.name.strip():
-            raise InputError(f"{entry.source}: empty person name")
-        return vector
+    def _vectors(self, entries: Sequence[Entry]) -> np.ndarray:
+        """The unit vectors of ``entries``, each checked like an embedder's output would be."""
+        for entry in entries:
+            if not entry.name.strip():
+                raise InputError(f"{entry.source}: empty person name")
+        return np.stack([
+            unit_embedding(e.vector, self.dim, f"{e.source}: embedding for {e.name!r}")
+            for e in entries
+        ])
 
     def add(self, entries: Sequence[Entry], fingerprint: str | None = None) -> AddResult:
         """Store ``entries`` in ONE transaction; faces already stored are skipped.
 
         Args:
-            entries: Embeddings to add (vectors are L2-normalized on the way in).
+            entries: Embeddings to add (raw or unit; normalized on the way in).
             fingerprint: The model the vectors come from, recorded per row (default: the gallery's).
 
         Raises:
-            InputError: a vector of the wrong size or with non-finite values (nothing is written).
+            InputError: a vector of the wrong size, non-finite, beyond float32 or near zero, or an
+                empty name (nothing is written).
         """
-        vectors = l2_normalize(np.stack([self._validate(e) for e in entries])) if entries else []
+        if not entries:
+            return AddResult(added=[], duplicates=[])
+        vectors = self._vectors(entries)
+        with self._transaction() as conn:
+            return self._insert(conn, entries, vectors, fingerprint or self.fingerprint)
+
+    def import_data(self, data: ImportData) -> AddResult:
+        """Add a parsed import file, and its threshold if none is stored, in ONE transaction.
+
+        Raises:
+            InputError: vectors of another size than the gallery's, or a bad vector (nothing is
+                written).
+            IntegrityError: the file's vectors come from another model than the gallery's.
+        """
+        if data.dim != self.dim:
+            raise InputError(f"{data.path}: {data.dim}-d vectors, the gallery {self.path} holds "
+                             f"{self.dim}-d ones")
+        self._check(data.fingerprint)
+        vectors = self._vectors(data.entries)
+        source = f"imported from {data.path}"
+        with self._transaction() as conn:
+            result = self._insert(conn, data.entries, vectors, self.fingerprint)
+            stored = conn.execute("SELECT value FROM meta WHERE key = 'threshold'").fetchone()
+            adopted = data.threshold if stored is None else None
+            if adopted is not None:
+                self._write_threshold(conn, adopted, source)
+        if adopted is not None:
+            self._meta.update(threshold=repr(adopted), threshold_source=source)
+        return result
+
+    def _insert(self, conn: sqlite3.Connection, entries: Sequence[Entry], vectors: np.ndarray,
+                fingerprint: str) -> AddResult:
         added: list[Entry] = []
         duplicates: list[tuple[Entry, str]] = []
         created = _now()
-        with self._transaction() as conn:
-            for entry, vector in zip(entries, vectors, strict=True):
-                name = entry.name.strip()
-                conn.execute(
-                    "INSERT INTO people (name, created) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
-                    (name, created),
-                )
-                person_id = conn.execute(
-                    "SELECT id FROM people WHERE name = ?", (name,)
+        for entry, vector in zip(entries, vectors, strict=True):
+            name = entry.name.strip()
+            conn.execute(
+                "INSERT INTO people (name, created) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+                (name, created),
+            )
+            person_id = conn.execute(
+                "SELECT id FROM people WHERE name = ?", (name,)
+            ).fetchone()[0]
+            box = _canonical_box(entry.box)
+            cursor = conn.execute(
+                "INSERT INTO embeddings (person_id, vector, source, image_sha256, box_x, box_y,"
+                " box_w, box_h, score, model_fingerprint, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(image_sha256, box_x, box_y, box_w, box_h) DO NOTHING",
+                (person_id, _blob(vector), entry.source, entry.image_sha256, *box,
+                 entry.score, fingerprint, created),
+            )
+            if cursor.rowcount == 1:
+                added.append(entry)
+            else:
+                owner = conn.execute(
+                    "SELECT p.name FROM embeddings e JOIN people p ON p.id = e.person_id"
+                    " WHERE e.image_sha256 = ? AND e.box_x = ? AND e.box_y = ?"
+                    " AND e.box_w = ? AND e.box_h = ?",
+                    (entry.image_sha256, *box),
                 ).fetchone()[0]
-                box = _canonical_box(entry.box)
-                cursor = conn.execute(
-                    "INSERT INTO embeddings (person_id, vector, source, image_sha256, box_x, box_y,"
-                    " box_w, box_h, score, model_fingerprint, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT(image_sha256, box_x, box_y, box_w, box_h) DO NOTHING",
-                    (person_id, _blob(vector), entry.source, entry.image_sha256, *box,
-                     entry.score, fingerprint or self.fingerprint, created),
-                )
-                if cursor.rowcount == 1:
-                    added.append(entry)
-                else:
-                    owner = conn.execute(
-                        "SELECT p.name FROM embeddings e JOIN people p ON p.id = e.person_id"
-                        " WHERE e.image_sha256 = ? AND e.box_x = ? AND e.box_y = ?"
-                        " AND e.box_w = ? AND e.box_h = ?",
-                        (entry.image_sha256, *box),
-                    ).fetchone()[0]
-                    duplicates.append((entry, owner))
-            conn.execute("DELETE FROM people WHERE id NOT IN (SELECT person_id FROM embeddings)")
+                duplicates.append((entry, owner))
+        conn.execute("DELETE FROM people WHERE id NOT IN (SELECT person_id FROM embeddings)")
         return AddResult(added=added, duplicates=duplicates)
 
     def people(self) -> list[Person]:
         """Every enrolled person with counts, by name."""
-        rows = self._conn.execute(
-            "SELECT p.name, COUNT(e.id), COUNT(DISTINCT e.image_sha256), p.created"
-            " FROM people p LEFT JOIN embeddings e ON e.person_id = p.id"
-            " GROUP BY p.id ORDER BY p.name"
-        ).fetchall()
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT p.name, COUNT(e.id), COUNT(DISTINCT e.image_sha256), p.created"
+                " FROM people p LEFT JOIN embeddings e ON e.person_id = p.id"
+                " GROUP BY p.id ORDER BY p.name"
+            ).fetchall()
         return [Person(name=r[0], embeddings=r[1], photos=r[2], created=r[3]) for r in rows]
 
     def entries(self) -> list[Entry]:
-        """Every stored embedding, by person name then insertion order."""
-        rows = self._conn.execute(
-            "SELECT p.name, e.vector, e.source, e.image_sha256, e.box_x, e.box_y, e.box_w,"
-            " e.box_h, e.score FROM embeddings e JOIN people p ON p.id = e.person_id"
-            " ORDER BY p.name, e.id"
-        ).fetchall()
+        """Every stored embedding, by person name then insertion order.
+
+        Raises:
+            IntegrityError: a stored vector is not a ``dim``-d unit vector (the file was edited).
+        """
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT p.name, e.vector, e.source, e.image_sha256, e.box_x, e.box_y, e.box_w,"
+                " e.box_h, e.score FROM embeddings e JOIN people p ON p.id = e.person_id"
+                " ORDER BY p.name, e.id"
+            ).fetchall()
+        size = 4 * self.dim
+        for r in rows:
+            if not isinstance(r[1], bytes) or len(r[1]) != size:
+                self._bad_vector(r[0], f"{len(r[1]) if isinstance(r[1], bytes) else 0} bytes")
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").astype(np.float32)
+        matrix = matrix.reshape(len(rows), self.dim)
+        norms = np.linalg.norm(matrix.astype(np.float64), axis=1)
+        bad = ~(np.abs(norms - 1.0) <= UNIT_NORM_TOLERANCE)
+        if np.any(bad):
+            first = int(np.argmax(bad))
+            self._bad_vector(rows[first][0], f"norm {norms[first]:.3g}")
         return [
-            Entry(name=r[0], vector=np.frombuffer(r[1], dtype="<f4").astype(np.float32),
-                  source=r[2], image_sha256=r[3], box=(r[4], r[5], r[6], r[7]), score=r[8])
-            for r in rows
+            Entry(name=r[0], vector=vector, source=r[2], image_sha256=r[3],
+                  box=(r[4], r[5], r[6], r[7]), score=r[8])
+            for r, vector in zip(rows, matrix, strict=True)
         ]
+
+    def _bad_vector(self, name: str, detail: str) -> None:
+        raise IntegrityError(
+            f"gallery {self.path}: a stored embedding of {name!r} is not a {self.dim}-d unit "
+            f"vector ({detail}); the file was edited or damaged: remove that person "
+            "(`facenet gallery remove`) and enroll them again"
+        )
 
     def remove(self, name: str) -> int:
         """Remove a person and all their embeddings; return how many embeddings went.
@@ -427,16 +612,23 @@ class Gallery:
         return int(count)
 
     def set_threshold(self, value: float, source: str) -> None:
-        """Store a calibrated match threshold (used by recognize when none is given)."""
-        if not math.isfinite(value) or value <= 0:
-            raise InputError(f"threshold {value} is not a positive number")
+        """Store a calibrated match threshold (used by recognize when none is given).
+
+        Raises:
+            InputError: ``value`` is not a distance in (0, 2] (see :func:`check_threshold`).
+        """
+        threshold = check_threshold(value)
         with self._transaction() as conn:
-            conn.executemany(
-                "INSERT INTO meta (key, value) VALUES (?, ?)"
-                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [("threshold", repr(float(value))), ("threshold_source", source)],
-            )
-        self._meta.update(threshold=repr(float(value)), threshold_source=source)
+            self._write_threshold(conn, threshold, source)
+        self._meta.update(threshold=repr(threshold), threshold_source=source)
+
+    @staticmethod
+    def _write_threshold(conn: sqlite3.Connection, threshold: float, source: str) -> None:
+        conn.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [("threshold", repr(threshold)), ("threshold_source", source)],
+        )
 
     def _matrix(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Names, ``(E, D)`` vectors sorted by person, and the start row of each person."""
@@ -491,7 +683,9 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class ImportData:
     """A parsed, validated import file, not yet written anywhere."""
 
+    path: Path
     entries: list[Entry]
+    """Vectors already checked and L2-normalized (see :func:`unit_embedding`)."""
     fingerprint: str | None
     """The model the vectors come from (``None`` for the seed's ``DataBase.json``)."""
     dim: int
@@ -499,15 +693,24 @@ class ImportData:
     kind: str
 
 
-def _number_list(value: Any, where: str) -> np.ndarray:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _finite(value: Any) -> bool:
+    """A JSON number that is a finite float (an integer of 400 digits is not)."""
+    try:
+        return _is_number(value) and math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
+def _number_list(value: Any, where: str, dim: int | None = None) -> np.ndarray:
     if not isinstance(value, list) or not value:
         raise InputError(f"{where}: expected a list of numbers")
-    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in value):
+    if not all(_is_number(v) for v in value):
         raise InputError(f"{where}: expected only numbers")
-    array = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(array)) or not np.any(array):
-        raise InputError(f"{where}: values must be finite and not all zero")
-    return array.astype(np.float32)
+    return unit_embedding(value, dim, where)
 
 
 def _parse_seed(doc: dict[str, Any], path: Path) -> ImportData:
@@ -520,7 +723,7 @@ def _parse_seed(doc: dict[str, Any], path: Path) -> ImportData:
         rows = value if nested else [value]
         for i, row in enumerate(rows):
             vector = _number_list(row, where)
-            digest = hashlib.sha256(_blob(l2_normalize(vector))).hexdigest()
+            digest = hashlib.sha256(_blob(vector)).hexdigest()
             entries.append(Entry(name=name.strip(), vector=vector,
                                  source=f"{path.name}#{name}[{i}]",
                                  image_sha256=f"vector:{digest}", box=(0.0, 0.0, 0.0, 0.0)))
@@ -529,7 +732,7 @@ def _parse_seed(doc: dict[str, Any], path: Path) -> ImportData:
     dims = {e.vector.size for e in entries}
     if len(dims) != 1:
         raise InputError(f"{path}: vectors of different sizes {sorted(dims)}")
-    return ImportData(entries, None, dims.pop(), None, "seed DataBase.json")
+    return ImportData(path, entries, None, dims.pop(), None, "seed DataBase.json")
 
 
 def _parse_export(doc: dict[str, Any], path: Path) -> ImportData:
@@ -540,11 +743,11 @@ def _parse_export(doc: dict[str, Any], path: Path) -> ImportData:
         fingerprint = doc["model_fingerprint"]
         dim = doc["dim"]
         threshold = doc.get("threshold")
-        if not isinstance(fingerprint, str) or not isinstance(dim, int) or dim <= 0:
+        if (not isinstance(fingerprint, str) or not _SHA256.fullmatch(fingerprint)
+                or not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0):
             raise InputError(f"{path}: bad model_fingerprint or dim")
-        if threshold is not None and (isinstance(threshold, bool)
-                                      or not isinstance(threshold, int | float)):
-            raise InputError(f"{path}: bad threshold {threshold!r}")
+        if threshold is not None:
+            threshold = check_threshold(threshold, f"{path}: threshold")
         entries: list[Entry] = []
         for person in doc["people"]:
             name = person["name"]
@@ -552,15 +755,15 @@ def _parse_export(doc: dict[str, Any], path: Path) -> ImportData:
                 raise InputError(f"{path}: empty person name")
             for i, item in enumerate(person["embeddings"]):
                 where = f"{path}: {name!r} embedding {i}"
-                vector = _number_list(item["vector"], where)
-                if vector.size != dim:
-                    raise InputError(f"{where}: {vector.size} values, the file says dim {dim}")
+                vector = item["vector"]
+                if isinstance(vector, list) and len(vector) != dim:
+                    raise InputError(f"{where}: {len(vector)} values, the file says dim {dim}")
+                vector = _number_list(vector, where, dim)
                 box = item["box"]
-                if (not isinstance(box, list) or len(box) != 4
-                        or not all(isinstance(v, int | float) for v in box)):
+                if not isinstance(box, list) or len(box) != 4 or not all(map(_finite, box)):
                     raise InputError(f"{where}: box must be [x, y, w, h]")
                 score = item.get("score")
-                if score is not None and not isinstance(score, int | float):
+                if score is not None and not _finite(score):
                     raise InputError(f"{where}: bad score {score!r}")
                 sha, source = item["image_sha256"], item["source"]
                 if not isinstance(sha, str) or not sha or not isinstance(source, str):
@@ -572,27 +775,105 @@ def _parse_export(doc: dict[str, Any], path: Path) -> ImportData:
         raise InputError(
             f"{path}: not a valid gallery export ({type(exc).__name__}: {exc})"
         ) from exc
-    return ImportData(entries, fingerprint, dim,
-                      float(threshold) if threshold is not None else None, "gallery export")
+    return ImportData(path, entries, fingerprint, dim, threshold, "gallery export")
+
+
+def _read_capped(path: Path) -> bytes:
+    """The bytes of a regular file of at most :data:`MAX_IMPORT_BYTES`.
+
+    Opened non-blocking and checked after opening: a FIFO, a device (``/dev/zero``) or a
+    directory is refused instead of blocking or reading forever.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{path}: not a regular file")
+        if info.st_size > MAX_IMPORT_BYTES:
+            raise InputError(f"{path}: {info.st_size} bytes, larger than the "
+                             f"{MAX_IMPORT_BYTES} an import reads")
+        try:
+            data = handle.read(MAX_IMPORT_BYTES + 1)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if len(data) > MAX_IMPORT_BYTES:
+        raise InputError(f"{path}: larger than the {MAX_IMPORT_BYTES} bytes an import reads")
+    return data
 
 
 def parse_import(path: Path) -> ImportData:
     """Read and validate a ``facenet gallery export`` file or the seed's ``DataBase.json``.
 
+    The file is read up to :data:`MAX_IMPORT_BYTES`; nesting deeper than the JSON parser's
+    recursion limit (~1,000 levels; the formats need 5) is refused, as is every vector an
+    embedder could not have made (see :func:`unit_embedding`) and a threshold that is no distance
+    (see :func:`check_threshold`).
+
     Raises:
-        InputError: unreadable, not JSON, or not one of the two formats (nothing is imported).
+        InputError: unreadable, too large, not JSON, or not one of the two formats (nothing is
+            imported).
     """
+    path = Path(path)
+    data = _read_capped(path)
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not JSON ({exc})") from exc
+        doc = json.loads(data.decode("utf-8"))
+    except RecursionError as exc:
+        raise InputError(f"{path}: JSON nested too deeply (a gallery export needs 5 levels, "
+                         "a DataBase.json 3)") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: not JSON ({_one_line(str(exc))})") from exc
     if not isinstance(doc, dict):
         raise InputError(f"{path}: expected a JSON object")
     if doc.get("format") == EXPORT_FORMAT:
         return _parse_export(doc, path)
     return _parse_seed(doc, path)
+
+
+def import_file(file: Path, gallery: Path, model: Path, dim: int) -> tuple[ImportData, AddResult]:
+    """``facenet gallery import``: parse ``file`` and add it to ``gallery`` in one transaction.
+
+    A new gallery is bound to the current model (``model``, the FaceNet ONNX file), so an export
+    made with ANOTHER model is refused rather than creating a gallery for vectors this toolchain
+    does not compute; an existing gallery accepts only exports of its own model. The seed's
+    ``DataBase.json`` carries no fingerprint: it is taken as the current model's.
+
+    Args:
+        file: A ``facenet gallery export`` file or the seed's ``DataBase.json``.
+        gallery: The gallery file (created if missing).
+        model: The current FaceNet model (needed only when the gallery is created).
+        dim: The current model's embedding size.
+
+    Returns:
+        The parsed file and what was added (duplicates and their owners included).
+
+    Raises:
+        InputError: a malformed file or vectors of another size (nothing is written).
+        IntegrityError: the file's vectors come from another model than the gallery's, or than
+            the current model's for a new gallery.
+        MissingArtifactError: a new gallery is needed and the model is missing.
+    """
+    data = parse_import(file)
+    fingerprint = data.fingerprint
+    if not gallery.exists():
+        if data.dim != dim:
+            raise InputError(f"{file}: {data.dim}-d vectors, FaceNet makes {dim}-d ones")
+        if not model.is_file():
+            raise MissingArtifactError(
+                f"a new gallery is bound to the model {model}, which is missing; create it "
+                "with `nox -s export`")
+        current = sha256_file(model)
+        if fingerprint is not None and fingerprint != current:
+            raise IntegrityError(
+                f"{file} holds embeddings of model sha256 {fingerprint[:16]}…, the current "
+                f"model {model} is sha256 {current[:16]}…; vectors of different models cannot "
+                "be compared: import it where that model is, or enroll the photos again"
+            )
+        fingerprint = current
+    with Gallery.open(gallery, fingerprint=fingerprint, dim=data.dim, create=True) as opened:
+        return data, opened.import_data(data)
 
 
 def export_json(gallery: Gallery, path: Path) -> int:
