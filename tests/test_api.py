@@ -140,19 +140,24 @@ def test_enroll_many_reports_each_photo(rec: Recognizer, tmp_path: Path) -> None
     bad.write_text("not a photo")
     items = [
         ("Red", fakes.photo(tmp_path / "r1.png", [("red", 60)])),
-        ("Red", fakes.photo(tmp_path / "r2.png", [("red", 40), ("green", 30)])),
+        ("Red", fakes.photo(tmp_path / "r2.png", [("red", 40), ("green", 45)])),
         ("Nobody", fakes.photo(tmp_path / "empty.png", [])),
         ("Bad", bad),
         ("Green", fakes.photo(tmp_path / "g.png", [("green", 50)])),
+        ("Tiny", fakes.photo(tmp_path / "tiny.png", [("blue", 39), ("yellow", 25)])),
+        ("Blue", fakes.photo(tmp_path / "b.png", [("blue", 41), ("yellow", 25)])),
     ]
     outcomes = rec.enroll_many(items)
     assert [o.status for o in outcomes] == ["added", "multiple_faces", "no_face", "error",
-                                            "added"]
+                                            "added", "too_small", "added"]
+    assert "39x39 px, under the 40 px" in outcomes[5].message
+    assert outcomes[6].face is not None and outcomes[6].face.box[2] == 41
     assert all(str(o.path) in o.message for o in outcomes if not o.ok)
     largest = rec.enroll_many([items[1]], largest=True)[0]
     assert largest.status == "added" and largest.face is not None
-    assert largest.face.box[2] == 40
-    assert {p.name: p.embeddings for p in rec.gallery().people()} == {"Red": 2, "Green": 1}
+    assert largest.face.box[2] == 45
+    assert {p.name: p.embeddings for p in rec.gallery().people()} == {"Red": 2, "Green": 1,
+                                                                      "Blue": 1}
 
 
 def test_threshold_precedence(artifacts: Path, tmp_path: Path) -> None:

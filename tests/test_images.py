@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,15 @@ import pytest
 from PIL import Image
 
 from toolchain.errors import InputError
-from toolchain.runtime.images import decode_bytes, find_images, list_images, read_image
+from toolchain.runtime.images import (
+    BYTES_PER_PIXEL_CAP,
+    HEADER_ALLOWANCE,
+    decode_bytes,
+    find_images,
+    list_images,
+    max_file_bytes,
+    read_image,
+)
 
 
 def _encode(image: Image.Image, fmt: str, **options: object) -> bytes:
@@ -191,3 +200,27 @@ def test_folder_listing_skips_hidden_and_non_photos(tmp_path: Path) -> None:
     assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.JPG"]
     assert [p.relative_to(tmp_path).as_posix() for p in find_images(tmp_path)] == [
         "a.png", "b.JPG", "sub/c.jpeg"]
+
+
+def test_special_files_are_refused_without_blocking(tmp_path: Path) -> None:
+    """A FIFO named like a photo would block a plain read forever; /dev/zero would never end."""
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.jpg"
+    zero.symlink_to("/dev/zero")
+    for path in (fifo, zero):
+        with pytest.raises(InputError, match="not a regular file"):
+            read_image(path)
+
+
+def test_files_larger_than_the_pixel_limit_allows_are_not_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    assert max_file_bytes() == 1000 * BYTES_PER_PIXEL_CAP + HEADER_ALLOWANCE
+    big = tmp_path / "big.png"
+    with big.open("wb") as file:
+        file.truncate(max_file_bytes() + 1)
+    with pytest.raises(InputError, match="limit for a photo"):
+        read_image(big)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert max_file_bytes() is None

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import logging
 import sys
+import unicodedata
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from toolchain.errors import ToolchainError
+from toolchain.errors import MissingArtifactError, ToolchainError
 from toolchain.paths import DEFAULT_ARTIFACTS, Layout
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+DISTRIBUTION = "facenet-toolchain"
+"""The package's distribution name (``pip install facenet-toolchain``)."""
 
 app = typer.Typer(
     name="facenet",
@@ -22,7 +29,29 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
 )
+"""The application. ``rich_markup_mode=None``: help texts are printed as written (rich markup
+would eat every ``[default: ...]`` and any other square brackets)."""
+
+EXTRA_FOR_MODULE: dict[str, str] = {
+    "tensorflow": "convert",
+    "keras": "convert",
+    "tf2onnx": "convert",
+    "onnx": "convert",
+    "ai_edge_litert": "convert",
+    "mtcnn": "convert",
+    "matplotlib": "convert",
+    "h5py": "inspect",
+    "xdis": "inspect",
+    "uncompyle6": "inspect",
+    "onnxruntime": "runtime",
+}
+"""The smallest ``pyproject.toml`` extra that installs each optional top-level module (a test
+checks this table against the extras); a command that needs a missing one says which to install."""
+
+_BIDI_CONTROLS = frozenset(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
+"""Bidirectional embedding, override and isolate characters: they reorder what follows them."""
 
 ArtifactsOption = Annotated[
     Path,
@@ -43,10 +72,56 @@ def layout_for(artifacts: Path) -> Layout:
     return Layout(artifacts)
 
 
+def display_text(text: object) -> str:
+    """``text`` made safe to show on a terminal: control and bidi characters as ``\\xNN`` escapes.
+
+    Names and file names come from users and photo collections; an ESC in one would drive the
+    terminal, a newline would forge output lines. Machine outputs (JSON, CSV) keep the text as is.
+    """
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS else ch
+        for ch in str(text)
+    )
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console that never interprets text: no markup, no emoji codes, no highlighting.
+
+    User text (person and file names) may hold ``[/]`` or ``:smile:``; styles are given with
+    ``rich.text.Text`` objects instead. 160 columns wide when the output is not a terminal.
+    """
+    from rich.console import Console
+
+    options = {"stderr": stderr, "markup": False, "emoji": False, "highlight": False}
+    made = Console(**options)  # type: ignore[arg-type]
+    return made if made.is_terminal else Console(width=160, **options)  # type: ignore[arg-type]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        import toolchain
+
+        return toolchain.__version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"facenet {_version()}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _configure(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,
+    _show_version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, expose_value=True, callback=_print_version,
+        help="Print the installed version and exit.")] = False,
 ) -> None:
     level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(
@@ -58,8 +133,18 @@ def _configure(
 
 def fail(message: str, exit_code: int) -> None:
     """Print one ``facenet: error: ...`` line to stderr and exit with ``exit_code``."""
-    print(f"facenet: error: {message}", file=sys.stderr)
+    print(f"facenet: error: {display_text(message)}", file=sys.stderr)
     raise SystemExit(exit_code)
+
+
+def missing_module_message(exc: ModuleNotFoundError) -> str | None:
+    """The one-line advice for an optional module that is not installed, else ``None`` (a bug)."""
+    top = (exc.name or "").partition(".")[0]
+    extra = EXTRA_FOR_MODULE.get(top)
+    if extra is None:
+        return None
+    return (f"this command needs the Python module {top!r}, which is not installed here; "
+            f'install the extra: pip install "{DISTRIBUTION}[{extra}]"')
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -83,6 +168,11 @@ def run(argv: list[str] | None = None) -> int:
         return 130
     except MemoryError:
         fail("out of memory", 1)
+    except ModuleNotFoundError as exc:
+        message = missing_module_message(exc)
+        if message is None:
+            raise
+        fail(message, MissingArtifactError.exit_code)
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         fail(f"{where}{exc.strerror or exc}", 3)

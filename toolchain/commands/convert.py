@@ -4,29 +4,55 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperOption
 
-from toolchain.app import DEFAULT_ARTIFACTS_PATH, ArtifactsOption, app, layout_for
+from toolchain.app import (
+    DEFAULT_ARTIFACTS_PATH,
+    ArtifactsOption,
+    app,
+    console,
+    display_text,
+    layout_for,
+)
+from toolchain.errors import InputError
 
 log = logging.getLogger(__name__)
 
-FORMAT_HELP = (
-    "Format(s) to export: keras, savedmodel, onnx, tflite, tflite-fp16, tflite-int8, "
-    "any other registered exporter (e.g. mtcnn), or all. Repeatable."
-)
+
+def format_help() -> str:
+    """``--format``'s help: every exporter of the registry (:mod:`toolchain.exporters`)."""
+    from toolchain.exporters import load_exporters
+
+    exporters = load_exporters().values()
+    listed = ", ".join(e.name for e in exporters)
+    left_out = ", ".join(e.name for e in exporters if not e.in_all)
+    return (f"Format(s) to export, repeatable: {listed}, or all"
+            + (f" (all but {left_out})." if left_out else "."))
 
 
-@app.command()
+class ExportCommand(TyperCommand):
+    """``facenet export``: ``--format``'s help is read from the exporter registry when help is
+    shown (importing the registry for every other command would slow them all down)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        """Fill in the list of formats, then format the help as usual."""
+        for param in self.params:
+            if param.name == "formats" and isinstance(param, TyperOption):
+                param.help = format_help()
+        super().format_help(ctx, formatter)
+
+
+@app.command(cls=ExportCommand)
 def export(
     formats: Annotated[
-        list[str], typer.Option("--format", "-f", help=FORMAT_HELP, show_default=True)
+        list[str], typer.Option("--format", "-f", help="Format(s) to export (see --help).")
     ] = ["all"],  # noqa: B006  (typer reads the default list, never mutates it)
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
 ) -> None:
     """Rebuild InceptionResNetV1, load the recovered npz strictly and export the chosen formats."""
-    from rich.console import Console
     from rich.table import Table
 
     from toolchain.exporters import ExportContext, resolve, run_exporters, write_export_report
@@ -34,11 +60,13 @@ def export(
 
     start = time.perf_counter()
     layout = layout_for(artifacts)
-    plan = resolve(formats)
+    try:
+        plan = resolve(formats)
+    except InputError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--format") from exc
     log.info("export plan: %s", " -> ".join(e.name for e in plan))
     context = ExportContext(layout)
-    console = Console(stderr=True)
-    with console.status("exporting…"):
+    with console(stderr=True).status("exporting…"):
         results = run_exporters(context, [e.name for e in plan])
     report = write_export_report(layout, results)
     record_files(layout, [*(p for r in results for p in r.paths), report])
@@ -50,9 +78,9 @@ def export(
             r.name,
             f"{r.seconds:.1f}",
             f"{r.size_bytes / 1e6:.1f}",
-            "\n".join(str(p) for p in r.paths),
+            "\n".join(display_text(p) for p in r.paths),
         )
-    Console().print(table)
+    console().print(table)
     log.info("wrote %s", report)
 
 
@@ -62,8 +90,6 @@ def parity(artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH) -> None:
 
     Prints one ``[ok]`` / ``[x]`` line per format and check; exits 7 if any check fails.
     """
-    from rich.console import Console
-
     from toolchain.exporters import facenet_model_paths
     from toolchain.integrity import record_files, verify_file
     from toolchain.parity import REPORT_NAMES, run_parity
@@ -74,9 +100,8 @@ def parity(artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH) -> None:
     for path in models.values():
         if path.exists():
             verify_file(path, layout)
-    console = Console(stderr=True)
     try:
-        with console.status("parity: running every format…") as status:
+        with console(stderr=True).status("parity: running every format…") as status:
             report = run_parity(
                 layout,
                 models,

@@ -24,12 +24,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from toolchain.app import DEFAULT_ARTIFACTS_PATH, ArtifactsOption, app, layout_for
-from toolchain.errors import InputError, MissingArtifactError
+from toolchain.app import (
+    DEFAULT_ARTIFACTS_PATH,
+    ArtifactsOption,
+    app,
+    console,
+    display_text,
+    layout_for,
+)
+from toolchain.errors import InputError
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from toolchain.runtime.recognizer import Match, PhotoMatches, Recognizer
 
 log = logging.getLogger(__name__)
@@ -61,26 +66,49 @@ MatchOption = Annotated[
 ]
 
 
-def _console(stderr: bool = False) -> Console:
-    """A rich console; 160 columns wide when the output is not a terminal (pipes, files)."""
-    from rich.console import Console
+MinEnrollFaceOption = Annotated[
+    float | None,
+    typer.Option("--min-enroll-face", min=0.0, show_default=False,
+                 help="Enroll only faces at least this many pixels on the short side of their "
+                      "box; photos with none are skipped and listed [default: 40, "
+                      "toolchain.runtime.recognizer.MIN_ENROLL_FACE]."),
+]
 
-    console = Console(stderr=stderr)
-    return console if console.is_terminal else Console(stderr=stderr, width=160)
+ANNOTATED_TAG = ".annotated"
+"""Annotated pictures are named ``<photo stem>[-N].annotated.jpg|png``: never an input's name."""
+
+FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
+"""Characters that make a spreadsheet read a CSV cell as a formula (OWASP, CSV injection)."""
 
 
 def problem(message: str) -> None:
-    """Report one problem with one input as one line on stderr."""
-    print(f"facenet: {message}", file=sys.stderr)
+    """Report one problem with one input as one line on stderr (control characters escaped)."""
+    print(f"facenet: {display_text(message)}", file=sys.stderr)
+
+
+def _min_face(value: float | None) -> dict[str, float]:
+    """``--min-enroll-face`` as keyword arguments of ``enroll_many`` (none: its default)."""
+    return {} if value is None else {"min_enroll_face": value}
+
+
+def _threshold_value(value: float | None) -> float | None:
+    """``--threshold``: a distance in (0, 2]; NaN and infinity are usage errors."""
+    from toolchain.runtime.gallery import check_threshold
+
+    if value is None:
+        return None
+    try:
+        return check_threshold(value, "--threshold")
+    except InputError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 @contextlib.contextmanager
 def progress_bar(label: str, total: int) -> Iterator[Callable[[Path], None]]:
     """A rich progress bar on stderr (only on a terminal); yields the per-photo advance callback."""
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    err = Console(stderr=True)
+    err = console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=True,
                   disable=not err.is_terminal) as progress:
@@ -109,35 +137,44 @@ def _enroll_items(paths: Sequence[Path], name: str | None) -> tuple[list[tuple[s
         if not path.is_dir():
             items.append((name or path.stem, path))
             continue
-        before = len(items)
-        if name:
-            items.extend((name, photo) for photo in find_images(path))
-        else:
-            items.extend((photo.stem, photo) for photo in list_images(path))
-            for sub in sorted(p for p in path.iterdir() if p.is_dir()):
-                if not sub.name.startswith("."):
-                    items.extend((sub.name, photo) for photo in find_images(sub))
-        if len(items) == before:
+        found: list[tuple[str, Path]] = []
+        try:
+            if name:
+                found.extend((name, photo) for photo in find_images(path))
+            else:
+                found.extend((photo.stem, photo) for photo in list_images(path))
+                for sub in sorted(p for p in path.iterdir() if p.is_dir()):
+                    if not sub.name.startswith("."):
+                        found.extend((sub.name, photo) for photo in find_images(sub))
+        except OSError as exc:
+            problem(f"{path}: cannot read the folder ({exc.strerror or exc})")
+            empty += 1
+            continue
+        if not found:
             problem(f"{path}: no photos found")
             empty += 1
+        items.extend(found)
     return items, empty
 
 
 @app.command()
 def enroll(
     paths: Annotated[list[Path], typer.Argument(
-        exists=True, help="Photos, a folder of Name.jpg photos, or a folder of per-person folders.",
+        exists=True, readable=False,
+        help="Photos, a folder of Name.jpg photos, or a folder of per-person folders.",
         show_default=False)],
     name: Annotated[str | None, typer.Option(
         "--name", help="Enroll every given photo under this name.")] = None,
     largest: Annotated[bool, typer.Option(
         "--largest", help="Enroll the biggest face of photos with several faces.")] = False,
+    min_enroll_face: MinEnrollFaceOption = None,
     gallery: GalleryOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
 ) -> int:
     """Add people's faces to the gallery; re-enrolling a photo already in it is a no-op.
 
-    Photos with no face, or with several (unless --largest), are skipped and listed.
+    Photos with no face of at least --min-enroll-face pixels, or with several (unless
+    --largest), are skipped and listed; so are files that cannot be read.
     """
     from rich.table import Table
 
@@ -146,7 +183,8 @@ def enroll(
     items, empty = _enroll_items(paths, name.strip() if name else None)
     with _recognizer(artifacts, gallery) as rec:
         with progress_bar("enrolling", len(items)) as advance:
-            outcomes = rec.enroll_many(items, largest=largest, progress=advance)
+            outcomes = rec.enroll_many(items, largest=largest, progress=advance,
+                                       **_min_face(min_enroll_face))
         target = rec.gallery().path
         people = len(rec.gallery().people())
     rows: dict[str, Counter[str]] = {}
@@ -154,16 +192,19 @@ def enroll(
         rows.setdefault(outcome.name, Counter())[outcome.status] += 1
         if not outcome.ok:
             problem(f"skipped: {outcome.message}")
+        elif outcome.status == "already" and outcome.enrolled_as != outcome.name:
+            problem(f"warning: {outcome.message}")
         elif outcome.status == "already":
             log.info("%s", outcome.message)
-    table = Table(title=f"Enrolled into {target}")
+    table = Table(title=f"Enrolled into {display_text(target)}")
     for column in ("person", "added", "already there", "skipped"):
         table.add_column(column, justify="left" if column == "person" else "right")
     for person in sorted(rows):
         counts = rows[person]
         skipped = sum(v for k, v in counts.items() if k not in ("added", "already"))
-        table.add_row(person, str(counts["added"]), str(counts["already"]), str(skipped))
-    _console().print(table)
+        table.add_row(display_text(person), str(counts["added"]), str(counts["already"]),
+                      str(skipped))
+    console().print(table)
     failed = sum(1 for o in outcomes if not o.ok) + empty
     added = sum(1 for o in outcomes if o.status == "added")
     print(f"{added} face(s) added, {sum(1 for o in outcomes if o.status == 'already')} already "
@@ -171,14 +212,30 @@ def enroll(
     return 1 if failed else 0
 
 
-def _recognize_paths(paths: Sequence[Path]) -> tuple[list[Path], int]:
+def _is_annotation(path: Path, annotate_dir: Path | None) -> bool:
+    """``path`` is a picture an earlier ``--annotate`` wrote: named ``*.annotated.*``, in
+    ``annotate_dir``, and carrying :data:`toolchain.runtime.drawing.ANNOTATION_MARK`."""
+    from toolchain.runtime.drawing import ANNOTATION_MARK, has_mark
+
+    return (annotate_dir is not None and path.stem.endswith(ANNOTATED_TAG)
+            and path.parent.resolve() == annotate_dir.resolve()
+            and has_mark(path, ANNOTATION_MARK))
+
+
+def _recognize_paths(paths: Sequence[Path], annotate_dir: Path | None) -> tuple[list[Path], int]:
+    """The photos named or found under the folders, and how many folders held none.
+
+    Found under a folder, the ``--annotate`` folder's contents (when it lies inside) and earlier
+    annotated pictures are not inputs; a file named on the command line always is.
+    """
     from toolchain.runtime.images import find_images
 
     files: list[Path] = []
     empty = 0
     for path in paths:
         if path.is_dir():
-            found = find_images(path)
+            found = [p for p in find_images(path, exclude=annotate_dir)
+                     if not _is_annotation(p, annotate_dir)]
             if not found:
                 problem(f"{path}: no photos found")
                 empty += 1
@@ -200,19 +257,46 @@ def _match_json(match: Match) -> dict[str, Any]:
     }
 
 
-def _annotated_name(path: Path, used: set[str]) -> str:
-    suffix = ".jpg" if path.suffix.lower() in (".jpg", ".jpeg") else ".png"
-    stem, n = path.stem, 1
-    candidate = stem + suffix
-    while candidate in used:
-        n += 1
-        candidate = f"{stem}-{n}{suffix}"
-    used.add(candidate)
-    return candidate
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file behind ``path`` (links followed), ``None`` if none."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
-def _write_annotation(photo: PhotoMatches, out_dir: Path, used: set[str]) -> Path:
-    from toolchain.runtime.drawing import Label, annotate, save_image
+class AnnotationTargets:
+    """Names of the annotated pictures: ``<stem>.annotated.jpg|png``, ``<stem>-2.annotated...``
+    for a second photo of the same stem. An existing file is replaced only if an earlier run wrote
+    it (it carries the annotation mark) and it is not an input of this run (compared by device
+    and inode, so links and hard links count too); otherwise the next number is taken."""
+
+    def __init__(self, out_dir: Path, inputs: Sequence[Path]):
+        """Remember the identity of every input before anything is written."""
+        self.out_dir = out_dir
+        self.inputs = {ident for path in inputs if (ident := _file_identity(path)) is not None}
+        self.used: set[str] = set()
+
+    def target(self, photo: Path) -> Path:
+        """A fresh output path in ``out_dir`` for the annotated ``photo``."""
+        suffix = ".jpg" if photo.suffix.lower() in (".jpg", ".jpeg") else ".png"
+        n = 1
+        while True:
+            name = f"{photo.stem}{'' if n == 1 else f'-{n}'}{ANNOTATED_TAG}{suffix}"
+            n += 1
+            if name in self.used:
+                continue
+            target = self.out_dir / name
+            identity = _file_identity(target)
+            if identity is None or (identity not in self.inputs
+                                    and _is_annotation(target, self.out_dir)):
+                self.used.add(name)
+                return target
+
+
+def _write_annotation(photo: PhotoMatches, targets: AnnotationTargets) -> Path:
+    from toolchain.runtime.drawing import ANNOTATION_MARK, Label, annotate, save_image
 
     assert photo.image is not None
     labels = [
@@ -220,19 +304,31 @@ def _write_annotation(photo: PhotoMatches, out_dir: Path, used: set[str]) -> Pat
               m.name is not None)
         for m in photo.matches
     ]
-    target = out_dir / _annotated_name(photo.path, used)
-    save_image(annotate(photo.image.pixels, labels), target)
+    target = targets.target(photo.path)
+    save_image(annotate(photo.image.pixels, labels), target, mark=ANNOTATION_MARK)
     return target
+
+
+def _csv_text(value: object) -> str:
+    """A text cell a spreadsheet shows as text: a formula-leading character gets a ``'`` first."""
+    text = str(value)
+    return f"'{text}" if text.startswith(FORMULA_LEADS) else text
+
+
+def _csv_candidates(match: Match) -> str:
+    """The top-k cell: a JSON list of ``{"name", "distance"}``, whatever the names hold."""
+    return json.dumps([{"name": c.name, "distance": round(c.distance, 4)}
+                       for c in match.candidates], ensure_ascii=False)
 
 
 @app.command()
 def recognize(
     paths: Annotated[list[Path], typer.Argument(
-        exists=True, help="Photos and folders of photos (searched recursively).",
+        exists=True, readable=False, help="Photos and folders of photos (searched recursively).",
         show_default=False)],
     gallery: GalleryOption = None,
     threshold: Annotated[float | None, typer.Option(
-        "--threshold", min=0.0, max=2.0,
+        "--threshold", callback=_threshold_value,
         help="Match when the distance is at most this [default: the gallery's calibrated "
              "threshold, else the model's metadata].")] = None,
     top_k: Annotated[int, typer.Option(
@@ -241,22 +337,28 @@ def recognize(
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
     annotate_dir: Annotated[Path | None, typer.Option(
         "--annotate", file_okay=False,
-        help="Write each photo with boxes and `name distance` labels into this folder.")] = None,
+        help="Write each photo with boxes and `name distance` labels into this folder, as "
+             "<stem>.annotated.jpg or .png (never over an input; the folder's pictures are not "
+             "read as inputs).")] = None,
     match: MatchOption = MatchChoice.nearest,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
 ) -> int:
     """Name every face in the photos: the closest enrolled person, or `unknown`."""
     from rich.table import Table
+    from rich.text import Text
 
     if as_json and as_csv:
         raise typer.BadParameter("--json and --csv are exclusive", param_hint="--json/--csv")
-    files, empty = _recognize_paths(paths)
+    files, empty = _recognize_paths(paths, annotate_dir)
     rec = _recognizer(artifacts, gallery, threshold=threshold, top_k=top_k, match=match.value)
-    used: set[str] = set()
+    targets = AnnotationTargets(annotate_dir, files) if annotate_dir is not None else None
     results: list[PhotoMatches] = []
     failed = empty
     with rec, progress_bar("recognizing", len(files)) as advance:
         limit, source = rec.threshold()
+        if not rec.gallery().people():
+            problem(f"warning: the gallery {rec.gallery().path} is empty: every face will be "
+                    "`unknown`; enroll people first (`facenet enroll`)")
         for photo in rec.recognize_many(files, progress=advance):
             results.append(photo)
             if photo.error is not None:
@@ -265,9 +367,9 @@ def recognize(
                 continue
             if not photo.matches:
                 problem(f"{photo.path}: no face found")
-            if annotate_dir is not None:
+            if targets is not None:
                 try:
-                    _write_annotation(photo, annotate_dir, used)
+                    _write_annotation(photo, targets)
                 except OSError as exc:
                     problem(f"{annotate_dir}: cannot write the annotated photo ({exc})")
                     failed += 1
@@ -287,16 +389,18 @@ def recognize(
         for p in results:
             if p.error is not None or not p.matches:
                 status = "error" if p.error is not None else "no_face"
-                writer.writerow([p.path, status, "", "", "", "", "", "", "", "", "", p.error or ""])
+                writer.writerow([_csv_text(p.path), status, "", "", "", "", "", "", "", "", "",
+                                 _csv_text(p.error or "")])
             for i, m in enumerate(p.matches, 1):
                 writer.writerow([
-                    p.path, "face", i, *(f"{v:.1f}" for v in m.box), f"{m.confidence:.4f}",
-                    m.label, "" if m.distance is None else f"{m.distance:.4f}",
-                    ";".join(f"{c.name}:{c.distance:.4f}" for c in m.candidates), "",
+                    _csv_text(p.path), "face", i, *(f"{v:.1f}" for v in m.box),
+                    f"{m.confidence:.4f}", _csv_text(m.label),
+                    "" if m.distance is None else f"{m.distance:.4f}", _csv_candidates(m), "",
                 ])
         sys.stdout.write(buffer.getvalue())
     else:
-        table = Table(title=f"threshold {limit:.3f} ({source}), match {match.value}")
+        table = Table(title=f"threshold {limit:.3f} ({display_text(source)}), "
+                            f"match {match.value}")
         table.add_column("photo", overflow="ellipsis", no_wrap=True, max_width=30)
         for column in ("face", "box x,y,w,h", "name", "distance"):
             table.add_column(column, no_wrap=True)
@@ -304,12 +408,12 @@ def recognize(
         for p in results:
             for i, m in enumerate(p.matches, 1):
                 table.add_row(
-                    p.path.name, str(i), ",".join(f"{v:.0f}" for v in m.box),
-                    m.label if m.name is not None else "[red]unknown[/red]",
+                    display_text(p.path.name), str(i), ",".join(f"{v:.0f}" for v in m.box),
+                    display_text(m.name) if m.name is not None else Text("unknown", style="red"),
                     "-" if m.distance is None else f"{m.distance:.3f}",
-                    ", ".join(f"{c.name} {c.distance:.2f}" for c in m.candidates),
+                    ", ".join(f"{display_text(c.name)} {c.distance:.2f}" for c in m.candidates),
                 )
-        _console().print(table)
+        console().print(table)
     return 1 if failed else 0
 
 
@@ -391,6 +495,7 @@ def evaluate(
         help="Save the accuracy-maximizing threshold into the gallery for recognize.")] = False,
     gallery: GalleryOption = None,
     match: MatchOption = MatchChoice.nearest,
+    min_enroll_face: MinEnrollFaceOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
 ) -> int:
     """Enroll train/ into a temporary gallery, recognize val/, and report accuracy, ROC AUC, EER.
@@ -399,6 +504,7 @@ def evaluate(
     """
     import numpy as np
     from rich.table import Table
+    from rich.text import Text
 
     from toolchain.atomic import write_json, write_text
     from toolchain.integrity import record_files
@@ -417,7 +523,8 @@ def evaluate(
         _recognizer(artifacts, Path(tmp) / "train.db", match=match.value, top_k=1) as rec,
     ):
         with progress_bar("enrolling train/", len(train)) as advance:
-            outcomes = rec.enroll_many(train, largest=True, progress=advance)
+            outcomes = rec.enroll_many(train, largest=True, progress=advance,
+                                       **_min_face(min_enroll_face))
         for outcome in outcomes:
             if not outcome.ok:
                 problems.append(f"train: {outcome.message}")
@@ -505,13 +612,13 @@ def evaluate(
     confusion_table = Table(title="Identification: true (rows) vs predicted (columns)")
     confusion_table.add_column("true \\ predicted")
     for name in predicted_names:
-        confusion_table.add_column(name, justify="right")
+        confusion_table.add_column(display_text(name), justify="right")
     for person in people:
         row = ident.confusion.get(person, Counter())
-        confusion_table.add_row(person, *(
-            f"[bold]{row[n]}[/bold]" if n == person else (str(row[n]) if row[n] else ".")
+        confusion_table.add_row(display_text(person), *(
+            Text(str(row[n]), style="bold") if n == person else (str(row[n]) if row[n] else ".")
             for n in predicted_names))
-    metrics = Table(title=f"Evaluation of {dataset}")
+    metrics = Table(title=f"Evaluation of {display_text(dataset)}")
     metrics.add_column("metric")
     metrics.add_column("value", justify="right")
     metrics.add_row("top-1 accuracy (closest person, any distance)",
@@ -524,10 +631,10 @@ def evaluate(
     metrics.add_row("equal error rate", f"{ver.eer:.2%} at {ver.eer_threshold:.3f}")
     metrics.add_row("accuracy-maximizing threshold",
                     f"{ver.best_threshold:.3f} ({ver.best_accuracy:.2%} of pairs)")
-    console = _console()
-    console.print(confusion_table)
-    console.print(metrics)
-    print(f"reports: {reports / 'evaluate.md'}, evaluate.json, evaluate_roc.png, "
+    out = console()
+    out.print(confusion_table)
+    out.print(metrics)
+    print(f"reports: {display_text(reports / 'evaluate.md')}, evaluate.json, evaluate_roc.png, "
           "evaluate_distances.png")
     if store_threshold:
         target = gallery if gallery is not None else layout.gallery
@@ -536,7 +643,7 @@ def evaluate(
             stored.set_threshold(ver.best_threshold,
                                  f"facenet evaluate {dataset} at {created}, accuracy-maximizing "
                                  f"over {ver.pairs_same + ver.pairs_different} pairs")
-        print(f"stored threshold {ver.best_threshold:.3f} in {target}")
+        print(f"stored threshold {ver.best_threshold:.3f} in {display_text(target)}")
     return 1 if unreadable else 0
 
 
@@ -554,7 +661,7 @@ def gallery_list(
     with Gallery.open(path) as opened:
         people = opened.people()
         threshold = opened.threshold
-        title = (f"{path}: model sha256 {opened.fingerprint[:12]}…, threshold "
+        title = (f"{display_text(path)}: model sha256 {opened.fingerprint[:12]}…, threshold "
                  + (f"{threshold:.3f} (calibrated)" if threshold is not None else "not calibrated"))
     table = Table(title=title)
     table.add_column("person")
@@ -562,8 +669,9 @@ def gallery_list(
     table.add_column("photos", justify="right")
     table.add_column("since")
     for person in people:
-        table.add_row(person.name, str(person.embeddings), str(person.photos), person.created)
-    _console().print(table)
+        table.add_row(display_text(person.name), str(person.embeddings), str(person.photos),
+                      person.created)
+    console().print(table)
     print(f"{len(people)} people, {sum(p.embeddings for p in people)} embeddings")
 
 
@@ -579,7 +687,7 @@ def gallery_remove(
     path = gallery if gallery is not None else layout_for(artifacts).gallery
     with Gallery.open(path) as opened:
         count = opened.remove(name)
-    print(f"removed {name!r} ({count} embeddings) from {path}")
+    print(f"removed {name!r} ({count} embeddings) from {display_text(path)}")
 
 
 @gallery_app.command("export")
@@ -595,7 +703,7 @@ def gallery_export(
     path = gallery if gallery is not None else layout_for(artifacts).gallery
     with Gallery.open(path) as opened:
         count = export_json(opened, file)
-    print(f"exported {count} embeddings to {file}")
+    print(f"exported {count} embeddings to {display_text(file)}")
 
 
 @gallery_app.command("import")
@@ -607,32 +715,17 @@ def gallery_import(
     gallery: GalleryOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
 ) -> None:
-    """Add the embeddings of a JSON file to the gallery; a malformed file changes nothing."""
-    from toolchain.atomic import sha256_file
-    from toolchain.runtime.gallery import Gallery, parse_import
+    """Add the embeddings of a JSON file to the gallery; a malformed file changes nothing.
+
+    A new gallery is bound to the current model: an export of another model is refused (exit 4).
+    """
+    from toolchain.runtime.gallery import import_file
 
     layout = layout_for(artifacts)
     path = gallery if gallery is not None else layout.gallery
-    data = parse_import(file)
-    fingerprint = data.fingerprint
-    if fingerprint is None and not path.exists():
-        if data.dim != EMBEDDING_DIM:
-            raise InputError(f"{file}: {data.dim}-d vectors, FaceNet makes {EMBEDDING_DIM}-d ones")
-        model = layout.models_dir / "facenet.onnx"
-        if not model.is_file():
-            raise MissingArtifactError(
-                f"a new gallery is bound to the model {model}, which is missing; create it "
-                "with `nox -s export`")
-        fingerprint = sha256_file(model)
-    with Gallery.open(path, fingerprint=fingerprint, dim=data.dim, create=True) as opened:
-        if data.dim != opened.dim:
-            raise InputError(f"{file}: {data.dim}-d vectors, the gallery {path} holds "
-                             f"{opened.dim}-d ones")
-        result = opened.add(data.entries)
-        if data.threshold is not None and opened.threshold is None:
-            opened.set_threshold(data.threshold, f"imported from {file}")
+    data, result = import_file(file, path, layout.models_dir / "facenet.onnx", EMBEDDING_DIM)
     if data.fingerprint is None and result.added:
         log.warning("%s: the seed's vectors were computed by its own pipeline (BGR crops); "
                     "enrolling the photos again with `facenet enroll` matches better", file)
     print(f"imported {len(result.added)} embeddings ({data.kind}); "
-          f"{len(result.duplicates)} were already in {path}")
+          f"{len(result.duplicates)} were already in {display_text(path)}")

@@ -12,13 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from toolchain.atomic import atomic_file
 
 KNOWN_COLOR = (0, 200, 70)
 UNKNOWN_COLOR = (235, 40, 40)
 TEXT_ON_BOX = (255, 255, 255)
+
+ANNOTATION_MARK = "facenet-toolchain annotated photo"
+"""Written into every annotated picture (JPEG comment, PNG ``Software`` text): a rerun may
+replace a file that carries it, never one that does not (a user's own photo)."""
 
 
 def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -65,11 +69,33 @@ def annotate(image: np.ndarray, labels: Sequence[Label]) -> Image.Image:
     return canvas
 
 
-def save_image(image: Image.Image, path: Path) -> None:
-    """Write ``image`` to ``path`` atomically (format from the suffix)."""
+def save_image(image: Image.Image, path: Path, mark: str | None = None) -> None:
+    """Write ``image`` to ``path`` atomically (format from the suffix), tagged with ``mark``."""
     fmt = "JPEG" if path.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    options: dict[str, object] = {"quality": 92} if fmt == "JPEG" else {}
+    if mark is not None and fmt == "JPEG":
+        options["comment"] = mark
+    elif mark is not None:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Software", mark)
+        options["pnginfo"] = info
     with atomic_file(path) as tmp:
-        image.save(tmp, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+        image.save(tmp, format=fmt, **options)
+
+
+def has_mark(path: Path, mark: str) -> bool:
+    """Whether the picture at ``path`` is a regular file tagged with ``mark`` by
+    :func:`save_image` (only its header is read)."""
+    try:
+        if not path.is_file():
+            return False
+        with Image.open(path) as image:
+            found = image.info.get("comment", image.info.get("Software"))
+    except Exception:  # anything Pillow cannot open is not an earlier annotation
+        return False
+    if isinstance(found, bytes):
+        found = found.decode("utf-8", "replace")
+    return found == mark
 
 
 class Chart:

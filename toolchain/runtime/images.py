@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,13 @@ IMAGE_SUFFIXES = frozenset(
 
 ALPHA_BACKGROUND = (255, 255, 255)
 """Transparent pixels are composited onto white before the alpha channel is dropped."""
+
+BYTES_PER_PIXEL_CAP = 4
+"""File bytes allowed per pixel of the decompression-bomb limit: an uncompressed 8-bit RGBA
+image at the limit fits; no real photo is larger than its pixels stored raw."""
+
+HEADER_ALLOWANCE = 1 << 20
+"""Bytes allowed on top of the pixels (headers, EXIF, ICC profiles, thumbnails)."""
 
 
 @dataclass(frozen=True)
@@ -121,19 +130,59 @@ def decode_bytes(data: bytes, path: Path) -> np.ndarray:
         raise InputError(f"{path}: cannot decode ({type(exc).__name__}: {exc})") from exc
 
 
-def read_image(path: Path | str) -> LoadedImage:
-    """Read and decode the photo at ``path``.
+def max_file_bytes() -> int | None:
+    """The largest photo file read: the pixel limit at :data:`BYTES_PER_PIXEL_CAP` bytes per pixel
+    plus :data:`HEADER_ALLOWANCE` (``None`` when Pillow's limit is switched off)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if limit is None else int(limit) * BYTES_PER_PIXEL_CAP + HEADER_ALLOWANCE
+
+
+def read_file_bytes(path: Path) -> bytes:
+    """The bytes of the regular file at ``path`` (links followed), at most :func:`max_file_bytes`.
+
+    The file is opened with ``O_NONBLOCK`` and checked with ``fstat`` before a byte is read, so a
+    FIFO, a device (``/dev/zero`` behind a ``.jpg`` link) or a socket is refused instead of
+    blocking forever or reading without end.
 
     Raises:
-        InputError: the file is missing or unreadable, or :func:`decode_bytes` refuses it.
+        InputError: missing, unreadable, not a regular file, or larger than the cap.
     """
-    path = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
     try:
-        data = path.read_bytes()
-    except IsADirectoryError as exc:
-        raise InputError(f"{path}: is a directory, not an image") from exc
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    cap = max_file_bytes()
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(f"{path}: is a directory, not an image")
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{path}: not a regular file (a FIFO, device or socket); refused")
+        if cap is not None and info.st_size > cap:
+            raise InputError(f"{path}: {info.st_size:,} bytes is more than the {cap:,}-byte "
+                             "limit for a photo (derived from the pixel limit); refused")
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read() if cap is None else file.read(cap + 1)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
+    if cap is not None and len(data) > cap:
+        raise InputError(f"{path}: grew past the {cap:,}-byte limit for a photo while being "
+                         "read; refused")
+    return data
+
+
+def read_image(path: Path | str) -> LoadedImage:
+    """Read (see :func:`read_file_bytes`) and decode the photo at ``path``.
+
+    Raises:
+        InputError: the file is missing, unreadable, not a regular file or too large, or
+            :func:`decode_bytes` refuses it.
+    """
+    path = Path(path)
+    data = read_file_bytes(path)
     pixels = decode_bytes(data, path)
     return LoadedImage(path=path, pixels=pixels, sha256=hashlib.sha256(data).hexdigest())
 
@@ -147,12 +196,22 @@ def list_images(folder: Path) -> list[Path]:
     )
 
 
-def find_images(folder: Path) -> list[Path]:
-    """Photos anywhere under ``folder`` (hidden files and folders skipped), sorted by path."""
+def find_images(folder: Path, exclude: Path | None = None) -> list[Path]:
+    """Photos anywhere under ``folder`` (hidden files and folders skipped), sorted by path.
+
+    ``exclude`` is a folder of outputs (``recognize --annotate DIR``): when it lies inside
+    ``folder`` its files are not inputs, so a rerun does not read the previous run's pictures.
+    """
+    root = os.path.realpath(folder)
+    skipped = os.path.realpath(exclude) if exclude is not None else None
+    if skipped is not None and not skipped.startswith(root + os.sep):
+        skipped = None
     found = []
     for path in folder.rglob("*"):
         relative = path.relative_to(folder).parts
         if any(part.startswith(".") for part in relative):
+            continue
+        if skipped is not None and os.path.realpath(path).startswith(skipped + os.sep):
             continue
         if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
             found.append(path)

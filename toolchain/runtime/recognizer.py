@@ -38,6 +38,12 @@ FALLBACK_THRESHOLD = 1.1
 """Match threshold (Euclidean distance between unit vectors) when neither the gallery nor the
 model's metadata carries one: the usual operating point of FaceNet-style 128-d embeddings."""
 
+MIN_ENROLL_FACE = 40.0
+"""Smallest face enrolled, in pixels on the box's short side. FaceNet sees every face at 160x160:
+a face of 20-30 px is upscaled 5-8 times and its embedding carries little of the person (a 23x27
+px "face" once enrolled matched a background patch). On the 5-celebrity train photos 10 of 92
+largest faces are below 40 px; every val face is at least 40 px."""
+
 IMAGES_PER_BATCH = 16
 """Photos decoded and detected before their faces are embedded (and, when enrolling, stored)."""
 
@@ -143,10 +149,12 @@ class EnrollOutcome:
     path: Path
     name: str
     status: str
-    """``added``, ``already`` (this face is in the gallery), ``no_face``, ``multiple_faces`` or
-    ``error``."""
+    """``added``, ``already`` (this face is in the gallery), ``no_face``, ``too_small`` (every face
+    is under the enrollment minimum), ``multiple_faces`` or ``error``."""
     message: str = ""
     face: Face | None = None
+    enrolled_as: str | None = None
+    """For ``already``: the person the gallery holds this face under (may differ from ``name``)."""
 
     @property
     def ok(self) -> bool:
@@ -383,17 +391,27 @@ class Recognizer:
         self.gallery()
         return self._matches(self.faces(image))
 
-    def _outcome(self, name: str, photo: PhotoFaces, largest: bool) -> EnrollOutcome:
+    @staticmethod
+    def _outcome(name: str, photo: PhotoFaces, largest: bool, min_face: float) -> EnrollOutcome:
+        """What to do with one photo: faces under ``min_face`` px (short side) do not count."""
         if photo.error is not None:
             return EnrollOutcome(photo.path, name, "error", photo.error)
         if not photo.faces:
             return EnrollOutcome(photo.path, name, "no_face", f"{photo.path}: no face found")
-        if len(photo.faces) > 1 and not largest:
+        usable = [f for f in photo.faces if min(f.box[2], f.box[3]) >= min_face]
+        if not usable:
+            biggest = photo.faces[largest_face([f.box for f in photo.faces])]
+            return EnrollOutcome(
+                photo.path, name, "too_small",
+                f"{photo.path}: the face is {biggest.box[2]:.0f}x{biggest.box[3]:.0f} px, under "
+                f"the {min_face:g} px short side needed to enroll (--min-enroll-face)",
+            )
+        if len(usable) > 1 and not largest:
             return EnrollOutcome(
                 photo.path, name, "multiple_faces",
-                f"{photo.path}: {len(photo.faces)} faces; use --largest to enroll the biggest",
+                f"{photo.path}: {len(usable)} faces; use --largest to enroll the biggest",
             )
-        face = photo.faces[largest_face([f.box for f in photo.faces])]
+        face = usable[largest_face([f.box for f in usable])]
         return EnrollOutcome(photo.path, name, "added", face=face)
 
     def enroll_many(
@@ -401,15 +419,19 @@ class Recognizer:
         items: Sequence[tuple[str, Path | str]],
         largest: bool = False,
         progress: Callable[[Path], None] | None = None,
+        min_enroll_face: float = MIN_ENROLL_FACE,
     ) -> list[EnrollOutcome]:
         """Enroll ``(name, photo)`` pairs: one face per photo, one gallery transaction per batch.
 
-        Photos without a face, with several faces (unless ``largest``) or unreadable are skipped
-        and reported; a face already in the gallery is a no-op (status ``already``).
+        Photos without a face of at least ``min_enroll_face`` px (short side), with several such
+        faces (unless ``largest``) or unreadable are skipped and reported; a face already in the
+        gallery is a no-op (status ``already``).
         """
         names = [name.strip() for name, _ in items]
         if any(not n for n in names):
             raise InputError("empty person name")
+        if not min_enroll_face >= 0:
+            raise InputError(f"minimum enrollment face size {min_enroll_face} is not a size")
         gallery = self.gallery(create=True)
         outcomes: list[EnrollOutcome] = []
         pending: list[tuple[EnrollOutcome, PhotoFaces]] = []
@@ -428,22 +450,25 @@ class Recognizer:
                 entry = ready.get(id(outcome))
                 if entry is not None and id(entry) in owners:
                     owner = owners[id(entry)]
-                    note = "" if owner == outcome.name else f" (enrolled as {owner!r})"
+                    note = ("" if owner == outcome.name
+                            else f" as {owner!r}, not added again as {outcome.name!r}")
                     outcome = EnrollOutcome(outcome.path, outcome.name, "already",
                                             f"{outcome.path}: already in the gallery{note}",
-                                            outcome.face)
+                                            outcome.face, owner)
                 outcomes.append(outcome)
             pending.clear()
 
         for name, photo in zip(names, self.analyze([path for _, path in items], progress),
                                strict=True):
-            pending.append((self._outcome(name, photo, largest), photo))
+            pending.append((self._outcome(name, photo, largest, min_enroll_face), photo))
             if len(pending) >= IMAGES_PER_BATCH:
                 store()
         if pending:
             store()
         return outcomes
 
-    def enroll(self, name: str, image_path: Path | str, largest: bool = False) -> EnrollOutcome:
+    def enroll(self, name: str, image_path: Path | str, largest: bool = False,
+               min_enroll_face: float = MIN_ENROLL_FACE) -> EnrollOutcome:
         """Enroll the face of one photo under ``name`` (see :meth:`enroll_many`)."""
-        return self.enroll_many([(name, image_path)], largest=largest)[0]
+        return self.enroll_many([(name, image_path)], largest=largest,
+                                min_enroll_face=min_enroll_face)[0]
