@@ -17,16 +17,23 @@ from conftest import artifacts_root
 from PIL import Image
 
 from toolchain.bench import (
+    DLIB_REAL,
+    FULL_REAL,
+    LARGE_ROW,
     MODEL_FILES,
     MTCNN_FILES,
     ORT_SETTINGS,
+    OURS_REAL,
+    REAL_SECTION,
     REPORT_NAMES,
+    BenchConfig,
     BenchReport,
     Row,
     add_ratios,
     check_artifacts,
     evaluate_targets,
     markdown,
+    real_photos,
     write_reports,
 )
 from toolchain.errors import MissingArtifactError
@@ -39,6 +46,9 @@ TARGET_NAMES = {
     "detection: onnx mtcnn vs mtcnn package",
     "end to end: recognize vs seed-style",
     "cold start of `facenet recognize one.jpg`",
+    "real-size photos: recognize images/s",
+    "real-size photos: recognize vs face_recognition CLI",
+    "peak RSS of `facenet recognize` on a 24 MP photo (MB)",
 }
 
 
@@ -56,6 +66,8 @@ def expected_rows() -> set[tuple[str, str]]:
              ("end_to_end", "facenet recognize pipeline (onnx mtcnn + ort)")}
     rows |= {("cold_start", "TF pipeline (mtcnn package + Keras) recognize one.jpg"),
              ("cold_start", "facenet recognize one.jpg")}
+    if real_photos(BenchConfig().real_photos) is not None:
+        rows |= {(REAL_SECTION, OURS_REAL), (REAL_SECTION, FULL_REAL), (REAL_SECTION, LARGE_ROW)}
     return rows
 
 
@@ -102,6 +114,11 @@ def _synthetic_rows() -> list[Row]:
             False, "TF pipeline (mtcnn package + Keras) recognize one.jpg", peak_rss_mb=900.0),
         Row("cold_start", "facenet recognize one.jpg", "s", [2.0], False,
             "TF pipeline (mtcnn package + Keras) recognize one.jpg", peak_rss_mb=200.0),
+        Row(REAL_SECTION, OURS_REAL, "images/s", [12.0, 11.0], baseline=DLIB_REAL,
+            detail={"photos": 15, "megapixels": {"median": 0.75}}),
+        Row(REAL_SECTION, FULL_REAL, "images/s", [3.0], baseline=DLIB_REAL),
+        Row(REAL_SECTION, DLIB_REAL, "images/s", [2.0], baseline=DLIB_REAL),
+        Row(REAL_SECTION, LARGE_ROW, "s", [1.5], False, peak_rss_mb=1100.0),
     ]
     return rows
 
@@ -127,6 +144,34 @@ def test_ratios_and_targets_from_medians() -> None:
     assert targets["end to end: recognize vs seed-style"].met
     assert not targets["cold start of `facenet recognize one.jpg`"].met
     assert targets["ORT fp32 batch 16 vs the sgemm rate"].met
+    assert targets["real-size photos: recognize images/s"].value == pytest.approx(11.5)
+    assert targets["real-size photos: recognize images/s"].met
+    assert targets["real-size photos: recognize vs face_recognition CLI"].value == \
+        pytest.approx(5.75)
+    assert not targets["real-size photos: recognize vs face_recognition CLI"].met
+    assert not targets["peak RSS of `facenet recognize` on a 24 MP photo (MB)"].met
+    assert by_name[(REAL_SECTION, FULL_REAL)].ratio == pytest.approx(1.5)
+
+
+def test_real_size_targets_are_not_measured_without_their_rows() -> None:
+    rows = [r for r in _synthetic_rows() if r.section != REAL_SECTION]
+    targets = {t.name: t for t in evaluate_targets(rows)}
+    for name in ("real-size photos: recognize images/s",
+                 "real-size photos: recognize vs face_recognition CLI",
+                 "peak RSS of `facenet recognize` on a 24 MP photo (MB)"):
+        assert targets[name].value is None and not targets[name].met
+        assert targets[name].detail == "not measured"
+
+
+def test_real_photos_need_photos_and_people(tmp_path: Path) -> None:
+    assert real_photos(tmp_path) is None
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "people" / "ada").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "photos" / "q.jpg")
+    assert real_photos(tmp_path) is None
+    Image.new("RGB", (8, 8)).save(tmp_path / "people" / "ada" / "a.png")
+    assert real_photos(tmp_path) == ([tmp_path / "photos" / "q.jpg"],
+                                     [("ada", tmp_path / "people" / "ada" / "a.png")])
 
 
 def test_reports_are_written(tmp_path: Path) -> None:
@@ -139,7 +184,7 @@ def test_reports_are_written(tmp_path: Path) -> None:
     paths = write_reports(Layout(tmp_path), report)
     assert [p.name for p in paths] == list(REPORT_NAMES)
     _check_outputs(Layout(tmp_path), {(r.section, r.name) for r in rows})
-    assert markdown(report).count("| NO |") == 2
+    assert markdown(report).count("| NO |") == 4
 
 
 def _check_outputs(layout: Layout, rows: set[tuple[str, str]]) -> dict:

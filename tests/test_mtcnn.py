@@ -18,14 +18,18 @@ from PIL import Image, ImageOps
 from toolchain.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.runtime import mtcnn as rt
 from toolchain.runtime.mtcnn import (
+    DEFAULT_MAX_SIDE,
     KEYPOINT_NAMES,
+    MIN_MAX_SIDE,
     MODEL_FILES,
     MTCNNDetector,
     area_resize,
     crop_and_resize,
+    detection_plan,
     nms,
     proposals,
     pyramid_scales,
+    reduce_image,
     regress,
     square,
     summed_area_table,
@@ -55,6 +59,65 @@ def test_pyramid_depends_on_the_short_side_and_min_face_size() -> None:
     assert len(pyramid_scales(300, 120)) == len(pyramid_scales(120, 900))
     assert pyramid_scales(300, 300, min_face_size=40)[0] == pytest.approx(0.3)
     assert len(pyramid_scales(12, 12)) == 0
+
+
+# --- real-size photos: the detection plan -----------------------------------------------------
+
+
+def test_a_photo_up_to_the_max_side_keeps_the_package_pyramid() -> None:
+    side = DEFAULT_MAX_SIDE
+    for width, height in ((side, 300), (380, 250), (side, side)):
+        plan = detection_plan(width, height)
+        assert not plan.reduced and plan.size == (width, height)
+        np.testing.assert_allclose(plan.scales, pyramid_scales(width, height))
+        assert plan.smallest_face == pytest.approx(20)
+
+
+@given(st.integers(DEFAULT_MAX_SIDE + 1, 12000), st.integers(16, 12000),
+       st.sampled_from([12, 20, 40, 200]))
+def test_a_larger_photo_drops_only_the_levels_above_the_max_side(
+        width: int, height: int, min_face: int) -> None:
+    plan = detection_plan(width, height, min_face_size=min_face)
+    full = pyramid_scales(width, height, min_face_size=min_face)
+    ratio = DEFAULT_MAX_SIDE / max(width, height)
+    assert plan.reduced and max(plan.size) == DEFAULT_MAX_SIDE
+    assert abs(plan.size[0] / width - plan.size[1] / height) <= 1 / min(plan.size)
+    assert all(s <= ratio for s in plan.scales)
+    np.testing.assert_allclose(plan.scales, full[len(full) - len(plan.scales):])
+    assert len(plan.scales) == len(full) or full[len(full) - len(plan.scales) - 1] > ratio
+    assert plan.smallest_face >= max(min_face, 12 / ratio) - 1e-6
+    assert detection_plan(width, height, min_face_size=min_face, max_side=None).scales == \
+        tuple(full)
+
+
+def test_the_max_side_has_a_floor(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="max side"):
+        MTCNNDetector(tmp_path, max_side=MIN_MAX_SIDE - 1)
+    with pytest.raises(MissingArtifactError):
+        MTCNNDetector(tmp_path, max_side=MIN_MAX_SIDE)
+
+
+def test_reduce_image_averages_areas() -> None:
+    image = np.zeros((40, 60, 3), np.uint8)
+    image[:, 30:] = 200
+    reduced = reduce_image(image, (6, 4))
+    assert reduced.shape == (4, 6, 3) and reduced.dtype == np.uint8
+    assert (reduced[:, :3] == 0).all() and (reduced[:, 3:] == 200).all()
+
+
+@given(st.integers(0, 2**31 - 1))
+@settings(max_examples=25, deadline=None)
+def test_patches_of_raw_pixels_normalize_like_the_normalized_image(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    raw = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    corners = rng.uniform(-20, 70, (6, 2))
+    sides = rng.uniform(2, 40, (6, 1))
+    boxes = np.hstack([corners, corners + sides])
+    for size in (24, 48):
+        expected = crop_and_resize(rt._normalize(raw), boxes, size)
+        got = crop_and_resize(raw, boxes, size, normalize=True)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, atol=2e-6)
 
 
 # --- area resize -----------------------------------------------------------------------------

@@ -21,7 +21,13 @@ min and max, and ratios against baselines measured in the same run:
 * end to end images/s over the dataset photos: the ``recognize`` pipeline vs a seed-style
   pipeline (``mtcnn`` package + the Keras model's ``predict`` per face);
 * cold start: wall time and peak RSS of ``facenet recognize one.jpg`` as a fresh process vs the
-  same job in a fresh TensorFlow process.
+  same job in a fresh TensorFlow process;
+* real-size photos (:data:`SHARED_EXAMPLES`, 0.1-3.4 MP, when that folder exists): recognize
+  images/s with the default detection and with full-resolution detection, against the
+  ``face_recognition`` CLI's per-photo code (dlib HOG, in its own environment given by
+  ``--face-recognition-python``), galleries enrolled from the same ``people/`` folders; and wall
+  time and peak RSS of ``facenet recognize`` on a 24 MP photo (a shared photo upscaled to
+  6000x4000) in a fresh process.
 
 Outputs ``reports/bench.json``, ``bench.md`` and ``bench.png``.
 """
@@ -71,6 +77,17 @@ EMBED_BASELINE = "savedmodel"
 AVX512_CORETYPE = "COOPERLAKE"
 """OpenBLAS kernel forced for the AVX-512 sgemm row (AVX-512 FMA; runs on any AVX-512F CPU)."""
 WORKER_TIMEOUT_S = 3600.0
+SHARED_EXAMPLES = (Path(__file__).resolve().parents[2] / "shared" / "data"
+                   / "face_recognition_examples")
+"""Real photos of six people next to the checkout (``photos/`` queries, ``people/<name>/``)."""
+LARGE_SOURCE = "obama-1080p.jpg"
+LARGE_SIZE = (6000, 4000)
+"""The 24 MP photo of the bench: :data:`LARGE_SOURCE` from the shared photos, upscaled."""
+REAL_SECTION = "real_size"
+OURS_REAL = "facenet recognize pipeline, default detection"
+FULL_REAL = "facenet recognize pipeline, full-resolution detection"
+DLIB_REAL = "face_recognition CLI per photo (dlib HOG)"
+LARGE_ROW = f"facenet recognize one {LARGE_SIZE[0]}x{LARGE_SIZE[1]} photo, fresh process"
 
 
 @dataclass(frozen=True)
@@ -82,11 +99,17 @@ class BenchConfig:
         quick: the tiny setting for tests (few photos, tiny matmul, one run each).
         recognize_python: interpreter that runs ``-m toolchain recognize`` for the cold start
             (e.g. the runtime environment's, which has no TensorFlow); default: this one.
+        face_recognition_python: interpreter of an environment with the ``face_recognition``
+            package (``requirements/baseline.txt``); without it that baseline is not measured.
+        real_photos: folder with ``photos/`` and ``people/<name>/`` (real-size photos); the
+            real-size rows are skipped when it is missing.
     """
 
     repeats: int = 5
     quick: bool = False
     recognize_python: Path | None = None
+    face_recognition_python: Path | None = None
+    real_photos: Path = SHARED_EXAMPLES
 
     @property
     def sgemm_n(self) -> int:
@@ -459,6 +482,11 @@ def _task_e2e(spec: dict[str, Any]) -> dict[str, Any]:
         from toolchain.runtime.recognizer import Recognizer
 
         rec = Recognizer.from_artifacts(Path(spec["artifacts"]), gallery=Path(spec["gallery"]))
+        if "max_side" in spec:
+            from toolchain.runtime.mtcnn import MTCNNDetector
+
+            rec.detector = MTCNNDetector(Layout(Path(spec["artifacts"])).models_dir,
+                                         max_side=spec["max_side"])
         rec.recognize(photos[0])
 
         def job() -> list[str | None]:
@@ -522,6 +550,44 @@ class _SeedPipeline:
             vector = vector / np.linalg.norm(vector)
             names.append(self.names[int(np.argmax(self.gallery @ vector))])
         return names
+
+
+FACE_RECOGNITION_SCRIPT = """
+import contextlib, io, json, sys, time
+from pathlib import Path
+
+import face_recognition
+from face_recognition import face_recognition_cli as cli
+
+spec = json.loads(Path(sys.argv[1]).read_text())
+names, known = [], []
+for name, path in spec["people"]:
+    found = face_recognition.face_encodings(face_recognition.load_image_file(path))
+    if found:
+        names.append(name)
+        known.append(found[0])
+
+def job():
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for photo in spec["photos"]:
+            cli.test_image(photo, names, known)
+    return out.getvalue().splitlines()
+
+job()
+times = []
+for _ in range(spec["repeats"]):
+    start = time.perf_counter()
+    lines = job()
+    times.append(time.perf_counter() - start)
+Path(sys.argv[2]).write_text(json.dumps({
+    "samples": [len(spec["photos"]) / t for t in times], "known": len(names),
+    "lines": len(lines), "no_face": sum(ln.endswith(",no_persons_found") for ln in lines)}))
+"""
+"""The ``face_recognition`` CLI's own per-photo code (``face_recognition_cli.test_image``: photos
+wider than 1600 px thumbnailed, HOG detection upsampled once, 5-point landmarks, 128-d dlib
+encodings, tolerance 0.6) on the bench's photos, known people scanned once like the CLI does, one
+warm-up pass; run as ``python -c`` in the baseline environment (no toolchain there)."""
 
 
 def _task_seed_recognize(spec: dict[str, Any]) -> dict[str, Any]:
@@ -815,6 +881,58 @@ class _Runner:
                 detail={**detail, "photo": photo.name, "python": python},
             ))
 
+    def real_size(self, photos: list[Path], people: list[tuple[str, Path]]) -> None:
+        """Real-size rows: ours (default and full-resolution detection) vs face_recognition."""
+        gallery = self.work / "people_gallery.db"
+        self.worker({"task": "enroll", "artifacts": self.art, "gallery": str(gallery),
+                     "items": [[name, str(p)] for name, p in people]})
+        chosen = [str(p) for p in (photos if self.config.e2e_photos is None
+                                   else _spread(photos, self.config.e2e_photos))]
+        common = {"task": "e2e", "impl": "ours", "photos": chosen, "artifacts": self.art,
+                  "gallery": str(gallery), "repeats": self.config.e2e_repeats}
+        detail = {"photos": len(chosen), "megapixels": _megapixels([Path(p) for p in chosen])}
+        baseline = DLIB_REAL if self.config.face_recognition_python else None
+        for label, extra in ((OURS_REAL, {}), (FULL_REAL, {"max_side": None})):
+            run = self.worker({**common, **extra})
+            self.rows.append(Row(
+                REAL_SECTION, label, "images/s", run.result["samples"], baseline=baseline,
+                peak_rss_mb=run.peak_rss_mb,
+                detail={**detail, "faces": run.result["faces"], "named": run.result["named"]},
+            ))
+        if self.config.face_recognition_python is not None:
+            spec_path = self.work / "face_recognition.spec.json"
+            result_path = self.work / "face_recognition.result.json"
+            spec_path.write_text(json.dumps({
+                "photos": chosen, "people": [[name, str(p)] for name, p in people],
+                "repeats": self.config.e2e_repeats}), encoding="utf-8")
+            run = run_process([str(self.config.face_recognition_python), "-c",
+                               FACE_RECOGNITION_SCRIPT, str(spec_path), str(result_path)])
+            got = json.loads(result_path.read_text(encoding="utf-8"))
+            self.rows.append(Row(
+                REAL_SECTION, DLIB_REAL, "images/s", got["samples"], baseline=baseline,
+                peak_rss_mb=run.peak_rss_mb,
+                detail={**detail, "known": got["known"], "printed": got["lines"],
+                        "no_face": got["no_face"],
+                        "python": str(self.config.face_recognition_python)},
+            ))
+        source = next((p for p in photos if p.name == LARGE_SOURCE), photos[0])
+        large = self.work / f"large_{LARGE_SIZE[0]}x{LARGE_SIZE[1]}.jpg"
+        from PIL import Image
+
+        with Image.open(source) as image:
+            image.convert("RGB").resize(LARGE_SIZE, Image.Resampling.BICUBIC).save(large,
+                                                                                   quality=92)
+        python = str(self.config.recognize_python or sys.executable)
+        cmd = [python, "-m", "toolchain", "-q", "recognize", str(large), "--gallery",
+               str(gallery), "--artifacts", self.art]
+        runs = [run_process(cmd) for _ in range(self.config.cold_runs)]
+        self.rows.append(Row(
+            REAL_SECTION, LARGE_ROW, "s", [r.wall_s for r in runs], higher_is_better=False,
+            peak_rss_mb=max(r.peak_rss_mb for r in runs),
+            detail={"source": source.name, "megapixels": LARGE_SIZE[0] * LARGE_SIZE[1] / 1e6,
+                    "python": python},
+        ))
+
     def prepare_galleries(self, photos: list[tuple[str, str, Path]]) -> tuple[Path, Path]:
         """Enroll the train photos into a fresh gallery; write the seed pipeline's npz."""
         from toolchain.parity import load_reference
@@ -835,6 +953,28 @@ class _Runner:
         np.savez(npz, vectors=reference.embeddings[train],
                  names=np.array([reference.persons[i] for i in train]))
         return gallery, npz
+
+
+def real_photos(folder: Path) -> tuple[list[Path], list[tuple[str, Path]]] | None:
+    """``(query photos, (person, photo) to enroll)`` of a shared examples folder, or ``None``."""
+    from toolchain.runtime.images import find_images, list_images
+
+    if not (folder / "photos").is_dir() or not (folder / "people").is_dir():
+        return None
+    people = [(p.parent.name, p) for p in find_images(folder / "people")]
+    photos = list_images(folder / "photos")
+    return (photos, people) if photos and people else None
+
+
+def _megapixels(paths: Sequence[Path]) -> dict[str, float]:
+    from PIL import Image
+
+    sizes = []
+    for path in paths:
+        with Image.open(path) as image:
+            sizes.append(image.size[0] * image.size[1] / 1e6)
+    return {"min": round(min(sizes), 2), "median": round(float(np.median(sizes)), 2),
+            "max": round(max(sizes), 2)}
 
 
 def _median(report_rows: Sequence[Row], section: str, name: str) -> float | None:
@@ -901,6 +1041,23 @@ def evaluate_targets(rows: list[Row]) -> list[Target]:
     ratio_target("end to end: recognize vs seed-style",
                  next((r for r in e2e if r.name.startswith("facenet")), None),
                  next((r for r in e2e if r.name.startswith("seed")), None), 4.0)
+    ours_real = get(REAL_SECTION, OURS_REAL)
+    targets.append(Target(
+        "real-size photos: recognize images/s", ours_real.median if ours_real else None,
+        ">= 10", ours_real is not None and ours_real.median >= 10,
+        "not measured" if ours_real is None else
+        f"{ours_real.detail.get('photos')} shared photos, "
+        f"{ours_real.detail.get('megapixels', {}).get('median')} MP median",
+    ))
+    ratio_target("real-size photos: recognize vs face_recognition CLI", ours_real,
+                 get(REAL_SECTION, DLIB_REAL), 8.0)
+    large = get(REAL_SECTION, LARGE_ROW)
+    targets.append(Target(
+        "peak RSS of `facenet recognize` on a 24 MP photo (MB)",
+        large.peak_rss_mb if large else None, "<= 1024",
+        large is not None and large.peak_rss_mb is not None and large.peak_rss_mb <= 1024,
+        "not measured" if large is None else f"{large.median:.2f} s wall, fresh process",
+    ))
     cold = get("cold_start", "facenet recognize one.jpg")
     if cold is not None:
         targets.append(Target("cold start of `facenet recognize one.jpg`", cold.median,
@@ -934,6 +1091,12 @@ def run_bench(layout: Layout, config: BenchConfig) -> BenchReport:
         runner.end_to_end(paths, gallery, gallery_npz)
         one = next(p for split, _, p in photos if split == "val")
         runner.cold_start(one, gallery, gallery_npz)
+        real = real_photos(config.real_photos)
+        if real is None:
+            log.warning("bench: no photos/ and people/ under %s; real-size rows skipped",
+                        config.real_photos)
+        else:
+            runner.real_size(*real)
         runner.sgemm("end")
         rows = runner.rows
     add_ratios(rows)
@@ -952,6 +1115,7 @@ def run_bench(layout: Layout, config: BenchConfig) -> BenchReport:
         "versions": _versions(),
         "gflop_per_face": GFLOP_PER_FACE,
         "photos": len(paths),
+        "real_photos": str(config.real_photos),
     }
     report = BenchReport(rows, evaluate_targets(rows), meta)
     write_reports(layout, report)
@@ -970,6 +1134,8 @@ SECTION_TITLES = {
     "detection": "Face detection (baseline: the mtcnn package)",
     "end_to_end": "End to end over the dataset photos (baseline: seed-style pipeline)",
     "cold_start": "Cold start, fresh process (baseline: the TF pipeline)",
+    REAL_SECTION: "Real-size photos, shared photos/ (0.1-3.4 MP; baseline: the face_recognition "
+                  "CLI's per-photo code) and a 24 MP photo",
 }
 
 
@@ -1034,10 +1200,11 @@ def chart(report: BenchReport, path: Path) -> None:
          and r.name.endswith(" b16"), "faces/s"),
         ("Face detection (ms/image, lower is better)", lambda r: r.section == "detection",
          "ms/image"),
-        ("End to end (images/s)", lambda r: r.section == "end_to_end", "images/s"),
+        ("End to end (images/s)", lambda r: r.section in ("end_to_end", REAL_SECTION)
+         and r.unit == "images/s", "images/s"),
         ("Cold start (s, lower is better)", lambda r: r.section == "cold_start", "s"),
         ("Peak RSS of each measured process (MB)", lambda r: r.peak_rss_mb is not None
-         and r.section in ("embedding", "detection", "end_to_end", "cold_start")
+         and r.section in ("embedding", "detection", "end_to_end", "cold_start", REAL_SECTION)
          and not r.name.endswith(" b1"), "MB"),
     ]
     for ax, (title, pick, unit) in zip(axes.flat, panels, strict=True):

@@ -32,6 +32,16 @@ def bench(
             "(e.g. the runtime env's, without TensorFlow) [default: this one].",
         ),
     ] = None,
+    face_recognition_python: Annotated[
+        Path | None,
+        typer.Option(
+            "--face-recognition-python",
+            exists=True,
+            dir_okay=False,
+            help="Interpreter of an environment with the face_recognition package "
+            "(requirements/baseline.txt): the real-size photos' baseline [default: not measured].",
+        ),
+    ] = None,
 ) -> None:
     """Benchmark every runtime side by side; write reports/bench.{json,md,png}."""
     from toolchain.bench import BenchConfig, console_table, run_bench
@@ -39,7 +49,8 @@ def bench(
 
     layout = layout_for(artifacts)
     config = BenchConfig(
-        repeats=1 if quick else repeats, quick=quick, recognize_python=recognize_python
+        repeats=1 if quick else repeats, quick=quick, recognize_python=recognize_python,
+        face_recognition_python=face_recognition_python,
     )
     report = run_bench(layout, config)
     print(console_table(report))

@@ -25,6 +25,17 @@ The package's NMS is not the greedy one: box ``j`` is dropped when ANY higher-sc
 not, overlaps it by more than the threshold. That rule is kept, since it decides which faces come
 out. Score ordering uses the same ``np.argsort`` call, so ties break the same way.
 
+Real-size photos (a longer side ``L`` above ``max_side``, default :data:`DEFAULT_MAX_SIDE`) keep
+the full-resolution pyramid's scales, but its levels larger than ``max_side`` are not built: each
+kept level is area-resized from a copy of the photo reduced to ``max_side`` (Pillow's ``BOX``
+filter on the uint8 pixels), so the smallest face looked for is ``12 / s`` photo pixels for the
+first kept scale ``s <= max_side / L``, between ``12 * L / max_side`` and ``17 * L / max_side``
+(and never below ``min_face_size``); see :func:`detection_plan`. R-Net and O-Net cut their
+patches from the full-resolution uint8 photo (normalized patch by patch), as at full resolution,
+so the faces still found get the same boxes and landmarks. No float copy of the full-resolution
+photo is made: memory is bounded by ``max_side``, whatever the photo's size. Photos no larger than
+``max_side`` take exactly the package's path above.
+
 Known difference: when a pyramid level is too small for P-Net to produce any output (side <= 10
 pixels; only with a ``min_face_size`` above the default), the package's TensorFlow call fails and
 it returns no faces for the whole image; here that level is skipped.
@@ -36,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from toolchain.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.runtime.ort_options import OrtSettings, create_session
@@ -67,6 +79,12 @@ _RNET_NMS = 0.7
 _ONET_NMS = 0.7
 _NMS_CHUNK = 1024
 
+DEFAULT_MAX_SIDE = 640
+"""Longest side, in pixels, of the largest pyramid level built (larger photos are reduced)."""
+
+MIN_MAX_SIDE = 64
+"""Smallest ``max_side`` accepted (a smaller one would leave hardly any pyramid level)."""
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -90,6 +108,53 @@ def pyramid_scales(width: int, height: int, min_face_size: float = 20,
     min_dim = min(width, height)
     count = round(-((np.log(min_dim / min_size) / np.log(scale_factor)) + 1))
     return (min_size / min_face_size) * scale_factor ** np.arange(count)
+
+
+@dataclass(frozen=True)
+class DetectionPlan:
+    """How one photo is searched for faces (see :func:`detection_plan`).
+
+    Attributes:
+        size: ``(width, height)`` of the image the pyramid levels are resized from.
+        scales: the pyramid's scales, relative to the photo.
+        reduced: whether that image is a reduced copy of the photo.
+    """
+
+    size: tuple[int, int]
+    scales: tuple[float, ...]
+    reduced: bool
+
+    @property
+    def smallest_face(self) -> float:
+        """Side, in photo pixels, of the smallest face the pyramid looks for (P-Net's 12-pixel
+        window at the finest level); ``inf`` when no level is built."""
+        return _MIN_SIZE / self.scales[0] if self.scales else float("inf")
+
+
+def detection_plan(width: int, height: int, min_face_size: float = 20,
+                   scale_factor: float = 0.709,
+                   max_side: int | None = DEFAULT_MAX_SIDE) -> DetectionPlan:
+    """The detection policy for a ``width`` x ``height`` photo.
+
+    The scales are the package's (:func:`pyramid_scales`). When the photo's longer side ``L``
+    exceeds ``max_side``, the scales above ``r = max_side / L`` are dropped and the levels are
+    resized from the photo reduced by ``r`` (each side rounded). ``max_side=None`` always detects
+    at full resolution, like the package.
+    """
+    scales = pyramid_scales(width, height, min_face_size, scale_factor)
+    longer = max(width, height)
+    if max_side is None or longer <= max_side:
+        return DetectionPlan((width, height), tuple(float(s) for s in scales), False)
+    ratio = max_side / longer
+    size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
+    return DetectionPlan(size, tuple(float(s) for s in scales if s <= ratio), True)
+
+
+def reduce_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` reduced to ``size`` = ``(width, height)`` by area averaging, uint8 RGB."""
+    with Image.fromarray(image) as full:
+        reduced = full.resize(size, Image.Resampling.BOX)
+    return np.asarray(reduced, dtype=np.uint8)
 
 
 def _footprint_edges(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.float32]:
@@ -150,14 +215,18 @@ def area_resize(table: np.ndarray, height: int, width: int) -> np.ndarray:
     return sums
 
 
-def crop_and_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+def crop_and_resize(image: np.ndarray, boxes: np.ndarray, size: int,
+                    normalize: bool = False) -> np.ndarray:
     """Cut ``size`` x ``size`` patches like ``tf.image.crop_and_resize`` with the package's boxes.
 
     Args:
-        image: ``(H, W, C)`` float32 normalized image.
+        image: ``(H, W, C)`` float32 normalized image, or (``normalize``) the raw pixels.
         boxes: ``(N, 4)`` pixel corners ``x1, y1, x2, y2``; the package divides them by ``W``/``H``
             and the kernel multiplies by ``W - 1``/``H - 1``, which is reproduced here.
         size: patch side.
+        normalize: apply the package's input scaling to the sampled patches (interpolation is
+            linear, so this equals sampling the normalized image up to float32 rounding, without
+            a float copy of the whole image).
 
     Returns:
         ``(N, size, size, C)`` float32 patches; samples outside the image are 0.
@@ -180,7 +249,8 @@ def crop_and_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarr
     pixels = image.reshape(height * width, -1)
 
     def gather(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return np.take(pixels, rows[:, :, None] * width + cols[:, None, :], axis=0)
+        return np.take(pixels, rows[:, :, None] * width + cols[:, None, :],
+                       axis=0).astype(np.float32, copy=False)
 
     xl = x_lerp[:, None, :, None]
     upper = gather(top, left)
@@ -189,6 +259,8 @@ def crop_and_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarr
     lower += (gather(bottom, right) - lower) * xl
     patches = upper
     patches += (lower - upper) * y_lerp[:, :, None, None]
+    if normalize:
+        patches = _normalize(patches)
     patches *= (y_in[:, :, None] & x_in[:, None, :])[..., None]
     return patches.astype(np.float32, copy=False)
 
@@ -329,6 +401,9 @@ class MTCNNDetector:
         min_face_size: smallest face side in pixels the pyramid looks for.
         scale_factor: ratio between successive pyramid levels.
         thresholds: minimum face probability after P-Net, R-Net and O-Net.
+        max_side: longest side of the largest pyramid level built; larger photos lose their finer
+            levels (see :func:`detection_plan`). ``None``: always at full resolution, like the
+            package.
 
     Raises:
         MissingArtifactError: a model file is missing (names ``nox -s export``).
@@ -336,11 +411,14 @@ class MTCNNDetector:
     """
 
     def __init__(self, models_dir: Path, min_face_size: float = 20, scale_factor: float = 0.709,
-                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8)) -> None:
-        if min_face_size <= 0 or not 0 < scale_factor < 1 or len(thresholds) != 3:
-            raise InputError("MTCNN needs min_face_size > 0, 0 < scale_factor < 1 and three "
-                             "thresholds")
+                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
+                 max_side: int | None = DEFAULT_MAX_SIDE) -> None:
+        if (not min_face_size > 0 or not 0 < scale_factor < 1 or len(thresholds) != 3
+                or (max_side is not None and max_side < MIN_MAX_SIDE)):
+            raise InputError(f"MTCNN needs min_face_size > 0, 0 < scale_factor < 1, three "
+                             f"thresholds and a max side of at least {MIN_MAX_SIDE} pixels")
         self.min_face_size = min_face_size
+        self.max_side = max_side
         self.scale_factor = scale_factor
         self.thresholds = tuple(float(t) for t in thresholds)
         models_dir = Path(models_dir)
@@ -362,25 +440,38 @@ class MTCNNDetector:
             dtype = getattr(image, "dtype", type(image).__name__)
             raise InputError(f"expected an RGB uint8 (H, W, 3) image, got {shape} {dtype}")
         height, width = image.shape[:2]
-        normalized = _normalize(image)
-        boxes = self._stage_pnet(image, normalized)
+        plan = self.plan(width, height)
+        if plan.reduced:
+            boxes = self._stage_pnet(reduce_image(image, plan.size), None, plan.scales,
+                                     (height, width))
+            patches = image
+        else:
+            patches = _normalize(image)
+            boxes = self._stage_pnet(image, patches, plan.scales, (height, width))
         if len(boxes):
-            boxes = self._stage_rnet(normalized, boxes)
+            boxes = self._stage_rnet(patches, boxes, plan.reduced)
         if len(boxes):
-            boxes = self._stage_onet(normalized, boxes)
+            boxes = self._stage_onet(patches, boxes, plan.reduced)
         return self._detections(boxes, width, height)
 
-    def _stage_pnet(self, image: np.ndarray, normalized: np.ndarray) -> np.ndarray:
-        height, width = normalized.shape[:2]
+    def plan(self, width: int, height: int) -> DetectionPlan:
+        """This detector's :func:`detection_plan` for a ``width`` x ``height`` photo."""
+        return detection_plan(width, height, self.min_face_size, self.scale_factor,
+                              self.max_side)
+
+    def _stage_pnet(self, source: np.ndarray, normalized: np.ndarray | None,
+                    scales: tuple[float, ...], photo_size: tuple[int, int]) -> np.ndarray:
+        """P-Net proposals in photo pixels; levels are resized from ``source`` (uint8)."""
+        height, width = photo_size
         threshold = self.thresholds[0]
-        table = summed_area_table(image)
+        table = summed_area_table(source)
         per_level = []
-        for scale in pyramid_scales(width, height, self.min_face_size, self.scale_factor):
+        for scale in scales:
             level_h, level_w = int(height * scale), int(width * scale)
             if min(level_h, level_w) <= 10:
                 continue
-            if (level_h, level_w) == (height, width):
-                level = normalized
+            if (level_h, level_w) == source.shape[:2]:
+                level = normalized if normalized is not None else _normalize(source)
             else:
                 level = _normalize(area_resize(table, level_h, level_w))
             reg, prob = self._pnet(level[None])
@@ -391,16 +482,17 @@ class MTCNNDetector:
         boxes = sort_by_score(np.concatenate(per_level, axis=0))
         return square(boxes[nms(boxes, _PNET_NMS_ALL)])
 
-    def _stage_rnet(self, normalized: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        reg, prob = self._rnet(crop_and_resize(normalized, boxes, self._rnet_size))
+    def _stage_rnet(self, image: np.ndarray, boxes: np.ndarray, raw: bool) -> np.ndarray:
+        reg, prob = self._rnet(crop_and_resize(image, boxes, self._rnet_size, normalize=raw))
         boxes = boxes.copy()
         boxes[:, 4] = prob[:, 1]
         boxes = regress(boxes, reg)
         boxes = sort_by_score(boxes[boxes[:, 4] > self.thresholds[1]])
         return square(boxes[nms(boxes, _RNET_NMS)])
 
-    def _stage_onet(self, normalized: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        reg, marks, prob = self._onet(crop_and_resize(normalized, boxes, self._onet_size))
+    def _stage_onet(self, image: np.ndarray, boxes: np.ndarray, raw: bool) -> np.ndarray:
+        reg, marks, prob = self._onet(crop_and_resize(image, boxes, self._onet_size,
+                                                      normalize=raw))
         w = boxes[:, 2:3] - boxes[:, 0:1] + 1
         h = boxes[:, 3:4] - boxes[:, 1:2] + 1
         xs = (w * marks[:, 0:5] + boxes[:, 0:1] - 1).astype(np.float32)
