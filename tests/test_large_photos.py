@@ -12,6 +12,9 @@ Nothing here is timed.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -229,3 +232,44 @@ def test_the_smallest_face_follows_the_policy() -> None:
     assert 12 / ratio <= plan.smallest_face < 12 / ratio / 0.709
     assert detection_plan(6000, 4000, min_face_size=400).smallest_face == pytest.approx(400)
     assert detection_plan(6000, 4000, max_side=None).smallest_face == pytest.approx(20)
+
+
+def _facenet(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "toolchain", "-q", *args], capture_output=True,
+                          text=True, timeout=600, check=False)
+
+
+@pytest.mark.real
+def test_the_detection_options_reach_the_detector(tmp_path: Path) -> None:
+    photos = _shared("photos")[0].parent
+    art = ("--artifacts", str(artifacts_root()), "--gallery", str(tmp_path / "g.db"))
+    enrolled = _facenet("enroll", str(photos / "obama_small.jpg"), "--name", "obama",
+                        "--max-detect-side", "0", *art)
+    assert enrolled.returncode == 0, enrolled.stderr
+
+    def faces(*options: str) -> int:
+        done = _facenet("recognize", str(photos / "obama_and_biden.jpg"), "--json", *options,
+                        *art)
+        assert done.returncode == 0, done.stderr
+        return len(json.loads(done.stdout)["results"][0]["faces"])
+
+    assert faces() == faces("--max-detect-side", "0") == 3
+    assert faces("--min-face", "400") < 3
+    refused = _facenet("recognize", str(photos / "obama_and_biden.jpg"),
+                       "--max-detect-side", "10", *art)
+    assert refused.returncode == 2 and "--max-detect-side" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.real
+def test_from_artifacts_passes_the_detection_policy() -> None:
+    from toolchain.runtime.recognizer import Recognizer
+
+    _models()
+    rec = Recognizer.from_artifacts(artifacts_root(), detection={"max_side": None,
+                                                                 "min_face_size": 40})
+    assert isinstance(rec.detector, MTCNNDetector)
+    assert rec.detector.max_side is None and rec.detector.min_face_size == 40
+    default = Recognizer.from_artifacts(artifacts_root())
+    assert isinstance(default.detector, MTCNNDetector)
+    assert default.detector.max_side == DEFAULT_MAX_SIDE

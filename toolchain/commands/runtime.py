@@ -74,6 +74,43 @@ MinEnrollFaceOption = Annotated[
                       "toolchain.runtime.recognizer.MIN_ENROLL_FACE]."),
 ]
 
+MIN_MAX_DETECT_SIDE = 64
+"""Smallest ``--max-detect-side`` other than 0 (``toolchain.runtime.mtcnn.MIN_MAX_SIDE``)."""
+
+
+def _max_detect_side_value(value: int | None) -> int | None:
+    if value is not None and 0 < value < MIN_MAX_DETECT_SIDE:
+        raise typer.BadParameter(f"must be 0 (full resolution) or at least {MIN_MAX_DETECT_SIDE}")
+    return value
+
+
+MinFaceOption = Annotated[
+    float | None,
+    typer.Option("--min-face", min=1.0, show_default=False,
+                 help="Smallest face the detector looks for, in pixels of the photo "
+                      "[default: 20, the mtcnn package's]."),
+]
+MaxDetectSideOption = Annotated[
+    int | None,
+    typer.Option("--max-detect-side", min=0, callback=_max_detect_side_value,
+                 show_default=False,
+                 help="Longest side of the largest detection pyramid level [default: 640]: in a "
+                      "photo with a longer side L above it, faces smaller than about 12 to 17 x "
+                      "L / this are not looked for (crops still come from the full photo). "
+                      "0: full resolution (slow and memory-hungry on big photos)."),
+]
+
+
+def _detection(min_face: float | None, max_detect_side: int | None) -> dict[str, Any]:
+    """``--min-face`` / ``--max-detect-side`` as ``from_artifacts`` keywords (none: defaults)."""
+    options: dict[str, Any] = {}
+    if min_face is not None:
+        options["min_face_size"] = min_face
+    if max_detect_side is not None:
+        options["max_side"] = max_detect_side or None
+    return {"detection": options} if options else {}
+
+
 ANNOTATED_TAG = ".annotated"
 """Annotated pictures are named ``<photo stem>[-N].annotated.jpg|png``: never an input's name."""
 
@@ -168,6 +205,8 @@ def enroll(
     largest: Annotated[bool, typer.Option(
         "--largest", help="Enroll the biggest face of photos with several faces.")] = False,
     min_enroll_face: MinEnrollFaceOption = None,
+    min_face: MinFaceOption = None,
+    max_detect_side: MaxDetectSideOption = None,
     gallery: GalleryOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
 ) -> int:
@@ -181,7 +220,7 @@ def enroll(
     if name is not None and not name.strip():
         raise typer.BadParameter("must not be empty", param_hint="--name")
     items, empty = _enroll_items(paths, name.strip() if name else None)
-    with _recognizer(artifacts, gallery) as rec:
+    with _recognizer(artifacts, gallery, **_detection(min_face, max_detect_side)) as rec:
         with progress_bar("enrolling", len(items)) as advance:
             outcomes = rec.enroll_many(items, largest=largest, progress=advance,
                                        **_min_face(min_enroll_face))
@@ -341,6 +380,8 @@ def recognize(
              "<stem>.annotated.jpg or .png (never over an input; the folder's pictures are not "
              "read as inputs).")] = None,
     match: MatchOption = MatchChoice.nearest,
+    min_face: MinFaceOption = None,
+    max_detect_side: MaxDetectSideOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
 ) -> int:
     """Name every face in the photos: the closest enrolled person, or `unknown`."""
@@ -350,7 +391,8 @@ def recognize(
     if as_json and as_csv:
         raise typer.BadParameter("--json and --csv are exclusive", param_hint="--json/--csv")
     files, empty = _recognize_paths(paths, annotate_dir)
-    rec = _recognizer(artifacts, gallery, threshold=threshold, top_k=top_k, match=match.value)
+    rec = _recognizer(artifacts, gallery, threshold=threshold, top_k=top_k, match=match.value,
+                      **_detection(min_face, max_detect_side))
     targets = AnnotationTargets(annotate_dir, files) if annotate_dir is not None else None
     results: list[PhotoMatches] = []
     failed = empty
@@ -496,6 +538,8 @@ def evaluate(
     gallery: GalleryOption = None,
     match: MatchOption = MatchChoice.nearest,
     min_enroll_face: MinEnrollFaceOption = None,
+    min_face: MinFaceOption = None,
+    max_detect_side: MaxDetectSideOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
 ) -> int:
     """Enroll train/ into a temporary gallery, recognize val/, and report accuracy, ROC AUC, EER.
@@ -520,7 +564,8 @@ def evaluate(
     unreadable = 0
     with (
         tempfile.TemporaryDirectory(prefix="facenet-evaluate-") as tmp,
-        _recognizer(artifacts, Path(tmp) / "train.db", match=match.value, top_k=1) as rec,
+        _recognizer(artifacts, Path(tmp) / "train.db", match=match.value, top_k=1,
+                    **_detection(min_face, max_detect_side)) as rec,
     ):
         with progress_bar("enrolling train/", len(train)) as advance:
             outcomes = rec.enroll_many(train, largest=True, progress=advance,

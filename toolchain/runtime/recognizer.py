@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 
@@ -73,15 +73,21 @@ class FaceDetector(Protocol):
     def detect(self, image: np.ndarray) -> Sequence[DetectionLike]: ...
 
 
-def load_detector(models_dir: Path) -> FaceDetector:
+def load_detector(models_dir: Path, **options: Any) -> FaceDetector:
     """The ONNX MTCNN from ``models_dir``.
+
+    Args:
+        models_dir: directory of the three MTCNN nets.
+        **options: :class:`~toolchain.runtime.mtcnn.MTCNNDetector` keywords, e.g. the detection
+            policy of real-size photos (``min_face_size``, ``max_side``).
 
     Raises:
         MissingArtifactError: one of its three models is missing.
+        InputError: an option is out of range.
     """
     from toolchain.runtime.mtcnn import MTCNNDetector
 
-    return MTCNNDetector(models_dir)
+    return MTCNNDetector(models_dir, **options)
 
 
 @dataclass(frozen=True)
@@ -211,10 +217,12 @@ class Recognizer:
         threshold: float | None = None,
         match: MatchMode | str = MatchMode.NEAREST,
         top_k: int = 3,
+        detection: Mapping[str, Any] | None = None,
     ) -> Recognizer:
         """Load the models of ``artifacts_dir``; gallery default ``<artifacts>/gallery.db``.
 
-        Keyword options are those of :class:`Recognizer`.
+        Keyword options are those of :class:`Recognizer`, and ``detection``: keywords of
+        :func:`load_detector` (default: the detector's own).
 
         Raises:
             MissingArtifactError: a model file is missing (names `nox -s export`).
@@ -224,7 +232,7 @@ class Recognizer:
             if (path := layout.models_dir / name).exists():
                 verify_file(path, layout)
         embedder = Embedder(layout.models_dir / "facenet.onnx")
-        detector = load_detector(layout.models_dir)
+        detector = load_detector(layout.models_dir, **(detection or {}))
         return cls(detector, embedder, gallery if gallery is not None else layout.gallery,
                    threshold=threshold, match=match, top_k=top_k)
 
