@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 import struct
 import subprocess
 import sys
@@ -59,7 +60,8 @@ def facenet(*args: str | Path, preexec: Callable[[], None] | None = None
 
 
 def snapshot(root: Path) -> dict[str, str]:
-    """Every file under ``root``: sha256 (symlinks: their target; SQLite files: also the dump).
+    """Every file under ``root``: sha256 (symlinks: their target; special files: their kind and
+    device number; SQLite files: also the dump).
 
     Left out: ONNX Runtime's optimized-graph caches (machine-local derived files, see
     :mod:`toolchain.integrity`), SQLite ``-shm`` index files and EMPTY ``-wal`` files, which a
@@ -77,6 +79,10 @@ def snapshot(root: Path) -> dict[str, str]:
                 continue
             if path.is_symlink():
                 state[rel] = f"-> {os.readlink(path)}"
+                continue
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode):  # a FIFO, socket or device node: never read it
+                state[rel] = f"{stat.filemode(info.st_mode)} {info.st_rdev}"
                 continue
             state[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
             if name.endswith(".db") and path.stat().st_size:
