@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import artifacts_root
 
-from toolchain.errors import IntegrityError, MissingArtifactError
+from toolchain.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.integrity import (
+    GALLERY_COLUMNS,
+    GALLERY_SCHEMA_VERSION,
     SUMS_NAME,
+    check_gallery_file,
     format_sums,
     parse_sums,
     read_sums,
@@ -307,3 +314,206 @@ def test_gallery_sqlite_left_untouched_by_verify(tmp_path: Path) -> None:
     write_checksums(layout)
     assert [p for p in verify_artifacts(layout).problems if "source" not in p] == []
     assert layout.gallery.read_bytes() == before
+
+
+# ---- SHA256SUMS entries may only name files inside the tree; only regular files are read ----
+
+def test_verify_refuses_entries_outside_the_tree(tmp_path: Path) -> None:
+    """``<sha>  /abs/path`` was hashed outside the tree and counted as ok; ``..`` anywhere, ``.``
+    and empty components are refused too."""
+    layout = small_tree(tmp_path / "artifacts")
+    write_checksums(layout)
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"outside")
+    (layout.reports_dir / "sub").mkdir()
+    odd = [str(secret), "../secret.txt", "reports/sub/../../../secret.txt",
+           "./reports/parity.json", "reports//parity.json"]
+    sums = layout.root / SUMS_NAME
+    sums.write_text(sums.read_text() + "".join(f"{sha(b'outside')}  {rel}\n" for rel in odd))
+
+    report = verify_artifacts(layout)
+
+    assert report.checked[SUMS_NAME] == 6
+    for rel in odd:
+        assert any(p.startswith(f"{sums}: lists {rel}, a path outside the artifacts tree")
+                   for p in report.problems), rel
+
+
+def test_special_files_in_the_tree_are_never_read(tmp_path: Path) -> None:
+    """A socket where a report was: verify names it, checksums refuses (exit 4), no traceback."""
+    layout = small_tree(tmp_path / "artifacts")
+    write_checksums(layout)
+    node = layout.reports_dir / "parity.json"
+    node.unlink()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(node))
+    assert f"{node}: a socket, not a regular file (listed in {SUMS_NAME})" in \
+        verify_artifacts(layout).problems
+    before = (layout.root / SUMS_NAME).read_bytes()
+    proc = facenet("checksums", "--artifacts", layout.root)
+    assert proc.returncode == 4 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{node}: a socket, not a regular file" in proc.stderr
+    assert (layout.root / SUMS_NAME).read_bytes() == before
+
+
+# ---- `facenet checksums` blesses nothing that fails its own validation ----
+
+def test_checksums_refuse_to_bless_a_tampered_model(tmp_path: Path) -> None:
+    layout = small_tree(tmp_path / "artifacts")
+    write_checksums(layout)
+    before = (layout.root / SUMS_NAME).read_bytes()
+    model = layout.models_dir / "facenet.onnx"
+    model.write_bytes(b"model bytez")
+    (layout.reports_dir / "parity.json").write_text('{"rerun": true}')
+
+    with pytest.raises(IntegrityError, match=re.escape(
+            f"{model}: sha256 no longer matches {SUMS_NAME} (changed outside the toolchain); "
+            "regenerate it with `nox -s export`")) as refused:
+        write_checksums(layout)
+    assert "parity.json" not in str(refused.value), "a report is not loaded: re-listing is fine"
+    assert (layout.root / SUMS_NAME).read_bytes() == before
+
+    record_files(layout, [model])  # what a toolchain step that rewrites a model does
+    write_checksums(layout)
+    listed = read_sums(layout)
+    assert listed is not None and listed["models/facenet.onnx"] == sha(b"model bytez")
+    assert listed["reports/parity.json"] == sha(b'{"rerun": true}')
+
+
+def test_checksums_and_verify_refuse_a_stale_savedmodel(tmp_path: Path) -> None:
+    layout = small_tree(tmp_path / "artifacts")
+    stamp = layout.models_dir / "facenet_savedmodel" / "assets.extra" / "facenet_export.json"
+    stamp.parent.mkdir(parents=True)
+    stamp.write_text(json.dumps({"manifest_sha256": sha(layout.manifest.read_bytes())}))
+    write_checksums(layout)
+    assert verify_artifacts(layout).checked["models"] == 1
+
+    stamp.write_text(json.dumps({"manifest_sha256": "0" * 64}))
+    record_files(layout, [stamp])
+    with pytest.raises(IntegrityError, match=r"facenet_savedmodel: built from weights manifest "
+                                             r"sha256 0000000000000000…, .*\(stale\)"):
+        write_checksums(layout)
+    assert any("(stale); regenerate it with `nox -s export`" in p
+               for p in verify_artifacts(layout).problems)
+
+
+def test_refusing_a_tampered_model_points_at_regenerating_it(tmp_path: Path) -> None:
+    layout = small_tree(tmp_path / "artifacts")
+    write_checksums(layout)
+    (layout.models_dir / "facenet.onnx").write_bytes(b"model bytez")
+    with pytest.raises(IntegrityError) as refused:
+        verify_file(layout.models_dir / "facenet.onnx", layout)
+    assert str(refused.value).endswith("regenerate it with `nox -s export`")
+    assert "checksums" not in str(refused.value), "re-blessing is not the remedy"
+    fifo = layout.models_dir / "mtcnn_pnet.onnx"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="a FIFO, not a regular file"):
+        verify_file(fifo, layout)
+
+
+# ---- galleries: not in SHA256SUMS; checked read-only, in the tree and with --gallery ----
+
+def make_gallery(path: Path, fingerprint: str, people: int = 2) -> None:
+    from toolchain.runtime.gallery import Entry, Gallery
+
+    rng = np.random.default_rng(0)
+    with Gallery.open(path, fingerprint=fingerprint, create=True) as gallery:
+        gallery.add([Entry(f"Person {i}", rng.normal(size=128).astype(np.float32), f"{i}.jpg",
+                           f"{i:064x}", (0, 0, 9, 9)) for i in range(people)])
+
+
+def test_galleries_are_not_listed_in_sums(tmp_path: Path) -> None:
+    layout = small_tree(tmp_path / "artifacts")
+    model_sha = sha(b"model bytes")
+    make_gallery(layout.root / "demo_gallery.db", model_sha)
+    make_gallery(layout.reports_dir / "mine.db", model_sha)
+    (layout.root / "demo_gallery.db-wal").write_bytes(b"")
+    write_checksums(layout)
+    listed = read_sums(layout)
+    assert listed is not None and not [rel for rel in listed if ".db" in rel]
+    make_gallery(layout.root / "demo_gallery.db", model_sha, people=3)  # one more enrollment
+    report = verify_artifacts(layout)
+    assert [p for p in report.problems if "source" not in p] == []
+    assert report.checked["galleries"] == 2
+
+
+def test_verify_checks_every_gallery_of_the_tree(tmp_path: Path) -> None:
+    layout = small_tree(tmp_path / "artifacts")
+    make_gallery(layout.root / "demo_gallery.db", "e" * 64)
+    write_checksums(layout)
+    assert any(f"{layout.root / 'demo_gallery.db'}: made with model sha256 eeeeeeeeeeeeeeee…"
+               in p for p in verify_artifacts(layout).problems)
+
+
+def test_gallery_schema_known_to_verify_is_the_real_one(tmp_path: Path) -> None:
+    from toolchain.runtime import gallery as gallery_module
+
+    path = tmp_path / "g.db"
+    make_gallery(path, "e" * 64)
+    with closing(sqlite3.connect(path)) as conn:
+        tables = {name for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        columns = {table: frozenset(row[1] for row in conn.execute(f"PRAGMA table_info({table})"))
+                   for table in tables}
+    assert columns == GALLERY_COLUMNS
+    assert str(gallery_module.SCHEMA_VERSION) == GALLERY_SCHEMA_VERSION
+    assert check_gallery_file(path, "e" * 64) == []
+
+
+def set_vector(path: Path, row: int, blob: bytes) -> None:
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE embeddings SET vector = ? WHERE id = ?", (blob, row))
+
+
+GALLERY_DAMAGE = {
+    "near-zero": (lambda p: set_vector(p, 1, np.full(128, 1e-25, "<f4").tobytes()),
+                  "embedding 1 ('Person 0'): norm 1.13137e-24, not a unit vector"),
+    "nan": (lambda p: set_vector(p, 2, np.full(128, np.nan, "<f4").tobytes()),
+            "embedding 2 ('Person 1'): non-finite values"),
+    "short": (lambda p: set_vector(p, 1, b"\0" * 12), "a vector of 12 bytes, not 128 float32"),
+    "threshold": (lambda p: sqlite_exec(p, "INSERT INTO meta VALUES ('threshold', '1e300')"),
+                  "stored threshold '1e300' is not a distance in (0, 2]"),
+    "other-model-row": (lambda p: sqlite_exec(p, "UPDATE embeddings SET model_fingerprint = "
+                                                 f"'{'1' * 64}' WHERE id = 1"),
+                        "1 embedding(s) recorded with another model"),
+    "orphan": (lambda p: sqlite_exec(p, "DELETE FROM people WHERE id = 1"),
+               "1 embedding(s) belong to no person"),
+    "schema": (lambda p: sqlite_exec(p, "ALTER TABLE people DROP COLUMN created"),
+               "not a facenet gallery (table people has columns missing ['created']"),
+    "version": (lambda p: sqlite_exec(p, "UPDATE meta SET value = '9' WHERE key = "
+                                         "'schema_version'"), "schema version '9'"),
+    "not-sqlite": (lambda p: p.write_bytes(b"just text " * 100),
+                   "not a readable facenet gallery (file is not a database)"),
+}
+
+
+def sqlite_exec(path: Path, statement: str) -> None:
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(statement)
+
+
+@pytest.mark.parametrize("damage", sorted(GALLERY_DAMAGE))
+def test_check_gallery_file_names_what_is_wrong(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "g.db"
+    make_gallery(path, "e" * 64)
+    apply, phrase = GALLERY_DAMAGE[damage]
+    apply(path)
+    before = path.read_bytes()
+    problems = check_gallery_file(path, "e" * 64)
+    assert len(problems) == 1 and problems[0].startswith(f"{path}: ") and phrase in problems[0]
+    assert path.read_bytes() == before
+
+
+def test_verify_gallery_on_the_command_line(tmp_path: Path) -> None:
+    layout = small_tree(tmp_path / "artifacts")
+    write_checksums(layout)
+    gallery = tmp_path / "mine.db"
+    make_gallery(gallery, sha(b"model bytes"))
+    ok = facenet("verify", "--gallery", gallery, "--artifacts", layout.root)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == f"verified {gallery}: gallery 1 ok"
+
+    (layout.models_dir / "facenet.onnx").write_bytes(b"model bytez")
+    tampered = facenet("verify", "--gallery", gallery, "--artifacts", layout.root)
+    assert tampered.returncode == 4
+    assert "refusing to load" in tampered.stderr and "nox -s export" in tampered.stderr

@@ -11,17 +11,33 @@ What is covered, and by what:
 - Every other generated file (weights, reference, models, reports, anything a later step adds) is
   listed in ``SHA256SUMS``: sorted relative POSIX paths in ``sha256sum`` format, so
   ``cd artifacts && sha256sum -c SHA256SUMS`` checks it without the toolchain.
-- The default gallery (``gallery.db`` and its ``-wal`` / ``-shm`` / ``-journal`` siblings) is user
-  data that changes with every enrollment: not listed; ``facenet verify`` runs SQLite's
-  ``PRAGMA integrity_check`` on it and compares its model fingerprint with ``models/facenet.onnx``.
+- Galleries (every ``*.db`` file: ``gallery.db``, the demo's ``demo_gallery.db``, and their
+  ``-wal`` / ``-shm`` / ``-journal`` siblings) are user data that changes with every enrollment:
+  hashing them would make each enroll an integrity failure, so they are not listed. ``facenet
+  verify`` checks each one found in the tree, and ``facenet verify --gallery FILE`` any one, with
+  :func:`check_gallery_file` (read-only: SQLite's ``integrity_check``, the schema, the model
+  fingerprint against ``models/facenet.onnx``, every vector finite and of unit length).
 - ONNX Runtime's optimized-graph caches (``<model>.optimized`` + ``<model>.optimized.json``,
   :mod:`toolchain.runtime.ort_options`) are made lazily on each machine by the first session:
   not listed; when the sidecar records ``optimized_sha256``, ``facenet verify`` checks it.
 - Hidden files (``.name.*.tmp`` / ``.name.old-PID`` left by an interrupted atomic write) are
   never listed; ``facenet verify`` mentions leftovers as a warning.
 
+``SHA256SUMS`` lists relative paths inside the artifacts tree only: an entry that is absolute or
+has a ``..`` (or ``.``, or empty) component is refused by ``facenet verify``, never hashed. A
+symbolic link inside the tree is followed (the tree's own content, as for ``sha256sum -c``; a
+tree may link its ``models/`` elsewhere), but only regular files are ever read: an entry or a
+generated file that is a FIFO, a socket or a device is a problem, not something to hash (reading
+``/dev/zero`` or a FIFO would never end).
+
 ``SHA256SUMS`` is written by :func:`write_checksums` (``facenet checksums``), the last step of the
 main job; a step that regenerates files afterwards calls :func:`record_files` for what it wrote.
+``facenet checksums`` never blesses a file that fails its own validation: npz files that do not
+match the weights manifest, a SavedModel whose stamp names another weights manifest, and a file
+of ``weights/``, ``reference/`` or ``models/`` (what the toolchain loads) that no longer matches
+the entry the existing ``SHA256SUMS`` has for it; every toolchain step records what it rewrites,
+so such a change was made outside the toolchain (tampering, corruption, a stray copy), and the
+remedy is to regenerate the file with the nox session that makes it (:func:`regenerate_hint`).
 This module is standard library only, so the legacy environment can use it too.
 """
 
@@ -32,16 +48,19 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import sqlite3
+import stat
+import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from toolchain.atomic import sha256_file, write_text
-from toolchain.errors import IntegrityError, MissingArtifactError
+from toolchain.atomic import file_kind, sha256_file, write_text
+from toolchain.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.paths import Layout
 
 log = logging.getLogger(__name__)
@@ -49,7 +68,24 @@ log = logging.getLogger(__name__)
 SUMS_NAME = "SHA256SUMS"
 """The checksum file at the root of the artifacts tree."""
 
-CHECKSUMS_HINT = "run `facenet checksums` (or `nox -s checksums`) after regenerating artifacts"
+CHECKSUMS_HINT = "run `facenet checksums` (or `nox -s checksums`) to create it"
+
+GUARDED_DIRS = ("weights", "reference", "models")
+"""Top-level directories of files the toolchain loads: ``facenet checksums`` refuses to record a
+new sha256 for a file of these that its existing ``SHA256SUMS`` entry says was changed."""
+
+_MADE_BY = (
+    ("weights/", "nox -s recover"),
+    ("reference/", "nox -s recover"),
+    ("models/", "nox -s export"),
+    ("reports/export.json", "nox -s export"),
+    ("reports/parity.", "nox -s parity"),
+    ("reports/evaluate", "nox -s demo"),
+    ("reports/annotated/", "nox -s demo"),
+    ("reports/bench.", "nox -s bench"),
+    ("reports/int8_variants", "nox -s bench"),
+)
+"""Which nox session writes a generated file (``artifacts/README.md``), by path prefix."""
 
 UNTRACKED_ROOT_FILES = frozenset({SUMS_NAME, "README.md", ".gitignore"})
 """Files at the artifacts root that are not generated (committed) or are the sums themselves."""
@@ -57,7 +93,8 @@ UNTRACKED_ROOT_FILES = frozenset({SUMS_NAME, "README.md", ".gitignore"})
 PINNED_DIRS = frozenset({"source"})
 """Top-level directories whose files are pinned in :mod:`toolchain.source` instead."""
 
-GALLERY_SUFFIXES = ("", "-wal", "-shm", "-journal")
+GALLERY_SUFFIXES = tuple(f".db{suffix}" for suffix in ("", "-wal", "-shm", "-journal"))
+"""Galleries and SQLite's sidecar files: user data, never listed in ``SHA256SUMS``."""
 
 CACHE_SUFFIXES = (".optimized", ".optimized.json")
 """ONNX Runtime optimized-graph caches (machine-specific, rebuilt on demand)."""
@@ -70,8 +107,8 @@ class VerifyReport:
     """What :func:`verify_artifacts` checked.
 
     Attributes:
-        checked: per check (``source``, ``weights``, ``SHA256SUMS``, ``caches``, ``gallery``),
-            files found OK.
+        checked: per check (``source``, ``weights``, ``models``, ``SHA256SUMS``, ``caches``,
+            ``galleries``; ``gallery`` for :func:`verify_gallery`), files found OK.
         problems: one line per mismatch, missing, unlisted or unreadable file.
         warnings: things worth knowing that are not integrity failures (leftover temp files).
     """
@@ -120,21 +157,42 @@ def _relative(path: Path, root: Path) -> str | None:
         return None
 
 
-def _gallery_names(layout: Layout) -> set[str]:
-    rel = _relative(layout.gallery, layout.root)
-    return {f"{rel}{suffix}" for suffix in GALLERY_SUFFIXES} if rel else set()
+def regenerate_hint(rel: str) -> str:
+    """How to regenerate the generated file at relative POSIX path ``rel``."""
+    session = next((session for prefix, session in _MADE_BY if rel.startswith(prefix)), None)
+    if session is None:
+        return "regenerate it with the nox session that makes it (see artifacts/README.md)"
+    return f"regenerate it with `{session}`"
 
 
-def is_tracked(rel: str, layout: Layout) -> bool:
+def outside_tree(rel: str) -> bool:
+    """Whether a ``SHA256SUMS`` path is not a plain relative path inside the tree: absolute, or
+    with a ``..``, ``.`` or empty component."""
+    return rel.startswith("/") or any(part in ("", ".", "..") for part in rel.split("/"))
+
+
+def is_tracked(rel: str) -> bool:
     """Whether the file at relative POSIX path ``rel`` belongs in ``SHA256SUMS``."""
+    if outside_tree(rel):
+        return False
     parts = PurePosixPath(rel).parts
-    if not parts or any(part.startswith(".") for part in parts):
+    if any(part.startswith(".") for part in parts):
         return False
     if len(parts) == 1 and parts[0] in UNTRACKED_ROOT_FILES:
         return False
-    if parts[0] in PINNED_DIRS or parts[-1].endswith(CACHE_SUFFIXES):
-        return False
-    return rel not in _gallery_names(layout)
+    return not (parts[0] in PINNED_DIRS or parts[-1].endswith((*CACHE_SUFFIXES,
+                                                               *GALLERY_SUFFIXES)))
+
+
+def _not_regular(path: Path) -> str | None:
+    """What ``path`` is when it is not a regular file (links followed), else ``None``."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    return None if stat.S_ISREG(mode) else f"a {file_kind(mode)}, not a regular file"
 
 
 def _walk(root: Path) -> Iterator[tuple[str, Path]]:
@@ -149,7 +207,7 @@ def tracked_files(layout: Layout) -> list[str]:
     """Relative paths of every generated file that ``SHA256SUMS`` lists, sorted."""
     if not layout.root.is_dir():
         return []
-    return sorted(rel for rel, _ in _walk(layout.root) if is_tracked(rel, layout))
+    return sorted(rel for rel, _ in _walk(layout.root) if is_tracked(rel))
 
 
 def _leftovers(layout: Layout) -> list[str]:
@@ -306,6 +364,35 @@ def check_source(layout: Layout, hashes: _Hashes | None = None) -> tuple[int, li
     return good, problems
 
 
+EXPORT_STAMP = PurePosixPath("assets.extra") / "facenet_export.json"
+"""The record a SavedModel carries of the weights manifest it was built from
+(``toolchain.exporters.STAMP_FILE``)."""
+
+
+def check_models(layout: Layout, hashes: _Hashes | None = None) -> tuple[int, list[str]]:
+    """Every SavedModel under ``models/`` was built from the current weights manifest."""
+    hashes = hashes or _Hashes()
+    good = 0
+    problems: list[str] = []
+    manifest = hashes(layout.manifest) if _not_regular(layout.manifest) is None else None
+    stamps = sorted(layout.models_dir.glob(f"*/{EXPORT_STAMP}")) if manifest else []
+    for stamp in stamps:
+        model = stamp.parent.parent
+        try:
+            recorded = json.loads(stamp.read_text(encoding="utf-8")).get("manifest_sha256")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+            problems.append(f"{stamp}: unreadable export stamp ({exc}); "
+                            f"{regenerate_hint('models/')}")
+            continue
+        if recorded != manifest:
+            problems.append(f"{model}: built from weights manifest sha256 {str(recorded)[:16]}…, "
+                            f"{layout.manifest} is {str(manifest)[:16]}… (stale); "
+                            f"{regenerate_hint('models/')}")
+        else:
+            good += 1
+    return good, problems
+
+
 def check_sums(layout: Layout, hashes: _Hashes | None = None) -> tuple[int, list[str]]:
     """Every file of ``SHA256SUMS`` matches, and every generated file is listed."""
     hashes = hashes or _Hashes()
@@ -320,12 +407,16 @@ def check_sums(layout: Layout, hashes: _Hashes | None = None) -> tuple[int, list
     good = 0
     for rel, digest in sorted(entries.items()):
         target = layout.root / rel
-        if not is_tracked(rel, layout) or ".." in PurePosixPath(rel).parts:
+        if outside_tree(rel):
+            problems.append(f"{path}: lists {rel}, a path outside the artifacts tree (only "
+                            "relative paths inside it are checked)")
+        elif not is_tracked(rel):
             problems.append(f"{path}: lists {rel}, which is not a generated artifact")
-        elif not target.is_file():
-            problems.append(f"{target}: missing (listed in {SUMS_NAME})")
+        elif (kind := _not_regular(target)) is not None:
+            problems.append(f"{target}: {kind} (listed in {SUMS_NAME})")
         elif hashes(target) != digest:
-            problems.append(f"{target}: sha256 does not match {SUMS_NAME}")
+            problems.append(f"{target}: sha256 does not match {SUMS_NAME}; "
+                            f"{regenerate_hint(rel)}")
         else:
             good += 1
     problems.extend(
@@ -336,33 +427,186 @@ def check_sums(layout: Layout, hashes: _Hashes | None = None) -> tuple[int, list
     return good, problems
 
 
-def check_gallery(layout: Layout, hashes: _Hashes | None = None) -> tuple[int, list[str]]:
-    """SQLite integrity of the default gallery and its model fingerprint (if there is one)."""
-    hashes = hashes or _Hashes()
-    gallery = layout.gallery
-    if not gallery.is_file():
-        return 0, [f"{gallery}: not a file"]
-    problems: list[str] = []
+GALLERY_SCHEMA_VERSION = "1"
+"""The gallery schema :func:`check_gallery_file` knows (``toolchain.runtime.gallery``'s)."""
+
+GALLERY_COLUMNS = {
+    "meta": frozenset({"key", "value"}),
+    "people": frozenset({"id", "name", "created"}),
+    "embeddings": frozenset({"id", "person_id", "vector", "source", "image_sha256", "box_x",
+                             "box_y", "box_w", "box_h", "score", "model_fingerprint",
+                             "created"}),
+}
+"""Every table of a facenet gallery and its columns (a test keeps it equal to the real schema)."""
+
+UNIT_NORM_TOLERANCE = 1e-3
+"""Stored vectors are L2-normalized float32: their norm is 1 within float32 rounding."""
+
+MAX_THRESHOLD = 2.0
+"""Largest distance between unit vectors: a stored threshold lies in (0, 2]."""
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_SHOWN = 3
+
+
+def _gallery_schema_problems(conn: sqlite3.Connection) -> list[str]:
+    problems = []
+    for table, wanted in GALLERY_COLUMNS.items():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if not have:
+            problems.append(f"no {table} table")
+        elif have != wanted:
+            missing, extra = sorted(wanted - have), sorted(have - wanted)
+            problems.append(f"table {table} has columns missing {missing} / unexpected {extra}")
+    return problems
+
+
+def _meta_problems(meta: dict[str, str]) -> list[str]:
+    problems = []
+    if meta.get("schema_version") != GALLERY_SCHEMA_VERSION:
+        problems.append(f"schema version {meta.get('schema_version')!r}, this toolchain reads "
+                        f"{GALLERY_SCHEMA_VERSION}")
+    if not _SHA256_HEX.fullmatch(str(meta.get("model_fingerprint"))):
+        problems.append(f"model fingerprint {meta.get('model_fingerprint')!r} is not a sha256")
+    if not str(meta.get("dim", "")).isdigit() or int(meta["dim"]) <= 0:
+        problems.append(f"embedding size {meta.get('dim')!r} is not a positive integer")
+    if "threshold" in meta:
+        try:
+            threshold = float(meta["threshold"])
+        except ValueError:
+            threshold = math.nan
+        if not 0.0 < threshold <= MAX_THRESHOLD:
+            problems.append(f"stored threshold {meta['threshold']!r} is not a distance in "
+                            f"(0, {MAX_THRESHOLD:g}]")
+    return problems
+
+
+def _vector_problem(blob: object, dim: int) -> str | None:
+    if not isinstance(blob, bytes) or len(blob) != 4 * dim:
+        size = len(blob) if isinstance(blob, bytes) else type(blob).__name__
+        return f"a vector of {size} bytes, not {dim} float32"
+    values = struct.unpack(f"<{dim}f", blob)
+    if not all(math.isfinite(v) for v in values):
+        return "non-finite values"
+    norm = math.sqrt(math.fsum(v * v for v in values))
+    if abs(norm - 1.0) > UNIT_NORM_TOLERANCE:
+        return f"norm {norm:.6g}, not a unit vector"
+    return None
+
+
+def _rows_problems(conn: sqlite3.Connection, meta: dict[str, str]) -> list[str]:
+    dim = int(meta["dim"])
+    fingerprint = meta["model_fingerprint"]
+    bad: list[str] = []
+    others = 0
+    rows = conn.execute("SELECT e.id, p.name, e.vector, e.model_fingerprint FROM embeddings e "
+                        "LEFT JOIN people p ON p.id = e.person_id ORDER BY e.id")
+    for row_id, name, blob, row_fingerprint in rows:
+        others += row_fingerprint != fingerprint
+        if (why := _vector_problem(blob, dim)) is not None:
+            bad.append(f"embedding {row_id} ({name!r}): {why}")
+    problems = []
+    if bad:
+        shown = "; ".join(bad[:_SHOWN]) + (f"; and {len(bad) - _SHOWN} more" if
+                                           len(bad) > _SHOWN else "")
+        problems.append(f"{len(bad)} stored vector(s) are not what the embedder makes "
+                        f"({shown})")
+    if others:
+        problems.append(f"{others} embedding(s) recorded with another model than the "
+                        "gallery's")
+    orphans = conn.execute("PRAGMA foreign_key_check(embeddings)").fetchall()
+    if orphans:
+        problems.append(f"{len(orphans)} embedding(s) belong to no person")
+    return problems
+
+
+def check_gallery_file(path: Path, model_sha256: str | None = None) -> list[str]:
+    """Check a gallery file without changing it; one problem line per finding.
+
+    Opened read-only (SQLite ``mode=ro``; a WAL gallery may get empty ``-wal`` / ``-shm``
+    siblings, as for any reader): SQLite's ``PRAGMA integrity_check``, every table and column of
+    the schema, the meta values (schema version, model fingerprint, embedding size, a stored
+    threshold in (0, 2]), every embedding a finite unit vector of that size recorded with the
+    gallery's model and belonging to a person, and (given ``model_sha256``, the current
+    ``facenet.onnx``) the gallery's model fingerprint.
+    """
+    path = Path(path)
+    if (kind := _not_regular(path)) is not None:
+        return [f"{path}: {kind}"]
+    uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
-        with contextlib.closing(sqlite3.connect(gallery, isolation_level=None)) as conn:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, isolation_level=None)) as conn:
             verdict = [row[0] for row in conn.execute("PRAGMA integrity_check")]
             if verdict != ["ok"]:
-                return 0, [f"{gallery}: SQLite integrity_check says {'; '.join(verdict[:5])}"]
+                return [f"{path}: SQLite integrity_check says {'; '.join(verdict[:5])}"]
+            problems = _gallery_schema_problems(conn)
+            if problems:
+                return [f"{path}: not a facenet gallery ({'; '.join(problems)})"]
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            fingerprints = {row[0] for row in conn.execute(
-                "SELECT DISTINCT model_fingerprint FROM embeddings")}
+            problems = _meta_problems(meta)
+            if not problems:
+                problems = _rows_problems(conn, meta)
     except sqlite3.DatabaseError as exc:
-        return 0, [f"{gallery}: not a readable facenet gallery ({exc})"]
+        return [f"{path}: not a readable facenet gallery ({exc})"]
     expected = meta.get("model_fingerprint")
-    if fingerprints - {expected}:
-        problems.append(f"{gallery}: holds embeddings of more than one model")
+    if model_sha256 is not None and expected != model_sha256:
+        problems.append(f"made with model sha256 {str(expected)[:16]}…, the current "
+                        f"facenet.onnx is {model_sha256[:16]}…; enroll again into a new gallery")
+    return [f"{path}: {problem}" for problem in problems]
+
+
+def galleries(layout: Layout) -> list[Path]:
+    """Every gallery (``*.db``) of the artifacts tree, outside hidden files and ``source/``."""
+    return [path for rel, path in _walk(layout.root)
+            if rel.endswith(GALLERY_SUFFIXES[0])
+            and not any(part.startswith(".") for part in PurePosixPath(rel).parts)
+            and PurePosixPath(rel).parts[0] not in PINNED_DIRS]
+
+
+def _current_model_sha256(layout: Layout, hashes: _Hashes) -> str | None:
     model = layout.models_dir / "facenet.onnx"
-    if model.is_file() and expected != hashes(model):
-        problems.append(
-            f"{gallery}: made with model sha256 {str(expected)[:16]}…, {model} is "
-            f"{hashes(model)[:16]}…; enroll again into a new gallery"
-        )
-    return (0 if problems else 1), problems
+    return hashes(model) if _not_regular(model) is None else None
+
+
+def check_gallery(layout: Layout, hashes: _Hashes | None = None) -> tuple[int, list[str]]:
+    """Every gallery of the artifacts tree (:func:`check_gallery_file`, against the current
+    ``models/facenet.onnx`` if there is one)."""
+    hashes = hashes or _Hashes()
+    model_sha256 = _current_model_sha256(layout, hashes)
+    good = 0
+    problems: list[str] = []
+    for gallery in galleries(layout):
+        found = check_gallery_file(gallery, model_sha256)
+        problems.extend(found)
+        good += not found
+    return good, problems
+
+
+def verify_gallery(path: Path, layout: Layout) -> VerifyReport:
+    """``facenet verify --gallery FILE``: one gallery, against the artifacts' current model.
+
+    The model is itself checked against ``SHA256SUMS`` first (a tampered model is no reference).
+
+    Raises:
+        InputError: ``path`` does not exist or is not a regular file.
+    """
+    path = Path(path)
+    if (kind := _not_regular(path)) is not None:
+        raise InputError(f"gallery {path}: {kind}")
+    report = VerifyReport()
+    model = layout.models_dir / "facenet.onnx"
+    model_sha256 = None
+    if _not_regular(model) is not None:
+        report.warnings.append(f"{model} missing: the gallery's model fingerprint is not "
+                               "compared (create it with `nox -s export`)")
+    else:
+        try:
+            model_sha256 = verify_file(model, layout)
+        except IntegrityError as exc:
+            report.problems.append(str(exc))
+    report.problems.extend(check_gallery_file(path, model_sha256))
+    report.checked["gallery"] = 0 if report.problems else 1
+    return report
 
 
 def check_caches(layout: Layout, hashes: _Hashes | None = None) -> tuple[int, list[str]]:
@@ -389,7 +633,8 @@ def check_caches(layout: Layout, hashes: _Hashes | None = None) -> tuple[int, li
 
 
 def verify_artifacts(layout: Layout) -> VerifyReport:
-    """Re-hash everything: pinned source files, weights vs manifest, SHA256SUMS, gallery.
+    """Re-hash everything: pinned source files, weights vs manifest, SavedModel stamps,
+    SHA256SUMS, ONNX Runtime caches, and check every gallery of the tree.
 
     Raises:
         MissingArtifactError: the artifacts directory does not exist.
@@ -400,10 +645,8 @@ def verify_artifacts(layout: Layout) -> VerifyReport:
         )
     hashes = _Hashes()
     report = VerifyReport()
-    checks = [("source", check_source), ("weights", check_weights), (SUMS_NAME, check_sums),
-              ("caches", check_caches)]
-    if layout.gallery.exists():
-        checks.append(("gallery", check_gallery))
+    checks = [("source", check_source), ("weights", check_weights), ("models", check_models),
+              (SUMS_NAME, check_sums), ("caches", check_caches), ("galleries", check_gallery)]
     for name, check in checks:
         good, problems = check(layout, hashes)
         report.checked[name] = good
@@ -413,6 +656,27 @@ def verify_artifacts(layout: Layout) -> VerifyReport:
         for rel in _leftovers(layout)
     )
     return report
+
+
+def _changed_guarded_files(layout: Layout, tracked: list[str], hashes: _Hashes) -> list[str]:
+    """Files of :data:`GUARDED_DIRS` whose sha256 differs from the existing ``SHA256SUMS``.
+
+    Malformed lines of an existing file are ignored (it is being rewritten); with no file there
+    is no record to hold a file to.
+    """
+    path = sums_path(layout)
+    try:
+        text = path.read_text(encoding="utf-8") if _not_regular(path) is None else ""
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    recorded, _ = parse_sums(text, path)
+    return [
+        f"{layout.root / rel}: sha256 no longer matches {SUMS_NAME} (changed outside the "
+        f"toolchain); {regenerate_hint(rel)}"
+        for rel in tracked
+        if PurePosixPath(rel).parts[0] in GUARDED_DIRS and rel in recorded
+        and hashes(layout.root / rel) != recorded[rel]
+    ]
 
 
 @contextlib.contextmanager
@@ -429,26 +693,34 @@ def _sums_lock(layout: Layout) -> Iterator[None]:
 def write_checksums(layout: Layout) -> ChecksumsResult:
     """Write ``SHA256SUMS`` for every generated file, atomically.
 
-    The weights are checked against their manifest first, so a tampered set is never blessed.
+    Nothing that fails its own validation is blessed (see the module docstring): the npz files
+    are checked against their manifest, SavedModels against their export stamp, and a file of
+    :data:`GUARDED_DIRS` against the entry the existing ``SHA256SUMS`` has for it.
 
     Raises:
         MissingArtifactError: the artifacts directory does not exist.
-        IntegrityError: an npz does not match the manifest (nothing is written).
+        IntegrityError: one of those checks failed, or a generated file is not a regular file
+            (nothing is written).
     """
     if not layout.root.is_dir():
         raise MissingArtifactError(
             f"artifacts directory {layout.root} does not exist; run `nox` (the main job)"
         )
     hashes = _Hashes()
+    problems: list[str] = []
     if layout.weights_dir.is_dir():
-        _, problems = check_weights(layout, hashes)
-        if problems:
-            raise IntegrityError(
-                f"not writing {sums_path(layout)}: {len(problems)} weights problem(s): "
-                + "; ".join(problems)
-            )
+        problems.extend(check_weights(layout, hashes)[1])
+    problems.extend(check_models(layout, hashes)[1])
     with _sums_lock(layout):
-        entries = {rel: hashes(layout.root / rel) for rel in tracked_files(layout)}
+        tracked = tracked_files(layout)
+        problems.extend(f"{layout.root / rel}: {kind}" for rel in tracked
+                        if (kind := _not_regular(layout.root / rel)) is not None)
+        if not problems:
+            problems.extend(_changed_guarded_files(layout, tracked, hashes))
+        if problems:
+            raise IntegrityError(f"not writing {sums_path(layout)}: {len(problems)} file(s) fail "
+                                 "their own validation: " + "; ".join(problems))
+        entries = {rel: hashes(layout.root / rel) for rel in tracked}
         write_text(sums_path(layout), format_sums(entries))
     log.info("wrote %s (%d files)", sums_path(layout), len(entries))
     return ChecksumsResult(sums_path(layout), len(entries))
@@ -471,13 +743,13 @@ def record_files(layout: Layout, paths: Iterable[Path]) -> int:
     removed: set[str] = set()
     for path in paths:
         rel = _relative(path, layout.root)
-        if rel is None or rel == "." or not is_tracked(rel, layout):
+        if rel is None or rel == "." or not is_tracked(rel):
             raise IntegrityError(f"{path}: not a generated artifact under {layout.root}")
         if Path(path).is_dir():
             removed.add(rel)
             for sub, file in _walk(Path(path)):
                 full = f"{rel}/{sub}"
-                if is_tracked(full, layout):
+                if is_tracked(full):
                     updates[full] = sha256_file(file)
         elif Path(path).is_file():
             updates[rel] = sha256_file(Path(path))
@@ -507,30 +779,36 @@ def verify_file(path: Path, layout: Layout) -> str:
 
     Raises:
         MissingArtifactError: ``path`` does not exist.
-        IntegrityError: it does not match ``SHA256SUMS`` or is not listed there.
+        InputError: it (or a file under it) is a FIFO, socket or device, never read.
+        IntegrityError: it does not match ``SHA256SUMS`` or is not listed there; the message
+            names the nox session that regenerates it.
     """
     path = Path(path)
     if not path.exists():
         raise MissingArtifactError(f"{path} is missing; create it with `nox`")
     rel = _relative(path, layout.root)
-    entries = read_sums(layout) if rel is not None and is_tracked(rel, layout) else None
-    files = [(rel or path.name, path)] if path.is_file() else [
+    entries = read_sums(layout) if rel is not None and is_tracked(rel) else None
+    files = [(rel or path.name, path)] if not path.is_dir() else [
         (f"{rel}/{sub}" if rel else sub, file) for sub, file in _walk(path)
     ]
+    for _name, file in files:
+        if (kind := _not_regular(file)) is not None:
+            raise InputError(f"refusing to load {file}: {kind}")
     digests = {name: sha256_file(file) for name, file in files}
     if entries is not None:
         problems = []
         for name, digest in digests.items():
-            if not is_tracked(name, layout):
+            if not is_tracked(name):
                 continue
             if name not in entries:
                 problems.append(f"{layout.root / name}: not listed in {SUMS_NAME}")
             elif entries[name] != digest:
                 problems.append(f"{layout.root / name}: sha256 does not match {SUMS_NAME} "
-                                "(tampered or regenerated)")
+                                "(changed since it was recorded: tampered, damaged or made "
+                                "outside the toolchain)")
         if problems:
             raise IntegrityError(f"refusing to load {path}: " + "; ".join(problems)
-                                 + f"; {CHECKSUMS_HINT}")
+                                 + f"; {regenerate_hint(rel or '')}")
     if path.is_file():
         return next(iter(digests.values()))
     return hashlib.sha256(format_sums(digests).encode()).hexdigest()
