@@ -199,3 +199,16 @@ def test_gallery_export_writes_through_a_symlink(tmp_path: Path) -> None:
                           check=False, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert link.is_symlink() and json.loads(target.read_text())["people"][0]["name"] == "Ada"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a device node needs root")
+@pytest.mark.parametrize("kind", ("character device", "FIFO", "directory"))
+def test_sha256_file_reads_only_regular_files(tmp_path: Path, kind: str) -> None:
+    """Before: a FIFO blocked on open and a device like ``/dev/full`` was read for ever."""
+    node = tmp_path / "model.onnx"
+    make_special(node, kind)
+    link = tmp_path / "link.onnx"
+    link.symlink_to(node)
+    for path in (node, link):
+        with pytest.raises(InputError, match=f"is a {kind}, not a regular file"):
+            sha256_file(path)

@@ -209,9 +209,21 @@ def write_json(final: Path, obj: Any) -> None:
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Return the hex sha256 of a file, read in chunks."""
+    """Return the hex sha256 of a regular file (links followed), read in chunks.
+
+    Opened without blocking and checked before anything is read: a FIFO would wait for a writer
+    forever and a device like ``/dev/zero`` never ends.
+
+    Raises:
+        InputError: ``path`` is a FIFO, socket, device or directory.
+    """
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise InputError(f"{path} is a {file_kind(mode)}, not a regular file: not reading it")
+    with open(fd, "rb") as fh:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
