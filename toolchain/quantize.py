@@ -315,7 +315,7 @@ def embed(model: Path, x: np.ndarray) -> np.ndarray:
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.sum(l2_normalize(a) * l2_normalize(b), axis=-1, dtype=np.float64)
+    return np.asarray(np.sum(l2_normalize(a) * l2_normalize(b), axis=-1, dtype=np.float64))
 
 
 def check_int8(
