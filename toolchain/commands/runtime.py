@@ -94,7 +94,7 @@ MaxDetectSideOption = Annotated[
     int | None,
     typer.Option("--max-detect-side", min=0, callback=_max_detect_side_value,
                  show_default=False,
-                 help="Longest side of the largest detection pyramid level [default: 640]: in a "
+                 help="Longest side of the largest detection pyramid level [default: 480]: in a "
                       "photo with a longer side L above it, faces smaller than about 12 to 17 x "
                       "L / this are not looked for (crops still come from the full photo). "
                       "0: full resolution (slow and memory-hungry on big photos)."),

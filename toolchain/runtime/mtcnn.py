@@ -79,8 +79,14 @@ _RNET_NMS = 0.7
 _ONET_NMS = 0.7
 _NMS_CHUNK = 1024
 
-DEFAULT_MAX_SIDE = 640
-"""Longest side, in pixels, of the largest pyramid level built (larger photos are reduced)."""
+DEFAULT_MAX_SIDE = 480
+"""Longest side, in pixels, of the largest pyramid level built (larger photos are reduced).
+
+At 480 the smallest face looked for in a photo of longer side ``L`` is 0.025-0.035 ``L`` (48-68
+pixels in a 1920-pixel photo), about the face_recognition CLI's own limit (it thumbnails photos to
+1600 pixels and its HOG window finds faces down to 40 pixels there); on the shared real photos
+(0.1-3.4 MP) it finds the same faces as full resolution, in 33 ms per photo against 46 ms at
+640 and 186 ms at full resolution (2 cores, AVX-512)."""
 
 MIN_MAX_SIDE = 64
 """Smallest ``max_side`` accepted (a smaller one would leave hardly any pyramid level)."""
