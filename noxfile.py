@@ -1,6 +1,7 @@
 """Sessions by role. `nox` runs the main job; `nox -s tests` runs the test suite.
 
-Each environment (legacy Keras 2.15, modern TF 2.21 / Keras 3, runtime without TensorFlow, lint)
+Each environment (legacy Keras 2.15, modern TF 2.21 / Keras 3, runtime without TensorFlow, lint,
+and the bench's face_recognition baseline)
 is a virtualenv under `.nox/_envs/<name>` built from its pinned requirements file and shared by the
 sessions that need it; it is rebuilt only when its requirements change. pip's download cache is
 used as usual, so a second machine setup is quick.
@@ -14,6 +15,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,20 +30,37 @@ DATASET = ARTIFACTS / "source" / "5-celebrity-faces-dataset"
 nox.options.sessions = ["main"]
 nox.options.default_venv_backend = "none"
 
-ENV_REQUIREMENTS: dict[str, list[Path]] = {
-    "legacy": [ROOT / "legacy_env" / "requirements.txt"],
-    "modern": [ROOT / "requirements" / "modern.txt"],
-    "runtime": [ROOT / "requirements" / "runtime.txt"],
-    "lint": [ROOT / "requirements" / "lint.txt"],
+@dataclass(frozen=True)
+class Env:
+    """How one environment is built: pinned requirement files, then (maybe) this project."""
+
+    requirements: tuple[Path, ...]
+    no_deps: tuple[Path, ...] = ()
+    """Installed with ``--no-deps`` after ``requirements`` (a package whose declared dependency
+    is replaced by a prebuilt wheel in ``requirements``)."""
+    project: bool = True
+    """Install this project (editable, ``--no-deps``) into the environment."""
+
+
+REQ = ROOT / "requirements"
+ENV_SPECS: dict[str, Env] = {
+    "legacy": Env((ROOT / "legacy_env" / "requirements.txt",)),
+    "modern": Env((REQ / "modern.txt",)),
+    "runtime": Env((REQ / "runtime.txt",)),
+    "lint": Env((REQ / "lint.txt",), project=False),
+    # face_recognition declares `dlib` (a source build); dlib-bin in baseline.txt replaces it.
+    "baseline": Env((REQ / "baseline.txt",), no_deps=(REQ / "baseline-nodeps.txt",),
+                    project=False),
 }
 
 
 def env_bin(session: nox.Session, name: str) -> Path:
     """Return the bin directory of environment `name`, creating or updating it when needed."""
+    spec = ENV_SPECS[name]
     venv = ENVS / name
     stamp = venv / ".requirements.sha256"
     digest = hashlib.sha256()
-    for req in [*ENV_REQUIREMENTS[name], ROOT / "pyproject.toml"]:
+    for req in [*spec.requirements, *spec.no_deps, ROOT / "pyproject.toml"]:
         digest.update(req.read_bytes())
     if stamp.is_file() and stamp.read_text() == digest.hexdigest():
         return venv / "bin"
@@ -51,9 +70,11 @@ def env_bin(session: nox.Session, name: str) -> Path:
     python = str(venv / "bin" / "python")
     pip = [python, "-m", "pip", "--disable-pip-version-check", "-q"]
     session.run(*pip, "install", "--upgrade", "pip", external=True)
-    for req in ENV_REQUIREMENTS[name]:
+    for req in spec.requirements:
         session.run(*pip, "install", "-r", str(req), external=True)
-    if name != "lint":
+    for req in spec.no_deps:
+        session.run(*pip, "install", "--no-deps", "-r", str(req), external=True)
+    if spec.project:
         session.run(*pip, "install", "--no-deps", "-e", str(ROOT),
                     external=True, silent=True)
     stamp.write_text(digest.hexdigest())
@@ -183,8 +204,9 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks side by side (throughput, GFLOP/s vs sgemm, detection, end-to-end, memory)."""
     runtime_python = env_bin(session, "runtime") / "python"
+    baseline_python = env_bin(session, "baseline") / "python"
     facenet(session, "modern", "bench", *ART, "--recognize-python", str(runtime_python),
-            *session.posargs)
+            "--face-recognition-python", str(baseline_python), *session.posargs)
 
 
 @nox.session
