@@ -35,16 +35,16 @@ from typing import Any
 
 import numpy as np
 
-from toolchain import preprocess
-from toolchain.atomic import atomic_dir, sha256_file
-from toolchain.errors import InputError, IntegrityError, MissingArtifactError, ToolchainError
-from toolchain.integrity import record_files
+from toolchain.core import preprocess
+from toolchain.core.atomic import atomic_dir, sha256_file
+from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError, ToolchainError
+from toolchain.core.integrity import record_files
+from toolchain.core.paths import Layout
+from toolchain.core.source import identify_h5, resolve_h5
 from toolchain.legacy.codewalk import bind_lambdas, vet_code
 from toolchain.legacy.h5file import LayerInfo, LegacyModel, iter_weight_arrays, read_legacy
 from toolchain.legacy.lambdas import VettedLambda, scale_sum
 from toolchain.legacy.npzfile import npz_bytes
-from toolchain.paths import Layout
-from toolchain.source import identify_h5, resolve_h5
 
 log = logging.getLogger("recover")
 
@@ -255,7 +255,7 @@ def _detect(dataset: Path, paths: list[Path]) -> list[Photo]:
     """Run MTCNN (package defaults) on every photo and crop the largest face by the crop rule."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    from toolchain.mtcnn_weights import package_detector
+    from toolchain.convert.mtcnn_weights import package_detector
 
     detector = package_detector()
     photos = []
@@ -346,7 +346,7 @@ def _reference_index(
             "package": "mtcnn",
             "version": metadata.version("mtcnn"),
             "call": "MTCNN(stages from hash-checked weights).detect_faces(rgb), package defaults",
-            "choice": "largest box (toolchain.preprocess.largest_face)",
+            "choice": "largest box (toolchain.core.preprocess.largest_face)",
         },
         "crop_rule": _crop_rule(),
         "input_size": size,

@@ -30,7 +30,7 @@ import pytest
 from conftest import BAD_H5, artifacts_root, lambda_b64, write_legacy_h5
 from PIL import Image
 
-from toolchain.integrity import CACHE_SUFFIXES
+from toolchain.core.integrity import CACHE_SUFFIXES
 
 ROOT = Path(__file__).resolve().parents[1]
 RECOVER = ROOT / "legacy_env" / "recover.py"
@@ -64,7 +64,7 @@ def snapshot(root: Path) -> dict[str, str]:
     device number; SQLite files: also the dump).
 
     Left out: ONNX Runtime's optimized-graph caches (machine-local derived files, see
-    :mod:`toolchain.integrity`), SQLite ``-shm`` index files and EMPTY ``-wal`` files, which a
+    :mod:`toolchain.core.integrity`), SQLite ``-shm`` index files and EMPTY ``-wal`` files, which a
     process that may not write a WAL database leaves behind just by reading it (an empty
     write-ahead log holds no data; a non-empty one is compared like any file).
     """

@@ -130,7 +130,7 @@ class Block(MetaPathFinder):
 
 
 sys.meta_path.insert(0, Block())
-from toolchain.cli import main
+from toolchain.cli.main import main
 main()
 """
 """``python -c`` program: the ``facenet`` command line as if ``blocked`` were not installed."""

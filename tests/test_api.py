@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import runtime_fakes as fakes
 
-from toolchain.errors import InputError, IntegrityError, MissingArtifactError
+from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.runtime.embedder import Embedder
 from toolchain.runtime.recognizer import FALLBACK_THRESHOLD, Match, Recognizer
 

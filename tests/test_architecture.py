@@ -13,8 +13,8 @@ import keras
 import numpy as np
 import pytest
 
-from toolchain import architecture
-from toolchain.architecture import ScaleSum, build_model
+from toolchain.convert import architecture
+from toolchain.convert.architecture import ScaleSum, build_model
 
 CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "Conv2D": (

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolchain.atomic import atomic_dir, atomic_file, sha256_file, write_bytes, write_json
-from toolchain.errors import InputError
+from toolchain.core.atomic import atomic_dir, atomic_file, sha256_file, write_bytes, write_json
+from toolchain.core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ per-test workspace holding an ``artifacts/`` tree (models symlinked to one sessi
 exported ONNX models, a gallery copied from one enrolled with a real photo) and an ``inputs/``
 folder. Each refused case asserts:
 
-- the documented exit code (:mod:`toolchain.errors`; 1 for a run in which some photos failed,
+- the documented exit code (:mod:`toolchain.core.errors`; 1 for a run in which some photos failed,
   2 for a command-line usage error);
 - ONE error line on stderr that names the file and the problem, and no ``Traceback`` (log
   records may accompany it; anything else on stderr fails a strict case);
@@ -713,7 +713,7 @@ def keras_model() -> Any:
     """InceptionResNetV1 built once (Keras 3), with its untrained weights."""
     pytest.importorskip("tensorflow")
     real_file("weights/manifest.json", "run `nox -s recover` first")
-    from toolchain.architecture import build_model
+    from toolchain.convert.architecture import build_model
 
     return build_model()
 
@@ -728,8 +728,8 @@ def weights_digest(model: Any) -> str:
 @pytest.mark.real
 @pytest.mark.parametrize("name", sorted(WEIGHT_CASES))
 def test_weights_refused(name: str, ws: Workspace, keras_model: Any) -> None:
-    from toolchain.errors import ToolchainError
-    from toolchain.weights import load_weights
+    from toolchain.convert.weights import load_weights
+    from toolchain.core.errors import ToolchainError
 
     weights = weights_tree(ws)
     breaker, code = WEIGHT_CASES[name]

@@ -16,7 +16,7 @@ import pytest
 from conftest import artifacts_root
 from PIL import Image
 
-from toolchain.bench import (
+from toolchain.bench.runner import (
     DLIB_REAL,
     FULL_REAL,
     LARGE_ROW,
@@ -36,8 +36,8 @@ from toolchain.bench import (
     real_photos,
     write_reports,
 )
-from toolchain.errors import MissingArtifactError
-from toolchain.paths import Layout
+from toolchain.core.errors import MissingArtifactError
+from toolchain.core.paths import Layout
 
 TARGET_NAMES = {
     "ORT fp32 batch 16 vs the sgemm rate",

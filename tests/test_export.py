@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 
 import toolchain
-from toolchain import exporters
-from toolchain.errors import InputError, ParityError
-from toolchain.exporters import (
+from toolchain.convert import exporters
+from toolchain.convert.exporters import (
     INPUT_NAME,
     OUTPUT_NAMES,
     STAMP_FILE,
@@ -26,10 +25,11 @@ from toolchain.exporters import (
     resolve,
     run_exporters,
 )
-from toolchain.parity import choose_threshold, load_reference
-from toolchain.paths import Layout
-from toolchain.preprocess import prewhiten
-from toolchain.weights import WeightsRejectedError
+from toolchain.convert.parity import choose_threshold, load_reference
+from toolchain.convert.weights import WeightsRejectedError
+from toolchain.core.errors import InputError, ParityError
+from toolchain.core.paths import Layout
+from toolchain.core.preprocess import prewhiten
 
 REAL = Layout(Path(os.environ.get("FACENET_ARTIFACTS", "artifacts")))
 

@@ -35,8 +35,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from toolchain.commands.legacy import inspect_file
-from toolchain.errors import ToolchainError
+from toolchain.cli.inspect import inspect_file
+from toolchain.core.errors import ToolchainError
 from toolchain.legacy.h5file import read_legacy
 from toolchain.runtime.images import decode_bytes
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from corpus_gallery import add_synthetic, edit_meta, edit_vector, export_doc, overwrite_page
 
-from toolchain.errors import InputError, IntegrityError
-from toolchain.preprocess import l2_normalize
+from toolchain.core.errors import InputError, IntegrityError
+from toolchain.core.preprocess import l2_normalize
 from toolchain.runtime import gallery as gallery_module
 from toolchain.runtime.gallery import (
     Entry,
@@ -594,7 +594,7 @@ def test_import_into_an_existing_gallery_of_another_model_is_refused(
 
 
 def test_seed_import_into_a_new_gallery_needs_the_model(tmp_path: Path, db: Path) -> None:
-    from toolchain.errors import MissingArtifactError
+    from toolchain.core.errors import MissingArtifactError
 
     seed = seed_file(tmp_path, {"Ada": unit(1).tolist()})
     with pytest.raises(MissingArtifactError, match=r"facenet\.onnx"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from toolchain.errors import InputError
+from toolchain.core.errors import InputError
 from toolchain.runtime.images import (
     BYTES_PER_PIXEL_CAP,
     HEADER_ALLOWANCE,

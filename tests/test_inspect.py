@@ -31,7 +31,7 @@ HEAVY = ("tensorflow", "keras", "tf_keras", "onnxruntime", "torch", "jax")
 
 RUN_AND_REPORT_MODULES = f"""
 import json, sys
-from toolchain.app import run
+from toolchain.cli.app import run
 try:
     rc = run(sys.argv[1:])
 except SystemExit as exc:

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from conftest import artifacts_root
 
-from toolchain.errors import InputError, IntegrityError, MissingArtifactError
-from toolchain.integrity import (
+from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
+from toolchain.core.integrity import (
     GALLERY_COLUMNS,
     GALLERY_SCHEMA_VERSION,
     SUMS_NAME,
@@ -33,8 +33,8 @@ from toolchain.integrity import (
     verify_file,
     write_checksums,
 )
+from toolchain.core.paths import Layout
 from toolchain.legacy.npzfile import npz_bytes
-from toolchain.paths import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -295,7 +295,7 @@ def test_tampered_optimized_graph_cache_is_never_loaded(tmp_path: Path) -> None:
 
 def test_integrity_imports_no_heavy_modules() -> None:
     """The legacy env and `facenet verify` use it: standard library only (plus toolchain)."""
-    code = ("import sys, toolchain.integrity; "
+    code = ("import sys, toolchain.core.integrity; "
             "print(sorted(m for m in ('numpy', 'onnxruntime', 'tensorflow', 'PIL') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -33,7 +33,7 @@ from corpus_legacy_code import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolchain.errors import UnsafeCodeError
+from toolchain.core.errors import UnsafeCodeError
 from toolchain.legacy.codewalk import MAX_DEPTH, bind_lambdas, scan_config, vet_code
 from toolchain.legacy.h5file import read_legacy
 from toolchain.legacy.lambdas import VETTED_SOURCE, decode_lambda, scale_sum, vet_lambda

@@ -18,7 +18,7 @@ from conftest import (
     write_legacy_h5,
 )
 
-from toolchain.errors import InputError
+from toolchain.core.errors import InputError
 from toolchain.legacy.h5file import iter_weight_arrays, read_legacy, weight_key
 from toolchain.legacy.npzfile import npz_bytes
 

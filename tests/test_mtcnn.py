@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
-from toolchain.errors import InputError, IntegrityError, MissingArtifactError
+from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.runtime import mtcnn as rt
 from toolchain.runtime.mtcnn import (
     DEFAULT_MAX_SIDE,
@@ -288,7 +288,7 @@ def _load(path: Path) -> np.ndarray:
 @pytest.fixture(scope="session")
 def mtcnn_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The three nets exported by this toolchain into a fresh directory."""
-    from toolchain.mtcnn_export import export_mtcnn
+    from toolchain.convert.mtcnn_export import export_mtcnn
 
     models = tmp_path_factory.mktemp("mtcnn_models")
     written = export_mtcnn(models)
@@ -299,7 +299,7 @@ def mtcnn_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def package_results() -> dict[Path, list[dict[str, Any]]]:
     """The ``mtcnn`` package's own detections on every photo (computed once per session)."""
-    from toolchain.mtcnn_weights import package_detector
+    from toolchain.convert.mtcnn_weights import package_detector
 
     detector = package_detector()
     return {path: detector.detect_faces(_load(path)) for path in _photos()}
@@ -326,7 +326,7 @@ def test_tampered_weights_are_refused_before_unpickling(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import joblib
 
-    from toolchain.mtcnn_weights import installed_weight_files, load_verified_weights
+    from toolchain.convert.mtcnn_weights import installed_weight_files, load_verified_weights
 
     source = installed_weight_files()["rnet"]
     tampered = tmp_path / "rnet.lz4"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolchain.atomic import sha256_file
+from toolchain.core.atomic import sha256_file
 from toolchain.runtime.ort_options import (
     DEFAULT_SETTINGS,
     OrtSettings,

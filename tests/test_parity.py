@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolchain import parity
-from toolchain.errors import MissingArtifactError, ParityError
-from toolchain.exporters import MODEL_FILES, facenet_model_paths
-from toolchain.parity import (
+from toolchain.convert import parity
+from toolchain.convert.exporters import MODEL_FILES, facenet_model_paths
+from toolchain.convert.parity import (
     FP32,
     ORIGINAL,
     TOLERANCES,
@@ -23,8 +22,9 @@ from toolchain.parity import (
     identify,
     run_parity,
 )
-from toolchain.paths import Layout
-from toolchain.preprocess import l2_normalize
+from toolchain.core.errors import MissingArtifactError, ParityError
+from toolchain.core.paths import Layout
+from toolchain.core.preprocess import l2_normalize
 
 REAL = Layout(Path(os.environ.get("FACENET_ARTIFACTS", "artifacts")))
 

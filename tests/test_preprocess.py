@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from toolchain.preprocess import clip_box, crop_face, l2_normalize, largest_face, prewhiten
+from toolchain.core.preprocess import clip_box, crop_face, l2_normalize, largest_face, prewhiten
 
 
 def test_prewhiten_standardizes_each_image_in_float32() -> None:

@@ -9,11 +9,8 @@ import numpy as np
 import pytest
 from conftest import artifacts_root
 
-from toolchain.errors import MissingArtifactError, ParityError
-from toolchain.parity import Reference, load_reference
-from toolchain.paths import Layout
-from toolchain.preprocess import prewhiten
-from toolchain.quantize import (
+from toolchain.convert.parity import Reference, load_reference
+from toolchain.convert.quantize import (
     CHOSEN,
     EXPORTER_NAME,
     INT8_FILE,
@@ -28,6 +25,9 @@ from toolchain.quantize import (
     export_int8,
     run_model,
 )
+from toolchain.core.errors import MissingArtifactError, ParityError
+from toolchain.core.paths import Layout
+from toolchain.core.preprocess import prewhiten
 
 
 def _synthetic_reference(splits: list[str]) -> Reference:
@@ -63,7 +63,7 @@ def test_missing_fp32_model_names_the_session(tmp_path: Path) -> None:
 
 
 def test_exporter_is_registered() -> None:
-    from toolchain.exporters import load_exporters
+    from toolchain.convert.exporters import load_exporters
 
     exporter = load_exporters()[EXPORTER_NAME]
     assert exporter.after == ("onnx",)

@@ -24,8 +24,8 @@ from conftest import (
 from corpus_legacy_code import VETTED_NESTED, evil_lambda, functional, keras_built, with_layer
 from PIL import Image
 
+from toolchain.core.preprocess import l2_normalize, prewhiten
 from toolchain.legacy.lambdas import VETTED_SOURCE
-from toolchain.preprocess import l2_normalize, prewhiten
 
 ROOT = Path(__file__).resolve().parents[1]
 RECOVER = ROOT / "legacy_env" / "recover.py"

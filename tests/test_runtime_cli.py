@@ -16,7 +16,7 @@ import pytest
 import runtime_fakes as fakes
 from PIL import Image
 
-from toolchain.app import run
+from toolchain.cli.app import run
 from toolchain.runtime.gallery import Gallery
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -398,7 +398,7 @@ def test_gallery_commands(artifacts: Path, enrolled: Path, tmp_path: Path,
 
 def test_gallery_import_seed_database_json(artifacts: Path, tmp_path: Path, queries: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    from toolchain.preprocess import crop_face
+    from toolchain.core.preprocess import crop_face
     from toolchain.runtime.embedder import Embedder
 
     embedder = Embedder(artifacts / "models" / "facenet.onnx")
@@ -426,7 +426,7 @@ FORBIDDEN = ("tensorflow", "keras", "matplotlib", "cv2", "tf2onnx")
 
 def _check_no_heavy_imports(argv: list[str], prelude: str, cwd: Path) -> None:
     script = prelude + f"""
-from toolchain.app import run
+from toolchain.cli.app import run
 code = run({argv!r})
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {FORBIDDEN!r})
 print(code, heavy)
@@ -614,7 +614,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_help_keeps_square_brackets_and_lists_every_format(
         capsys: pytest.CaptureFixture[str]) -> None:
-    from toolchain.exporters import load_exporters
+    from toolchain.convert.exporters import load_exporters
     from toolchain.runtime.recognizer import MIN_ENROLL_FACE
 
     code, out, _ = facenet(capsys, "recognize", "--help")
@@ -636,7 +636,7 @@ def test_extra_for_each_optional_module_matches_pyproject() -> None:
     that extra is the smallest one that installs it."""
     import tomllib
 
-    from toolchain.app import EXTRA_FOR_MODULE
+    from toolchain.cli.app import EXTRA_FOR_MODULE
 
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from toolchain import source
-from toolchain.atomic import sha256_file
-from toolchain.errors import EnvironmentToolError
-from toolchain.paths import Layout
-from toolchain.source import (
+from toolchain.core import source
+from toolchain.core.atomic import sha256_file
+from toolchain.core.errors import EnvironmentToolError
+from toolchain.core.paths import Layout
+from toolchain.core.source import (
     DATASET_DIGEST,
     DATASET_FILES,
     H5_SHA256,

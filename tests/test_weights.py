@@ -13,8 +13,13 @@ import keras
 import numpy as np
 import pytest
 
-from toolchain.errors import MissingArtifactError
-from toolchain.weights import MANIFEST_FORMAT, WEIGHT_KINDS, WeightsRejectedError, load_weights
+from toolchain.convert.weights import (
+    MANIFEST_FORMAT,
+    WEIGHT_KINDS,
+    WeightsRejectedError,
+    load_weights,
+)
+from toolchain.core.errors import MissingArtifactError
 
 REAL_WEIGHTS = Path(os.environ.get("FACENET_ARTIFACTS", "artifacts")) / "weights"
 
@@ -190,7 +195,7 @@ def real_weights() -> Path:
 
 @pytest.fixture(scope="module")
 def facenet() -> keras.Model:
-    from toolchain.architecture import build_model
+    from toolchain.convert.architecture import build_model
 
     return build_model(l2_output=True)
 

@@ -1,5 +1,5 @@
 """``python -m toolchain`` runs the ``facenet`` command line."""
 
-from toolchain.cli import main
+from toolchain.cli.main import main
 
 main()

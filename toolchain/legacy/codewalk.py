@@ -22,7 +22,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from toolchain.errors import UnsafeCodeError
+from toolchain.core.errors import UnsafeCodeError
 from toolchain.legacy.lambdas import VettedLambda, short_repr, vet_lambda
 
 MAX_DEPTH = 100

@@ -5,7 +5,7 @@ Only h5py metadata and datasets are read: the ``model_config`` JSON, ``keras_ver
 deserialized into Python objects or executed. The whole ``model_config`` is walked for code
 (:mod:`toolchain.legacy.codewalk`: Lambdas and callable references at any depth) and the result
 kept on the model for the caller to vet. Every inconsistency raises
-:class:`~toolchain.errors.InputError` naming the file and the problem.
+:class:`~toolchain.core.errors.InputError` naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from toolchain.errors import InputError, UnsafeCodeError
+from toolchain.core.errors import InputError, UnsafeCodeError
 from toolchain.legacy.codewalk import ConfigCode, LambdaSite, scan_config
 
 Shape = tuple[int | None, ...]

@@ -6,7 +6,7 @@ unmarshaller that builds inert code descriptions for any CPython version, never 
 Python 3.6 (what the FaceNet file was saved with), then as the running Python and the other 3.x
 versions. The decoded instructions are compared with the one function this toolchain accepts, the
 residual scaling ``lambda inputs, scale: inputs[0] + inputs[1] * scale``; anything else is refused
-with :class:`~toolchain.errors.UnsafeCodeError` showing what the code would have done.
+with :class:`~toolchain.core.errors.UnsafeCodeError` showing what the code would have done.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from toolchain.errors import UnsafeCodeError
+from toolchain.core.errors import UnsafeCodeError
 
 VETTED_SOURCE = "lambda inputs, scale: inputs[0] + inputs[1] * scale"
 """The only Lambda function accepted: FaceNet's residual branch scaling."""

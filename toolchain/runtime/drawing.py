@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
-from toolchain.atomic import atomic_file
+from toolchain.core.atomic import atomic_file
 
 KNOWN_COLOR = (0, 200, 70)
 UNKNOWN_COLOR = (235, 40, 40)

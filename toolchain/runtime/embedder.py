@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from toolchain.atomic import sha256_file
-from toolchain.errors import IntegrityError, MissingArtifactError
-from toolchain.preprocess import INPUT_SIZE, l2_normalize, prewhiten
+from toolchain.core.atomic import sha256_file
+from toolchain.core.errors import IntegrityError, MissingArtifactError
+from toolchain.core.preprocess import INPUT_SIZE, l2_normalize, prewhiten
 from toolchain.runtime.ort_options import DEFAULT_SETTINGS, OrtSettings, create_session
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,8 @@ class Embedder:
         """Embed face crops.
 
         Args:
-            crops: ``(N, 160, 160, 3)`` uint8 RGB crops (:func:`toolchain.preprocess.crop_face`).
+            crops: ``(N, 160, 160, 3)`` uint8 RGB crops
+                (:func:`toolchain.core.preprocess.crop_face`).
 
         Returns:
             ``(N, dim)`` float32 L2-normalized embeddings.

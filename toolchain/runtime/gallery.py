@@ -50,9 +50,9 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.atomic import sha256_file, write_json
-from toolchain.errors import InputError, IntegrityError, MissingArtifactError
-from toolchain.preprocess import l2_normalize
+from toolchain.core.atomic import sha256_file, write_json
+from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
+from toolchain.core.preprocess import l2_normalize
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """MTCNN face detection on ONNX Runtime: numpy and onnxruntime only, no TensorFlow, no OpenCV.
 
 Reproduces the pipeline of the ``mtcnn`` 1.0.0 package (``mtcnn/stages``, ``mtcnn/utils``) on its
-three nets exported by ``toolchain.mtcnn_export`` (``facenet export --format mtcnn``):
+three nets exported by ``toolchain.convert.mtcnn_export`` (``facenet export --format mtcnn``):
 
 1. Normalize the RGB image once: ``(rgb - 127.5) / 128``.
 2. Pyramid: ``round(-(log(min_side / 12) / log(factor) + 1))`` scales ``12 / min_face_size *
@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from toolchain.errors import InputError, IntegrityError, MissingArtifactError
+from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.runtime.ort_options import OrtSettings, create_session
 
 MODEL_FILES: dict[str, str] = {

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolchain.atomic import atomic_file, sha256_file, write_json
+from toolchain.core.atomic import atomic_file, sha256_file, write_json
 
 if TYPE_CHECKING:
     import onnxruntime

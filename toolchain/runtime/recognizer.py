@@ -10,8 +10,8 @@ Example::
         print(match.label, match.distance, match.box)
 
 Photos are decoded by :mod:`toolchain.runtime.images` (always RGB), faces found by the ONNX MTCNN,
-cropped by :func:`toolchain.preprocess.crop_face` and embedded by :class:`Embedder`; the faces of a
-photo, and of several photos, go through the embedder as one batch.
+cropped by :func:`toolchain.core.preprocess.crop_face` and embedded by :class:`Embedder`; the faces
+of a photo, and of several photos, go through the embedder as one batch.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 
-from toolchain.errors import InputError
-from toolchain.integrity import verify_file
-from toolchain.paths import DEFAULT_ARTIFACTS, Layout
-from toolchain.preprocess import crop_face, largest_face
+from toolchain.core.errors import InputError
+from toolchain.core.integrity import verify_file
+from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
+from toolchain.core.preprocess import crop_face, largest_face
 from toolchain.runtime.embedder import Embedder
 from toolchain.runtime.gallery import Candidate, Entry, Gallery, MatchMode
 from toolchain.runtime.images import LoadedImage, read_image

@@ -50,9 +50,9 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.atomic import atomic_file, write_json, write_text
-from toolchain.errors import EnvironmentToolError, MissingArtifactError
-from toolchain.paths import Layout
+from toolchain.core.atomic import atomic_file, write_json, write_text
+from toolchain.core.errors import EnvironmentToolError, MissingArtifactError
+from toolchain.core.paths import Layout
 
 log = logging.getLogger(__name__)
 
@@ -243,8 +243,8 @@ class BenchReport:
 
 
 def _crops(artifacts: Path, count: int) -> np.ndarray:
-    from toolchain.parity import load_reference
-    from toolchain.preprocess import prewhiten
+    from toolchain.convert.parity import load_reference
+    from toolchain.core.preprocess import prewhiten
 
     crops = load_reference(Layout(artifacts)).crops
     reps = -(-count // len(crops))
@@ -278,7 +278,7 @@ def _embed_runner(runtime: str, path: Path, batch: int) -> Callable[[np.ndarray]
         import keras
         import tensorflow as tf
 
-        import toolchain.architecture  # noqa: F401  (registers the custom layers)
+        import toolchain.convert.architecture  # noqa: F401  (registers the custom layers)
 
         model = keras.saving.load_model(path, safe_mode=True, compile=False)
         fn = tf.function(
@@ -464,7 +464,7 @@ def _task_detect(spec: dict[str, Any]) -> dict[str, Any]:
         def detect(image: np.ndarray) -> int:
             return len(ours.detect(image))
     else:
-        from toolchain.mtcnn_weights import package_detector
+        from toolchain.convert.mtcnn_weights import package_detector
 
         package = package_detector()
 
@@ -523,8 +523,8 @@ class _SeedPipeline:
     def __init__(self, keras_path: Path, gallery_npz: Path):
         import keras
 
-        import toolchain.architecture  # noqa: F401  (registers the custom layers)
-        from toolchain.mtcnn_weights import package_detector
+        import toolchain.convert.architecture  # noqa: F401  (registers the custom layers)
+        from toolchain.convert.mtcnn_weights import package_detector
 
         self.detector = package_detector()
         self.model = keras.saving.load_model(keras_path, safe_mode=True, compile=False)
@@ -666,7 +666,7 @@ def run_process(cmd: Sequence[str], env: dict[str, str] | None = None) -> Proces
 def run_worker(
     spec: dict[str, Any], work: Path, env: dict[str, str] | None = None
 ) -> ProcessRun:
-    """Run one bench task in a fresh ``python -m toolchain.bench`` process."""
+    """Run one bench task in a fresh ``python -m toolchain.bench.runner`` process."""
     tag = f"{spec['task']}-{time.monotonic_ns()}"
     spec_path, result_path = work / f"{tag}.spec.json", work / f"{tag}.result.json"
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
@@ -872,7 +872,7 @@ class _Runner:
             seed.append(self.worker(seed_spec))
         baseline = "TF pipeline (mtcnn package + Keras) recognize one.jpg"
         for label, runs, detail in (
-            (baseline, seed, {"process": "python -m toolchain.bench (seed_recognize)"}),
+            (baseline, seed, {"process": "python -m toolchain.bench.runner (seed_recognize)"}),
             ("facenet recognize one.jpg", ours, {"command": " ".join(ours_cmd[1:5])}),
         ):
             self.rows.append(Row(
@@ -935,7 +935,7 @@ class _Runner:
 
     def prepare_galleries(self, photos: list[tuple[str, str, Path]]) -> tuple[Path, Path]:
         """Enroll the train photos into a fresh gallery; write the seed pipeline's npz."""
-        from toolchain.parity import load_reference
+        from toolchain.convert.parity import load_reference
 
         per_person: dict[str, list[Path]] = {}
         for split, person, path in photos:
@@ -1267,6 +1267,3 @@ def console_table(report: BenchReport) -> str:
                      f"(goal {t.goal}) {t.detail}")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    sys.exit(worker_main(sys.argv[1:]))

@@ -2,8 +2,8 @@
 
 An exporter is a name, a description and a function ``(ExportContext) -> list[Path]``. It writes
 into a temporary sibling, checks what it wrote (reload, run on reference crops, compare with the
-in-memory Keras model by :func:`toolchain.parity.compare`) and only then renames it into place, so
-a failed export never replaces a good file. :func:`register_exporter` adds one; modules in
+in-memory Keras model by :func:`toolchain.convert.parity.compare`) and only then renames it into
+place, so a failed export never replaces a good file. :func:`register_exporter` adds one; modules in
 :data:`EXPORTER_MODULES` register theirs when imported (the MTCNN exporter, for instance).
 
 FaceNet formats and files under ``artifacts/models/``::
@@ -39,10 +39,7 @@ from typing import Any
 import numpy as np
 
 import toolchain
-from toolchain.atomic import atomic_dir, atomic_file, sha256_file, write_json
-from toolchain.errors import EnvironmentToolError, InputError, IntegrityError, ParityError
-from toolchain.integrity import verify_file
-from toolchain.parity import (
+from toolchain.convert.parity import (
     TOLERANCES,
     Check,
     Reference,
@@ -53,9 +50,12 @@ from toolchain.parity import (
     disk_size,
     load_reference,
 )
-from toolchain.paths import Layout
-from toolchain.preprocess import INPUT_SIZE, prewhiten
-from toolchain.weights import LoadReport, read_manifest
+from toolchain.convert.weights import LoadReport, read_manifest
+from toolchain.core.atomic import atomic_dir, atomic_file, sha256_file, write_json
+from toolchain.core.errors import EnvironmentToolError, InputError, IntegrityError, ParityError
+from toolchain.core.integrity import verify_file
+from toolchain.core.paths import Layout
+from toolchain.core.preprocess import INPUT_SIZE, prewhiten
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +84,18 @@ PROBE_ROWS = 8
 STAMP_FILE = Path("assets.extra") / "facenet_export.json"
 """Inside the SavedModel: what it was exported from (``assets.extra`` is TF's place for extras)."""
 
-EXPORTER_MODULES: tuple[str, ...] = ("toolchain.mtcnn_export", "toolchain.quantize")
+EXPORTER_MODULES: tuple[str, ...] = ("toolchain.convert.mtcnn_export", "toolchain.convert.quantize")
 """Modules that register more exporters when imported."""
 
 PREPROCESSING = (
     "per image over the whole 160x160x3 crop: x = float32(pixels); "
     "x = (x - mean(x)) / max(std(x), 1/sqrt(N)) with N = 160*160*3 = 76800 "
-    "(toolchain.preprocess.prewhiten)"
+    "(toolchain.core.preprocess.prewhiten)"
 )
 INPUT_CONTRACT = (
     f"{INPUT_NAME}: float32 [batch, 160, 160, 3], layout NHWC, RGB face crop 160x160x3 "
     "(MTCNN box clipped to the image, no margin, Pillow bilinear resize: "
-    "toolchain.preprocess.crop_face), prewhitened"
+    "toolchain.core.preprocess.crop_face), prewhitened"
 )
 OUTPUT_CONTRACT = (
     "embedding: float32 [batch, 128], raw output of the original Bottleneck_BatchNorm layer, "
@@ -127,7 +127,7 @@ class ExportContext:
 
     @cached_property
     def _loaded(self) -> tuple[Any, LoadReport]:
-        from toolchain.weights import build_loaded_model
+        from toolchain.convert.weights import build_loaded_model
 
         self.manifest  # noqa: B018  (fail on a missing manifest before building the model)
         verify_file(self.layout.manifest, self.layout)
@@ -368,7 +368,7 @@ def validate_outputs(fmt: str, outputs: dict[str, np.ndarray], context: ExportCo
 @register_exporter("keras", "Keras 3 .keras archive (safe_mode=True loadable)")
 def export_keras(context: ExportContext) -> list[Path]:
     """Save the model as ``facenet.keras``; reload it with ``safe_mode=True`` and compare."""
-    from toolchain.parity import run_keras
+    from toolchain.convert.parity import run_keras
 
     model = context.model  # built and strictly loaded before anything is created on disk
     final = context.path("keras")
@@ -411,7 +411,7 @@ def export_savedmodel(context: ExportContext) -> list[Path]:
     """
     import tensorflow as tf
 
-    from toolchain.parity import run_savedmodel
+    from toolchain.convert.parity import run_savedmodel
 
     model = context.model
     spec = tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.float32, name=INPUT_NAME)
@@ -510,7 +510,7 @@ def export_onnx(context: ExportContext) -> list[Path]:
     """Convert the SavedModel to ``facenet.onnx``; check it, run it in ONNX Runtime, compare."""
     import onnx
 
-    from toolchain.parity import run_onnx
+    from toolchain.convert.parity import run_onnx
 
     metadata = onnx_metadata(context)
     proto = _onnx_model(context.savedmodel_dir())
@@ -539,7 +539,7 @@ def _tflite_exporter(fmt: str, quantization: str | None) -> Callable[[ExportCont
     def export(context: ExportContext) -> list[Path]:
         import tensorflow as tf
 
-        from toolchain.parity import run_tflite
+        from toolchain.convert.parity import run_tflite
 
         converter = tf.lite.TFLiteConverter.from_saved_model(
             str(context.savedmodel_dir()), signature_keys=[SIGNATURE]

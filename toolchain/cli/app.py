@@ -1,6 +1,6 @@
 """The ``facenet`` Typer application, its logging and its error-to-exit-code mapping.
 
-Command modules under ``toolchain.commands`` register themselves on :data:`app`; heavy imports
+Command modules under ``toolchain.cli`` register themselves on :data:`app`; heavy imports
 (tensorflow, onnxruntime) stay inside the command bodies so ``facenet --help`` is instant.
 """
 
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from toolchain.errors import MissingArtifactError, ToolchainError
-from toolchain.paths import DEFAULT_ARTIFACTS, Layout
+from toolchain.core.errors import MissingArtifactError, ToolchainError
+from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -149,7 +149,7 @@ def missing_module_message(exc: ModuleNotFoundError) -> str | None:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the app; map every expected failure to one stderr line and its exit code."""
-    import toolchain.commands  # noqa: F401  (registers the commands)
+    from toolchain.cli import bench, export, fetch, inspect, recognize, verify  # noqa: F401
 
     try:
         rv = app(args=argv, prog_name="facenet", standalone_mode=False)

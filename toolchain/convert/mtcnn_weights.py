@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.errors import EnvironmentToolError, IntegrityError
+from toolchain.core.errors import EnvironmentToolError, IntegrityError
 
 MTCNN_VERSION = "1.0.0"
 """The only ``mtcnn`` release whose weight files are trusted (``pip install mtcnn==1.0.0``)."""

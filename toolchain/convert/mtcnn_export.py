@@ -6,9 +6,9 @@ never lets the package load them itself (``mtcnn.utils.tensorflow.load_weights``
 a ``pnet.lz4`` from the current directory first). Instead it locates the installed package without
 importing it, checks the installed version, reads each weight file ONCE into memory, compares the
 sha256 of those bytes with the pinned digests below and only then unpickles the same bytes; any
-mismatch raises :class:`~toolchain.errors.IntegrityError` before anything is loaded.
+mismatch raises :class:`~toolchain.core.errors.IntegrityError` before anything is loaded.
 
-Registered as the ``mtcnn`` format of ``facenet export`` (``toolchain.exporters``).
+Registered as the ``mtcnn`` format of ``facenet export`` (``toolchain.convert.exporters``).
 
 The package's own Keras stage models (``mtcnn.network.{pnet,rnet,onet}``) receive the weights and
 are traced through a ``tf.function`` with an explicit input signature and converted with
@@ -32,10 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.atomic import write_bytes
-from toolchain.errors import EnvironmentToolError, InputError, IntegrityError, ParityError
-from toolchain.exporters import ExportContext, register_exporter
-from toolchain.mtcnn_weights import (
+from toolchain.convert.exporters import ExportContext, register_exporter
+from toolchain.convert.mtcnn_weights import (
     MTCNN_VERSION,
     WEIGHT_SHA256,
     build_keras_net,
@@ -43,7 +41,9 @@ from toolchain.mtcnn_weights import (
     load_verified_weights,
     package_detector,
 )
-from toolchain.paths import Layout
+from toolchain.core.atomic import write_bytes
+from toolchain.core.errors import EnvironmentToolError, InputError, IntegrityError, ParityError
+from toolchain.core.paths import Layout
 from toolchain.runtime.mtcnn import MODEL_FILES, NET_OUTPUTS, MTCNNDetector
 
 log = logging.getLogger(__name__)

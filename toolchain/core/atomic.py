@@ -5,7 +5,7 @@ The rule for what may be replaced (:func:`destination`), applied by every writer
 - A destination that does not exist is created; an existing regular file (for
   :func:`atomic_dir`: an existing directory) is replaced whole, keeping its permission bits.
   A hard-linked file gets a new inode: its other names keep the old content.
-- Anything else that exists is refused with :class:`~toolchain.errors.InputError` (exit 3, one
+- Anything else that exists is refused with :class:`~toolchain.core.errors.InputError` (exit 3, one
   line naming the path and what it is) before anything is written: a device node, a FIFO, a
   socket, or a directory where a file is wanted (a regular file where a directory is wanted).
   Renaming over ``/dev/full`` would replace the device node with a regular file and report
@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from toolchain.errors import InputError
+from toolchain.core.errors import InputError
 
 _KINDS: tuple[tuple[Callable[[int], bool], str], ...] = (
     (stat.S_ISREG, "regular file"),

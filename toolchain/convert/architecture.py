@@ -64,7 +64,7 @@ EMBEDDING_SIZE = 128
 """``units`` of the ``Bottleneck`` Dense layer (``use_bias: false``) in ``model_config``."""
 
 L2_EPSILON = 1e-10
-"""Floor of the squared norm in the L2 output, as in :func:`toolchain.preprocess.l2_normalize`."""
+"""Floor of the squared norm in the L2 output (:func:`toolchain.core.preprocess.l2_normalize`)."""
 
 L2_OUTPUT_NAME = "embedding_l2"
 """Name of the extra L2-normalized output layer (not in the legacy graph)."""

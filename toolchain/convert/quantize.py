@@ -2,8 +2,8 @@
 
 The fp32 ``facenet.onnx`` is quantized with :func:`onnxruntime.quantization.quantize_static`,
 calibrated ONLY on the TRAIN reference crops (``reference/index.json`` split ``train``),
-prewhitened by :func:`toolchain.preprocess.prewhiten` exactly as at inference. The val crops are
-never seen by the calibration; they are what the accuracy is judged on, together with the train
+prewhitened by :func:`toolchain.core.preprocess.prewhiten` exactly as at inference. The val crops
+are never seen by the calibration; they are what the accuracy is judged on, together with the train
 crops, against the ORIGINAL graph's reference embeddings.
 
 :func:`sweep_variants` quantizes every :data:`VARIANTS` entry, checks it and times it against the
@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.atomic import atomic_file, write_json
-from toolchain.errors import MissingArtifactError, ParityError
-from toolchain.exporters import ExportContext, register_exporter
-from toolchain.parity import L2_OUTPUT_MAX_ABS, Reference, identify, load_reference
-from toolchain.paths import Layout
-from toolchain.preprocess import l2_normalize, prewhiten
+from toolchain.convert.exporters import ExportContext, register_exporter
+from toolchain.convert.parity import L2_OUTPUT_MAX_ABS, Reference, identify, load_reference
+from toolchain.core.atomic import atomic_file, write_json
+from toolchain.core.errors import MissingArtifactError, ParityError
+from toolchain.core.paths import Layout
+from toolchain.core.preprocess import l2_normalize, prewhiten
 
 log = logging.getLogger(__name__)
 

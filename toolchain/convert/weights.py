@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.atomic import sha256_file
-from toolchain.errors import IntegrityError, MissingArtifactError
+from toolchain.core.atomic import sha256_file
+from toolchain.core.errors import IntegrityError, MissingArtifactError
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ def load_weights(model: Any, weights_dir: Path, manifest_path: Path | None = Non
     """Verify the npz set in ``weights_dir`` against its manifest and the model, then assign it.
 
     Args:
-        model: the Keras model from :func:`toolchain.architecture.build_model`.
+        model: the Keras model from :func:`toolchain.convert.architecture.build_model`.
         weights_dir: directory holding ``<layer>.npz`` and ``manifest.json``.
         manifest_path: the manifest (default ``weights_dir / "manifest.json"``).
 
@@ -311,7 +311,7 @@ def load_weights(model: Any, weights_dir: Path, manifest_path: Path | None = Non
 
 def build_loaded_model(weights_dir: Path, l2_output: bool = True) -> tuple[Any, LoadReport]:
     """Build InceptionResNetV1 and strictly load the recovered weights into it."""
-    from toolchain.architecture import build_model
+    from toolchain.convert.architecture import build_model
 
     model = build_model(l2_output=l2_output)
     return model, load_weights(model, weights_dir)

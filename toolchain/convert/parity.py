@@ -2,11 +2,11 @@
 
 Each format runs in its own runtime (Keras 3 through ``tf.function``, the SavedModel's
 ``serving_default`` signature, ONNX Runtime on ``CPUExecutionProvider``, LiteRT with all cores) on
-ALL reference crops, prewhitened by :func:`toolchain.preprocess.prewhiten`. :func:`compare` checks
-shape, dtype and values separately; :func:`run_parity` compares every format with the original and
-along the export chain (keras -> savedmodel -> onnx, savedmodel -> tflite*), checks the
-5-celebrity identification, writes ``reports/parity.{json,md,png}`` and only then raises
-:class:`~toolchain.errors.ParityError` listing every failed check.
+ALL reference crops, prewhitened by :func:`toolchain.core.preprocess.prewhiten`.
+:func:`compare` checks shape, dtype and values separately; :func:`run_parity` compares every
+format with the original and along the export chain (keras -> savedmodel -> onnx, savedmodel
+-> tflite*), checks the 5-celebrity identification, writes ``reports/parity.{json,md,png}``
+and only then raises :class:`~toolchain.core.errors.ParityError` listing every failed check.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from toolchain.atomic import atomic_file, write_json, write_text
-from toolchain.errors import IntegrityError, MissingArtifactError, ParityError
-from toolchain.paths import Layout
-from toolchain.preprocess import l2_normalize, prewhiten
+from toolchain.core.atomic import atomic_file, write_json, write_text
+from toolchain.core.errors import IntegrityError, MissingArtifactError, ParityError
+from toolchain.core.paths import Layout
+from toolchain.core.preprocess import l2_normalize, prewhiten
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +356,7 @@ def run_keras(path: Path, x: np.ndarray) -> dict[str, np.ndarray]:
     import keras
     import tensorflow as tf
 
-    import toolchain.architecture  # noqa: F401  (registers ScaleSum / L2Normalize)
+    import toolchain.convert.architecture  # noqa: F401  (registers ScaleSum / L2Normalize)
 
     model = keras.saving.load_model(path, safe_mode=True, compile=False)
     fn = tf.function(

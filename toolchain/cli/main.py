@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from toolchain.app import run
+from toolchain.cli.app import run
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from toolchain.app import (
+from toolchain.cli.app import (
     DEFAULT_ARTIFACTS_PATH,
     ArtifactsOption,
     app,
@@ -32,7 +32,7 @@ from toolchain.app import (
     display_text,
     layout_for,
 )
-from toolchain.errors import InputError
+from toolchain.core.errors import InputError
 
 if TYPE_CHECKING:
     from toolchain.runtime.recognizer import Match, PhotoMatches, Recognizer
@@ -550,9 +550,9 @@ def evaluate(
     from rich.table import Table
     from rich.text import Text
 
-    from toolchain.atomic import write_json, write_text
-    from toolchain.integrity import record_files
-    from toolchain.preprocess import largest_face
+    from toolchain.core.atomic import write_json, write_text
+    from toolchain.core.integrity import record_files
+    from toolchain.core.preprocess import largest_face
     from toolchain.runtime.drawing import distance_histogram, roc_chart
     from toolchain.runtime.evaluation import NO_FACE, identification, verification
     from toolchain.runtime.gallery import Gallery, pairwise_distances

@@ -16,9 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from toolchain.atomic import atomic_dir, atomic_file, sha256_file
-from toolchain.errors import EnvironmentToolError, InputError, IntegrityError
-from toolchain.paths import Layout
+from toolchain.core.atomic import atomic_dir, atomic_file, sha256_file
+from toolchain.core.errors import EnvironmentToolError, InputError, IntegrityError
+from toolchain.core.paths import Layout
 
 log = logging.getLogger(__name__)
 

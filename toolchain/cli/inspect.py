@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from toolchain.app import app
-from toolchain.errors import UnsafeCodeError
+from toolchain.cli.app import app
+from toolchain.core.errors import UnsafeCodeError
 
 if TYPE_CHECKING:
     from toolchain.legacy.codewalk import CallableSite, LambdaSite
@@ -100,9 +100,9 @@ def _lambda_report(site: LambdaSite) -> LambdaReport:
 
 def inspect_file(path: Path) -> InspectReport:
     """Read ``path`` with h5py and decode its Lambdas; nothing in the file is executed."""
-    from toolchain.atomic import sha256_file
+    from toolchain.core.atomic import sha256_file
+    from toolchain.core.source import identify_h5
     from toolchain.legacy.h5file import read_legacy
-    from toolchain.source import identify_h5
 
     model = read_legacy(path)
     lambdas = [_lambda_report(site) for site in model.lambdas]
@@ -223,7 +223,7 @@ def inspect(
     nothing executed. Walks nested models and wrappers too. Exits 5 if any Lambda is not the
     vetted residual scaling or the config refers to any other code.
     """
-    from toolchain.errors import InputError
+    from toolchain.core.errors import InputError
 
     if not h5.exists():
         raise InputError(f"{h5}: no such file")

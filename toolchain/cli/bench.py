@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from toolchain.app import DEFAULT_ARTIFACTS_PATH, ArtifactsOption, app, layout_for
+from toolchain.cli.app import DEFAULT_ARTIFACTS_PATH, ArtifactsOption, app, layout_for
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ def bench(
     ] = None,
 ) -> None:
     """Benchmark every runtime side by side; write reports/bench.{json,md,png}."""
-    from toolchain.bench import BenchConfig, console_table, run_bench
-    from toolchain.integrity import record_files
+    from toolchain.bench.runner import BenchConfig, console_table, run_bench
+    from toolchain.core.integrity import record_files
 
     layout = layout_for(artifacts)
     config = BenchConfig(
@@ -67,14 +67,14 @@ def int8_variants(
     ] = 7,
 ) -> None:
     """Quantize FaceNet to int8 every way tried; check, time and report each variant."""
-    from toolchain.integrity import record_files
-    from toolchain.quantize import (
+    from toolchain.convert.quantize import (
         CHOSEN,
         SPEED_TOLERANCE,
         VARIANTS_REPORT,
         best_variant,
         sweep_variants,
     )
+    from toolchain.core.integrity import record_files
 
     layout = layout_for(artifacts)
     records = sweep_variants(layout, repeats=repeats)

@@ -1,0 +1,1 @@
+"""Benchmarks measured side by side, each runtime in its own worker process (``facenet bench``)."""

@@ -1,0 +1,7 @@
+"""``python -m toolchain.bench SPEC RESULT``: one benchmark worker process."""
+
+import sys
+
+from toolchain.bench.runner import worker_main
+
+sys.exit(worker_main(sys.argv[1:]))
