@@ -256,9 +256,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff on the whole tree."""
-    ruff = env_bin(session, "lint") / "ruff"
-    session.run(str(ruff), "check", str(ROOT), external=True)
+    """Ruff on the whole tree, then the tier contracts of pyproject.toml (import-linter)."""
+    bin_dir = env_bin(session, "lint")
+    session.run(str(bin_dir / "ruff"), "check", str(ROOT), external=True)
+    session.run(str(bin_dir / "lint-imports"), "--config", str(ROOT / "pyproject.toml"),
+                external=True, env={"PYTHONPATH": str(ROOT)})
 
 
 @nox.session
