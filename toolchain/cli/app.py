@@ -149,7 +149,7 @@ def missing_module_message(exc: ModuleNotFoundError) -> str | None:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the app; map every expected failure to one stderr line and its exit code."""
-    from toolchain.cli import bench, export, fetch, inspect, recognize, verify  # noqa: F401
+    from toolchain.cli import bench, evaluate, export, fetch, inspect, recognize, verify  # noqa: F401
 
     try:
         rv = app(args=argv, prog_name="facenet", standalone_mode=False)
