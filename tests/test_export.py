@@ -25,9 +25,10 @@ from toolchain.convert.exporters import (
     resolve,
     run_exporters,
 )
-from toolchain.convert.parity import choose_threshold, load_reference
+from toolchain.convert.parity import load_reference
 from toolchain.convert.weights import WeightsRejectedError
 from toolchain.core.errors import InputError, ParityError
+from toolchain.core.metrics import choose_threshold
 from toolchain.core.paths import Layout
 from toolchain.core.preprocess import prewhiten
 

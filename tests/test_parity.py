@@ -17,12 +17,12 @@ from toolchain.convert.parity import (
     TOLERANCES,
     Reference,
     Tolerance,
-    choose_threshold,
     compare,
     identify,
     run_parity,
 )
 from toolchain.core.errors import MissingArtifactError, ParityError
+from toolchain.core.metrics import choose_threshold
 from toolchain.core.paths import Layout
 from toolchain.core.preprocess import l2_normalize
 
@@ -102,11 +102,11 @@ def test_identification_and_its_failure() -> None:
     persons = [p for p in "abc" for _ in range(4)]
     splits = ["train", "train", "train", "val"] * 3
     ref = _reference(persons, splits, emb)
-    assert identify(emb, ref).correct == 3
+    assert identify(emb, ref).correct_closed == 3
     swapped = emb.copy()
     swapped[3], swapped[7] = emb[7], emb[3]  # the val rows of a and b trade places
     got = identify(swapped, ref)
-    assert (got.correct, got.total) == (1, 3) and len(got.mistakes) == 2
+    assert (got.correct_closed, got.total) == (1, 3) and len(got.mistakes) == 2
 
 
 def test_threshold_separates_clusters() -> None:

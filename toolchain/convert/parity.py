@@ -15,8 +15,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import numpy as np
 
 from toolchain.core.atomic import atomic_file, write_json, write_text
 from toolchain.core.errors import IntegrityError, MissingArtifactError, ParityError
+from toolchain.core.metrics import Identification, Threshold, choose_threshold, nearest_neighbours
 from toolchain.core.paths import Layout
 from toolchain.core.preprocess import l2_normalize, prewhiten
 
@@ -231,112 +232,34 @@ def load_reference(layout: Layout) -> Reference:
     )
 
 
-@dataclass
-class Identification:
-    """Nearest-neighbour identification of the val crops against the train crops.
-
-    Attributes:
-        correct: val crops whose nearest train crop is the same person.
-        total: val crops.
-        mistakes: ``path: true -> predicted`` for each error.
-    """
-
-    correct: int
-    total: int
-    mistakes: list[str] = field(default_factory=list)
-
-
 def identify(embeddings: np.ndarray, reference: Reference) -> Identification:
     """Gallery = every train crop's embedding; each val crop takes its nearest neighbour's name.
 
-    Distances are euclidean on L2-normalized embeddings.
+    Distances are euclidean on L2-normalized embeddings (:mod:`toolchain.core.metrics`).
     """
     e = l2_normalize(embeddings)
     splits = np.array(reference.splits)
     persons = np.array(reference.persons)
     gallery, queries = np.flatnonzero(splits == "train"), np.flatnonzero(splits == "val")
-    d = np.linalg.norm(e[queries, None, :] - e[None, gallery, :], axis=-1)
-    predicted = persons[gallery][np.argmin(d, axis=1)] if len(gallery) else persons[queries]
-    truth = persons[queries]
-    mistakes = [
-        f"{reference.paths[q]}: {t} -> {p}"
-        for q, t, p in zip(queries, truth, predicted, strict=True)
-        if t != p
-    ]
-    return Identification(int(np.sum(truth == predicted)), len(queries), mistakes)
+    truth = tuple(persons[queries].tolist())
+    if not len(gallery):
+        return Identification(truth, truth, (None,) * len(truth))
+    index, distance = nearest_neighbours(e[queries], e[gallery])
+    return Identification(truth, tuple(persons[gallery][index].tolist()),
+                          tuple(distance.tolist()))
 
 
 def identification_check(fmt: str, embeddings: np.ndarray, reference: Reference) -> Check:
     """Identification must be perfect (every val crop named right)."""
     got = identify(embeddings, reference)
-    ok = got.total > 0 and got.correct == got.total
-    detail = f"{got.correct}/{got.total} val crops identified"
+    ok = got.total > 0 and got.correct_closed == got.total
+    detail = f"{got.correct_closed}/{got.total} val crops identified"
     if got.mistakes:
-        detail += " (" + "; ".join(got.mistakes) + ")"
+        val_paths = [path for path, split in zip(reference.paths, reference.splits, strict=True)
+                     if split == "val"]
+        detail += " (" + "; ".join(
+            f"{val_paths[k]}: {got.truth[k]} -> {got.predicted[k]}" for k in got.mistakes) + ")"
     return Check(fmt, "labels", "identification", ok, detail)
-
-
-@dataclass(frozen=True)
-class Threshold:
-    """A default match threshold on euclidean distance between L2-normalized embeddings.
-
-    Attributes:
-        value: match if distance <= value.
-        method: how it was chosen.
-        same_pairs: number of same-person pairs.
-        different_pairs: number of different-person pairs.
-        balanced_accuracy: mean of the same- and different-pair accuracies at ``value``.
-        max_same: largest same-person distance.
-        min_different: smallest different-person distance.
-    """
-
-    value: float
-    method: str
-    same_pairs: int
-    different_pairs: int
-    balanced_accuracy: float
-    max_same: float
-    min_different: float
-
-
-def choose_threshold(embeddings: np.ndarray, persons: Sequence[str]) -> Threshold:
-    """Pick the distance threshold that best separates same- from different-person pairs.
-
-    All pairs of rows are used. Candidates are midpoints between consecutive sorted distances;
-    the one with the highest balanced accuracy (mean of same- and different-pair accuracy) wins,
-    ties going to the widest gap.
-    """
-    e = l2_normalize(embeddings).astype(np.float64)
-    labels = np.asarray(persons)
-    if len(e) < 2 or len(set(labels.tolist())) < 2:
-        raise ValueError("need at least two people to choose a threshold")
-    i, j = np.triu_indices(len(e), k=1)
-    dist = np.linalg.norm(e[i] - e[j], axis=-1)
-    same = labels[i] == labels[j]
-    if not same.any():
-        raise ValueError("need at least one person with two photos to choose a threshold")
-    order = np.argsort(dist, kind="stable")
-    d_sorted, s_sorted = dist[order], same[order]
-    same_below = np.cumsum(s_sorted)
-    diff_below = np.cumsum(~s_sorted)
-    n_same, n_diff = int(same.sum()), int((~same).sum())
-    balanced = 0.5 * (same_below / n_same + (n_diff - diff_below) / n_diff)
-    gaps = np.append(np.diff(d_sorted), 0.0)
-    best = int(np.lexsort((-gaps, -balanced))[0])
-    value = float(d_sorted[best] + gaps[best] / 2)
-    return Threshold(
-        value=round(value, 6),
-        method=(
-            "the midpoint between consecutive sorted pair distances that maximizes balanced "
-            "accuracy (ties: widest gap); euclidean distances of L2-normalized ORIGINAL-graph "
-            "embeddings, all pairs of the 5-celebrity reference crops (train + val)"
-        ),
-        same_pairs=n_same,
-        different_pairs=n_diff,
-        balanced_accuracy=float(balanced[best]),
-        max_same=float(dist[same].max()),
-        min_different=float(dist[~same].min()),
-    )
 
 
 Runner = Callable[[Path, np.ndarray], dict[str, np.ndarray]]

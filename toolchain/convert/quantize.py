@@ -333,7 +333,7 @@ def check_int8(
         min_cos_original_val=float(vs_original[val].min()) if val.any() else float("nan"),
         min_cos_fp32_val=float(vs_fp32[val].min()) if val.any() else float("nan"),
         mean_cos_original=float(vs_original.mean()),
-        identified=ident.correct,
+        identified=ident.correct_closed,
         total=ident.total,
         l2_max_abs=None if l2 is None else float(np.max(np.abs(l2_normalize(int8) - l2))),
     )
