@@ -37,6 +37,15 @@ import numpy as np
 
 from toolchain.core import preprocess
 from toolchain.core.atomic import atomic_dir, sha256_file
+from toolchain.core.contracts import (
+    IMAGE_SUFFIXES,
+    INPUT_SIZE,
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    REFERENCE_INDEX,
+    REFERENCE_INDEX_FORMAT,
+    REFERENCE_NPZ,
+)
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError, ToolchainError
 from toolchain.core.integrity import record_files
 from toolchain.core.paths import Layout
@@ -48,10 +57,7 @@ from toolchain.legacy.npzfile import npz_bytes
 
 log = logging.getLogger("recover")
 
-MANIFEST_FORMAT = "facenet-toolchain/weights-manifest/1"
-INDEX_FORMAT = "facenet-toolchain/reference-index/1"
 SCALE_SUM = "scale_sum"
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 EMBED_BATCH = 32
 
@@ -244,7 +250,7 @@ def _photos(dataset: Path) -> list[Path]:
         for split in ("train", "val")
         if (dataset / split).is_dir()
         for path in (dataset / split).glob("*/*")
-        if path.is_file() and path.suffix.lower() in PHOTO_SUFFIXES
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
     )
     if not found:
         raise InputError(f"{dataset}: no photos under train/<person>/ or val/<person>/")
@@ -337,10 +343,9 @@ def _reference_index(
                 "faces_detected": photo.faces,
             }
         )
-    size = preprocess.INPUT_SIZE
-    crops = np.stack(rows) if rows else np.zeros((0, size, size, 3), dtype=np.uint8)
+    crops = np.stack(rows) if rows else np.zeros((0, INPUT_SIZE, INPUT_SIZE, 3), dtype=np.uint8)
     index = {
-        "format": INDEX_FORMAT,
+        "format": REFERENCE_INDEX_FORMAT,
         "source_sha256": sha256,
         "detector": {
             "package": "mtcnn",
@@ -349,7 +354,7 @@ def _reference_index(
             "choice": "largest box (toolchain.core.preprocess.largest_face)",
         },
         "crop_rule": _crop_rule(),
-        "input_size": size,
+        "input_size": INPUT_SIZE,
         "embeddings": (
             f"raw outputs of {', '.join(model.output_layers)} of the original graph (Keras 2.15, "
             "Lambdas bound to scale_sum) on prewhitened crops; not L2-normalized"
@@ -415,14 +420,14 @@ def recover(
         embeddings = _embed(keras_model, crops)
         timings.lap("embed (original graph)")
         reference = {
-            "reference.npz": npz_bytes({"crops": crops, "embeddings": embeddings}),
-            "index.json": _canonical_json(index),
+            REFERENCE_NPZ: npz_bytes({"crops": crops, "embeddings": embeddings}),
+            REFERENCE_INDEX: _canonical_json(index),
         }
 
     with atomic_dir(layout.weights_dir) as tmp:
         for name, data in npz.items():
             (tmp / name).write_bytes(data)
-        (tmp / "manifest.json").write_bytes(_canonical_json(manifest))
+        (tmp / MANIFEST_FILE).write_bytes(_canonical_json(manifest))
         if not skip_reference:
             with atomic_dir(layout.reference_dir) as ref_tmp:
                 for name, data in reference.items():
@@ -437,7 +442,7 @@ def recover(
         f"layers: {totals['layers']}, weighted layers: {totals['weighted_layers']}, "
         f"tensors: {totals['tensors']}, parameters: {totals['parameters']:,}",
         f"lambdas vetted: {len(vetted)} (never executed; bound to scale_sum)",
-        f"weights: {layout.weights_dir} ({len(npz)} npz + manifest.json)",
+        f"weights: {layout.weights_dir} ({len(npz)} npz + {MANIFEST_FILE})",
     ]
     if skip_reference:
         lines.append("reference: skipped (--skip-reference)")
