@@ -35,9 +35,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from toolchain.cli.inspect import inspect_file
 from toolchain.core.errors import ToolchainError
 from toolchain.legacy.h5file import read_legacy
+from toolchain.legacy.inspect import inspect_file
 from toolchain.runtime.images import decode_bytes
 
 HARD_TIMEOUT_S = 10

@@ -1,24 +1,33 @@
 """The ``facenet`` Typer application, its logging and its error-to-exit-code mapping.
 
-Command modules under ``toolchain.cli`` register themselves on :data:`app`; heavy imports
-(tensorflow, onnxruntime) stay inside the command bodies so ``facenet --help`` is instant.
+Each command module under ``toolchain.cli`` owns a ``typer.Typer()`` named ``app``;
+:data:`COMMAND_GROUPS` adds them to the root in the order of the workflow, which is the order
+``facenet --help`` lists them in. A new command: a module with its own ``app``, one entry there.
+Heavy imports (tensorflow, onnxruntime) stay inside the command bodies so ``--help`` is instant.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-import unicodedata
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
+from toolchain.cli import (
+    bench,
+    enroll,
+    evaluate,
+    export,
+    fetch,
+    gallery,
+    inspect,
+    parity,
+    recognize,
+    verify,
+)
+from toolchain.cli.common import fail
 from toolchain.core.errors import MissingArtifactError, ToolchainError
-from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 DISTRIBUTION = "facenet-toolchain"
 """The package's distribution name (``pip install facenet-toolchain``)."""
@@ -50,52 +59,16 @@ EXTRA_FOR_MODULE: dict[str, str] = {
 """The smallest ``pyproject.toml`` extra that installs each optional top-level module (a test
 checks this table against the extras); a command that needs a missing one says which to install."""
 
-_BIDI_CONTROLS = frozenset(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
-"""Bidirectional embedding, override and isolate characters: they reorder what follows them."""
+COMMAND_GROUPS: tuple[typer.Typer, ...] = (
+    fetch.app, inspect.app, export.app, parity.app, enroll.app, recognize.app, evaluate.app,
+    gallery.app, verify.app, bench.app,
+)
+"""Every command module's app, in the order of the workflow (``bench.app`` ends with
+``int8-variants``). A group with a ``name`` (``gallery``) becomes ``facenet NAME ...``; the
+others' commands are added to the root as they are."""
 
-ArtifactsOption = Annotated[
-    Path,
-    typer.Option(
-        "--artifacts",
-        help="Artifacts directory (env FACENET_ARTIFACTS).",
-        file_okay=False,
-        show_default=True,
-    ),
-]
-"""The ``--artifacts DIR`` option every command that reads or writes artifacts takes."""
-
-DEFAULT_ARTIFACTS_PATH = DEFAULT_ARTIFACTS
-
-
-def layout_for(artifacts: Path) -> Layout:
-    """The artifacts layout for a command's ``--artifacts`` value."""
-    return Layout(artifacts)
-
-
-def display_text(text: object) -> str:
-    """``text`` made safe to show on a terminal: control and bidi characters as ``\\xNN`` escapes.
-
-    Names and file names come from users and photo collections; an ESC in one would drive the
-    terminal, a newline would forge output lines. Machine outputs (JSON, CSV) keep the text as is.
-    """
-    return "".join(
-        ch.encode("unicode_escape").decode("ascii")
-        if unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS else ch
-        for ch in str(text)
-    )
-
-
-def console(stderr: bool = False) -> Console:
-    """A rich console that never interprets text: no markup, no emoji codes, no highlighting.
-
-    User text (person and file names) may hold ``[/]`` or ``:smile:``; styles are given with
-    ``rich.text.Text`` objects instead. 160 columns wide when the output is not a terminal.
-    """
-    from rich.console import Console
-
-    options = {"stderr": stderr, "markup": False, "emoji": False, "highlight": False}
-    made = Console(**options)  # type: ignore[arg-type]
-    return made if made.is_terminal else Console(width=160, **options)  # type: ignore[arg-type]
+for _group in COMMAND_GROUPS:
+    app.add_typer(_group)
 
 
 def _version() -> str:
@@ -131,12 +104,6 @@ def _configure(
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-def fail(message: str, exit_code: int) -> None:
-    """Print one ``facenet: error: ...`` line to stderr and exit with ``exit_code``."""
-    print(f"facenet: error: {display_text(message)}", file=sys.stderr)
-    raise SystemExit(exit_code)
-
-
 def missing_module_message(exc: ModuleNotFoundError) -> str | None:
     """The one-line advice for an optional module that is not installed, else ``None`` (a bug)."""
     top = (exc.name or "").partition(".")[0]
@@ -149,8 +116,6 @@ def missing_module_message(exc: ModuleNotFoundError) -> str | None:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the app; map every expected failure to one stderr line and its exit code."""
-    from toolchain.cli import bench, evaluate, export, fetch, inspect, recognize, verify  # noqa: F401
-
     try:
         rv = app(args=argv, prog_name="facenet", standalone_mode=False)
     except ToolchainError as exc:

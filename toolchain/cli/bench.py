@@ -8,14 +8,19 @@ from typing import Annotated
 
 import typer
 
-from toolchain.cli.app import DEFAULT_ARTIFACTS_PATH, ArtifactsOption, app, layout_for
+from toolchain.cli.common import ArtifactsOption
+from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 
 log = logging.getLogger(__name__)
+
+app = typer.Typer()
+"""``facenet bench`` and ``facenet int8-variants`` (added to the root app by
+:mod:`toolchain.cli.app`)."""
 
 
 @app.command()
 def bench(
-    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
     quick: Annotated[
         bool, typer.Option("--quick", help="Tiny setting (for tests): numbers not meaningful.")
     ] = False,
@@ -44,10 +49,12 @@ def bench(
     ] = None,
 ) -> None:
     """Benchmark every runtime side by side; write reports/bench.{json,md,png}."""
-    from toolchain.bench.runner import BenchConfig, console_table, run_bench
+    from toolchain.bench.config import BenchConfig
+    from toolchain.bench.report import console_table
+    from toolchain.bench.runner import run_bench
     from toolchain.core.integrity import record_files
 
-    layout = layout_for(artifacts)
+    layout = Layout(artifacts)
     config = BenchConfig(
         repeats=1 if quick else repeats, quick=quick, recognize_python=recognize_python,
         face_recognition_python=face_recognition_python,
@@ -61,22 +68,22 @@ def bench(
 
 @app.command("int8-variants")
 def int8_variants(
-    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
     repeats: Annotated[
         int, typer.Option("--repeats", min=1, max=100, help="Timed batch-16 runs per variant.")
     ] = 7,
 ) -> None:
     """Quantize FaceNet to int8 every way tried; check, time and report each variant."""
-    from toolchain.convert.quantize import (
-        CHOSEN,
+    from toolchain.convert.int8_sweep import (
         SPEED_TOLERANCE,
         VARIANTS_REPORT,
         best_variant,
         sweep_variants,
     )
+    from toolchain.convert.quantize import CHOSEN
     from toolchain.core.integrity import record_files
 
-    layout = layout_for(artifacts)
+    layout = Layout(artifacts)
     records = sweep_variants(layout, repeats=repeats)
     record_files(layout, [layout.reports_dir / VARIANTS_REPORT])
     for r in records:

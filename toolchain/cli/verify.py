@@ -8,15 +8,20 @@ from typing import Annotated
 
 import typer
 
-from toolchain.cli.app import DEFAULT_ARTIFACTS_PATH, ArtifactsOption, app, layout_for
+from toolchain.cli.common import ArtifactsOption
 from toolchain.core.errors import IntegrityError
+from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 
 log = logging.getLogger(__name__)
+
+app = typer.Typer()
+"""``facenet verify`` and ``facenet checksums`` (added to the root app by
+:mod:`toolchain.cli.app`)."""
 
 
 @app.command()
 def verify(
-    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
     gallery: Annotated[Path | None, typer.Option(
         "--gallery", dir_okay=False, show_default=False,
         help="Check only this gallery file (read-only): SQLite integrity, schema, vectors, and "
@@ -29,7 +34,7 @@ def verify(
     """
     from toolchain.core.integrity import verify_artifacts, verify_gallery
 
-    layout = layout_for(artifacts)
+    layout = Layout(artifacts)
     report = verify_artifacts(layout) if gallery is None else verify_gallery(gallery, layout)
     subject = artifacts if gallery is None else gallery
     for warning in report.warnings:
@@ -46,7 +51,7 @@ def verify(
 
 
 @app.command()
-def checksums(artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH) -> None:
+def checksums(artifacts: ArtifactsOption = DEFAULT_ARTIFACTS) -> None:
     """Write <artifacts>/SHA256SUMS listing every generated file (run at the end of the main job).
 
     The fetched source files are pinned in the code instead; galleries (*.db) are user data.
@@ -56,5 +61,5 @@ def checksums(artifacts: ArtifactsOption = DEFAULT_ARTIFACTS_PATH) -> None:
     """
     from toolchain.core.integrity import write_checksums
 
-    result = write_checksums(layout_for(artifacts))
+    result = write_checksums(Layout(artifacts))
     print(f"wrote {result.path} ({result.files} files)")

@@ -2,7 +2,7 @@
 
 Example::
 
-    from toolchain.runtime.recognizer import Recognizer
+    from toolchain import Recognizer
 
     rec = Recognizer.from_artifacts("artifacts", gallery="my_gallery.db")
     rec.enroll("Ada", "photos/ada.jpg")
@@ -16,6 +16,7 @@ of a photo, and of several photos, go through the embedder as one batch.
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 
+from toolchain.core.contracts import MTCNN_FILES, ONNX_FILE
 from toolchain.core.errors import InputError
 from toolchain.core.integrity import verify_file
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
@@ -63,7 +65,7 @@ class DetectionLike(Protocol):
     def keypoints(self) -> Mapping[str, tuple[float, float]]: ...
 
 
-RUNTIME_MODELS = ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx")
+RUNTIME_MODELS = (ONNX_FILE, *MTCNN_FILES.values())
 """The exported models a recognizer loads (checked against ``SHA256SUMS`` first)."""
 
 
@@ -148,15 +150,27 @@ class PhotoMatches:
     error: str | None = None
 
 
+class EnrollStatus(str, enum.Enum):
+    """What :meth:`Recognizer.enroll_many` did with one photo (compares equal to its value)."""
+
+    ADDED = "added"
+    ALREADY = "already"
+    """This face is in the gallery already (under :attr:`EnrollOutcome.enrolled_as`)."""
+    NO_FACE = "no_face"
+    TOO_SMALL = "too_small"
+    """Every face is under the enrollment minimum (``min_enroll_face``)."""
+    MULTIPLE_FACES = "multiple_faces"
+    ERROR = "error"
+    """The photo could not be read."""
+
+
 @dataclass(frozen=True)
 class EnrollOutcome:
     """What happened to one photo given to :meth:`Recognizer.enroll_many`."""
 
     path: Path
     name: str
-    status: str
-    """``added``, ``already`` (this face is in the gallery), ``no_face``, ``too_small`` (every face
-    is under the enrollment minimum), ``multiple_faces`` or ``error``."""
+    status: EnrollStatus
     message: str = ""
     face: Face | None = None
     enrolled_as: str | None = None
@@ -165,7 +179,7 @@ class EnrollOutcome:
     @property
     def ok(self) -> bool:
         """The face is in the gallery now."""
-        return self.status in ("added", "already")
+        return self.status in (EnrollStatus.ADDED, EnrollStatus.ALREADY)
 
 
 class Recognizer:
@@ -231,7 +245,7 @@ class Recognizer:
         for name in RUNTIME_MODELS:
             if (path := layout.models_dir / name).exists():
                 verify_file(path, layout)
-        embedder = Embedder(layout.models_dir / "facenet.onnx")
+        embedder = Embedder(layout.models_dir / ONNX_FILE)
         detector = load_detector(layout.models_dir, **(detection or {}))
         return cls(detector, embedder, gallery if gallery is not None else layout.gallery,
                    threshold=threshold, match=match, top_k=top_k)
@@ -403,24 +417,25 @@ class Recognizer:
     def _outcome(name: str, photo: PhotoFaces, largest: bool, min_face: float) -> EnrollOutcome:
         """What to do with one photo: faces under ``min_face`` px (short side) do not count."""
         if photo.error is not None:
-            return EnrollOutcome(photo.path, name, "error", photo.error)
+            return EnrollOutcome(photo.path, name, EnrollStatus.ERROR, photo.error)
         if not photo.faces:
-            return EnrollOutcome(photo.path, name, "no_face", f"{photo.path}: no face found")
+            return EnrollOutcome(photo.path, name, EnrollStatus.NO_FACE,
+                                 f"{photo.path}: no face found")
         usable = [f for f in photo.faces if min(f.box[2], f.box[3]) >= min_face]
         if not usable:
             biggest = photo.faces[largest_face([f.box for f in photo.faces])]
             return EnrollOutcome(
-                photo.path, name, "too_small",
+                photo.path, name, EnrollStatus.TOO_SMALL,
                 f"{photo.path}: the face is {biggest.box[2]:.0f}x{biggest.box[3]:.0f} px, under "
                 f"the {min_face:g} px short side needed to enroll (--min-enroll-face)",
             )
         if len(usable) > 1 and not largest:
             return EnrollOutcome(
-                photo.path, name, "multiple_faces",
+                photo.path, name, EnrollStatus.MULTIPLE_FACES,
                 f"{photo.path}: {len(usable)} faces; use --largest to enroll the biggest",
             )
         face = usable[largest_face([f.box for f in usable])]
-        return EnrollOutcome(photo.path, name, "added", face=face)
+        return EnrollOutcome(photo.path, name, EnrollStatus.ADDED, face=face)
 
     def enroll_many(
         self,
@@ -460,7 +475,7 @@ class Recognizer:
                     owner = owners[id(entry)]
                     note = ("" if owner == outcome.name
                             else f" as {owner!r}, not added again as {outcome.name!r}")
-                    outcome = EnrollOutcome(outcome.path, outcome.name, "already",
+                    outcome = EnrollOutcome(outcome.path, outcome.name, EnrollStatus.ALREADY,
                                             f"{outcome.path}: already in the gallery{note}",
                                             outcome.face, owner)
                 outcomes.append(outcome)

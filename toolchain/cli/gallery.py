@@ -1,0 +1,110 @@
+"""``facenet gallery list | remove | export | import``: the people of a gallery.
+
+Only the gallery module (numpy, sqlite3) is imported, inside the command bodies: no model is
+loaded except to fingerprint a new gallery on import.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from toolchain.cli.common import ArtifactsOption, console, display_text
+from toolchain.cli.recognition import GalleryOption
+from toolchain.core.contracts import EMBEDDING_DIM, ONNX_FILE
+from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
+
+log = logging.getLogger(__name__)
+
+app = typer.Typer(
+    name="gallery", help="List, remove, export and import the people of a gallery.",
+    no_args_is_help=True,
+)
+"""``facenet gallery ...`` (added to the root app by :mod:`toolchain.cli.app`)."""
+
+
+@app.command("list")
+def gallery_list(
+    gallery: GalleryOption = None,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
+) -> None:
+    """List the enrolled people."""
+    from rich.table import Table
+
+    from toolchain.runtime.gallery import Gallery
+
+    path = gallery if gallery is not None else Layout(artifacts).gallery
+    with Gallery.open(path) as opened:
+        people = opened.people()
+        threshold = opened.threshold
+        title = (f"{display_text(path)}: model sha256 {opened.fingerprint[:12]}…, threshold "
+                 + (f"{threshold:.3f} (calibrated)" if threshold is not None else "not calibrated"))
+    table = Table(title=title)
+    table.add_column("person")
+    table.add_column("embeddings", justify="right")
+    table.add_column("photos", justify="right")
+    table.add_column("since")
+    for person in people:
+        table.add_row(display_text(person.name), str(person.embeddings), str(person.photos),
+                      person.created)
+    console().print(table)
+    print(f"{len(people)} people, {sum(p.embeddings for p in people)} embeddings")
+
+
+@app.command("remove")
+def gallery_remove(
+    name: Annotated[str, typer.Argument(help="Person to remove.", show_default=False)],
+    gallery: GalleryOption = None,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
+) -> None:
+    """Remove a person and all their embeddings."""
+    from toolchain.runtime.gallery import Gallery
+
+    path = gallery if gallery is not None else Layout(artifacts).gallery
+    with Gallery.open(path) as opened:
+        count = opened.remove(name)
+    print(f"removed {name!r} ({count} embeddings) from {display_text(path)}")
+
+
+@app.command("export")
+def gallery_export(
+    file: Annotated[Path, typer.Argument(dir_okay=False, help="JSON file to write.",
+                                         show_default=False)],
+    gallery: GalleryOption = None,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
+) -> None:
+    """Write every embedding, with its provenance, to a JSON file."""
+    from toolchain.runtime.gallery import Gallery, export_json
+
+    path = gallery if gallery is not None else Layout(artifacts).gallery
+    with Gallery.open(path) as opened:
+        count = export_json(opened, file)
+    print(f"exported {count} embeddings to {display_text(file)}")
+
+
+@app.command("import")
+def gallery_import(
+    file: Annotated[Path, typer.Argument(
+        exists=True, dir_okay=False, show_default=False,
+        help="A `facenet gallery export` file, or the seed's DataBase.json "
+             '({"Name": [128 floats], ...}).')],
+    gallery: GalleryOption = None,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
+) -> None:
+    """Add the embeddings of a JSON file to the gallery; a malformed file changes nothing.
+
+    A new gallery is bound to the current model: an export of another model is refused (exit 4).
+    """
+    from toolchain.runtime.gallery import import_file
+
+    layout = Layout(artifacts)
+    path = gallery if gallery is not None else layout.gallery
+    data, result = import_file(file, path, layout.models_dir / ONNX_FILE, EMBEDDING_DIM)
+    if data.fingerprint is None and result.added:
+        log.warning("%s: the seed's vectors were computed by its own pipeline (BGR crops); "
+                    "enrolling the photos again with `facenet enroll` matches better", file)
+    print(f"imported {len(result.added)} embeddings ({data.kind}); "
+          f"{len(result.duplicates)} were already in {display_text(path)}")

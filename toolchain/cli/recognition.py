@@ -1,0 +1,109 @@
+"""The options and helpers that ``enroll``, ``recognize``, ``evaluate`` and ``gallery`` share.
+
+Only typer and the standard library at import time; the runtime (onnxruntime, numpy, Pillow) is
+imported when a recognizer is opened, never TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from toolchain.cli.common import console
+
+if TYPE_CHECKING:
+    from toolchain.runtime.recognizer import Recognizer
+
+GalleryOption = Annotated[
+    Path | None,
+    typer.Option("--gallery", help="Gallery file [default: <artifacts>/gallery.db].",
+                 dir_okay=False),
+]
+
+
+class MatchChoice(str, enum.Enum):
+    """``--match`` values (see :class:`toolchain.runtime.gallery.MatchMode`)."""
+
+    nearest = "nearest"
+    centroid = "centroid"
+
+
+MatchOption = Annotated[
+    MatchChoice,
+    typer.Option("--match", help="Distance to a person's nearest embedding, or to their mean."),
+]
+
+MinEnrollFaceOption = Annotated[
+    float | None,
+    typer.Option("--min-enroll-face", min=0.0, show_default=False,
+                 help="Enroll only faces at least this many pixels on the short side of their "
+                      "box; photos with none are skipped and listed [default: 40, "
+                      "toolchain.runtime.recognizer.MIN_ENROLL_FACE]."),
+]
+
+MIN_MAX_DETECT_SIDE = 64
+"""Smallest ``--max-detect-side`` other than 0 (``toolchain.runtime.mtcnn.MIN_MAX_SIDE``, not
+imported: the detector module loads numpy and onnxruntime)."""
+
+
+def _max_detect_side_value(value: int | None) -> int | None:
+    if value is not None and 0 < value < MIN_MAX_DETECT_SIDE:
+        raise typer.BadParameter(f"must be 0 (full resolution) or at least {MIN_MAX_DETECT_SIDE}")
+    return value
+
+
+MinFaceOption = Annotated[
+    float | None,
+    typer.Option("--min-face", min=1.0, show_default=False,
+                 help="Smallest face the detector looks for, in pixels of the photo "
+                      "[default: 20, the mtcnn package's]."),
+]
+MaxDetectSideOption = Annotated[
+    int | None,
+    typer.Option("--max-detect-side", min=0, callback=_max_detect_side_value,
+                 show_default=False,
+                 help="Longest side of the largest detection pyramid level [default: 480]: in a "
+                      "photo with a longer side L above it, faces smaller than about 12 to 17 x "
+                      "L / this are not looked for (crops still come from the full photo). "
+                      "0: full resolution (slow and memory-hungry on big photos)."),
+]
+
+
+def detection_keywords(min_face: float | None, max_detect_side: int | None) -> dict[str, Any]:
+    """``--min-face`` / ``--max-detect-side`` as ``from_artifacts`` keywords (none: defaults)."""
+    options: dict[str, Any] = {}
+    if min_face is not None:
+        options["min_face_size"] = min_face
+    if max_detect_side is not None:
+        options["max_side"] = max_detect_side or None
+    return {"detection": options} if options else {}
+
+
+def enroll_keywords(min_enroll_face: float | None) -> dict[str, float]:
+    """``--min-enroll-face`` as keyword arguments of ``enroll_many`` (none: its default)."""
+    return {} if min_enroll_face is None else {"min_enroll_face": min_enroll_face}
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, total: int) -> Iterator[Callable[[Path], None]]:
+    """A rich progress bar on stderr (only on a terminal); yields the per-photo advance callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    err = console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True,
+                  disable=not err.is_terminal) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda _path: progress.advance(task)
+
+
+def open_recognizer(artifacts: Path, gallery: Path | None, **options: Any) -> Recognizer:
+    """The recognizer of ``artifacts`` (models checked against ``SHA256SUMS``) on ``gallery``."""
+    from toolchain.runtime.recognizer import Recognizer
+
+    return Recognizer.from_artifacts(artifacts, gallery=gallery, **options)
