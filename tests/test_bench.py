@@ -16,28 +16,31 @@ import pytest
 from conftest import artifacts_root
 from PIL import Image
 
-from toolchain.bench.runner import (
+from toolchain.bench.config import BenchConfig
+from toolchain.bench.inputs import (
+    bench_formats,
+    bench_label,
+    check_artifacts,
+    model_files,
+    real_photos,
+)
+from toolchain.bench.report import REPORT_NAMES, markdown, write_reports
+from toolchain.bench.rows import (
     DLIB_REAL,
     FULL_REAL,
     LARGE_ROW,
-    MODEL_FILES,
-    MTCNN_FILES,
-    ORT_SETTINGS,
     OURS_REAL,
-    REAL_SECTION,
-    REPORT_NAMES,
-    BenchConfig,
     BenchReport,
     Row,
-    add_ratios,
-    check_artifacts,
-    evaluate_targets,
-    markdown,
-    real_photos,
-    write_reports,
+    Section,
 )
+from toolchain.bench.specs import DetectSpec, PairedSpec, RecognizeSpec, decode, encode
+from toolchain.bench.targets import add_ratios, evaluate_targets
+from toolchain.bench.worker import ORT_SETTINGS
 from toolchain.core.errors import MissingArtifactError
 from toolchain.core.paths import Layout
+
+BENCH_LABELS = [bench_label(spec.name) for spec in bench_formats()]
 
 TARGET_NAMES = {
     "ORT fp32 batch 16 vs the sgemm rate",
@@ -55,7 +58,7 @@ TARGET_NAMES = {
 def expected_rows() -> set[tuple[str, str]]:
     """``(section, name)`` of every row a bench run must report."""
     rows = {("sgemm", f"numpy float32 matmul 256^3 ({w})") for w in ("start", "end")}
-    rows |= {("embedding", f"{rt} {b}") for rt in MODEL_FILES for b in ("b1", "b16")}
+    rows |= {("embedding", f"{rt} {b}") for rt in BENCH_LABELS for b in ("b1", "b16")}
     rows |= {("paired", f"{rt} {b} (alternated)") for rt in ("ort-fp32", "ort-int8")
              for b in ("b1", "b16")}
     rows |= {("ort_options", f"{label} {b}") for label in ORT_SETTINGS for b in ("b1", "b16")}
@@ -67,7 +70,7 @@ def expected_rows() -> set[tuple[str, str]]:
     rows |= {("cold_start", "TF pipeline (mtcnn package + Keras) recognize one.jpg"),
              ("cold_start", "facenet recognize one.jpg")}
     if real_photos(BenchConfig().real_photos) is not None:
-        rows |= {(REAL_SECTION, OURS_REAL), (REAL_SECTION, FULL_REAL), (REAL_SECTION, LARGE_ROW)}
+        rows |= {("real_size", OURS_REAL), ("real_size", FULL_REAL), ("real_size", LARGE_ROW)}
     return rows
 
 
@@ -114,11 +117,11 @@ def _synthetic_rows() -> list[Row]:
             False, "TF pipeline (mtcnn package + Keras) recognize one.jpg", peak_rss_mb=900.0),
         Row("cold_start", "facenet recognize one.jpg", "s", [2.0], False,
             "TF pipeline (mtcnn package + Keras) recognize one.jpg", peak_rss_mb=200.0),
-        Row(REAL_SECTION, OURS_REAL, "images/s", [12.0, 11.0], baseline=DLIB_REAL,
+        Row(Section.REAL_SIZE, OURS_REAL, "images/s", [12.0, 11.0], baseline=DLIB_REAL,
             detail={"photos": 15, "megapixels": {"median": 0.75}}),
-        Row(REAL_SECTION, FULL_REAL, "images/s", [3.0], baseline=DLIB_REAL),
-        Row(REAL_SECTION, DLIB_REAL, "images/s", [2.0], baseline=DLIB_REAL),
-        Row(REAL_SECTION, LARGE_ROW, "s", [1.5], False, peak_rss_mb=1100.0),
+        Row(Section.REAL_SIZE, FULL_REAL, "images/s", [3.0], baseline=DLIB_REAL),
+        Row(Section.REAL_SIZE, DLIB_REAL, "images/s", [2.0], baseline=DLIB_REAL),
+        Row(Section.REAL_SIZE, LARGE_ROW, "s", [1.5], False, peak_rss_mb=1100.0),
     ]
     return rows
 
@@ -150,11 +153,11 @@ def test_ratios_and_targets_from_medians() -> None:
         pytest.approx(5.75)
     assert not targets["real-size photos: recognize vs face_recognition CLI"].met
     assert not targets["peak RSS of `facenet recognize` on a 24 MP photo (MB)"].met
-    assert by_name[(REAL_SECTION, FULL_REAL)].ratio == pytest.approx(1.5)
+    assert by_name[(Section.REAL_SIZE, FULL_REAL)].ratio == pytest.approx(1.5)
 
 
 def test_real_size_targets_are_not_measured_without_their_rows() -> None:
-    rows = [r for r in _synthetic_rows() if r.section != REAL_SECTION]
+    rows = [r for r in _synthetic_rows() if r.section != Section.REAL_SIZE]
     targets = {t.name: t for t in evaluate_targets(rows)}
     for name in ("real-size photos: recognize images/s",
                  "real-size photos: recognize vs face_recognition CLI",
@@ -218,7 +221,7 @@ def _linked_layout(tmp_path: Path) -> Layout:
         pytest.skip(str(exc))
     layout = Layout(tmp_path)
     layout.models_dir.mkdir(parents=True)
-    for name in (*MODEL_FILES.values(), *MTCNN_FILES):
+    for name in model_files():
         (layout.models_dir / name).symlink_to((real.models_dir / name).resolve())
     layout.source_dir.mkdir()
     layout.dataset_dir.symlink_to(real.dataset_dir.resolve())
@@ -235,7 +238,7 @@ def test_quick_bench_writes_every_row(tmp_path: Path) -> None:
     doc = _check_outputs(layout, expected_rows())
     assert doc["meta"]["quick"] is True
     by_name = {(r["section"], r["name"]): r for r in doc["rows"]}
-    for runtime in MODEL_FILES:
+    for runtime in BENCH_LABELS:
         row = by_name[("embedding", f"{runtime} b16")]
         assert row["peak_rss_mb"] > 50 and row["gflops"] > 0 and row["ratio"] > 0
     ours = by_name[("end_to_end", "facenet recognize pipeline (onnx mtcnn + ort)")]
@@ -243,3 +246,22 @@ def test_quick_bench_writes_every_row(tmp_path: Path) -> None:
     detect = by_name[("detection", "onnx mtcnn")]["detail"]["faces"]
     assert detect == by_name[("detection", "mtcnn package")]["detail"]["faces"]
     assert "facenet bench" in proc.stdout or "measurement" in proc.stdout
+
+
+def test_embedding_rows_follow_the_format_table_grouped_by_runtime() -> None:
+    assert BENCH_LABELS == ["keras", "savedmodel", "ort-fp32", "ort-int8", "litert-fp32",
+                            "litert-fp16", "litert-int8"]
+    assert model_files()[2:4] == ["facenet.onnx", "facenet_int8.onnx"]
+    assert model_files()[-3:] == ["mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"]
+
+
+def test_task_specs_travel_as_json() -> None:
+    specs = [
+        RecognizeSpec(["a.jpg"], "/art", "/g.db", 2, full_resolution=True),
+        DetectSpec("package", ["a.jpg"], "/models", 1),
+        PairedSpec({"ort-fp32": "/m.onnx"}, "/art", 1, 2, 1),
+    ]
+    for spec in specs:
+        assert decode(encode(spec)) == spec
+    with pytest.raises(ValueError, match="unknown bench task"):
+        decode('{"task": "os.system", "fields": {}}')

@@ -2,6 +2,6 @@
 
 import sys
 
-from toolchain.bench.runner import worker_main
+from toolchain.bench.worker import worker_main
 
 sys.exit(worker_main(sys.argv[1:]))
