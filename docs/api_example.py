@@ -6,7 +6,7 @@ Run from the repository root: ``python docs/api_example.py [ARTIFACTS_DIR] [GALL
 import sys
 from pathlib import Path
 
-from toolchain.runtime.recognizer import Recognizer
+from toolchain import Recognizer
 
 artifacts = Path(sys.argv[1] if len(sys.argv) > 1 else "artifacts")
 gallery = Path(sys.argv[2] if len(sys.argv) > 2 else "demo_gallery.db")

@@ -1,8 +1,68 @@
 """facenet-toolchain: recover, rebuild, export and run the legacy Keras FaceNet model.
 
-This module stays import-light: the legacy environment imports the pure submodules
-(``toolchain.legacy``, ``toolchain.core.preprocess``, ``toolchain.core.atomic``) without the modern
-stack.
+The public API, for example::
+
+    from toolchain import Recognizer
+
+    with Recognizer.from_artifacts("artifacts", gallery="people.db") as rec:
+        rec.enroll("Ada", "photos/ada.jpg")
+        for match in rec.recognize("photos/group.jpg"):
+            print(match.label, match.distance, match.box)
+
+The names below are imported on first use (PEP 562): ``import toolchain`` loads neither
+onnxruntime nor numpy, and the legacy environment imports the pure submodules
+(``toolchain.legacy``, ``toolchain.core``) without the modern stack.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "Recognizer": "toolchain.runtime.recognizer",
+    "Match": "toolchain.runtime.recognizer",
+    "EnrollOutcome": "toolchain.runtime.recognizer",
+    "EnrollStatus": "toolchain.runtime.recognizer",
+    "Embedder": "toolchain.runtime.embedder",
+    "MTCNNDetector": "toolchain.runtime.mtcnn",
+    "Gallery": "toolchain.runtime.gallery",
+    "MatchMode": "toolchain.runtime.gallery",
+    "ToolchainError": "toolchain.core.errors",
+}
+"""Each public name and the module that defines it."""
+
+__all__ = [
+    "Embedder",
+    "EnrollOutcome",
+    "EnrollStatus",
+    "Gallery",
+    "MTCNNDetector",
+    "Match",
+    "MatchMode",
+    "Recognizer",
+    "ToolchainError",
+]
+
+if TYPE_CHECKING:
+    from toolchain.core.errors import ToolchainError
+    from toolchain.runtime.embedder import Embedder
+    from toolchain.runtime.gallery import Gallery, MatchMode
+    from toolchain.runtime.mtcnn import MTCNNDetector
+    from toolchain.runtime.recognizer import EnrollOutcome, EnrollStatus, Match, Recognizer
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module when the name is first used."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

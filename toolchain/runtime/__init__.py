@@ -1,1 +1,87 @@
-"""Face recognition on the exported ONNX models: ONNX Runtime, numpy, Pillow; no TensorFlow."""
+"""Face recognition on the exported ONNX models: ONNX Runtime, numpy, Pillow; no TensorFlow.
+
+The runtime's public names are imported on first use (PEP 562), so ``import toolchain.runtime``
+loads neither onnxruntime nor numpy:
+
+- :class:`Recognizer` (``recognizer``): detect, embed, enroll and recognize faces in photos, with
+  its results :class:`Face`, :class:`Match`, :class:`PhotoFaces`, :class:`PhotoMatches`,
+  :class:`EnrollOutcome` / :class:`EnrollStatus`.
+- :class:`Embedder` (``embedder``): the FaceNet ONNX model, crops to unit embeddings.
+- :class:`MTCNNDetector` / :class:`Detection` (``mtcnn``): the ONNX MTCNN face detector.
+- :class:`Gallery`, :class:`Entry`, :class:`Candidate`, :class:`MatchMode` (``gallery``): the
+  SQLite store of enrolled people, its JSON import and export.
+- :func:`read_image` / :class:`LoadedImage` (``images``): photos decoded to upright RGB.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "Recognizer": "toolchain.runtime.recognizer",
+    "Face": "toolchain.runtime.recognizer",
+    "Match": "toolchain.runtime.recognizer",
+    "PhotoFaces": "toolchain.runtime.recognizer",
+    "PhotoMatches": "toolchain.runtime.recognizer",
+    "EnrollOutcome": "toolchain.runtime.recognizer",
+    "EnrollStatus": "toolchain.runtime.recognizer",
+    "Embedder": "toolchain.runtime.embedder",
+    "MTCNNDetector": "toolchain.runtime.mtcnn",
+    "Detection": "toolchain.runtime.mtcnn",
+    "Gallery": "toolchain.runtime.gallery",
+    "Entry": "toolchain.runtime.gallery",
+    "Candidate": "toolchain.runtime.gallery",
+    "MatchMode": "toolchain.runtime.gallery",
+    "LoadedImage": "toolchain.runtime.images",
+    "read_image": "toolchain.runtime.images",
+}
+"""Each public name and the module that defines it."""
+
+__all__ = [
+    "Candidate",
+    "Detection",
+    "Embedder",
+    "EnrollOutcome",
+    "EnrollStatus",
+    "Entry",
+    "Face",
+    "Gallery",
+    "LoadedImage",
+    "MTCNNDetector",
+    "Match",
+    "MatchMode",
+    "PhotoFaces",
+    "PhotoMatches",
+    "Recognizer",
+    "read_image",
+]
+
+if TYPE_CHECKING:
+    from toolchain.runtime.embedder import Embedder
+    from toolchain.runtime.gallery import Candidate, Entry, Gallery, MatchMode
+    from toolchain.runtime.images import LoadedImage, read_image
+    from toolchain.runtime.mtcnn import Detection, MTCNNDetector
+    from toolchain.runtime.recognizer import (
+        EnrollOutcome,
+        EnrollStatus,
+        Face,
+        Match,
+        PhotoFaces,
+        PhotoMatches,
+        Recognizer,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module when the name is first used."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
