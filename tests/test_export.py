@@ -15,16 +15,18 @@ import numpy as np
 import pytest
 
 import toolchain
-from toolchain.convert import exporters
 from toolchain.convert.exporters import (
     INPUT_NAME,
     OUTPUT_NAMES,
     STAMP_FILE,
     ExportContext,
-    register_exporter,
     resolve,
     run_exporters,
 )
+from toolchain.convert.exporters import savedmodel as savedmodel_exporter
+from toolchain.convert.exporters.onnx import ONNX_OPSET
+from toolchain.convert.exporters.registry import exporter
+from toolchain.convert.formats import FACENET_FORMATS, FORMATS
 from toolchain.convert.parity import load_reference
 from toolchain.convert.weights import WeightsRejectedError
 from toolchain.core.errors import InputError, ParityError
@@ -43,7 +45,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_all_runs_in_dependency_order() -> None:
     order = [e.name for e in resolve(["all"])]
-    for fmt in exporters.MODEL_FILES:
+    for fmt in FACENET_FORMATS:
         assert fmt in order
     assert order.index("keras") < order.index("savedmodel")
     for child in ("onnx", "tflite", "tflite-fp16", "tflite-int8"):
@@ -55,11 +57,12 @@ def test_all_runs_in_dependency_order() -> None:
     ]
 
 
-def test_unknown_format_and_duplicate_registration() -> None:
+def test_unknown_format_and_every_format_has_its_exporter() -> None:
     with pytest.raises(InputError, match="unknown export format 'bogus'"):
         resolve(["bogus"])
-    with pytest.raises(ValueError, match="already registered"):
-        register_exporter("onnx", "again")(lambda context: [])
+    for spec in FORMATS.values():
+        assert callable(exporter(spec)), spec.exporter
+        assert spec.parent is None or spec.parent in FORMATS
 
 
 def test_cli_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
@@ -112,8 +115,8 @@ def test_export_into_tmp_validates_before_writing(tmp_path: Path) -> None:
     context.expected = good
     formats = ["keras", "onnx", "tflite", "tflite-fp16", "tflite-int8"]
     results = run_exporters(context, formats)
-    assert [r.name for r in results] == formats
-    assert "savedmodel" in context.written  # exported first, as the others need it
+    # the SavedModel the converters read is exported first (its parent, keras, before it)
+    assert [r.name for r in results] == ["keras", "savedmodel", *formats[1:]]
     names = sorted(p.name for p in layout.models_dir.iterdir())
     assert names == ["facenet.keras", "facenet.onnx", "facenet.tflite", "facenet_fp16.tflite",
                      "facenet_int8.tflite", "facenet_savedmodel"]
@@ -122,14 +125,14 @@ def test_export_into_tmp_validates_before_writing(tmp_path: Path) -> None:
 
     mtime = (layout.models_dir / "facenet_savedmodel" / "saved_model.pb").stat().st_mtime_ns
     again = ExportContext(layout)
-    assert again.savedmodel_dir() == layout.models_dir / "facenet_savedmodel"
-    assert "savedmodel" not in again.written  # reused: the stamp matches
+    assert savedmodel_exporter.is_current(again)  # reused: the stamp matches
+    assert [r.name for r in run_exporters(again, ["tflite"])] == ["tflite"]
     assert (layout.models_dir / "facenet_savedmodel" / "saved_model.pb").stat().st_mtime_ns == mtime
 
 
 @pytest.fixture(scope="module")
 def real_onnx() -> Path:
-    path = REAL.models_dir / exporters.MODEL_FILES["onnx"]
+    path = FORMATS["onnx"].path(REAL.models_dir)
     if not path.is_file():
         pytest.skip(f"{path} missing: run `nox -s export`")
     return path
@@ -141,7 +144,7 @@ def test_real_onnx_contract(real_onnx: Path) -> None:
 
     onnx.checker.check_model(str(real_onnx), full_check=True)
     model = onnx.load(str(real_onnx))
-    assert model.opset_import[0].version == exporters.ONNX_OPSET
+    assert model.opset_import[0].version == ONNX_OPSET
     assert [i.name for i in model.graph.input] == [INPUT_NAME]
     assert [o.name for o in model.graph.output] == list(OUTPUT_NAMES)
     dims = model.graph.input[0].type.tensor_type.shape.dim
@@ -205,7 +208,7 @@ def test_real_onnx_dynamic_batch(real_onnx: Path) -> None:
 
 @pytest.mark.real
 def test_real_savedmodel_signature() -> None:
-    path = REAL.models_dir / exporters.MODEL_FILES["savedmodel"]
+    path = FORMATS["savedmodel"].path(REAL.models_dir)
     if not path.is_dir():
         pytest.skip(f"{path} missing: run `nox -s export`")
     import tensorflow as tf

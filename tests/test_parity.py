@@ -10,17 +10,11 @@ import numpy as np
 import pytest
 
 from toolchain.convert import parity
-from toolchain.convert.exporters import MODEL_FILES, facenet_model_paths
-from toolchain.convert.parity import (
-    FP32,
-    ORIGINAL,
-    TOLERANCES,
-    Reference,
-    Tolerance,
-    compare,
-    identify,
-    run_parity,
-)
+from toolchain.convert.formats import FACENET_FORMATS, FP32, Tolerance, model_paths, tolerance
+from toolchain.convert.parity import ORIGINAL, Reference, compare, identify, run_parity
+from toolchain.convert.parity import checks as parity_checks
+from toolchain.convert.parity.report import check_line
+from toolchain.core.contracts import REFERENCE_INDEX_FORMAT
 from toolchain.core.errors import MissingArtifactError, ParityError
 from toolchain.core.metrics import choose_threshold
 from toolchain.core.paths import Layout
@@ -64,8 +58,8 @@ def test_scale_does_not_matter_but_direction_does() -> None:
     e = _embeddings()
     assert _by_check(compare("tflite", ORIGINAL, 3.0 * e, e, FP32))["values"].ok
     noisy = e + 0.02 * _embeddings(seed=1)
-    loose = _by_check(compare("tflite-int8", ORIGINAL, noisy, e, TOLERANCES["tflite-int8"]))
-    strict = _by_check(compare("tflite", ORIGINAL, noisy, e, TOLERANCES["tflite"]))
+    loose = _by_check(compare("tflite-int8", ORIGINAL, noisy, e, tolerance("tflite-int8")))
+    strict = _by_check(compare("tflite", ORIGINAL, noisy, e, tolerance("tflite")))
     assert loose["values"].ok and not strict["values"].ok
 
 
@@ -144,7 +138,7 @@ def _fake_layout(tmp_path: Path, n_per: int = 3) -> tuple[Layout, np.ndarray]:
         embeddings=emb,
     )
     (layout.reference_dir / "index.json").write_text(
-        json.dumps({"format": parity.REFERENCE_INDEX_FORMAT, "photos": photos})
+        json.dumps({"format": REFERENCE_INDEX_FORMAT, "photos": photos})
     )
     return layout, emb
 
@@ -165,9 +159,8 @@ def test_run_parity_reports_every_format_then_raises(
         off = emb + 0.5 * _embeddings(len(emb), seed=3)
         return {"embedding": off, "embedding_l2": l2_normalize(off)}
 
-    monkeypatch.setitem(parity.RUNNERS, "keras", good)
-    monkeypatch.setitem(parity.RUNNERS, "onnx", bad)
-    monkeypatch.setitem(parity.RUNNERS, "tflite-int8", good)
+    runs = {"keras": good, "onnx": bad, "tflite-int8": good}
+    monkeypatch.setattr(parity_checks, "run_format", lambda fmt, path, x: runs[fmt](path, x))
     emitted: list[str] = []
     with pytest.raises(ParityError) as err:
         run_parity(layout, paths, emit=emitted.append)
@@ -194,7 +187,7 @@ def test_run_parity_missing_inputs(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def real_report(tmp_path_factory: pytest.TempPathFactory) -> parity.ParityReport:
-    models = facenet_model_paths(REAL)
+    models = model_paths(REAL.models_dir)
     missing = [str(p) for p in models.values() if not p.exists()]
     if missing or not (REAL.reference_dir / "reference.npz").is_file():
         pytest.skip(f"exported models or reference missing ({missing}): run `nox -s export`")
@@ -205,7 +198,7 @@ def real_report(tmp_path_factory: pytest.TempPathFactory) -> parity.ParityReport
 
 @pytest.mark.real
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", list(MODEL_FILES))
+@pytest.mark.parametrize("fmt", list(FACENET_FORMATS))
 def test_real_format_matches_the_original(real_report: parity.ParityReport, fmt: str) -> None:
     checks = {(c.against, c.check): c for c in real_report.checks if c.fmt == fmt}
     for key in (
@@ -215,12 +208,13 @@ def test_real_format_matches_the_original(real_report: parity.ParityReport, fmt:
         ("self", "l2-output"),
         ("labels", "identification"),
     ):
-        assert checks[key].ok, checks[key].line()
+        assert checks[key].ok, check_line(checks[key])
     assert checks[("labels", "identification")].detail.startswith("25/25")
     values = checks[(ORIGINAL, "values")]
-    assert values.min_cos is not None and values.min_cos >= TOLERANCES[fmt].min_cos
-    if fmt in parity.CHAIN:
-        assert checks[(parity.CHAIN[fmt], "values")].ok
+    assert values.min_cos is not None and values.min_cos >= tolerance(fmt).min_cos
+    parent = FACENET_FORMATS[fmt].parent
+    if parent is not None:
+        assert checks[(parent, "values")].ok
 
 
 @pytest.mark.real

@@ -9,22 +9,22 @@ import numpy as np
 import pytest
 from conftest import artifacts_root
 
+from toolchain.convert.exporters.onnx_int8 import export_onnx_int8
+from toolchain.convert.formats import FORMATS, tolerance
+from toolchain.convert.int8_sweep import VariantRecord, best_variant
 from toolchain.convert.parity import Reference, load_reference
 from toolchain.convert.quantize import (
     CHOSEN,
-    EXPORTER_NAME,
-    INT8_FILE,
     MIN_COSINE,
     Int8Check,
     Int8Variant,
-    VariantRecord,
-    best_variant,
     calibration_batches,
     check_int8,
     embed,
     export_int8,
     run_model,
 )
+from toolchain.core.contracts import ONNX_INT8_FILE
 from toolchain.core.errors import MissingArtifactError, ParityError
 from toolchain.core.paths import Layout
 from toolchain.core.preprocess import prewhiten
@@ -59,15 +59,16 @@ def test_no_train_crops_is_refused() -> None:
 def test_missing_fp32_model_names_the_session(tmp_path: Path) -> None:
     with pytest.raises(MissingArtifactError, match="nox -s export"):
         export_int8(Layout(tmp_path))
-    assert not (tmp_path / "models" / INT8_FILE).exists()
+    assert not (tmp_path / "models" / ONNX_INT8_FILE).exists()
 
 
 def test_exporter_is_registered() -> None:
-    from toolchain.convert.exporters import load_exporters
+    from toolchain.convert.exporters.registry import exporter
 
-    exporter = load_exporters()[EXPORTER_NAME]
-    assert exporter.after == ("onnx",)
-    assert exporter.in_all
+    spec = FORMATS["onnx-int8"]
+    assert spec.parent == "onnx" and spec.in_all
+    assert exporter(spec) is export_onnx_int8
+    assert tolerance("onnx-int8").min_cos == MIN_COSINE
 
 
 def test_check_rejects_a_wrong_l2_output() -> None:
@@ -119,7 +120,7 @@ def test_int8_export_meets_the_bound_on_real_crops(tmp_path: Path) -> None:
 
     layout = _real_layout(tmp_path)
     result = export_int8(layout)
-    assert result.path == layout.models_dir / INT8_FILE and result.path.is_file()
+    assert result.path == layout.models_dir / ONNX_INT8_FILE and result.path.is_file()
     onnx.checker.check_model(str(result.path))
     reference = load_reference(layout)
     assert result.calibration_crops == reference.splits.count("train")
@@ -144,14 +145,14 @@ def test_a_variant_off_the_bound_writes_nothing(tmp_path: Path) -> None:
                      exclude=())
     with pytest.raises(ParityError, match="misses the bound"):
         export_int8(layout, coarse)
-    assert not (layout.models_dir / INT8_FILE).exists()
+    assert not (layout.models_dir / ONNX_INT8_FILE).exists()
     assert [p.name for p in layout.models_dir.iterdir()] == ["facenet.onnx"]
 
 
 @pytest.mark.real
 def test_exported_int8_artifact_meets_the_bound() -> None:
     layout = Layout(artifacts_root())
-    path = layout.models_dir / INT8_FILE
+    path = layout.models_dir / ONNX_INT8_FILE
     if not path.is_file():
         pytest.skip(f"{path} missing: run `nox -s export` first")
     reference = load_reference(layout)
@@ -172,7 +173,7 @@ def test_exported_int8_keeps_first_conv_and_head_in_float() -> None:
     """
     import onnx
 
-    path = Layout(artifacts_root()).models_dir / INT8_FILE
+    path = Layout(artifacts_root()).models_dir / ONNX_INT8_FILE
     if not path.is_file():
         pytest.skip(f"{path} missing: run `nox -s export` first")
     nodes = list(onnx.load(str(path)).graph.node)

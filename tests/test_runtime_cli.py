@@ -614,7 +614,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_help_keeps_square_brackets_and_lists_every_format(
         capsys: pytest.CaptureFixture[str]) -> None:
-    from toolchain.convert.exporters import load_exporters
+    from toolchain.convert.formats import FORMATS
     from toolchain.runtime.recognizer import MIN_ENROLL_FACE
 
     code, out, _ = facenet(capsys, "recognize", "--help")
@@ -627,7 +627,7 @@ def test_help_keeps_square_brackets_and_lists_every_format(
     code, out, _ = facenet(capsys, "export", "--help")
     assert code == 0
     listed = " ".join(out.split()).replace("- ", "-")
-    for name in load_exporters():
+    for name in FORMATS:
         assert f" {name}," in listed or f" {name}, or all" in listed, name
 
 

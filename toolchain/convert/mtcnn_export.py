@@ -8,7 +8,7 @@ importing it, checks the installed version, reads each weight file ONCE into mem
 sha256 of those bytes with the pinned digests below and only then unpickles the same bytes; any
 mismatch raises :class:`~toolchain.core.errors.IntegrityError` before anything is loaded.
 
-Registered as the ``mtcnn`` format of ``facenet export`` (``toolchain.convert.exporters``).
+The ``mtcnn`` format of ``facenet export`` (:mod:`toolchain.convert.exporters.mtcnn`).
 
 The package's own Keras stage models (``mtcnn.network.{pnet,rnet,onet}``) receive the weights and
 are traced through a ``tf.function`` with an explicit input signature and converted with
@@ -23,28 +23,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import statistics
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from toolchain.convert.exporters import ExportContext, register_exporter
 from toolchain.convert.mtcnn_weights import (
     MTCNN_VERSION,
     WEIGHT_SHA256,
     build_keras_net,
     installed_weight_files,
     load_verified_weights,
-    package_detector,
 )
 from toolchain.core.atomic import write_bytes
-from toolchain.core.errors import EnvironmentToolError, InputError, IntegrityError, ParityError
-from toolchain.core.paths import Layout
-from toolchain.runtime.mtcnn import MODEL_FILES, NET_OUTPUTS, MTCNNDetector
+from toolchain.core.contracts import MTCNN_FILES
+from toolchain.core.errors import EnvironmentToolError, IntegrityError, ParityError
+from toolchain.runtime.mtcnn import NET_OUTPUTS
 
 log = logging.getLogger(__name__)
 
@@ -172,59 +167,8 @@ def export_mtcnn(models_dir: Path) -> list[Path]:
     converted = [convert_net(net, path) for net, path in files.items()]
     written = []
     for exported in converted:
-        path = Path(models_dir) / MODEL_FILES[exported.name]
+        path = Path(models_dir) / MTCNN_FILES[exported.name]
         write_bytes(path, exported.onnx)
         log.info("wrote %s (max |ORT - Keras| = %.3g)", path, exported.max_abs_diff)
         written.append(path)
     return written
-
-
-@register_exporter("mtcnn", "MTCNN P-Net/R-Net/O-Net of mtcnn==1.0.0 to ONNX (face detection)")
-def export_mtcnn_format(context: ExportContext) -> list[Path]:
-    """The ``mtcnn`` export format: :func:`export_mtcnn` into the artifacts' models directory."""
-    return export_mtcnn(context.layout.models_dir)
-
-
-def _summary(times: list[float]) -> dict[str, float]:
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
-            "mean_ms": statistics.fmean(times)}
-
-
-def bench_detection(photos: Sequence[np.ndarray], models_dir: Path | None = None,
-                    warmup: int = 3) -> dict[str, Any]:
-    """Time face detection per image: the ONNX runtime detector versus the ``mtcnn`` package.
-
-    Both detectors get ``warmup`` untimed calls first; then each photo is timed with ours and
-    with the package back to back, so both see the same machine load. The package is imported
-    here (it needs TensorFlow); ours uses only ONNX Runtime, from ``models_dir`` (default: the
-    artifacts' models directory).
-
-    Returns:
-        ``{"images": n, "ours": {median_ms, min_ms, max_ms, mean_ms}, "package": {...},
-        "speedup_median": package median / our median, "speedup_per_image_median": median over
-        photos of package time / our time}``.
-    """
-    if not photos:
-        raise InputError("no photos to benchmark")
-    ours = MTCNNDetector(Layout().models_dir if models_dir is None else models_dir)
-    package = package_detector()
-    for image in photos[:warmup]:
-        ours.detect(image)
-        package.detect_faces(image)
-    our_times, package_times = [], []
-    for image in photos:
-        start = time.perf_counter()
-        ours.detect(image)
-        middle = time.perf_counter()
-        package.detect_faces(image)
-        package_times.append((time.perf_counter() - middle) * 1000.0)
-        our_times.append((middle - start) * 1000.0)
-    result: dict[str, Any] = {
-        "images": len(photos),
-        "ours": _summary(our_times),
-        "package": _summary(package_times),
-    }
-    result["speedup_median"] = result["package"]["median_ms"] / result["ours"]["median_ms"]
-    result["speedup_per_image_median"] = statistics.median(
-        p / o for p, o in zip(package_times, our_times, strict=True))
-    return result

@@ -1,4 +1,4 @@
-"""Static int8 FaceNet on ONNX Runtime: the ``onnx-int8`` exporter and the variant sweep.
+"""Static int8 FaceNet on ONNX Runtime: how the ``onnx-int8`` format is quantized and judged.
 
 The fp32 ``facenet.onnx`` is quantized with :func:`onnxruntime.quantization.quantize_static`,
 calibrated ONLY on the TRAIN reference crops (``reference/index.json`` split ``train``),
@@ -6,10 +6,10 @@ prewhitened by :func:`toolchain.core.preprocess.prewhiten` exactly as at inferen
 are never seen by the calibration; they are what the accuracy is judged on, together with the train
 crops, against the ORIGINAL graph's reference embeddings.
 
-:func:`sweep_variants` quantizes every :data:`VARIANTS` entry, checks it and times it against the
-fp32 model in the same process, and writes ``reports/int8_variants.json``; :data:`CHOSEN` is the
-fastest variant that met the accuracy bound in that sweep, and is what :func:`export_int8` (the
-``onnx-int8`` exporter) writes to ``models/facenet_int8.onnx``.
+:mod:`toolchain.convert.int8_sweep` quantizes every :data:`VARIANTS` entry, checks and times it;
+:data:`CHOSEN` is the fastest variant that met the accuracy bound in that sweep, and is what
+:func:`export_int8` (the ``onnx-int8`` exporter, :mod:`toolchain.convert.exporters.onnx_int8`)
+writes.
 """
 
 from __future__ import annotations
@@ -18,35 +18,28 @@ import contextlib
 import io
 import logging
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from toolchain.convert.exporters import ExportContext, register_exporter
+from toolchain.convert.formats import FORMATS, tolerance
 from toolchain.convert.parity import L2_OUTPUT_MAX_ABS, Reference, identify, load_reference
-from toolchain.core.atomic import atomic_file, write_json
+from toolchain.core.atomic import atomic_file
 from toolchain.core.errors import MissingArtifactError, ParityError
 from toolchain.core.paths import Layout
 from toolchain.core.preprocess import l2_normalize, prewhiten
 
 log = logging.getLogger(__name__)
 
-EXPORTER_NAME = "onnx-int8"
-FP32_FILE = "facenet.onnx"
-INT8_FILE = "facenet_int8.onnx"
-VARIANTS_REPORT = "int8_variants.json"
-
-MIN_COSINE = 0.995
-"""Smallest allowed cosine between an int8 embedding and the ORIGINAL graph's, on every crop."""
+MIN_COSINE = tolerance("onnx-int8").min_cos
+"""Smallest allowed cosine between an int8 embedding and the ORIGINAL graph's, on every crop
+(the ``onnx-int8`` tolerance of the format table)."""
 
 CALIBRATION_BATCH = 1
 """Crops per calibration run; the histogram calibrators (entropy, percentile) need equal-sized
 batches, and one crop per run is the only size that divides every train count."""
-TIMING_BATCH = 16
 
 EXPORT_HINT = "run `nox -s export` (it runs `facenet export --format onnx`)"
 
@@ -104,14 +97,10 @@ VARIANTS: tuple[Int8Variant, ...] = (
 u8/s8 choices, reduce_range, excluded nodes, ORT pre-processing, calibration method)."""
 
 CHOSEN = next(v for v in VARIANTS if v.name == "qdq-pc-u8s8-percentile-first-float")
-"""The variant the ``onnx-int8`` exporter writes: :func:`best_variant` of the sweep on this machine
-(``reports/int8_variants.json``). Every accepted u8s8 variant runs at the same speed within the
-machine's noise (2.2-2.6x fp32 at batch 16, runs alternated); percentile calibration with the
-stem's first convolution in float kept the largest margin on the held-out val crops (min cosine
-0.9984 vs 0.9958 for plain min-max), 0.9965 over all crops."""
-
-SPEED_TOLERANCE = 0.10
-"""Variants within this fraction of the fastest accepted one count as equally fast."""
+"""The variant the ``onnx-int8`` exporter writes: :func:`toolchain.convert.int8_sweep.best_variant`
+of the sweep (its measurements are in ``reports/int8_variants.json``). The accepted u8s8 variants
+run equally fast within the machine's noise; percentile calibration with the stem's first
+convolution in float kept the largest margin on the held-out val crops."""
 
 
 @dataclass
@@ -157,40 +146,9 @@ class Int8Check:
         )
 
 
-@dataclass
-class VariantRecord:
-    """One row of the variant sweep.
-
-    Attributes:
-        variant: how it was quantized.
-        check: its accuracy (``None`` if quantization or loading failed).
-        faces_per_s_b16: median batch-16 throughput.
-        fp32_faces_per_s_b16: median batch-16 throughput of the fp32 model, same process.
-        speedup: ratio of the two.
-        size_bytes: model size.
-        quantize_seconds: wall time of the quantization (including calibration).
-        error: why it failed, if it did.
-    """
-
-    variant: Int8Variant
-    check: Int8Check | None = None
-    faces_per_s_b16: float | None = None
-    fp32_faces_per_s_b16: float | None = None
-    speedup: float | None = None
-    size_bytes: int | None = None
-    quantize_seconds: float | None = None
-    error: str | None = None
-    timings_b16: list[float] = field(default_factory=list)
-
-    @property
-    def accepted(self) -> bool:
-        """Met the accuracy bound."""
-        return self.check is not None and self.check.ok
-
-
 def fp32_model(layout: Layout) -> Path:
     """The fp32 ONNX model, or :class:`MissingArtifactError` naming the nox session."""
-    path = layout.models_dir / FP32_FILE
+    path = FORMATS["onnx"].path(layout.models_dir)
     if not path.is_file():
         raise MissingArtifactError(f"{path} is missing; {EXPORT_HINT}")
     return path
@@ -339,30 +297,6 @@ def check_int8(
     )
 
 
-def paired_times(
-    baseline: Path, candidate: Path, x16: np.ndarray, repeats: int
-) -> tuple[list[float], list[float]]:
-    """Seconds per batch-16 run of two models, alternated run by run after a warm-up of each.
-
-    Alternating keeps both series under the same machine load, so their ratio holds even when
-    other processes come and go during the measurement.
-    """
-    from toolchain.runtime.ort_options import OrtSettings, create_session
-
-    settings = OrtSettings(cache_optimized=False)
-    sessions = [create_session(baseline, settings), create_session(candidate, settings)]
-    feeds = [{s.get_inputs()[0].name: x16} for s in sessions]
-    for session, feed in zip(sessions, feeds, strict=True):
-        session.run(None, feed)
-    times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for session, feed, out in zip(sessions, feeds, times, strict=True):
-            start = time.perf_counter()
-            session.run(None, feed)
-            out.append(time.perf_counter() - start)
-    return times
-
-
 @dataclass
 class Int8Export:
     """What :func:`export_int8` wrote.
@@ -397,7 +331,7 @@ def export_int8(
     reference = reference or load_reference(layout)
     batches = calibration_batches(reference)
     x = prewhiten(reference.crops)
-    final = layout.models_dir / INT8_FILE
+    final = FORMATS["onnx-int8"].path(layout.models_dir)
     with atomic_file(final) as tmp:
         quantize(fp32, tmp, variant, batches)
         check = check_int8(run_model(tmp, x), embed(fp32, x), reference)
@@ -405,103 +339,3 @@ def export_int8(
         if not check.ok:
             raise ParityError(f"int8 model ({variant.name}) misses the bound: {check.describe()}")
     return Int8Export(final, variant, check, sum(len(b) for b in batches))
-
-
-@register_exporter(
-    EXPORTER_NAME,
-    "ONNX static int8 (quantize_static, per-channel, calibrated on the train crops)",
-    after=("onnx",),
-)
-def export_onnx_int8(context: ExportContext) -> list[Path]:
-    """The ``onnx-int8`` exporter: :func:`export_int8` with :data:`CHOSEN`."""
-    return [export_int8(context.layout, reference=context.reference).path]
-
-
-def sweep_variants(
-    layout: Layout, variants: Sequence[Int8Variant] = VARIANTS, repeats: int = 7
-) -> list[VariantRecord]:
-    """Quantize, check and time every variant; write ``reports/int8_variants.json``.
-
-    Each variant's batch-16 runs alternate with fp32 runs (:func:`paired_times`), so its speedup
-    is measured under the same machine load.
-    """
-    fp32 = fp32_model(layout)
-    reference = load_reference(layout)
-    batches = calibration_batches(reference)
-    x = prewhiten(reference.crops)
-    x16 = x[:TIMING_BATCH]
-    fp32_embeddings = embed(fp32, x)
-    records: list[VariantRecord] = []
-    with tempfile.TemporaryDirectory(prefix="facenet-int8-sweep-") as work:
-        for variant in variants:
-            record = VariantRecord(variant)
-            path = Path(work) / f"{variant.name}.onnx"
-            try:
-                start = time.perf_counter()
-                quantize(fp32, path, variant, batches)
-                record.quantize_seconds = time.perf_counter() - start
-                record.size_bytes = path.stat().st_size
-                record.check = check_int8(run_model(path, x), fp32_embeddings, reference)
-                fp32_times, record.timings_b16 = paired_times(fp32, path, x16, repeats)
-            except Exception as exc:  # a failing variant is a result, not a crash
-                record.error = f"{type(exc).__name__}: {exc}"
-                log.warning("variant %s failed: %s", variant.name, record.error)
-                records.append(record)
-                continue
-            record.faces_per_s_b16 = TIMING_BATCH / float(np.median(record.timings_b16))
-            record.fp32_faces_per_s_b16 = TIMING_BATCH / float(np.median(fp32_times))
-            record.speedup = record.faces_per_s_b16 / record.fp32_faces_per_s_b16
-            log.info(
-                "%-28s %7.1f faces/s (x%.2f vs fp32)  %s",
-                variant.name, record.faces_per_s_b16, record.speedup, record.check.describe(),
-            )
-            records.append(record)
-    write_json(layout.reports_dir / VARIANTS_REPORT, variants_report(records))
-    return records
-
-
-def best_variant(records: Sequence[VariantRecord]) -> VariantRecord | None:
-    """The fastest variant that met the accuracy bound.
-
-    Variants within :data:`SPEED_TOLERANCE` of the fastest are equally fast on a noisy machine;
-    among those, the one with the largest min cosine on the held-out val crops wins.
-    """
-    accepted = [r for r in records if r.accepted and r.speedup is not None and r.check]
-    if not accepted:
-        return None
-    fastest = max(r.speedup or 0.0 for r in accepted)
-    tied = [r for r in accepted if (r.speedup or 0.0) >= fastest * (1 - SPEED_TOLERANCE)]
-    return max(tied, key=lambda r: r.check.min_cos_original_val if r.check else 0.0)
-
-
-def variants_report(records: Sequence[VariantRecord]) -> dict[str, Any]:
-    """The JSON document of a sweep."""
-    import onnxruntime
-
-    best = best_variant(records)
-    rows = []
-    for r in records:
-        row: dict[str, Any] = {
-            "variant": asdict(r.variant),
-            "accepted": r.accepted,
-            "faces_per_s_b16": r.faces_per_s_b16,
-            "fp32_faces_per_s_b16": r.fp32_faces_per_s_b16,
-            "speedup_vs_fp32": r.speedup,
-            "size_bytes": r.size_bytes,
-            "quantize_seconds": r.quantize_seconds,
-            "timings_b16_s": r.timings_b16,
-            "error": r.error,
-        }
-        if r.check is not None:
-            row["check"] = asdict(r.check)
-        rows.append(row)
-    return {
-        "onnxruntime": onnxruntime.__version__,
-        "min_cosine_bound": MIN_COSINE,
-        "calibration": "prewhitened TRAIN reference crops only",
-        "timing": f"batch {TIMING_BATCH}, medians; fp32 and variant runs alternated",
-        "chosen_in_code": CHOSEN.name,
-        "speed_tolerance": SPEED_TOLERANCE,
-        "best": best.variant.name if best else None,
-        "variants": rows,
-    }

@@ -1,0 +1,151 @@
+"""The export orchestrator: which exporters run, in what order, and what they wrote.
+
+Each format of :data:`toolchain.convert.formats.FORMATS` names its exporter as
+``module:function``; the module lives in this package and is imported only when that format is
+exported. An exporter writes into a temporary sibling, validates what it wrote and only then
+renames it into place, so a failed export never replaces a good file.
+
+Dependencies come from the table's parent chain: a selected format's parent runs first when both
+are selected. A parent that is not selected is exported first only when its module defines
+``is_current(context) -> bool`` and that says the copy on disk is stale (the SavedModel, which the
+ONNX and TFLite converters read); other parents are read from disk as they are.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import toolchain
+from toolchain.convert.exporters.context import ExportContext
+from toolchain.convert.formats import FORMATS, FormatSpec
+from toolchain.convert.parity import disk_size
+from toolchain.core.atomic import write_json
+from toolchain.core.errors import InputError
+from toolchain.core.paths import Layout
+
+log = logging.getLogger(__name__)
+
+ExportFunc = Callable[[ExportContext, FormatSpec], list[Path]]
+"""``export(context, spec) -> written paths`` (atomically written, validated)."""
+
+PACKAGE = "toolchain.convert.exporters"
+
+
+def _module(spec: FormatSpec) -> Any:
+    return importlib.import_module(f"{PACKAGE}.{spec.exporter.partition(':')[0]}")
+
+
+def exporter(spec: FormatSpec) -> ExportFunc:
+    """The export function of ``spec`` (its module is imported here)."""
+    func: ExportFunc = getattr(_module(spec), spec.exporter.partition(":")[2])
+    return func
+
+
+def resolve(names: Iterable[str]) -> list[FormatSpec]:
+    """The formats for ``--format`` values (``all`` = every ``in_all`` one), parents first.
+
+    Raises:
+        InputError: an unknown format.
+    """
+    wanted: set[str] = set()
+    for name in names:
+        if name == "all":
+            wanted.update(n for n, spec in FORMATS.items() if spec.in_all)
+        elif name in FORMATS:
+            wanted.add(name)
+        else:
+            raise InputError(
+                f"unknown export format {name!r}; choose from {', '.join([*FORMATS, 'all'])}"
+            )
+    ordered: list[FormatSpec] = []
+
+    def visit(spec: FormatSpec) -> None:
+        if spec in ordered:
+            return
+        if spec.parent in wanted:
+            visit(FORMATS[spec.parent])
+        ordered.append(spec)
+
+    for name, spec in FORMATS.items():
+        if name in wanted:
+            visit(spec)
+    return ordered
+
+
+def stale_parents(context: ExportContext, selected: Sequence[FormatSpec]) -> list[str]:
+    """Parents of ``selected`` formats, not selected themselves, whose copy on disk is stale."""
+    names = {spec.name for spec in selected}
+    stale: list[str] = []
+    for spec in selected:
+        parent = spec.parent
+        if parent is None or parent in names or parent in stale:
+            continue
+        is_current: Callable[[ExportContext], bool] | None = getattr(
+            _module(FORMATS[parent]), "is_current", None
+        )
+        if is_current is not None and not is_current(context):
+            log.info("%s missing or stale: exporting it first", context.path(parent))
+            stale.append(parent)
+    return stale
+
+
+@dataclass
+class ExportResult:
+    """One exporter run.
+
+    Attributes:
+        name: exporter name.
+        paths: what it wrote.
+        seconds: wall time including validation.
+        size_bytes: total size on disk of ``paths``.
+    """
+
+    name: str
+    paths: list[Path]
+    seconds: float
+    size_bytes: int
+
+
+def run_exporters(context: ExportContext, names: Iterable[str]) -> list[ExportResult]:
+    """Run the selected exporters (and stale parents they read) in dependency order."""
+    names = list(names)
+    selected = resolve(names)
+    plan = resolve([*names, *stale_parents(context, selected)])
+    results = []
+    for spec in plan:
+        log.info("export %s: %s", spec.name, spec.description)
+        start = time.perf_counter()
+        paths = exporter(spec)(context, spec)
+        seconds = time.perf_counter() - start
+        context.written[spec.name] = paths
+        size = sum(disk_size(p) for p in paths)
+        log.info("export %s: %.1f s, %.1f MB", spec.name, seconds, size / 1e6)
+        results.append(ExportResult(spec.name, paths, seconds, size))
+    return results
+
+
+def write_export_report(layout: Layout, results: Sequence[ExportResult]) -> Path:
+    """Merge this run's timings and sizes into ``reports/export.json``."""
+    path = layout.reports_dir / "export.json"
+    report: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            report = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            report = {}
+    for r in results:
+        report[r.name] = {
+            "paths": [str(p) for p in r.paths],
+            "seconds": round(r.seconds, 2),
+            "size_bytes": r.size_bytes,
+            "toolchain_version": toolchain.__version__,
+        }
+    write_json(path, report)
+    return path
