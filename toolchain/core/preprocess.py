@@ -15,8 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-INPUT_SIZE = 160
-"""Model input is 160x160x3 RGB (``input_1`` in the legacy ``model_config``)."""
+from toolchain.core.contracts import INPUT_SIZE
 
 
 def clip_box(box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from toolchain.core.atomic import sha256_file
+from toolchain.core.contracts import INPUT_SIZE
 from toolchain.core.errors import IntegrityError, MissingArtifactError
-from toolchain.core.preprocess import INPUT_SIZE, l2_normalize, prewhiten
+from toolchain.core.preprocess import l2_normalize, prewhiten
 from toolchain.runtime.ort_options import DEFAULT_SETTINGS, OrtSettings, create_session
 
 log = logging.getLogger(__name__)

@@ -21,12 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from toolchain.core.contracts import IMAGE_SUFFIXES
 from toolchain.core.errors import InputError
-
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
-)
-"""Extensions taken as photos when a folder is scanned (a file named explicitly is always tried)."""
 
 ALPHA_BACKGROUND = (255, 255, 255)
 """Transparent pixels are composited onto white before the alpha channel is dropped."""
