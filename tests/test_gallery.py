@@ -13,6 +13,7 @@ import pytest
 from corpus_gallery import add_synthetic, edit_meta, edit_vector, export_doc, overwrite_page
 
 from toolchain.core.errors import InputError, IntegrityError
+from toolchain.core.metrics import pairwise_distances
 from toolchain.core.preprocess import l2_normalize
 from toolchain.runtime import gallery as gallery_module
 from toolchain.runtime.gallery import (
@@ -20,7 +21,6 @@ from toolchain.runtime.gallery import (
     Gallery,
     MatchMode,
     export_json,
-    pairwise_distances,
     parse_import,
 )
 

@@ -1,0 +1,123 @@
+"""The reports of an :class:`~toolchain.runtime.evaluate.Evaluation`: JSON, markdown, two charts.
+
+``<artifacts>/reports/evaluate.json`` holds every number (and the ROC points),
+``evaluate.md`` the tables a reader wants, ``evaluate_roc.png`` the ROC curve and
+``evaluate_distances.png`` the same- and different-person distance histograms.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from toolchain.core.atomic import write_json, write_text
+from toolchain.core.integrity import record_files
+from toolchain.core.paths import Layout
+from toolchain.runtime.drawing import distance_histogram, roc_chart
+from toolchain.runtime.evaluate import Evaluation
+
+REPORT_NAMES = ("evaluate.json", "evaluate.md", "evaluate_roc.png", "evaluate_distances.png")
+"""The files :func:`write_reports` writes into the reports folder, in this order."""
+
+
+def summary(evaluation: Evaluation) -> dict[str, Any]:
+    """The ``evaluate.json`` document."""
+    ident, ver = evaluation.identification, evaluation.verification
+    return {
+        "dataset": str(evaluation.dataset), "created": evaluation.created,
+        "model": str(evaluation.model), "model_fingerprint": evaluation.model_fingerprint,
+        "match": evaluation.match.value, "train_photos": evaluation.train_photos,
+        "enrolled": evaluation.enrolled, "val_photos": len(evaluation.val),
+        "people": evaluation.people,
+        "identification": {
+            "total": ident.total, "correct_closed": ident.correct_closed,
+            "accuracy_closed": ident.accuracy_closed, "correct_open": ident.correct_open,
+            "accuracy_open": ident.accuracy_open, "threshold": ident.threshold,
+            "confusion": {t: dict(c) for t, c in ident.confusion.items()},
+        },
+        "verification": {
+            "pairs_same": ver.pairs_same, "pairs_different": ver.pairs_different,
+            "auc": ver.auc, "eer": ver.eer, "eer_threshold": ver.eer_threshold,
+            "best_threshold": ver.best_threshold, "best_accuracy": ver.best_accuracy,
+            "roc": {"fpr": ver.fpr.tolist(), "tpr": ver.tpr.tolist(),
+                    "thresholds": ver.thresholds.tolist()},
+        },
+        "val": [asdict(photo) for photo in evaluation.val],
+        "problems": evaluation.problems,
+    }
+
+
+def markdown(evaluation: Evaluation) -> str:
+    """The ``evaluate.md`` document: both tables, the confusion matrix, the charts, problems."""
+    ident, ver = evaluation.identification, evaluation.verification
+    people, columns = evaluation.people, evaluation.predicted_names
+    confusion = ident.confusion
+    lines = [
+        "# Evaluation",
+        "",
+        f"Dataset `{evaluation.dataset}`: {evaluation.train_photos} train photos "
+        f"({evaluation.enrolled} enrolled), {len(evaluation.val)} val photos, "
+        f"{len(people)} people. Model `{evaluation.model}` (sha256 "
+        f"`{evaluation.model_fingerprint[:16]}…`), match `{evaluation.match.value}`, "
+        f"{evaluation.created}.",
+        "",
+        "## Identification (val photos against a gallery of the train photos)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        "| top-1 accuracy, closest person at any distance | "
+        f"{ident.correct_closed}/{ident.total} = {ident.accuracy_closed:.2%} |",
+        f"| accuracy at threshold {ident.threshold:.3f} (farther = unknown = wrong) | "
+        f"{ident.correct_open}/{ident.total} = {ident.accuracy_open:.2%} |",
+        "",
+        "Confusion (rows: true person, columns: predicted):",
+        "",
+        "| true \\ predicted | " + " | ".join(columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for person in people:
+        row = confusion.get(person, Counter())
+        lines.append(f"| {person} | " + " | ".join(str(row[p]) for p in columns) + " |")
+    lines += [
+        "",
+        "## Verification (every val face against every train face)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| pairs | {ver.pairs_same} same person, {ver.pairs_different} different |",
+        f"| ROC AUC | {ver.auc:.4f} |",
+        f"| equal error rate | {ver.eer:.2%} at distance {ver.eer_threshold:.3f} |",
+        f"| accuracy-maximizing threshold | {ver.best_threshold:.3f} "
+        f"(pair accuracy {ver.best_accuracy:.2%}) |",
+        "",
+        "![ROC curve](evaluate_roc.png)",
+        "",
+        "![Distance histogram](evaluate_distances.png)",
+        "",
+    ]
+    if evaluation.problems:
+        lines += ["## Photos not used", ""]
+        lines += [f"- {message}" for message in evaluation.problems]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_reports(evaluation: Evaluation, layout: Layout) -> list[Path]:
+    """Write :data:`REPORT_NAMES` into ``layout.reports_dir`` atomically and record their hashes.
+
+    Returns:
+        The paths written, in :data:`REPORT_NAMES` order.
+    """
+    paths = [layout.reports_dir / name for name in REPORT_NAMES]
+    json_path, md_path, roc_path, histogram_path = paths
+    ver = evaluation.verification
+    write_json(json_path, summary(evaluation))
+    write_text(md_path, markdown(evaluation))
+    roc_chart(ver.fpr, ver.tpr, ver.auc, ver.eer, roc_path)
+    distance_histogram(evaluation.pair_distances[evaluation.pair_same],
+                       evaluation.pair_distances[~evaluation.pair_same], ver.best_threshold,
+                       histogram_path)
+    record_files(layout, paths)
+    return paths
