@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from toolchain.convert.weights import (
-    MANIFEST_FORMAT,
     WEIGHT_KINDS,
     WeightsRejectedError,
     load_weights,
 )
+from toolchain.core.contracts import MANIFEST_FORMAT
 from toolchain.core.errors import MissingArtifactError
 
 REAL_WEIGHTS = Path(os.environ.get("FACENET_ARTIFACTS", "artifacts")) / "weights"

@@ -27,7 +27,9 @@ from typing import Any
 import keras
 from keras import layers
 
-INPUT_SHAPE = (160, 160, 3)
+from toolchain.core.contracts import EMBEDDING_DIM, INPUT_SIZE
+
+INPUT_SHAPE = (INPUT_SIZE, INPUT_SIZE, 3)
 """``input_1`` ``batch_input_shape`` ``[null, 160, 160, 3]`` in the legacy ``model_config``."""
 
 INPUT_LAYER_NAME = "input_1"
@@ -59,9 +61,6 @@ FINAL_BLOCK8_SCALE = 1.0
 
 DROPOUT_RATE = 1.0 - 0.8
 """``rate`` 0.19999999999999996 of ``Dropout`` in ``model_config``: ``1 - keep_prob`` with 0.8."""
-
-EMBEDDING_SIZE = 128
-"""``units`` of the ``Bottleneck`` Dense layer (``use_bias: false``) in ``model_config``."""
 
 L2_EPSILON = 1e-10
 """Floor of the squared norm in the L2 output (:func:`toolchain.core.preprocess.l2_normalize`)."""
@@ -249,7 +248,7 @@ def head(x: Any) -> Any:
     """3x3x1792 -> raw 128-d embedding (``Bottleneck_BatchNorm``)."""
     x = layers.GlobalAveragePooling2D(name="AvgPool")(x)  # 1792
     x = layers.Dropout(DROPOUT_RATE, name="Dropout")(x)
-    x = layers.Dense(EMBEDDING_SIZE, use_bias=False, name="Bottleneck")(x)  # 128
+    x = layers.Dense(EMBEDDING_DIM, use_bias=False, name="Bottleneck")(x)
     return layers.BatchNormalization(
         momentum=BN_MOMENTUM, epsilon=BN_EPSILON, scale=BN_SCALE, name="Bottleneck_BatchNorm"
     )(x)

@@ -23,12 +23,10 @@ from typing import Any
 import numpy as np
 
 from toolchain.core.atomic import sha256_file
+from toolchain.core.contracts import MANIFEST_FILE, MANIFEST_FORMAT
 from toolchain.core.errors import IntegrityError, MissingArtifactError
 
 log = logging.getLogger(__name__)
-
-MANIFEST_FORMAT = "facenet-toolchain/weights-manifest/1"
-"""The ``format`` string of the manifest written by ``nox -s recover``."""
 
 RECOVER_HINT = "run `nox -s recover` to create it"
 """How to make a missing weights artifact, for :class:`MissingArtifactError` messages."""
@@ -248,7 +246,8 @@ def load_weights(model: Any, weights_dir: Path, manifest_path: Path | None = Non
     Args:
         model: the Keras model from :func:`toolchain.convert.architecture.build_model`.
         weights_dir: directory holding ``<layer>.npz`` and ``manifest.json``.
-        manifest_path: the manifest (default ``weights_dir / "manifest.json"``).
+        manifest_path: the manifest (default ``weights_dir / "manifest.json"``,
+            :data:`~toolchain.core.contracts.MANIFEST_FILE`).
 
     Returns:
         What was loaded.
@@ -258,7 +257,7 @@ def load_weights(model: Any, weights_dir: Path, manifest_path: Path | None = Non
         IntegrityError: the manifest is unreadable.
         WeightsRejectedError: anything does not match; lists every problem, model untouched.
     """
-    manifest_path = manifest_path or weights_dir / "manifest.json"
+    manifest_path = manifest_path or weights_dir / MANIFEST_FILE
     if not weights_dir.is_dir():
         raise MissingArtifactError(f"weights directory {weights_dir} is missing; {RECOVER_HINT}")
     manifest = read_manifest(manifest_path)
