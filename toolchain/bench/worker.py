@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from toolchain.bench.detection import detect
 from toolchain.bench.machine import repeat, sgemm_gflops, timed
 from toolchain.bench.specs import (
     DetectSpec,
@@ -170,32 +171,6 @@ def ort_session(spec: OrtSessionSpec) -> dict[str, Any]:
 
     session = create_session(Path(spec.path), OrtSettings(cache_optimized=spec.cached))
     return {"inputs": len(session.get_inputs())}
-
-
-def detect(spec: DetectSpec) -> dict[str, Any]:
-    """Milliseconds per photo of one detector, and the faces it found in each photo."""
-    from toolchain.runtime.images import read_image
-
-    images = [read_image(Path(p)).pixels for p in spec.photos]
-    count: Callable[[np.ndarray], int]
-    if spec.detector == "ours":
-        from toolchain.runtime.mtcnn import MTCNNDetector
-
-        ours = MTCNNDetector(Path(spec.models_dir))
-
-        def count(image: np.ndarray) -> int:
-            return len(ours.detect(image))
-    else:
-        from toolchain.convert.mtcnn_weights import package_detector
-
-        package = package_detector()
-
-        def count(image: np.ndarray) -> int:
-            return len(package.detect_faces(image))
-
-    faces = [count(image) for image in images]  # warm-up pass, also the face counts
-    times = repeat(lambda: [count(image) for image in images], spec.repeats)
-    return {"samples": [t / len(images) * 1e3 for t in times], "faces": faces}
 
 
 def _images_per_second(photos: list[Path], job: Callable[[], list[str | None]],
