@@ -21,7 +21,10 @@ from toolchain.runtime.gallery import (
     Gallery,
     MatchMode,
     export_json,
+    import_export,
     parse_import,
+    sqlite,
+    store,
 )
 
 MODEL_A = "a" * 64
@@ -138,12 +141,12 @@ def test_creator_that_loses_the_race_opens_the_winners_gallery(
     real_link = os.link
 
     def link_after_a_rival(src: str, dst: str) -> None:
-        monkeypatch.setattr(gallery_module.os, "link", real_link)
+        monkeypatch.setattr(sqlite.os, "link", real_link)
         with Gallery.open(dst, fingerprint=MODEL_A, create=True) as rival:
             rival.add([entry("Ada", unit(1), "p1")])
         real_link(src, dst)
 
-    monkeypatch.setattr(gallery_module.os, "link", link_after_a_rival)
+    monkeypatch.setattr(sqlite.os, "link", link_after_a_rival)
     with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
         assert [p.name for p in gallery.people()] == ["Ada"]
     assert sorted(p.name for p in db.parent.iterdir() if not p.name.endswith(("-wal", "-shm"))) \
@@ -182,10 +185,8 @@ def test_an_error_inside_the_transaction_rolls_back(db: Path,
     with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
     before = snapshot(db)
-    from toolchain.runtime import gallery as module
-
     calls = {"n": 0}
-    real_blob = module._blob
+    real_blob = store.vector_blob
 
     def fail_on_second_row(vector: np.ndarray) -> bytes:
         calls["n"] += 1
@@ -193,7 +194,7 @@ def test_an_error_inside_the_transaction_rolls_back(db: Path,
             raise RuntimeError("disk on fire")
         return real_blob(vector)
 
-    monkeypatch.setattr(module, "_blob", fail_on_second_row)
+    monkeypatch.setattr(store, "vector_blob", fail_on_second_row)
     with Gallery.open(db, fingerprint=MODEL_A) as gallery, pytest.raises(RuntimeError):
         gallery.add([entry("Bob", unit(0, 1), "p2"), entry("Cy", unit(0, 0, 1), "p3")])
     monkeypatch.undo()
@@ -522,10 +523,10 @@ def test_deeply_nested_import_is_refused(tmp_path: Path, opening: str, closing: 
 def test_import_larger_than_the_cap_is_refused(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     path = seed_file(tmp_path, {"Ada": unit(1).tolist()})
-    monkeypatch.setattr(gallery_module, "MAX_IMPORT_BYTES", path.stat().st_size - 1)
+    monkeypatch.setattr(import_export, "MAX_IMPORT_BYTES", path.stat().st_size - 1)
     with pytest.raises(InputError, match="larger than"):
         parse_import(path)
-    monkeypatch.setattr(gallery_module, "MAX_IMPORT_BYTES", path.stat().st_size)
+    monkeypatch.setattr(import_export, "MAX_IMPORT_BYTES", path.stat().st_size)
     assert parse_import(path).entries[0].name == "Ada"
 
 

@@ -7,7 +7,6 @@ imported when a recognizer is opened, never TensorFlow.
 from __future__ import annotations
 
 import contextlib
-import enum
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from toolchain.cli.common import console
+from toolchain.runtime.gallery.schema import MatchMode
 
 if TYPE_CHECKING:
     from toolchain.runtime.recognizer import Recognizer
@@ -26,15 +26,8 @@ GalleryOption = Annotated[
 ]
 
 
-class MatchChoice(str, enum.Enum):
-    """``--match`` values (see :class:`toolchain.runtime.gallery.MatchMode`)."""
-
-    nearest = "nearest"
-    centroid = "centroid"
-
-
 MatchOption = Annotated[
-    MatchChoice,
+    MatchMode,
     typer.Option("--match", help="Distance to a person's nearest embedding, or to their mean."),
 ]
 

@@ -21,7 +21,6 @@ import typer
 from toolchain.cli.common import ArtifactsOption, console, display_text, problem
 from toolchain.cli.recognition import (
     GalleryOption,
-    MatchChoice,
     MatchOption,
     MaxDetectSideOption,
     MinFaceOption,
@@ -31,6 +30,7 @@ from toolchain.cli.recognition import (
 )
 from toolchain.core.errors import InputError
 from toolchain.core.paths import DEFAULT_ARTIFACTS
+from toolchain.runtime.gallery.schema import MatchMode
 
 if TYPE_CHECKING:
     from toolchain.runtime.recognizer import Match, PhotoMatches
@@ -236,7 +236,7 @@ def recognize(
         help="Write each photo with boxes and `name distance` labels into this folder, as "
              "<stem>.annotated.jpg or .png (never over an input; the folder's pictures are not "
              "read as inputs).")] = None,
-    match: MatchOption = MatchChoice.nearest,
+    match: MatchOption = MatchMode.NEAREST,
     min_face: MinFaceOption = None,
     max_detect_side: MaxDetectSideOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,

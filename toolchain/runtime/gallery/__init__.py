@@ -1,0 +1,112 @@
+"""The face gallery: a SQLite file of enrolled people and their embeddings, bound to one model.
+
+Schema (``SCHEMA_VERSION`` 1):
+
+- ``meta(key, value)``: ``schema_version``, ``model_fingerprint`` (sha256 of the ONNX file whose
+  vectors the gallery holds), ``dim``, ``created``, and ``threshold`` / ``threshold_source`` once
+  ``facenet evaluate --store-threshold`` calibrated one.
+- ``people(id, name UNIQUE, created)``.
+- ``embeddings(id, person_id, vector BLOB float32 little-endian, source, image_sha256, box_x,
+  box_y, box_w, box_h, score, model_fingerprint, created)`` with ``UNIQUE(image_sha256, box_*)``:
+  enrolling the same face of the same photo again is a no-op, whatever name it is enrolled under.
+
+Everything read back is checked the way it was checked on the way in: a stored vector that is not
+a ``dim``-d unit vector, or a stored threshold that is not a distance in (0, 2], means the file was
+edited or damaged (:class:`IntegrityError`); a damaged SQLite file is an :class:`InputError` at
+open (``PRAGMA quick_check``) or at whatever read meets the damage.
+
+A new gallery appears complete or not at all (``sqlite.create_file``). Writes are one
+``BEGIN IMMEDIATE`` transaction each (a whole enroll batch, an import), the journal is WAL and a
+busy timeout lets a reader and a writer share the file. Distances are Euclidean
+between unit vectors (0 = identical, 2 = opposite).
+
+Matching: by default a person is as close as the NEAREST of their embeddings. Photos of one person
+differ in pose, lighting, age and expression, and their embeddings spread out; a query photo
+resembles some of them much more than others. The mean of the spread ("centroid") is a blur that
+may sit far from every real photo, so one unusual enrollment photo drags it away from the others.
+``MatchMode.CENTROID`` is offered for galleries with many clean photos per person, where the mean
+averages out noise.
+
+Modules: ``schema`` (the file's contract and the threshold range, no numpy), ``vectors`` (entries,
+checked unit vectors, ranking people), ``sqlite`` (creating, opening and checking the file),
+``store`` (:class:`Gallery`), ``import_export`` (JSON export and import files). The names below are
+imported on first use, so ``--match`` choices and the threshold check cost no numpy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "SCHEMA_VERSION": "schema",
+    "EXPORT_FORMAT": "schema",
+    "MAX_DISTANCE": "schema",
+    "MatchMode": "schema",
+    "check_threshold": "schema",
+    "MIN_RAW_NORM": "vectors",
+    "Entry": "vectors",
+    "Candidate": "vectors",
+    "unit_embedding": "vectors",
+    "Gallery": "store",
+    "AddResult": "store",
+    "Person": "store",
+    "MAX_IMPORT_BYTES": "import_export",
+    "ImportData": "import_export",
+    "parse_import": "import_export",
+    "import_file": "import_export",
+    "export_json": "import_export",
+}
+"""Each public name and the submodule that defines it."""
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "MAX_DISTANCE",
+    "MAX_IMPORT_BYTES",
+    "MIN_RAW_NORM",
+    "SCHEMA_VERSION",
+    "AddResult",
+    "Candidate",
+    "Entry",
+    "Gallery",
+    "ImportData",
+    "MatchMode",
+    "Person",
+    "check_threshold",
+    "export_json",
+    "import_file",
+    "parse_import",
+    "unit_embedding",
+]
+
+if TYPE_CHECKING:
+    from toolchain.runtime.gallery.import_export import (
+        MAX_IMPORT_BYTES,
+        ImportData,
+        export_json,
+        import_file,
+        parse_import,
+    )
+    from toolchain.runtime.gallery.schema import (
+        EXPORT_FORMAT,
+        MAX_DISTANCE,
+        SCHEMA_VERSION,
+        MatchMode,
+        check_threshold,
+    )
+    from toolchain.runtime.gallery.store import AddResult, Gallery, Person
+    from toolchain.runtime.gallery.vectors import MIN_RAW_NORM, Candidate, Entry, unit_embedding
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's submodule when the name is first used."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

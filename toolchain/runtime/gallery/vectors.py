@@ -1,0 +1,129 @@
+"""Embeddings as a gallery takes and gives them: entries, checked unit vectors, ranking people.
+
+Every vector is checked the way an embedder's output would be (:func:`unit_embedding`) on the way
+in, and read back as a unit vector; distances are Euclidean between unit vectors (0 = identical,
+2 = opposite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from toolchain.core.errors import InputError
+from toolchain.core.metrics import pairwise_distances
+from toolchain.core.preprocess import l2_normalize
+from toolchain.runtime.gallery.schema import MatchMode
+
+BOX_DECIMALS = 2
+"""Face boxes are stored rounded to this many decimals (the same face of a photo, same box)."""
+MIN_RAW_NORM = 1e-3
+"""Smallest norm of a vector given to the gallery before normalization. FaceNet's raw embeddings
+have norms of 8 to 13 and unit ones 1; a vector shorter than this is no face embedding. (A
+near-zero vector normalized with a clamped norm stays near zero, at distance 1 from EVERY face:
+under the usual thresholds it would be named in every photo.)"""
+UNIT_NORM_TOLERANCE = 1e-3
+"""How far from 1 the norm of a stored (float32, unit) vector may be: rounding is ~1e-7."""
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One face embedding to store (or read back) with where it came from."""
+
+    name: str
+    vector: np.ndarray = field(repr=False)
+    source: str
+    image_sha256: str
+    box: tuple[float, float, float, float]
+    score: float | None = None
+
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A gallery person and its distance to a query face."""
+
+    name: str
+    distance: float
+
+
+def canonical_box(box: Sequence[float]) -> tuple[float, float, float, float]:
+    """``box`` as stored: four floats rounded to :data:`BOX_DECIMALS`."""
+    x, y, w, h = (round(float(v), BOX_DECIMALS) for v in box)
+    return x, y, w, h
+
+
+def vector_blob(vector: np.ndarray) -> bytes:
+    """``vector`` as the stored BLOB: float32, little-endian."""
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+
+def unit_embedding(values: Any, dim: int | None, where: str) -> np.ndarray:
+    """``values`` as the float32 unit vector an embedder would output, or :class:`InputError`.
+
+    Refused: a size other than ``dim`` (any size if ``None``), NaN or infinity, values beyond the
+    float32 range a gallery stores, and a norm below :data:`MIN_RAW_NORM`. Normalization runs in
+    float64 on values that passed, so the result is unit within float32 rounding.
+    """
+    try:
+        array = np.asarray(values, dtype=np.float64).reshape(-1)
+    except OverflowError as exc:
+        raise InputError(f"{where}: a value is beyond the float32 range of embeddings ({exc})"
+                         ) from exc
+    if dim is not None and array.shape != (dim,):
+        raise InputError(f"{where}: {array.size} values; the gallery holds {dim}-d vectors")
+    if not array.size:
+        raise InputError(f"{where}: no values")
+    if not np.all(np.isfinite(array)):
+        raise InputError(f"{where}: non-finite values (NaN or infinity)")
+    peak = float(np.max(np.abs(array)))
+    if peak > FLOAT32_MAX:
+        raise InputError(f"{where}: values up to {peak:.3g} are beyond the float32 range of "
+                         f"embeddings (|value| <= {FLOAT32_MAX:.3g})")
+    norm = float(np.linalg.norm(array))
+    if norm < MIN_RAW_NORM:
+        raise InputError(f"{where}: norm {norm:.3g} is below {MIN_RAW_NORM:g}, not a face "
+                         "embedding (a near-zero vector is equally close to every face)")
+    return (array / norm).astype(np.float32)
+
+
+
+def entry_vectors(entries: Sequence[Entry], dim: int) -> np.ndarray:
+    """The ``(len(entries), dim)`` unit vectors of ``entries``, each checked like an embedder's
+    output would be (:func:`unit_embedding`), or :class:`InputError` for the first bad one."""
+    for entry in entries:
+        if not entry.name.strip():
+            raise InputError(f"{entry.source}: empty person name")
+    return np.stack([
+        unit_embedding(e.vector, dim, f"{e.source}: embedding for {e.name!r}")
+        for e in entries
+    ])
+
+
+def rank_people(names: Sequence[str], matrix: np.ndarray, starts: np.ndarray, queries: np.ndarray,
+                k: int, mode: MatchMode) -> list[list[Candidate]]:
+    """The ``k`` closest people to each query, closest first.
+
+    Args:
+        names: The people, in the order of their rows.
+        matrix: ``(E, D)`` unit vectors grouped by person.
+        starts: The first row of each person in ``matrix``.
+        queries: ``(M, D)`` unit vectors.
+        k: How many people to return per query.
+        mode: Distance to a person's nearest embedding, or to their mean direction.
+    """
+    if mode is MatchMode.CENTROID:
+        sums = np.add.reduceat(matrix, starts, axis=0)
+        per_person = pairwise_distances(queries, l2_normalize(sums))
+    else:
+        per_person = np.minimum.reduceat(pairwise_distances(queries, matrix), starts, axis=1)
+    order = np.argsort(per_person, axis=1, kind="stable")[:, :k]
+    return [
+        [Candidate(names[j], float(per_person[i, j])) for j in order[i]]
+        for i in range(len(queries))
+    ]
