@@ -22,6 +22,9 @@ from typing import Any
 import nox
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from toolchain.core import contracts  # noqa: E402  (standard library only: the shared file names)
+
 ENVS = ROOT / ".nox" / "_envs"
 ARTIFACTS = ROOT / "artifacts"
 ART = ("--artifacts", str(ARTIFACTS))
@@ -224,11 +227,12 @@ def verify(session: nox.Session) -> None:
 def missing_artifacts() -> list[Callable[[nox.Session], None]]:
     """The spine steps whose outputs are not there yet (what the tests need first)."""
     steps: list[Callable[[nox.Session], None]] = []
-    if not (ARTIFACTS / "reference" / "index.json").is_file():
+    if not (ARTIFACTS / "reference" / contracts.REFERENCE_INDEX).is_file():
         steps += [step_fetch, step_recover]
     models = ARTIFACTS / "models"
-    needed = ["facenet.keras", "facenet.onnx", "facenet_int8.onnx", "facenet.tflite",
-              "facenet_fp16.tflite", "facenet_int8.tflite", "mtcnn_pnet.onnx"]
+    needed = [contracts.KERAS_FILE, contracts.ONNX_FILE, contracts.ONNX_INT8_FILE,
+              contracts.TFLITE_FILE, contracts.TFLITE_FP16_FILE, contracts.TFLITE_INT8_FILE,
+              *contracts.MTCNN_FILES.values()]
     if steps or not all((models / name).exists() for name in needed):
         steps.append(step_export)
     return steps
