@@ -20,19 +20,16 @@ from conftest import artifacts_root
 
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.core.integrity import (
-    GALLERY_COLUMNS,
-    GALLERY_SCHEMA_VERSION,
     SUMS_NAME,
     check_gallery_file,
-    format_sums,
-    parse_sums,
     read_sums,
     record_files,
-    tracked_files,
     verify_artifacts,
     verify_file,
     write_checksums,
 )
+from toolchain.core.integrity.galleries import GALLERY_COLUMNS, GALLERY_SCHEMA_VERSION
+from toolchain.core.integrity.sums import format_sums, parse_sums, tracked_files
 from toolchain.core.paths import Layout
 from toolchain.legacy.npzfile import npz_bytes
 
