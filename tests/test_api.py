@@ -13,7 +13,8 @@ import runtime_fakes as fakes
 
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.runtime.embedder import Embedder
-from toolchain.runtime.recognizer import FALLBACK_THRESHOLD, Match, Recognizer
+from toolchain.runtime.faces import Match
+from toolchain.runtime.recognizer import FALLBACK_THRESHOLD, Recognizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

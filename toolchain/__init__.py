@@ -23,9 +23,9 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     "Recognizer": "toolchain.runtime.recognizer",
-    "Match": "toolchain.runtime.recognizer",
-    "EnrollOutcome": "toolchain.runtime.recognizer",
-    "EnrollStatus": "toolchain.runtime.recognizer",
+    "Match": "toolchain.runtime.faces",
+    "EnrollOutcome": "toolchain.runtime.faces",
+    "EnrollStatus": "toolchain.runtime.faces",
     "Embedder": "toolchain.runtime.embedder",
     "MTCNNDetector": "toolchain.runtime.mtcnn",
     "Gallery": "toolchain.runtime.gallery",
@@ -49,9 +49,10 @@ __all__ = [
 if TYPE_CHECKING:
     from toolchain.core.errors import ToolchainError
     from toolchain.runtime.embedder import Embedder
+    from toolchain.runtime.faces import EnrollOutcome, EnrollStatus, Match
     from toolchain.runtime.gallery import Gallery, MatchMode
     from toolchain.runtime.mtcnn import MTCNNDetector
-    from toolchain.runtime.recognizer import EnrollOutcome, EnrollStatus, Match, Recognizer
+    from toolchain.runtime.recognizer import Recognizer
 
 
 def __getattr__(name: str) -> Any:

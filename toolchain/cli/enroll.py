@@ -92,7 +92,7 @@ def enroll(
     """
     from rich.table import Table
 
-    from toolchain.runtime.recognizer import EnrollStatus
+    from toolchain.runtime.faces import EnrollStatus
 
     if name is not None and not name.strip():
         raise typer.BadParameter("must not be empty", param_hint="--name")

@@ -33,7 +33,7 @@ from toolchain.core.paths import DEFAULT_ARTIFACTS
 from toolchain.runtime.gallery.schema import MatchMode
 
 if TYPE_CHECKING:
-    from toolchain.runtime.recognizer import Match, PhotoMatches
+    from toolchain.runtime.faces import Match, PhotoMatches
 
 app = typer.Typer()
 """``facenet recognize`` (added to the root app by :mod:`toolchain.cli.app`)."""

@@ -4,8 +4,8 @@ The runtime's public names are imported on first use (PEP 562), so ``import tool
 loads neither onnxruntime nor numpy:
 
 - :class:`Recognizer` (``recognizer``): detect, embed, enroll and recognize faces in photos, with
-  its results :class:`Face`, :class:`Match`, :class:`PhotoFaces`, :class:`PhotoMatches`,
-  :class:`EnrollOutcome` / :class:`EnrollStatus`.
+  its results (``faces``) :class:`Face`, :class:`Match`, :class:`PhotoFaces`,
+  :class:`PhotoMatches`, :class:`EnrollOutcome` / :class:`EnrollStatus`.
 - :class:`Embedder` (``embedder``): the FaceNet ONNX model, crops to unit embeddings.
 - :class:`MTCNNDetector` / :class:`Detection` (``mtcnn``): the ONNX MTCNN face detector.
 - :class:`Gallery`, :class:`Entry`, :class:`Candidate`, :class:`MatchMode` (``gallery``): the
@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS: dict[str, str] = {
     "Recognizer": "toolchain.runtime.recognizer",
-    "Face": "toolchain.runtime.recognizer",
-    "Match": "toolchain.runtime.recognizer",
-    "PhotoFaces": "toolchain.runtime.recognizer",
-    "PhotoMatches": "toolchain.runtime.recognizer",
-    "EnrollOutcome": "toolchain.runtime.recognizer",
-    "EnrollStatus": "toolchain.runtime.recognizer",
+    "Face": "toolchain.runtime.faces",
+    "Match": "toolchain.runtime.faces",
+    "PhotoFaces": "toolchain.runtime.faces",
+    "PhotoMatches": "toolchain.runtime.faces",
+    "EnrollOutcome": "toolchain.runtime.faces",
+    "EnrollStatus": "toolchain.runtime.faces",
     "Embedder": "toolchain.runtime.embedder",
     "MTCNNDetector": "toolchain.runtime.mtcnn",
     "Detection": "toolchain.runtime.mtcnn",
@@ -59,18 +59,18 @@ __all__ = [
 
 if TYPE_CHECKING:
     from toolchain.runtime.embedder import Embedder
-    from toolchain.runtime.gallery import Candidate, Entry, Gallery, MatchMode
-    from toolchain.runtime.images import LoadedImage, read_image
-    from toolchain.runtime.mtcnn import Detection, MTCNNDetector
-    from toolchain.runtime.recognizer import (
+    from toolchain.runtime.faces import (
         EnrollOutcome,
         EnrollStatus,
         Face,
         Match,
         PhotoFaces,
         PhotoMatches,
-        Recognizer,
     )
+    from toolchain.runtime.gallery import Candidate, Entry, Gallery, MatchMode
+    from toolchain.runtime.images import LoadedImage, read_image
+    from toolchain.runtime.mtcnn import Detection, MTCNNDetector
+    from toolchain.runtime.recognizer import Recognizer
 
 
 def __getattr__(name: str) -> Any:

@@ -37,9 +37,10 @@ from toolchain.core.metrics import (
 )
 from toolchain.core.paths import DEFAULT_ARTIFACTS
 from toolchain.core.preprocess import largest_face
+from toolchain.runtime.faces import EnrollStatus
 from toolchain.runtime.gallery import Gallery, MatchMode
 from toolchain.runtime.images import find_images
-from toolchain.runtime.recognizer import MIN_ENROLL_FACE, EnrollStatus, Recognizer
+from toolchain.runtime.recognizer import MIN_ENROLL_FACE, Recognizer
 
 Progress: TypeAlias = Callable[[str, int], AbstractContextManager[Callable[[Path], None] | None]]
 """Given a stage label and its photo count, a context yielding the per-photo callback."""

@@ -11,17 +11,16 @@ Example::
 
 Photos are decoded by :mod:`toolchain.runtime.images` (always RGB), faces found by the ONNX MTCNN,
 cropped by :func:`toolchain.core.preprocess.crop_face` and embedded by :class:`Embedder`; the faces
-of a photo, and of several photos, go through the embedder as one batch.
+of a photo, and of several photos, go through the embedder as one batch. The detector protocol and
+the result types are in :mod:`toolchain.runtime.faces`.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -31,7 +30,17 @@ from toolchain.core.integrity import verify_file
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 from toolchain.core.preprocess import crop_face, largest_face
 from toolchain.runtime.embedder import Embedder
-from toolchain.runtime.gallery import Candidate, Entry, Gallery, MatchMode
+from toolchain.runtime.faces import (
+    DetectionLike,
+    EnrollOutcome,
+    EnrollStatus,
+    Face,
+    FaceDetector,
+    Match,
+    PhotoFaces,
+    PhotoMatches,
+)
+from toolchain.runtime.gallery import Entry, Gallery, MatchMode
 from toolchain.runtime.images import LoadedImage, read_image
 
 log = logging.getLogger(__name__)
@@ -51,28 +60,8 @@ IMAGES_PER_BATCH = 16
 
 ImageInput: TypeAlias = Path | str | np.ndarray
 
-
-class DetectionLike(Protocol):
-    """What a face detector returns per face (see ``toolchain.runtime.mtcnn.Detection``)."""
-
-    @property
-    def box(self) -> tuple[float, float, float, float]: ...
-
-    @property
-    def confidence(self) -> float: ...
-
-    @property
-    def keypoints(self) -> Mapping[str, tuple[float, float]]: ...
-
-
 RUNTIME_MODELS = (ONNX_FILE, *MTCNN_FILES.values())
 """The exported models a recognizer loads (checked against ``SHA256SUMS`` first)."""
-
-
-class FaceDetector(Protocol):
-    """A face detector on RGB uint8 images."""
-
-    def detect(self, image: np.ndarray) -> Sequence[DetectionLike]: ...
 
 
 def load_detector(models_dir: Path, **options: Any) -> FaceDetector:
@@ -90,96 +79,6 @@ def load_detector(models_dir: Path, **options: Any) -> FaceDetector:
     from toolchain.runtime.mtcnn import MTCNNDetector
 
     return MTCNNDetector(models_dir, **options)
-
-
-@dataclass(frozen=True)
-class Face:
-    """A detected face with its crop and embedding."""
-
-    box: tuple[float, float, float, float]
-    """``(x, y, width, height)`` in pixels of the upright RGB image."""
-    confidence: float
-    keypoints: dict[str, tuple[float, float]]
-    crop: np.ndarray = field(repr=False)
-    """``(160, 160, 3)`` uint8 RGB, the model's input before prewhitening."""
-    embedding: np.ndarray = field(repr=False)
-    """``(128,)`` float32, unit length."""
-
-    @property
-    def area(self) -> float:
-        """Box area in pixels."""
-        return float(self.box[2] * self.box[3])
-
-
-@dataclass(frozen=True)
-class Match:
-    """A face of a query photo and who it is."""
-
-    box: tuple[float, float, float, float]
-    confidence: float
-    name: str | None
-    """The closest enrolled person within the threshold, or ``None`` (unknown)."""
-    distance: float | None
-    """Distance to the closest enrolled person (``None`` when the gallery is empty)."""
-    candidates: tuple[Candidate, ...]
-    """The top-k closest people, closest first, whatever the threshold."""
-
-    @property
-    def label(self) -> str:
-        """``name``, or ``"unknown"``."""
-        return self.name if self.name is not None else "unknown"
-
-
-@dataclass(frozen=True)
-class PhotoFaces:
-    """The faces of one photo, or why it could not be read."""
-
-    path: Path
-    image: LoadedImage | None
-    faces: list[Face]
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class PhotoMatches:
-    """The matches of one photo, or why it could not be read."""
-
-    path: Path
-    image: LoadedImage | None
-    matches: list[Match]
-    error: str | None = None
-
-
-class EnrollStatus(str, enum.Enum):
-    """What :meth:`Recognizer.enroll_many` did with one photo (compares equal to its value)."""
-
-    ADDED = "added"
-    ALREADY = "already"
-    """This face is in the gallery already (under :attr:`EnrollOutcome.enrolled_as`)."""
-    NO_FACE = "no_face"
-    TOO_SMALL = "too_small"
-    """Every face is under the enrollment minimum (``min_enroll_face``)."""
-    MULTIPLE_FACES = "multiple_faces"
-    ERROR = "error"
-    """The photo could not be read."""
-
-
-@dataclass(frozen=True)
-class EnrollOutcome:
-    """What happened to one photo given to :meth:`Recognizer.enroll_many`."""
-
-    path: Path
-    name: str
-    status: EnrollStatus
-    message: str = ""
-    face: Face | None = None
-    enrolled_as: str | None = None
-    """For ``already``: the person the gallery holds this face under (may differ from ``name``)."""
-
-    @property
-    def ok(self) -> bool:
-        """The face is in the gallery now."""
-        return self.status in (EnrollStatus.ADDED, EnrollStatus.ALREADY)
 
 
 class Recognizer:
