@@ -15,13 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
+from toolchain.core.contracts import MTCNN_FILES
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
-from toolchain.runtime import mtcnn as rt
 from toolchain.runtime.mtcnn import (
     DEFAULT_MAX_SIDE,
     KEYPOINT_NAMES,
     MIN_MAX_SIDE,
-    MODEL_FILES,
     MTCNNDetector,
     area_resize,
     crop_and_resize,
@@ -32,8 +31,10 @@ from toolchain.runtime.mtcnn import (
     reduce_image,
     regress,
     square,
+    stages,
     summed_area_table,
 )
+from toolchain.runtime.mtcnn.pyramid import normalize_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
 MIN_IOU = 0.95
@@ -114,7 +115,7 @@ def test_patches_of_raw_pixels_normalize_like_the_normalized_image(seed: int) ->
     sides = rng.uniform(2, 40, (6, 1))
     boxes = np.hstack([corners, corners + sides])
     for size in (24, 48):
-        expected = crop_and_resize(rt._normalize(raw), boxes, size)
+        expected = crop_and_resize(normalize_pixels(raw), boxes, size)
         got = crop_and_resize(raw, boxes, size, normalize=True)
         assert got.dtype == np.float32
         np.testing.assert_allclose(got, expected, atol=2e-6)
@@ -246,12 +247,12 @@ def _nms_oracle(boxes: np.ndarray, threshold: float) -> list[int]:
 def test_nms_matches_the_pairwise_rule_across_chunks(
         raw: list[tuple[float, float, float, float]], threshold: float) -> None:
     boxes = np.array([[x, y, x + w, y + h, 0.0] for x, y, w, h in raw]).reshape(-1, 5)
-    original = rt._NMS_CHUNK
-    rt._NMS_CHUNK = 7
+    original = stages._NMS_CHUNK
+    stages._NMS_CHUNK = 7
     try:
         assert list(nms(boxes, threshold)) == _nms_oracle(boxes, threshold)
     finally:
-        rt._NMS_CHUNK = original
+        stages._NMS_CHUNK = original
 
 
 # --- detector errors -------------------------------------------------------------------------
@@ -263,7 +264,7 @@ def test_missing_model_names_the_nox_session(tmp_path: Path) -> None:
 
 
 def test_a_file_that_is_not_onnx_is_an_integrity_error(tmp_path: Path) -> None:
-    for name in MODEL_FILES.values():
+    for name in MTCNN_FILES.values():
         (tmp_path / name).write_bytes(b"not an onnx model")
     with pytest.raises(IntegrityError, match="nox -s export"):
         MTCNNDetector(tmp_path)
@@ -292,7 +293,7 @@ def mtcnn_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     models = tmp_path_factory.mktemp("mtcnn_models")
     written = export_mtcnn(models)
-    assert [p.name for p in written] == list(MODEL_FILES.values())
+    assert [p.name for p in written] == list(MTCNN_FILES.values())
     return models
 
 
@@ -311,7 +312,7 @@ def test_export_writes_valid_models_with_dynamic_shapes(mtcnn_models: Path) -> N
     import onnx
 
     dims = {}
-    for net, name in MODEL_FILES.items():
+    for net, name in MTCNN_FILES.items():
         proto = onnx.load(str(mtcnn_models / name))
         onnx.checker.check_model(proto, full_check=True)
         shape = proto.graph.input[0].type.tensor_type.shape.dim
