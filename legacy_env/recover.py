@@ -51,8 +51,9 @@ from toolchain.core.integrity import record_files
 from toolchain.core.paths import Layout
 from toolchain.core.source import identify_h5, resolve_h5
 from toolchain.legacy.codewalk import bind_lambdas, vet_code
-from toolchain.legacy.h5file import LayerInfo, LegacyModel, iter_weight_arrays, read_legacy
+from toolchain.legacy.h5file import iter_weight_arrays, read_legacy
 from toolchain.legacy.lambdas import VettedLambda, scale_sum
+from toolchain.legacy.model import LayerInfo, LegacyModel
 from toolchain.legacy.npzfile import npz_bytes
 
 log = logging.getLogger("recover")

@@ -19,7 +19,8 @@ from conftest import (
 )
 
 from toolchain.core.errors import InputError
-from toolchain.legacy.h5file import iter_weight_arrays, read_legacy, weight_key
+from toolchain.legacy.h5file import iter_weight_arrays, read_legacy
+from toolchain.legacy.model import weight_key
 from toolchain.legacy.npzfile import npz_bytes
 
 
