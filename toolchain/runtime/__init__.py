@@ -15,8 +15,9 @@ loads neither onnxruntime nor numpy:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from toolchain.core.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "Recognizer": "toolchain.runtime.recognizer",
@@ -73,15 +74,4 @@ if TYPE_CHECKING:
     from toolchain.runtime.recognizer import Recognizer
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's module when the name is first used."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

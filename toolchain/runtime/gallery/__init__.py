@@ -35,27 +35,28 @@ imported on first use, so ``--match`` choices and the threshold check cost no nu
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from toolchain.core.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
-    "SCHEMA_VERSION": "schema",
-    "EXPORT_FORMAT": "schema",
-    "MAX_DISTANCE": "schema",
-    "MatchMode": "schema",
-    "check_threshold": "schema",
-    "MIN_RAW_NORM": "vectors",
-    "Entry": "vectors",
-    "Candidate": "vectors",
-    "unit_embedding": "vectors",
-    "Gallery": "store",
-    "AddResult": "store",
-    "Person": "store",
-    "MAX_IMPORT_BYTES": "import_export",
-    "ImportData": "import_export",
-    "parse_import": "import_export",
-    "import_file": "import_export",
-    "export_json": "import_export",
+    "SCHEMA_VERSION": ".schema",
+    "EXPORT_FORMAT": ".schema",
+    "MAX_DISTANCE": ".schema",
+    "MatchMode": ".schema",
+    "check_threshold": ".schema",
+    "MIN_RAW_NORM": ".vectors",
+    "Entry": ".vectors",
+    "Candidate": ".vectors",
+    "unit_embedding": ".vectors",
+    "Gallery": ".store",
+    "AddResult": ".store",
+    "Person": ".store",
+    "MAX_IMPORT_BYTES": ".import_export",
+    "ImportData": ".import_export",
+    "parse_import": ".import_export",
+    "import_file": ".import_export",
+    "export_json": ".import_export",
 }
 """Each public name and the submodule that defines it."""
 
@@ -98,15 +99,4 @@ if TYPE_CHECKING:
     from toolchain.runtime.gallery.vectors import MIN_RAW_NORM, Candidate, Entry, unit_embedding
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's submodule when the name is first used."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
