@@ -1,7 +1,10 @@
-"""The core tier: errors, artifact paths, atomic writes, integrity, preprocessing, the pinned
-source.
+"""The core tier: what every other tier (and the legacy Keras 2.15 environment) may use.
 
-Nothing here imports TensorFlow, Keras, ONNX Runtime or typer (an import contract in
-``pyproject.toml`` checks it), so every other tier, and the legacy Keras 2.15 environment, can use
-it.
+``errors`` (typed errors with exit codes), ``paths`` (the artifacts layout), ``atomic`` (writes that
+replace only regular files, whole or not at all), ``integrity/`` (SHA256SUMS, model, cache and
+gallery checks), ``preprocess`` (crop and prewhiten), ``source`` (the pinned legacy file and photos),
+``contracts`` (file names, sizes and photo suffixes the tiers share), ``metrics`` (distances,
+identification, verification, threshold rules) and ``lazy`` (public names imported on first use).
+Nothing here imports TensorFlow, Keras, ONNX Runtime or typer; import contracts in
+``pyproject.toml`` check it.
 """
