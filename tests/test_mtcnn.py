@@ -368,7 +368,8 @@ def test_detections_match_the_mtcnn_package_on_all_photos(
             assert ours.confidence == pytest.approx(theirs["confidence"], abs=1e-3)
     assert not problems, "\n".join(problems)
     assert len(package_results) == 118
-    assert faces >= len(package_results)
+    assert faces == 124, "the README's count: 124 faces on the 118 photos"
+    assert worst_iou >= 1 - 1e-6 and worst_landmark <= 1e-3, "README: IoU 1.0, landmarks 0 px"
     print(f"{faces} faces on {len(package_results)} photos; min IoU {worst_iou:.4f}, "
           f"max landmark error {worst_landmark:.1f} px")
 

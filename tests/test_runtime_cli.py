@@ -517,10 +517,17 @@ def test_real_evaluate_writes_reports(real_artifacts: Path, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     reports = artifacts / "reports"
     doc = json.loads((reports / "evaluate.json").read_text())
+    # The README's table (default minimum enroll face, 40 px).
+    assert doc["enrolled"] == 82
     assert doc["identification"]["total"] == 25
     assert doc["identification"]["accuracy_closed"] == 1.0
-    assert doc["verification"]["auc"] > 0.95
-    assert doc["verification"]["eer"] < 0.1
+    verification = doc["verification"]
+    assert (verification["pairs_same"], verification["pairs_different"]) == (410, 1640)
+    assert round(verification["auc"], 4) == 0.9998
+    assert round(verification["eer"] * 100, 2) == 0.37
+    assert round(verification["eer_threshold"], 3) == 1.191
+    assert round(verification["best_threshold"], 3) == 1.194
+    assert round(verification["best_accuracy"] * 100, 2) == 99.66
     assert (reports / "evaluate.md").read_text().startswith("# Evaluation")
     for name in ("evaluate_roc.png", "evaluate_distances.png"):
         assert Image.open(reports / name).format == "PNG"
