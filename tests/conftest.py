@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 import pytest
+from hypothesis import settings
 
 if TYPE_CHECKING:
     from corpus import Store, Workspace
@@ -348,6 +349,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
     return make_store(tmp_path_factory)
 
+
+settings.register_profile("facenet", derandomize=True, deadline=None)
+settings.load_profile("facenet")
+"""Every property test draws the same examples on every run (a CI result never depends on luck;
+hard time bounds live in the tests that need them, not in hypothesis' deadline)."""
 
 REQUIRE_REAL = os.environ.get("FACENET_REQUIRE_REAL") == "1" or os.environ.get("CI") == "true"
 """Under CI (``CI=true``) and in ``nox -s tests`` a missing artifact or environment is a failure."""
