@@ -151,8 +151,8 @@ def _sidecar(model: Path) -> Path:
 def model_sha256(model: Path) -> str:
     """sha256 of ``model``, from the cache sidecar when the file's size and mtime still match it.
 
-    Hashing a 90 MB model takes about a quarter of a second; a process that has just created a
-    session through :func:`create_session` gets the digest for free.
+    Hashing the whole model is a noticeable part of a fresh process's start; a process that has
+    just created a session through :func:`create_session` gets the digest for free.
     """
     model = Path(model)
     try:
