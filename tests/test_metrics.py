@@ -19,6 +19,13 @@ from toolchain.core.metrics import (
     pairwise_distances,
     verification,
 )
+from toolchain.core.pair_metrics import (
+    accuracy_at,
+    far_target,
+    fold_indices,
+    kfold_accuracy,
+    tar_at_far,
+)
 
 SQRT2 = math.sqrt(2.0)
 
@@ -138,3 +145,84 @@ def test_choose_threshold_by_hand() -> None:
 def test_choose_threshold_needs_two_people_and_a_pair(persons: list[str]) -> None:
     with pytest.raises(ValueError):
         choose_threshold(np.eye(3, dtype=np.float32), persons)
+
+
+# Pair-protocol metrics. Eight pairs, written out by distance:
+#   0.2 same, 0.4 diff, 0.5 same, 0.8 diff, 0.9 same, 1.0 diff, 1.2 diff, 1.5 diff
+PAIR_D = np.array([0.2, 0.4, 0.5, 0.8, 0.9, 1.0, 1.2, 1.5])
+PAIR_SAME = np.array([1, 0, 1, 0, 1, 0, 0, 0], dtype=bool)
+
+
+@pytest.mark.parametrize(("far", "threshold", "tar", "false_accepts"), [
+    # FAR 0 of 5 impostors: below the smallest impostor 0.4; the pair below it is 0.2 -> 0.3
+    (0.0, 0.3, 1 / 3, 0),
+    # 0.2 * 5 = 1 impostor may pass: below the 2nd impostor 0.8; pair below it 0.5 -> 0.65
+    (0.2, 0.65, 2 / 3, 1),
+    (0.39, 0.65, 2 / 3, 1),                  # floor(1.95) = 1, same point
+    # 2 impostors may pass: below the 3rd impostor 1.0; pair below it 0.9 -> 0.95
+    (0.4, 0.95, 1.0, 2),
+    (1.0, 1.501, 1.0, 5),                    # every pair accepted: 1e-3 beyond the largest
+])
+def test_tar_at_far_by_hand(far: float, threshold: float, tar: float, false_accepts: int) -> None:
+    point = tar_at_far(PAIR_D, PAIR_SAME, far)
+    assert point.threshold == pytest.approx(threshold)
+    assert point.tar == pytest.approx(tar)
+    assert point.false_accepts == false_accepts
+    assert point.far == pytest.approx(false_accepts / 5)
+    assert (point.impostor_pairs, point.genuine_pairs, point.far_target) == (5, 3, far)
+    assert far_target(far)(PAIR_D, PAIR_SAME) == pytest.approx((threshold, tar))
+
+
+def test_tar_at_far_smallest_pair_is_an_impostor() -> None:
+    # same 0.5, diff 0.1 and 0.9: at FAR 0 the threshold is half the impostor 0.1, TAR 0
+    point = tar_at_far(np.array([0.5, 0.1, 0.9]), np.array([True, False, False]), 0.0)
+    assert (point.threshold, point.tar, point.false_accepts) == (pytest.approx(0.05), 0.0, 0)
+
+
+def test_far_rule_refuses_bad_input() -> None:
+    assert far_target(1e-3).name == "FAR <= 0.001 over impostor pairs"
+    for bad in (-0.1, 1.5, math.nan):
+        with pytest.raises(ValueError, match="target FAR"):
+            far_target(bad)
+    with pytest.raises(ValueError, match="both kinds"):
+        tar_at_far(np.array([0.1, 0.2]), np.array([True, True]), 0.1)
+
+
+def test_accuracy_at_by_hand() -> None:
+    # at 0.65: wrong are 0.4 (diff, accepted) and 0.9 (same, rejected): 6/8
+    assert accuracy_at(PAIR_D, PAIR_SAME, 0.65) == 0.75
+    # a distance equal to the threshold is accepted: 0.5 (same) right, still 6/8
+    assert accuracy_at(PAIR_D, PAIR_SAME, 0.5) == 0.75
+    # at 0.1 every same pair is rejected: 5 different pairs right of 8
+    assert accuracy_at(PAIR_D, PAIR_SAME, 0.1) == 5 / 8
+
+
+def test_fold_indices_split_each_kind_in_file_order() -> None:
+    # same pairs at 0, 2, 4 -> runs [0, 2] and [4]; diff at 1, 3, 5, 6, 7 -> [1, 3, 5] and [6, 7]
+    assert fold_indices(PAIR_SAME, 2).tolist() == [0, 0, 0, 0, 1, 0, 1, 1]
+    # LFW's layout: 10 sets of 2 same then 2 different pairs -> fold f is set f
+    lfw_same = np.tile([True, True, False, False], 10)
+    assert fold_indices(lfw_same, 10).tolist() == np.repeat(np.arange(10), 4).tolist()
+
+
+def test_kfold_accuracy_by_hand() -> None:
+    # pairs: same 0.2, same 0.3, diff 0.5, diff 1.0 -> fold 0 = {0.2 s, 0.5 d}, 1 = {0.3 s, 1.0 d}
+    d = np.array([0.2, 0.3, 0.5, 1.0])
+    same = np.array([True, True, False, False])
+    # fold 0: trained on {0.3 s, 1.0 d} -> threshold 0.65; on {0.2 s, 0.5 d}: 0.5 accepted -> 1/2
+    # fold 1: trained on {0.2 s, 0.5 d} -> threshold 0.35; on {0.3 s, 1.0 d}: both right -> 1
+    result = kfold_accuracy(d, same, folds=2)
+    assert result.folds == 2
+    assert result.thresholds == pytest.approx((0.65, 0.35))
+    assert result.accuracies == pytest.approx((0.5, 1.0))
+    assert (result.accuracy_mean, result.accuracy_std) == pytest.approx((0.75, 0.25))
+    assert (result.threshold_mean, result.threshold_std) == pytest.approx((0.5, 0.15))
+    # 3 folds of 2 + 2 pairs: the third fold is empty and left out, the result is the same
+    assert kfold_accuracy(d, same, folds=3) == result
+
+
+def test_kfold_accuracy_needs_two_pairs_of_each_kind() -> None:
+    with pytest.raises(ValueError, match="at least 2 pairs of each kind"):
+        kfold_accuracy(np.array([0.1, 0.5, 0.9]), np.array([True, False, False]))
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        kfold_accuracy(PAIR_D, PAIR_SAME, folds=1)
