@@ -5,8 +5,8 @@ that replace only regular files, whole or not at all), ``integrity/`` (SHA256SUM
 gallery checks), ``preprocess`` (crop and prewhiten), ``source`` (the pinned legacy file and
 photos), ``contracts`` (file names, sizes and photo suffixes the tiers share), ``metrics``
 (distances, identification, verification, threshold rules), ``pair_metrics`` (TAR at a FAR,
-accuracy at a threshold, k-fold accuracy, the FAR threshold rule) and ``lazy`` (public names imported on
-first use).
+accuracy at a threshold, k-fold accuracy, the FAR threshold rule) and ``lazy`` (public names
+imported on first use).
 Nothing here imports TensorFlow, Keras, ONNX Runtime or typer; import contracts in
 ``pyproject.toml`` check it.
 """
