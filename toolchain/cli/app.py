@@ -16,6 +16,7 @@ import typer
 
 from toolchain.cli import (
     bench,
+    compare,
     enroll,
     evaluate,
     export,
@@ -60,7 +61,8 @@ EXTRA_FOR_MODULE: dict[str, str] = {
 checks this table against the extras); a command that needs a missing one says which to install."""
 
 COMMAND_GROUPS: tuple[typer.Typer, ...] = (
-    fetch.app, inspect.app, export.app, parity.app, enroll.app, recognize.app, evaluate.app,
+    fetch.app, inspect.app, export.app, parity.app, enroll.app, recognize.app, compare.app,
+    evaluate.app,
     gallery.app, verify.app, bench.app,
 )
 """Every command module's app, in the order of the workflow (``bench.app`` ends with

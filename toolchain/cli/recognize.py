@@ -33,7 +33,7 @@ from toolchain.core.paths import DEFAULT_ARTIFACTS
 from toolchain.runtime.gallery.schema import MatchMode
 
 if TYPE_CHECKING:
-    from toolchain.runtime.faces import Match, PhotoMatches
+    from toolchain.runtime.faces import Match, PhotoMatches, ThresholdSource
 
 app = typer.Typer()
 """``facenet recognize`` (added to the root app by :mod:`toolchain.cli.app`)."""
@@ -46,7 +46,7 @@ FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 
 
 
-def _threshold_value(value: float | None) -> float | None:
+def threshold_value(value: float | None) -> float | None:
     """``--threshold``: a distance in (0, 2]; NaN and infinity are usage errors."""
     from toolchain.runtime.gallery import check_threshold
 
@@ -99,6 +99,9 @@ def _match_json(match: Match) -> dict[str, Any]:
         "name": match.label,
         "known": match.name is not None,
         "distance": None if match.distance is None else round(match.distance, 6),
+        "margin": None if match.margin is None else round(match.margin, 6),
+        "runner_up": None if match.runner_up is None else {
+            "name": match.runner_up.name, "distance": round(match.runner_up.distance, 6)},
         "candidates": [{"name": c.name, "distance": round(c.distance, 6)}
                        for c in match.candidates],
     }
@@ -168,10 +171,10 @@ def _csv_candidates(match: Match) -> str:
                        for c in match.candidates], ensure_ascii=False)
 
 
-def _print_json(results: Sequence[PhotoMatches], gallery: Path, threshold: float, source: str,
-                match: str) -> None:
+def _print_json(results: Sequence[PhotoMatches], gallery: Path, threshold: float,
+                source: ThresholdSource, match: str) -> None:
     print(json.dumps({
-        "gallery": str(gallery), "threshold": threshold, "threshold_source": source,
+        "gallery": str(gallery), "threshold": threshold, "threshold_source": source.value,
         "match": match,
         "results": [{"file": str(p.path), "error": p.error,
                      "faces": [_match_json(m) for m in p.matches]} for p in results],
@@ -182,17 +185,21 @@ def _print_csv(results: Sequence[PhotoMatches]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["file", "status", "face", "x", "y", "width", "height", "confidence",
-                     "name", "distance", "candidates", "error"])
+                     "name", "distance", "margin", "runner_up", "runner_up_distance",
+                     "candidates", "error"])
     for p in results:
         if p.error is not None or not p.matches:
             status = "error" if p.error is not None else "no_face"
-            writer.writerow([_csv_text(p.path), status, "", "", "", "", "", "", "", "", "",
-                             _csv_text(p.error or "")])
+            writer.writerow([_csv_text(p.path), status, *[""] * 12, _csv_text(p.error or "")])
         for i, m in enumerate(p.matches, 1):
+            second = m.runner_up
             writer.writerow([
                 _csv_text(p.path), "face", i, *(f"{v:.1f}" for v in m.box),
                 f"{m.confidence:.4f}", _csv_text(m.label),
-                "" if m.distance is None else f"{m.distance:.4f}", _csv_candidates(m), "",
+                "" if m.distance is None else f"{m.distance:.4f}",
+                "" if m.margin is None else f"{m.margin:.4f}",
+                "" if second is None else _csv_text(second.name),
+                "" if second is None else f"{second.distance:.4f}", _csv_candidates(m), "",
             ])
     sys.stdout.write(buffer.getvalue())
 
@@ -203,8 +210,9 @@ def _print_table(results: Sequence[PhotoMatches], title: str, top_k: int) -> Non
 
     table = Table(title=title)
     table.add_column("photo", overflow="ellipsis", no_wrap=True, max_width=30)
-    for column in ("face", "box x,y,w,h", "name", "distance"):
+    for column in ("face", "box x,y,w,h", "name", "distance", "margin"):
         table.add_column(column, no_wrap=True)
+    table.add_column("runner-up", overflow="fold")
     table.add_column(f"top-{top_k}", overflow="fold")
     for p in results:
         for i, m in enumerate(p.matches, 1):
@@ -212,6 +220,9 @@ def _print_table(results: Sequence[PhotoMatches], title: str, top_k: int) -> Non
                 display_text(p.path.name), str(i), ",".join(f"{v:.0f}" for v in m.box),
                 display_text(m.name) if m.name is not None else Text("unknown", style="red"),
                 "-" if m.distance is None else f"{m.distance:.3f}",
+                "-" if m.margin is None else f"{m.margin:+.3f}",
+                "-" if m.runner_up is None
+                else f"{display_text(m.runner_up.name)} {m.runner_up.distance:.2f}",
                 ", ".join(f"{display_text(c.name)} {c.distance:.2f}" for c in m.candidates),
             )
     console().print(table)
@@ -224,7 +235,7 @@ def recognize(
         show_default=False)],
     gallery: GalleryOption = None,
     threshold: Annotated[float | None, typer.Option(
-        "--threshold", callback=_threshold_value,
+        "--threshold", callback=threshold_value,
         help="Match when the distance is at most this [default: the gallery's calibrated "
              "threshold, else the model's metadata].")] = None,
     top_k: Annotated[int, typer.Option(
@@ -275,7 +286,7 @@ def recognize(
     elif as_csv:
         _print_csv(results)
     else:
-        _print_table(results, f"threshold {limit:.3f} ({display_text(source)}), "
+        _print_table(results, f"threshold {limit:.3f} ({display_text(source.value)}), "
                               f"match {match.value}", top_k)
     return 1 if failed else 0
 

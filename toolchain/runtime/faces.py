@@ -1,8 +1,10 @@
-"""The recognizer's detector protocol and its results: faces, matches, enrollment outcomes.
+"""The recognizer's detector protocol and its results: faces, matches, comparisons, enrollments.
 
 :class:`FaceDetector` is what :class:`~toolchain.runtime.recognizer.Recognizer` needs of a face
 detector (the ONNX MTCNN, or a test's fake); :class:`Face`, :class:`Match`, :class:`PhotoFaces`,
-:class:`PhotoMatches` and :class:`EnrollOutcome` / :class:`EnrollStatus` are its results.
+:class:`PhotoMatches`, :class:`Comparison` / :class:`ComparedFace` and :class:`EnrollOutcome` /
+:class:`EnrollStatus` are its results (:func:`enroll_outcome` decides the latter);
+:class:`ThresholdSource` says where a threshold came from.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
+from toolchain.core.preprocess import largest_face
 from toolchain.runtime.gallery import Candidate
 from toolchain.runtime.images import LoadedImage
 
@@ -57,6 +60,20 @@ class Face:
         return float(self.box[2] * self.box[3])
 
 
+class ThresholdSource(enum.StrEnum):
+    """Where the match threshold in force comes from, first that applies (compares equal to, and
+    prints as, its value)."""
+
+    GIVEN = "given"
+    """``threshold=`` / ``--threshold``."""
+    GALLERY = "calibrated, stored in the gallery"
+    """``facenet evaluate --store-threshold`` stored it in the gallery."""
+    MODEL = "model metadata"
+    """The model's ``default_threshold`` metadata (set by the export)."""
+    BUILT_IN = "built-in default"
+    """:data:`toolchain.runtime.recognizer.FALLBACK_THRESHOLD`: the model carries none."""
+
+
 @dataclass(frozen=True)
 class Match:
     """A face of a query photo and who it is."""
@@ -69,11 +86,59 @@ class Match:
     """Distance to the closest enrolled person (``None`` when the gallery is empty)."""
     candidates: tuple[Candidate, ...]
     """The top-k closest people, closest first, whatever the threshold."""
+    margin: float | None = None
+    """``threshold - distance``: positive when the face is accepted as ``name``, and how far it
+    is from flipping; ``None`` when the gallery is empty."""
+    runner_up: Candidate | None = None
+    """The closest OTHER enrolled person (whatever ``top_k``), ``None`` if only one is enrolled:
+    a runner-up close to ``distance`` means the call between the two was close."""
 
     @property
     def label(self) -> str:
         """``name``, or ``"unknown"``."""
         return self.name if self.name is not None else "unknown"
+
+
+@dataclass(frozen=True)
+class ComparedFace:
+    """The face of one photo that :class:`Comparison` compared."""
+
+    source: str
+    """The photo's path (or ``"image A"`` / ``"image B"`` for an array)."""
+    number: int
+    """Its number among the photo's faces, 1 = the most confident (the order of
+    :meth:`~toolchain.runtime.recognizer.Recognizer.faces` and of ``facenet recognize``)."""
+    faces: int
+    """How many faces the photo holds."""
+    box: tuple[float, float, float, float]
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Are two faces the same person: their distance against the threshold in force."""
+
+    a: ComparedFace
+    b: ComparedFace
+    distance: float
+    """Euclidean distance between the two unit embeddings (0 identical, 2 opposite)."""
+    threshold: float
+    threshold_source: ThresholdSource
+
+    @property
+    def same(self) -> bool:
+        """The distance is at most the threshold (the rule ``recognize`` applies)."""
+        return self.distance <= self.threshold
+
+    @property
+    def decision(self) -> Literal["same", "different"]:
+        """``"same"`` or ``"different"`` person."""
+        return "same" if self.same else "different"
+
+    @property
+    def margin(self) -> float:
+        """``threshold - distance``: positive = same person, its size how clear the call is."""
+        return self.threshold - self.distance
 
 
 @dataclass(frozen=True)
@@ -130,3 +195,29 @@ class EnrollOutcome:
     def ok(self) -> bool:
         """The face is in the gallery now."""
         return self.status in (EnrollStatus.ADDED, EnrollStatus.ALREADY)
+
+
+def enroll_outcome(name: str, photo: PhotoFaces, largest: bool, min_face: float
+                   ) -> EnrollOutcome:
+    """What :meth:`~toolchain.runtime.recognizer.Recognizer.enroll_many` does with one photo:
+    faces under ``min_face`` px (short side) do not count."""
+    if photo.error is not None:
+        return EnrollOutcome(photo.path, name, EnrollStatus.ERROR, photo.error)
+    if not photo.faces:
+        return EnrollOutcome(photo.path, name, EnrollStatus.NO_FACE,
+                             f"{photo.path}: no face found")
+    usable = [f for f in photo.faces if min(f.box[2], f.box[3]) >= min_face]
+    if not usable:
+        biggest = photo.faces[largest_face([f.box for f in photo.faces])]
+        return EnrollOutcome(
+            photo.path, name, EnrollStatus.TOO_SMALL,
+            f"{photo.path}: the face is {biggest.box[2]:.0f}x{biggest.box[3]:.0f} px, under "
+            f"the {min_face:g} px short side needed to enroll (--min-enroll-face)",
+        )
+    if len(usable) > 1 and not largest:
+        return EnrollOutcome(
+            photo.path, name, EnrollStatus.MULTIPLE_FACES,
+            f"{photo.path}: {len(usable)} faces; use --largest to enroll the biggest",
+        )
+    face = usable[largest_face([f.box for f in usable])]
+    return EnrollOutcome(photo.path, name, EnrollStatus.ADDED, face=face)

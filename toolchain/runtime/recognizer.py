@@ -7,7 +7,8 @@ Example::
     rec = Recognizer.from_artifacts("artifacts", gallery="my_gallery.db")
     rec.enroll("Ada", "photos/ada.jpg")
     for match in rec.recognize("photos/group.jpg"):
-        print(match.label, match.distance, match.box)
+        print(match.label, match.distance, match.margin, match.runner_up, match.box)
+    print(rec.compare("photos/ada.jpg", "photos/ada2.jpg").decision)  # no gallery needed
 
 Photos are decoded by :mod:`toolchain.runtime.images` (always RGB), faces found by the ONNX MTCNN,
 cropped by :func:`toolchain.core.preprocess.crop_face` and embedded by :class:`Embedder`; the faces
@@ -31,6 +32,8 @@ from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 from toolchain.core.preprocess import crop_face, largest_face
 from toolchain.runtime.embedder import Embedder
 from toolchain.runtime.faces import (
+    ComparedFace,
+    Comparison,
     DetectionLike,
     EnrollOutcome,
     EnrollStatus,
@@ -39,6 +42,8 @@ from toolchain.runtime.faces import (
     Match,
     PhotoFaces,
     PhotoMatches,
+    ThresholdSource,
+    enroll_outcome,
 )
 from toolchain.runtime.gallery import Entry, Gallery, MatchMode
 from toolchain.runtime.images import LoadedImage, read_image
@@ -175,17 +180,18 @@ class Recognizer:
                                          dim=self.embedder.dim, create=create)
         return self._gallery
 
-    def threshold(self) -> tuple[float, str]:
-        """The match threshold in force and where it comes from."""
+    def threshold(self) -> tuple[float, ThresholdSource]:
+        """The match threshold in force and its source: the one given, else the gallery's stored
+        one (if the gallery exists: never created here), else the model's, else the fallback."""
         if self.explicit_threshold is not None:
-            return self.explicit_threshold, "given"
+            return self.explicit_threshold, ThresholdSource.GIVEN
         if self.gallery_path is not None and self.gallery_path.exists():
             stored = self.gallery().threshold
             if stored is not None:
-                return stored, "calibrated, stored in the gallery"
+                return stored, ThresholdSource.GALLERY
         if self.embedder.default_threshold is not None:
-            return self.embedder.default_threshold, "model metadata"
-        return FALLBACK_THRESHOLD, "built-in default"
+            return self.embedder.default_threshold, ThresholdSource.MODEL
+        return FALLBACK_THRESHOLD, ThresholdSource.BUILT_IN
 
     @staticmethod
     def _pixels(image: ImageInput) -> np.ndarray:
@@ -281,8 +287,8 @@ class Recognizer:
         if not faces:
             return []
         threshold, _ = self.threshold()
-        ranked = self.gallery().match(np.stack([f.embedding for f in faces]), k=self.top_k,
-                                      mode=self.match_mode)
+        ranked = self.gallery().match(np.stack([f.embedding for f in faces]),
+                                      k=max(self.top_k, 2), mode=self.match_mode)
         matches = []
         for face, candidates in zip(faces, ranked, strict=True):
             best = candidates[0] if candidates else None
@@ -290,7 +296,9 @@ class Recognizer:
                 box=face.box, confidence=face.confidence,
                 name=best.name if best is not None and best.distance <= threshold else None,
                 distance=best.distance if best is not None else None,
-                candidates=tuple(candidates),
+                candidates=tuple(candidates[:self.top_k]),
+                margin=threshold - best.distance if best is not None else None,
+                runner_up=candidates[1] if len(candidates) > 1 else None,
             ))
         return matches
 
@@ -312,29 +320,44 @@ class Recognizer:
         self.gallery()
         return self._matches(self.faces(image))
 
-    @staticmethod
-    def _outcome(name: str, photo: PhotoFaces, largest: bool, min_face: float) -> EnrollOutcome:
-        """What to do with one photo: faces under ``min_face`` px (short side) do not count."""
-        if photo.error is not None:
-            return EnrollOutcome(photo.path, name, EnrollStatus.ERROR, photo.error)
-        if not photo.faces:
-            return EnrollOutcome(photo.path, name, EnrollStatus.NO_FACE,
-                                 f"{photo.path}: no face found")
-        usable = [f for f in photo.faces if min(f.box[2], f.box[3]) >= min_face]
-        if not usable:
-            biggest = photo.faces[largest_face([f.box for f in photo.faces])]
-            return EnrollOutcome(
-                photo.path, name, EnrollStatus.TOO_SMALL,
-                f"{photo.path}: the face is {biggest.box[2]:.0f}x{biggest.box[3]:.0f} px, under "
-                f"the {min_face:g} px short side needed to enroll (--min-enroll-face)",
-            )
-        if len(usable) > 1 and not largest:
-            return EnrollOutcome(
-                photo.path, name, EnrollStatus.MULTIPLE_FACES,
-                f"{photo.path}: {len(usable)} faces; use --largest to enroll the biggest",
-            )
-        face = usable[largest_face([f.box for f in usable])]
-        return EnrollOutcome(photo.path, name, EnrollStatus.ADDED, face=face)
+    def _chosen_face(self, image: ImageInput, number: int | None, label: str
+                     ) -> tuple[ComparedFace, np.ndarray]:
+        """The face :meth:`compare` takes from one photo, and its crop."""
+        source = label if isinstance(image, np.ndarray) else str(image)
+        detections, crops = self._crops(self._pixels(image))
+        if not detections:
+            raise InputError(f"{source}: no face found")
+        if number is None:
+            index = largest_face([d.box for d in detections])
+        elif 1 <= number <= len(detections):
+            index = number - 1
+        else:
+            raise InputError(f"{source}: no face number {number}: {len(detections)} face(s) "
+                             "found, numbered from 1, most confident first")
+        det = detections[index]
+        face = ComparedFace(source, index + 1, len(detections),
+                            tuple(float(v) for v in det.box),  # type: ignore[arg-type]
+                            float(det.confidence))
+        return face, crops[index]
+
+    def compare(self, a: ImageInput, b: ImageInput, face_a: int | None = None,
+                face_b: int | None = None) -> Comparison:
+        """Are the faces of two photos (paths or RGB uint8 arrays) the same person?
+
+        No gallery is needed (none is created); a face is picked by number, 1 = the most
+        confident (the numbering of :meth:`faces` and ``facenet recognize``), default the largest.
+        The result holds the threshold in force (:meth:`threshold`) and its source.
+
+        Raises:
+            InputError: a photo cannot be read, has no face, or no face of that number (the
+                message names the photo).
+        """
+        threshold, source = self.threshold()
+        first, crop_a = self._chosen_face(a, face_a, "image A")
+        second, crop_b = self._chosen_face(b, face_b, "image B")
+        vectors = self.embedder.embed(np.stack([crop_a, crop_b]))
+        distance = float(np.linalg.norm(vectors[0] - vectors[1]))
+        return Comparison(first, second, distance, threshold, source)
 
     def enroll_many(
         self,
@@ -382,7 +405,7 @@ class Recognizer:
 
         for name, photo in zip(names, self.analyze([path for _, path in items], progress),
                                strict=True):
-            pending.append((self._outcome(name, photo, largest, min_enroll_face), photo))
+            pending.append((enroll_outcome(name, photo, largest, min_enroll_face), photo))
             if len(pending) >= IMAGES_PER_BATCH:
                 store()
         if pending:
