@@ -33,8 +33,12 @@ if TYPE_CHECKING:
 app = typer.Typer()
 """``facenet compare`` (added to the root app by :mod:`toolchain.cli.app`)."""
 
-PhotoArgument = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=False,
-                                               show_default=False)]
+
+
+def _photo(metavar: str) -> Any:
+    return typer.Argument(exists=True, dir_okay=False, readable=False, show_default=False,
+                          metavar=metavar, help=f"Photo {metavar}.")
+
 FACE_HELP = ("Face number in that photo, 1 = the most confident (the `face` column of `facenet "
              "recognize`) [default: the largest face].")
 
@@ -76,8 +80,8 @@ def _print_table(result: Comparison) -> None:
 
 @app.command()
 def compare(
-    photo_a: PhotoArgument,
-    photo_b: PhotoArgument,
+    photo_a: Annotated[Path, _photo("A")],
+    photo_b: Annotated[Path, _photo("B")],
     face_a: Annotated[int | None, typer.Option("--face-a", min=1, show_default=False,
                                                help=FACE_HELP)] = None,
     face_b: Annotated[int | None, typer.Option("--face-b", min=1, show_default=False,
