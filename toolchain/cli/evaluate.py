@@ -1,10 +1,13 @@
-"""``facenet evaluate``: accuracy, ROC AUC and EER of a train/ + val/ per-person photo set.
+"""``facenet evaluate``: a train/ + val/ per-person photo set, or a pairs file (``--pairs``).
 
-The run is :func:`toolchain.runtime.evaluate.evaluate_dataset`, the report files are
-:mod:`toolchain.runtime.evaluate_report`'s; this module adds the options, the console tables and
-``--store-threshold``. Only onnxruntime, numpy, Pillow, typer and rich are imported (inside the
-command body), never TensorFlow. Exit code 0 when every photo was handled, 1 when some could not be
-read.
+The train/val run is :func:`toolchain.runtime.evaluate.evaluate_dataset` with the reports of
+:mod:`toolchain.runtime.evaluate_report`; the pairs run is
+:func:`toolchain.runtime.pairs.evaluate_pairs` with those of :mod:`toolchain.runtime.pairs_report`.
+This module adds the options, the console tables and ``--store-threshold`` (``--far``: the
+threshold at that false-accept rate instead of the accuracy-maximizing one). Only onnxruntime,
+numpy, Pillow, typer and rich are imported (inside the command body), never TensorFlow. Exit code 0
+when every photo was handled, 1 when some could not be read, 2 for a usage error, 3 for a bad
+dataset or pairs file.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from toolchain.runtime.evaluate import Evaluation
+    from toolchain.runtime.pairs import PairsEvaluation
 
 app = typer.Typer()
 """``facenet evaluate`` (added to the root app by :mod:`toolchain.cli.app`)."""
@@ -70,14 +74,92 @@ def _tables(evaluation: Evaluation) -> list[Table]:
     return [confusion_table, metrics]
 
 
+def _pairs_table(result: PairsEvaluation) -> Table:
+    """The pair-protocol metrics, as a console table."""
+    from rich.table import Table
+
+    ver, kfold = result.verification, result.kfold
+    table = Table(title=f"Pairs of {display_text(result.pairs_file.path)}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("pairs used (same / different), skipped",
+                  f"{ver.pairs_same} / {ver.pairs_different}, {result.skipped} skipped")
+    table.add_row("ROC AUC", f"{ver.auc:.4f}")
+    table.add_row("equal error rate", f"{ver.eer:.2%} at {ver.eer_threshold:.3f}")
+    table.add_row(f"accuracy at {result.threshold:.3f} ({result.threshold_source})",
+                  f"{result.accuracy:.2%}")
+    for point in result.far_points:
+        table.add_row(f"TAR at FAR <= {point.far_target:g}",
+                      f"{point.tar:.2%} at {point.threshold:.3f} ({point.false_accepts}/"
+                      f"{point.impostor_pairs} impostor pairs accepted)")
+    table.add_row(f"{kfold.folds if kfold else 10}-fold accuracy, threshold",
+                  "fewer than 2 pairs of a kind" if kfold is None else
+                  f"{kfold.accuracy_mean:.2%} +- {kfold.accuracy_std:.2%}, "
+                  f"{kfold.threshold_mean:.3f} +- {kfold.threshold_std:.3f}")
+    return table
+
+
+def _threshold_value(value: float | None) -> float | None:
+    """``--threshold``: a distance in (0, 2]; NaN and infinity are usage errors."""
+    from toolchain.core.errors import InputError
+    from toolchain.runtime.gallery import check_threshold
+
+    if value is None:
+        return None
+    try:
+        return check_threshold(value, "--threshold")
+    except InputError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _far_value(value: float | None) -> float | None:
+    """``--far``: a false-accept rate in (0, 1)."""
+    if value is not None and not 0.0 < value < 1.0:
+        raise typer.BadParameter(f"must be a rate between 0 and 1, got {value}")
+    return value
+
+
+def _evaluate_pairs(pairs: Path, lfw_root: Path | None, threshold: float | None,
+                    artifacts: Path, detection: dict[str, object]) -> int:
+    """``facenet evaluate --pairs``: measure, write the reports, print the table."""
+    from toolchain.runtime.pairs import evaluate_pairs
+    from toolchain.runtime.pairs_report import write_reports
+
+    layout = Layout(artifacts)
+    result = evaluate_pairs(pairs, artifacts, lfw_root=lfw_root, threshold=threshold,
+                            detection=detection, progress=progress_bar, on_problem=problem)
+    write_reports(result, layout)
+    console().print(_pairs_table(result))
+    print(f"reports: {display_text(layout.reports_dir / 'pairs.md')}, pairs.json, "
+          "pairs_roc.png, pairs_distances.png")
+    return 1 if result.problems else 0
+
+
 @app.command()
 def evaluate(
-    dataset: Annotated[Path, typer.Argument(
+    dataset: Annotated[Path | None, typer.Argument(
         exists=True, file_okay=False,
-        help="Folder with train/<person>/ and val/<person>/ photos.", show_default=False)],
+        help="Folder with train/<person>/ and val/<person>/ photos (not with --pairs).",
+        show_default=False)] = None,
+    pairs: Annotated[Path | None, typer.Option(
+        "--pairs", exists=True, dir_okay=False, show_default=False,
+        help="Evaluate the photo pairs of a CSV (a,b,same) or LFW pairs.txt file instead.")] = None,
+    lfw_root: Annotated[Path | None, typer.Option(
+        "--lfw-root", exists=True, file_okay=False, show_default=False,
+        help="Folder of LFW's <name>/<name>_0001.jpg photos [default: the pairs file's "
+             "folder].")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", callback=_threshold_value, show_default=False,
+        help="With --pairs: the threshold whose accuracy is reported [default: the model's "
+             "metadata].")] = None,
     store_threshold: Annotated[bool, typer.Option(
         "--store-threshold",
-        help="Save the accuracy-maximizing threshold into the gallery for recognize.")] = False,
+        help="Save the accuracy-maximizing threshold (or the --far one) into the gallery for "
+             "recognize.")] = False,
+    far: Annotated[float | None, typer.Option(
+        "--far", callback=_far_value, show_default=False,
+        help="With --store-threshold: store the threshold at this false-accept rate over the "
+             "different-person pairs (e.g. 1e-3) instead.")] = None,
     gallery: GalleryOption = None,
     match: MatchOption = MatchMode.NEAREST,
     min_enroll_face: MinEnrollFaceOption = None,
@@ -87,12 +169,27 @@ def evaluate(
 ) -> int:
     """Enroll train/ into a temporary gallery, recognize val/, and report accuracy, ROC AUC, EER.
 
-    Writes <artifacts>/reports/evaluate.{md,json} and the ROC and distance-histogram PNGs.
+    Writes <artifacts>/reports/evaluate.{md,json} and the ROC and distance-histogram PNGs. With
+    --pairs: ROC AUC, EER, accuracy at the threshold, TAR at FAR 1e-2 and 1e-3 and 10-fold
+    accuracy of labelled photo pairs, into <artifacts>/reports/pairs.{md,json} and two PNGs.
     """
     from toolchain.runtime.evaluate import evaluate_dataset, save_threshold
     from toolchain.runtime.evaluate_report import write_reports
     from toolchain.runtime.recognizer import MIN_ENROLL_FACE
 
+    if (dataset is None) == (pairs is None):
+        raise typer.BadParameter("give a DATASET folder or --pairs FILE, not both or neither")
+    if far is not None and not store_threshold:
+        raise typer.BadParameter("--far goes with --store-threshold", param_hint="--far")
+    if pairs is not None:
+        if store_threshold or gallery is not None or min_enroll_face is not None:
+            raise typer.BadParameter("--store-threshold, --gallery and --min-enroll-face are "
+                                     "for the train/val mode, not --pairs")
+        return _evaluate_pairs(pairs, lfw_root, threshold, artifacts,
+                               detection_keywords(min_face, max_detect_side))
+    assert dataset is not None
+    if lfw_root is not None or threshold is not None:
+        raise typer.BadParameter("--lfw-root and --threshold go with --pairs")
     layout = Layout(artifacts)
     evaluation = evaluate_dataset(
         dataset, artifacts, match=match.value, progress=progress_bar, on_problem=problem,
@@ -107,6 +204,6 @@ def evaluate(
           "evaluate_distances.png")
     if store_threshold:
         target = gallery if gallery is not None else layout.gallery
-        stored = save_threshold(evaluation, target)
+        stored = save_threshold(evaluation, target, far=far)
         print(f"stored threshold {stored:.3f} in {display_text(target)}")
     return 1 if evaluation.unreadable else 0

@@ -9,7 +9,8 @@ with :mod:`toolchain.core.metrics`:
 - verification: every val face against every train face is a pair, "same" when both are the
   same person; the ROC over the distance threshold, its AUC and equal error rate, and the
   threshold of :func:`~toolchain.core.metrics.best_pair_accuracy`, which
-  :func:`save_threshold` stores in a gallery for ``recognize``.
+  :func:`save_threshold` stores in a gallery for ``recognize`` (or, given a target false-accept
+  rate, the threshold of :func:`~toolchain.core.pair_metrics.far_target`).
 
 The result is an :class:`Evaluation`; :mod:`toolchain.runtime.evaluate_report` renders it.
 """
@@ -35,6 +36,7 @@ from toolchain.core.metrics import (
     pairwise_distances,
     verification,
 )
+from toolchain.core.pair_metrics import far_target, tar_at_far
 from toolchain.core.paths import DEFAULT_ARTIFACTS
 from toolchain.core.preprocess import largest_face
 from toolchain.runtime.faces import EnrollStatus
@@ -229,8 +231,12 @@ def evaluate_dataset(
     )
 
 
-def save_threshold(evaluation: Evaluation, gallery: Path) -> float:
-    """Save the evaluation's accuracy-maximizing threshold into ``gallery`` (created if new).
+def save_threshold(evaluation: Evaluation, gallery: Path, far: float | None = None) -> float:
+    """Save a threshold from the evaluation's val x train pairs into ``gallery`` (created if new).
+
+    Without ``far`` it is the accuracy-maximizing threshold; with it, the threshold of the
+    :func:`~toolchain.core.pair_metrics.far_target` rule: at most that share of the
+    different-person pairs accepted.
 
     Returns:
         The threshold stored.
@@ -239,10 +245,17 @@ def save_threshold(evaluation: Evaluation, gallery: Path) -> float:
         IntegrityError: ``gallery`` belongs to another model.
     """
     ver = evaluation.verification
+    pairs = ver.pairs_same + ver.pairs_different
+    if far is None:
+        value = ver.best_threshold
+        rule = "accuracy-maximizing"
+    else:
+        point = tar_at_far(evaluation.pair_distances, evaluation.pair_same, far)
+        value = point.threshold
+        rule = (f"{far_target(far).name} ({point.false_accepts} of {point.impostor_pairs} "
+                f"accepted, TAR {point.tar:.2%})")
     with Gallery.open(gallery, fingerprint=evaluation.model_fingerprint,
                       dim=evaluation.embedding_dim, create=True) as stored:
-        stored.set_threshold(ver.best_threshold,
-                             f"facenet evaluate {evaluation.dataset} at {evaluation.created}, "
-                             f"accuracy-maximizing over {ver.pairs_same + ver.pairs_different} "
-                             "pairs")
-    return ver.best_threshold
+        stored.set_threshold(value, f"facenet evaluate {evaluation.dataset} at "
+                             f"{evaluation.created}, {rule} over {pairs} pairs")
+    return value
