@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "Recognizer": "toolchain.runtime.recognizer",
     "Match": "toolchain.runtime.faces",
+    "Comparison": "toolchain.runtime.faces",
     "EnrollOutcome": "toolchain.runtime.faces",
     "EnrollStatus": "toolchain.runtime.faces",
     "Embedder": "toolchain.runtime.embedder",
@@ -36,6 +37,7 @@ _EXPORTS: dict[str, str] = {
 """Each public name and the module that defines it."""
 
 __all__ = [
+    "Comparison",
     "Embedder",
     "EnrollOutcome",
     "EnrollStatus",
@@ -50,7 +52,7 @@ __all__ = [
 if TYPE_CHECKING:
     from toolchain.core.errors import ToolchainError
     from toolchain.runtime.embedder import Embedder
-    from toolchain.runtime.faces import EnrollOutcome, EnrollStatus, Match
+    from toolchain.runtime.faces import Comparison, EnrollOutcome, EnrollStatus, Match
     from toolchain.runtime.gallery import Gallery, MatchMode
     from toolchain.runtime.mtcnn import MTCNNDetector
     from toolchain.runtime.recognizer import Recognizer

@@ -23,6 +23,9 @@ _EXPORTS: dict[str, str] = {
     "Recognizer": "toolchain.runtime.recognizer",
     "Face": "toolchain.runtime.faces",
     "Match": "toolchain.runtime.faces",
+    "ComparedFace": "toolchain.runtime.faces",
+    "Comparison": "toolchain.runtime.faces",
+    "ThresholdSource": "toolchain.runtime.faces",
     "PhotoFaces": "toolchain.runtime.faces",
     "PhotoMatches": "toolchain.runtime.faces",
     "EnrollOutcome": "toolchain.runtime.faces",
@@ -41,6 +44,8 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "Candidate",
+    "ComparedFace",
+    "Comparison",
     "Detection",
     "Embedder",
     "EnrollOutcome",
@@ -55,18 +60,22 @@ __all__ = [
     "PhotoFaces",
     "PhotoMatches",
     "Recognizer",
+    "ThresholdSource",
     "read_image",
 ]
 
 if TYPE_CHECKING:
     from toolchain.runtime.embedder import Embedder
     from toolchain.runtime.faces import (
+        ComparedFace,
+        Comparison,
         EnrollOutcome,
         EnrollStatus,
         Face,
         Match,
         PhotoFaces,
         PhotoMatches,
+        ThresholdSource,
     )
     from toolchain.runtime.gallery import Candidate, Entry, Gallery, MatchMode
     from toolchain.runtime.images import LoadedImage, read_image
