@@ -23,8 +23,8 @@ from toolchain.cli.recognition import (
     MinFaceOption,
     detection_keywords,
     open_recognizer,
+    threshold_value,
 )
-from toolchain.cli.recognize import threshold_value
 from toolchain.core.paths import DEFAULT_ARTIFACTS
 
 if TYPE_CHECKING:

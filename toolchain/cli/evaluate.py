@@ -27,6 +27,7 @@ from toolchain.cli.recognition import (
     MinFaceOption,
     detection_keywords,
     progress_bar,
+    threshold_value,
 )
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 from toolchain.runtime.gallery.schema import MatchMode
@@ -99,18 +100,6 @@ def _pairs_table(result: PairsEvaluation) -> Table:
     return table
 
 
-def _threshold_value(value: float | None) -> float | None:
-    """``--threshold``: a distance in (0, 2]; NaN and infinity are usage errors."""
-    from toolchain.core.errors import InputError
-    from toolchain.runtime.gallery import check_threshold
-
-    if value is None:
-        return None
-    try:
-        return check_threshold(value, "--threshold")
-    except InputError as exc:
-        raise typer.BadParameter(str(exc)) from exc
-
 
 def _far_value(value: float | None) -> float | None:
     """``--far``: a false-accept rate in (0, 1)."""
@@ -149,7 +138,7 @@ def evaluate(
         help="Folder of LFW's <name>/<name>_0001.jpg photos [default: the pairs file's "
              "folder].")] = None,
     threshold: Annotated[float | None, typer.Option(
-        "--threshold", callback=_threshold_value, show_default=False,
+        "--threshold", callback=threshold_value, show_default=False,
         help="With --pairs: the threshold whose accuracy is reported [default: the model's "
              "metadata].")] = None,
     store_threshold: Annotated[bool, typer.Option(

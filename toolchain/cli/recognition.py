@@ -100,3 +100,16 @@ def open_recognizer(artifacts: Path, gallery: Path | None, **options: Any) -> Re
     from toolchain.runtime.recognizer import Recognizer
 
     return Recognizer.from_artifacts(artifacts, gallery=gallery, **options)
+
+
+def threshold_value(value: float | None) -> float | None:
+    """``--threshold``: a distance in (0, 2]; NaN and infinity are usage errors."""
+    from toolchain.core.errors import InputError
+    from toolchain.runtime.gallery import check_threshold
+
+    if value is None:
+        return None
+    try:
+        return check_threshold(value, "--threshold")
+    except InputError as exc:
+        raise typer.BadParameter(str(exc)) from exc

@@ -27,8 +27,8 @@ from toolchain.cli.recognition import (
     detection_keywords,
     open_recognizer,
     progress_bar,
+    threshold_value,
 )
-from toolchain.core.errors import InputError
 from toolchain.core.paths import DEFAULT_ARTIFACTS
 from toolchain.runtime.gallery.schema import MatchMode
 
@@ -45,17 +45,6 @@ FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
 """Characters that make a spreadsheet read a CSV cell as a formula (OWASP, CSV injection)."""
 
 
-
-def threshold_value(value: float | None) -> float | None:
-    """``--threshold``: a distance in (0, 2]; NaN and infinity are usage errors."""
-    from toolchain.runtime.gallery import check_threshold
-
-    if value is None:
-        return None
-    try:
-        return check_threshold(value, "--threshold")
-    except InputError as exc:
-        raise typer.BadParameter(str(exc)) from exc
 
 
 
