@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolchain.core.atomic import write_json, write_text
 from toolchain.core.integrity import record_files
@@ -18,7 +18,14 @@ from toolchain.core.paths import Layout
 from toolchain.runtime.drawing import distance_histogram, roc_chart
 from toolchain.runtime.evaluate import Evaluation
 
-REPORT_NAMES = ("evaluate.json", "evaluate.md", "evaluate_roc.png", "evaluate_distances.png")
+if TYPE_CHECKING:
+    import numpy as np
+
+    from toolchain.core.metrics import Verification
+
+REPORT_NAMES: tuple[str, str, str, str] = (
+    "evaluate.json", "evaluate.md", "evaluate_roc.png", "evaluate_distances.png"
+)
 """The files :func:`write_reports` writes into the reports folder, in this order."""
 
 
@@ -110,14 +117,38 @@ def write_reports(evaluation: Evaluation, layout: Layout) -> list[Path]:
     Returns:
         The paths written, in :data:`REPORT_NAMES` order.
     """
-    paths = [layout.reports_dir / name for name in REPORT_NAMES]
+    return write_verification_reports(
+        layout, REPORT_NAMES, summary(evaluation), markdown(evaluation), evaluation.verification,
+        evaluation.pair_distances, evaluation.pair_same, evaluation.verification.best_threshold)
+
+
+def write_verification_reports(layout: Layout, names: tuple[str, str, str, str],
+                               document: dict[str, Any], text: str, verification: Verification,
+                               distances: np.ndarray, same: np.ndarray,
+                               threshold: float) -> list[Path]:
+    """Write a verification report's JSON, markdown, ROC and distance-histogram files.
+
+    Every file is written atomically into ``layout.reports_dir`` and recorded in SHA256SUMS; the
+    train/val evaluation and the pair protocol share this.
+
+    Args:
+        layout: the artifacts layout.
+        names: the JSON, markdown, ROC PNG and histogram PNG file names, in that order.
+        document: the JSON document.
+        text: the markdown.
+        verification: the ROC, AUC and EER to draw.
+        distances: every pair's distance.
+        same: whether each pair is one person.
+        threshold: the threshold drawn on the histogram.
+
+    Returns:
+        The paths written, in ``names`` order.
+    """
+    paths = [layout.reports_dir / name for name in names]
     json_path, md_path, roc_path, histogram_path = paths
-    ver = evaluation.verification
-    write_json(json_path, summary(evaluation))
-    write_text(md_path, markdown(evaluation))
-    roc_chart(ver.fpr, ver.tpr, ver.auc, ver.eer, roc_path)
-    distance_histogram(evaluation.pair_distances[evaluation.pair_same],
-                       evaluation.pair_distances[~evaluation.pair_same], ver.best_threshold,
-                       histogram_path)
+    write_json(json_path, document)
+    write_text(md_path, text)
+    roc_chart(verification.fpr, verification.tpr, verification.auc, verification.eer, roc_path)
+    distance_histogram(distances[same], distances[~same], threshold, histogram_path)
     record_files(layout, paths)
     return paths

@@ -11,13 +11,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from toolchain.core.atomic import write_json, write_text
-from toolchain.core.integrity import record_files
 from toolchain.core.paths import Layout
-from toolchain.runtime.drawing import distance_histogram, roc_chart
+from toolchain.runtime.evaluate_report import write_verification_reports
 from toolchain.runtime.pairs import PairsEvaluation
 
-REPORT_NAMES = ("pairs.json", "pairs.md", "pairs_roc.png", "pairs_distances.png")
+REPORT_NAMES: tuple[str, str, str, str] = (
+    "pairs.json", "pairs.md", "pairs_roc.png", "pairs_distances.png"
+)
 """The files :func:`write_reports` writes into the reports folder, in this order."""
 
 
@@ -102,13 +102,6 @@ def write_reports(result: PairsEvaluation, layout: Layout) -> list[Path]:
     Returns:
         The paths written, in :data:`REPORT_NAMES` order.
     """
-    paths = [layout.reports_dir / name for name in REPORT_NAMES]
-    json_path, md_path, roc_path, histogram_path = paths
-    ver = result.verification
-    write_json(json_path, summary(result))
-    write_text(md_path, markdown(result))
-    roc_chart(ver.fpr, ver.tpr, ver.auc, ver.eer, roc_path)
-    distance_histogram(result.distances[result.same], result.distances[~result.same],
-                       result.threshold, histogram_path)
-    record_files(layout, paths)
-    return paths
+    return write_verification_reports(
+        layout, REPORT_NAMES, summary(result), markdown(result), result.verification,
+        result.distances, result.same, result.threshold)
