@@ -378,6 +378,10 @@ def test_gallery_commands(artifacts: Path, enrolled: Path, tmp_path: Path,
     assert people(copy) == people(enrolled)
     code, out, _ = facenet(capsys, "gallery", "import", exported, "--gallery", copy)
     assert code == 0 and "imported 0 embeddings" in out and "2 were already" in out
+    code, out, err = facenet(capsys, "gallery", "export", "-", "--gallery", enrolled)
+    assert code == 0 and json.loads(out) == json.loads(exported.read_text())
+    assert "exported 2 embeddings to standard output" in err
+    assert not Path("-").exists()
 
     before = exported.read_text()
     broken = tmp_path / "broken.json"

@@ -6,7 +6,9 @@ loaded except to fingerprint a new gallery on import.
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -71,16 +73,23 @@ def gallery_remove(
 
 @app.command("export")
 def gallery_export(
-    file: Annotated[Path, typer.Argument(dir_okay=False, help="JSON file to write.",
-                                         show_default=False)],
+    file: Annotated[Path, typer.Argument(
+        dir_okay=False, show_default=False,
+        help="JSON file to write (written whole or not at all); - for standard output.")],
     gallery: GalleryOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> None:
-    """Write every embedding, with its provenance, to a JSON file."""
-    from toolchain.runtime.gallery import Gallery, export_json
+    """Write every embedding, with its provenance, to a JSON file (or standard output)."""
+    from toolchain.runtime.gallery import Gallery, export_document, export_json
 
     path = gallery if gallery is not None else Layout(artifacts).gallery
     with Gallery.open(path) as opened:
+        if str(file) == "-":
+            document = export_document(opened)
+            sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
+            count = sum(len(person["embeddings"]) for person in document["people"])
+            print(f"exported {count} embeddings to standard output", file=sys.stderr)
+            return
         count = export_json(opened, file)
     print(f"exported {count} embeddings to {display_text(file)}")
 

@@ -56,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "ImportData": ".import_export",
     "parse_import": ".import_export",
     "import_file": ".import_export",
+    "export_document": ".import_export",
     "export_json": ".import_export",
 }
 """Each public name and the submodule that defines it."""
@@ -74,6 +75,7 @@ __all__ = [
     "MatchMode",
     "Person",
     "check_threshold",
+    "export_document",
     "export_json",
     "import_file",
     "parse_import",
@@ -84,6 +86,7 @@ if TYPE_CHECKING:
     from toolchain.runtime.gallery.import_export import (
         MAX_IMPORT_BYTES,
         ImportData,
+        export_document,
         export_json,
         import_file,
         parse_import,

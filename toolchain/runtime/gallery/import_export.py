@@ -237,6 +237,13 @@ def import_file(file: Path, gallery: Path, model: Path, dim: int) -> tuple[Impor
 
 def export_json(gallery: Gallery, path: Path) -> int:
     """Write every embedding of ``gallery`` to ``path`` (atomically); return how many."""
+    document = export_document(gallery)
+    write_json(path, document)
+    return sum(len(person["embeddings"]) for person in document["people"])
+
+
+def export_document(gallery: Gallery) -> dict[str, Any]:
+    """Every embedding of ``gallery``, with its provenance, as the export file's JSON document."""
     people: dict[str, list[dict[str, Any]]] = {}
     entries = gallery.entries()
     for entry in entries:
@@ -247,13 +254,12 @@ def export_json(gallery: Gallery, path: Path) -> int:
             "box": list(entry.box),
             "score": entry.score,
         })
-    write_json(path, {
+    return {
         "format": EXPORT_FORMAT,
         "schema_version": SCHEMA_VERSION,
         "model_fingerprint": gallery.fingerprint,
         "dim": gallery.dim,
         "threshold": gallery.threshold,
         "people": [{"name": name, "embeddings": items} for name, items in people.items()],
-    })
-    return len(entries)
+    }
 
