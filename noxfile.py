@@ -118,8 +118,16 @@ def step_parity(session: nox.Session) -> None:
 
 
 def step_demo(session: nox.Session) -> None:
-    """Enroll train, evaluate, recognize val with annotations: runtime env, no TensorFlow."""
-    gallery = ["--gallery", str(ARTIFACTS / "demo_gallery.db")]
+    """Enroll train, evaluate, recognize val with annotations: runtime env, no TensorFlow.
+
+    The demo gallery is the demo's own output, bound to the model it was enrolled with: it is
+    made afresh on every run, since a re-export may give ``facenet.onnx`` other bytes and a
+    gallery of another model is refused.
+    """
+    demo = ARTIFACTS / "demo_gallery.db"
+    for stale in (demo, *(demo.with_name(demo.name + s) for s in ("-wal", "-shm", "-journal"))):
+        stale.unlink(missing_ok=True)
+    gallery = ["--gallery", str(demo)]
     # One train photo (Elton John behind a microphone) has no detectable face: enroll lists it
     # and exits 1 ("some files could not be used"), which the demo expects.
     facenet(session, "runtime", "enroll", str(DATASET / "train"), "--largest", *gallery, *ART,
