@@ -295,6 +295,19 @@ def bad_h5(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, str]:
     return path, phrase
 
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "face_recognition_examples"
+"""The shared real photos and clip (``../shared/data/face_recognition_examples`` next to the
+checkout, as on the developers' machines and in CI); never copied into the repository."""
+
+
+def shared_data(sub: str = "") -> Path:
+    """A folder of the shared real data, or skip (a failure under CI) if it is not there."""
+    path = SHARED_DATA / sub
+    if not path.is_dir():
+        pytest.skip(f"{path} missing: run `nox -s tests` from a checkout next to shared/")
+    return path
+
+
 def artifacts_root() -> Path:
     """The artifacts directory of the real-file tests (env ``FACENET_ARTIFACTS``)."""
     return Path(os.environ.get("FACENET_ARTIFACTS", "artifacts"))

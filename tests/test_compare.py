@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import runtime_fakes as fakes
-from conftest import artifacts_root
+from conftest import SHARED_DATA, artifacts_root, shared_data
 
 from toolchain.cli import compare, recognize
 from toolchain.cli.app import COMMAND_GROUPS, run
@@ -22,7 +22,7 @@ from toolchain.core.errors import InputError
 from toolchain.runtime.faces import ThresholdSource
 from toolchain.runtime.recognizer import Recognizer
 
-PEOPLE = Path("/work/shared/data/face_recognition_examples/people")
+PEOPLE = SHARED_DATA / "people"
 
 
 @pytest.fixture
@@ -235,8 +235,9 @@ def test_recognize_outputs_margin_and_runner_up(artifacts: Path, enrolled: Path,
 @pytest.fixture
 def real_recognizer(tmp_path: Path) -> Recognizer:
     models = artifacts_root() / "models"
-    if not (models / "facenet.onnx").exists() or not PEOPLE.is_dir():
-        pytest.skip("needs the exported models (`nox -s export`) and the shared photos")
+    if not (models / "facenet.onnx").exists():
+        pytest.skip(f"{models / 'facenet.onnx'} missing: run `nox -s export` first")
+    shared_data("people")
     return Recognizer.from_artifacts(artifacts_root(), gallery=tmp_path / "none.db")
 
 

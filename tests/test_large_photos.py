@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import artifacts_root
+from conftest import artifacts_root, shared_data
 from PIL import Image
 
 from toolchain.runtime.images import find_images, read_image
@@ -33,7 +33,6 @@ from toolchain.runtime.mtcnn import (
     detection_plan,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "face_recognition_examples"
 MIN_IOU = 0.7
 
 
@@ -45,10 +44,7 @@ def _models() -> Path:
 
 
 def _shared(sub: str) -> list[Path]:
-    folder = SHARED / sub
-    if not folder.is_dir():
-        pytest.skip(f"{folder} missing: run `nox -s tests` from a checkout next to shared/")
-    return find_images(folder)
+    return find_images(shared_data(sub))
 
 
 def _celebrity() -> list[Path]:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA, shared_data
 from PIL import Image
 
 from toolchain.cli.app import run
@@ -21,7 +22,7 @@ from toolchain.runtime.pairs import Pair, read_pairs
 
 log = logging.getLogger(__name__)
 
-PEOPLE = Path("/work/shared/data/face_recognition_examples/people")
+PEOPLE = SHARED_DATA / "people"
 RUNTIME_MODELS = ("facenet.onnx", "facenet.onnx.optimized", "facenet.onnx.optimized.json",
                   "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx")
 
@@ -121,8 +122,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = Path(os.environ.get("FACENET_ARTIFACTS", "artifacts")) / "models"
     if not (source / "facenet.onnx").is_file():
         pytest.skip(f"{source / 'facenet.onnx'} missing: run `nox -s export` first")
-    if not PEOPLE.is_dir():
-        pytest.skip(f"{PEOPLE} missing")
+    shared_data("people")
     root = tmp_path_factory.mktemp("pairs") / "artifacts"
     (root / "models").mkdir(parents=True)
     for name in RUNTIME_MODELS:

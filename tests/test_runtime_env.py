@@ -15,19 +15,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import artifacts_root
+from conftest import artifacts_root, shared_data
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "face_recognition_examples"
 ONNX_MODELS = ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx")
 
 pytestmark = pytest.mark.real
 
-
-def shared_data() -> Path:
-    """The shared real photos (``../shared/data/face_recognition_examples``)."""
-    if not SHARED.is_dir():
-        pytest.skip(f"{SHARED} missing: run `nox -s tests` from a checkout next to shared/")
-    return SHARED
 
 
 def run_facenet(python: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
