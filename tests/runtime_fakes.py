@@ -124,6 +124,20 @@ def install(artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return artifacts
 
 
+
+def facenet(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """Run the command line in-process; return (exit code, stdout, stderr), never a traceback."""
+    from toolchain.cli.app import run
+
+    try:
+        code = run([str(a) for a in args])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
 SUBPROCESS_PRELUDE = f"""
 import sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})

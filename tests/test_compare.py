@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import runtime_fakes as fakes
 from conftest import SHARED_DATA, artifacts_root, shared_data
+from runtime_fakes import facenet
 
 from toolchain.cli import compare, recognize
-from toolchain.cli.app import COMMAND_GROUPS, run
+from toolchain.cli.app import COMMAND_GROUPS
 from toolchain.core.errors import InputError
 from toolchain.runtime.faces import ThresholdSource
 from toolchain.runtime.recognizer import Recognizer
@@ -28,17 +29,6 @@ PEOPLE = SHARED_DATA / "people"
 @pytest.fixture
 def artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return fakes.install(tmp_path / "artifacts", monkeypatch)
-
-
-def facenet(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    """Run the command line in-process; return (exit code, stdout, stderr)."""
-    try:
-        code = run([str(a) for a in args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 # ---- Recognizer.compare ----

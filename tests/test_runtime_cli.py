@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import runtime_fakes as fakes
 from PIL import Image
+from runtime_fakes import facenet
 
-from toolchain.cli.app import run
 from toolchain.runtime.gallery import Gallery
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,17 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return fakes.install(tmp_path / "artifacts", monkeypatch)
-
-
-def facenet(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    """Run the command line in-process; return (exit code, stdout, stderr)."""
-    try:
-        code = run([str(a) for a in args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
 
 
 def people(db: Path) -> dict[str, int]:
