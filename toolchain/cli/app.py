@@ -56,6 +56,7 @@ EXTRA_FOR_MODULE: dict[str, str] = {
     "xdis": "inspect",
     "uncompyle6": "inspect",
     "onnxruntime": "runtime",
+    "av": "video",
 }
 """The smallest ``pyproject.toml`` extra that installs each optional top-level module (a test
 checks this table against the extras); a command that needs a missing one says which to install."""
