@@ -25,6 +25,7 @@ from toolchain.cli import (
     inspect,
     parity,
     recognize,
+    serve,
     verify,
 )
 from toolchain.cli.common import fail
@@ -57,6 +58,8 @@ EXTRA_FOR_MODULE: dict[str, str] = {
     "uncompyle6": "inspect",
     "onnxruntime": "runtime",
     "av": "video",
+    "fastapi": "serve",
+    "uvicorn": "serve",
 }
 """The smallest ``pyproject.toml`` extra that installs each optional top-level module (a test
 checks this table against the extras); a command that needs a missing one says which to install."""
@@ -64,7 +67,7 @@ checks this table against the extras); a command that needs a missing one says w
 COMMAND_GROUPS: tuple[typer.Typer, ...] = (
     fetch.app, inspect.app, export.app, parity.app, enroll.app, recognize.app, compare.app,
     evaluate.app,
-    gallery.app, verify.app, bench.app,
+    gallery.app, serve.app, verify.app, bench.app,
 )
 """Every command module's app, in the order of the workflow (``bench.app`` ends with
 ``int8-variants``). A group with a ``name`` (``gallery``) becomes ``facenet NAME ...``; the

@@ -1,0 +1,131 @@
+"""A real ``facenet serve`` process on 127.0.0.1 for the service tests, and what they share.
+
+The server runs in the runtime environment (``FACENET_RUNTIME_PYTHON``: no TensorFlow) when it
+is set, else in the test's own Python; it binds port 0 and the fixture reads the port uvicorn
+reports. Every server gets its own gallery in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import artifacts_root, shared_data
+
+ROOT = Path(__file__).resolve().parents[1]
+START_TIMEOUT_S = 90.0
+LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+
+def examples() -> Path:
+    """The shared real photos and clip (people/, photos/, video/)."""
+    return shared_data()
+
+
+def models_artifacts() -> Path:
+    """The artifacts folder with the exported runtime models, or skip (a failure under CI)."""
+    root = artifacts_root()
+    for name in ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"):
+        if not (root / "models" / name).is_file():
+            pytest.skip(f"{root / 'models' / name} missing: run `nox -s export` first")
+    return root
+
+
+def server_python() -> str:
+    """The runtime environment's python if given, else this one (which has the serve extra)."""
+    runtime = os.environ.get("FACENET_RUNTIME_PYTHON", "")
+    return runtime if runtime and Path(runtime).is_file() else sys.executable
+
+
+@dataclass
+class Server:
+    """A running server: its address, gallery and log."""
+
+    url: str
+    gallery: Path
+    process: subprocess.Popen[str]
+    log: list[str] = field(default_factory=list)
+
+    def get(self, path: str, **kwargs: object) -> requests.Response:
+        return requests.get(self.url + path, timeout=60, **kwargs)  # type: ignore[arg-type]
+
+    def post(self, path: str, **kwargs: object) -> requests.Response:
+        return requests.post(self.url + path, timeout=60, **kwargs)  # type: ignore[arg-type]
+
+    def delete(self, path: str, **kwargs: object) -> requests.Response:
+        return requests.delete(self.url + path, timeout=60, **kwargs)  # type: ignore[arg-type]
+
+    def enroll(self, name: str, *photos: Path, headers: dict[str, str] | None = None
+               ) -> requests.Response:
+        files = [("image", (p.name, p.read_bytes())) for p in photos]
+        return self.post(f"/v1/people/{name}/faces", files=files, headers=headers or {})
+
+    def recognize(self, photo: Path, headers: dict[str, str] | None = None) -> requests.Response:
+        return self.post("/v1/recognize", files={"image": (photo.name, photo.read_bytes())},
+                         headers=headers or {})
+
+
+@contextmanager
+def running_server(tmp: Path, *options: str, command: Sequence[str] | None = None,
+                   env: dict[str, str] | None = None) -> Iterator[Server]:
+    """Start ``facenet serve`` with ``options`` on 127.0.0.1:0; stop it (SIGTERM) afterwards."""
+    artifacts = models_artifacts()
+    gallery = tmp / "gallery.db"
+    base = list(command) if command is not None else [server_python(), "-m", "toolchain"]
+    process = subprocess.Popen(
+        [*base, "serve", "--artifacts", str(artifacts), "--gallery", str(gallery),
+         "--port", "0", *options],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+    server = Server("", gallery, process)
+    found = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            server.log.append(line)
+            match = LISTENING.search(line)
+            if match and not found.is_set():
+                server.url = f"http://127.0.0.1:{match.group(1)}"
+                found.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not found.wait(0.2):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            reader.join(5)
+            raise AssertionError("facenet serve did not start:\n" + "".join(server.log))
+    try:
+        yield server
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        reader.join(5)
+
+
+def assert_error(response: requests.Response, status: int, code: str, exit_code: int) -> str:
+    """Check the one JSON error shape; return its message."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json"), response.text
+    error = response.json()["error"]
+    assert (error["status"], error["code"], error["exit_code"]) == (status, code, exit_code), error
+    assert error["message"] and "Traceback" not in response.text
+    return str(error["message"])
