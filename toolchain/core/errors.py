@@ -43,3 +43,17 @@ class EnvironmentToolError(ToolchainError):
     """An external tool the toolchain drives (pip, a converter) failed."""
 
     exit_code = 8
+
+
+class SourceUnavailableError(ToolchainError):
+    """A live video source cannot be opened: a camera that does not exist or is busy, a stream
+    address that refuses, is not found or does not answer in time."""
+
+    exit_code = 9
+
+
+class StreamInterruptedError(ToolchainError):
+    """A live video source stalled or dropped mid-way (after any reconnect attempts); what was
+    analyzed before it is still reported."""
+
+    exit_code = 10
