@@ -119,6 +119,7 @@ function setUpPhoto() {
   const zone = $("drop-zone");
   $("photo-input").addEventListener("change", (event) => {
     const [file] = event.target.files;
+    event.target.value = "";
     if (file) recognizePhoto(file);
   });
   zone.addEventListener("dragover", (event) => {
