@@ -78,16 +78,23 @@ class Server:
 
 @contextmanager
 def running_server(tmp: Path, *options: str, command: Sequence[str] | None = None,
-                   env: dict[str, str] | None = None) -> Iterator[Server]:
-    """Start ``facenet serve`` with ``options`` on 127.0.0.1:0; stop it (SIGTERM) afterwards."""
-    artifacts = models_artifacts()
-    gallery = tmp / "gallery.db"
+                   env: dict[str, str] | None = None, artifacts: Path | None = None,
+                   gallery: Path | None = None) -> Iterator[Server]:
+    """Start ``facenet serve`` with ``options`` on 127.0.0.1:0; stop it (SIGTERM) afterwards.
+
+    ``command`` replaces ``python -m toolchain`` (with the checkout on ``PYTHONPATH``), e.g. an
+    installed ``facenet``; ``artifacts`` the real artifacts folder; ``gallery`` ``tmp/gallery.db``.
+    """
+    artifacts = artifacts or models_artifacts()
+    gallery = gallery or tmp / "gallery.db"
     base = list(command) if command is not None else [server_python(), "-m", "toolchain"]
+    path = {"PYTHONPATH": str(ROOT)} if command is None else {}
+    inherited = {k: v for k, v in os.environ.items() if command is None or k != "PYTHONPATH"}
     process = subprocess.Popen(
         [*base, "serve", "--artifacts", str(artifacts), "--gallery", str(gallery),
          "--port", "0", *options],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        env={**inherited, **path, **(env or {})},
     )
     server = Server("", gallery, process)
     found = threading.Event()
