@@ -11,6 +11,7 @@ import io
 import sqlite3
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -369,3 +370,50 @@ def test_a_timed_out_enrollment_writes_nothing(tmp_path: Path) -> None:
                 break
             threading.Event().wait(0.2)
         assert listed.json()["people"] == []
+
+
+def test_sigkill_during_enrollments_leaves_only_whole_enrollments(tmp_path: Path) -> None:
+    """8 clients enroll two photos per request (bytes made unique per request, so every request
+    adds two faces); the server is SIGKILLed mid-way: the gallery is sound and every person in it
+    has both faces of their request, never one."""
+    from toolchain.runtime.gallery import Gallery
+
+    photos = [p.read_bytes() for p in sorted((examples() / "people" / "biden").iterdir())]
+    stop = threading.Event()
+    answered: list[int] = []
+
+    with running_server(tmp_path, "--queue", "16") as server:
+        def client(worker: int) -> None:
+            with requests.Session() as session:
+                for k in range(50):
+                    if stop.is_set():
+                        return
+                    tail = f"{worker}-{k}".encode()
+                    files = [("image", (f"{i}.jpg", data + tail)) for i, data in
+                             enumerate(photos)]
+                    try:
+                        response = session.post(f"{server.url}/v1/people/p{worker}-{k}/faces",
+                                                files=files, timeout=60)
+                    except requests.ConnectionError:
+                        return
+                    answered.append(response.status_code)
+
+        threads = [threading.Thread(target=client, args=(w,)) for w in range(8)]
+        for thread in threads:
+            thread.start()
+        give_up = time.monotonic() + 120
+        while len(answered) < 6 and time.monotonic() < give_up:
+            time.sleep(0.05)
+        server.process.kill()
+        server.process.wait(10)
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    assert answered and set(answered) == {201}, answered
+    with sqlite3.connect(server.gallery) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with Gallery.open(server.gallery) as gallery:
+        enrolled = gallery.people()
+        assert len(gallery.entries()) == 2 * len(enrolled)
+    assert len(enrolled) >= len(answered)
+    assert all(person.embeddings == 2 for person in enrolled), enrolled
