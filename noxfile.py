@@ -29,6 +29,12 @@ ENVS = ROOT / ".nox" / "_envs"
 ARTIFACTS = ROOT / "artifacts"
 ART = ("--artifacts", str(ARTIFACTS))
 DATASET = ARTIFACTS / "source" / "5-celebrity-faces-dataset"
+SHARED_EXAMPLES = ROOT.parent / "shared" / "data" / "face_recognition_examples"
+"""The shared real photos of six people (next to the checkout; never copied into it)."""
+LABELLED_SETS = (str(DATASET),) + (
+    (f"{ROOT / 'toolchain/runtime/labelled_sets/face_recognition_examples.csv'}"
+     f"@{SHARED_EXAMPLES}",) if SHARED_EXAMPLES.is_dir() else ())
+"""Every labelled set at hand: the default threshold is calibrated on them, crops compared."""
 
 nox.options.sessions = ["main"]
 nox.options.default_venv_backend = "none"
@@ -108,8 +114,10 @@ def step_inspect(session: nox.Session) -> None:
 
 
 def step_export(session: nox.Session) -> None:
-    """Rebuild InceptionResNetV1, load the npz strictly, export every format (MTCNN, int8 too)."""
-    facenet(session, "modern", "export", "--format", "all", *ART)
+    """Rebuild InceptionResNetV1, load the npz strictly, export every format (MTCNN, int8 too);
+    the ONNX default threshold is calibrated on every labelled set at hand."""
+    calibration = [arg for spec in LABELLED_SETS for arg in ("--calibration-set", spec)]
+    facenet(session, "modern", "export", "--format", "all", *calibration, *ART)
 
 
 def step_parity(session: nox.Session) -> None:
@@ -137,6 +145,14 @@ def step_demo(session: nox.Session) -> None:
             "--annotate", str(ARTIFACTS / "reports" / "annotated"))
 
 
+def step_crops(session: nox.Session) -> None:
+    """Compare crops on every labelled set, with the face_recognition package side by side."""
+    baseline_python = env_bin(session, "baseline") / "python"
+    sets = [arg for spec in LABELLED_SETS for arg in ("--set", spec)]
+    facenet(session, "runtime", "crop-study", *sets, "--face-recognition-python",
+            str(baseline_python), *ART)
+
+
 def step_checksums(session: nox.Session) -> None:
     """List every generated artifact in artifacts/SHA256SUMS, then verify everything."""
     facenet(session, "modern", "checksums", *ART)
@@ -162,13 +178,14 @@ def print_parity_table(session: nox.Session) -> None:
     print(report.read_text(encoding="utf-8"))
 
 
-MAIN = [step_fetch, step_recover, step_inspect, step_export, step_demo, step_parity,
+MAIN = [step_fetch, step_recover, step_inspect, step_export, step_demo, step_crops, step_parity,
         step_checksums]
 
 
 @nox.session
 def main(session: nox.Session) -> None:
-    """The main job on a fresh machine: fetch, recover, inspect, export, demo, parity, verify."""
+    """The main job on a fresh machine: fetch, recover, inspect, export, demo, crops, parity,
+    verify."""
     timed(session, MAIN)
     print_parity_table(session)
 
@@ -209,6 +226,12 @@ def parity(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Enroll, evaluate and recognize the 5-celebrity photos on ONNX Runtime only."""
     timed(session, [step_demo])
+
+
+@nox.session
+def crops(session: nox.Session) -> None:
+    """Crops compared on the labelled photos, face_recognition beside; reports/crops.*."""
+    timed(session, [step_crops])
 
 
 @nox.session
@@ -253,6 +276,7 @@ def tests(session: nox.Session) -> None:
     bin_dir = env_bin(session, "modern")
     env_bin(session, "legacy")
     env_bin(session, "runtime")
+    env_bin(session, "baseline")
     session.run(
         str(bin_dir / "python"), "-m", "pytest", *(session.posargs or ["tests"]),
         external=True,
@@ -260,6 +284,7 @@ def tests(session: nox.Session) -> None:
             "FACENET_ARTIFACTS": str(ARTIFACTS),
             "FACENET_LEGACY_PYTHON": str(ENVS / "legacy" / "bin" / "python"),
             "FACENET_RUNTIME_PYTHON": str(ENVS / "runtime" / "bin" / "python"),
+            "FACENET_BASELINE_PYTHON": str(ENVS / "baseline" / "bin" / "python"),
             "FACENET_REQUIRE_REAL": "1",
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         },

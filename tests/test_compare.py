@@ -236,6 +236,16 @@ def test_real_photos_same_and_different(real_recognizer: Recognizer) -> None:
         same = rec.compare(PEOPLE / "obama" / "obama.jpg", PEOPLE / "obama" / "obama2.jpg")
         different = rec.compare(PEOPLE / "obama" / "obama.jpg", PEOPLE / "biden" / "biden.jpg")
     assert same.threshold_source == ThresholdSource.MODEL
-    assert same.decision == "same" and same.distance == pytest.approx(0.464, abs=0.01)
+    assert (same.crop, same.crop_source) == ("align", ThresholdSource.MODEL)
+    assert same.decision == "same" and same.distance == pytest.approx(0.487, abs=0.01)
     assert different.decision == "different"
+    assert different.distance == pytest.approx(1.463, abs=0.01)
+
+
+def test_real_photos_with_the_seed_crop(real_recognizer: Recognizer) -> None:
+    rec = Recognizer(real_recognizer.detector, real_recognizer.embedder, crop="box")
+    same = rec.compare(PEOPLE / "obama" / "obama.jpg", PEOPLE / "obama" / "obama2.jpg")
+    different = rec.compare(PEOPLE / "obama" / "obama.jpg", PEOPLE / "biden" / "biden.jpg")
+    assert (same.crop, same.crop_source) == ("box", ThresholdSource.GIVEN)
+    assert same.distance == pytest.approx(0.464, abs=0.01)
     assert different.distance == pytest.approx(1.402, abs=0.01)

@@ -11,10 +11,7 @@ import pytest
 from toolchain.core.metrics import (
     NO_FACE,
     Identification,
-    all_pair_distances,
-    balanced_accuracy_midpoint,
     best_pair_accuracy,
-    choose_threshold,
     nearest_neighbours,
     pairwise_distances,
     verification,
@@ -38,13 +35,6 @@ def test_pairwise_distances_of_unit_vectors() -> None:
     expected = [[0.0, 2.0, math.sqrt(0.8)], [SQRT2, SQRT2, math.sqrt(0.4)]]
     assert got.dtype == np.float32 and got.shape == (2, 3)
     np.testing.assert_allclose(got, expected, atol=1e-6)
-
-
-def test_all_pair_distances_normalize_first() -> None:
-    i, j, d = all_pair_distances(np.array([[3.0, 0.0], [0.0, 0.5], [-2.0, 0.0]], np.float32))
-    assert list(zip(i.tolist(), j.tolist(), strict=True)) == [(0, 1), (0, 2), (1, 2)]
-    assert d.dtype == np.float64
-    np.testing.assert_allclose(d, [SQRT2, 2.0, SQRT2], atol=1e-7)
 
 
 def test_nearest_neighbours_take_the_first_of_a_tie() -> None:
@@ -113,38 +103,6 @@ def test_best_pair_accuracy_edges() -> None:
     threshold, accuracy = best_pair_accuracy(np.array([0.1, 0.2, 0.3]),
                                              np.array([False, True, True]))
     assert threshold == pytest.approx(0.3005) and accuracy == pytest.approx(2 / 3)
-
-
-def test_balanced_accuracy_midpoint() -> None:
-    distances = np.array([0.4, 0.1, 0.3, 0.5, 0.2])
-    same = np.array([True, True, False, False, True])
-    # sorted S S D S D: cutting after 0.2 accepts 2/3 same, rejects 2/2 different
-    threshold, balanced = balanced_accuracy_midpoint(distances, same)
-    assert threshold == pytest.approx(0.25) and balanced == pytest.approx(5 / 6)
-
-
-def test_balanced_accuracy_midpoint_tie_goes_to_the_widest_gap() -> None:
-    # S D S D at 0.1 0.2 0.5 0.9: after 0.1 and after 0.5 both reach 0.75; gaps 0.1 and 0.4
-    threshold, balanced = balanced_accuracy_midpoint(np.array([0.1, 0.2, 0.5, 0.9]),
-                                                     np.array([True, False, True, False]))
-    assert threshold == pytest.approx(0.7) and balanced == 0.75
-
-
-def test_choose_threshold_by_hand() -> None:
-    embeddings = np.array([[3.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8]], np.float32)
-    t = choose_threshold(embeddings, ["a", "a", "b", "b"])
-    # same pairs sqrt(0.4) (twice); nearest different pair a2-b1 sqrt(0.8); midpoint between
-    assert t.value == round((math.sqrt(0.4) + math.sqrt(0.8)) / 2, 6) == 0.763441
-    assert (t.same_pairs, t.different_pairs, t.balanced_accuracy) == (2, 4, 1.0)
-    assert t.max_same == pytest.approx(math.sqrt(0.4), abs=1e-7)
-    assert t.min_different == pytest.approx(math.sqrt(0.8), abs=1e-7)
-    assert "balanced accuracy" in t.method
-
-
-@pytest.mark.parametrize("persons", [["a", "a", "a"], ["a", "b", "c"]])
-def test_choose_threshold_needs_two_people_and_a_pair(persons: list[str]) -> None:
-    with pytest.raises(ValueError):
-        choose_threshold(np.eye(3, dtype=np.float32), persons)
 
 
 # Pair-protocol metrics. Eight pairs, written out by distance:

@@ -15,8 +15,8 @@ from toolchain.convert.parity import ORIGINAL, Reference, compare, identify, run
 from toolchain.convert.parity import checks as parity_checks
 from toolchain.convert.parity.report import check_line
 from toolchain.core.contracts import REFERENCE_INDEX_FORMAT
+from toolchain.core.crop import DEFAULT_CROP
 from toolchain.core.errors import MissingArtifactError, ParityError
-from toolchain.core.metrics import choose_threshold
 from toolchain.core.paths import Layout
 from toolchain.core.preprocess import l2_normalize
 
@@ -101,17 +101,6 @@ def test_identification_and_its_failure() -> None:
     swapped[3], swapped[7] = emb[7], emb[3]  # the val rows of a and b trade places
     got = identify(swapped, ref)
     assert (got.correct_closed, got.total) == (1, 3) and len(got.mistakes) == 2
-
-
-def test_threshold_separates_clusters() -> None:
-    emb = _clustered(4, 5, 0.2)
-    persons = [p for p in "abcd" for _ in range(5)]
-    t = choose_threshold(emb, persons)
-    assert t.max_same < t.value < t.min_different
-    assert t.balanced_accuracy == 1.0
-    assert (t.same_pairs, t.different_pairs) == (4 * 10, 190 - 40)
-    with pytest.raises(ValueError):
-        choose_threshold(emb[:3], ["a", "a", "a"])
 
 
 def _fake_layout(tmp_path: Path, n_per: int = 3) -> tuple[Layout, np.ndarray]:
@@ -222,4 +211,7 @@ def test_real_format_matches_the_original(real_report: parity.ParityReport, fmt:
 def test_real_original_identifies_everyone(real_report: parity.ParityReport) -> None:
     (check,) = [c for c in real_report.checks if c.fmt == ORIGINAL]
     assert check.ok and check.detail.startswith("25/25")
-    assert 0.5 < real_report.threshold.value < 1.5
+    defaults = real_report.model_defaults
+    assert 0.5 < float(defaults["default_threshold"]) < 1.5
+    assert defaults["default_crop"] == DEFAULT_CROP.text
+    assert "FAR 0.001" in defaults["threshold_policy"]

@@ -17,6 +17,7 @@ import typer
 from toolchain.cli import (
     bench,
     compare,
+    crops,
     enroll,
     evaluate,
     export,
@@ -66,7 +67,7 @@ checks this table against the extras); a command that needs a missing one says w
 
 COMMAND_GROUPS: tuple[typer.Typer, ...] = (
     fetch.app, inspect.app, export.app, parity.app, enroll.app, recognize.app, compare.app,
-    evaluate.app,
+    evaluate.app, crops.app,
     gallery.app, serve.app, verify.app, bench.app,
 )
 """Every command module's app, in the order of the workflow (``bench.app`` ends with

@@ -18,9 +18,12 @@ import typer
 
 from toolchain.cli.common import ArtifactsOption, console, display_text
 from toolchain.cli.recognition import (
+    AlignOption,
     GalleryOption,
+    MarginOption,
     MaxDetectSideOption,
     MinFaceOption,
+    crop_keywords,
     detection_keywords,
     open_recognizer,
     threshold_value,
@@ -54,7 +57,8 @@ def comparison_json(result: Comparison) -> dict[str, Any]:
         "a": _face_json(result.a), "b": _face_json(result.b),
         "distance": round(result.distance, 6), "threshold": result.threshold,
         "threshold_source": result.threshold_source.value, "margin": round(result.margin, 6),
-        "decision": result.decision,
+        "decision": result.decision, "crop": result.crop,
+        "crop_source": result.crop_source.value,
     }
 
 
@@ -63,7 +67,8 @@ def _print_table(result: Comparison) -> None:
     from rich.text import Text
 
     table = Table(title=f"threshold {result.threshold:.3f} "
-                        f"({display_text(result.threshold_source.value)})")
+                        f"({display_text(result.threshold_source.value)}), crop {result.crop} "
+                        f"({result.crop_source.value})")
     table.add_column("photo", overflow="fold")
     for column in ("face", "box x,y,w,h", "confidence"):
         table.add_column(column, no_wrap=True)
@@ -94,10 +99,13 @@ def compare(
     gallery: GalleryOption = None,
     min_face: MinFaceOption = None,
     max_detect_side: MaxDetectSideOption = None,
+    margin: MarginOption = None,
+    align: AlignOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
     """Are the faces of two photos the same person? Distance, threshold, decision; exit 0."""
     rec = open_recognizer(artifacts, gallery, threshold=threshold,
+                          **crop_keywords(margin, align, allow_mismatch=True),
                           **detection_keywords(min_face, max_detect_side))
     with rec:
         result = rec.compare(photo_a, photo_b, face_a=face_a, face_b=face_b)

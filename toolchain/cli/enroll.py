@@ -17,10 +17,13 @@ import typer
 
 from toolchain.cli.common import ArtifactsOption, console, display_text, problem
 from toolchain.cli.recognition import (
+    AlignOption,
     GalleryOption,
+    MarginOption,
     MaxDetectSideOption,
     MinEnrollFaceOption,
     MinFaceOption,
+    crop_keywords,
     detection_keywords,
     enroll_keywords,
     open_recognizer,
@@ -82,6 +85,8 @@ def enroll(
     min_enroll_face: MinEnrollFaceOption = None,
     min_face: MinFaceOption = None,
     max_detect_side: MaxDetectSideOption = None,
+    margin: MarginOption = None,
+    align: AlignOption = None,
     gallery: GalleryOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
@@ -97,7 +102,7 @@ def enroll(
     if name is not None and not name.strip():
         raise typer.BadParameter("must not be empty", param_hint="--name")
     items, empty = _enroll_items(paths, name.strip() if name else None)
-    with open_recognizer(artifacts, gallery,
+    with open_recognizer(artifacts, gallery, **crop_keywords(margin, align),
                          **detection_keywords(min_face, max_detect_side)) as rec:
         with progress_bar("enrolling", len(items)) as advance:
             outcomes = rec.enroll_many(items, largest=largest, progress=advance,

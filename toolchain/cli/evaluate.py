@@ -20,11 +20,14 @@ import typer
 
 from toolchain.cli.common import ArtifactsOption, console, display_text, problem
 from toolchain.cli.recognition import (
+    AlignOption,
     GalleryOption,
+    MarginOption,
     MatchOption,
     MaxDetectSideOption,
     MinEnrollFaceOption,
     MinFaceOption,
+    crop_keywords,
     detection_keywords,
     progress_bar,
     threshold_value,
@@ -101,6 +104,14 @@ def _pairs_table(result: PairsEvaluation) -> Table:
 
 
 
+def _gallery_crop(path: Path) -> str:
+    """The crop an existing gallery was enrolled with (its threshold must be measured so)."""
+    from toolchain.runtime.gallery import Gallery
+
+    with Gallery.open(path) as opened:
+        return opened.crop
+
+
 def _far_value(value: float | None) -> float | None:
     """``--far``: a false-accept rate in (0, 1)."""
     if value is not None and not 0.0 < value < 1.0:
@@ -109,13 +120,13 @@ def _far_value(value: float | None) -> float | None:
 
 
 def _evaluate_pairs(pairs: Path, lfw_root: Path | None, threshold: float | None,
-                    artifacts: Path, detection: dict[str, object]) -> int:
+                    artifacts: Path, detection: dict[str, object], crop: str | None) -> int:
     """``facenet evaluate --pairs``: measure, write the reports, print the table."""
     from toolchain.runtime.pairs import evaluate_pairs
     from toolchain.runtime.pairs_report import write_reports
 
     layout = Layout(artifacts)
-    result = evaluate_pairs(pairs, artifacts, lfw_root=lfw_root, threshold=threshold,
+    result = evaluate_pairs(pairs, artifacts, lfw_root=lfw_root, threshold=threshold, crop=crop,
                             detection=detection, progress=progress_bar, on_problem=problem)
     write_reports(result, layout)
     console().print(_pairs_table(result))
@@ -154,6 +165,8 @@ def evaluate(
     min_enroll_face: MinEnrollFaceOption = None,
     min_face: MinFaceOption = None,
     max_detect_side: MaxDetectSideOption = None,
+    margin: MarginOption = None,
+    align: AlignOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
     """Enroll train/ into a temporary gallery, recognize val/, and report accuracy, ROC AUC, EER.
@@ -175,15 +188,20 @@ def evaluate(
             raise typer.BadParameter("--store-threshold, --gallery and --min-enroll-face are "
                                      "for the train/val mode, not --pairs")
         return _evaluate_pairs(pairs, lfw_root, threshold, artifacts,
-                               detection_keywords(min_face, max_detect_side))
+                               detection_keywords(min_face, max_detect_side),
+                               crop_keywords(margin, align).get("crop"))
     assert dataset is not None
     if lfw_root is not None or threshold is not None:
         raise typer.BadParameter("--lfw-root and --threshold go with --pairs")
     layout = Layout(artifacts)
+    target = gallery if gallery is not None else layout.gallery
+    crop = crop_keywords(margin, align).get("crop")
+    if crop is None and store_threshold and target.exists():
+        crop = _gallery_crop(target)
     evaluation = evaluate_dataset(
         dataset, artifacts, match=match.value, progress=progress_bar, on_problem=problem,
         min_enroll_face=MIN_ENROLL_FACE if min_enroll_face is None else min_enroll_face,
-        **detection_keywords(min_face, max_detect_side))
+        crop=crop, **detection_keywords(min_face, max_detect_side))
     reports = layout.reports_dir
     write_reports(evaluation, layout)
     out = console()
@@ -192,7 +210,6 @@ def evaluate(
     print(f"reports: {display_text(reports / 'evaluate.md')}, evaluate.json, evaluate_roc.png, "
           "evaluate_distances.png")
     if store_threshold:
-        target = gallery if gallery is not None else layout.gallery
         stored = save_threshold(evaluation, target, far=far)
         print(f"stored threshold {stored:.3f} in {display_text(target)}")
     return 1 if evaluation.unreadable else 0

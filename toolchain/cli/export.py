@@ -47,6 +47,11 @@ def export(
     formats: Annotated[
         list[str], typer.Option("--format", "-f", help="Format(s) to export (see --help).")
     ] = ["all"],  # noqa: B006  (typer reads the default list, never mutates it)
+    calibration_sets: Annotated[list[str] | None, typer.Option(
+        "--calibration-set", show_default=False,
+        help="A labelled set the ONNX default threshold is calibrated on (FAR <= 1e-3 over its "
+             "impostor pairs): DIR of <person>/ photo folders, or LABELS.csv@DIR. Repeat for "
+             "several [default: the 5-celebrity photos of the artifacts].")] = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> None:
     """Rebuild InceptionResNetV1, load the recovered npz strictly and export the chosen formats."""
@@ -67,7 +72,7 @@ def export(
     except InputError as exc:
         raise typer.BadParameter(str(exc), param_hint="--format") from exc
     log.info("export plan: %s", " -> ".join(e.name for e in plan))
-    context = ExportContext(layout)
+    context = ExportContext(layout, calibration_sets=tuple(calibration_sets or ()))
     with console(stderr=True).status("exporting…"):
         results = run_exporters(context, [e.name for e in plan])
     report = write_export_report(layout, results)

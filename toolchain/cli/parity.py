@@ -41,6 +41,6 @@ def parity(artifacts: ArtifactsOption = DEFAULT_ARTIFACTS) -> None:
         record_files(layout, [p for n in REPORT_NAMES if (p := layout.reports_dir / n).exists()])
     print(
         f"parity OK: {len(report.checks)} checks on {report.reference_rows} crops, "
-        f"default threshold {report.threshold.value} "
+        f"default threshold {report.model_defaults.get('default_threshold', 'not checked')} "
         f"({time.perf_counter() - start:.1f} s); reports in {layout.reports_dir}"
     )

@@ -67,6 +67,55 @@ MaxDetectSideOption = Annotated[
 ]
 
 
+def _margin_value(value: str | None) -> str | None:
+    """``--margin``: pixels (``32``) or a share of the box (``20%``)."""
+    from toolchain.core.crop import CropSpec
+
+    if value is None:
+        return None
+    try:
+        return CropSpec.from_options(value, False).text
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+MarginOption = Annotated[
+    str | None,
+    typer.Option("--margin", callback=_margin_value, show_default=False, metavar="PX|PCT%",
+                 help="Add this margin around the MTCNN box before the resize, half on each "
+                      "side: pixels (32, as Sandberg evaluated on LFW) or a share of the box "
+                      "(20%). The crop options together name the whole crop [default: the "
+                      "gallery's crop if it exists, else the model's default_crop]."),
+]
+AlignOption = Annotated[
+    bool | None,
+    typer.Option("--align/--no-align", show_default=False,
+                 help="Warp the five MTCNN landmarks onto a fixed template (a similarity "
+                      "transform) instead of cropping the box [default: as --margin says]."),
+]
+AllowCropMismatchOption = Annotated[
+    bool,
+    typer.Option("--allow-crop-mismatch",
+                 help="Query a gallery enrolled with another crop than the one given."),
+]
+
+
+def crop_keywords(margin: str | None, align: bool | None,
+                  allow_mismatch: bool = False) -> dict[str, Any]:
+    """``--margin`` / ``--align`` / ``--allow-crop-mismatch`` as recognizer keywords.
+
+    Neither crop option given: no ``crop`` keyword (the gallery's, else the model's default).
+    """
+    from toolchain.core.crop import CropSpec
+
+    options: dict[str, Any] = {"allow_crop_mismatch": True} if allow_mismatch else {}
+    if margin is None and align is None:
+        return options
+    spec = CropSpec.parse(margin) if margin is not None else CropSpec()
+    options["crop"] = CropSpec(spec.margin, spec.relative, bool(align)).text
+    return options
+
+
 def detection_keywords(min_face: float | None, max_detect_side: int | None) -> dict[str, Any]:
     """``--min-face`` / ``--max-detect-side`` as ``from_artifacts`` keywords (none: defaults)."""
     options: dict[str, Any] = {}

@@ -20,10 +20,14 @@ import typer
 
 from toolchain.cli.common import ArtifactsOption, console, display_text, problem
 from toolchain.cli.recognition import (
+    AlignOption,
+    AllowCropMismatchOption,
     GalleryOption,
+    MarginOption,
     MatchOption,
     MaxDetectSideOption,
     MinFaceOption,
+    crop_keywords,
     detection_keywords,
     open_recognizer,
     progress_bar,
@@ -239,6 +243,9 @@ def recognize(
     match: MatchOption = MatchMode.NEAREST,
     min_face: MinFaceOption = None,
     max_detect_side: MaxDetectSideOption = None,
+    margin: MarginOption = None,
+    align: AlignOption = None,
+    allow_crop_mismatch: AllowCropMismatchOption = False,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
     """Name every face in the photos: the closest enrolled person, or `unknown`."""
@@ -246,7 +253,8 @@ def recognize(
         raise typer.BadParameter("--json and --csv are exclusive", param_hint="--json/--csv")
     files, empty = _recognize_paths(paths, annotate_dir)
     rec = open_recognizer(artifacts, gallery, threshold=threshold, top_k=top_k,
-                          match=match.value, **detection_keywords(min_face, max_detect_side))
+                          match=match.value, **crop_keywords(margin, align, allow_crop_mismatch),
+                          **detection_keywords(min_face, max_detect_side))
     targets = AnnotationTargets(annotate_dir, files) if annotate_dir is not None else None
     results: list[PhotoMatches] = []
     failed = empty

@@ -4,13 +4,13 @@ Every comparison of embeddings in the package is a Euclidean distance between L2
 vectors (0 for the same direction, 2 for opposite ones). Two consumers measure with it:
 
 - export parity (:mod:`toolchain.convert.parity`): nearest-neighbour identification of the
-  reference val crops against the train crops, and the model's ``default_threshold`` chosen by
-  :func:`balanced_accuracy_midpoint` over all pairs of reference crops (:func:`choose_threshold`);
+  reference val crops against the train crops;
 - ``facenet evaluate`` (:mod:`toolchain.runtime.evaluate`): top-1 identification of val photos
   against a gallery of train photos, the verification ROC of every val face against every train
   face, and the threshold ``--store-threshold`` saves, chosen by :func:`best_pair_accuracy`.
 
-The two threshold rules are kept apart on purpose: each is what its consumer has always used.
+The model's ``default_threshold`` follows a false-accept-rate policy instead
+(:mod:`toolchain.runtime.calibration`, on :func:`toolchain.core.pair_metrics.tar_at_far`).
 Only numpy is imported.
 """
 
@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from toolchain.core.preprocess import l2_normalize
 
 NO_FACE = "(no face)"
 """The predicted label of a query photo in which no face was found."""
@@ -39,20 +36,6 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64)
     squared = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
     return np.sqrt(np.maximum(squared, 0.0)).astype(np.float32)
-
-
-def all_pair_distances(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every pair ``i < j`` of rows of raw embeddings and their distance after L2 normalization.
-
-    The distance is the norm of the float64 difference of the two unit rows: exact enough for
-    a threshold that is rounded to 6 decimals and written into the exported models.
-
-    Returns:
-        ``(i, j, distance)``: row indices and float64 distances, pairs in row-major order.
-    """
-    e = l2_normalize(embeddings).astype(np.float64)
-    i, j = np.triu_indices(len(e), k=1)
-    return i, j, np.linalg.norm(e[i] - e[j], axis=-1)
 
 
 def nearest_neighbours(queries: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -181,39 +164,6 @@ def best_pair_accuracy(distances: np.ndarray, same: np.ndarray) -> tuple[float, 
     return threshold, float(accuracy[best])
 
 
-def balanced_accuracy_midpoint(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
-    """The threshold rule of the exported models' ``default_threshold``: best balanced accuracy.
-
-    Balanced accuracy is the mean of the same-pair and the different-pair accuracy, so the
-    many more different-person pairs do not outweigh the same-person ones. Candidates are the
-    midpoints between consecutive sorted pair distances (the last one: the largest distance);
-    the highest balanced accuracy wins, ties going to the widest gap, then the smallest distance.
-
-    Args:
-        distances: ``(P,)`` pair distances.
-        same: ``(P,)`` booleans, true for same-person pairs.
-
-    Returns:
-        ``(threshold, balanced accuracy)``; the threshold is not rounded.
-
-    Raises:
-        ValueError: there are no same-person or no different-person pairs.
-    """
-    dist = np.asarray(distances, dtype=np.float64).ravel()
-    is_same = np.asarray(same, dtype=bool).ravel()
-    n_same, n_diff = int(is_same.sum()), int((~is_same).sum())
-    if n_same == 0 or n_diff == 0:
-        raise ValueError(f"need both kinds of pairs, got {n_same} same and {n_diff} different")
-    order = np.argsort(dist, kind="stable")
-    d_sorted, s_sorted = dist[order], is_same[order]
-    same_below = np.cumsum(s_sorted)
-    diff_below = np.cumsum(~s_sorted)
-    balanced = 0.5 * (same_below / n_same + (n_diff - diff_below) / n_diff)
-    gaps = np.append(np.diff(d_sorted), 0.0)
-    best = int(np.lexsort((-gaps, -balanced))[0])
-    return float(d_sorted[best] + gaps[best] / 2), float(balanced[best])
-
-
 @dataclass(frozen=True)
 class Verification:
     """ROC summary of labelled pair distances (a pair is accepted when within the threshold)."""
@@ -265,58 +215,3 @@ def verification(distances: np.ndarray, same: np.ndarray) -> Verification:
     best_threshold, best_accuracy = best_pair_accuracy(distances, same)
     return Verification(sweep.n_same, sweep.n_diff, fpr, tpr, thresholds, auc, eer,
                         eer_threshold, best_threshold, best_accuracy)
-
-
-@dataclass(frozen=True)
-class Threshold:
-    """A default match threshold on euclidean distance between L2-normalized embeddings.
-
-    Attributes:
-        value: match if distance <= value.
-        method: how it was chosen.
-        same_pairs: number of same-person pairs.
-        different_pairs: number of different-person pairs.
-        balanced_accuracy: mean of the same- and different-pair accuracies at ``value``.
-        max_same: largest same-person distance.
-        min_different: smallest different-person distance.
-    """
-
-    value: float
-    method: str
-    same_pairs: int
-    different_pairs: int
-    balanced_accuracy: float
-    max_same: float
-    min_different: float
-
-
-def choose_threshold(embeddings: np.ndarray, persons: Sequence[str]) -> Threshold:
-    """The exported models' ``default_threshold``: :func:`balanced_accuracy_midpoint` on all pairs.
-
-    Every pair of rows is a same- or different-person pair; the threshold is rounded to 6
-    decimals.
-
-    Raises:
-        ValueError: fewer than two people, or no person with two rows.
-    """
-    labels = np.asarray(persons)
-    if len(embeddings) < 2 or len(set(labels.tolist())) < 2:
-        raise ValueError("need at least two people to choose a threshold")
-    i, j, dist = all_pair_distances(embeddings)
-    same = labels[i] == labels[j]
-    if not same.any():
-        raise ValueError("need at least one person with two photos to choose a threshold")
-    value, balanced = balanced_accuracy_midpoint(dist, same)
-    return Threshold(
-        value=round(value, 6),
-        method=(
-            "the midpoint between consecutive sorted pair distances that maximizes balanced "
-            "accuracy (ties: widest gap); euclidean distances of L2-normalized ORIGINAL-graph "
-            "embeddings, all pairs of the 5-celebrity reference crops (train + val)"
-        ),
-        same_pairs=int(same.sum()),
-        different_pairs=int((~same).sum()),
-        balanced_accuracy=balanced,
-        max_same=float(dist[same].max()),
-        min_different=float(dist[~same].min()),
-    )

@@ -9,6 +9,7 @@ import numpy as np
 
 from toolchain.core.atomic import sha256_file
 from toolchain.core.contracts import INPUT_SIZE
+from toolchain.core.crop import CropSpec
 from toolchain.core.errors import IntegrityError, MissingArtifactError
 from toolchain.core.preprocess import l2_normalize, prewhiten
 from toolchain.runtime.ort_options import DEFAULT_SETTINGS, OrtSettings, create_session
@@ -17,6 +18,9 @@ log = logging.getLogger(__name__)
 
 THRESHOLD_METADATA_KEYS = ("default_threshold", "threshold")
 """ONNX ``metadata_props`` keys read (in this order) for the default match threshold."""
+
+CROP_METADATA_KEY = "default_crop"
+"""ONNX ``metadata_props`` key of the crop spec its ``default_threshold`` was calibrated with."""
 
 DEFAULT_BATCH = 32
 """Crops per ONNX Runtime call when the model's batch dimension is dynamic."""
@@ -30,6 +34,7 @@ class Embedder:
         fingerprint: sha256 of the file: galleries are bound to it.
         metadata: The model's ``metadata_props``.
         default_threshold: The match threshold the model's metadata suggests, if it carries one.
+        default_crop: The crop spec (text) that threshold was calibrated with, if recorded.
         dim: Embedding size (128).
     """
 
@@ -81,6 +86,7 @@ class Embedder:
         self.batch_size = fixed_batch or max(1, batch_size)
         self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
         self.default_threshold = self._threshold_from_metadata()
+        self.default_crop = self._crop_from_metadata()
         log.debug(
             "loaded %s (sha256 %s): %s%s -> %s%s, metadata %s",
             self.path, self.fingerprint[:12], self.input_name, in_shape,
@@ -99,6 +105,17 @@ class Embedder:
                 if np.isfinite(value) and value > 0:
                     return value
         return None
+
+    def _crop_from_metadata(self) -> str | None:
+        text = self.metadata.get(CROP_METADATA_KEY)
+        if text is None:
+            return None
+        try:
+            return CropSpec.parse(text).text
+        except ValueError:
+            log.warning("%s: metadata %s=%r is not a crop spec; ignored",
+                        self.path, CROP_METADATA_KEY, text)
+            return None
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         pad = 0

@@ -28,7 +28,8 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from toolchain.core.errors import InputError
+from toolchain.core.crop import BOX, CropSpec
+from toolchain.core.errors import InputError, IntegrityError
 from toolchain.core.metrics import (
     NO_FACE,
     Identification,
@@ -81,6 +82,7 @@ class Evaluation:
         pair_same: same shape, true where both faces are of the same person.
         problems: one line per photo that could not be used (``train: ...`` / ``val: ...``).
         unreadable: how many of them could not be read at all.
+        crop: the crop spec text the faces were embedded with.
     """
 
     dataset: Path
@@ -99,6 +101,7 @@ class Evaluation:
     pair_same: np.ndarray
     problems: list[str]
     unreadable: int
+    crop: str = BOX.text
 
     @property
     def predicted_names(self) -> list[str]:
@@ -141,6 +144,7 @@ def evaluate_dataset(
     min_enroll_face: float = MIN_ENROLL_FACE,
     progress: Progress = _no_progress,
     on_problem: Callable[[str], None] | None = None,
+    crop: CropSpec | str | None = None,
 ) -> Evaluation:
     """Enroll ``dataset/train`` into a temporary gallery, recognize ``dataset/val``, measure.
 
@@ -154,6 +158,7 @@ def evaluate_dataset(
             ``recognizing val/``).
         on_problem: receives each photo that could not be used, after the run and before any
             error is raised.
+        crop: how faces are cropped (default: the model's ``default_crop``).
 
     Raises:
         InputError: train/ or val/ is missing or empty, no face of either could be used, or
@@ -167,7 +172,7 @@ def evaluate_dataset(
     with (
         tempfile.TemporaryDirectory(prefix="facenet-evaluate-") as tmp,
         Recognizer.from_artifacts(artifacts, Path(tmp) / "train.db", match=match, top_k=1,
-                                  detection=detection) as rec,
+                                  detection=detection, crop=crop) as rec,
     ):
         with progress("enrolling train/", len(train)) as advance:
             outcomes = rec.enroll_many(train, largest=True, progress=advance,
@@ -198,6 +203,7 @@ def evaluate_dataset(
                 val_people.append(person)
         embedder = rec.embedder
         match_mode = rec.match_mode
+        crop_text = rec.crop()[0].text
     if on_problem is not None:
         for message in problems:
             on_problem(message)
@@ -228,6 +234,7 @@ def evaluate_dataset(
         pair_same=pair_same,
         problems=problems,
         unreadable=unreadable,
+        crop=crop_text,
     )
 
 
@@ -242,7 +249,8 @@ def save_threshold(evaluation: Evaluation, gallery: Path, far: float | None = No
         The threshold stored.
 
     Raises:
-        IntegrityError: ``gallery`` belongs to another model.
+        IntegrityError: ``gallery`` belongs to another model, or was enrolled with another crop
+            than the evaluation's.
     """
     ver = evaluation.verification
     pairs = ver.pairs_same + ver.pairs_different
@@ -255,7 +263,13 @@ def save_threshold(evaluation: Evaluation, gallery: Path, far: float | None = No
         rule = (f"{far_target(far).name} ({point.false_accepts} of {point.impostor_pairs} "
                 f"accepted, TAR {point.tar:.2%})")
     with Gallery.open(gallery, fingerprint=evaluation.model_fingerprint,
-                      dim=evaluation.embedding_dim, create=True) as stored:
+                      dim=evaluation.embedding_dim, create=True, crop=evaluation.crop) as stored:
+        if stored.crop != evaluation.crop:
+            raise IntegrityError(
+                f"gallery {gallery} was enrolled with crop {stored.crop!r}, the evaluation "
+                f"cropped {evaluation.crop!r}: its threshold would not fit the gallery; evaluate "
+                f"with the gallery's crop"
+            )
         stored.set_threshold(value, f"facenet evaluate {evaluation.dataset} at "
                              f"{evaluation.created}, {rule} over {pairs} pairs")
     return value

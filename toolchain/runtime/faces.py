@@ -61,17 +61,19 @@ class Face:
 
 
 class ThresholdSource(enum.StrEnum):
-    """Where the match threshold in force comes from, first that applies (compares equal to, and
-    prints as, its value)."""
+    """Where the match threshold (or the crop) in force comes from, first that applies (compares
+    equal to, and prints as, its value)."""
 
     GIVEN = "given"
-    """``threshold=`` / ``--threshold``."""
+    """``threshold=`` / ``--threshold`` (``crop=`` / ``--margin``, ``--align``)."""
     GALLERY = "calibrated, stored in the gallery"
-    """``facenet evaluate --store-threshold`` stored it in the gallery."""
+    """``facenet evaluate --store-threshold`` stored it in the gallery (the crop: the gallery
+    was enrolled with it)."""
     MODEL = "model metadata"
-    """The model's ``default_threshold`` metadata (set by the export)."""
+    """The model's ``default_threshold`` (``default_crop``) metadata, set by the export."""
     BUILT_IN = "built-in default"
-    """:data:`toolchain.runtime.recognizer.FALLBACK_THRESHOLD`: the model carries none."""
+    """:data:`toolchain.runtime.recognizer.FALLBACK_THRESHOLD` (the crop: the bare box, which a
+    model without ``default_crop`` was calibrated with): the model carries none."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,9 @@ class Comparison:
     """Euclidean distance between the two unit embeddings (0 identical, 2 opposite)."""
     threshold: float
     threshold_source: ThresholdSource
+    crop: str = "box"
+    """The crop spec text both faces were embedded with."""
+    crop_source: ThresholdSource = ThresholdSource.BUILT_IN
 
     @property
     def same(self) -> bool:

@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from toolchain.core.crop import BOX, CropSpec
 from toolchain.core.errors import InputError
 from toolchain.core.metrics import Verification, verification
 from toolchain.core.pair_metrics import (
@@ -228,6 +229,8 @@ class PairsEvaluation:
     kfold: KFoldAccuracy | None
     no_face: list[str]
     problems: list[str]
+    crop: str = BOX.text
+    """The crop spec text the faces were embedded with."""
 
 
 def evaluate_pairs(
@@ -239,6 +242,7 @@ def evaluate_pairs(
     detection: Mapping[str, Any] | None = None,
     progress: Progress = _no_progress,
     on_problem: Callable[[str], None] | None = None,
+    crop: CropSpec | str | None = None,
 ) -> PairsEvaluation:
     """Embed the largest face of every photo of a pairs file once and measure the pairs.
 
@@ -250,6 +254,7 @@ def evaluate_pairs(
         detection: keywords of the face detector (see :meth:`Recognizer.from_artifacts`).
         progress: progress display of the embedding stage.
         on_problem: receives each photo with no face or that could not be read.
+        crop: how faces are cropped (default: the model's ``default_crop``).
 
     Raises:
         InputError: a bad pairs file, or no used pairs of one kind (no ROC).
@@ -263,7 +268,7 @@ def evaluate_pairs(
     with (
         tempfile.TemporaryDirectory(prefix="facenet-pairs-") as tmp,
         Recognizer.from_artifacts(artifacts, Path(tmp) / "unused.db", top_k=1,
-                                  detection=detection) as rec,
+                                  detection=detection, crop=crop) as rec,
         progress("embedding photos", len(photos)) as advance,
     ):
         for photo in rec.analyze(photos, progress=advance):
@@ -275,6 +280,7 @@ def evaluate_pairs(
                 vectors[photo.path] = photo.faces[largest_face([f.box for f in photo.faces])
                                                   ].embedding
         embedder = rec.embedder
+        crop_text = rec.crop()[0].text
     if on_problem is not None:
         for message in problems:
             on_problem(message)
@@ -317,4 +323,5 @@ def evaluate_pairs(
         kfold=kfold,
         no_face=no_face,
         problems=problems,
+        crop=crop_text,
     )

@@ -11,8 +11,9 @@ Example::
     print(rec.compare("photos/ada.jpg", "photos/ada2.jpg").decision)  # no gallery needed
 
 Photos are decoded by :mod:`toolchain.runtime.images` (always RGB), faces found by the ONNX MTCNN,
-cropped by :func:`toolchain.core.preprocess.crop_face` and embedded by :class:`Embedder`; the faces
-of a photo, and of several photos, go through the embedder as one batch. The detector protocol and
+cropped by a :class:`~toolchain.core.crop.CropSpec` (the one given, else the gallery's, else the
+model's ``default_crop``) and embedded by :class:`Embedder`; the faces of a photo, and of several
+photos, go through the embedder as one batch. The detector protocol and
 the result types are in :mod:`toolchain.runtime.faces`.
 """
 
@@ -26,10 +27,11 @@ from typing import Any, TypeAlias
 import numpy as np
 
 from toolchain.core.contracts import MTCNN_FILES, ONNX_FILE
-from toolchain.core.errors import InputError
+from toolchain.core.crop import BOX, CropSpec
+from toolchain.core.errors import InputError, IntegrityError
 from toolchain.core.integrity import verify_file
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
-from toolchain.core.preprocess import crop_face, largest_face
+from toolchain.core.preprocess import largest_face
 from toolchain.runtime.embedder import Embedder
 from toolchain.runtime.faces import (
     ComparedFace,
@@ -102,6 +104,8 @@ class Recognizer:
         threshold: float | None = None,
         match: MatchMode | str = MatchMode.NEAREST,
         top_k: int = 3,
+        crop: CropSpec | str | None = None,
+        allow_crop_mismatch: bool = False,
     ):
         """Assemble a recognizer.
 
@@ -113,6 +117,13 @@ class Recognizer:
                 metadata, else :data:`FALLBACK_THRESHOLD`.
             match: ``nearest`` (default) or ``centroid``; see :mod:`toolchain.runtime.gallery`.
             top_k: Candidates kept per face.
+            crop: How faces are cropped (a spec or its text, ``align,margin=20%``); default:
+                the gallery's (if it exists), else the model's ``default_crop``.
+            allow_crop_mismatch: Query a gallery enrolled with another crop than ``crop``
+                (refused by default: the distances then mean less than the threshold assumes).
+
+        Raises:
+            ValueError: ``top_k``, ``threshold`` or ``crop`` out of range.
         """
         if top_k < 1:
             raise ValueError("top_k must be at least 1")
@@ -124,7 +135,10 @@ class Recognizer:
         self.explicit_threshold = threshold
         self.match_mode = MatchMode(match)
         self.top_k = top_k
+        self.explicit_crop = CropSpec.parse(crop) if isinstance(crop, str) else crop
+        self.allow_crop_mismatch = allow_crop_mismatch
         self._gallery: Gallery | None = None
+        self._crop: tuple[CropSpec, ThresholdSource] | None = None
 
     @classmethod
     def from_artifacts(
@@ -136,6 +150,8 @@ class Recognizer:
         match: MatchMode | str = MatchMode.NEAREST,
         top_k: int = 3,
         detection: Mapping[str, Any] | None = None,
+        crop: CropSpec | str | None = None,
+        allow_crop_mismatch: bool = False,
     ) -> Recognizer:
         """Load the models of ``artifacts_dir``; gallery default ``<artifacts>/gallery.db``.
 
@@ -152,7 +168,8 @@ class Recognizer:
         embedder = Embedder(layout.models_dir / ONNX_FILE)
         detector = load_detector(layout.models_dir, **(detection or {}))
         return cls(detector, embedder, gallery if gallery is not None else layout.gallery,
-                   threshold=threshold, match=match, top_k=top_k)
+                   threshold=threshold, match=match, top_k=top_k, crop=crop,
+                   allow_crop_mismatch=allow_crop_mismatch)
 
     def close(self) -> None:
         """Close the gallery if it is open."""
@@ -171,14 +188,44 @@ class Recognizer:
 
         Raises:
             InputError: no gallery path, or it does not exist and ``create`` is false.
-            IntegrityError: the gallery was made with another model.
+            IntegrityError: the gallery was made with another model, or enrolled with another
+                crop than the one given (unless ``allow_crop_mismatch``).
         """
         if self._gallery is None:
             if self.gallery_path is None:
                 raise InputError("no gallery given")
-            self._gallery = Gallery.open(self.gallery_path, fingerprint=self.embedder.fingerprint,
-                                         dim=self.embedder.dim, create=create)
+            new_crop = self.explicit_crop or self._model_crop()[0]
+            gallery = Gallery.open(self.gallery_path, fingerprint=self.embedder.fingerprint,
+                                   dim=self.embedder.dim, create=create, crop=new_crop.text)
+            given = self.explicit_crop
+            if given is not None and given.text != gallery.crop and not self.allow_crop_mismatch:
+                gallery.close()
+                raise IntegrityError(
+                    f"gallery {self.gallery_path} was enrolled with crop {gallery.crop!r}, this "
+                    f"query crops {given.text!r}: embeddings of different crops are not "
+                    "comparable; drop the crop options to use the gallery's, or pass "
+                    "--allow-crop-mismatch"
+                )
+            self._gallery = gallery
         return self._gallery
+
+    def _model_crop(self) -> tuple[CropSpec, ThresholdSource]:
+        if self.embedder.default_crop is not None:
+            return CropSpec.parse(self.embedder.default_crop), ThresholdSource.MODEL
+        return BOX, ThresholdSource.BUILT_IN
+
+    def crop(self) -> tuple[CropSpec, ThresholdSource]:
+        """The crop in force and its source: the one given, else the gallery's (if the gallery
+        exists: never created here), else the model's ``default_crop``, else the bare box (a
+        model without that metadata had its threshold calibrated on box crops)."""
+        if self._crop is None:
+            if self.explicit_crop is not None:
+                self._crop = self.explicit_crop, ThresholdSource.GIVEN
+            elif self.gallery_path is not None and self.gallery_path.exists():
+                self._crop = CropSpec.parse(self.gallery().crop), ThresholdSource.GALLERY
+            else:
+                self._crop = self._model_crop()
+        return self._crop
 
     def threshold(self) -> tuple[float, ThresholdSource]:
         """The match threshold in force and its source: the one given, else the gallery's stored
@@ -208,11 +255,12 @@ class Recognizer:
         return sorted(found, key=lambda d: -d.confidence)
 
     def _crops(self, pixels: np.ndarray) -> tuple[list[DetectionLike], list[np.ndarray]]:
+        spec, _ = self.crop()
         detections: list[DetectionLike] = []
         crops: list[np.ndarray] = []
         for det in self.detect(pixels):
             try:
-                crops.append(crop_face(pixels, det.box))
+                crops.append(spec.crop(pixels, det.box, det.keypoints))
             except ValueError as exc:
                 log.debug("skipping a detection: %s", exc)
                 continue
@@ -357,7 +405,8 @@ class Recognizer:
         second, crop_b = self._chosen_face(b, face_b, "image B")
         vectors = self.embedder.embed(np.stack([crop_a, crop_b]))
         distance = float(np.linalg.norm(vectors[0] - vectors[1]))
-        return Comparison(first, second, distance, threshold, source)
+        crop, crop_source = self.crop()
+        return Comparison(first, second, distance, threshold, source, crop.text, crop_source)
 
     def enroll_many(
         self,

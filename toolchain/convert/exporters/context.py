@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,11 +21,14 @@ from toolchain.convert.formats import FORMATS, FormatSpec
 from toolchain.convert.parity import Check, Reference, check_l2_output, compare, load_reference
 from toolchain.convert.weights import LoadReport, read_manifest
 from toolchain.core.atomic import sha256_file
+from toolchain.core.crop import DEFAULT_CROP
 from toolchain.core.errors import IntegrityError, ParityError
 from toolchain.core.integrity import verify_file
-from toolchain.core.metrics import Threshold, choose_threshold
 from toolchain.core.paths import Layout
 from toolchain.core.preprocess import prewhiten
+
+if TYPE_CHECKING:
+    from toolchain.runtime.calibration import FarThreshold
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,9 @@ class ExportContext:
 
     layout: Layout
     written: dict[str, list[Path]] = field(default_factory=dict)
+    calibration_sets: tuple[str, ...] = ()
+    """Labelled sets (:func:`toolchain.runtime.labelled.parse_set` specs) the default threshold
+    is calibrated on; none: the 5-celebrity photos of the artifacts."""
 
     @cached_property
     def manifest(self) -> dict[str, Any]:
@@ -108,10 +114,37 @@ class ExportContext:
         raw, l2 = fn(tf.constant(self.probe))
         return {"embedding": raw.numpy(), "embedding_l2": l2.numpy()}
 
-    @cached_property
-    def threshold(self) -> Threshold:
-        """Default match threshold chosen on the original graph's reference embeddings."""
-        return choose_threshold(self.reference.embeddings, self.reference.persons)
+    def calibrate(self, model: Path) -> FarThreshold:
+        """The default threshold of the ONNX ``model`` by the FAR policy, under the default crop.
+
+        Every labelled face of :attr:`calibration_sets` is found by the exported MTCNN, cropped
+        by :data:`~toolchain.core.crop.DEFAULT_CROP` and embedded by ``model`` on ONNX Runtime,
+        the runtime's own path (:mod:`toolchain.runtime.calibration`).
+
+        Raises:
+            MissingArtifactError: the MTCNN models are not exported yet.
+            InputError: a labelled set is bad.
+        """
+        from toolchain.runtime.calibration import (
+            POLICY_FAR,
+            DetectedPhotos,
+            embed_sets,
+            far_threshold,
+        )
+        from toolchain.runtime.embedder import Embedder
+        from toolchain.runtime.labelled import parse_set
+        from toolchain.runtime.ort_options import DEFAULT_SETTINGS
+        from toolchain.runtime.recognizer import load_detector
+
+        specs = self.calibration_sets or (str(self.layout.dataset_dir),)
+        sets = [parse_set(spec) for spec in specs]
+        photos = DetectedPhotos(load_detector(self.layout.models_dir))
+        # A staged file: no optimized-graph cache may be left beside it.
+        embedder = Embedder(model, settings=replace(DEFAULT_SETTINGS, cache_optimized=False))
+        faces = embed_sets(photos, embedder, sets, DEFAULT_CROP)
+        result = far_threshold(faces, sets, DEFAULT_CROP, POLICY_FAR)
+        log.info("default threshold %.6f: %s", result.value, result.policy)
+        return result
 
     @cached_property
     def stamp(self) -> dict[str, str]:

@@ -18,6 +18,7 @@ from toolchain.convert.runners import SIGNATURE
 from toolchain.core.atomic import atomic_file
 from toolchain.core.contracts import INPUT_SIZE
 from toolchain.core.errors import EnvironmentToolError, IntegrityError
+from toolchain.runtime.calibration import FarThreshold
 
 ONNX_OPSET = 17
 
@@ -28,8 +29,9 @@ PREPROCESSING = (
 )
 INPUT_CONTRACT = (
     f"{INPUT_NAME}: float32 [batch, 160, 160, 3], layout NHWC, RGB face crop 160x160x3 "
-    "(MTCNN box clipped to the image, no margin, Pillow bilinear resize: "
-    "toolchain.core.preprocess.crop_face), prewhitened"
+    "(by default_crop: toolchain.core.crop.CropSpec; 'align' warps the five MTCNN landmarks "
+    "onto a fixed template with a similarity transform, 'box' takes the MTCNN box clipped to "
+    "the image; Pillow bilinear resampling), prewhitened"
 )
 OUTPUT_CONTRACT = (
     "embedding: float32 [batch, 128], raw output of the original Bottleneck_BatchNorm layer, "
@@ -38,13 +40,12 @@ OUTPUT_CONTRACT = (
 )
 METRIC = (
     "euclidean distance between L2-normalized embeddings; same person if distance <= "
-    "default_threshold"
+    "default_threshold (faces cropped by default_crop)"
 )
 
 
-def onnx_metadata(context: ExportContext) -> dict[str, str]:
-    """The contract carried in the ONNX ``metadata_props``."""
-    threshold = context.threshold
+def onnx_metadata(context: ExportContext, threshold: FarThreshold) -> dict[str, str]:
+    """The contract carried in the ONNX ``metadata_props``, with the calibrated threshold."""
     source = context.manifest["source"]
     props = {
         "input_name": INPUT_NAME,
@@ -57,11 +58,11 @@ def onnx_metadata(context: ExportContext) -> dict[str, str]:
         "output": OUTPUT_CONTRACT,
         "distance_metric": METRIC,
         "default_threshold": f"{threshold.value:.6f}",
-        "threshold_method": (
-            f"{threshold.method}; balanced accuracy {threshold.balanced_accuracy:.4f} over "
-            f"{threshold.same_pairs} same / {threshold.different_pairs} different pairs, "
-            f"max same {threshold.max_same:.4f}, min different {threshold.min_different:.4f}"
-        ),
+        "default_crop": threshold.crop,
+        "threshold_policy": threshold.policy,
+        "threshold_far": f"{threshold.far:g}",
+        "threshold_impostor_pairs": str(threshold.impostor_pairs),
+        "threshold_data": "; ".join(threshold.data),
         "source_file": str(source.get("file", "")),
         "source_sha256": str(source["sha256"]),
         "weights_manifest_sha256": context.stamp["manifest_sha256"],
@@ -115,15 +116,16 @@ def export_onnx(context: ExportContext, spec: FormatSpec) -> list[Path]:
     """Convert the SavedModel; check it, run it in ONNX Runtime, compare, write it."""
     import onnx
 
-    metadata = onnx_metadata(context)
     proto = _onnx_model(context.path("savedmodel"))
     _name_dims(proto)
-    onnx.helper.set_model_props(proto, metadata)
     proto.doc_string = (
         "FaceNet InceptionResNetV1 recovered from facenet_keras.h5; see metadata_props 'contract'"
     )
     final = context.path(spec.name)
     with atomic_file(final) as tmp:
+        onnx.save(proto, str(tmp))
+        metadata = onnx_metadata(context, context.calibrate(tmp))
+        onnx.helper.set_model_props(proto, metadata)
         onnx.save(proto, str(tmp))
         try:
             onnx.checker.check_model(str(tmp), full_check=True)

@@ -19,7 +19,7 @@ import numpy as np
 from toolchain.convert.formats import FACENET_FORMATS, Tolerance, runner, tolerance
 from toolchain.convert.parity.reference import Reference
 from toolchain.convert.runners import Outputs
-from toolchain.core.metrics import Identification, Threshold, nearest_neighbours
+from toolchain.core.metrics import Identification, nearest_neighbours
 from toolchain.core.preprocess import l2_normalize
 
 log = logging.getLogger(__name__)
@@ -234,13 +234,14 @@ class ParityReport:
         checks: every check, in report order.
         results: per-format outputs, sizes and timings.
         reference_rows: number of reference crops.
-        threshold: the data-chosen default threshold (on the original embeddings).
+        model_defaults: the default threshold, crop and threshold policy ``facenet.onnx``
+            records (:data:`toolchain.convert.parity.run.MODEL_DEFAULT_KEYS`).
     """
 
     checks: list[Check]
     results: dict[str, FormatResult]
     reference_rows: int
-    threshold: Threshold
+    model_defaults: dict[str, str]
 
     @property
     def failed(self) -> list[Check]:

@@ -43,7 +43,7 @@ def report_json(report: ParityReport, reference: Reference) -> dict[str, Any]:
         "no_face": list(reference.no_face),
         "tolerances": {k: asdict(tolerance(k)) for k in FACENET_FORMATS},
         "chain": {k: s.parent for k, s in FACENET_FORMATS.items() if s.parent is not None},
-        "threshold": asdict(report.threshold),
+        "model_defaults": report.model_defaults,
         "original": [asdict(c) for c in report.checks if c.fmt == ORIGINAL],
         "formats": formats,
         "failed": [check_line(c) for c in report.failed],
@@ -89,13 +89,14 @@ def report_md(report: ParityReport) -> str:
         secs = f"{r.seconds:.1f} s" if r else "-"
         cells = [fmt, ident.detail if ident else "-", l2c.detail if l2c else "-", size, secs]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    t = report.threshold
+    defaults = report.model_defaults
     lines += [
         "",
-        f"Default threshold: **{t.value}** (euclidean, L2-normalized); balanced accuracy "
-        f"{t.balanced_accuracy:.4f} over {t.same_pairs} same / {t.different_pairs} different "
-        f"pairs; max same {t.max_same:.4f}, min different {t.min_different:.4f}. "
-        f"Chosen as {t.method}.",
+        (f"Default decision (`facenet.onnx` metadata): same person when the distance is at most "
+         f"**{defaults['default_threshold']}** on `{defaults.get('default_crop', 'box')}` crops; "
+         f"{defaults.get('threshold_policy', '')}. Data: {defaults.get('threshold_data', '')}."
+         if "default_threshold" in defaults else
+         "Default decision: not checked (`facenet.onnx` was not part of this run)."),
         "",
         "## Every check",
         "",

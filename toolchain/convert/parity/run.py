@@ -25,11 +25,24 @@ from toolchain.convert.parity.checks import (
 from toolchain.convert.parity.reference import load_reference
 from toolchain.convert.parity.report import table, write_reports
 from toolchain.core.errors import MissingArtifactError, ParityError
-from toolchain.core.metrics import choose_threshold
 from toolchain.core.paths import Layout
 from toolchain.core.preprocess import prewhiten
 
 log = logging.getLogger(__name__)
+
+
+MODEL_DEFAULT_KEYS = ("default_threshold", "default_crop", "threshold_policy", "threshold_data")
+"""The ONNX metadata keys of the decision defaults the parity report repeats."""
+
+
+def model_defaults(path: Path | None) -> dict[str, str]:
+    """The default threshold and crop ``facenet.onnx`` carries (empty when it is not checked)."""
+    if path is None or not path.is_file():
+        return {}
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return {key: props[key] for key in MODEL_DEFAULT_KEYS if key in props}
 
 
 def run_parity(
@@ -72,7 +85,7 @@ def run_parity(
         checks=checks,
         results=results,
         reference_rows=len(x),
-        threshold=choose_threshold(reference.embeddings, reference.persons),
+        model_defaults=model_defaults(formats.get("onnx")),
     )
     for path in write_reports(report, reference, layout.reports_dir):
         log.info("wrote %s", path)

@@ -3,8 +3,10 @@
 Schema (``SCHEMA_VERSION`` 1):
 
 - ``meta(key, value)``: ``schema_version``, ``model_fingerprint`` (sha256 of the ONNX file whose
-  vectors the gallery holds), ``dim``, ``created``, and ``threshold`` / ``threshold_source`` once
-  ``facenet evaluate --store-threshold`` calibrated one.
+  vectors the gallery holds), ``dim``, ``crop`` (the crop spec its faces were embedded with,
+  :class:`toolchain.core.crop.CropSpec` text; absent in galleries older than it: ``box``),
+  ``created``, and ``threshold`` / ``threshold_source`` once ``facenet evaluate
+  --store-threshold`` calibrated one.
 - ``people(id, name UNIQUE, created)``.
 - ``embeddings(id, person_id, vector BLOB float32 little-endian, source, image_sha256, box_x,
   box_y, box_w, box_h, score, model_fingerprint, created)`` with ``UNIQUE(image_sha256, box_*)``:

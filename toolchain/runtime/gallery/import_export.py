@@ -19,9 +19,11 @@ from typing import Any, Literal
 import numpy as np
 
 from toolchain.core.atomic import sha256_file, write_json
+from toolchain.core.crop import CropSpec
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.runtime.gallery.schema import (
     EXPORT_FORMAT,
+    LEGACY_CROP,
     SCHEMA_VERSION,
     SHA256_HEX,
     check_threshold,
@@ -50,6 +52,8 @@ class ImportData:
     dim: int
     threshold: float | None
     kind: ImportKind
+    crop: str = LEGACY_CROP
+    """The crop spec text of the faces (exports record it; older ones and the seed's: box)."""
 
 
 def _is_number(value: Any) -> bool:
@@ -94,6 +98,16 @@ def _parse_seed(doc: dict[str, Any], path: Path) -> ImportData:
     return ImportData(path, entries, None, dims.pop(), None, "seed DataBase.json")
 
 
+def _crop_text(value: Any, path: Path) -> str:
+    """The canonical text of an export's ``crop``."""
+    try:
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r}")
+        return CropSpec.parse(value).text
+    except ValueError as exc:
+        raise InputError(f"{path}: crop {value!r} is not a crop spec ({exc})") from exc
+
+
 def _parse_export(doc: dict[str, Any], path: Path) -> ImportData:
     try:
         if doc.get("schema_version") != SCHEMA_VERSION:
@@ -102,6 +116,7 @@ def _parse_export(doc: dict[str, Any], path: Path) -> ImportData:
         fingerprint = doc["model_fingerprint"]
         dim = doc["dim"]
         threshold = doc.get("threshold")
+        crop = _crop_text(doc.get("crop", LEGACY_CROP), path)
         if (not isinstance(fingerprint, str) or not SHA256_HEX.fullmatch(fingerprint)
                 or not isinstance(dim, int) or isinstance(dim, bool) or dim <= 0):
             raise InputError(f"{path}: bad model_fingerprint or dim")
@@ -134,7 +149,7 @@ def _parse_export(doc: dict[str, Any], path: Path) -> ImportData:
         raise InputError(
             f"{path}: not a valid gallery export ({type(exc).__name__}: {exc})"
         ) from exc
-    return ImportData(path, entries, fingerprint, dim, threshold, "gallery export")
+    return ImportData(path, entries, fingerprint, dim, threshold, "gallery export", crop)
 
 
 def _read_capped(path: Path) -> bytes:
@@ -231,7 +246,8 @@ def import_file(file: Path, gallery: Path, model: Path, dim: int) -> tuple[Impor
                 "be compared: import it where that model is, or enroll the photos again"
             )
         fingerprint = current
-    with Gallery.open(gallery, fingerprint=fingerprint, dim=data.dim, create=True) as opened:
+    with Gallery.open(gallery, fingerprint=fingerprint, dim=data.dim, create=True,
+                      crop=data.crop) as opened:
         return data, opened.import_data(data)
 
 
@@ -259,6 +275,7 @@ def export_document(gallery: Gallery) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "model_fingerprint": gallery.fingerprint,
         "dim": gallery.dim,
+        "crop": gallery.crop,
         "threshold": gallery.threshold,
         "people": [{"name": name, "embeddings": items} for name, items in people.items()],
     }

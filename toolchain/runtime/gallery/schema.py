@@ -19,6 +19,9 @@ EXPORT_FORMAT = "facenet-toolchain-gallery"
 MAX_DISTANCE = 2.0
 """Largest Euclidean distance between unit vectors (opposite directions): thresholds lie in
 (0, MAX_DISTANCE]."""
+LEGACY_CROP = "box"
+"""The crop of a gallery or export that records none: galleries made before crops were recorded,
+and the seed's ``DataBase.json``, hold embeddings of bare MTCNN box crops."""
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 """A model fingerprint: a lowercase hex sha256."""
 

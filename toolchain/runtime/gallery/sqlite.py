@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from toolchain.core.errors import InputError
-from toolchain.runtime.gallery.schema import SCHEMA_SQL, SCHEMA_VERSION
+from toolchain.runtime.gallery.schema import LEGACY_CROP, SCHEMA_SQL, SCHEMA_VERSION
 
 BUSY_TIMEOUT_S = 10.0
 """How long a connection waits for another writer before "database is locked"."""
@@ -51,8 +51,11 @@ def _tables(conn: sqlite3.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
-def create_file(path: Path, fingerprint: str, dim: int) -> None:
+def create_file(path: Path, fingerprint: str, dim: int, crop: str = LEGACY_CROP) -> None:
     """Create a complete gallery at ``path`` unless one appears there first.
+
+    ``crop`` is the text of the crop spec its faces are embedded with
+    (:class:`toolchain.core.crop.CropSpec`).
 
     The schema is written into a private file next to ``path``, switched to WAL and closed,
     then hard-linked into place: the link fails if ``path`` exists, so concurrent first
@@ -78,6 +81,7 @@ def create_file(path: Path, fingerprint: str, dim: int) -> None:
                     ("schema_version", str(SCHEMA_VERSION)),
                     ("model_fingerprint", fingerprint),
                     ("dim", str(dim)),
+                    ("crop", crop),
                     ("created", now()),
                 ],
             )

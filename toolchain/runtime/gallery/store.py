@@ -21,6 +21,7 @@ import numpy as np
 from toolchain.core.contracts import EMBEDDING_DIM
 from toolchain.core.errors import InputError, IntegrityError
 from toolchain.runtime.gallery.schema import (
+    LEGACY_CROP,
     MAX_DISTANCE,
     SCHEMA_VERSION,
     SHA256_HEX,
@@ -83,7 +84,7 @@ class Gallery:
     @classmethod
     def open(
         cls, path: Path | str, *, fingerprint: str | None = None, dim: int = EMBEDDING_DIM,
-        create: bool = False,
+        create: bool = False, crop: str = LEGACY_CROP,
     ) -> Gallery:
         """Open the gallery at ``path``.
 
@@ -93,6 +94,7 @@ class Gallery:
                 ``None`` skips the check (listing, removing, exporting need no model).
             dim: Embedding size recorded when the gallery is created.
             create: Create the gallery if the file does not exist (``fingerprint`` required).
+            crop: The crop spec text recorded when the gallery is created.
 
         Raises:
             InputError: missing (and not ``create``), not a SQLite file, not a facenet gallery,
@@ -110,7 +112,7 @@ class Gallery:
         if not exists:
             if fingerprint is None:
                 raise ValueError("creating a gallery needs the model fingerprint")
-            create_file(path, fingerprint, dim)
+            create_file(path, fingerprint, dim, crop)
         conn, meta = connect(path)
         gallery = cls(path, conn, meta)
         try:
@@ -161,6 +163,11 @@ class Gallery:
     def dim(self) -> int:
         """Embedding size."""
         return int(self._meta["dim"])
+
+    @property
+    def crop(self) -> str:
+        """The crop spec text its faces were embedded with (:data:`LEGACY_CROP` if unrecorded)."""
+        return self._meta.get("crop", LEGACY_CROP)
 
     @property
     def created(self) -> str:
@@ -256,6 +263,11 @@ class Gallery:
             raise InputError(f"{data.path}: {data.dim}-d vectors, the gallery {self.path} holds "
                              f"{self.dim}-d ones")
         self._check(data.fingerprint)
+        if data.crop != self.crop:
+            raise IntegrityError(
+                f"{data.path}: faces embedded with crop {data.crop!r}, the gallery {self.path} "
+                f"holds crop {self.crop!r}; vectors of different crops are not comparable"
+            )
         vectors = entry_vectors(data.entries, self.dim)
         source = f"imported from {data.path}"
         with self._transaction() as conn:
