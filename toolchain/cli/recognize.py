@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from toolchain.cli import video
 from toolchain.cli.common import ArtifactsOption, console, display_text, problem
 from toolchain.cli.recognition import (
     AlignOption,
@@ -38,6 +39,7 @@ from toolchain.runtime.gallery.schema import MatchMode
 
 if TYPE_CHECKING:
     from toolchain.runtime.faces import Match, PhotoMatches, ThresholdSource
+    from toolchain.runtime.recognizer import Recognizer
 
 app = typer.Typer()
 """``facenet recognize`` (added to the root app by :mod:`toolchain.cli.app`)."""
@@ -223,9 +225,10 @@ def _print_table(results: Sequence[PhotoMatches], title: str, top_k: int) -> Non
 
 @app.command()
 def recognize(
-    paths: Annotated[list[Path], typer.Argument(
-        exists=True, readable=False, help="Photos and folders of photos (searched recursively).",
-        show_default=False)],
+    paths: Annotated[list[str] | None, typer.Argument(
+        callback=video.check_arguments, show_default=False,
+        help="Photos and folders of photos (searched recursively), or one video file or stream "
+             "URL (rtsp://, http(s)://, udp://).")] = None,
     gallery: GalleryOption = None,
     threshold: Annotated[float | None, typer.Option(
         "--threshold", callback=threshold_value,
@@ -236,25 +239,44 @@ def recognize(
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
     annotate_dir: Annotated[Path | None, typer.Option(
-        "--annotate", file_okay=False,
+        "--annotate", callback=video.annotate_value,
         help="Write each photo with boxes and `name distance` labels into this folder, as "
              "<stem>.annotated.jpg or .png (never over an input; the folder's pictures are not "
-             "read as inputs).")] = None,
+             "read as inputs); a video into this .mp4/.mov/.mkv file, or into the folder as "
+             "<stem>.annotated.mp4.")] = None,
     match: MatchOption = MatchMode.NEAREST,
     min_face: MinFaceOption = None,
     max_detect_side: MaxDetectSideOption = None,
     margin: MarginOption = None,
     align: AlignOption = None,
     allow_crop_mismatch: AllowCropMismatchOption = False,
+    camera: video.CameraOption = None,
+    every: video.EveryOption = 1,
+    fps: video.FpsOption = None,
+    min_track_frames: video.MinTrackFramesOption = 3,
+    min_name_face: video.MinNameFaceOption = 40.0,
+    reconnect: video.ReconnectOption = 0,
+    timeout: video.TimeoutOption = 10.0,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
-    """Name every face in the photos: the closest enrolled person, or `unknown`."""
+    """Name every face in the photos, or track them in a video (toolchain.cli.video): the
+    closest enrolled person, or `unknown`."""
     if as_json and as_csv:
         raise typer.BadParameter("--json and --csv are exclusive", param_hint="--json/--csv")
-    files, empty = _recognize_paths(paths, annotate_dir)
-    rec = open_recognizer(artifacts, gallery, threshold=threshold, top_k=top_k,
-                          match=match.value, **crop_keywords(margin, align, allow_crop_mismatch),
-                          **detection_keywords(min_face, max_detect_side))
+
+    def opened() -> Recognizer:
+        return open_recognizer(artifacts, gallery, threshold=threshold, top_k=top_k,
+                               match=match.value,
+                               **crop_keywords(margin, align, allow_crop_mismatch),
+                               **detection_keywords(min_face, max_detect_side))
+
+    if video.wants_video(paths, camera):
+        options = video.VideoOptions(camera, every, fps, min_track_frames, min_name_face,
+                                     reconnect, timeout)
+        return video.recognize_video(opened, paths, options, as_json=as_json, as_csv=as_csv,
+                                     annotate=annotate_dir, match=match.value, top_k=top_k)
+    files, empty = _recognize_paths(video.photo_arguments(paths, annotate_dir), annotate_dir)
+    rec = opened()
     targets = AnnotationTargets(annotate_dir, files) if annotate_dir is not None else None
     results: list[PhotoMatches] = []
     failed = empty
