@@ -394,6 +394,13 @@ def test_track_names_each_appearance_once(recognizer: object, tmp_path: Path) ->
     assert sorted(f.label for f in frame.faces) == ["Blue", "Red", "unknown"]
 
 
+def test_recognizer_track_is_the_same_run(recognizer: object, tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "walk.mp4", 30, walkers)
+    with recognizer.track(str(clip), every=2) as run:  # type: ignore[attr-defined]
+        assert sum(1 for r in run if r.analyzed) == 15
+    assert [t.label for t in run.summary().tracks] == ["Red", "Blue", "unknown"]
+
+
 def test_every_third_frame_is_analyzed_and_boxes_are_carried(recognizer: object,
                                                             tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "walk.mp4", 45, walkers)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
@@ -49,6 +49,9 @@ from toolchain.runtime.faces import (
 )
 from toolchain.runtime.gallery import Entry, Gallery, MatchMode
 from toolchain.runtime.images import LoadedImage, read_image
+
+if TYPE_CHECKING:
+    from toolchain.runtime.video import VideoSource, VideoTracking
 
 log = logging.getLogger(__name__)
 
@@ -407,6 +410,14 @@ class Recognizer:
         distance = float(np.linalg.norm(vectors[0] - vectors[1]))
         crop, crop_source = self.crop()
         return Comparison(first, second, distance, threshold, source, crop.text, crop_source)
+
+    def track(self, source: Path | str | VideoSource, **options: Any) -> VideoTracking:
+        """Recognize and track the faces of a video file, camera or stream URL: iterate the
+        result for per-frame results, ask its ``summary()`` for the timeline. Options and errors:
+        :func:`toolchain.runtime.video.track` (``every``, ``fps``, ``min_track_frames``, ...)."""
+        from toolchain.runtime.video import track
+
+        return track(self, source, **options)
 
     def enroll_many(
         self,
