@@ -642,3 +642,41 @@ def test_enrolling_a_face_under_another_name_is_reported_as_a_conflict(db: Path)
     assert [e.name for e in result.added] == ["Bob"]
     assert [(e.name, owner) for e, owner in result.duplicates] == [("Ada", "Ada"), ("Eve", "Ada")]
     assert [(e.name, owner) for e, owner in result.conflicts] == [("Eve", "Ada")]
+
+
+def test_a_gallery_records_its_crop_and_exports_carry_it(db: Path, tmp_path: Path) -> None:
+    with Gallery.open(db, fingerprint=MODEL_A, create=True, crop="align") as gallery:
+        gallery.add([entry("Ada", unit(1), "p1")])
+        assert gallery.crop == "align"
+        exported = tmp_path / "align.json"
+        export_json(gallery, exported)
+    assert json.loads(exported.read_text())["crop"] == "align"
+    data = parse_import(exported)
+    assert data.crop == "align"
+    copy = tmp_path / "copy.db"
+    with Gallery.open(copy, fingerprint=MODEL_A, create=True, crop=data.crop) as gallery:
+        gallery.import_data(data)
+        assert gallery.crop == "align"
+
+
+def test_a_gallery_without_a_recorded_crop_is_box(db: Path) -> None:
+    Gallery.open(db, fingerprint=MODEL_A, create=True).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM meta WHERE key = 'crop'")
+    with Gallery.open(db, fingerprint=MODEL_A) as gallery:
+        assert gallery.crop == "box"
+
+
+def test_an_export_of_another_crop_is_not_imported(db: Path, tmp_path: Path) -> None:
+    with Gallery.open(db, fingerprint=MODEL_A, create=True, crop="box") as gallery:
+        gallery.add([entry("Bob", unit(0, 1), "p1")])
+    before = snapshot(db)
+    aligned = seed_file(tmp_path, {**export_doc(MODEL_A), "crop": "align,margin=10%"},
+                        "aligned.json")
+    data = parse_import(aligned)
+    with Gallery.open(db, fingerprint=MODEL_A) as gallery, pytest.raises(
+            IntegrityError, match="crop 'align,margin=10%'"):
+        gallery.import_data(data)
+    assert snapshot(db) == before
+    with pytest.raises(InputError, match="not a crop spec"):
+        parse_import(seed_file(tmp_path, {**export_doc(MODEL_A), "crop": "wide"}, "bad.json"))

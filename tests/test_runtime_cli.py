@@ -517,15 +517,17 @@ def test_real_evaluate_writes_reports(real_artifacts: Path, tmp_path: Path) -> N
     verification = doc["verification"]
     assert (verification["pairs_same"], verification["pairs_different"]) == (410, 1640)
     assert round(verification["auc"], 4) == 0.9998
-    assert round(verification["eer"] * 100, 2) == 0.37
-    assert round(verification["eer_threshold"], 3) == 1.191
-    assert round(verification["best_threshold"], 3) == 1.194
-    assert round(verification["best_accuracy"] * 100, 2) == 99.66
+    assert round(verification["eer"] * 100, 2) == 0.55
+    assert round(verification["eer_threshold"], 3) == 1.203
+    assert round(verification["best_threshold"], 3) == 1.199
+    assert round(verification["best_accuracy"] * 100, 2) == 99.51
+    assert doc["crop"] == "align"
     assert (reports / "evaluate.md").read_text().startswith("# Evaluation")
     for name in ("evaluate_roc.png", "evaluate_distances.png"):
         assert Image.open(reports / name).format == "PNG"
     with Gallery.open(tmp_path / "cal.db") as gallery:
         assert gallery.threshold == pytest.approx(doc["verification"]["best_threshold"])
+        assert gallery.crop == "align"
 
 
 @pytest.mark.real
@@ -694,3 +696,34 @@ def test_enroll_minimum_face_size(artifacts: Path, tmp_path: Path,
                            "--artifacts", artifacts)
     assert code == 0, err
     assert people(db) == {"Small": 1}
+
+
+def test_crop_options_are_recorded_and_a_mismatch_is_refused(
+        artifacts: Path, tmp_path: Path, queries: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fakes.photo(tmp_path / "People" / "Red.png", [("red", 60)])
+    db = tmp_path / "margin.db"
+    code, _, err = facenet(capsys, "enroll", tmp_path / "People", "--margin", "10%",
+                           "--gallery", db, "--artifacts", artifacts)
+    assert code == 0, err
+    with Gallery.open(db) as gallery:
+        assert gallery.crop == "margin=10%"
+    # No crop option: the gallery's crop is used.
+    code, out, err = facenet(capsys, "recognize", queries / "b_red.png", "--gallery", db,
+                             "--json", "--artifacts", artifacts)
+    assert code == 0, err
+    assert [f["name"] for f in json.loads(out)["results"][0]["faces"]] == ["Red"]
+    # Another crop: refused, one line, exit 4 (integrity), unless allowed.
+    code, out, err = facenet(capsys, "recognize", queries / "b_red.png", "--gallery", db,
+                             "--margin", "20", "--artifacts", artifacts)
+    assert code == 4 and out == ""
+    assert err.strip().splitlines() == [
+        f"facenet: error: gallery {db} was enrolled with crop 'margin=10%', this query crops "
+        "'margin=20px': embeddings of different crops are not comparable; drop the crop "
+        "options to use the gallery's, or pass --allow-crop-mismatch"]
+    code, _, err = facenet(capsys, "recognize", queries / "b_red.png", "--gallery", db,
+                           "--margin", "20", "--allow-crop-mismatch", "--artifacts", artifacts)
+    assert code == 0, err
+    code, _, err = facenet(capsys, "enroll", tmp_path / "People", "--margin", "wide",
+                           "--gallery", db, "--artifacts", artifacts)
+    assert code == 2 and "neither pixels (32) nor a share of the box (20%)" in err

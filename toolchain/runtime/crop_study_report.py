@@ -104,10 +104,10 @@ def chart(study: CropStudy, path: Path) -> None:
     rows = [c.of(ALL_SETS) for c in study.crops]
     low = min(p.tar for s in rows for p in s.far_points)
     floor = max(0.0, math.floor(low * 10) / 10 - 0.1)
-    figure = Chart("TAR at FAR over all labelled pairs, per crop", "false-accept rate",
+    figure = Chart("TAR at FAR over all labelled pairs, per crop", "false-accept rate (log)",
                    "true-accept rate", (-3.5, 0.0), (floor, 1.0), size=(900, 650))
-    figure.ticks([-3, -2, -1, 0], [floor + i * (1 - floor) / 5 for i in range(6)],
-                 fmt="{:.2f}")
+    figure.ticks([-3, -2, -1, 0], [], fmt="1e{:.0f}")
+    figure.ticks([], [floor + i * (1 - floor) / 5 for i in range(6)], fmt="{:.2f}")
     for crop, scores, color in zip(study.crops, rows, COLORS * 2, strict=False):
         fars = [math.log10(p.far_target) for p in scores.far_points] + [0.0]
         tars = [p.tar for p in scores.far_points] + [1.0]

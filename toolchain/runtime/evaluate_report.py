@@ -35,7 +35,8 @@ def summary(evaluation: Evaluation) -> dict[str, Any]:
     return {
         "dataset": str(evaluation.dataset), "created": evaluation.created,
         "model": str(evaluation.model), "model_fingerprint": evaluation.model_fingerprint,
-        "match": evaluation.match.value, "train_photos": evaluation.train_photos,
+        "match": evaluation.match.value, "crop": evaluation.crop,
+        "train_photos": evaluation.train_photos,
         "enrolled": evaluation.enrolled, "val_photos": len(evaluation.val),
         "people": evaluation.people,
         "identification": {
@@ -67,8 +68,8 @@ def markdown(evaluation: Evaluation) -> str:
         f"Dataset `{evaluation.dataset}`: {evaluation.train_photos} train photos "
         f"({evaluation.enrolled} enrolled), {len(evaluation.val)} val photos, "
         f"{len(people)} people. Model `{evaluation.model}` (sha256 "
-        f"`{evaluation.model_fingerprint[:16]}…`), match `{evaluation.match.value}`, "
-        f"{evaluation.created}.",
+        f"`{evaluation.model_fingerprint[:16]}…`), match `{evaluation.match.value}`, crop "
+        f"`{evaluation.crop}`, {evaluation.created}.",
         "",
         "## Identification (val photos against a gallery of the train photos)",
         "",

@@ -28,7 +28,7 @@ def summary(result: PairsEvaluation) -> dict[str, Any]:
         "pairs_file": str(result.pairs_file.path), "format": result.pairs_file.format,
         "photo_root": str(result.pairs_file.root), "created": result.created,
         "model": str(result.model), "model_fingerprint": result.model_fingerprint,
-        "photos": result.photos, "pairs": len(result.pairs_file.pairs),
+        "crop": result.crop, "photos": result.photos, "pairs": len(result.pairs_file.pairs),
         "pairs_used": len(result.distances), "pairs_skipped": result.skipped,
         "pairs_same": ver.pairs_same, "pairs_different": ver.pairs_different,
         "threshold": result.threshold, "threshold_source": result.threshold_source,
@@ -56,8 +56,8 @@ def markdown(result: PairsEvaluation) -> str:
         f"Pairs file `{parsed.path}` ({parsed.format} layout, photos under `{parsed.root}`): "
         f"{len(parsed.pairs)} pairs of {result.photos} photos, {len(result.distances)} used, "
         f"{result.skipped} skipped (a photo without a usable face). Model `{result.model}` "
-        f"(sha256 `{result.model_fingerprint[:16]}…`), largest face of each photo, "
-        f"{result.created}.",
+        f"(sha256 `{result.model_fingerprint[:16]}…`), largest face of each photo, crop "
+        f"`{result.crop}`, {result.created}.",
         "",
         "| metric | value |",
         "|---|---|",
