@@ -165,3 +165,5 @@ damaged_recognize_case("stored-vector-near-zero",
                        4, ("'Ben Affleck'", "unit vector"))
 damaged_recognize_case("stored-threshold-nan", lambda p: edit_meta(p, "threshold", "nan"),
                        4, ("stored threshold 'nan'",))
+damaged_recognize_case("stored-crop-edited", lambda p: edit_meta(p, "crop", "tilted"),
+                       4, ("stored crop 'tilted' is not a crop spec",))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -94,24 +96,24 @@ def test_alignment_puts_rotated_landmarks_on_the_template() -> None:
     # Landmarks of a face 80 px wide, rotated by 20 degrees, drawn as white dots.
     angle = math.radians(20)
     rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    points = (ALIGN_TEMPLATE - 0.5) * 80 @ rotation.T + [150, 120]
+    points = (np.array(ALIGN_TEMPLATE) - 0.5) * 80 @ rotation.T + [150, 120]
     image = _dots(points, (300, 240))
     keypoints = {name: (float(x), float(y)) for name, (x, y) in zip(LANDMARKS, points,
                                                                    strict=True)}
     crop = CropSpec(align=True).crop(image, (110, 80, 80, 80), keypoints, size=160)
-    for x, y in ALIGN_TEMPLATE * 160:
+    for x, y in np.array(ALIGN_TEMPLATE) * 160:
         assert crop[int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2].mean() > 120, (x, y)
     with pytest.raises(ValueError, match="five MTCNN landmarks"):
         CropSpec(align=True).crop(image, (110, 80, 80, 80), {}, size=160)
 
 
 def test_alignment_margin_shrinks_the_template_about_the_centre() -> None:
-    points = ALIGN_TEMPLATE * 100 + [50, 50]
+    points = np.array(ALIGN_TEMPLATE) * 100 + [50, 50]
     image = _dots(points, (200, 200))
     keypoints = dict(zip(LANDMARKS, map(tuple, points), strict=True))
     crop = CropSpec(100.0, relative=True, align=True).crop(image, (50, 50, 100, 100),
                                                             keypoints, size=160)
-    for x, y in ((ALIGN_TEMPLATE - 0.5) * 0.5 + 0.5) * 160:
+    for x, y in ((np.array(ALIGN_TEMPLATE) - 0.5) * 0.5 + 0.5) * 160:
         assert crop[int(y) - 1:int(y) + 2, int(x) - 1:int(x) + 2].mean() > 120, (x, y)
 
 
@@ -178,3 +180,9 @@ def test_bad_labels_files_are_refused(tmp_path: Path, content: str, message: str
         parse_set(f"{labels}@{tmp_path}")
     with pytest.raises(InputError, match="not a folder"):
         parse_set(str(tmp_path / "nowhere"))
+
+
+def test_parsing_crop_specs_needs_no_numpy() -> None:
+    code = ("import sys; from toolchain.core.crop import CropSpec; CropSpec.parse('align'); "
+            "sys.exit('numpy' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -467,6 +467,8 @@ GALLERY_DAMAGE = {
     "short": (lambda p: set_vector(p, 1, b"\0" * 12), "a vector of 12 bytes, not 128 float32"),
     "threshold": (lambda p: sqlite_exec(p, "INSERT INTO meta VALUES ('threshold', '1e300')"),
                   "stored threshold '1e300' is not a distance in (0, 2]"),
+    "crop": (lambda p: sqlite_exec(p, "UPDATE meta SET value = 'tilted' WHERE key = 'crop'"),
+             "stored crop 'tilted' is not a crop spec"),
     "other-model-row": (lambda p: sqlite_exec(p, "UPDATE embeddings SET model_fingerprint = "
                                                  f"'{'1' * 64}' WHERE id = 1"),
                         "1 embedding(s) recorded with another model"),

@@ -107,9 +107,10 @@ def _pairs_table(result: PairsEvaluation) -> Table:
 def _gallery_crop(path: Path) -> str:
     """The crop an existing gallery was enrolled with (its threshold must be measured so)."""
     from toolchain.runtime.gallery import Gallery
+    from toolchain.runtime.recognizer import stored_crop
 
     with Gallery.open(path) as opened:
-        return opened.crop
+        return stored_crop(opened.crop, path).text
 
 
 def _far_value(value: float | None) -> float | None:

@@ -15,7 +15,9 @@ Three ingredients, combined by a :class:`CropSpec`:
   aligned face keeps the same share of context as the margin gives the box crop.
 
 A crop spec is written as text (``box``, ``margin=32px``, ``margin=20%``, ``align``,
-``align,margin=20%``): that text is what a gallery stores and what reports name.
+``align,margin=20%``): that text is what a gallery stores and what reports name. Only the standard
+library is imported until a crop is made (the gallery check and the command line parse crop specs
+without numpy).
 """
 
 from __future__ import annotations
@@ -23,23 +25,23 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-import numpy as np
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from toolchain.core.contracts import INPUT_SIZE
-from toolchain.core.preprocess import crop_face
+
+if TYPE_CHECKING:
+    import numpy as np
 
 LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 """The five MTCNN landmarks, in the order of :data:`ALIGN_TEMPLATE`."""
 
-ALIGN_TEMPLATE = np.array([
-    [0.2752, 0.3842],
-    [0.7248, 0.3842],
-    [0.5000, 0.5898],
-    [0.2972, 0.7451],
-    [0.7028, 0.7451],
-], dtype=np.float64)
+ALIGN_TEMPLATE = (
+    (0.2752, 0.3842),
+    (0.7248, 0.3842),
+    (0.5000, 0.5898),
+    (0.2972, 0.7451),
+    (0.7028, 0.7451),
+)
 """Where the five landmarks go, as shares of the crop's width and height: the mean landmark
 positions inside the bare MTCNN box over the 117 faces of the 5-celebrity photos (train + val,
 the largest face of each photo, as the runtime's ONNX MTCNN finds them; the two sides averaged
@@ -131,6 +133,8 @@ class CropSpec:
         Raises:
             ValueError: the box does not overlap the image, or alignment lacks landmarks.
         """
+        from toolchain.core.preprocess import crop_face
+
         if self.align:
             return align_face(image, box, keypoints, self.margins(box), size)
         mx, my = self.margins(box)
@@ -155,6 +159,8 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: fewer than two distinct points.
     """
+    import numpy as np
+
     src = np.asarray(source, np.float64)
     dst = np.asarray(target, np.float64)
     mu_s, mu_d = src.mean(0), dst.mean(0)
@@ -187,6 +193,9 @@ def align_face(image: np.ndarray, box: Sequence[float],
     Raises:
         ValueError: a landmark is missing or they do not span a face.
     """
+    import numpy as np
+    from PIL import Image
+
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image, got shape {image.shape} {image.dtype}")
     if keypoints is None or any(name not in keypoints for name in LANDMARKS):
@@ -194,7 +203,7 @@ def align_face(image: np.ndarray, box: Sequence[float],
     points = np.array([keypoints[name] for name in LANDMARKS], np.float64)
     w, h = max(float(box[2]), 1.0), max(float(box[3]), 1.0)
     shrink = np.array([w / (w + margins[0]), h / (h + margins[1])])
-    template = ((ALIGN_TEMPLATE - 0.5) * shrink + 0.5) * size
+    template = ((np.array(ALIGN_TEMPLATE) - 0.5) * shrink + 0.5) * size
     # Pillow's affine transform works in continuous coordinates (pixel i spans [i, i + 1)).
     forward = similarity_transform(points + 0.5, template)
     inverse = np.linalg.inv(np.vstack([forward, [0.0, 0.0, 1.0]]))[:2]

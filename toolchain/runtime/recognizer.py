@@ -91,6 +91,19 @@ def load_detector(models_dir: Path, **options: Any) -> FaceDetector:
     return MTCNNDetector(models_dir, **options)
 
 
+def stored_crop(text: str, gallery: Path) -> CropSpec:
+    """The crop spec a gallery records.
+
+    Raises:
+        IntegrityError: the stored text is not a crop spec (the file was edited or damaged).
+    """
+    try:
+        return CropSpec.parse(text)
+    except ValueError as exc:
+        raise IntegrityError(f"gallery {gallery}: stored crop {text!r} is not a crop spec "
+                             f"({exc})") from exc
+
+
 class Recognizer:
     """Detector + embedder + (optional) gallery.
 
@@ -225,7 +238,8 @@ class Recognizer:
             if self.explicit_crop is not None:
                 self._crop = self.explicit_crop, ThresholdSource.GIVEN
             elif self.gallery_path is not None and self.gallery_path.exists():
-                self._crop = CropSpec.parse(self.gallery().crop), ThresholdSource.GALLERY
+                self._crop = (stored_crop(self.gallery().crop, self.gallery_path),
+                              ThresholdSource.GALLERY)
             else:
                 self._crop = self._model_crop()
         return self._crop

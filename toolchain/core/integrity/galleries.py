@@ -12,6 +12,7 @@ import struct
 from pathlib import Path, PurePosixPath
 
 from toolchain.core.contracts import ONNX_FILE
+from toolchain.core.crop import CropSpec
 from toolchain.core.integrity.sums import (
     GALLERY_SUFFIXES,
     PINNED_DIRS,
@@ -72,6 +73,11 @@ def _meta_problems(meta: dict[str, str]) -> list[str]:
         if not 0.0 < threshold <= MAX_THRESHOLD:
             problems.append(f"stored threshold {meta['threshold']!r} is not a distance in "
                             f"(0, {MAX_THRESHOLD:g}]")
+    if "crop" in meta:
+        try:
+            CropSpec.parse(meta["crop"])
+        except ValueError:
+            problems.append(f"stored crop {meta['crop']!r} is not a crop spec")
     return problems
 
 
@@ -120,9 +126,9 @@ def check_gallery_file(path: Path, model_sha256: str | None = None) -> list[str]
     Opened read-only (SQLite ``mode=ro``; a WAL gallery may get empty ``-wal`` / ``-shm``
     siblings, as for any reader): SQLite's ``PRAGMA integrity_check``, every table and column of
     the schema, the meta values (schema version, model fingerprint, embedding size, a stored
-    threshold in (0, 2]), every embedding a finite unit vector of that size recorded with the
-    gallery's model and belonging to a person, and (given ``model_sha256``, the current
-    ``facenet.onnx``) the gallery's model fingerprint.
+    threshold in (0, 2], a stored crop spec), every embedding a finite unit vector of that size
+    recorded with the gallery's model and belonging to a person, and (given ``model_sha256``, the
+    current ``facenet.onnx``) the gallery's model fingerprint.
     """
     path = Path(path)
     if (kind := not_regular(path)) is not None:
