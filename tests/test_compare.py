@@ -20,7 +20,7 @@ from runtime_fakes import facenet
 from toolchain.cli import compare, recognize
 from toolchain.cli.app import COMMAND_GROUPS
 from toolchain.core.errors import InputError
-from toolchain.runtime.faces import ThresholdSource
+from toolchain.runtime.faces import CropSource, ThresholdSource
 from toolchain.runtime.recognizer import Recognizer
 
 PEOPLE = SHARED_DATA / "people"
@@ -236,7 +236,7 @@ def test_real_photos_same_and_different(real_recognizer: Recognizer) -> None:
         same = rec.compare(PEOPLE / "obama" / "obama.jpg", PEOPLE / "obama" / "obama2.jpg")
         different = rec.compare(PEOPLE / "obama" / "obama.jpg", PEOPLE / "biden" / "biden.jpg")
     assert same.threshold_source == ThresholdSource.MODEL
-    assert (same.crop, same.crop_source) == ("align", ThresholdSource.MODEL)
+    assert (same.crop, same.crop_source) == ("align", CropSource.MODEL)
     assert same.decision == "same" and same.distance == pytest.approx(0.487, abs=0.01)
     assert different.decision == "different"
     assert different.distance == pytest.approx(1.463, abs=0.01)
@@ -246,6 +246,6 @@ def test_real_photos_with_the_seed_crop(real_recognizer: Recognizer) -> None:
     rec = Recognizer(real_recognizer.detector, real_recognizer.embedder, crop="box")
     same = rec.compare(PEOPLE / "obama" / "obama.jpg", PEOPLE / "obama" / "obama2.jpg")
     different = rec.compare(PEOPLE / "obama" / "obama.jpg", PEOPLE / "biden" / "biden.jpg")
-    assert (same.crop, same.crop_source) == ("box", ThresholdSource.GIVEN)
+    assert (same.crop, same.crop_source) == ("box", CropSource.GIVEN)
     assert same.distance == pytest.approx(0.464, abs=0.01)
     assert different.distance == pytest.approx(1.402, abs=0.01)

@@ -141,6 +141,7 @@ def test_recognize_json(artifacts: Path, enrolled: Path, queries: Path,
     assert err.strip().splitlines() == [f"facenet: {queries / 'c_nobody.png'}: no face found"]
     doc = json.loads(out)
     assert doc["threshold"] == fakes.THRESHOLD and doc["threshold_source"] == "model metadata"
+    assert (doc["crop"], doc["crop_source"]) == ("box", "the gallery's")
     results = {Path(r["file"]).name: r for r in doc["results"]}
     group = sorted(results["a_group.jpg"]["faces"], key=lambda f: f["box"][0])
     assert [f["name"] for f in group] == ["Blue", "unknown", "Red"]

@@ -38,7 +38,7 @@ from toolchain.core.paths import DEFAULT_ARTIFACTS
 from toolchain.runtime.gallery.schema import MatchMode
 
 if TYPE_CHECKING:
-    from toolchain.runtime.faces import Match, PhotoMatches, ThresholdSource
+    from toolchain.runtime.faces import CropSource, Match, PhotoMatches, ThresholdSource
     from toolchain.runtime.recognizer import Recognizer
 
 app = typer.Typer()
@@ -167,10 +167,10 @@ def _csv_candidates(match: Match) -> str:
 
 
 def _print_json(results: Sequence[PhotoMatches], gallery: Path, threshold: float,
-                source: ThresholdSource, match: str) -> None:
+                source: ThresholdSource, match: str, crop: tuple[str, CropSource]) -> None:
     print(json.dumps({
         "gallery": str(gallery), "threshold": threshold, "threshold_source": source.value,
-        "match": match,
+        "match": match, "crop": crop[0], "crop_source": crop[1].value,
         "results": [{"file": str(p.path), "error": p.error,
                      "faces": [_match_json(m) for m in p.matches]} for p in results],
     }, indent=2))
@@ -282,6 +282,7 @@ def recognize(
     failed = empty
     with rec, progress_bar("recognizing", len(files)) as advance:
         limit, source = rec.threshold()
+        crop, crop_source = rec.crop()
         if not rec.gallery().people():
             problem(f"warning: the gallery {rec.gallery().path} is empty: every face will be "
                     "`unknown`; enroll people first (`facenet enroll`)")
@@ -301,11 +302,13 @@ def recognize(
                     failed += 1
         gallery_path = rec.gallery().path
     if as_json:
-        _print_json(results, gallery_path, limit, source, match.value)
+        _print_json(results, gallery_path, limit, source, match.value,
+                    (crop.text, crop_source))
     elif as_csv:
         _print_csv(results)
     else:
         _print_table(results, f"threshold {limit:.3f} ({display_text(source.value)}), "
-                              f"match {match.value}", top_k)
+                              f"crop {crop.text} ({crop_source.value}), match {match.value}",
+                     top_k)
     return 1 if failed else 0
 

@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "ComparedFace": "toolchain.runtime.faces",
     "Comparison": "toolchain.runtime.faces",
     "ThresholdSource": "toolchain.runtime.faces",
+    "CropSource": "toolchain.runtime.faces",
     "PhotoFaces": "toolchain.runtime.faces",
     "PhotoMatches": "toolchain.runtime.faces",
     "EnrollOutcome": "toolchain.runtime.faces",
@@ -46,6 +47,7 @@ __all__ = [
     "Candidate",
     "ComparedFace",
     "Comparison",
+    "CropSource",
     "Detection",
     "Embedder",
     "EnrollOutcome",
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
     from toolchain.runtime.faces import (
         ComparedFace,
         Comparison,
+        CropSource,
         EnrollOutcome,
         EnrollStatus,
         Face,

@@ -61,19 +61,30 @@ class Face:
 
 
 class ThresholdSource(enum.StrEnum):
-    """Where the match threshold (or the crop) in force comes from, first that applies (compares
-    equal to, and prints as, its value)."""
+    """Where the match threshold in force comes from, first that applies (compares equal to, and
+    prints as, its value)."""
 
     GIVEN = "given"
-    """``threshold=`` / ``--threshold`` (``crop=`` / ``--margin``, ``--align``)."""
+    """``threshold=`` / ``--threshold``."""
     GALLERY = "calibrated, stored in the gallery"
-    """``facenet evaluate --store-threshold`` stored it in the gallery (the crop: the gallery
-    was enrolled with it)."""
+    """``facenet evaluate --store-threshold`` stored it in the gallery."""
     MODEL = "model metadata"
-    """The model's ``default_threshold`` (``default_crop``) metadata, set by the export."""
+    """The model's ``default_threshold`` metadata (set by the export)."""
     BUILT_IN = "built-in default"
-    """:data:`toolchain.runtime.recognizer.FALLBACK_THRESHOLD` (the crop: the bare box, which a
-    model without ``default_crop`` was calibrated with): the model carries none."""
+    """:data:`toolchain.runtime.recognizer.FALLBACK_THRESHOLD`: the model carries none."""
+
+
+class CropSource(enum.StrEnum):
+    """Where the crop in force comes from, first that applies (prints as its value)."""
+
+    GIVEN = "given"
+    """``crop=`` / ``--margin``, ``--align``."""
+    GALLERY = "the gallery's"
+    """The gallery was enrolled with it."""
+    MODEL = "model metadata"
+    """The model's ``default_crop`` metadata (set by the export with its threshold)."""
+    BUILT_IN = "built-in default"
+    """The bare box: a model without ``default_crop`` had its threshold chosen on box crops."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +139,7 @@ class Comparison:
     threshold_source: ThresholdSource
     crop: str = "box"
     """The crop spec text both faces were embedded with."""
-    crop_source: ThresholdSource = ThresholdSource.BUILT_IN
+    crop_source: CropSource = CropSource.BUILT_IN
 
     @property
     def same(self) -> bool:

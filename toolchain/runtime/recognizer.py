@@ -36,6 +36,7 @@ from toolchain.runtime.embedder import Embedder
 from toolchain.runtime.faces import (
     ComparedFace,
     Comparison,
+    CropSource,
     DetectionLike,
     EnrollOutcome,
     EnrollStatus,
@@ -154,7 +155,7 @@ class Recognizer:
         self.explicit_crop = CropSpec.parse(crop) if isinstance(crop, str) else crop
         self.allow_crop_mismatch = allow_crop_mismatch
         self._gallery: Gallery | None = None
-        self._crop: tuple[CropSpec, ThresholdSource] | None = None
+        self._crop: tuple[CropSpec, CropSource] | None = None
 
     @classmethod
     def from_artifacts(
@@ -225,21 +226,21 @@ class Recognizer:
             self._gallery = gallery
         return self._gallery
 
-    def _model_crop(self) -> tuple[CropSpec, ThresholdSource]:
+    def _model_crop(self) -> tuple[CropSpec, CropSource]:
         if self.embedder.default_crop is not None:
-            return CropSpec.parse(self.embedder.default_crop), ThresholdSource.MODEL
-        return BOX, ThresholdSource.BUILT_IN
+            return CropSpec.parse(self.embedder.default_crop), CropSource.MODEL
+        return BOX, CropSource.BUILT_IN
 
-    def crop(self) -> tuple[CropSpec, ThresholdSource]:
+    def crop(self) -> tuple[CropSpec, CropSource]:
         """The crop in force and its source: the one given, else the gallery's (if the gallery
         exists: never created here), else the model's ``default_crop``, else the bare box (a
         model without that metadata had its threshold calibrated on box crops)."""
         if self._crop is None:
             if self.explicit_crop is not None:
-                self._crop = self.explicit_crop, ThresholdSource.GIVEN
+                self._crop = self.explicit_crop, CropSource.GIVEN
             elif self.gallery_path is not None and self.gallery_path.exists():
                 self._crop = (stored_crop(self.gallery().crop, self.gallery_path),
-                              ThresholdSource.GALLERY)
+                              CropSource.GALLERY)
             else:
                 self._crop = self._model_crop()
         return self._crop
