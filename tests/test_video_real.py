@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import re
 import shutil
 import signal
 import socketserver
@@ -356,3 +357,17 @@ def test_ctrl_c_on_a_stream_prints_the_timeline_so_far(
     assert report["ending"] == "interrupted" and 0 < report["frames"] < CLIP_FRAMES
     with av.open(str(out)) as written:
         assert sum(1 for _ in written.decode(video=0)) > 0
+
+
+def test_docs_video_example_runs(artifacts: Path, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "video_example.py"), str(artifacts),
+         str(tmp_path / "example.db"), str(shared_data())],
+        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    pattern = re.compile(r"track (\d+): (\S+), frames (\d+)-(\d+) ")
+    rows = [{"track": int(m[1]), "name": m[2], "first_frame": int(m[3]),
+             "last_frame": int(m[4])}
+            for m in map(pattern.match, proc.stdout.splitlines()) if m]
+    assert rows, proc.stdout
+    check_cast(rows)
