@@ -30,12 +30,22 @@ from toolchain.bench.rows import (
     FULL_REAL,
     LARGE_ROW,
     OURS_REAL,
+    VIDEO_CLIP_RATE,
     BenchReport,
     Row,
     Section,
+    video_row,
 )
-from toolchain.bench.specs import DetectSpec, PairedSpec, RecognizeSpec, decode, encode
+from toolchain.bench.specs import (
+    DetectSpec,
+    PairedSpec,
+    RecognizeSpec,
+    VideoSpec,
+    decode,
+    encode,
+)
 from toolchain.bench.targets import add_ratios, evaluate_targets
+from toolchain.bench.video import CLIP
 from toolchain.bench.worker import ORT_SETTINGS
 from toolchain.core.errors import MissingArtifactError
 from toolchain.core.paths import Layout
@@ -52,6 +62,7 @@ TARGET_NAMES = {
     "real-size photos: recognize images/s",
     "real-size photos: recognize vs face_recognition CLI",
     "peak RSS of `facenet recognize` on a 24 MP photo (MB)",
+    "video: recognize --every 3 with tracking vs real time",
 }
 
 
@@ -71,6 +82,8 @@ def expected_rows() -> set[tuple[str, str]]:
              ("cold_start", "facenet recognize one.jpg")}
     if real_photos(BenchConfig().real_photos) is not None:
         rows |= {("real_size", OURS_REAL), ("real_size", FULL_REAL), ("real_size", LARGE_ROW)}
+        if (BenchConfig().real_photos / CLIP).is_file():
+            rows |= {("video", video_row(1)), ("video", video_row(3)), ("video", VIDEO_CLIP_RATE)}
     return rows
 
 
@@ -122,6 +135,9 @@ def _synthetic_rows() -> list[Row]:
         Row(Section.REAL_SIZE, FULL_REAL, "images/s", [3.0], baseline=DLIB_REAL),
         Row(Section.REAL_SIZE, DLIB_REAL, "images/s", [2.0], baseline=DLIB_REAL),
         Row(Section.REAL_SIZE, LARGE_ROW, "s", [1.5], False, peak_rss_mb=1100.0),
+        Row(Section.VIDEO, video_row(1), "frames/s", [6.0], baseline=VIDEO_CLIP_RATE),
+        Row(Section.VIDEO, video_row(3), "frames/s", [33.0, 30.0], baseline=VIDEO_CLIP_RATE),
+        Row(Section.VIDEO, VIDEO_CLIP_RATE, "frames/s", [29.97]),
     ]
     return rows
 
@@ -154,6 +170,9 @@ def test_ratios_and_targets_from_medians() -> None:
     assert not targets["real-size photos: recognize vs face_recognition CLI"].met
     assert not targets["peak RSS of `facenet recognize` on a 24 MP photo (MB)"].met
     assert by_name[(Section.REAL_SIZE, FULL_REAL)].ratio == pytest.approx(1.5)
+    video = targets["video: recognize --every 3 with tracking vs real time"]
+    assert video.value == pytest.approx(31.5 / 29.97) and video.met
+    assert by_name[(Section.VIDEO, video_row(1))].ratio == pytest.approx(6.0 / 29.97)
 
 
 def test_real_size_targets_are_not_measured_without_their_rows() -> None:
@@ -260,6 +279,7 @@ def test_task_specs_travel_as_json() -> None:
         RecognizeSpec(["a.jpg"], "/art", "/g.db", 2, full_resolution=True),
         DetectSpec("package", ["a.jpg"], "/models", 1),
         PairedSpec({"ort-fp32": "/m.onnx"}, "/art", 1, 2, 1),
+        VideoSpec("/clip.mp4", "/art", "/g.db", 3, 2, frames=30),
     ]
     for spec in specs:
         assert decode(encode(spec)) == spec

@@ -23,6 +23,7 @@ class Section(StrEnum):
     END_TO_END = "end_to_end"
     COLD_START = "cold_start"
     REAL_SIZE = "real_size"
+    VIDEO = "video"
 
 
 LARGE_SIZE = (6000, 4000)
@@ -38,6 +39,13 @@ OURS_REAL = "facenet recognize pipeline, default detection"
 FULL_REAL = "facenet recognize pipeline, full-resolution detection"
 DLIB_REAL = "face_recognition CLI per photo (dlib HOG)"
 LARGE_ROW = f"facenet recognize one {LARGE_SIZE[0]}x{LARGE_SIZE[1]} photo, fresh process"
+VIDEO_CLIP_RATE = "the clip's own frame rate (real time)"
+VIDEO_EVERY = "facenet recognize clip.mp4 --every {every}"
+
+
+def video_row(every: int) -> str:
+    """Name of the video row analyzing one frame in ``every``."""
+    return VIDEO_EVERY.format(every=every)
 
 
 def embedding_row(label: str, batch: int) -> str:

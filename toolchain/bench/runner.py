@@ -76,6 +76,7 @@ from toolchain.bench.specs import (
     TaskSpec,
 )
 from toolchain.bench.targets import add_ratios, evaluate_targets
+from toolchain.bench.video import CLIP, measure_video
 from toolchain.bench.worker import BATCHES, ORT_SETTINGS
 from toolchain.convert.formats import FORMATS
 from toolchain.convert.runners import ONNXRUNTIME
@@ -271,6 +272,11 @@ def run_bench(layout: Layout, config: BenchConfig) -> BenchReport:
                         config.real_photos)
         else:
             measure_real_size(scheduler, *real)
+            clip = config.real_photos / CLIP
+            if clip.is_file():
+                measure_video(scheduler, clip, real[1])
+            else:
+                log.warning("bench: no %s; video rows skipped", clip)
         scheduler.sgemm("end")
         rows = scheduler.rows
     add_ratios(rows)

@@ -113,8 +113,21 @@ class EnrollSpec:
     gallery: str
 
 
+@dataclass(frozen=True)
+class VideoSpec:
+    """Tracking faces in a video file (:func:`toolchain.runtime.video.track`), frames/s."""
+
+    clip: str
+    artifacts: str
+    gallery: str
+    every: int
+    repeats: int
+    frames: int | None = None
+    """Frames per repetition (``None``: the whole clip)."""
+
+
 TaskSpec = (SgemmSpec | EmbedSpec | PairedSpec | OrtOptionsSpec | OrtSessionSpec | DetectSpec
-            | RecognizeSpec | SeedRecognizeSpec | SeedColdStartSpec | EnrollSpec)
+            | RecognizeSpec | SeedRecognizeSpec | SeedColdStartSpec | EnrollSpec | VideoSpec)
 
 SPEC_TYPES: dict[str, type[TaskSpec]] = {cls.__name__: cls for cls in get_args(TaskSpec)}
 """Every task, by the name its JSON carries."""

@@ -12,6 +12,7 @@ from toolchain.bench.rows import (
     GFLOP_PER_FACE,
     LARGE_ROW,
     OURS_REAL,
+    VIDEO_CLIP_RATE,
     Row,
     Section,
     Target,
@@ -19,6 +20,7 @@ from toolchain.bench.rows import (
     find_row,
     paired_row,
     sgemm_rate,
+    video_row,
 )
 
 EMBED_BASELINE = "savedmodel"
@@ -100,6 +102,10 @@ def evaluate_targets(rows: list[Row]) -> list[Target]:
         large is not None and large.peak_rss_mb is not None and large.peak_rss_mb <= 1024,
         "not measured" if large is None else f"{large.median:.2f} s wall, fresh process",
     ))
+    targets.append(_ratio_target(
+        "video: recognize --every 3 with tracking vs real time",
+        find_row(rows, Section.VIDEO, video_row(3)),
+        find_row(rows, Section.VIDEO, VIDEO_CLIP_RATE), 1.0))
     cold = find_row(rows, Section.COLD_START, COLD_OURS)
     if cold is not None:
         targets.append(Target("cold start of `facenet recognize one.jpg`", cold.median,

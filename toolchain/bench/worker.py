@@ -31,6 +31,7 @@ from toolchain.bench.specs import (
     SeedRecognizeSpec,
     SgemmSpec,
     TaskSpec,
+    VideoSpec,
     decode,
 )
 from toolchain.convert.formats import FORMATS
@@ -233,6 +234,25 @@ def enroll(spec: EnrollSpec) -> dict[str, Any]:
     return {"added": sum(1 for o in outcomes if o.ok)}
 
 
+def video(spec: VideoSpec) -> dict[str, Any]:
+    """Frames/s of tracking a clip (decode, detect and embed the picked frames, track), after a
+    warm-up pass; frames analyzed and the names given in the last pass."""
+    from toolchain.runtime.recognizer import Recognizer
+    from toolchain.runtime.video import track
+
+    samples: list[float] = []
+    with Recognizer.from_artifacts(Path(spec.artifacts), gallery=Path(spec.gallery)) as rec:
+        for _ in range(spec.repeats + 1):
+            with track(rec, spec.clip, every=spec.every) as run:
+                for frame in run:
+                    if spec.frames is not None and frame.index + 1 >= spec.frames:
+                        break
+            summary = run.summary()
+            samples.append(summary.frames_per_second)
+    return {"samples": samples[1:], "frames": summary.frames, "analyzed": summary.analyzed,
+            "clip_fps": summary.fps, "named": sorted({t.label for t in summary.tracks})}
+
+
 def sgemm(spec: SgemmSpec) -> dict[str, Any]:
     """GFLOP/s of float32 matmuls."""
     return {"samples": sgemm_gflops(spec.n, spec.repeats)}
@@ -249,6 +269,7 @@ TASKS: dict[type[TaskSpec], Callable[[Any], dict[str, Any]]] = {
     SeedRecognizeSpec: seed_recognize,
     SeedColdStartSpec: seed_cold_start,
     EnrollSpec: enroll,
+    VideoSpec: video,
 }
 """The measurement each task type runs."""
 

@@ -208,7 +208,7 @@ def _track_json(track: TrackSummary) -> dict[str, Any]:
     }
 
 
-def summary_json(summary: VideoSummary, gallery: Path, match: str) -> dict[str, Any]:
+def summary_json(summary: VideoSummary, gallery: Path | str, match: str) -> dict[str, Any]:
     """The ``--json`` document of a run."""
     return {
         "source": summary.source, "kind": summary.kind, "fps": summary.fps,
