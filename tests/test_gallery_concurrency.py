@@ -2,7 +2,8 @@
 
 Writers are separate processes (``spawn``) using the gallery API with synthetic unit vectors
 bound to the real model's fingerprint (a fixed stand-in when the model has not been exported:
-the database logic does not depend on it).
+the database logic does not depend on it). The writer tests run on both backends (``gallery_at``:
+a SQLite file, a gallery on the session's PostgreSQL server).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import artifacts_root
+from gallery_backends import sound
 
-from toolchain.runtime.gallery import Entry, Gallery
+from toolchain.runtime.gallery import Entry, Gallery, is_postgres_url
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITERS = 8
@@ -86,14 +88,6 @@ def run_workers(target: Callable[..., None], *args: Any) -> list[int | None]:
     return [proc.exitcode for proc in procs]
 
 
-def integrity(path: Path) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        return [row[0] for row in conn.execute("PRAGMA integrity_check")]
-    finally:
-        conn.close()
-
-
 def check_people(gallery: Gallery, expected: dict[str, int]) -> None:
     """Exactly ``expected`` (name -> embedding count), and every stored vector is the one sent."""
     assert {p.name: p.embeddings for p in gallery.people()} == expected
@@ -104,15 +98,14 @@ def check_people(gallery: Gallery, expected: dict[str, int]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("precreated", [True, False], ids=["existing", "created-concurrently"])
-def test_eight_writers_lose_nothing(tmp_path: Path, precreated: bool) -> None:
+def test_eight_writers_lose_nothing(gallery_at: Path | str, precreated: bool) -> None:
     fingerprint = model_fingerprint()
-    path = tmp_path / "gallery.db"
     if precreated:
-        Gallery.open(path, fingerprint=fingerprint, dim=DIM, create=True).close()
-    codes = run_workers(writer, str(path), fingerprint)
+        Gallery.open(gallery_at, fingerprint=fingerprint, dim=DIM, create=True).close()
+    codes = run_workers(writer, str(gallery_at), fingerprint)
     assert codes == [0] * WRITERS
-    assert integrity(path) == ["ok"]
-    with Gallery.open(path, fingerprint=fingerprint) as gallery:
+    assert sound(gallery_at) == ["ok"]
+    with Gallery.open(gallery_at, fingerprint=fingerprint) as gallery:
         expected = {f"w{w}-person{n:02d}": EMBEDDINGS_PER_PERSON
                     for w in range(WRITERS) for n in range(PEOPLE_PER_WRITER)}
         check_people(gallery, expected)
@@ -123,13 +116,31 @@ def test_eight_writers_lose_nothing(tmp_path: Path, precreated: bool) -> None:
 CREATION_ROUNDS = 20
 
 
+def round_gallery(root: str, round_: int) -> Path | str:
+    """The gallery of one creation round: a file in folder ``root``, or a gallery name suffix."""
+    return f"{root}r{round_:02d}" if is_postgres_url(root) else Path(root) / f"round{round_:02d}.db"
+
+
 def first_opener(root: str, fingerprint: str, _worker: int, barrier: Any) -> None:
     """In every round, open (creating) the same new gallery at the same moment as the others."""
     for round_ in range(CREATION_ROUNDS):
         barrier.wait(timeout=60)
-        with Gallery.open(Path(root) / f"round{round_:02d}.db", fingerprint=fingerprint,
+        with Gallery.open(round_gallery(root, round_), fingerprint=fingerprint,
                           dim=DIM, create=True) as gallery:
             assert gallery.fingerprint == fingerprint
+
+
+@pytest.mark.slow
+def test_simultaneous_first_opens_agree_on_one_gallery_on_postgresql(postgres_url: str) -> None:
+    """Eight processes create the same PostgreSQL gallery at once, 20 times over: all succeed
+    (the advisory lock), and each round's gallery is one sound gallery of that model."""
+    fingerprint = model_fingerprint()
+    assert run_workers(first_opener, postgres_url, fingerprint) == [0] * WRITERS
+    for round_ in range(CREATION_ROUNDS):
+        target = round_gallery(postgres_url, round_)
+        assert sound(target) == ["ok"]
+        with Gallery.open(target, fingerprint=fingerprint) as gallery:
+            assert gallery.people() == []
 
 
 @pytest.mark.slow
@@ -144,7 +155,7 @@ def test_simultaneous_first_opens_agree_on_one_gallery(tmp_path: Path) -> None:
     assert databases == {f"round{r:02d}.db" for r in range(CREATION_ROUNDS)}
     for round_ in range(CREATION_ROUNDS):
         path = tmp_path / f"round{round_:02d}.db"
-        assert integrity(path) == ["ok"]
+        assert sound(path) == ["ok"]
         conn = sqlite3.connect(path)
         try:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -165,23 +176,25 @@ def doomed_writer(path: str, fingerprint: str, first_batch: int, stall_after: in
                   marker: str) -> None:
     """Commit batches from ``first_batch`` on; optionally stall forever inside a later one.
 
-    With ``stall_after`` set, the third batch stops after that many embedding INSERTs (inside its
-    transaction), writes ``marker`` and sleeps until killed. Without it, batches are committed in
-    a loop until the process is killed at a random moment.
+    With ``stall_after`` set, the third batch writes only its first ``stall_after`` embeddings
+    (inside its transaction), writes ``marker`` and sleeps until killed. Without it, batches are
+    committed in a loop until the process is killed at a random moment.
     """
-    inserts = 0
-
-    def trace(statement: str) -> None:
-        nonlocal inserts
-        if stall_after is None or not statement.lstrip().startswith("INSERT INTO embeddings"):
-            return
-        inserts += 1
-        if inserts == 2 * KILL_BATCH_PEOPLE * EMBEDDINGS_PER_PERSON + stall_after + 1:
-            Path(marker).write_text("inside the transaction")
-            time.sleep(600)
-
     with Gallery.open(path, fingerprint=fingerprint, dim=DIM, create=True) as gallery:
-        gallery._conn.set_trace_callback(trace)
+        real_insert = gallery._insert  # type: ignore[attr-defined]
+        batches = 0
+
+        def stalling_insert(conn: Any, entries: list[Entry], vectors: np.ndarray,
+                            model: str) -> Any:
+            nonlocal batches
+            batches += 1
+            if stall_after is not None and batches == 3:
+                real_insert(conn, entries[:stall_after], vectors[:stall_after], model)
+                Path(marker).write_text("inside the transaction")
+                time.sleep(600)
+            return real_insert(conn, entries, vectors, model)
+
+        gallery._insert = stalling_insert  # type: ignore[attr-defined]
         batch = first_batch
         while True:
             gallery.add(entries_for(batch_names(batch)))
@@ -198,11 +211,11 @@ def committed_batches(gallery: Gallery) -> dict[int, int]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_batch_leaves_whole_batches(tmp_path: Path) -> None:
+def test_sigkill_mid_batch_leaves_whole_batches(tmp_path: Path, gallery_at: Path | str) -> None:
     """Kill writers inside a transaction (at chosen points) and at random moments; every time
     the gallery is intact, holds only whole batches, and the next writer carries on."""
     fingerprint = model_fingerprint()
-    path = tmp_path / "gallery.db"
+    path = gallery_at
     ctx = mp.get_context("spawn")
     rng = np.random.default_rng(11)
     stall_points: list[int | None] = [0, 1, 57, KILL_BATCH_PEOPLE * EMBEDDINGS_PER_PERSON - 1,
@@ -231,7 +244,7 @@ def test_sigkill_mid_batch_leaves_whole_batches(tmp_path: Path) -> None:
         assert proc.exitcode == -signal.SIGKILL
         kills += 1
 
-        assert integrity(path) == ["ok"]
+        assert sound(path) == ["ok"]
         with Gallery.open(path, fingerprint=fingerprint) as gallery:
             batches = committed_batches(gallery)
             assert all(count == KILL_BATCH_PEOPLE for count in batches.values()), batches
@@ -243,7 +256,7 @@ def test_sigkill_mid_batch_leaves_whole_batches(tmp_path: Path) -> None:
     with Gallery.open(path, fingerprint=fingerprint) as gallery:
         gallery.add(entries_for(batch_names(next_batch)))
         assert committed_batches(gallery)[next_batch] == KILL_BATCH_PEOPLE
-    assert integrity(path) == ["ok"]
+    assert sound(path) == ["ok"]
     assert kills == len(stall_points)
 
 

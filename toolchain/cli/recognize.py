@@ -166,7 +166,7 @@ def _csv_candidates(match: Match) -> str:
                        for c in match.candidates], ensure_ascii=False)
 
 
-def _print_json(results: Sequence[PhotoMatches], gallery: Path, threshold: float,
+def _print_json(results: Sequence[PhotoMatches], gallery: Path | str, threshold: float,
                 source: ThresholdSource, match: str, crop: tuple[str, CropSource]) -> None:
     print(json.dumps({
         "gallery": str(gallery), "threshold": threshold, "threshold_source": source.value,

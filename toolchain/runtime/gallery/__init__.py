@@ -51,9 +51,14 @@ _EXPORTS: dict[str, str] = {
     "Entry": ".vectors",
     "Candidate": ".vectors",
     "unit_embedding": ".vectors",
-    "Gallery": ".store",
-    "AddResult": ".store",
-    "Person": ".store",
+    "Gallery": ".base",
+    "AddResult": ".base",
+    "Person": ".base",
+    "GalleryTarget": ".base",
+    "display_target": ".base",
+    "gallery_exists": ".base",
+    "gallery_target": ".base",
+    "is_postgres_url": ".base",
     "MAX_IMPORT_BYTES": ".import_export",
     "ImportData": ".import_export",
     "parse_import": ".import_export",
@@ -73,18 +78,33 @@ __all__ = [
     "Candidate",
     "Entry",
     "Gallery",
+    "GalleryTarget",
     "ImportData",
     "MatchMode",
     "Person",
     "check_threshold",
+    "display_target",
     "export_document",
     "export_json",
+    "gallery_exists",
+    "gallery_target",
     "import_file",
+    "is_postgres_url",
     "parse_import",
     "unit_embedding",
 ]
 
 if TYPE_CHECKING:
+    from toolchain.runtime.gallery.base import (
+        AddResult,
+        Gallery,
+        GalleryTarget,
+        Person,
+        display_target,
+        gallery_exists,
+        gallery_target,
+        is_postgres_url,
+    )
     from toolchain.runtime.gallery.import_export import (
         MAX_IMPORT_BYTES,
         ImportData,
@@ -100,7 +120,6 @@ if TYPE_CHECKING:
         MatchMode,
         check_threshold,
     )
-    from toolchain.runtime.gallery.store import AddResult, Gallery, Person
     from toolchain.runtime.gallery.vectors import MIN_RAW_NORM, Candidate, Entry, unit_embedding
 
 

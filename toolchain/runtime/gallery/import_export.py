@@ -21,6 +21,7 @@ import numpy as np
 from toolchain.core.atomic import sha256_file, write_json
 from toolchain.core.crop import CropSpec
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
+from toolchain.runtime.gallery.base import AddResult, Gallery, GalleryTarget, gallery_exists
 from toolchain.runtime.gallery.schema import (
     EXPORT_FORMAT,
     LEGACY_CROP,
@@ -29,7 +30,6 @@ from toolchain.runtime.gallery.schema import (
     check_threshold,
 )
 from toolchain.runtime.gallery.sqlite import one_line
-from toolchain.runtime.gallery.store import AddResult, Gallery
 from toolchain.runtime.gallery.vectors import Entry, unit_embedding, vector_blob
 
 MAX_IMPORT_BYTES = 256 * 2**20
@@ -206,7 +206,8 @@ def parse_import(path: Path) -> ImportData:
     return _parse_seed(doc, path)
 
 
-def import_file(file: Path, gallery: Path, model: Path, dim: int) -> tuple[ImportData, AddResult]:
+def import_file(file: Path, gallery: GalleryTarget, model: Path, dim: int
+                ) -> tuple[ImportData, AddResult]:
     """``facenet gallery import``: parse ``file`` and add it to ``gallery`` in one transaction.
 
     A new gallery is bound to the current model (``model``, the FaceNet ONNX file), so an export
@@ -216,7 +217,7 @@ def import_file(file: Path, gallery: Path, model: Path, dim: int) -> tuple[Impor
 
     Args:
         file: A ``facenet gallery export`` file or the seed's ``DataBase.json``.
-        gallery: The gallery file (created if missing).
+        gallery: The gallery file or PostgreSQL URL (created if missing).
         model: The current FaceNet model (needed only when the gallery is created).
         dim: The current model's embedding size.
 
@@ -231,7 +232,7 @@ def import_file(file: Path, gallery: Path, model: Path, dim: int) -> tuple[Impor
     """
     data = parse_import(file)
     fingerprint = data.fingerprint
-    if not gallery.exists():
+    if not gallery_exists(gallery):
         if data.dim != dim:
             raise InputError(f"{file}: {data.dim}-d vectors, FaceNet makes {dim}-d ones")
         if not model.is_file():

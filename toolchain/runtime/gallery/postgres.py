@@ -1,0 +1,489 @@
+"""The PostgreSQL + pgvector gallery backend: one gallery shared by many recognizers.
+
+A gallery is a schema of a database (``?gallery=NAME`` in the URL, default ``facenet``) holding
+the same tables as the SQLite file, with the vectors in a pgvector ``vector(dim)`` column and an
+HNSW index over them (Euclidean, ``vector_l2_ops``). Semantics are
+:class:`~toolchain.runtime.gallery.base.Gallery`'s; what differs is storage and search:
+
+- Writes are one transaction each, retried whole on a deadlock or a serialization failure
+  between concurrent writers (the idempotent key, photo sha256 plus face box, makes a retry
+  safe). Rows are inserted in key order so concurrent batches take their locks in one order.
+- A ``state`` row holds a revision and the embedding count, bumped by every write: an open
+  gallery re-reads its vectors only when another writer committed.
+- Matching: up to :data:`EXACT_SCAN_MAX` embeddings the vectors are read once and ranked in memory
+  exactly like the SQLite backend (same numbers). Above it, the HNSW index returns the
+  :data:`INDEX_CANDIDATES` nearest embeddings per query and the people they belong to are
+  re-ranked exactly over ALL their embeddings; ``centroid`` matching always ranks exactly.
+
+The vectors travel in pgvector's binary format (big-endian float32), so what is read back is
+bit-identical to what was written.
+
+Creating the ``vector`` extension needs a role allowed to (a superuser, or the database owner
+where the extension is trusted); a gallery is created under an advisory lock, so concurrent first
+enrollments agree on one gallery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import numpy as np
+
+from toolchain.core.errors import InputError
+from toolchain.runtime.gallery.base import (
+    AddResult,
+    Gallery,
+    GalleryTarget,
+    Person,
+    StoredRow,
+    display_target,
+)
+from toolchain.runtime.gallery.schema import SCHEMA_VERSION, MatchMode
+from toolchain.runtime.gallery.sqlite import now, one_line
+from toolchain.runtime.gallery.vectors import Candidate, Entry, canonical_box, rank_people
+
+if TYPE_CHECKING:
+    import psycopg
+
+DEFAULT_SCHEMA = "facenet"
+"""The schema of a URL without ``?gallery=``."""
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+"""A gallery name: a lowercase SQL identifier (used as the schema name, never quoted text)."""
+CREATE_LOCK = 0x6661_6365_6E65_74
+"""The advisory lock key held while a gallery (and the extension) is created."""
+CONNECT_TIMEOUT_S = 10
+EXACT_SCAN_MAX = 20_000
+"""Largest gallery (embeddings) matched by an exact in-memory scan; larger ones use the index."""
+INDEX_CANDIDATES = 100
+"""Embeddings the HNSW index returns per query before the exact re-rank of their people."""
+EF_SEARCH = 200
+"""``hnsw.ef_search``: the index's candidate list while searching (at least the candidates)."""
+HNSW_M = 16
+HNSW_EF_CONSTRUCTION = 64
+WRITE_ATTEMPTS = 5
+"""A write transaction is tried this many times when concurrent writers deadlock."""
+
+Search = Literal["auto", "memory", "scan", "index"]
+"""How :meth:`PostgresGallery.match` finds nearest faces: by size (``auto``), in memory, by an
+exact scan in the database, or through the HNSW index (the last two re-rank exactly)."""
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """The libpq URL (without ``gallery=``) and the gallery's schema name.
+
+    Raises:
+        InputError: the gallery name is not a lowercase SQL identifier.
+    """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    names = [value for key, value in query if key == "gallery"]
+    schema = names[-1] if names else DEFAULT_SCHEMA
+    if not SCHEMA_NAME.fullmatch(schema):
+        raise InputError(f"gallery {display_target(url)}: gallery name {schema!r} is not a "
+                         "lowercase identifier (letters, digits, _; at most 63)")
+    rest = urlencode([(key, value) for key, value in query if key != "gallery"])
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
+def schema_sql(schema: str, dim: int) -> list[str]:
+    """The statements creating a gallery's tables in ``schema`` (see the SQLite ``SCHEMA_SQL``)."""
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {schema}",
+        f"CREATE TABLE {schema}.meta (key text PRIMARY KEY, value text NOT NULL)",
+        f"CREATE TABLE {schema}.state (id integer PRIMARY KEY CHECK (id = 1),"
+        " revision bigint NOT NULL, embeddings bigint NOT NULL)",
+        f"CREATE TABLE {schema}.people (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE,"
+        " created text NOT NULL)",
+        f"CREATE TABLE {schema}.embeddings ("
+        " id bigserial PRIMARY KEY,"
+        f" person_id bigint NOT NULL REFERENCES {schema}.people(id) ON DELETE CASCADE,"
+        f" vector vector({dim}) NOT NULL,"
+        " source text NOT NULL, image_sha256 text NOT NULL,"
+        " box_x double precision NOT NULL, box_y double precision NOT NULL,"
+        " box_w double precision NOT NULL, box_h double precision NOT NULL,"
+        " score double precision, model_fingerprint text NOT NULL, created text NOT NULL,"
+        " UNIQUE (image_sha256, box_x, box_y, box_w, box_h))",
+        f"CREATE INDEX embeddings_person ON {schema}.embeddings (person_id)",
+        f"CREATE INDEX embeddings_hnsw ON {schema}.embeddings USING hnsw (vector vector_l2_ops)"
+        f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})",
+        f"INSERT INTO {schema}.state (id, revision, embeddings) VALUES (1, 0, 0)",
+    ]
+
+
+def _psycopg() -> Any:
+    """The psycopg module, or an :class:`InputError` naming the ``postgres`` extra."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise InputError("a postgresql:// gallery needs psycopg: pip install "
+                         "'facenet-toolchain[postgres]'") from exc
+    return psycopg
+
+
+def _register_vector(conn: psycopg.Connection[Any]) -> None:
+    """Send numpy vectors and read ``vector`` columns in pgvector's binary format.
+
+    Read back as float32 little-endian bytes (what the SQLite backend stores), bit for bit.
+
+    Raises:
+        InputError: the database has no ``vector`` type (pgvector not installed).
+    """
+    from psycopg.adapt import Dumper, Loader
+    from psycopg.pq import Format
+    from psycopg.types import TypeInfo
+
+    info = TypeInfo.fetch(conn, "vector")
+    if info is None:
+        raise InputError(f"database {conn.info.dbname}: no pgvector extension (the vector type)")
+
+    class VectorDumper(Dumper):
+        format = Format.BINARY
+        oid = info.oid
+
+        def dump(self, obj: Any) -> bytes:
+            array = np.asarray(obj, dtype=">f4").reshape(-1)
+            return len(array).to_bytes(2, "big") + b"\0\0" + array.tobytes()
+
+    class VectorLoader(Loader):
+        format = Format.BINARY
+
+        def load(self, data: Any) -> bytes:
+            return np.frombuffer(bytes(data), dtype=">f4", offset=4).astype("<f4").tobytes()
+
+    conn.adapters.register_dumper(np.ndarray, VectorDumper)
+    conn.adapters.register_loader(info.oid, VectorLoader)
+
+
+class PostgresGallery(Gallery):
+    """An open PostgreSQL gallery (open it with :meth:`Gallery.open`)."""
+
+    path: str
+
+    def __init__(self, url: str, schema: str, conn: psycopg.Connection[Any],
+                 meta: dict[str, str]):
+        super().__init__(display_target(url), meta)
+        self.schema = schema
+        self.search: Search = "auto"
+        self._conn = conn
+        self._state: tuple[int, int] | None = None
+
+    @classmethod
+    def _backend_name(cls) -> str:
+        return "postgresql"
+
+    @classmethod
+    def _connect(cls, url: str) -> tuple[psycopg.Connection[Any], str]:
+        """An autocommit connection to the URL's database, and the gallery's schema.
+
+        Raises:
+            InputError: psycopg missing, a bad URL, or a server that cannot be reached.
+        """
+        psycopg = _psycopg()
+        conninfo, schema = split_url(url)
+        try:
+            conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        except (psycopg.Error, ValueError) as exc:
+            raise InputError(f"gallery {display_target(url)}: cannot connect "
+                             f"({one_line(str(exc))})") from exc
+        return conn, schema
+
+    @classmethod
+    def exists(cls, url: str) -> bool:
+        """Whether the URL's database holds the gallery.
+
+        Raises:
+            InputError: the server cannot be reached or read.
+        """
+        conn, schema = cls._connect(url)
+        try:
+            return _has_gallery(conn, schema)
+        except _psycopg().Error as exc:
+            raise InputError(f"gallery {display_target(url)}: cannot read "
+                             f"({one_line(str(exc))})") from exc
+        finally:
+            conn.close()
+
+    @classmethod
+    def _open(cls, target: GalleryTarget, *, fingerprint: str | None, dim: int, create: bool,
+              crop: str) -> PostgresGallery:
+        url = str(target)
+        psycopg = _psycopg()
+        conn, schema = cls._connect(url)
+        try:
+            if not _has_gallery(conn, schema):
+                if create:
+                    _create(conn, schema, fingerprint, dim, crop)
+                else:
+                    raise InputError(f"gallery {display_target(url)} does not exist; enroll "
+                                     "faces first (`facenet enroll`)")
+            _register_vector(conn)
+            meta = dict(conn.execute(f"SELECT key, value FROM {schema}.meta").fetchall())
+            conn.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+        except psycopg.Error as exc:
+            conn.close()
+            raise InputError(f"gallery {display_target(url)}: cannot open "
+                             f"({one_line(str(exc))})") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return cls(url, schema, conn, meta)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[psycopg.Connection[Any]]:
+        """The connection, with database errors as one-line :class:`InputError`."""
+        psycopg = _psycopg()
+        try:
+            yield self._conn
+        except psycopg.Error as exc:
+            raise InputError(f"gallery {self.path}: cannot read ({one_line(str(exc))})") from exc
+
+    def _transact(self, work: Any) -> Any:
+        """``work(conn)`` in one transaction that also bumps the revision; retried whole on a
+        deadlock, a serialization failure or a person removed under it by another writer."""
+        psycopg = _psycopg()
+        retry = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
+                 psycopg.errors.ForeignKeyViolation)
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with self._conn.transaction():
+                    result, added = work(self._conn)
+                    self._conn.execute(
+                        f"UPDATE {self.schema}.state SET revision = revision + 1,"
+                        " embeddings = embeddings + %s WHERE id = 1", (added,))
+                return result
+            except retry as exc:
+                if attempt + 1 == WRITE_ATTEMPTS:
+                    raise InputError(f"gallery {self.path}: cannot write "
+                                     f"({one_line(str(exc))})") from exc
+            except psycopg.Error as exc:
+                raise InputError(f"gallery {self.path}: cannot write "
+                                 f"({one_line(str(exc))})") from exc
+        raise AssertionError("unreachable")
+
+    def state(self) -> tuple[int, int]:
+        """The revision (bumped by every write of any writer) and the embedding count."""
+        with self._reading() as conn:
+            row = conn.execute(
+                f"SELECT revision, embeddings FROM {self.schema}.state WHERE id = 1").fetchone()
+        return int(row[0]), int(row[1])
+
+    def revision(self) -> object:
+        """The ``state`` revision: bumped by every committed write."""
+        return self.state()[0]
+
+    def count(self) -> int:
+        """How many embeddings are stored."""
+        return self.state()[1]
+
+    def _write(self, entries: Sequence[Entry], vectors: np.ndarray, fingerprint: str,
+               threshold: tuple[float, str] | None) -> tuple[AddResult, bool]:
+        def work(conn: psycopg.Connection[Any]) -> tuple[tuple[AddResult, bool], int]:
+            result = self._insert(conn, entries, vectors, fingerprint)
+            adopted = False
+            if threshold is not None:
+                adopted = conn.execute(
+                    f"INSERT INTO {self.schema}.meta (key, value) VALUES ('threshold', %s)"
+                    " ON CONFLICT (key) DO NOTHING RETURNING key", (repr(threshold[0]),)
+                ).fetchone() is not None
+                if adopted:
+                    self._write_meta(conn, {"threshold_source": threshold[1]})
+            return (result, adopted), len(result.added)
+
+        result: tuple[AddResult, bool] = self._transact(work)
+        return result
+
+    def _insert(self, conn: psycopg.Connection[Any], entries: Sequence[Entry],
+                vectors: np.ndarray, fingerprint: str) -> AddResult:
+        if not entries:
+            return AddResult(added=[], duplicates=[])
+        s = self.schema
+        created = now()
+        names = sorted({entry.name.strip() for entry in entries})
+        conn.execute(f"INSERT INTO {s}.people (name, created) SELECT n, %s"
+                     " FROM unnest(%s::text[]) AS n ORDER BY n ON CONFLICT (name) DO NOTHING",
+                     (created, names))
+        ids = dict(conn.execute(f"SELECT name, id FROM {s}.people WHERE name = ANY(%s)",
+                                (names,)).fetchall())
+        keys = [(entry.image_sha256, *canonical_box(entry.box)) for entry in entries]
+        first: dict[tuple[Any, ...], int] = {}
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
+        inserted: set[tuple[Any, ...]] = set()
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {s}.embeddings (person_id, vector, source, image_sha256, box_x,"
+                " box_y, box_w, box_h, score, model_fingerprint, created)"
+                " VALUES (%s, %b, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (image_sha256, box_x, box_y, box_w, box_h) DO NOTHING"
+                " RETURNING image_sha256, box_x, box_y, box_w, box_h",
+                [(ids[entries[i].name.strip()], vectors[i], entries[i].source, *key,
+                  entries[i].score, fingerprint, created)
+                 for key, i in sorted(first.items())],
+                returning=True,
+            )
+            while True:
+                inserted.update(tuple(row) for row in cursor.fetchall())
+                if not cursor.nextset():
+                    break
+        owners: dict[tuple[Any, ...], str] = {}
+        pending = sorted({key for key in keys} - inserted)
+        if pending or len(first) < len(keys):
+            wanted = sorted(set(keys))
+            columns = list(zip(*wanted, strict=True))
+            owners = {
+                tuple(row[:5]): row[5] for row in conn.execute(
+                    f"SELECT e.image_sha256, e.box_x, e.box_y, e.box_w, e.box_h, p.name"
+                    f" FROM {s}.embeddings e JOIN {s}.people p ON p.id = e.person_id"
+                    " JOIN unnest(%s::text[], %s::float8[], %s::float8[], %s::float8[],"
+                    " %s::float8[]) AS k(sha, x, y, w, h) ON e.image_sha256 = k.sha"
+                    " AND e.box_x = k.x AND e.box_y = k.y AND e.box_w = k.w AND e.box_h = k.h",
+                    [list(column) for column in columns]).fetchall()
+            }
+        added: list[Entry] = []
+        duplicates: list[tuple[Entry, str]] = []
+        for i, (entry, key) in enumerate(zip(entries, keys, strict=True)):
+            if first[key] == i and key in inserted:
+                added.append(entry)
+            else:
+                duplicates.append((entry, owners[key]))
+        conn.execute(f"DELETE FROM {s}.people p WHERE p.name = ANY(%s) AND NOT EXISTS"
+                     f" (SELECT 1 FROM {s}.embeddings e WHERE e.person_id = p.id)", (names,))
+        return AddResult(added=added, duplicates=duplicates)
+
+    def _write_meta(self, conn: psycopg.Connection[Any], values: dict[str, str]) -> None:
+        for key, value in values.items():
+            conn.execute(f"INSERT INTO {self.schema}.meta (key, value) VALUES (%s, %s)"
+                         " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def people(self) -> list[Person]:
+        """Every enrolled person with counts, by name (code point order, as in SQLite)."""
+        s = self.schema
+        with self._reading() as conn:
+            rows = conn.execute(
+                "SELECT p.name, COUNT(e.id), COUNT(DISTINCT e.image_sha256), p.created"
+                f" FROM {s}.people p LEFT JOIN {s}.embeddings e ON e.person_id = p.id"
+                ' GROUP BY p.id ORDER BY p.name COLLATE "C"'
+            ).fetchall()
+        return [Person(name=r[0], embeddings=int(r[1]), photos=int(r[2]), created=r[3])
+                for r in rows]
+
+    def _rows(self, people: Sequence[int] | None = None) -> list[StoredRow]:
+        s = self.schema
+        where = "" if people is None else " WHERE e.person_id = ANY(%s)"
+        with self._reading() as conn:
+            cursor = conn.cursor(binary=True)
+            cursor.execute(
+                "SELECT p.name, e.vector, e.source, e.image_sha256, e.box_x, e.box_y, e.box_w,"
+                f" e.box_h, e.score FROM {s}.embeddings e JOIN {s}.people p"
+                f' ON p.id = e.person_id{where} ORDER BY p.name COLLATE "C", e.id',
+                None if people is None else (list(people),))
+            rows: list[StoredRow] = cursor.fetchall()
+        return rows
+
+    def remove(self, name: str) -> int:
+        """Remove a person and all their embeddings; return how many embeddings went.
+
+        Raises:
+            InputError: nobody of that name is enrolled.
+        """
+        s = self.schema
+
+        def work(conn: psycopg.Connection[Any]) -> tuple[int, int]:
+            row = conn.execute(f"SELECT id FROM {s}.people WHERE name = %s FOR UPDATE",
+                               (name,)).fetchone()
+            if row is None:
+                raise InputError(f"gallery {self.path}: no person named {name!r}")
+            count = conn.execute(f"DELETE FROM {s}.embeddings WHERE person_id = %s",
+                                 (row[0],)).rowcount
+            conn.execute(f"DELETE FROM {s}.people WHERE id = %s", (row[0],))
+            return count, -count
+
+        removed: int = self._transact(work)
+        return removed
+
+    def _store_threshold(self, threshold: float, source: str) -> None:
+        def work(conn: psycopg.Connection[Any]) -> tuple[None, int]:
+            self._write_meta(conn, {"threshold": repr(threshold), "threshold_source": source})
+            return None, 0
+
+        self._transact(work)
+
+    def match(
+        self, queries: np.ndarray, k: int = 3, mode: MatchMode = MatchMode.NEAREST
+    ) -> list[list[Candidate]]:
+        """The ``k`` closest people to each query embedding, closest first.
+
+        Exact in memory for small galleries and for ``centroid``; else the nearest
+        :data:`INDEX_CANDIDATES` embeddings from the HNSW index (or an exact scan, with
+        :attr:`search` ``scan``), their people re-ranked exactly over all their embeddings.
+        """
+        search = self.search
+        if search == "auto":
+            search = "memory" if self.count() <= EXACT_SCAN_MAX else "index"
+        if search == "memory" or mode is MatchMode.CENTROID:
+            return super().match(queries, k, mode)
+        queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        return [self._search_one(query, k, exact=search == "scan") for query in queries]
+
+    def _search_one(self, query: np.ndarray, k: int, exact: bool) -> list[Candidate]:
+        s = self.schema
+        limit = max(INDEX_CANDIDATES, 4 * k)
+        with self._reading() as conn, conn.transaction():
+            if exact:
+                conn.execute("SET LOCAL enable_indexscan = off")
+            people = [row[0] for row in conn.execute(
+                f"SELECT person_id FROM {s}.embeddings ORDER BY vector <-> %b LIMIT %s",
+                (query, limit)).fetchall()]
+        rows = self._rows(sorted(set(people)))
+        if not rows:
+            return []
+        entries = self._checked_entries(rows)
+        names: list[str] = []
+        starts: list[int] = []
+        for row, entry in enumerate(entries):
+            if not names or names[-1] != entry.name:
+                names.append(entry.name)
+                starts.append(row)
+        matrix = np.stack([entry.vector for entry in entries])
+        return rank_people(names, matrix, np.asarray(starts, dtype=np.intp), query[None], k,
+                           MatchMode.NEAREST)[0]
+
+
+def _has_gallery(conn: psycopg.Connection[Any], schema: str) -> bool:
+    """Whether ``schema`` holds a gallery, read from ``pg_tables`` with the statement's snapshot
+    (``to_regclass`` reads the catalog cache, which may not yet show a table another creator
+    just committed while this one waited for the lock)."""
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s"
+                        " AND tablename = 'meta')", (schema,)).fetchone()[0]
+
+
+def _create(conn: psycopg.Connection[Any], schema: str, fingerprint: str | None, dim: int,
+            crop: str) -> None:
+    """Create the gallery in ``schema`` unless it exists, in one transaction under
+    :data:`CREATE_LOCK` (concurrent creators wait, then find it made).
+
+    Raises:
+        ValueError: the gallery is missing and ``fingerprint`` is ``None``.
+    """
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_LOCK,))
+        if _has_gallery(conn, schema):
+            return
+        if fingerprint is None:
+            raise ValueError("creating a gallery needs the model fingerprint")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        for statement in schema_sql(schema, dim):
+            conn.execute(statement)
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {schema}.meta (key, value) VALUES (%s, %s)",
+                [("schema_version", str(SCHEMA_VERSION)), ("model_fingerprint", fingerprint),
+                 ("dim", str(dim)), ("crop", crop), ("created", now())])
