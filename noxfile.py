@@ -54,8 +54,9 @@ class Env:
 REQ = ROOT / "requirements"
 ENV_SPECS: dict[str, Env] = {
     "legacy": Env((ROOT / "legacy_env" / "requirements.txt",)),
-    "modern": Env((REQ / "modern.txt", REQ / "serve.txt")),
-    "runtime": Env((REQ / "runtime.txt", REQ / "serve.txt")),
+    "modern": Env((REQ / "modern.txt", REQ / "serve.txt", REQ / "postgres.txt",
+                   REQ / "postgres-server.txt", REQ / "ray.txt")),
+    "runtime": Env((REQ / "runtime.txt", REQ / "serve.txt", REQ / "postgres.txt")),
     "lint": Env((REQ / "lint.txt",), project=False),
     # face_recognition declares `dlib` (a source build); dlib-bin in baseline.txt replaces it.
     "baseline": Env((REQ / "baseline.txt",), no_deps=(REQ / "baseline-nodeps.txt",),

