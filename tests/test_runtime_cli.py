@@ -623,7 +623,7 @@ def test_help_keeps_square_brackets_and_lists_every_format(
     code, out, _ = facenet(capsys, "recognize", "--help")
     assert code == 0
     flat = " ".join(out.split())
-    assert "Gallery file [default: <artifacts>/gallery.db]" in flat
+    assert "?gallery=NAME) [default: <artifacts>/gallery.db]" in flat
     assert "at most this [default: the gallery's calibrated threshold" in flat
     code, out, _ = facenet(capsys, "enroll", "--help")
     assert f"[default: {MIN_ENROLL_FACE:g}," in " ".join(out.split())

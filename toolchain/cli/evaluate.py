@@ -104,7 +104,7 @@ def _pairs_table(result: PairsEvaluation) -> Table:
 
 
 
-def _gallery_crop(path: Path) -> str:
+def _gallery_crop(path: Path | str) -> str:
     """The crop an existing gallery was enrolled with (its threshold must be measured so)."""
     from toolchain.runtime.gallery import Gallery
     from toolchain.runtime.recognizer import stored_crop
@@ -178,6 +178,7 @@ def evaluate(
     """
     from toolchain.runtime.evaluate import evaluate_dataset, save_threshold
     from toolchain.runtime.evaluate_report import write_reports
+    from toolchain.runtime.gallery import gallery_exists
     from toolchain.runtime.recognizer import MIN_ENROLL_FACE
 
     if (dataset is None) == (pairs is None):
@@ -197,7 +198,7 @@ def evaluate(
     layout = Layout(artifacts)
     target = gallery if gallery is not None else layout.gallery
     crop = crop_keywords(margin, align).get("crop")
-    if crop is None and store_threshold and target.exists():
+    if crop is None and store_threshold and gallery_exists(target):
         crop = _gallery_crop(target)
     evaluation = evaluate_dataset(
         dataset, artifacts, match=match.value, progress=progress_bar, on_problem=problem,

@@ -1,6 +1,7 @@
-"""``facenet gallery list | remove | export | import``: the people of a gallery.
+"""``facenet gallery list | remove | export | import | migrate``: the people of a gallery.
 
-Only the gallery module (numpy, sqlite3) is imported, inside the command bodies: no model is
+Every command takes a SQLite file or a ``postgresql://`` URL as ``--gallery``. Only the gallery
+module (numpy, sqlite3, psycopg for a URL) is imported, inside the command bodies: no model is
 loaded except to fingerprint a new gallery on import.
 """
 
@@ -22,7 +23,8 @@ from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 log = logging.getLogger(__name__)
 
 app = typer.Typer(
-    name="gallery", help="List, remove, export and import the people of a gallery.",
+    name="gallery",
+    help="List, remove, export, import and migrate the people of a gallery (SQLite or PostgreSQL).",
     no_args_is_help=True,
 )
 """``facenet gallery ...`` (added to the root app by :mod:`toolchain.cli.app`)."""
@@ -42,7 +44,8 @@ def gallery_list(
     with Gallery.open(path) as opened:
         people = opened.people()
         threshold = opened.threshold
-        title = (f"{display_text(path)}: model sha256 {opened.fingerprint[:12]}…, threshold "
+        title = (f"{display_text(opened.path)} ({opened.backend}): model sha256 "
+                 f"{opened.fingerprint[:12]}…, threshold "
                  + (f"{threshold:.3f} (calibrated)" if threshold is not None else "not calibrated"))
     table = Table(title=title)
     table.add_column("person")
@@ -68,7 +71,8 @@ def gallery_remove(
     path = gallery if gallery is not None else Layout(artifacts).gallery
     with Gallery.open(path) as opened:
         count = opened.remove(name)
-    print(f"removed {name!r} ({count} embeddings) from {display_text(path)}")
+        where = opened.path
+    print(f"removed {name!r} ({count} embeddings) from {display_text(where)}")
 
 
 @app.command("export")
@@ -117,3 +121,30 @@ def gallery_import(
                     "enrolling the photos again with `facenet enroll` matches better", file)
     print(f"imported {len(result.added)} embeddings ({data.kind}); "
           f"{len(result.duplicates)} were already in {display_text(path)}")
+
+
+@app.command("migrate")
+def gallery_migrate(
+    source: Annotated[str, typer.Argument(
+        metavar="SRC", show_default=False,
+        help="The gallery to copy: a SQLite file or a postgresql:// URL.")],
+    destination: Annotated[str, typer.Argument(
+        metavar="DST", show_default=False,
+        help="Where to copy it (created if missing; an existing one must be of the same model "
+             "and crop): a SQLite file or a postgresql:// URL.")],
+) -> None:
+    """Copy a gallery between backends (or places), then verify counts and checksums.
+
+    Copied in batches through the idempotent enrollment: an interrupted migration is finished
+    by running it again. The threshold goes along when the destination has none.
+    """
+    from toolchain.runtime.gallery import display_target, gallery_target
+    from toolchain.runtime.gallery.migrate import migrate
+
+    result = migrate(gallery_target(source), gallery_target(destination))
+    print(f"migrated {result.embeddings} embeddings of {result.people} people from "
+          f"{display_text(display_target(result.source))} to "
+          f"{display_text(display_target(result.destination))} ({result.added} new, "
+          f"{result.embeddings - result.added} already there"
+          + (", threshold copied" if result.threshold_copied else "")
+          + f"); verified: counts and checksum sha256 {result.checksum[:16]}…")

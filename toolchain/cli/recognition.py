@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     from toolchain.runtime.recognizer import Recognizer
 
 GalleryOption = Annotated[
-    Path | None,
-    typer.Option("--gallery", help="Gallery file [default: <artifacts>/gallery.db].",
-                 dir_okay=False),
+    str | None,
+    typer.Option("--gallery", metavar="PATH|URL", show_default=False,
+                 help="Gallery: a SQLite file, or a PostgreSQL + pgvector database "
+                      "(postgresql://user@host/db, optionally ?gallery=NAME) "
+                      "[default: <artifacts>/gallery.db]."),
 ]
 
 
@@ -144,7 +146,7 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[Path], None]]:
         yield lambda _path: progress.advance(task)
 
 
-def open_recognizer(artifacts: Path, gallery: Path | None, **options: Any) -> Recognizer:
+def open_recognizer(artifacts: Path, gallery: Path | str | None, **options: Any) -> Recognizer:
     """The recognizer of ``artifacts`` (models checked against ``SHA256SUMS``) on ``gallery``."""
     from toolchain.runtime.recognizer import Recognizer
 

@@ -41,7 +41,7 @@ from toolchain.core.pair_metrics import far_target, tar_at_far
 from toolchain.core.paths import DEFAULT_ARTIFACTS
 from toolchain.core.preprocess import largest_face
 from toolchain.runtime.faces import EnrollStatus
-from toolchain.runtime.gallery import Gallery, MatchMode
+from toolchain.runtime.gallery import Gallery, GalleryTarget, MatchMode
 from toolchain.runtime.images import find_images
 from toolchain.runtime.recognizer import MIN_ENROLL_FACE, Recognizer
 
@@ -238,7 +238,8 @@ def evaluate_dataset(
     )
 
 
-def save_threshold(evaluation: Evaluation, gallery: Path, far: float | None = None) -> float:
+def save_threshold(evaluation: Evaluation, gallery: GalleryTarget,
+                   far: float | None = None) -> float:
     """Save a threshold from the evaluation's val x train pairs into ``gallery`` (created if new).
 
     Without ``far`` it is the accuracy-maximizing threshold; with it, the threshold of the
@@ -266,7 +267,7 @@ def save_threshold(evaluation: Evaluation, gallery: Path, far: float | None = No
                       dim=evaluation.embedding_dim, create=True, crop=evaluation.crop) as stored:
         if stored.crop != evaluation.crop:
             raise IntegrityError(
-                f"gallery {gallery} was enrolled with crop {stored.crop!r}, the evaluation "
+                f"gallery {stored.path} was enrolled with crop {stored.crop!r}, the evaluation "
                 f"cropped {evaluation.crop!r}: its threshold would not fit the gallery; evaluate "
                 f"with the gallery's crop"
             )

@@ -48,7 +48,15 @@ from toolchain.runtime.faces import (
     ThresholdSource,
     enroll_outcome,
 )
-from toolchain.runtime.gallery import Entry, Gallery, MatchMode
+from toolchain.runtime.gallery import (
+    Entry,
+    Gallery,
+    GalleryTarget,
+    MatchMode,
+    display_target,
+    gallery_exists,
+    gallery_target,
+)
 from toolchain.runtime.images import LoadedImage, read_image
 
 if TYPE_CHECKING:
@@ -92,7 +100,7 @@ def load_detector(models_dir: Path, **options: Any) -> FaceDetector:
     return MTCNNDetector(models_dir, **options)
 
 
-def stored_crop(text: str, gallery: Path) -> CropSpec:
+def stored_crop(text: str, gallery: GalleryTarget) -> CropSpec:
     """The crop spec a gallery records.
 
     Raises:
@@ -101,7 +109,8 @@ def stored_crop(text: str, gallery: Path) -> CropSpec:
     try:
         return CropSpec.parse(text)
     except ValueError as exc:
-        raise IntegrityError(f"gallery {gallery}: stored crop {text!r} is not a crop spec "
+        raise IntegrityError(f"gallery {display_target(gallery)}: stored crop {text!r} is "
+                             "not a crop spec "
                              f"({exc})") from exc
 
 
@@ -148,7 +157,8 @@ class Recognizer:
             raise ValueError("threshold must not be negative")
         self.detector = detector
         self.embedder = embedder
-        self.gallery_path = Path(gallery) if gallery is not None else None
+        self.gallery_path: GalleryTarget | None = (
+            gallery_target(gallery) if gallery is not None else None)
         self.explicit_threshold = threshold
         self.match_mode = MatchMode(match)
         self.top_k = top_k
@@ -218,13 +228,18 @@ class Recognizer:
             if given is not None and given.text != gallery.crop and not self.allow_crop_mismatch:
                 gallery.close()
                 raise IntegrityError(
-                    f"gallery {self.gallery_path} was enrolled with crop {gallery.crop!r}, this "
+                    f"gallery {gallery.path} was enrolled with crop {gallery.crop!r}, this "
                     f"query crops {given.text!r}: embeddings of different crops are not "
                     "comparable; drop the crop options to use the gallery's, or pass "
                     "--allow-crop-mismatch"
                 )
             self._gallery = gallery
         return self._gallery
+
+    def _gallery_exists(self) -> bool:
+        """Whether the gallery is open or exists (never created here)."""
+        return self._gallery is not None or (
+            self.gallery_path is not None and gallery_exists(self.gallery_path))
 
     def _model_crop(self) -> tuple[CropSpec, CropSource]:
         if self.embedder.default_crop is not None:
@@ -238,8 +253,8 @@ class Recognizer:
         if self._crop is None:
             if self.explicit_crop is not None:
                 self._crop = self.explicit_crop, CropSource.GIVEN
-            elif self.gallery_path is not None and self.gallery_path.exists():
-                self._crop = (stored_crop(self.gallery().crop, self.gallery_path),
+            elif self._gallery_exists():
+                self._crop = (stored_crop(self.gallery().crop, self.gallery().path),
                               CropSource.GALLERY)
             else:
                 self._crop = self._model_crop()
@@ -250,7 +265,7 @@ class Recognizer:
         one (if the gallery exists: never created here), else the model's, else the fallback."""
         if self.explicit_threshold is not None:
             return self.explicit_threshold, ThresholdSource.GIVEN
-        if self.gallery_path is not None and self.gallery_path.exists():
+        if self._gallery_exists():
             stored = self.gallery().threshold
             if stored is not None:
                 return stored, ThresholdSource.GALLERY

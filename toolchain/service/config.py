@@ -57,7 +57,8 @@ class ServiceConfig:
 
     Attributes:
         artifacts: The artifacts directory (``models/`` inside).
-        gallery: The gallery file (created at start if it does not exist).
+        gallery: The gallery file or ``postgresql://`` URL (created at start if it does not
+            exist).
         limits: See :class:`Limits`.
         token: Bearer token required on ``/v1/*`` and ``/metrics`` (``None``: no token).
         cors_origins: Origins allowed to call the API from another site's pages (none by
@@ -68,7 +69,7 @@ class ServiceConfig:
     """
 
     artifacts: Path
-    gallery: Path
+    gallery: Path | str
     limits: Limits = field(default_factory=Limits)
     token: str | None = field(default=None, repr=False)
     cors_origins: tuple[str, ...] = ()

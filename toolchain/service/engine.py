@@ -41,7 +41,7 @@ from toolchain.runtime.faces import (
     ThresholdSource,
     enroll_outcome,
 )
-from toolchain.runtime.gallery import Entry, Gallery, Person
+from toolchain.runtime.gallery import Entry, Gallery, Person, display_target, is_postgres_url
 from toolchain.runtime.images import LoadedImage, decode_bytes
 from toolchain.runtime.recognizer import MIN_ENROLL_FACE, Recognizer
 from toolchain.service.config import ServiceConfig
@@ -188,9 +188,12 @@ class Engine:
         self.pool.shutdown()
 
     def _signature(self) -> tuple[tuple[int, int] | None, ...]:
-        """Size and modification time of the gallery and its WAL (changes on every commit)."""
+        """Size and modification time of the gallery and its WAL (changes on every commit);
+        none for a PostgreSQL gallery, which notices other writers' commits itself."""
+        if is_postgres_url(self.config.gallery):
+            return ()
         result: list[tuple[int, int] | None] = []
-        for path in (self.config.gallery, Path(f"{self.config.gallery}-wal")):
+        for path in (Path(self.config.gallery), Path(f"{self.config.gallery}-wal")):
             try:
                 info = path.stat()
             except OSError:
@@ -331,6 +334,8 @@ class Engine:
         with Gallery.open(self.config.gallery, fingerprint=self.embedder.fingerprint,
                           dim=self.embedder.dim) as gallery:
             people = len(gallery.people())
-        return {"model": self.embedder.fingerprint[:16], "gallery": self.config.gallery.name,
+        name = (display_target(self.config.gallery) if is_postgres_url(self.config.gallery)
+                else Path(self.config.gallery).name)
+        return {"model": self.embedder.fingerprint[:16], "gallery": name,
                 "people": people, "workers": self.pool.workers,
                 "queue": self.pool.capacity - self.pool.workers}

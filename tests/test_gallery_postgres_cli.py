@@ -1,0 +1,163 @@
+"""The command line on a PostgreSQL gallery: the same results as on SQLite, and migrate.
+
+The tiny stand-in model and the square detector (``runtime_fakes``) make enrolling and
+recognizing fast; the gallery is real, on the session's throwaway PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import runtime_fakes as fakes
+from runtime_fakes import facenet
+
+from toolchain.runtime.gallery import Entry, Gallery
+from toolchain.runtime.gallery.migrate import checksum
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return fakes.install(tmp_path / "artifacts", monkeypatch)
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> tuple[Path, Path]:
+    """A folder of two people to enroll, and a folder of queries."""
+    fakes.photo(tmp_path / "People" / "Red.png", [("red", 60)])
+    fakes.photo(tmp_path / "People" / "Blue.png", [("blue", 60)])
+    queries = tmp_path / "queries"
+    fakes.photo(queries / "a_group.jpg", [("blue", 50), ("yellow", 40), ("red", 80)])
+    fakes.photo(queries / "b_red.png", [("red", 100)], mode="P")
+    return tmp_path / "People", queries
+
+
+def rows(target: Path | str) -> list[tuple[Any, ...]]:
+    with Gallery.open(target) as gallery:
+        return [(e.name, e.vector.tobytes(), e.source, e.image_sha256, e.box, e.score)
+                for e in gallery.entries()]
+
+
+def entries(target: Path | str) -> list[Entry]:
+    with Gallery.open(target) as gallery:
+        return gallery.entries()
+
+
+def test_enroll_and_recognize_give_the_same_results_on_both_backends(
+        artifacts: Path, photos: tuple[Path, Path], tmp_path: Path, postgres_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    people, queries = photos
+    outputs = []
+    for target in (str(tmp_path / "g.db"), postgres_url):
+        code, out, err = facenet(capsys, "enroll", people, "--gallery", target,
+                                 "--artifacts", artifacts)
+        assert code == 0, err
+        assert "2 face(s) added" in out
+        code, out, err = facenet(capsys, "enroll", people, "--gallery", target,
+                                 "--artifacts", artifacts)
+        assert code == 0 and "0 face(s) added, 2 already there" in out, err
+        code, out, err = facenet(capsys, "recognize", queries, "--gallery", target, "--json",
+                                 "--artifacts", artifacts)
+        assert code == 0, err
+        doc = json.loads(out)
+        assert doc.pop("gallery") == target
+        outputs.append(doc)
+    assert outputs[0] == outputs[1]
+    names = {Path(r["file"]).name: sorted(f["name"] for f in r["faces"])
+             for r in outputs[1]["results"]}
+    assert names == {"a_group.jpg": ["Blue", "Red", "unknown"], "b_red.png": ["Red"]}
+    assert rows(tmp_path / "g.db") == rows(postgres_url)
+
+
+def test_gallery_commands_on_postgresql(artifacts: Path, photos: tuple[Path, Path],
+                                        tmp_path: Path, postgres_url: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    people, _ = photos
+    assert facenet(capsys, "enroll", people, "--gallery", postgres_url,
+                   "--artifacts", artifacts)[0] == 0
+    code, out, err = facenet(capsys, "gallery", "list", "--gallery", postgres_url)
+    assert code == 0, err
+    assert "(postgresql)" in out and "2 people, 2 embeddings" in out
+    exported = tmp_path / "export.json"
+    code, _, err = facenet(capsys, "gallery", "export", exported, "--gallery", postgres_url)
+    assert code == 0, err
+    code, out, _ = facenet(capsys, "gallery", "remove", "Red", "--gallery", postgres_url)
+    assert code == 0 and "removed 'Red' (1 embeddings)" in out
+    code, out, err = facenet(capsys, "gallery", "import", exported, "--gallery", postgres_url,
+                             "--artifacts", artifacts)
+    assert code == 0, err
+    assert "imported 1 embeddings (gallery export); 1 were already in" in out
+    assert [e.name for e in entries(postgres_url)] == ["Blue", "Red"]
+
+
+def test_migrate_sqlite_to_postgresql_and_back_is_verified_and_lossless(
+        artifacts: Path, photos: tuple[Path, Path], tmp_path: Path, postgres_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    people, _ = photos
+    source, back = tmp_path / "source.db", tmp_path / "back.db"
+    assert facenet(capsys, "enroll", people, "--gallery", source, "--artifacts", artifacts)[0] == 0
+    with Gallery.open(source) as gallery:
+        gallery.set_threshold(0.75, "calibrated by hand")
+    code, out, err = facenet(capsys, "gallery", "migrate", source, postgres_url)
+    assert code == 0, err
+    assert "migrated 2 embeddings of 2 people" in out and "(2 new, 0 already there" in out
+    assert "threshold copied" in out and checksum(entries(source))[:16] in out
+    code, out, err = facenet(capsys, "gallery", "migrate", source, postgres_url)
+    assert code == 0 and "(0 new, 2 already there)" in out, err
+    code, out, err = facenet(capsys, "gallery", "migrate", postgres_url, back)
+    assert code == 0, err
+    assert rows(back) == rows(postgres_url) == rows(source)
+    for target in (postgres_url, back):
+        with Gallery.open(target) as gallery, Gallery.open(source) as original:
+            assert (gallery.fingerprint, gallery.crop, gallery.threshold,
+                    gallery.threshold_source) == (original.fingerprint, original.crop, 0.75,
+                                                  "calibrated by hand")
+
+
+def test_migrate_into_another_models_gallery_is_refused(
+        artifacts: Path, photos: tuple[Path, Path], tmp_path: Path, postgres_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    people, _ = photos
+    source = tmp_path / "source.db"
+    assert facenet(capsys, "enroll", people, "--gallery", source, "--artifacts", artifacts)[0] == 0
+    Gallery.open(postgres_url, fingerprint="b" * 64, create=True).close()
+    code, out, err = facenet(capsys, "gallery", "migrate", source, postgres_url)
+    assert code == 4 and not out
+    assert len(err.strip().splitlines()) == 1 and "bbbbbbbbbbbbbbbb" in err
+    assert entries(postgres_url) == []
+
+
+def test_a_face_enrolled_under_another_name_fails_the_verification(
+        artifacts: Path, photos: tuple[Path, Path], tmp_path: Path, postgres_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    people, _ = photos
+    source = tmp_path / "source.db"
+    assert facenet(capsys, "enroll", people, "--gallery", source, "--artifacts", artifacts)[0] == 0
+    red = next(e for e in entries(source) if e.name == "Red")
+    with Gallery.open(source) as gallery:
+        fingerprint = gallery.fingerprint
+    with Gallery.open(postgres_url, fingerprint=fingerprint, create=True) as gallery:
+        gallery.add([Entry("Mallory", red.vector, red.source, red.image_sha256, red.box,
+                           red.score)])
+    code, _, err = facenet(capsys, "gallery", "migrate", source, postgres_url)
+    assert code == 4 and "does not hold the 2 embeddings" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "phrase"),
+    [("postgresql://postgres@/postgres?host=/nonexistent", "cannot connect"),
+     ("postgresql://postgres@/postgres?host=/nonexistent&gallery=Bad-Name", "gallery name"),
+     ("postgresql://facenet:s3cret@/postgres?host=/nonexistent", "facenet:***@")],
+    ids=["no-server", "bad-gallery-name", "password-hidden"],
+)
+def test_a_gallery_url_that_cannot_be_used_is_one_line(
+        url: str, phrase: str, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("psycopg")
+    code, out, err = facenet(capsys, "gallery", "list", "--gallery", url)
+    lines = err.strip().splitlines()
+    assert code == 3 and not out and len(lines) == 1, err
+    assert lines[0].startswith("facenet: error: ") and phrase in lines[0]
+    assert "s3cret" not in err

@@ -1,0 +1,105 @@
+"""``facenet gallery migrate``: copy a gallery to another place or backend, verified.
+
+The destination is created bound to the source's model, embedding size and crop (an existing one
+must have the same three). Embeddings are copied in batches, one transaction each, through the
+ordinary idempotent :meth:`~toolchain.runtime.gallery.base.Gallery.add`: an interrupted migration
+is finished by running it again. The stored threshold goes along when the destination has none.
+Then the copy is verified: the destination must hold every source embedding (same person, vector
+bytes, source, photo sha256, box, score), checked by counts and by a sha256 over the sorted
+per-row digests of both sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from toolchain.core.errors import IntegrityError
+from toolchain.runtime.gallery.base import Gallery, GalleryTarget
+from toolchain.runtime.gallery.vectors import Entry, canonical_box
+
+MIGRATE_BATCH = 2_000
+"""Embeddings per destination transaction."""
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    """What a migration copied and how it was verified."""
+
+    source: str
+    destination: str
+    people: int
+    embeddings: int
+    added: int
+    """Embeddings the destination did not hold yet (the rest were there already)."""
+    checksum: str
+    """sha256 over the sorted row digests: the same on both sides."""
+    threshold_copied: bool
+
+
+def row_digest(entry: Entry) -> bytes:
+    """sha256 of one embedding with everything stored about it (the vector as float32 bytes)."""
+    fields = [entry.name, entry.source, entry.image_sha256, list(canonical_box(entry.box)),
+              entry.score]
+    return hashlib.sha256(json.dumps(fields).encode() + b"\0"
+                          + entry.vector.astype("<f4").tobytes()).digest()
+
+
+def checksum(entries: Sequence[Entry]) -> str:
+    """sha256 over the sorted row digests of ``entries`` (independent of their order)."""
+    digest = hashlib.sha256()
+    for row in sorted(row_digest(entry) for entry in entries):
+        digest.update(row)
+    return digest.hexdigest()
+
+
+def _key(entry: Entry) -> tuple[str, tuple[float, float, float, float]]:
+    return entry.image_sha256, canonical_box(entry.box)
+
+
+def migrate(source: GalleryTarget, destination: GalleryTarget,
+            batch: int = MIGRATE_BATCH) -> MigrateResult:
+    """Copy every embedding (and the threshold, if the destination has none) and verify.
+
+    Args:
+        source: The gallery to copy.
+        destination: Where to (created if missing).
+        batch: Embeddings per destination transaction.
+
+    Raises:
+        InputError: the source is missing or unreadable, a destination cannot be created.
+        IntegrityError: the destination holds another model's, size's or crop's embeddings, or
+            after the copy does not hold exactly the source's rows (a face already enrolled
+            there under another name, say).
+    """
+    with Gallery.open(source) as src:
+        entries = src.entries()
+        people = len(src.people())
+        threshold, threshold_source = src.threshold, src.threshold_source
+        with Gallery.open(destination, fingerprint=src.fingerprint, dim=src.dim, create=True,
+                          crop=src.crop) as dst:
+            if dst.dim != src.dim or dst.crop != src.crop:
+                raise IntegrityError(
+                    f"gallery {dst.path} holds {dst.dim}-d embeddings of crop {dst.crop!r}, "
+                    f"{src.path} {src.dim}-d ones of crop {src.crop!r}: not one gallery")
+            added = 0
+            for start in range(0, len(entries), batch):
+                added += len(dst.add(entries[start:start + batch], fingerprint=src.fingerprint)
+                             .added)
+            copied = False
+            if dst.threshold is None and threshold is not None:
+                dst.set_threshold(threshold, threshold_source or f"migrated from {src.path}")
+                copied = True
+            keys = {_key(entry) for entry in entries}
+            landed = [entry for entry in dst.entries() if _key(entry) in keys]
+            want, got = checksum(entries), checksum(landed)
+            if len(landed) != len(entries) or want != got:
+                raise IntegrityError(
+                    f"gallery {dst.path} does not hold the {len(entries)} embeddings of "
+                    f"{src.path} as they are there ({len(landed)} found, checksum "
+                    f"{got[:16]}… instead of {want[:16]}…): a face may be enrolled there under "
+                    "another name")
+            return MigrateResult(str(src.path), str(dst.path), people, len(entries), added,
+                                 want, copied)
