@@ -145,6 +145,29 @@ def test_cli_clip_every_third_frame_json_and_annotated_video(artifacts: Path,
     assert [p.name for p in tmp_path.iterdir()] == ["annotated.mp4"]
 
 
+NO_TENSORFLOW = """
+import atexit, sys
+HEAVY = ("tensorflow", "keras", "tf2onnx", "cv2", "matplotlib")
+atexit.register(lambda: print("HEAVY", sorted(m for m in sys.modules
+                                             if m.split(".")[0] in HEAVY), file=sys.stderr))
+sys.argv = ["facenet", *sys.argv[1:]]
+from toolchain.cli.main import main
+main()
+"""
+"""``python -c`` program: the command line, then which heavy modules it imported."""
+
+
+def test_video_runs_in_the_runtime_environment_without_tensorflow(
+        artifacts: Path, runtime_python: Path) -> None:
+    proc = subprocess.run(
+        [str(runtime_python), "-c", NO_TENSORFLOW, "recognize", str(clip()), "--every", "10",
+         "--json", "--artifacts", str(artifacts)],
+        capture_output=True, text=True, timeout=600, check=False, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stderr.splitlines(), proc.stderr
+    assert "lin_manuel_miranda" in [t["name"] for t in json.loads(proc.stdout)["tracks"]]
+
+
 # ---- live streams from a loopback HTTP server ----
 
 
