@@ -131,7 +131,7 @@ def test_reader_decodes_rgb_frames_in_order_with_times(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "c.mp4", 12, lambda i: [("red" if i % 2 else "blue", 40, 40,
                                                           100)], fps=24)
     with VideoReader(source_from_argument(str(clip))) as reader:
-        assert reader.size == (320, 240) and reader.fps == 24 and reader.frame_count == 12
+        assert reader.fps == 24 and reader.frame_count == 12
         frames = list(reader.frames())
     assert [f.index for f in frames] == list(range(12))
     assert np.allclose([f.time for f in frames], np.arange(12) / 24, atol=1e-6)
@@ -140,6 +140,34 @@ def test_reader_decodes_rgb_frames_in_order_with_times(tmp_path: Path) -> None:
         r, g, b = (int(v) for v in frame.pixels[90, 90])
         assert (r > 150 > b) if frame.index % 2 else (b > 150 > r), (frame.index, r, g, b)
         assert np.abs(frame.pixels[5, 5].astype(int) - fakes.BACKGROUND).max() <= 3
+
+
+@pytest.mark.parametrize(("rotation", "top"), [(-90, "red"), (90, "blue"), (180, "none")])
+def test_frames_are_turned_upright_by_the_display_rotation(tmp_path: Path, rotation: int,
+                                                           top: str) -> None:
+    """A phone records portrait video as landscape frames plus a display rotation."""
+    path = tmp_path / "phone.mp4"
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=10, options={"crf": "1"})
+    stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+    stream.set_display_rotation(rotation)
+    image = np.zeros((64, 96, 3), np.uint8)
+    image[:, :48] = fakes.COLORS["red"]
+    image[:, 48:] = fakes.COLORS["blue"]
+    for packet in [*stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")),
+                   *stream.encode()]:
+        container.mux(packet)
+    container.close()
+    with VideoReader(source_from_argument(str(path))) as reader:
+        pixels = next(iter(reader.frames())).pixels
+    assert pixels.shape == ((64, 96, 3) if rotation == 180 else (96, 64, 3))
+    first_row = pixels[2, 2:-2].astype(int)
+    red = np.abs(first_row - fakes.COLORS["red"]).max(axis=1) < 40
+    blue = np.abs(first_row - fakes.COLORS["blue"]).max(axis=1) < 40
+    if top == "none":
+        assert blue[:10].all() and red[-10:].all(), "turned half a turn: blue now on the left"
+    else:
+        assert (red if top == "red" else blue).all(), (rotation, first_row[:3])
 
 
 def _reader_error(path: Path) -> str:
@@ -213,7 +241,7 @@ class FakeReader:
 
     def __init__(self, count: int, fail: bool):
         self.count, self.fail, self.fps, self.frame_count = count, fail, 30.0, None
-        self.size, self.closed = (4, 4), False
+        self.closed = False
 
     def frames(self, start_index: int = 0, time_offset: float = 0.0) -> Iterator[Frame]:
         pixels = np.zeros((4, 4, 3), np.uint8)
@@ -430,7 +458,7 @@ def test_annotated_video_holds_every_frame_with_boxes(recognizer: object,
     clip = write_clip(tmp_path / "walk.mp4", 30, walkers)
     out = tmp_path / "out" / "walk.annotated.mp4"
     run = track(recognizer, clip, every=2)  # type: ignore[arg-type]
-    with annotated_video(out, run.feed.fps, run.feed.size, inputs=[clip]) as write:
+    with annotated_video(out, run.feed.fps, inputs=[clip]) as write:
         for result in run:
             write(result)
     with av.open(str(out)) as written:
@@ -450,17 +478,17 @@ def test_annotated_video_holds_every_frame_with_boxes(recognizer: object,
 def test_annotated_video_never_replaces_an_input_or_a_foreign_file(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "walk.mp4", 3, walkers)
     with pytest.raises(InputError, match="is the video being read"):
-        annotated_video(clip, 30, (320, 240), inputs=[clip]).__enter__()
+        annotated_video(clip, 30, inputs=[clip]).__enter__()
     mine = tmp_path / "mine.mp4"
     mine.write_bytes(b"my holiday video")
     with pytest.raises(InputError, match="not replacing it"):
-        annotated_video(mine, 30, (320, 240)).__enter__()
+        annotated_video(mine, 30).__enter__()
     assert mine.read_bytes() == b"my holiday video"
     with pytest.raises(InputError, match=r"\.mkv, \.mov, \.mp4"):
-        annotated_video(tmp_path / "x.avi", 30, (320, 240)).__enter__()
+        annotated_video(tmp_path / "x.avi", 30).__enter__()
     again = tmp_path / "again.mp4"
     for _ in range(2):
-        with annotated_video(again, 30, (321, 241)) as write:
+        with annotated_video(again, 30) as write:
             write(FrameResult(0, 0.0, True, (), np.zeros((241, 321, 3), np.uint8)))
     with av.open(str(again)) as written:
         assert (written.streams.video[0].width, written.streams.video[0].height) == (320, 240)
@@ -468,6 +496,10 @@ def test_annotated_video_never_replaces_an_input_or_a_foreign_file(tmp_path: Pat
 
 def test_an_error_mid_run_leaves_no_annotated_video(tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
-    with pytest.raises(RuntimeError), annotated_video(out, 30, (64, 48)):
+    with pytest.raises(RuntimeError), annotated_video(out, 30) as write:
+        write(FrameResult(0, 0.0, True, (), np.zeros((48, 64, 3), np.uint8)))
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+    with annotated_video(out, 30):
+        pass
+    assert list(tmp_path.iterdir()) == [], "no frame, no video"

@@ -316,11 +316,12 @@ def test_frames_arriving_too_fast_are_dropped_and_counted(
 
 def test_mjpeg_stream(artifacts: Path, served: Callable[[str, Route], str]) -> None:
     url = served("/cam.mjpg", Route(mjpeg(110, 170), "multipart/x-mixed-replace; boundary=frame",
-                                    pace=2.0))
-    proc, report = run_json(url, "--every", "2", "--artifacts", artifacts)
+                                    pace=4.0))
+    proc, report = run_json(url, "--fps", "3", "--artifacts", artifacts)
     assert proc.returncode == 0, proc.stderr
-    assert report["frames"] == 61
-    assert [t["name"] for t in report["tracks"]] == ["lin_manuel_miranda"]
+    assert report["frames"] == 61 and report["analyzed"] >= 3
+    names = [t["name"] for t in report["tracks"]]
+    assert "lin_manuel_miranda" in names and set(names) <= {"lin_manuel_miranda", "unknown"}
 
 
 def test_a_stream_that_drops_ends_with_a_partial_timeline(

@@ -319,7 +319,7 @@ def recognize_video(open_recognizer: Callable[[], Recognizer], arguments: Sequen
             if annotate is not None:
                 inputs = [] if source.live else [Path(source.location)]
                 write = outputs.enter_context(annotated_video(
-                    _annotation_path(annotate, source), run.feed.fps, run.feed.size, inputs))
+                    _annotation_path(annotate, source), run.feed.fps, inputs))
             try:
                 interrupted = _consume(run, write)
                 error: ToolchainError | None = None

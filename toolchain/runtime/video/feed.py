@@ -79,7 +79,6 @@ class FrameFeed:
         self._reader = opener(source, timeout)
         self.fps = self._reader.fps
         self.frame_count = self._reader.frame_count
-        self.size = self._reader.size
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._decode, name="facenet-video-decoder",

@@ -120,6 +120,7 @@ class VideoSummary:
     fps: float | None
     """Frames per second the source declares."""
     size: tuple[int, int]
+    """``(width, height)`` of the upright frames (``(0, 0)`` before the first)."""
     frames: int
     """Frames decoded (counting dropped ones)."""
     analyzed: int

@@ -3,8 +3,9 @@
 A command-line argument names a source by its form: a URL whose scheme FFmpeg streams from
 (:data:`STREAM_SCHEMES`), or a file whose suffix is a video container's (:data:`VIDEO_SUFFIXES`);
 ``--camera N`` is ``/dev/videoN`` through FFmpeg's ``v4l2`` input. :class:`VideoReader` opens
-one and yields :class:`Frame` objects (upright RGB ``uint8`` pixels, the frame's number and its
-time since the first frame), and turns every way a source can fail into one typed error:
+one and yields :class:`Frame` objects (RGB ``uint8`` pixels turned upright by the stream's display
+rotation, as a phone records portrait video; the frame's number and its time since the first
+frame), and turns every way a source can fail into one typed error:
 
 - a file that cannot be used (empty, not a video, truncated before its index, no video stream,
   a codec this FFmpeg cannot decode, damaged mid-way): :class:`InputError` (exit 3);
@@ -130,13 +131,21 @@ class Frame:
     time: float
     """Seconds since the source's first frame."""
     pixels: np.ndarray = field(repr=False)
-    """``(H, W, 3)`` uint8 RGB."""
+    """``(H, W, 3)`` uint8 RGB, upright."""
 
 
 def _reason(exc: BaseException) -> str:
     """FFmpeg's words for an error, without the file name PyAV appends."""
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return str(text).rstrip(".")
+
+
+def _upright(frame: Any) -> np.ndarray:
+    """A decoded frame's RGB pixels turned by its display rotation (a multiple of 90 degrees
+    counterclockwise; other angles are left as stored)."""
+    pixels = frame.to_ndarray(format="rgb24")
+    turns = round(frame.rotation / 90) if frame.rotation and frame.rotation % 90 == 0 else 0
+    return np.ascontiguousarray(np.rot90(pixels, turns)) if turns % 4 else pixels
 
 
 def _check_file(path: str) -> None:
@@ -234,11 +243,6 @@ class VideoReader:
             return None
         return int(self._stream.frames) or None
 
-    @property
-    def size(self) -> tuple[int, int]:
-        """``(width, height)`` of the frames."""
-        return int(self._stream.width), int(self._stream.height)
-
     def frames(self, start_index: int = 0, time_offset: float = 0.0) -> Iterator[Frame]:
         """Decode every frame in order.
 
@@ -263,8 +267,7 @@ class VideoReader:
                     moment = (index - start_index) * fallback_step
                 if first is None:
                     first = moment
-                yield Frame(index, time_offset + max(0.0, moment - first),
-                            frame.to_ndarray(format="rgb24"))
+                yield Frame(index, time_offset + max(0.0, moment - first), _upright(frame))
                 index += 1
         except av.error.DecoderNotFoundError:
             raise InputError(f"{self.source.label}: its video codec is not one this FFmpeg "

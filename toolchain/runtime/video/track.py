@@ -83,6 +83,7 @@ class VideoTracking:
                               queue_size=queue_size)
         self.frames = 0
         self.analyzed = 0
+        self.size = (0, 0)
         self.ending = Ending.RUNNING
         self.error: ToolchainError | None = None
         self._started: float | None = None
@@ -109,7 +110,9 @@ class VideoTracking:
             if self.fps is not None:
                 pick = frame.time + 1e-6 >= next_time
                 if pick:
-                    next_time = max(next_time + 1.0 / self.fps, frame.time)
+                    next_time += 1.0 / self.fps
+                    if next_time <= frame.time:
+                        next_time = frame.time + 1.0 / self.fps
             else:
                 pick = frame.index >= next_index
                 if pick:
@@ -134,6 +137,7 @@ class VideoTracking:
                 else:
                     tracked = self.tracker.carry(frame.index)
                 self.frames = frame.index + 1
+                self.size = frame.pixels.shape[1], frame.pixels.shape[0]
                 yield FrameResult(frame.index, frame.time, pick, tuple(tracked), frame.pixels)
         except ToolchainError as exc:
             self.ending, self.error = Ending.FAILED, exc
@@ -152,7 +156,7 @@ class VideoTracking:
         stopped = self._stopped if self._stopped is not None else clock.perf_counter()
         return VideoSummary(
             source=self.source.label, kind=str(self.source.kind), fps=self.feed.fps,
-            size=self.feed.size, frames=self.frames, analyzed=self.analyzed,
+            size=self.size, frames=self.frames, analyzed=self.analyzed,
             dropped=self.feed.dropped, reconnects=self.feed.reconnects,
             elapsed=0.0 if started is None else stopped - started,
             threshold=self.threshold, threshold_source=self.threshold_source,

@@ -120,28 +120,39 @@ class _Encoder:
 
 
 @contextlib.contextmanager
-def annotated_video(path: Path, fps: float | None, size: tuple[int, int],
+def annotated_video(path: Path, fps: float | None,
                     inputs: Sequence[Path] = ()) -> Iterator[Callable[[FrameResult], None]]:
     """Write an annotated video to ``path``: yields the per-frame writer.
 
-    The video appears at ``path`` when the block ends without an exception (whatever number of
-    frames it got); on an exception nothing is left behind.
+    The video appears at ``path`` when the block ends without an exception, if it got at least
+    one frame; on an exception nothing is left behind. Its size is the first frame's (an odd side
+    loses its last pixel row or column: H.264 in 4:2:0 needs even sides).
 
     Args:
         path: The ``.mp4`` / ``.mov`` / ``.mkv`` to write.
         fps: The source's frame rate (frame times place each frame; a gap stays a gap).
-        size: ``(width, height)`` of the frames (an odd side loses its last pixel row/column).
         inputs: Files the run reads, never written over.
 
     Raises:
         InputError: see :func:`check_target`.
     """
     fmt = check_target(path, inputs)
-    with atomic_file(path) as tmp:
-        encoder = _Encoder(tmp, fmt, fps, size)
+    with contextlib.ExitStack() as stack:
+        encoder: _Encoder | None = None
+
+        def write(result: FrameResult) -> None:
+            nonlocal encoder
+            if encoder is None:
+                height, width = result.pixels.shape[:2]
+                encoder = _Encoder(stack.enter_context(atomic_file(path)), fmt, fps,
+                                   (width, height))
+            encoder.write(result)
+
         try:
-            yield encoder.write
+            yield write
         except BaseException:
-            encoder.container.close()
+            if encoder is not None:
+                encoder.container.close()
             raise
-        encoder.finish()
+        if encoder is not None:
+            encoder.finish()
