@@ -54,9 +54,10 @@ class Env:
 REQ = ROOT / "requirements"
 ENV_SPECS: dict[str, Env] = {
     "legacy": Env((ROOT / "legacy_env" / "requirements.txt",)),
-    "modern": Env((REQ / "modern.txt", REQ / "serve.txt", REQ / "postgres.txt",
-                   REQ / "postgres-server.txt", REQ / "ray.txt")),
-    "runtime": Env((REQ / "runtime.txt", REQ / "serve.txt", REQ / "postgres.txt")),
+    "modern": Env((REQ / "modern.txt", REQ / "serve.txt", REQ / "openvino.txt", REQ / "nncf.txt",
+                   REQ / "postgres.txt", REQ / "postgres-server.txt", REQ / "ray.txt")),
+    "runtime": Env((REQ / "runtime.txt", REQ / "serve.txt", REQ / "openvino.txt",
+                    REQ / "postgres.txt")),
     "lint": Env((REQ / "lint.txt",), project=False),
     # face_recognition declares `dlib` (a source build); dlib-bin in baseline.txt replaces it.
     "baseline": Env((REQ / "baseline.txt",), no_deps=(REQ / "baseline-nodeps.txt",),
@@ -264,7 +265,7 @@ def missing_artifacts() -> list[Callable[[nox.Session], None]]:
     models = ARTIFACTS / "models"
     needed = [contracts.KERAS_FILE, contracts.ONNX_FILE, contracts.ONNX_INT8_FILE,
               contracts.TFLITE_FILE, contracts.TFLITE_FP16_FILE, contracts.TFLITE_INT8_FILE,
-              *contracts.MTCNN_FILES.values()]
+              contracts.OPENVINO_DIR, contracts.OPENVINO_INT8_DIR, *contracts.MTCNN_FILES.values()]
     if steps or not all((models / name).exists() for name in needed):
         steps.append(step_export)
     return steps

@@ -120,7 +120,7 @@ def install(artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from toolchain.runtime import recognizer
 
     write_tiny_facenet(artifacts / "models" / "facenet.onnx")
-    monkeypatch.setattr(recognizer, "load_detector", lambda models_dir: SquareDetector())
+    monkeypatch.setattr(recognizer, "load_detector", lambda models_dir, **options: SquareDetector())
     return artifacts
 
 
@@ -143,7 +143,7 @@ import sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 import runtime_fakes
 from toolchain.runtime import recognizer
-recognizer.load_detector = lambda models_dir: runtime_fakes.SquareDetector()
+recognizer.load_detector = lambda models_dir, **options: runtime_fakes.SquareDetector()
 """
 """Python source that makes a fresh interpreter use the square detector (for subprocess tests)."""
 

@@ -23,8 +23,13 @@ from toolchain.cli.recognition import (
     MarginOption,
     MaxDetectSideOption,
     MinFaceOption,
+    PrecisionChoice,
+    PrecisionOption,
+    RuntimeChoice,
+    RuntimeOption,
     crop_keywords,
     detection_keywords,
+    model_keywords,
     open_recognizer,
     threshold_value,
 )
@@ -101,12 +106,15 @@ def compare(
     max_detect_side: MaxDetectSideOption = None,
     margin: MarginOption = None,
     align: AlignOption = None,
+    runtime: RuntimeOption = RuntimeChoice.onnxruntime,
+    precision: PrecisionOption = PrecisionChoice.fp32,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
     """Are the faces of two photos the same person? Distance, threshold, decision; exit 0."""
     rec = open_recognizer(artifacts, gallery, threshold=threshold,
                           **crop_keywords(margin, align, allow_mismatch=True),
-                          **detection_keywords(min_face, max_detect_side))
+                          **detection_keywords(min_face, max_detect_side),
+                          **model_keywords(runtime, precision))
     with rec:
         result = rec.compare(photo_a, photo_b, face_a=face_a, face_b=face_b)
     if as_json:

@@ -23,9 +23,14 @@ from toolchain.cli.recognition import (
     MaxDetectSideOption,
     MinEnrollFaceOption,
     MinFaceOption,
+    PrecisionChoice,
+    PrecisionOption,
+    RuntimeChoice,
+    RuntimeOption,
     crop_keywords,
     detection_keywords,
     enroll_keywords,
+    model_keywords,
     open_recognizer,
     progress_bar,
 )
@@ -87,6 +92,8 @@ def enroll(
     max_detect_side: MaxDetectSideOption = None,
     margin: MarginOption = None,
     align: AlignOption = None,
+    runtime: RuntimeOption = RuntimeChoice.onnxruntime,
+    precision: PrecisionOption = PrecisionChoice.fp32,
     gallery: GalleryOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
@@ -103,7 +110,8 @@ def enroll(
         raise typer.BadParameter("must not be empty", param_hint="--name")
     items, empty = _enroll_items(paths, name.strip() if name else None)
     with open_recognizer(artifacts, gallery, **crop_keywords(margin, align),
-                         **detection_keywords(min_face, max_detect_side)) as rec:
+                         **detection_keywords(min_face, max_detect_side),
+                         **model_keywords(runtime, precision)) as rec:
         with progress_bar("enrolling", len(items)) as advance:
             outcomes = rec.enroll_many(items, largest=largest, progress=advance,
                                        **enroll_keywords(min_enroll_face))

@@ -27,8 +27,13 @@ from toolchain.cli.recognition import (
     MaxDetectSideOption,
     MinEnrollFaceOption,
     MinFaceOption,
+    PrecisionChoice,
+    PrecisionOption,
+    RuntimeChoice,
+    RuntimeOption,
     crop_keywords,
     detection_keywords,
+    model_choice,
     progress_bar,
     threshold_value,
 )
@@ -38,6 +43,7 @@ from toolchain.runtime.gallery.schema import MatchMode
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from toolchain.runtime.backends import ModelChoice
     from toolchain.runtime.evaluate import Evaluation
     from toolchain.runtime.pairs import PairsEvaluation
 
@@ -121,14 +127,16 @@ def _far_value(value: float | None) -> float | None:
 
 
 def _evaluate_pairs(pairs: Path, lfw_root: Path | None, threshold: float | None,
-                    artifacts: Path, detection: dict[str, object], crop: str | None) -> int:
+                    artifacts: Path, detection: dict[str, object], crop: str | None,
+                    model: ModelChoice) -> int:
     """``facenet evaluate --pairs``: measure, write the reports, print the table."""
     from toolchain.runtime.pairs import evaluate_pairs
     from toolchain.runtime.pairs_report import write_reports
 
     layout = Layout(artifacts)
     result = evaluate_pairs(pairs, artifacts, lfw_root=lfw_root, threshold=threshold, crop=crop,
-                            detection=detection, progress=progress_bar, on_problem=problem)
+                            detection=detection, progress=progress_bar, on_problem=problem,
+                            model=model)
     write_reports(result, layout)
     console().print(_pairs_table(result))
     print(f"reports: {display_text(layout.reports_dir / 'pairs.md')}, pairs.json, "
@@ -168,6 +176,8 @@ def evaluate(
     max_detect_side: MaxDetectSideOption = None,
     margin: MarginOption = None,
     align: AlignOption = None,
+    runtime: RuntimeOption = RuntimeChoice.onnxruntime,
+    precision: PrecisionOption = PrecisionChoice.fp32,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
     """Enroll train/ into a temporary gallery, recognize val/, and report accuracy, ROC AUC, EER.
@@ -191,7 +201,8 @@ def evaluate(
                                      "for the train/val mode, not --pairs")
         return _evaluate_pairs(pairs, lfw_root, threshold, artifacts,
                                detection_keywords(min_face, max_detect_side),
-                               crop_keywords(margin, align).get("crop"))
+                               crop_keywords(margin, align).get("crop"),
+                               model_choice(runtime, precision))
     assert dataset is not None
     if lfw_root is not None or threshold is not None:
         raise typer.BadParameter("--lfw-root and --threshold go with --pairs")
@@ -203,7 +214,8 @@ def evaluate(
     evaluation = evaluate_dataset(
         dataset, artifacts, match=match.value, progress=progress_bar, on_problem=problem,
         min_enroll_face=MIN_ENROLL_FACE if min_enroll_face is None else min_enroll_face,
-        crop=crop, **detection_keywords(min_face, max_detect_side))
+        crop=crop, model=model_choice(runtime, precision),
+        **detection_keywords(min_face, max_detect_side))
     reports = layout.reports_dir
     write_reports(evaluation, layout)
     out = console()

@@ -7,6 +7,7 @@ imported when a recognizer is opened, never TensorFlow.
 from __future__ import annotations
 
 import contextlib
+import enum
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,6 +18,7 @@ from toolchain.cli.common import console
 from toolchain.runtime.gallery.schema import MatchMode
 
 if TYPE_CHECKING:
+    from toolchain.runtime.backends import ModelChoice
     from toolchain.runtime.recognizer import Recognizer
 
 GalleryOption = Annotated[
@@ -26,6 +28,46 @@ GalleryOption = Annotated[
                       "(postgresql://user@host/db, optionally ?gallery=NAME) "
                       "[default: <artifacts>/gallery.db]."),
 ]
+
+
+class RuntimeChoice(str, enum.Enum):
+    """``--runtime``: the CPU runtime of the whole pipeline (``toolchain.runtime.backends``)."""
+
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+
+
+class PrecisionChoice(str, enum.Enum):
+    """``--precision``: which FaceNet model embeds."""
+
+    fp32 = "fp32"
+    int8 = "int8"
+
+
+RuntimeOption = Annotated[
+    RuntimeChoice,
+    typer.Option("--runtime",
+                 help="Run detection and embedding on ONNX Runtime or OpenVINO (the openvino "
+                      "extra; FaceNet from `facenet export --format openvino[-int8]`)."),
+]
+PrecisionOption = Annotated[
+    PrecisionChoice,
+    typer.Option("--precision",
+                 help="Embed with the fp32 model or its static int8 quantization (faster, "
+                      "within the int8 parity bound; galleries are shared between both)."),
+]
+
+
+def model_keywords(runtime: RuntimeChoice, precision: PrecisionChoice) -> dict[str, str]:
+    """``--runtime`` / ``--precision`` as ``Recognizer.from_artifacts`` keywords."""
+    return {"runtime": runtime.value, "precision": precision.value}
+
+
+def model_choice(runtime: RuntimeChoice, precision: PrecisionChoice) -> ModelChoice:
+    """``--runtime`` / ``--precision`` as the runtime's model choice."""
+    from toolchain.runtime.backends import ModelChoice
+
+    return ModelChoice(runtime.value, precision.value)
 
 
 MatchOption = Annotated[

@@ -28,8 +28,13 @@ from toolchain.cli.recognition import (
     MatchOption,
     MaxDetectSideOption,
     MinFaceOption,
+    PrecisionChoice,
+    PrecisionOption,
+    RuntimeChoice,
+    RuntimeOption,
     crop_keywords,
     detection_keywords,
+    model_keywords,
     open_recognizer,
     progress_bar,
     threshold_value,
@@ -249,6 +254,8 @@ def recognize(
     max_detect_side: MaxDetectSideOption = None,
     margin: MarginOption = None,
     align: AlignOption = None,
+    runtime: RuntimeOption = RuntimeChoice.onnxruntime,
+    precision: PrecisionOption = PrecisionChoice.fp32,
     allow_crop_mismatch: AllowCropMismatchOption = False,
     camera: video.CameraOption = None,
     every: video.EveryOption = 1,
@@ -268,7 +275,8 @@ def recognize(
         return open_recognizer(artifacts, gallery, threshold=threshold, top_k=top_k,
                                match=match.value,
                                **crop_keywords(margin, align, allow_crop_mismatch),
-                               **detection_keywords(min_face, max_detect_side))
+                               **detection_keywords(min_face, max_detect_side),
+                               **model_keywords(runtime, precision))
 
     if video.wants_video(paths, camera):
         options = video.VideoOptions(camera, every, fps, min_track_frames, min_name_face,

@@ -19,6 +19,10 @@ from toolchain.cli.recognition import (
     GalleryOption,
     MaxDetectSideOption,
     MinFaceOption,
+    PrecisionChoice,
+    PrecisionOption,
+    RuntimeChoice,
+    RuntimeOption,
     detection_keywords,
     threshold_value,
 )
@@ -67,6 +71,8 @@ def serve(
     ] = None,
     min_face: MinFaceOption = None,
     max_detect_side: MaxDetectSideOption = None,
+    runtime: RuntimeOption = RuntimeChoice.onnxruntime,
+    precision: PrecisionOption = PrecisionChoice.fp32,
 ) -> None:
     """Serve the HTTP API (/v1/...), the web page (/) and the offline API docs (/docs)."""
     import uvicorn
@@ -85,7 +91,7 @@ def serve(
     config = ServiceConfig(
         artifacts=artifacts, gallery=gallery or Layout(artifacts).gallery, limits=limits,
         token=token, cors_origins=tuple(cors_origin or ()), threshold=threshold,
-        detection=detection)
+        detection=detection, runtime=runtime.value, precision=precision.value)
     engine = Engine.load(config)
     try:
         uvicorn.run(create_app(engine), host=host, port=port, log_level="info",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolchain.convert.runners import KERAS, LITERT, ONNXRUNTIME, SAVEDMODEL, Runner
+from toolchain.convert.runners import KERAS, LITERT, ONNXRUNTIME, OPENVINO, SAVEDMODEL, Runner
 from toolchain.core import contracts
 
 
@@ -123,6 +123,18 @@ FORMATS: dict[str, FormatSpec] = {
             "onnx_int8:export_onnx_int8", (contracts.ONNX_INT8_FILE,), parent="onnx",
             tolerance=Tolerance(max_abs=None, min_cos=0.995), runner=ONNXRUNTIME,
             bench_label="ort-int8",
+        ),
+        FormatSpec(
+            "openvino", "OpenVINO IR, float32 (openvino.convert_model of the ONNX model)",
+            "openvino_ir:export_openvino", (contracts.OPENVINO_DIR,), parent="onnx",
+            tolerance=FP32, runner=OPENVINO, bench_label="ov-fp32",
+        ),
+        FormatSpec(
+            "openvino-int8",
+            "OpenVINO IR int8 (NNCF post-training quantization, calibrated on the train crops)",
+            "openvino_ir:export_openvino_int8", (contracts.OPENVINO_INT8_DIR,),
+            parent="openvino", tolerance=Tolerance(max_abs=None, min_cos=0.995),
+            runner=OPENVINO, bench_label="ov-int8",
         ),
     )
 }

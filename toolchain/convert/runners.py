@@ -3,8 +3,8 @@
 Parity, the exporters' own validation and the bench all run models through these runners, so a
 format is executed the same way wherever it is measured. A runner loads a model once and returns
 ``infer(batch) -> {"embedding": raw, "embedding_l2": normalized}``; :meth:`Runner.run` feeds all
-crops through it in the runner's batch size. TensorFlow, ONNX Runtime and LiteRT are imported
-inside the loaders only.
+crops through it in the runner's batch size. TensorFlow, ONNX Runtime, LiteRT and OpenVINO are
+imported inside the loaders only.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from toolchain.core.contracts import INPUT_SIZE
+from toolchain.core.contracts import INPUT_SIZE, OPENVINO_XML
 
 Outputs = dict[str, np.ndarray]
 """Output name -> array, as the model names them (``embedding``, ``embedding_l2``)."""
@@ -28,7 +28,7 @@ Infer = Callable[[np.ndarray], Outputs]
 SIGNATURE = "serving_default"
 """The signature the SavedModel and TFLite exports are called through."""
 
-RuntimeName = Literal["keras", "savedmodel", "onnxruntime", "litert"]
+RuntimeName = Literal["keras", "savedmodel", "onnxruntime", "litert", "openvino"]
 
 
 def _stack(parts: list[Outputs]) -> Outputs:
@@ -99,6 +99,20 @@ def load_tflite(path: Path) -> Infer:
     return infer
 
 
+def load_openvino(path: Path) -> Infer:
+    """An OpenVINO IR directory (or ``.xml``) compiled for the CPU in float32 arithmetic, one
+    thread per core (:class:`toolchain.runtime.backends.OpenVinoSession`)."""
+    from toolchain.runtime.backends import OpenVinoSession
+
+    session = OpenVinoSession(path / OPENVINO_XML if path.is_dir() else path)
+    names, input_name = session.output_names, session.input_names[0]
+
+    def infer(x: np.ndarray) -> Outputs:
+        return dict(zip(names, session.run(names, {input_name: x}), strict=True))
+
+    return infer
+
+
 @dataclass(frozen=True)
 class Runner:
     """How one runtime loads and runs a model.
@@ -123,3 +137,4 @@ KERAS = Runner("keras", load_keras, 32)
 SAVEDMODEL = Runner("savedmodel", load_savedmodel, 32)
 ONNXRUNTIME = Runner("onnxruntime", load_onnx, 32)
 LITERT = Runner("litert", load_tflite, 16)
+OPENVINO = Runner("openvino", load_openvino, 32)

@@ -22,6 +22,12 @@ ONNX_INT8_FILE = "facenet_int8.onnx"
 TFLITE_FILE = "facenet.tflite"
 TFLITE_FP16_FILE = "facenet_fp16.tflite"
 TFLITE_INT8_FILE = "facenet_int8.tflite"
+OPENVINO_DIR = "facenet_openvino"
+"""The OpenVINO IR (fp32) directory: :data:`OPENVINO_XML` and its ``.bin`` weights."""
+OPENVINO_INT8_DIR = "facenet_openvino_int8"
+"""The OpenVINO IR quantized to int8 by NNCF."""
+OPENVINO_XML = "facenet.xml"
+"""The IR graph file inside an OpenVINO directory (``facenet.bin`` beside it)."""
 
 MTCNN_FILES: dict[str, str] = {
     "pnet": "mtcnn_pnet.onnx",

@@ -1,8 +1,19 @@
-"""The exported FaceNet ONNX model on ONNX Runtime: 160x160 RGB face crops in, unit vectors out."""
+"""The exported FaceNet model on ONNX Runtime or OpenVINO: 160x160 RGB face crops in, unit vectors
+out.
+
+Galleries are bound to :attr:`Embedder.fingerprint`: the sha256 of the recovered weights'
+manifest (``weights_manifest_sha256``, which every export of the toolchain records), so the fp32
+and int8 models on either runtime, and any re-export of the same weights (a new calibrated
+threshold changes the file's bytes, not its weights), share their galleries. A model without that
+record (a user's own) is fingerprinted by the sha256 of its file. Cross-precision identification on
+the shared real photos is tested in ``tests/test_openvino.py`` (an fp32 gallery searched by each
+other model names the same people).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +21,20 @@ import numpy as np
 from toolchain.core.atomic import sha256_file
 from toolchain.core.contracts import INPUT_SIZE
 from toolchain.core.crop import CropSpec
-from toolchain.core.errors import IntegrityError, MissingArtifactError
+from toolchain.core.errors import EnvironmentToolError, IntegrityError, MissingArtifactError
 from toolchain.core.preprocess import l2_normalize, prewhiten
-from toolchain.runtime.ort_options import DEFAULT_SETTINGS, OrtSettings, create_session
+from toolchain.runtime.backends import RUNTIMES, open_session
+from toolchain.runtime.ort_options import DEFAULT_SETTINGS, OrtSettings
 
 log = logging.getLogger(__name__)
 
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
 THRESHOLD_METADATA_KEYS = ("default_threshold", "threshold")
 """ONNX ``metadata_props`` keys read (in this order) for the default match threshold."""
+
+WEIGHTS_METADATA_KEY = "weights_manifest_sha256"
+"""Metadata key of the sha256 of the weights manifest the model was exported from."""
 
 CROP_METADATA_KEY = "default_crop"
 """ONNX ``metadata_props`` key of the crop spec its ``default_threshold`` was calibrated with."""
@@ -27,11 +44,13 @@ DEFAULT_BATCH = 32
 
 
 class Embedder:
-    """FaceNet on ONNX Runtime (CPU); names, shapes and metadata are read from the model file.
+    """FaceNet on a CPU runtime; names, shapes and metadata are read from the model file.
 
     Attributes:
-        path: The ``.onnx`` file.
-        fingerprint: sha256 of the file: galleries are bound to it.
+        path: The model (``.onnx``, or an OpenVINO IR ``.xml``).
+        runtime: ``onnxruntime`` or ``openvino``.
+        fingerprint: what galleries are bound to: the weights manifest's sha256 the model
+            records, else the sha256 of the file (see the module docstring).
         metadata: The model's ``metadata_props``.
         default_threshold: The match threshold the model's metadata suggests, if it carries one.
         default_crop: The crop spec (text) that threshold was calibrated with, if recorded.
@@ -39,35 +58,39 @@ class Embedder:
     """
 
     def __init__(self, path: Path, batch_size: int = DEFAULT_BATCH,
-                 settings: OrtSettings = DEFAULT_SETTINGS):
-        """Load ``path`` into a CPU ONNX Runtime session (:mod:`toolchain.runtime.ort_options`:
-        one intra-op thread per core, cached optimized graph).
+                 settings: OrtSettings = DEFAULT_SETTINGS, runtime: str = RUNTIMES[0],
+                 export_hint: str = "nox -s export"):
+        """Load ``path`` on ``runtime`` (ONNX Runtime: :mod:`toolchain.runtime.ort_options`, one
+        intra-op thread per core, cached optimized graph; OpenVINO: :mod:`.backends`).
 
         Raises:
-            MissingArtifactError: the file does not exist.
-            IntegrityError: ONNX Runtime cannot load it, or its input/output is not FaceNet's.
+            MissingArtifactError: the file does not exist (the message names ``export_hint``).
+            EnvironmentToolError: the runtime is not installed.
+            IntegrityError: the runtime cannot load it, or its input/output is not FaceNet's.
         """
         self.path = Path(path)
+        self.runtime = runtime
         if not self.path.is_file():
             raise MissingArtifactError(
-                f"FaceNet ONNX model {self.path} is missing; create it with `nox -s export`"
+                f"FaceNet model {self.path} is missing; create it with `{export_hint}`"
             )
-        self.fingerprint = sha256_file(self.path)
         try:
-            self._session = create_session(self.path, settings)
+            self._session = open_session(self.path, runtime, settings)
+        except (EnvironmentToolError, ValueError):
+            raise
         except Exception as exc:
             raise IntegrityError(
-                f"{self.path}: ONNX Runtime cannot load it ({type(exc).__name__}: {exc}); "
-                "re-create it with `nox -s export`"
+                f"{self.path}: {runtime} cannot load it ({type(exc).__name__}: {exc}); "
+                f"re-create it with `{export_hint}`"
             ) from exc
-        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        if len(inputs) != 1 or len(outputs) < 1:
+        session = self._session
+        if len(session.input_names) != 1 or len(session.output_names) < 1:
             raise IntegrityError(
                 f"{self.path}: expected one input and an embedding output, got "
-                f"{[i.name for i in inputs]} -> {[o.name for o in outputs]}"
+                f"{session.input_names} -> {session.output_names}"
             )
-        self.input_name, self.output_name = inputs[0].name, outputs[0].name
-        in_shape, out_shape = list(inputs[0].shape), list(outputs[0].shape)
+        self.input_name, self.output_name = session.input_names[0], session.output_names[0]
+        in_shape, out_shape = session.input_shapes[0], session.output_shapes[0]
         if len(in_shape) != 4 or any(
             isinstance(d, int) and d != want
             for d, want in zip(in_shape[1:], (INPUT_SIZE, INPUT_SIZE, 3), strict=True)
@@ -84,7 +107,8 @@ class Embedder:
         fixed_batch = in_shape[0] if isinstance(in_shape[0], int) and in_shape[0] > 0 else None
         self._fixed_batch = fixed_batch
         self.batch_size = fixed_batch or max(1, batch_size)
-        self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
+        self.metadata: dict[str, str] = dict(session.metadata)
+        self.fingerprint = self._weights_from_metadata() or sha256_file(self.path)
         self.default_threshold = self._threshold_from_metadata()
         self.default_crop = self._crop_from_metadata()
         log.debug(
@@ -92,6 +116,10 @@ class Embedder:
             self.path, self.fingerprint[:12], self.input_name, in_shape,
             self.output_name, out_shape, self.metadata,
         )
+
+    def _weights_from_metadata(self) -> str | None:
+        value = self.metadata.get(WEIGHTS_METADATA_KEY, "")
+        return value if SHA256_HEX.fullmatch(value) else None
 
     def _threshold_from_metadata(self) -> float | None:
         for key in THRESHOLD_METADATA_KEYS:

@@ -40,6 +40,7 @@ from toolchain.core.metrics import (
 from toolchain.core.pair_metrics import far_target, tar_at_far
 from toolchain.core.paths import DEFAULT_ARTIFACTS
 from toolchain.core.preprocess import largest_face
+from toolchain.runtime.backends import DEFAULT_MODEL, ModelChoice
 from toolchain.runtime.faces import EnrollStatus
 from toolchain.runtime.gallery import Gallery, GalleryTarget, MatchMode
 from toolchain.runtime.images import find_images
@@ -145,6 +146,7 @@ def evaluate_dataset(
     progress: Progress = _no_progress,
     on_problem: Callable[[str], None] | None = None,
     crop: CropSpec | str | None = None,
+    model: ModelChoice = DEFAULT_MODEL,
 ) -> Evaluation:
     """Enroll ``dataset/train`` into a temporary gallery, recognize ``dataset/val``, measure.
 
@@ -159,6 +161,7 @@ def evaluate_dataset(
         on_problem: receives each photo that could not be used, after the run and before any
             error is raised.
         crop: how faces are cropped (default: the model's ``default_crop``).
+        model: the runtime and precision of the FaceNet model (default: fp32 on ONNX Runtime).
 
     Raises:
         InputError: train/ or val/ is missing or empty, no face of either could be used, or
@@ -172,7 +175,8 @@ def evaluate_dataset(
     with (
         tempfile.TemporaryDirectory(prefix="facenet-evaluate-") as tmp,
         Recognizer.from_artifacts(artifacts, Path(tmp) / "train.db", match=match, top_k=1,
-                                  detection=detection, crop=crop) as rec,
+                                  detection=detection, crop=crop, runtime=model.runtime,
+                                  precision=model.precision) as rec,
     ):
         with progress("enrolling train/", len(train)) as advance:
             outcomes = rec.enroll_many(train, largest=True, progress=advance,

@@ -48,6 +48,7 @@ from toolchain.core.pair_metrics import (
 )
 from toolchain.core.paths import DEFAULT_ARTIFACTS
 from toolchain.core.preprocess import largest_face
+from toolchain.runtime.backends import DEFAULT_MODEL, ModelChoice
 from toolchain.runtime.evaluate import Progress
 from toolchain.runtime.images import read_file_bytes
 from toolchain.runtime.recognizer import FALLBACK_THRESHOLD, Recognizer
@@ -243,6 +244,7 @@ def evaluate_pairs(
     progress: Progress = _no_progress,
     on_problem: Callable[[str], None] | None = None,
     crop: CropSpec | str | None = None,
+    model: ModelChoice = DEFAULT_MODEL,
 ) -> PairsEvaluation:
     """Embed the largest face of every photo of a pairs file once and measure the pairs.
 
@@ -255,6 +257,7 @@ def evaluate_pairs(
         progress: progress display of the embedding stage.
         on_problem: receives each photo with no face or that could not be read.
         crop: how faces are cropped (default: the model's ``default_crop``).
+        model: the runtime and precision of the FaceNet model (default: fp32 on ONNX Runtime).
 
     Raises:
         InputError: a bad pairs file, or no used pairs of one kind (no ROC).
@@ -268,7 +271,8 @@ def evaluate_pairs(
     with (
         tempfile.TemporaryDirectory(prefix="facenet-pairs-") as tmp,
         Recognizer.from_artifacts(artifacts, Path(tmp) / "unused.db", top_k=1,
-                                  detection=detection, crop=crop) as rec,
+                                  detection=detection, crop=crop, runtime=model.runtime,
+                                  precision=model.precision) as rec,
         progress("embedding photos", len(photos)) as advance,
     ):
         for photo in rec.analyze(photos, progress=advance):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
-from toolchain.core.contracts import MTCNN_FILES, ONNX_FILE
+from toolchain.core.contracts import MTCNN_FILES
 from toolchain.core.crop import BOX, CropSpec
 from toolchain.core.errors import InputError, IntegrityError
 from toolchain.core.integrity import verify_file
@@ -78,9 +78,6 @@ IMAGES_PER_BATCH = 16
 """Photos decoded and detected before their faces are embedded (and, when enrolling, stored)."""
 
 ImageInput: TypeAlias = Path | str | np.ndarray
-
-RUNTIME_MODELS = (ONNX_FILE, *MTCNN_FILES.values())
-"""The exported models a recognizer loads (checked against ``SHA256SUMS`` first)."""
 
 
 def load_detector(models_dir: Path, **options: Any) -> FaceDetector:
@@ -179,21 +176,33 @@ class Recognizer:
         detection: Mapping[str, Any] | None = None,
         crop: CropSpec | str | None = None,
         allow_crop_mismatch: bool = False,
+        runtime: str = "onnxruntime",
+        precision: str = "fp32",
     ) -> Recognizer:
         """Load the models of ``artifacts_dir``; gallery default ``<artifacts>/gallery.db``.
 
-        Keyword options are those of :class:`Recognizer`, and ``detection``: keywords of
-        :func:`load_detector` (default: the detector's own).
+        Keyword options are those of :class:`Recognizer`, ``detection``: keywords of
+        :func:`load_detector` (default: the detector's own), and ``runtime`` (``onnxruntime`` or
+        ``openvino``, for the embedder and the detector) with ``precision`` (``fp32`` or
+        ``int8``): which FaceNet model embeds (:data:`toolchain.runtime.backends.EMBEDDER_FILES`).
 
         Raises:
             MissingArtifactError: a model file is missing (names `nox -s export`).
         """
+        from toolchain.runtime.backends import ModelChoice
+
+        try:
+            choice = ModelChoice(runtime, precision)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
         layout = Layout(Path(artifacts_dir))
-        for name in RUNTIME_MODELS:
-            if (path := layout.models_dir / name).exists():
+        model = layout.models_dir / choice.embedder_file
+        for path in (model.parent if choice.runtime == "openvino" else model,
+                     *(layout.models_dir / name for name in MTCNN_FILES.values())):
+            if path.exists():
                 verify_file(path, layout)
-        embedder = Embedder(layout.models_dir / ONNX_FILE)
-        detector = load_detector(layout.models_dir, **(detection or {}))
+        embedder = Embedder(model, runtime=choice.runtime, export_hint=choice.export_hint)
+        detector = load_detector(layout.models_dir, runtime=choice.runtime, **(detection or {}))
         return cls(detector, embedder, gallery if gallery is not None else layout.gallery,
                    threshold=threshold, match=match, top_k=top_k, crop=crop,
                    allow_crop_mismatch=allow_crop_mismatch)

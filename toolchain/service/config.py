@@ -66,6 +66,8 @@ class ServiceConfig:
         threshold: Match threshold given on the command line (default: the gallery's, else the
             model's).
         detection: Keywords of the MTCNN detector (``min_face_size``, ``max_side``).
+        runtime: ``onnxruntime`` or ``openvino`` (``Recognizer.from_artifacts``).
+        precision: ``fp32`` or ``int8``: which FaceNet model embeds.
     """
 
     artifacts: Path
@@ -75,6 +77,8 @@ class ServiceConfig:
     cors_origins: tuple[str, ...] = ()
     threshold: float | None = None
     detection: dict[str, object] = field(default_factory=dict)
+    runtime: str = "onnxruntime"
+    precision: str = "fp32"
 
 
 def read_token(path: Path) -> str:

@@ -179,7 +179,8 @@ class Engine:
         """
         with Recognizer.from_artifacts(config.artifacts, config.gallery,
                                        threshold=config.threshold,
-                                       detection=config.detection) as loaded:
+                                       detection=config.detection, runtime=config.runtime,
+                                       precision=config.precision) as loaded:
             loaded.gallery(create=True)
             return cls(config, loaded.detector, loaded.embedder)
 

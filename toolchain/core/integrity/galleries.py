@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from toolchain.core.contracts import ONNX_FILE
 from toolchain.core.crop import CropSpec
+from toolchain.core.integrity.fingerprint import model_fingerprint
 from toolchain.core.integrity.sums import (
     GALLERY_SUFFIXES,
     PINNED_DIRS,
@@ -151,7 +152,8 @@ def check_gallery_file(path: Path, model_sha256: str | None = None) -> list[str]
     expected = meta.get("model_fingerprint")
     if model_sha256 is not None and expected != model_sha256:
         problems.append(f"made with model sha256 {str(expected)[:16]}…, the current "
-                        f"{ONNX_FILE} is {model_sha256[:16]}…; enroll again into a new gallery")
+                        f"{ONNX_FILE} is {model_sha256[:16]}… (its weights' sha256, "
+                        "toolchain.core.integrity.fingerprint); enroll again into a new gallery")
     return [f"{path}: {problem}" for problem in problems]
 
 
@@ -165,7 +167,7 @@ def galleries(layout: Layout) -> list[Path]:
 
 def _current_model_sha256(layout: Layout, hashes: Hashes) -> str | None:
     model = layout.models_dir / ONNX_FILE
-    return hashes(model) if not_regular(model) is None else None
+    return model_fingerprint(model, hashes(model)) if not_regular(model) is None else None
 
 
 def check_gallery(layout: Layout, hashes: Hashes | None = None) -> tuple[int, list[str]]:

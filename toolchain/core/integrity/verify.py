@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from toolchain.core.atomic import write_text
 from toolchain.core.contracts import ONNX_FILE
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
+from toolchain.core.integrity.fingerprint import model_fingerprint
 from toolchain.core.integrity.galleries import check_gallery, check_gallery_file
 from toolchain.core.integrity.inputs import check_source, check_weights
 from toolchain.core.integrity.models import check_caches, check_models, verify_file
@@ -80,7 +81,7 @@ def verify_gallery(path: Path, layout: Layout) -> VerifyReport:
                                "compared (create it with `nox -s export`)")
     else:
         try:
-            model_sha256 = verify_file(model, layout)
+            model_sha256 = model_fingerprint(model, verify_file(model, layout))
         except IntegrityError as exc:
             report.problems.append(str(exc))
     report.problems.extend(check_gallery_file(path, model_sha256))

@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from toolchain.core.contracts import MTCNN_FILES
-from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
+from toolchain.core.errors import (
+    EnvironmentToolError,
+    InputError,
+    IntegrityError,
+    MissingArtifactError,
+)
+from toolchain.runtime.backends import RUNTIMES, open_session
 from toolchain.runtime.mtcnn.pyramid import (
     DEFAULT_MAX_SIDE,
     MIN_MAX_SIDE,
@@ -26,7 +32,7 @@ from toolchain.runtime.mtcnn.pyramid import (
     reduce_image,
 )
 from toolchain.runtime.mtcnn.stages import onet_stage, pnet_stage, rnet_stage
-from toolchain.runtime.ort_options import OrtSettings, create_session
+from toolchain.runtime.ort_options import OrtSettings
 
 NET_OUTPUTS: dict[str, tuple[str, ...]] = {
     "pnet": ("bbox_reg", "prob"),
@@ -64,24 +70,26 @@ cached optimized graph gave no gain for nets this small."""
 
 
 class _Net:
-    """One MTCNN net on an ONNX Runtime session, checked against the expected interface."""
+    """One MTCNN net on a runtime session, checked against the expected interface."""
 
-    def __init__(self, name: str, path: Path) -> None:
+    def __init__(self, name: str, path: Path, runtime: str = RUNTIMES[0]) -> None:
         if not path.is_file():
             raise MissingArtifactError(f"MTCNN {name} model {path} is missing; {EXPORT_HINT}")
         try:
-            self._session = create_session(path, MTCNN_SETTINGS)
-        except Exception as exc:  # ONNX Runtime raises several pybind11 exception types
+            self._session = open_session(path, runtime, MTCNN_SETTINGS)
+        except (EnvironmentToolError, ValueError):
+            raise
+        except Exception as exc:  # the runtimes raise several pybind11 exception types
             raise IntegrityError(f"{path} is not a loadable ONNX model ({exc}); "
                                  f"{EXPORT_HINT}") from exc
-        inputs = self._session.get_inputs()
-        outputs = {o.name for o in self._session.get_outputs()}
-        shape = inputs[0].shape if len(inputs) == 1 else []
+        session = self._session
+        outputs = set(session.output_names)
+        shape = session.input_shapes[0] if len(session.input_names) == 1 else []
         if len(shape) != 4 or shape[3] != 3 or not set(NET_OUTPUTS[name]) <= outputs:
             raise IntegrityError(f"{path} is not the MTCNN {name} export (inputs "
-                                 f"{[(i.name, i.shape) for i in inputs]}, outputs "
-                                 f"{sorted(outputs)}); {EXPORT_HINT}")
-        self.input_name = inputs[0].name
+                                 f"{session.input_names} {session.input_shapes}, "
+                                 f"outputs {sorted(outputs)}); {EXPORT_HINT}")
+        self.input_name = session.input_names[0]
         self.input_shape = tuple(shape)
         self.output_names = list(NET_OUTPUTS[name])
 
@@ -109,6 +117,7 @@ class MTCNNDetector:
         max_side: longest side of the largest pyramid level built; larger photos lose their finer
             levels (see :func:`detection_plan`). ``None``: always at full resolution, like the
             package.
+        runtime: ``onnxruntime`` or ``openvino`` (which reads the ``.onnx`` nets directly).
 
     Raises:
         MissingArtifactError: a model file is missing (names ``nox -s export``).
@@ -117,7 +126,7 @@ class MTCNNDetector:
 
     def __init__(self, models_dir: Path, min_face_size: float = 20, scale_factor: float = 0.709,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
-                 max_side: int | None = DEFAULT_MAX_SIDE) -> None:
+                 max_side: int | None = DEFAULT_MAX_SIDE, runtime: str = RUNTIMES[0]) -> None:
         if (not min_face_size > 0 or not 0 < scale_factor < 1 or len(thresholds) != 3
                 or (max_side is not None and max_side < MIN_MAX_SIDE)):
             raise InputError(f"MTCNN needs min_face_size > 0, 0 < scale_factor < 1, three "
@@ -127,9 +136,10 @@ class MTCNNDetector:
         self.scale_factor = scale_factor
         self.thresholds = tuple(float(t) for t in thresholds)
         models_dir = Path(models_dir)
-        self._pnet = _Net("pnet", models_dir / MTCNN_FILES["pnet"])
-        self._rnet = _Net("rnet", models_dir / MTCNN_FILES["rnet"])
-        self._onet = _Net("onet", models_dir / MTCNN_FILES["onet"])
+        self.runtime = runtime
+        self._pnet = _Net("pnet", models_dir / MTCNN_FILES["pnet"], runtime)
+        self._rnet = _Net("rnet", models_dir / MTCNN_FILES["rnet"], runtime)
+        self._onet = _Net("onet", models_dir / MTCNN_FILES["onet"], runtime)
         self._rnet_size = self._rnet.patch_size
         self._onet_size = self._onet.patch_size
 
