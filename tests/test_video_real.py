@@ -257,6 +257,24 @@ def mpegts() -> bytes:
     return buffer.getvalue()
 
 
+@pytest.fixture(scope="module")
+def faststart_mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """The clip remuxed into an MP4 with its index first (what a progressive download needs;
+    the muxer moves the index in a second pass over a named file)."""
+    path = tmp_path_factory.mktemp("faststart") / "clip.mp4"
+    with av.open(str(clip())) as source, av.open(str(path), "w",
+                                                  options={"movflags": "faststart"}) as out:
+        stream = source.streams.video[0]
+        target = out.add_stream_from_template(stream)
+        for packet in source.demux(stream):
+            if packet.dts is not None:
+                packet.stream = target
+                out.mux(packet)
+    data = path.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")
+    return data
+
+
 def mjpeg(first: int, last: int) -> bytes:
     """Frames ``first..last`` of the clip as a ``multipart/x-mixed-replace`` JPEG stream."""
     parts = []
@@ -305,9 +323,12 @@ def test_mpegts_stream_at_the_clips_pace(artifacts: Path, served: Callable[[str,
     check_cast(report["tracks"])
 
 
+@pytest.mark.parametrize("container", ["ts", "mp4"])
 def test_frames_arriving_too_fast_are_dropped_and_counted(
-        artifacts: Path, served: Callable[[str, Route], str], mpegts: bytes) -> None:
-    url = served("/fast.ts", Route(mpegts, TS))
+        artifacts: Path, served: Callable[[str, Route], str], mpegts: bytes,
+        faststart_mp4: bytes, container: str) -> None:
+    body, kind = (mpegts, TS) if container == "ts" else (faststart_mp4, "video/mp4")
+    url = served(f"/fast.{container}", Route(body, kind))
     proc, report = run_json(url, "--artifacts", artifacts)
     assert proc.returncode == 0, proc.stderr
     assert report["frames"] == CLIP_FRAMES
