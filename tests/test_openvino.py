@@ -89,6 +89,22 @@ def test_an_fp32_gallery_names_the_same_people_with_every_model(
             assert max(moved) <= BOX_SLACK, (runtime, precision)
 
 
+@pytest.mark.real
+def test_an_imported_gallery_is_bound_to_the_weights(capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path) -> None:
+    _models()
+    source, copy, export = tmp_path / "a.db", tmp_path / "b.db", tmp_path / "a.json"
+    art = artifacts_root()
+    assert facenet(capsys, "enroll", shared_data() / "people" / "biden", "--name", "biden",
+                   "--gallery", source, "--artifacts", art)[0] == 0
+    assert facenet(capsys, "gallery", "export", export, "--gallery", source)[0] == 0
+    code, _, err = facenet(capsys, "gallery", "import", export, "--gallery", copy,
+                           "--artifacts", art)
+    assert code == 0, err
+    names = [f["name"] for f in _recognize(capsys, copy, "openvino", "int8")]
+    assert "biden" in names
+
+
 def _python_without(module: str, python: Path, *args: str | Path
                     ) -> subprocess.CompletedProcess[str]:
     """``facenet ARGS`` in ``python`` with ``module`` made unimportable."""

@@ -21,6 +21,7 @@ import numpy as np
 from toolchain.core.atomic import sha256_file, write_json
 from toolchain.core.crop import CropSpec
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
+from toolchain.core.integrity.fingerprint import model_fingerprint
 from toolchain.runtime.gallery.base import AddResult, Gallery, GalleryTarget, gallery_exists
 from toolchain.runtime.gallery.schema import (
     EXPORT_FORMAT,
@@ -239,7 +240,7 @@ def import_file(file: Path, gallery: GalleryTarget, model: Path, dim: int
             raise MissingArtifactError(
                 f"a new gallery is bound to the model {model}, which is missing; create it "
                 "with `nox -s export`")
-        current = sha256_file(model)
+        current = model_fingerprint(model, sha256_file(model))
         if fingerprint is not None and fingerprint != current:
             raise IntegrityError(
                 f"{file} holds embeddings of model sha256 {fingerprint[:16]}…, the current "
