@@ -145,6 +145,33 @@ def step_demo(session: nox.Session) -> None:
     facenet(session, "runtime", "evaluate", str(DATASET), "--store-threshold", *gallery, *ART)
     facenet(session, "runtime", "recognize", str(DATASET / "val"), *gallery, *ART,
             "--annotate", str(ARTIFACTS / "reports" / "annotated"))
+    if (SHARED_EXAMPLES / VIDEO_CLIP).is_file():
+        video_demo(session)
+
+
+VIDEO_CLIP = Path("video") / "short_hamilton_clip.mp4"
+VIDEO_STILL = 150
+"""The frame of the annotated clip the README shows (Lin-Manuel Miranda, named)."""
+
+
+def video_demo(session: nox.Session) -> None:
+    """Track the shared clip against the six shared people (a scratch gallery): the timeline is
+    printed, the annotated clip and one frame of it go to reports/video/."""
+    import tempfile
+
+    out = ARTIFACTS / "reports" / "video"
+    annotated = out / "short_hamilton_clip.annotated.mp4"
+    with tempfile.TemporaryDirectory() as tmp:
+        gallery = ["--gallery", str(Path(tmp) / "people.db")]
+        facenet(session, "runtime", "enroll", str(SHARED_EXAMPLES / "people"), *gallery, *ART)
+        facenet(session, "runtime", "recognize", str(SHARED_EXAMPLES / VIDEO_CLIP), "--every", "3",
+                "--annotate", str(annotated), *gallery, *ART)
+    still = f"short_hamilton_clip.frame{VIDEO_STILL}.jpg"
+    session.run(str(env_bin(session, "runtime") / "python"), "-c",
+                "import sys; from pathlib import Path; "
+                "from toolchain.runtime.video.writer import save_still; "
+                "save_still(Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]))",
+                str(annotated), str(VIDEO_STILL), str(out / still), external=True)
 
 
 def step_crops(session: nox.Session) -> None:

@@ -475,6 +475,21 @@ def test_annotated_video_holds_every_frame_with_boxes(recognizer: object,
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
 
 
+def test_a_still_of_a_video(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from toolchain.runtime.video.writer import save_still
+
+    clip = write_clip(tmp_path / "c.mp4", 5, lambda i: [("red" if i == 3 else "blue", 0, 0, 320)])
+    save_still(clip, 3, tmp_path / "still.png")
+    with Image.open(tmp_path / "still.png") as still:
+        r, _, b = still.convert("RGB").getpixel((100, 100))
+    assert still.size == (320, 240) and r > 150 > b
+    with pytest.raises(InputError, match="has no frame 5"):
+        save_still(clip, 5, tmp_path / "none.png")
+    assert not (tmp_path / "none.png").exists()
+
+
 def test_annotated_video_never_replaces_an_input_or_a_foreign_file(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "walk.mp4", 3, walkers)
     with pytest.raises(InputError, match="is the video being read"):

@@ -37,6 +37,7 @@ _MADE_BY = (
     ("reports/parity.", "nox -s parity"),
     ("reports/evaluate", "nox -s demo"),
     ("reports/annotated/", "nox -s demo"),
+    ("reports/video/", "nox -s demo"),
     ("reports/bench.", "nox -s bench"),
     ("reports/int8_variants", "nox -s bench"),
 )

@@ -54,6 +54,25 @@ def has_video_mark(path: Path) -> bool:
         return False
 
 
+def save_still(video: Path, index: int, target: Path) -> None:
+    """Write frame ``index`` of ``video`` (e.g. an annotated one, for a report) as a picture,
+    atomically; the format follows ``target``'s suffix (JPEG or PNG).
+
+    Raises:
+        InputError: ``video`` has fewer frames.
+    """
+    import av
+
+    from toolchain.runtime.drawing import save_image
+
+    with av.open(str(video)) as container:
+        for number, frame in enumerate(container.decode(video=0)):
+            if number == index:
+                save_image(frame.to_image(), target)
+                return
+    raise InputError(f"{video} has no frame {index}")
+
+
 def _identity(path: Path) -> tuple[int, int] | None:
     try:
         info = os.stat(path)
