@@ -24,6 +24,7 @@ from toolchain.bench.inputs import (
     model_files,
     real_photos,
 )
+from toolchain.bench.machine import ISA_FLAGS
 from toolchain.bench.report import REPORT_NAMES, markdown, write_reports
 from toolchain.bench.rows import (
     DLIB_REAL,
@@ -70,8 +71,8 @@ def expected_rows() -> set[tuple[str, str]]:
     """``(section, name)`` of every row a bench run must report."""
     rows = {("sgemm", f"numpy float32 matmul 256^3 ({w})") for w in ("start", "end")}
     rows |= {("embedding", f"{rt} {b}") for rt in BENCH_LABELS for b in ("b1", "b16")}
-    rows |= {("paired", f"{rt} {b} (alternated)") for rt in ("ort-fp32", "ort-int8")
-             for b in ("b1", "b16")}
+    rows |= {("paired", f"{rt} {b} (alternated)")
+             for rt in ("ort-fp32", "ort-int8", "ov-fp32", "ov-int8") for b in ("b1", "b16")}
     rows |= {("ort_options", f"{label} {b}") for label in ORT_SETTINGS for b in ("b1", "b16")}
     rows |= {("ort_options", f"fresh process: import + session, {w}")
              for w in ("cached optimized graph", "optimized at load")}
@@ -256,6 +257,8 @@ def test_quick_bench_writes_every_row(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = _check_outputs(layout, expected_rows())
     assert doc["meta"]["quick"] is True
+    assert {"onnxruntime", "openvino"} <= set(doc["meta"]["versions"])
+    assert set(doc["meta"]["isa"]) <= set(ISA_FLAGS)
     by_name = {(r["section"], r["name"]): r for r in doc["rows"]}
     for runtime in BENCH_LABELS:
         row = by_name[("embedding", f"{runtime} b16")]
@@ -269,7 +272,7 @@ def test_quick_bench_writes_every_row(tmp_path: Path) -> None:
 
 def test_embedding_rows_follow_the_format_table_grouped_by_runtime() -> None:
     assert BENCH_LABELS == ["keras", "savedmodel", "ort-fp32", "ort-int8", "litert-fp32",
-                            "litert-fp16", "litert-int8"]
+                            "litert-fp16", "litert-int8", "ov-fp32", "ov-int8"]
     assert model_files()[2:4] == ["facenet.onnx", "facenet_int8.onnx"]
     assert model_files()[-3:] == ["mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"]
 
@@ -278,7 +281,7 @@ def test_task_specs_travel_as_json() -> None:
     specs = [
         RecognizeSpec(["a.jpg"], "/art", "/g.db", 2, full_resolution=True),
         DetectSpec("package", ["a.jpg"], "/models", 1),
-        PairedSpec({"ort-fp32": "/m.onnx"}, "/art", 1, 2, 1),
+        PairedSpec({"onnx": "/m.onnx", "openvino": "/facenet_openvino"}, "/art", 1, 2, 1),
         VideoSpec("/clip.mp4", "/art", "/g.db", 3, 2, frames=30),
     ]
     for spec in specs:

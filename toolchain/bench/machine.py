@@ -20,11 +20,12 @@ import numpy as np
 AVX512_CORETYPE = "COOPERLAKE"
 """OpenBLAS kernel forced for the AVX-512 sgemm row (AVX-512 FMA; runs on any AVX-512F CPU)."""
 
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
+             "amx_int8")
 """CPU flags the report lists (those that decide which kernels the runtimes can use)."""
 
-VERSIONED = ("numpy", "onnxruntime", "tensorflow-cpu", "tensorflow", "keras", "ai-edge-litert",
-             "mtcnn")
+VERSIONED = ("numpy", "onnxruntime", "openvino", "nncf", "tensorflow-cpu", "tensorflow", "keras",
+             "ai-edge-litert", "mtcnn")
 """Distributions whose installed versions the report records."""
 
 

@@ -19,8 +19,8 @@ REPORT_NAMES = ("bench.json", "bench.md", "bench.png")
 SECTION_TITLES: dict[Section, str] = {
     Section.SGEMM: "Machine sgemm rate (the fastest row's median is the rate)",
     Section.EMBEDDING: "Embedding throughput (baseline: TF SavedModel at the same batch)",
-    Section.PAIRED: "ONNX Runtime fp32 vs int8 in one process, runs alternated (load-robust "
-                    "ratio)",
+    Section.PAIRED: "ONNX Runtime and OpenVINO, fp32 and int8, in one process, runs "
+                    "alternated (load-robust ratio; baseline: ONNX Runtime fp32)",
     Section.ORT_OPTIONS: "ONNX Runtime session options (fp32; baseline: the default settings)",
     Section.DETECTION: "Face detection (baseline: the mtcnn package)",
     Section.END_TO_END: "End to end over the dataset photos (baseline: seed-style pipeline)",

@@ -54,7 +54,7 @@ def embedding_row(label: str, batch: int) -> str:
 
 
 def paired_row(label: str, batch: int) -> str:
-    """Name of an alternated ONNX Runtime row (``ort-int8 b16 (alternated)``)."""
+    """Name of an alternated row (``ort-int8 b16 (alternated)``, ``ov-int8 b1 (alternated)``)."""
     return f"{embedding_row(label, batch)} (alternated)"
 
 

@@ -79,7 +79,7 @@ from toolchain.bench.targets import add_ratios, evaluate_targets
 from toolchain.bench.video import CLIP, measure_video
 from toolchain.bench.worker import BATCHES, ORT_SETTINGS
 from toolchain.convert.formats import FORMATS
-from toolchain.convert.runners import ONNXRUNTIME
+from toolchain.convert.runners import ONNXRUNTIME, OPENVINO
 from toolchain.core.paths import Layout
 
 log = logging.getLogger(__name__)
@@ -130,14 +130,15 @@ class Scheduler:
                 ))
 
     def paired(self) -> None:
-        """The ONNX Runtime formats in one process, runs alternated (baseline: fp32)."""
-        models = {bench_label(spec.name): self.model(spec.name) for spec in bench_formats()
-                  if spec.runner is ONNXRUNTIME}
+        """The ONNX Runtime and OpenVINO formats in one process, runs alternated (baseline: ONNX
+        Runtime fp32)."""
+        models = {spec.name: self.model(spec.name) for spec in bench_formats()
+                  if spec.runner in (ONNXRUNTIME, OPENVINO)}
         run = self.worker(PairedSpec(models, self.art, self.config.repeats,
                                      self.config.b1_calls, self.config.b16_calls))
         for batch in BATCHES:
-            for label, samples in run.result[f"b{batch}"].items():
-                self.rows.append(Row(Section.PAIRED, paired_row(label, batch), "faces/s",
+            for fmt, samples in run.result[f"b{batch}"].items():
+                self.rows.append(Row(Section.PAIRED, paired_row(bench_label(fmt), batch), "faces/s",
                                      samples, baseline=paired_row(bench_label("onnx"), batch),
                                      peak_rss_mb=run.peak_rss_mb))
 
@@ -145,7 +146,7 @@ class Scheduler:
         """Each session setting on the fp32 ONNX model, and session creation in a fresh process."""
         onnx = self.model("onnx")
         run = self.worker(OrtOptionsSpec(onnx, self.art, self.config.repeats,
-                                         self.config.b1_calls))
+                                         self.config.b1_calls, self.config.b16_calls))
         for label, got in run.result.items():
             for batch in ("b1", "b16"):
                 self.rows.append(Row(

@@ -37,7 +37,8 @@ class EmbedSpec:
 
 @dataclass(frozen=True)
 class PairedSpec:
-    """ONNX Runtime models in one process, their runs alternated (bench label -> model)."""
+    """ONNX Runtime and OpenVINO models in one process, their runs alternated (format name ->
+    model)."""
 
     models: dict[str, str]
     artifacts: str
@@ -54,6 +55,7 @@ class OrtOptionsSpec:
     artifacts: str
     repeats: int
     b1_calls: int
+    b16_calls: int
 
 
 @dataclass(frozen=True)

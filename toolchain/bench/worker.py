@@ -82,6 +82,25 @@ def load_format(fmt: str, path: Path) -> Infer:
     return spec.runner.load(path)
 
 
+def feeds(x: np.ndarray, batch: int, calls: int) -> list[np.ndarray]:
+    """The inputs of ``calls`` calls at ``batch``, taken in turn from the 16 crops ``x``."""
+    return [x[(i * batch) % 16 : (i * batch) % 16 + batch] for i in range(calls)]
+
+
+def calls(infer: Infer, inputs: list[np.ndarray]) -> Callable[[], None]:
+    """One timed repetition: ``infer`` on each input in turn.
+
+    Every embedding measurement of the bench (the per-format rows, the alternated rows and the
+    session settings) times this same loop over the same inputs, so their rates compare.
+    """
+
+    def run() -> None:
+        for feed in inputs:
+            infer(feed)
+
+    return run
+
+
 def embed(spec: EmbedSpec) -> dict[str, Any]:
     """Faces/s at batch 1 and 16, with load and first-call seconds, of one model."""
     x = crops(Path(spec.artifacts), 16)
@@ -89,40 +108,25 @@ def embed(spec: EmbedSpec) -> dict[str, Any]:
     start = time.perf_counter()
     infer = load_format(spec.fmt, Path(spec.path))
     load = time.perf_counter() - start
-    for batch, calls in zip(BATCHES, (spec.b1_calls, spec.b16_calls), strict=True):
-        feeds = [x[(i * batch) % 16 : (i * batch) % 16 + batch] for i in range(calls)]
+    for batch, count in zip(BATCHES, (spec.b1_calls, spec.b16_calls), strict=True):
+        inputs = feeds(x, batch, count)
         first = time.perf_counter()
-        out = infer(feeds[0])["embedding"]
+        out = infer(inputs[0])["embedding"]
         first_call = time.perf_counter() - first
         if out.shape != (batch, EMBEDDING_DIM) or not np.all(np.isfinite(out)):
             raise EnvironmentToolError(f"{spec.fmt}: bad output {out.shape} at batch {batch}")
-
-        def rep(feeds: list[np.ndarray] = feeds) -> None:
-            for feed in feeds:
-                infer(feed)
-
-        times = timed(rep, spec.repeats)
+        times = timed(calls(infer, inputs), spec.repeats)
         result[f"b{batch}"] = {
-            "samples": [batch * calls / t for t in times],
+            "samples": [batch * count / t for t in times],
             "load_s": load if batch == BATCHES[0] else 0.0,
             "first_call_s": first_call,
         }
     return result
 
 
-def _ort_calls(session: Any, x: np.ndarray, calls: int) -> Callable[[], None]:
-    feed = {session.get_inputs()[0].name: x}
-    output = [session.get_outputs()[0].name]
-
-    def run() -> None:
-        for _ in range(calls):
-            session.run(output, feed)
-
-    return run
-
-
 def ort_options(spec: OrtOptionsSpec) -> dict[str, Any]:
-    """Session creation seconds and faces/s at batch 1 and 16 of each :data:`ORT_SETTINGS`."""
+    """Session creation seconds and faces/s at batch 1 and 16 of each :data:`ORT_SETTINGS`, timed
+    like every other embedding row (:func:`calls`, the same calls per repetition)."""
     from toolchain.runtime.ort_options import OrtSettings, create_session
 
     path = Path(spec.path)
@@ -134,35 +138,34 @@ def ort_options(spec: OrtOptionsSpec) -> dict[str, Any]:
         start = time.perf_counter()
         session = create_session(path, settings)
         created = time.perf_counter() - start
-        b1 = timed(_ort_calls(session, x[:1], spec.b1_calls), spec.repeats)
-        b16 = timed(_ort_calls(session, x, 1), spec.repeats)
-        results[label] = {
-            "settings": settings.describe(),
-            "create_s": created,
-            "b1": [spec.b1_calls / t for t in b1],
-            "b16": [16 / t for t in b16],
-        }
+        infer = session_infer(session)
+        results[label] = {"settings": settings.describe(), "create_s": created}
+        for batch, count in zip(BATCHES, (spec.b1_calls, spec.b16_calls), strict=True):
+            times = timed(calls(infer, feeds(x, batch, count)), spec.repeats)
+            results[label][f"b{batch}"] = [batch * count / t for t in times]
         del session
     return results
 
 
 def paired(spec: PairedSpec) -> dict[str, Any]:
-    """ORT models in one process, runs alternated (a load-robust ratio): ``bN`` -> label -> rate."""
-    from toolchain.runtime.ort_options import create_session
+    """Models in one process, runs alternated (a load-robust ratio): ``bN`` -> format -> rate.
 
+    Each model is loaded as its per-format row loads it (:func:`load_format`: the same session
+    settings) and timed by the same loop (:func:`calls`), so an alternated row differs from its
+    per-format row only by sharing the process and the time slots.
+    """
     x = crops(Path(spec.artifacts), 16)
-    sessions = {label: create_session(Path(path)) for label, path in spec.models.items()}
+    models = {fmt: load_format(fmt, Path(path)) for fmt, path in spec.models.items()}
     result: dict[str, Any] = {}
-    for batch, calls in zip(BATCHES, (spec.b1_calls, spec.b16_calls), strict=True):
-        runs = {label: _ort_calls(s, x[:batch], calls) for label, s in sessions.items()}
+    for batch, count in zip(BATCHES, (spec.b1_calls, spec.b16_calls), strict=True):
+        runs = {fmt: calls(infer, feeds(x, batch, count)) for fmt, infer in models.items()}
         for run in runs.values():
             run()
-        times: dict[str, list[float]] = {label: [] for label in runs}
+        times: dict[str, list[float]] = {fmt: [] for fmt in runs}
         for _ in range(spec.repeats):
-            for label, run in runs.items():
-                times[label] += repeat(run, 1)
-        result[f"b{batch}"] = {label: [batch * calls / t for t in times[label]]
-                               for label in runs}
+            for fmt, run in runs.items():
+                times[fmt] += repeat(run, 1)
+        result[f"b{batch}"] = {fmt: [batch * count / t for t in times[fmt]] for fmt in runs}
     return result
 
 
