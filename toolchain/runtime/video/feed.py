@@ -34,6 +34,9 @@ BACKOFF_START = 0.5
 BACKOFF_MAX = 8.0
 """Longest wait between two reconnect attempts."""
 
+CLOSE_WAIT = 2.0
+"""Seconds :meth:`FrameFeed.close` waits for the decoder thread to finish."""
+
 _END = object()
 """Put in the queue after the last frame."""
 
@@ -98,7 +101,12 @@ class FrameFeed:
             yield item
 
     def close(self) -> None:
-        """Stop the decoder and release the source (frames still queued are discarded)."""
+        """Stop the decoder and release the source (frames still queued are discarded).
+
+        The decoder stops at its next frame; one blocked on a silent stream is not waited for
+        longer than :data:`CLOSE_WAIT` seconds (it is a daemon thread, and it closes the source
+        itself when its read times out).
+        """
         self._stop.set()
         while True:
             try:
@@ -106,7 +114,7 @@ class FrameFeed:
             except queue.Empty:
                 break
         if self._thread.is_alive():
-            self._thread.join(timeout=self.timeout + 1.0)
+            self._thread.join(timeout=CLOSE_WAIT)
         else:
             self._reader.close()
 
