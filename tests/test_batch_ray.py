@@ -1,0 +1,200 @@
+"""``facenet batch`` on Ray with the real models and photos: the same embeddings and matches as
+the single-process commands, on a cluster started with ``ray start --head`` (2 CPUs, a temporary
+directory) and on a private local instance; a worker SIGKILLed mid-run loses nothing and enrolls
+nothing twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from toolchain.runtime.gallery import Gallery
+
+pytest.importorskip("ray")
+
+RAY = Path(sys.executable).with_name("ray")
+TRAIN_PHOTOS = 93
+"""Photos under the 5-celebrity train/ (one has no face, ten have a face under 40 px)."""
+
+
+@pytest.fixture(scope="module")
+def real_artifacts() -> Path:
+    root = Path(os.environ.get("FACENET_ARTIFACTS", "artifacts")).resolve()
+    for name in ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"):
+        if not (root / "models" / name).is_file():
+            pytest.skip(f"{root / 'models' / name} missing: run `nox -s export` first")
+    if not (root / "source" / "5-celebrity-faces-dataset" / "val").is_dir():
+        pytest.skip("the 5-celebrity photos are missing: run `nox -s fetch` first")
+    return root
+
+
+@pytest.fixture(scope="module")
+def ray_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of the Ray processes: a home of their own and one cluster token, with
+    token authentication on (as a real cluster's), so nothing is read from or left in ~/.ray."""
+    return {**os.environ, "HOME": str(tmp_path_factory.mktemp("home")),
+            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+
+
+def facenet(*args: str | Path, env: dict[str, str] | None = None,
+            timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "toolchain", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def rows(target: Path | str) -> list[tuple[Any, ...]]:
+    """Every stored embedding with what identifies it, the vector as its float32 bytes."""
+    with Gallery.open(target) as gallery:
+        return sorted((e.name, e.vector.tobytes(), e.source, e.image_sha256, e.box, e.score)
+                      for e in gallery.entries())
+
+
+@pytest.fixture(scope="module")
+def single(real_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The train photos enrolled by the single-process `facenet enroll`."""
+    db = tmp_path_factory.mktemp("single") / "single.db"
+    result = facenet("enroll", real_artifacts / "source" / "5-celebrity-faces-dataset" / "train",
+                     "--largest", "--gallery", db, "--artifacts", real_artifacts)
+    assert result.returncode == 1, result.stderr
+    return db
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(ray_env: dict[str, str]) -> Iterator[str]:
+    """A Ray head (2 CPUs) started with ``ray start --head --block`` in a temporary directory;
+    its process group is stopped after the module."""
+    root = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (root / "head.log").open("w")
+    head = subprocess.Popen(
+        [str(RAY), "start", "--head", "--block", "--num-cpus=2", f"--port={port}",
+         f"--temp-dir={root}", "--include-dashboard=false", "--disable-usage-stats"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=ray_env)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while "--block" not in (root / "head.log").read_text():
+            assert head.poll() is None, (root / "head.log").read_text()
+            assert time.monotonic() < deadline, "ray start did not come up"
+            time.sleep(0.5)
+        yield address
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=30)
+        log.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def summary(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stdout.strip().splitlines()[-1]
+
+
+def test_batch_enroll_on_a_cluster_stores_the_single_process_embeddings(
+        real_artifacts: Path, single: Path, ray_cluster: str, ray_env: dict[str, str],
+        tmp_path: Path) -> None:
+    db = tmp_path / "ray.db"
+    train = real_artifacts / "source" / "5-celebrity-faces-dataset" / "train"
+    result = facenet("batch", "enroll", train, "--largest", "--gallery", db, "--ray", ray_cluster,
+                     "--artifacts", real_artifacts, env=ray_env)
+    assert result.returncode == 1, result.stderr
+    assert summary(result).startswith(
+        "82 face(s) added, 0 already there, 11 skipped, on Ray (2 workers, 2 CPUs)")
+    assert rows(db) == rows(single)
+    again = facenet("batch", "enroll", train, "--largest", "--gallery", db, "--ray", ray_cluster,
+                    "--artifacts", real_artifacts, env=ray_env)
+    assert summary(again).startswith("0 face(s) added, 82 already there, 11 skipped")
+    assert rows(db) == rows(single)
+
+
+def test_batch_recognize_gives_the_single_process_matches(
+        real_artifacts: Path, single: Path, ray_cluster: str, ray_env: dict[str, str],
+        tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    val = real_artifacts / "source" / "5-celebrity-faces-dataset" / "val"
+    reference = facenet("recognize", val, "--json", "--gallery", single,
+                        "--artifacts", real_artifacts)
+    assert reference.returncode == 0, reference.stderr
+    expected = {r["file"]: r for r in json.loads(reference.stdout)["results"]}
+    jsonl, parquet = tmp_path / "val.jsonl", tmp_path / "val.parquet"
+    result = facenet("batch", "recognize", val, "--output", jsonl, "--gallery", single,
+                     "--ray", ray_cluster, "--artifacts", real_artifacts, env=ray_env)
+    assert result.returncode == 0, result.stderr
+    local = facenet("batch", "recognize", val, "--output", parquet, "--gallery", single,
+                    "--ray", "local", "--cpus", "1", "--artifacts", real_artifacts, env=ray_env)
+    assert local.returncode == 0, local.stderr
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert records == pq.read_table(parquet).to_pylist()
+    assert sorted(r["file"] for r in records) == sorted(expected)
+    faces = 0
+    for record in records:
+        want = expected[record["file"]]["faces"]
+        assert len(record["faces"]) == len(want)
+        for got, face in zip(record["faces"], want, strict=True):
+            faces += 1
+            assert got["name"] == face["name"] and got["known"] == face["known"]
+            assert round(got["distance"], 6) == face["distance"]
+            assert [(c["name"], round(c["distance"], 6)) for c in got["candidates"]] == [
+                (c["name"], c["distance"]) for c in face["candidates"]]
+    assert summary(result).startswith(f"{faces} face(s) in 25 photos on Ray (2 workers")
+
+
+def test_a_worker_killed_mid_run_loses_nothing_and_enrolls_nothing_twice(
+        real_artifacts: Path, single: Path, ray_env: dict[str, str], postgres_url: str) -> None:
+    """SIGKILL one Ray worker after the first batch is stored: Ray restarts it and retries its
+    photos; the gallery ends with exactly the single-process rows, each photo reported once."""
+    import psutil
+
+    train = real_artifacts / "source" / "5-celebrity-faces-dataset" / "train"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "toolchain", "batch", "enroll", str(train), "--largest",
+         "--gallery", postgres_url, "--ray", "local", "--cpus", "2",
+         "--artifacts", str(real_artifacts)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ray_env)
+    killed: tuple[int, int] | None = None
+    deadline = time.monotonic() + 600
+    while run.poll() is None and killed is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        try:
+            with Gallery.open(postgres_url) as gallery:
+                stored = gallery.count()
+        except Exception:  # not created yet
+            continue
+        if not stored:
+            continue
+        workers = [p for p in psutil.process_iter(["pid", "cmdline"])
+                   if "PhotoWorker" in " ".join(p.info["cmdline"] or [])
+                   and p.info["pid"] != run.pid]
+        if workers:
+            os.kill(workers[0].info["pid"], signal.SIGKILL)
+            killed = workers[0].info["pid"], stored
+    out, err = run.communicate(timeout=600)
+    assert killed is not None, "the run ended before a worker could be killed"
+    assert 0 < killed[1] < 82, killed
+    assert not psutil.pid_exists(killed[0]) or psutil.Process(killed[0]).status() == "zombie"
+    assert run.returncode == 1, err
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("82 face(s) added, 0 already there, 11 skipped"), out
+    assert sum(1 for line in err.splitlines() if line.startswith("facenet: skipped: ")) == 11
+    assert rows(postgres_url) == rows(single)

@@ -1,0 +1,307 @@
+"""Batch enrollment and recognition on Ray: a Ray Data pipeline over photo paths.
+
+The driver lists the photos (paths only), checks the models, opens the gallery (creating it for
+an enrollment, so its crop and model are fixed before any worker starts) and hands Ray Data a
+dataset of ``{index, path, name}`` rows. An actor pool of :class:`PhotoWorker` holds the ONNX
+Runtime sessions (one :class:`~toolchain.runtime.recognizer.Recognizer` per actor, loaded once);
+each call reads and decodes its photos on the worker, detects, crops and embeds their faces as one
+embedder batch (the same code path as ``facenet enroll`` / ``recognize``, so the same embedding
+bits) and, to recognize, matches them against the gallery. Results come back to the driver in
+input order: enrollments go into the gallery one transaction per batch through the idempotent
+:meth:`~toolchain.runtime.gallery.base.Gallery.add`, recognitions into JSON Lines or Parquet.
+
+A worker that dies is restarted and its batch retried by Ray (Ray Data's actor defaults: restarts
+and task retries without limit); the driver only writes what came back, and the idempotent key
+(photo sha256 plus face box) keeps a retried enrollment from being stored twice.
+
+On a cluster, every node must reach the photos and the artifacts under the same paths (shared
+storage), and the gallery should be a shared PostgreSQL (``postgresql://`` URL): a SQLite file
+works only where every worker and the driver share the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from toolchain.core.atomic import atomic_file
+from toolchain.core.errors import EnvironmentToolError, InputError
+from toolchain.runtime.faces import EnrollStatus, Match, enroll_outcome
+from toolchain.runtime.gallery import Entry, Gallery
+from toolchain.runtime.recognizer import IMAGES_PER_BATCH, MIN_ENROLL_FACE, Recognizer
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["enroll", "recognize"]
+OUTPUT_SUFFIXES = (".jsonl", ".parquet")
+"""The files a batch recognition writes, by suffix."""
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """What every worker needs to build its recognizer (plain values: sent to the actors)."""
+
+    mode: Mode
+    artifacts: str
+    gallery: str
+    crop: str
+    detection: dict[str, Any] = field(default_factory=dict)
+    threshold: float | None = None
+    match: str = "nearest"
+    top_k: int = 3
+    allow_crop_mismatch: bool = False
+    largest: bool = False
+    min_enroll_face: float = MIN_ENROLL_FACE
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where the pipeline runs.
+
+    ``address``: ``local`` starts a private Ray instance on this machine with ``cpus`` CPUs
+    (default: all); anything else is a cluster's address (``auto``, ``HOST:PORT``,
+    ``ray://HOST:10001``). ``actors``: workers in the pool (default: one per CPU of the cluster).
+    """
+
+    address: str = "local"
+    cpus: int | None = None
+    actors: int | None = None
+
+
+@dataclass(frozen=True)
+class EnrollRecord:
+    """What happened to one photo of a batch enrollment."""
+
+    path: str
+    name: str
+    status: EnrollStatus
+    message: str = ""
+    enrolled_as: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """A finished batch run: photos, how they went, and where the results went."""
+
+    photos: int
+    actors: int
+    cpus: float
+    enrolled: list[EnrollRecord] = field(default_factory=list)
+    faces: int = 0
+    errors: int = 0
+    """Photos that could not be read (their records carry the error)."""
+    output: Path | None = None
+
+
+def _vector_text(vector: np.ndarray) -> str:
+    return base64.b64encode(np.asarray(vector, "<f4").tobytes()).decode("ascii")
+
+
+def _vector(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").copy()
+
+
+def _box(values: Sequence[float]) -> tuple[float, float, float, float]:
+    x, y, w, h = (float(v) for v in values)
+    return x, y, w, h
+
+
+def match_record(match: Match) -> dict[str, Any]:
+    """One recognized face as a JSON Lines / Parquet record (the fields of ``recognize --json``,
+    unrounded)."""
+    return {
+        "box": list(match.box), "confidence": match.confidence, "name": match.label,
+        "known": match.name is not None, "distance": match.distance, "margin": match.margin,
+        "runner_up": None if match.runner_up is None else {
+            "name": match.runner_up.name, "distance": match.runner_up.distance},
+        "candidates": [{"name": c.name, "distance": c.distance} for c in match.candidates],
+    }
+
+
+class PhotoWorker:
+    """A Ray Data actor: one recognizer (ONNX Runtime sessions) for all its batches."""
+
+    def __init__(self, config: BatchConfig):
+        self.config = config
+        self.recognizer = Recognizer.from_artifacts(
+            config.artifacts, gallery=config.gallery, threshold=config.threshold,
+            match=config.match, top_k=config.top_k, detection=config.detection,
+            crop=config.crop, allow_crop_mismatch=config.allow_crop_mismatch)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+        """Analyze one batch of photos; one JSON record per photo, in the batch's order."""
+        paths = [str(p) for p in batch["path"]]
+        if self.config.mode == "recognize":
+            records = [
+                {"file": str(photo.path), "error": photo.error,
+                 "faces": [match_record(m) for m in photo.matches]}
+                for photo in self.recognizer.recognize_many(paths)
+            ]
+        else:
+            records = []
+            for name, photo in zip(batch["name"], self.recognizer.analyze(paths), strict=True):
+                outcome = enroll_outcome(str(name), photo, self.config.largest,
+                                         self.config.min_enroll_face)
+                record: dict[str, Any] = {"path": str(photo.path), "name": outcome.name,
+                                          "status": outcome.status.value,
+                                          "message": outcome.message}
+                if outcome.face is not None and photo.image is not None:
+                    record["entry"] = {
+                        "vector": _vector_text(outcome.face.embedding),
+                        "image_sha256": photo.image.sha256, "box": list(outcome.face.box),
+                        "score": outcome.face.confidence}
+                records.append(record)
+        return {"index": list(batch["index"]), "record": [json.dumps(r) for r in records]}
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise EnvironmentToolError("--ray needs Ray Data: pip install "
+                                   "'facenet-toolchain[ray]'") from exc
+    return ray
+
+
+def _connect(cluster: ClusterOptions) -> tuple[Any, float]:
+    """``ray`` connected as asked, and the CPUs of the cluster.
+
+    A cluster address with a Ray token at hand (``RAY_AUTH_TOKEN`` or ``~/.ray/auth_token``,
+    where ``ray start`` and a local ``ray.init`` keep it) connects with token authentication,
+    as ``ray start`` does when it finds one; Ray's client would otherwise not send it (the mode
+    is read when ``ray`` is imported, so it is set first).
+    """
+    if cluster.address != "local" and "RAY_AUTH_MODE" not in os.environ and (
+            os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file()):
+        os.environ["RAY_AUTH_MODE"] = "token"
+    ray = _ray()
+    if not ray.is_initialized():
+        options: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
+        if cluster.address == "local":
+            ray.init(num_cpus=cluster.cpus, include_dashboard=False, **options)
+        else:
+            try:
+                ray.init(address=cluster.address, **options)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise InputError(f"Ray cluster {cluster.address!r}: cannot connect "
+                                 f"({' '.join(str(exc).split())})") from exc
+    return ray, float(ray.cluster_resources().get("CPU", 1.0))
+
+
+def _records(items: Sequence[tuple[str, Path]], config: BatchConfig, cluster: ClusterOptions,
+             ) -> tuple[Iterator[dict[str, Any]], int, float]:
+    """The records of every photo, in input order; the actor count and the cluster's CPUs."""
+    ray, cpus = _connect(cluster)
+    actors = cluster.actors or max(1, int(cpus))
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    rows = [{"index": i, "path": str(path), "name": name}
+            for i, (name, path) in enumerate(items)]
+    dataset = ray.data.from_items(
+        rows, override_num_blocks=max(1, math.ceil(len(rows) / IMAGES_PER_BATCH)))
+    results = dataset.map_batches(
+        PhotoWorker, fn_constructor_kwargs={"config": config}, batch_size=IMAGES_PER_BATCH,
+        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1)
+
+    def iterate() -> Iterator[dict[str, Any]]:
+        for batch in results.iter_batches(batch_size=IMAGES_PER_BATCH, batch_format="numpy"):
+            for text in batch["record"]:
+                yield json.loads(str(text))
+
+    return iterate(), actors, cpus
+
+
+def enroll_batch(items: Sequence[tuple[str, Path]], config: BatchConfig,
+                 cluster: ClusterOptions, gallery: Gallery,
+                 progress: Callable[[Path], None] | None = None) -> BatchSummary:
+    """Enroll ``(name, photo)`` pairs on Ray into ``gallery``, one transaction per batch.
+
+    Raises:
+        EnvironmentToolError: Ray is not installed.
+        InputError: the cluster cannot be reached.
+    """
+    records, actors, cpus = _records(items, config, cluster)
+    outcomes: list[EnrollRecord] = []
+    pending: list[dict[str, Any]] = []
+
+    def store() -> None:
+        entries = {
+            i: Entry(name=r["name"], vector=_vector(r["entry"]["vector"]), source=r["path"],
+                     image_sha256=r["entry"]["image_sha256"], box=_box(r["entry"]["box"]),
+                     score=r["entry"]["score"])
+            for i, r in enumerate(pending) if "entry" in r
+        }
+        result = gallery.add(list(entries.values()))
+        owners = {id(entry): owner for entry, owner in result.duplicates}
+        for i, r in enumerate(pending):
+            owner = owners.get(id(entries[i])) if i in entries else None
+            if owner is None:
+                outcomes.append(EnrollRecord(r["path"], r["name"], EnrollStatus(r["status"]),
+                                             r["message"]))
+                continue
+            note = "" if owner == r["name"] else f" as {owner!r}, not added again as {r['name']!r}"
+            outcomes.append(EnrollRecord(r["path"], r["name"], EnrollStatus.ALREADY,
+                                         f"{r['path']}: already in the gallery{note}", owner))
+        if progress is not None:
+            for r in pending:
+                progress(Path(r["path"]))
+        pending.clear()
+
+    for record in records:
+        pending.append(record)
+        if len(pending) >= IMAGES_PER_BATCH:
+            store()
+    if pending:
+        store()
+    return BatchSummary(len(items), actors, cpus, enrolled=outcomes)
+
+
+def recognize_batch(paths: Sequence[Path], config: BatchConfig, cluster: ClusterOptions,
+                    output: Path, progress: Callable[[Path], None] | None = None
+                    ) -> BatchSummary:
+    """Recognize every face of ``paths`` on Ray; one record per photo into ``output``.
+
+    ``output`` ends in ``.jsonl`` (one JSON object per line) or ``.parquet``; it is written
+    whole or not at all.
+
+    Raises:
+        EnvironmentToolError: Ray is not installed.
+        InputError: an output of another kind, or the cluster cannot be reached.
+    """
+    if output.suffix not in OUTPUT_SUFFIXES:
+        raise InputError(f"{output}: the output must end in {' or '.join(OUTPUT_SUFFIXES)}")
+    records, actors, cpus = _records([("", path) for path in paths], config, cluster)
+    faces = errors = 0
+    with atomic_file(output) as temporary:
+        if output.suffix == ".jsonl":
+            with temporary.open("w", encoding="utf-8") as handle:
+                for record in records:
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    faces += len(record["faces"])
+                    errors += record["error"] is not None
+                    if progress is not None:
+                        progress(Path(record["file"]))
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            rows = []
+            for record in records:
+                rows.append(record)
+                faces += len(record["faces"])
+                errors += record["error"] is not None
+                if progress is not None:
+                    progress(Path(record["file"]))
+            pq.write_table(pa.Table.from_pylist(rows), temporary)
+    return BatchSummary(len(paths), actors, cpus, faces=faces, errors=errors, output=output)
