@@ -9,10 +9,13 @@ used as usual, so a second machine setup is quick.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import shutil
 import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -182,6 +185,45 @@ def step_crops(session: nox.Session) -> None:
             str(baseline_python), *ART)
 
 
+ORT_WEB = ("onnxruntime-web", "1.30.0",
+           "sha512-q0y+JrrtukXSzsBWEMccVfqX25LRmosXHF+CaRJmg8pZClzcV7svNc4rKY3jL02Vb7QmRMDs1SigqR4CXAfKYQ==")
+"""The npm package the in-browser page runs the models with: name, pinned version, integrity."""
+ORT_WEB_FILES = ("ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
+"""Its WASM build (SIMD, threads), the only files the page loads."""
+ORT_WEB_DIR = ROOT / "toolchain" / "service" / "web" / "local" / "ort"
+
+
+def step_web(session: nox.Session) -> None:
+    """Vendor ONNX Runtime Web's WASM build into the local page's package data: `npm pack` of the
+    pinned version, the tarball checked against the registry integrity pinned here (git-ignored
+    output; nothing is fetched again while the stamp matches)."""
+    name, version, integrity = ORT_WEB
+    stamp = ORT_WEB_DIR / "VERSION"
+    wanted = f"{name}@{version} {integrity}\n"
+    if (stamp.is_file() and stamp.read_text() == wanted
+            and all((ORT_WEB_DIR / f).is_file() for f in ORT_WEB_FILES)):
+        return
+    with tempfile.TemporaryDirectory(prefix="ort-web-") as tmp:
+        session.run("npm", "pack", f"{name}@{version}", "--pack-destination", tmp, "--silent",
+                    external=True)
+        tarball = Path(tmp) / f"{name}-{version}.tgz"
+        digest = hashlib.sha512(tarball.read_bytes()).digest()
+        if "sha512-" + base64.b64encode(digest).decode() != integrity:
+            session.error(f"{tarball.name} does not match its pinned integrity")
+        staging = Path(tmp) / "ort"
+        staging.mkdir()
+        with tarfile.open(tarball) as tar:
+            for file in ORT_WEB_FILES:
+                member = tar.extractfile(f"package/dist/{file}")
+                if member is None:
+                    session.error(f"{tarball.name} has no dist/{file}")
+                (staging / file).write_bytes(member.read())
+        (staging / "VERSION").write_text(wanted)
+        shutil.rmtree(ORT_WEB_DIR, ignore_errors=True)
+        shutil.move(str(staging), ORT_WEB_DIR)
+    session.log(f"vendored {name}@{version} into {ORT_WEB_DIR.relative_to(ROOT)}")
+
+
 def step_checksums(session: nox.Session) -> None:
     """List every generated artifact in artifacts/SHA256SUMS, then verify everything."""
     facenet(session, "modern", "checksums", *ART)
@@ -273,6 +315,12 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def web(session: nox.Session) -> None:
+    """Vendor ONNX Runtime Web into the in-browser page (`facenet serve` at /local)."""
+    step_web(session)
+
+
+@nox.session
 def checksums(session: nox.Session) -> None:
     """Rewrite artifacts/SHA256SUMS (after regenerating artifacts by hand), then verify."""
     step_checksums(session)
@@ -301,7 +349,7 @@ def missing_artifacts() -> list[Callable[[nox.Session], None]]:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite, after making the artifacts the real-file tests need."""
-    timed(session, missing_artifacts())
+    timed(session, [*missing_artifacts(), step_web])
     bin_dir = env_bin(session, "modern")
     env_bin(session, "legacy")
     env_bin(session, "runtime")

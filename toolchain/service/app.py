@@ -28,13 +28,14 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from toolchain.core.errors import ToolchainError
+from toolchain.core.paths import Layout
 from toolchain.runtime.faces import ComparedFace, Comparison, Face, Match
 from toolchain.runtime.gallery import Candidate
 from toolchain.service.engine import Engine, check_name
@@ -57,6 +58,20 @@ CONTENT_SECURITY_POLICY = (
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 """Scripts and connections only to this server: even an injected tag could run nothing."""
+
+LOCAL_PREFIX = "/local"
+"""The page that recognizes inside the browser (``web/local/``, ONNX Runtime Web) and its files."""
+
+LOCAL_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace(
+    "script-src 'self'", "script-src 'self' 'wasm-unsafe-eval'")
+"""The same policy, letting the page compile ONNX Runtime's WebAssembly (no other script)."""
+
+LOCAL_ISOLATION = [(b"cross-origin-opener-policy", b"same-origin"),
+                   (b"cross-origin-embedder-policy", b"require-corp")]
+"""Cross-origin isolation of the local page: ONNX Runtime Web's threads need SharedArrayBuffer."""
+
+LOCAL_MODELS = frozenset({"facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"})
+"""The models the local page may fetch from ``<artifacts>/models``."""
 
 
 def swagger_assets() -> Path:
@@ -128,9 +143,13 @@ class Observe:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = list(message.get("headers", []))
-                headers += [(b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+                path = str(scope.get("path", ""))
+                local = path == LOCAL_PREFIX or path.startswith(LOCAL_PREFIX + "/")
+                policy = LOCAL_CONTENT_SECURITY_POLICY if local else CONTENT_SECURITY_POLICY
+                headers += [(b"content-security-policy", policy.encode()),
                             (b"x-content-type-options", b"nosniff"),
-                            (b"referrer-policy", b"no-referrer")]
+                            (b"referrer-policy", b"no-referrer"),
+                            *(LOCAL_ISOLATION if local else [])]
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -397,6 +416,19 @@ def create_app(engine: Engine) -> FastAPI:
     async def docs() -> FileResponse:
         return FileResponse(WEB_DIR / "docs.html")
 
+    @app.get(LOCAL_PREFIX, include_in_schema=False)
+    async def local_page() -> RedirectResponse:
+        return RedirectResponse(f"{LOCAL_PREFIX}/")
+
+    @app.get(f"{LOCAL_PREFIX}/models/{{name}}", include_in_schema=False)
+    async def local_model(name: str) -> FileResponse:
+        if name not in LOCAL_MODELS:
+            raise ApiError("not_found", f"no model named {name!r} for the local page")
+        return FileResponse(Layout(config.artifacts).models_dir / name,
+                            media_type="application/octet-stream")
+
+    app.mount(f"{LOCAL_PREFIX}/", StaticFiles(directory=WEB_DIR / "local", html=True),
+              name="local")
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
     app.mount("/docs-assets", StaticFiles(directory=swagger_assets()), name="docs-assets")
 
