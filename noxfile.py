@@ -315,6 +315,13 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session
+def bench_scale(session: nox.Session) -> None:
+    """Gallery search at 10k/100k/1M identities (SQLite, pgvector exact and HNSW), enrollment
+    rows/s, batch photos/s on one process vs Ray (`-- --scale-sizes 10000,100000` for less)."""
+    facenet(session, "modern", "bench", "--scale", *ART, *session.posargs)
+
+
+@nox.session
 def web(session: nox.Session) -> None:
     """Vendor ONNX Runtime Web into the in-browser page (`facenet serve` at /local)."""
     step_web(session)

@@ -755,3 +755,25 @@ def test_an_open_gallery_sees_other_writers(gallery_at: Path | str) -> None:
             assert reader.match(unit(0, 1)[None], k=1)[0][0].name == "Bob"
             writer.remove("Bob")
             assert reader.match(unit(0, 1)[None], k=1)[0][0].name == "Ada"
+
+
+def test_bulk_add_loads_without_the_index_then_builds_it(postgres_url: str) -> None:
+    """A bulk load is idempotent like add, and leaves the HNSW index there: the index finds
+    what the exact scan finds."""
+    from gallery_backends import pg_connection
+
+    entries = random_entries(400, 2, seed=8)
+    with Gallery.open(postgres_url, fingerprint=MODEL_A, create=True) as gallery:
+        assert isinstance(gallery, postgres.PostgresGallery)
+        assert gallery.bulk_add(entries, batch=300) == 800
+        assert gallery.bulk_add(entries, batch=300) == 0
+        assert gallery.count() == 800
+        with pg_connection(postgres_url) as (conn, schema):
+            assert conn.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND"
+                                " indexname = 'embeddings_hnsw'", (schema,)).fetchone()[0] == 1
+        queries = np.stack([e.vector for e in entries[::40]])
+        gallery.search = "index"
+        indexed = gallery.match(queries, k=1)
+        gallery.search = "scan"
+        assert [r[0].name for r in indexed] == [r[0].name for r in gallery.match(queries, k=1)]
+        assert [r[0].name for r in indexed] == [e.name for e in entries[::40]]

@@ -47,8 +47,22 @@ def bench(
             "(requirements/baseline.txt): the real-size photos' baseline [default: not measured].",
         ),
     ] = None,
+    scale: Annotated[
+        bool, typer.Option(
+            "--scale",
+            help="Instead: gallery search at --scale-sizes identities (SQLite exact, pgvector "
+                 "exact and HNSW: p50/p99, recall@1), enrollment rows/s into each backend, and "
+                 "batch photos/s on one process vs Ray; writes reports/bench_scale.{json,md}.")
+    ] = False,
+    scale_sizes: Annotated[
+        str, typer.Option("--scale-sizes", metavar="N,N,...",
+                          help="Gallery sizes of --scale, in identities, ascending.")
+    ] = "10000,100000,1000000",
 ) -> None:
     """Benchmark every runtime side by side; write reports/bench.{json,md,png}."""
+    if scale:
+        _bench_scale(Layout(artifacts), scale_sizes)
+        return
     from toolchain.bench.config import BenchConfig
     from toolchain.bench.report import console_table
     from toolchain.bench.runner import run_bench
@@ -62,6 +76,24 @@ def bench(
     report = run_bench(layout, config)
     print(console_table(report))
     written = [layout.reports_dir / n for n in ("bench.json", "bench.md", "bench.png")]
+    record_files(layout, written)
+    log.info("wrote %s", ", ".join(str(p) for p in written))
+
+
+def _bench_scale(layout: Layout, sizes_text: str) -> None:
+    from toolchain.bench.scale import markdown, run_scale
+    from toolchain.core.integrity import record_files
+
+    try:
+        sizes = [int(part) for part in sizes_text.split(",")]
+    except ValueError as exc:
+        raise typer.BadParameter(f"{sizes_text!r} is not a list of sizes",
+                                 param_hint="--scale-sizes") from exc
+    if not sizes or sizes != sorted(sizes) or sizes[0] < 100:
+        raise typer.BadParameter("sizes ascending, each at least 100", param_hint="--scale-sizes")
+    report = run_scale(layout, sizes)
+    print(markdown(report))
+    written = [layout.reports_dir / n for n in ("bench_scale.json", "bench_scale.md")]
     record_files(layout, written)
     log.info("wrote %s", ", ".join(str(p) for p in written))
 

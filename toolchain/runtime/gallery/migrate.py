@@ -2,8 +2,9 @@
 
 The destination is created bound to the source's model, embedding size and crop (an existing one
 must have the same three). Embeddings are copied in batches, one transaction each, through the
-ordinary idempotent :meth:`~toolchain.runtime.gallery.base.Gallery.add`: an interrupted migration
-is finished by running it again. The stored threshold goes along when the destination has none.
+ordinary idempotent :meth:`~toolchain.runtime.gallery.base.Gallery.add` (into a large PostgreSQL
+gallery without its HNSW index, built once at the end): an interrupted migration is finished by
+running it again. The stored threshold goes along when the destination has none.
 Then the copy is verified: the destination must hold every source embedding (same person, vector
 bytes, source, photo sha256, box, score), checked by counts and by a sha256 over the sorted
 per-row digests of both sides.
@@ -18,10 +19,14 @@ from dataclasses import dataclass
 
 from toolchain.core.errors import IntegrityError
 from toolchain.runtime.gallery.base import Gallery, GalleryTarget
+from toolchain.runtime.gallery.postgres import PostgresGallery
 from toolchain.runtime.gallery.vectors import Entry, canonical_box
 
 MIGRATE_BATCH = 2_000
 """Embeddings per destination transaction."""
+BULK_MIN = 50_000
+"""From this many embeddings on, a PostgreSQL destination loads without its HNSW index and
+builds it once at the end (:meth:`~toolchain.runtime.gallery.postgres.PostgresGallery.bulk_add`)."""
 
 
 @dataclass(frozen=True)
@@ -84,10 +89,11 @@ def migrate(source: GalleryTarget, destination: GalleryTarget,
                 raise IntegrityError(
                     f"gallery {dst.path} holds {dst.dim}-d embeddings of crop {dst.crop!r}, "
                     f"{src.path} {src.dim}-d ones of crop {src.crop!r}: not one gallery")
-            added = 0
-            for start in range(0, len(entries), batch):
-                added += len(dst.add(entries[start:start + batch], fingerprint=src.fingerprint)
-                             .added)
+            if isinstance(dst, PostgresGallery) and len(entries) >= BULK_MIN:
+                added = dst.bulk_add(entries)
+            else:
+                added = sum(len(dst.add(entries[start:start + batch]).added)
+                            for start in range(0, len(entries), batch))
             copied = False
             if dst.threshold is None and threshold is not None:
                 dst.set_threshold(threshold, threshold_source or f"migrated from {src.path}")
