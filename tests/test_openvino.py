@@ -144,3 +144,16 @@ def test_a_missing_runtime_is_one_line_naming_the_extra(runtime_python: Path,
                            "--runtime", "openvino")
     assert proc.returncode == 8
     assert proc.stderr.strip().count("\n") == 0 and "facenet-toolchain[openvino]" in proc.stderr
+
+
+@pytest.mark.real
+def test_serve_runs_int8_on_openvino(tmp_path: Path) -> None:
+    from service_server import running_server
+
+    people = shared_data() / "people"
+    with running_server(tmp_path, "--runtime", "openvino", "--precision", "int8") as server:
+        for person in ("obama", "biden"):
+            assert server.enroll(person, *sorted((people / person).iterdir())).status_code == 201
+        found = server.recognize(shared_data() / "photos" / "two_people.jpg")
+        assert found.status_code == 200, found.text
+        assert [face["name"] for face in found.json()["faces"]] == ["obama", "biden"]
