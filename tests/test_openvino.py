@@ -157,3 +157,31 @@ def test_serve_runs_int8_on_openvino(tmp_path: Path) -> None:
         found = server.recognize(shared_data() / "photos" / "two_people.jpg")
         assert found.status_code == 200, found.text
         assert [face["name"] for face in found.json()["faces"]] == ["obama", "biden"]
+
+
+@pytest.mark.real
+def test_threads_share_one_openvino_embedder(tmp_path: Path) -> None:
+    """The service's workers share the embedder: each thread runs its own infer request."""
+    import threading
+
+    import numpy as np
+
+    from toolchain.runtime.embedder import Embedder
+
+    embedder = Embedder(_models() / EMBEDDER_FILES[("openvino", "int8")], runtime="openvino")
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, (3, 160, 160, 3), dtype=np.uint8) for _ in range(4)]
+    alone = [embedder.embed(c) for c in crops]
+    wrong: list[int] = []
+
+    def work(i: int) -> None:
+        for _ in range(5):
+            if not np.allclose(embedder.embed(crops[i]), alone[i], atol=1e-6):
+                wrong.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(crops))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []

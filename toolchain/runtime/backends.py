@@ -15,6 +15,7 @@ FaceNet embedding far outside the fp32 tolerance of the format table.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -152,10 +153,15 @@ class OpenVinoSession:
         config: dict[str, Any] = {**OPENVINO_CONFIG,
                                   "INFERENCE_NUM_THREADS": threads or core_count()}
         self.compiled = core.compile_model(model, "CPU", config)
-        self._request = self.compiled.create_infer_request()
+        self._local = threading.local()
 
     def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        result = self._request.infer(feeds, share_inputs=False)
+        """Run on this thread's infer request: a compiled model is shared by threads (the
+        service's workers), an infer request is not."""
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        result = request.infer(feeds, share_inputs=False)
         return [np.array(result[self.compiled.output(name)]) for name in outputs]
 
 
