@@ -29,7 +29,7 @@ from toolchain.convert.formats import FACENET_FORMATS, FORMATS
 from toolchain.convert.parity import load_reference
 from toolchain.convert.weights import WeightsRejectedError
 from toolchain.core.crop import DEFAULT_CROP
-from toolchain.core.errors import InputError, ParityError
+from toolchain.core.errors import InputError, MissingArtifactError, ParityError
 from toolchain.core.paths import Layout
 from toolchain.core.preprocess import prewhiten
 
@@ -84,6 +84,8 @@ def _tmp_layout(tmp_path: Path) -> Layout:
     layout.weights_dir.mkdir()
     for path in REAL.weights_dir.iterdir():
         (layout.weights_dir / path.name).symlink_to(path.resolve())
+    layout.source_dir.mkdir()
+    layout.dataset_dir.symlink_to(REAL.dataset_dir.resolve())
     return layout
 
 
@@ -112,13 +114,19 @@ def test_export_into_tmp_validates_before_writing(tmp_path: Path) -> None:
     assert sorted(p.name for p in layout.models_dir.iterdir()) == []
 
     context.expected = good
-    formats = ["keras", "onnx", "tflite", "tflite-fp16", "tflite-int8"]
+    # The ONNX default threshold is calibrated on faces the exported MTCNN finds.
+    # The SavedModel the converters read is exported first.
+    with pytest.raises(MissingArtifactError, match="export it first"):
+        run_exporters(context, ["onnx"])
+    assert sorted(p.name for p in layout.models_dir.iterdir()) == ["facenet_savedmodel"]
+    formats = ["keras", "mtcnn", "onnx", "tflite", "tflite-fp16", "tflite-int8"]
     results = run_exporters(context, formats)
-    # the SavedModel the converters read is exported first (its parent, keras, before it)
-    assert [r.name for r in results] == ["keras", "savedmodel", *formats[1:]]
+    # That SavedModel is current (its stamp matches): the converters reuse it.
+    assert [r.name for r in results] == formats
     names = sorted(p.name for p in layout.models_dir.iterdir())
     assert names == ["facenet.keras", "facenet.onnx", "facenet.tflite", "facenet_fp16.tflite",
-                     "facenet_int8.tflite", "facenet_savedmodel"]
+                     "facenet_int8.tflite", "facenet_savedmodel", "mtcnn_onet.onnx",
+                     "mtcnn_pnet.onnx", "mtcnn_rnet.onnx"]
     stamp = json.loads((layout.models_dir / "facenet_savedmodel" / STAMP_FILE).read_text())
     assert stamp["toolchain_version"] == toolchain.__version__
 

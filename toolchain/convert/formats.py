@@ -82,10 +82,6 @@ FORMATS: dict[str, FormatSpec] = {
     spec.name: spec
     for spec in (
         FormatSpec(
-            "mtcnn", "MTCNN P-Net/R-Net/O-Net of mtcnn==1.0.0 to ONNX (face detection)",
-            "mtcnn:export_mtcnn_format", tuple(contracts.MTCNN_FILES.values()),
-        ),
-        FormatSpec(
             "keras", "Keras 3 .keras archive (safe_mode=True loadable)",
             "keras:export_keras", (contracts.KERAS_FILE,),
             tolerance=FP32, runner=KERAS, bench_label="keras",
@@ -94,6 +90,10 @@ FORMATS: dict[str, FormatSpec] = {
             "savedmodel", "TF SavedModel with a serving_default signature",
             "savedmodel:export_savedmodel", (contracts.SAVEDMODEL_DIR,), parent="keras",
             tolerance=FP32, runner=SAVEDMODEL, bench_label="savedmodel",
+        ),
+        FormatSpec(
+            "mtcnn", "MTCNN P-Net/R-Net/O-Net of mtcnn==1.0.0 to ONNX (face detection)",
+            "mtcnn:export_mtcnn_format", tuple(contracts.MTCNN_FILES.values()),
         ),
         FormatSpec(
             "onnx", "ONNX (tf2onnx from the SavedModel, opset 17, contract metadata)",
@@ -138,8 +138,9 @@ FORMATS: dict[str, FormatSpec] = {
         ),
     )
 }
-"""Every format, in registry order (``export --help``, ``--format all``, parity reports); MTCNN
-first: the ONNX export calibrates its default threshold on faces the exported MTCNN finds."""
+"""Every format, in registry order (``export --help``, ``--format all``, parity reports). MTCNN
+comes before ONNX, whose default threshold is calibrated on faces the exported MTCNN finds, and
+after the Keras archive, so weights that fail the strict load leave no model at all."""
 
 FACENET_FORMATS: dict[str, FormatSpec] = {
     name: spec for name, spec in FORMATS.items() if spec.tolerance is not None

@@ -22,7 +22,7 @@ from toolchain.convert.parity import Check, Reference, check_l2_output, compare,
 from toolchain.convert.weights import LoadReport, read_manifest
 from toolchain.core.atomic import sha256_file
 from toolchain.core.crop import DEFAULT_CROP
-from toolchain.core.errors import IntegrityError, ParityError
+from toolchain.core.errors import IntegrityError, MissingArtifactError, ParityError
 from toolchain.core.integrity import verify_file
 from toolchain.core.paths import Layout
 from toolchain.core.preprocess import prewhiten
@@ -122,7 +122,8 @@ class ExportContext:
         the runtime's own path (:mod:`toolchain.runtime.calibration`).
 
         Raises:
-            MissingArtifactError: the MTCNN models are not exported yet.
+            MissingArtifactError: the MTCNN models are not exported yet, or no set is named and
+                the 5-celebrity photos are missing.
             InputError: a labelled set is bad.
         """
         from toolchain.runtime.calibration import (
@@ -136,9 +137,20 @@ class ExportContext:
         from toolchain.runtime.ort_options import DEFAULT_SETTINGS
         from toolchain.runtime.recognizer import load_detector
 
+        if not self.calibration_sets and not self.layout.dataset_dir.is_dir():
+            raise MissingArtifactError(
+                f"the ONNX default threshold is calibrated on labelled photos, and "
+                f"{self.layout.dataset_dir} is missing: run `nox -s fetch`, or name a set with "
+                "--calibration-set")
         specs = self.calibration_sets or (str(self.layout.dataset_dir),)
         sets = [parse_set(spec) for spec in specs]
-        photos = DetectedPhotos(load_detector(self.layout.models_dir))
+        try:
+            detector = load_detector(self.layout.models_dir)
+        except MissingArtifactError as exc:
+            raise MissingArtifactError(
+                f"{exc}; the ONNX default threshold is calibrated on faces the exported MTCNN "
+                "finds: export it first (`facenet export --format mtcnn`)") from exc
+        photos = DetectedPhotos(detector)
         # A staged file: no optimized-graph cache may be left beside it.
         embedder = Embedder(model, settings=replace(DEFAULT_SETTINGS, cache_optimized=False))
         faces = embed_sets(photos, embedder, sets, DEFAULT_CROP)

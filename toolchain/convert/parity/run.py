@@ -36,12 +36,19 @@ MODEL_DEFAULT_KEYS = ("default_threshold", "default_crop", "threshold_policy", "
 
 
 def model_defaults(path: Path | None) -> dict[str, str]:
-    """The default threshold and crop ``facenet.onnx`` carries (empty when it is not checked)."""
+    """The default threshold and crop ``facenet.onnx`` carries (empty when it is not checked or
+    cannot be read: its parity checks report that)."""
     if path is None or not path.is_file():
         return {}
     import onnx
+    from google.protobuf.message import DecodeError
 
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (OSError, DecodeError) as exc:
+        log.warning("cannot read the metadata of %s: %s", path, exc)
+        return {}
+    props = {p.key: p.value for p in model.metadata_props}
     return {key: props[key] for key in MODEL_DEFAULT_KEYS if key in props}
 
 
