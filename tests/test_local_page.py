@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -222,16 +223,16 @@ def test_the_whole_page_names_the_faces_facenet_recognize_names(
     page.screenshot(path=str(artifacts_root() / "reports" / "web" / "local.png"), full_page=True)
 
 
-@pytest.fixture
-def plain_site(tmp_path: Path) -> Iterator[str]:
-    """The page's files and the four models in one folder, served by a plain static server."""
+@contextmanager
+def static_site(site: Path, runtime: bool = True) -> Iterator[str]:
+    """The page's files (with ONNX Runtime Web unless not ``runtime``) and the four models in
+    ``site``, served by a plain static server; yields the page's URL."""
     _vendored()
-    site = tmp_path / "site"
     (site / "ort").mkdir(parents=True)
     (site / "models").mkdir()
     for file in LOCAL_DIR.glob("*.*"):
         (site / file.name).symlink_to(file)
-    for file in (LOCAL_DIR / "ort").iterdir():
+    for file in (LOCAL_DIR / "ort").iterdir() if runtime else ():
         (site / "ort" / file.name).symlink_to(file)
     for name in PAGE_MODELS:
         (site / "models" / name).symlink_to(Layout(artifacts_root()).models_dir / name)
@@ -239,9 +240,17 @@ def plain_site(tmp_path: Path) -> Iterator[str]:
                                 partial(SimpleHTTPRequestHandler, directory=str(site)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/index.html"
-    httpd.shutdown()
-    thread.join(5)
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/index.html"
+    finally:
+        httpd.shutdown()
+        thread.join(5)
+
+
+@pytest.fixture
+def plain_site(tmp_path: Path) -> Iterator[str]:
+    with static_site(tmp_path / "site") as url:
+        yield url
 
 
 def test_the_page_works_as_plain_files(browser: Any, plain_site: str,
@@ -254,3 +263,14 @@ def test_the_page_works_as_plain_files(browser: Any, plain_site: str,
         assert [name for name, _ in found["two_people.jpg"]] == ["obama", "biden"]
     finally:
         page.context.close()
+
+
+def test_without_onnxruntime_web_the_page_says_how_to_vendor_it(browser: Any,
+                                                                tmp_path: Path) -> None:
+    with static_site(tmp_path / "bare", runtime=False) as url:
+        page = browser.new_page()
+        try:
+            page.goto(url)
+            page.wait_for_selector("#status:has-text('nox -s web')")
+        finally:
+            page.close()

@@ -3,7 +3,6 @@
 // exported by `facenet gallery export`. Photos and the gallery are read from the user's own files
 // and never sent anywhere: the only requests this page makes are for its own scripts and models.
 
-import * as ort from './ort/ort.wasm.min.mjs';
 import {
   INPUT_SIZE, cropFace, detectFaces, l2Normalize, matchFace, onnxMetadata, parseCrop, prewhiten,
 } from './facenet-core.js';
@@ -14,8 +13,13 @@ const MODELS = {
 const FALLBACK_THRESHOLD = 1.1;
 const EXPORT_FORMAT = 'facenet-toolchain-gallery';
 
-ort.env.wasm.wasmPaths = new URL('./ort/', import.meta.url).href;
-ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.max(1, navigator.hardwareConcurrency || 1) : 1;
+let ort = null;
+
+async function loadRuntime() {
+  ort = await import('./ort/ort.wasm.min.mjs');
+  ort.env.wasm.wasmPaths = new URL('./ort/', import.meta.url).href;
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.max(1, navigator.hardwareConcurrency || 1) : 1;
+}
 
 const state = { sessions: null, model: null, gallery: null, timings: {} };
 const $ = (id) => document.getElementById(id);
@@ -173,6 +177,13 @@ async function onPhoto(file) {
 async function main() {
   const params = new URLSearchParams(location.search);
   const base = new URL(params.get('models') || 'models/', location.href);
+  try {
+    await loadRuntime();
+  } catch (error) {
+    status('ONNX Runtime Web is missing next to this page (ort/): run `nox -s web` before ' +
+           `serving or packaging it (${error.message})`);
+    return;
+  }
   status('loading the models…');
   try {
     await loadModels(base);
