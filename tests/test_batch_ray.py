@@ -198,3 +198,28 @@ def test_a_worker_killed_mid_run_loses_nothing_and_enrolls_nothing_twice(
     assert last.startswith("82 face(s) added, 0 already there, 11 skipped"), out
     assert sum(1 for line in err.splitlines() if line.startswith("facenet: skipped: ")) == 11
     assert rows(postgres_url) == rows(single)
+
+
+def test_batch_usage_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Checked before any Ray work starts: an output of another kind (exit 3, nothing written),
+    --cpus for a cluster, no photos at all (usage errors, exit 2)."""
+    import runtime_fakes as fakes
+
+    artifacts = fakes.install(tmp_path / "artifacts", monkeypatch)
+    fakes.photo(tmp_path / "People" / "Red.png", [("red", 60)])
+    gallery = tmp_path / "g.db"
+    assert fakes.facenet(capsys, "enroll", tmp_path / "People", "--gallery", gallery,
+                         "--artifacts", artifacts)[0] == 0
+    common = ["--gallery", str(gallery), "--artifacts", str(artifacts)]
+    code, out, err = fakes.facenet(capsys, "batch", "recognize", tmp_path / "People",
+                                   "--output", tmp_path / "faces.csv", *common)
+    assert code == 3 and not out and "must end in .jsonl or .parquet" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "faces.csv").exists()
+    code, _, err = fakes.facenet(capsys, "batch", "enroll", tmp_path / "People", "--ray", "auto",
+                                 "--cpus", "2", *common)
+    assert code == 2 and "--cpus bounds a --ray local instance only" in err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    code, _, err = fakes.facenet(capsys, "batch", "enroll", "--list", empty, *common)
+    assert code == 2 and "no photos" in err

@@ -1,4 +1,9 @@
-"""The face gallery: a SQLite file of enrolled people and their embeddings, bound to one model.
+"""The face gallery: enrolled people and their embeddings, bound to one model.
+
+Two backends behind one interface (:class:`Gallery`, ``base``): a SQLite file (``store``, the
+embedded default) and a PostgreSQL + pgvector database (``postgres``), chosen by the target
+:meth:`Gallery.open` is given (a ``postgresql://`` URL or a file path). What follows is the SQLite
+file; the PostgreSQL gallery holds the same tables in a schema (see ``postgres``).
 
 Schema (``SCHEMA_VERSION`` 1):
 
@@ -30,9 +35,12 @@ may sit far from every real photo, so one unusual enrollment photo drags it away
 averages out noise.
 
 Modules: ``schema`` (the file's contract and the threshold range, no numpy), ``vectors`` (entries,
-checked unit vectors, ranking people), ``sqlite`` (creating, opening and checking the file),
-``store`` (:class:`Gallery`), ``import_export`` (JSON export and import files). The names below are
-imported on first use, so ``--match`` choices and the threshold check cost no numpy.
+checked unit vectors, ranking people), ``base`` (:class:`Gallery`: the interface, the shared
+semantics and the factory), ``sqlite`` (creating, opening and checking the file), ``store`` (the
+SQLite backend), ``postgres`` (the PostgreSQL backend), ``local_server`` (a throwaway PostgreSQL),
+``import_export`` (JSON export and import files), ``migrate`` (copying between backends). The
+names below are imported on first use, so ``--match`` choices and the threshold check cost no
+numpy.
 """
 
 from __future__ import annotations

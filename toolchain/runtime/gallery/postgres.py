@@ -336,8 +336,7 @@ class PostgresGallery(Gallery):
                 if not cursor.nextset():
                     break
         owners: dict[tuple[Any, ...], str] = {}
-        pending = sorted({key for key in keys} - inserted)
-        if pending or len(first) < len(keys):
+        if len(inserted) < len(keys):
             wanted = sorted(set(keys))
             columns = list(zip(*wanted, strict=True))
             owners = {
