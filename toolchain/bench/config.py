@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-SHARED_EXAMPLES = (Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_EXAMPLES = (Path(__file__).resolve().parents[3] / "shared" / "data"
                    / "face_recognition_examples")
 """Real photos of six people next to the checkout (``photos/`` queries, ``people/<name>/``)."""
 

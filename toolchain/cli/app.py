@@ -25,6 +25,7 @@ from toolchain.cli import (
     fetch,
     gallery,
     inspect,
+    loadtest,
     parity,
     recognize,
     serve,
@@ -69,7 +70,7 @@ checks this table against the extras); a command that needs a missing one says w
 COMMAND_GROUPS: tuple[typer.Typer, ...] = (
     fetch.app, inspect.app, export.app, parity.app, enroll.app, recognize.app, compare.app,
     evaluate.app, crops.app,
-    batch.app, gallery.app, serve.app, verify.app, bench.app,
+    batch.app, gallery.app, serve.app, verify.app, bench.app, loadtest.app,
 )
 """Every command module's app, in the order of the workflow (``bench.app`` ends with
 ``int8-variants``). A group with a ``name`` (``gallery``) becomes ``facenet NAME ...``; the
