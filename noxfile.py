@@ -322,6 +322,13 @@ def bench_scale(session: nox.Session) -> None:
 
 
 @nox.session
+def loadtest(session: nox.Session) -> None:
+    """facenet serve on 127.0.0.1 under 16 concurrent clients, the CLI's batch beside, a SIGKILL
+    during enrollments; reports/loadtest.{json,md} (`-- --requests 40` for less)."""
+    facenet(session, "runtime", "loadtest", *ART, *session.posargs)
+
+
+@nox.session
 def web(session: nox.Session) -> None:
     """Vendor ONNX Runtime Web into the in-browser page (`facenet serve` at /local)."""
     step_web(session)

@@ -1,0 +1,74 @@
+"""``facenet loadtest`` (``toolchain.bench.loadtest``): the summary's arithmetic, and a tiny real
+session (2 clients, 8 requests, 4 enrollments killed) so the session cannot rot.
+
+The real session starts ``facenet serve`` and ``facenet recognize`` in the runtime environment
+(``FACENET_RUNTIME_PYTHON``) on the real models and the shared photos; it only checks that every
+phase ran and what must hold whatever the machine's speed (no timings are asserted).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from service_server import examples, models_artifacts, server_python
+
+from toolchain.bench.loadtest import (
+    REPORT_JSON,
+    REPORT_MD,
+    LoadConfig,
+    Outcome,
+    run_session,
+    summarize,
+    write_report,
+)
+
+
+def test_summary_counts_503_apart_from_errors_and_percentiles_answered_requests() -> None:
+    outcomes = [Outcome("recognize", 200, 1.0), Outcome("recognize", 200, 3.0),
+                Outcome("enroll", 201, 2.0), Outcome("recognize", 503, 0.01, "busy"),
+                Outcome("recognize", 504, 30.0, "timeout"),
+                Outcome("enroll", 0, 5.0, "ConnectionResetError")]
+    phase = summarize(outcomes, clients=3, seconds=2.0)
+    assert (phase.requests, phase.enrollments, phase.ok, phase.busy_503) == (6, 2, 3, 1)
+    assert phase.errors == {"timeout": 1, "ConnectionResetError": 1}
+    assert phase.requests_per_s == 3.0
+    assert phase.p50_s == pytest.approx(2.0)
+    assert phase.by_kind["enroll"]["count"] == 1.0
+    assert phase.by_kind["recognize"]["count"] == 4.0
+
+
+def test_summary_of_no_answer_has_no_percentiles() -> None:
+    phase = summarize([Outcome("recognize", 0, 1.0, "ConnectionRefusedError")], 1, 1.0)
+    assert phase.p50_s is phase.p99_s is None
+    assert phase.errors == {"ConnectionRefusedError": 1}
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_tiny_session_on_the_real_models(tmp_path: Path) -> None:
+    artifacts = models_artifacts()
+    config = LoadConfig(clients=2, requests=8, enroll_every=4, kill_enrollments=4, cli_photos=3,
+                        python=Path(server_python()), examples=examples())
+    report = run_session(artifacts, config)
+
+    load = report.load
+    assert (load.clients, load.requests, load.enrollments) == (2, 8, 2)
+    assert load.ok == 8 and load.busy_503 == 0 and load.errors == {}
+    assert set(load.by_kind) == {"enroll", "recognize"}
+    assert load.p50_s is not None and load.p50_s <= (load.p99_s or 0)
+    assert report.cli.photos == 3 and report.cli.photos_per_s > 0
+
+    kill = report.kill
+    assert kill.sent == 4 and sum(kill.statuses.values()) == 4
+    assert kill.acknowledged >= 1 and kill.present_whole >= kill.acknowledged
+    assert kill.partial == [] and kill.lost_acknowledged == [] and kill.before_unchanged
+    assert kill.integrity_problems == []
+    assert report.kill_intact
+
+    written = write_report(report, tmp_path / "reports")
+    assert [p.name for p in written] == [REPORT_JSON, REPORT_MD]
+    stored = json.loads(written[0].read_text())
+    assert stored["kill_intact"] is True and stored["load"]["requests"] == 8
+    assert "requests/s" in written[1].read_text()
