@@ -1,5 +1,6 @@
 """``facenet loadtest`` (``toolchain.bench.loadtest``): the summary's arithmetic, and a tiny real
-session (2 clients, 8 requests, 4 enrollments killed) so the session cannot rot.
+session (2 clients, 8 requests, a burst of 6 against 3 places, 4 enrollments killed) so the
+session cannot rot.
 
 The real session starts ``facenet serve`` and ``facenet recognize`` in the runtime environment
 (``FACENET_RUNTIME_PYTHON``) on the real models and the shared photos; it only checks that every
@@ -49,8 +50,9 @@ def test_summary_of_no_answer_has_no_percentiles() -> None:
 @pytest.mark.slow
 def test_tiny_session_on_the_real_models(tmp_path: Path) -> None:
     artifacts = models_artifacts()
-    config = LoadConfig(clients=2, requests=8, enroll_every=4, kill_enrollments=4, cli_photos=3,
-                        python=Path(server_python()), examples=examples())
+    config = LoadConfig(clients=2, requests=8, enroll_every=4, kill_enrollments=4, burst=6,
+                        burst_queue=1, cli_photos=3, python=Path(server_python()),
+                        examples=examples())
     report = run_session(artifacts, config)
 
     load = report.load
@@ -58,6 +60,9 @@ def test_tiny_session_on_the_real_models(tmp_path: Path) -> None:
     assert load.ok == 8 and load.busy_503 == 0 and load.errors == {}
     assert set(load.by_kind) == {"enroll", "recognize"}
     assert load.p50_s is not None and load.p50_s <= (load.p99_s or 0)
+    burst = report.burst
+    assert burst.answered_200 + burst.busy_503 == burst.sent == 6 and burst.other == {}
+    assert burst.busy_503 >= 1 and "missing" not in burst.retry_after and burst.healthy_after
     assert report.cli.photos == 3 and report.cli.photos_per_s > 0
 
     kill = report.kill

@@ -7,9 +7,12 @@ shared people are enrolled through the API first. Then:
 1. **Load**: ``clients`` threads send ``requests`` requests between them (one in ``enroll_every``
    an enrollment of a shared people photo, the rest recognitions of the shared photos); every
    request's latency and status is recorded; 503 (queue full) is counted apart from errors.
-2. **CLI**: ``facenet recognize`` on the photos the load recognized, once on one photo and once
+2. **Burst**: ``burst`` recognitions released together against a server whose ``--queue`` is
+   ``burst_queue``: those beyond its places get 503 with ``Retry-After`` at once, and the server
+   stays healthy.
+3. **CLI**: ``facenet recognize`` on the photos the load recognized, once on one photo and once
    on all, so the report gives its photos/s with and without the process start.
-3. **Kill**: a fresh server on the same gallery gets ``kill_enrollments`` simultaneous
+4. **Kill**: a fresh server on the same gallery gets ``kill_enrollments`` simultaneous
    enrollments (unique names, two photos each) and is SIGKILLed once a third are acknowledged.
    The gallery file is checked read-only (SQLite integrity, schema, unit vectors, the model's
    fingerprint), then a new server lists the people: every acknowledged enrollment must be
@@ -84,6 +87,8 @@ class LoadConfig:
         workers: the server's ``--workers``.
         queue: the server's ``--queue`` (beyond it, 503).
         kill_enrollments: simultaneous enrollments of the kill phase.
+        burst: simultaneous recognitions of the burst phase.
+        burst_queue: the server's ``--queue`` in the burst phase (small: the burst overflows it).
         cli_photos: photos of the CLI's batch (the load's photos, cycled).
         python: interpreter that runs the server and the CLI (``-m toolchain``).
         examples: folder with ``people/<name>/`` and ``photos/``.
@@ -95,6 +100,8 @@ class LoadConfig:
     workers: int = 2
     queue: int = 16
     kill_enrollments: int = 12
+    burst: int = 20
+    burst_queue: int = 4
     cli_photos: int = 40
     python: Path = Path(sys.executable)
     examples: Path = SHARED_EXAMPLES
@@ -102,12 +109,14 @@ class LoadConfig:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One request: its kind, HTTP status (0: no answer), latency and error code if any."""
+    """One request: its kind, HTTP status (0: no answer), latency, error code and
+    ``Retry-After`` if any."""
 
     kind: str
     status: int
     seconds: float
     error: str | None = None
+    retry_after: str | None = None
 
 
 @dataclass
@@ -126,6 +135,21 @@ class LoadPhase:
     busy_503: int
     errors: dict[str, int]
     by_kind: dict[str, dict[str, float | None]]
+
+
+@dataclass
+class BurstPhase:
+    """Simultaneous recognitions beyond ``--workers`` + ``--queue``: who got 503, how fast."""
+
+    sent: int
+    workers: int
+    queue: int
+    answered_200: int
+    busy_503: int
+    other: dict[str, int]
+    retry_after: list[str]
+    slowest_503_s: float | None
+    healthy_after: bool
 
 
 @dataclass
@@ -173,6 +197,7 @@ class LoadReport:
     loadavg_after: list[float]
     config: dict[str, object]
     load: LoadPhase
+    burst: BurstPhase
     cli: CliPhase
     kill: KillPhase
     kill_intact: bool = field(init=False)
@@ -202,37 +227,39 @@ class Server:
     log: list[str]
 
     def call(self, method: str, path: str, files: Sequence[tuple[str, Path]] = ()
-             ) -> tuple[int, dict[str, object]]:
-        """Send one request; return the status and the JSON body (``{}`` if none)."""
+             ) -> tuple[int, dict[str, object], str | None]:
+        """Send one request; return the status, the JSON body (``{}`` if none) and the
+        ``Retry-After`` header."""
         body, ctype = _multipart(files) if files else (None, "")
         conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=REQUEST_TIMEOUT_S)
         try:
             conn.request(method, path, body=body, headers={"Content-Type": ctype} if ctype else {})
             response = conn.getresponse()
             raw = response.read()
+            retry_after = response.getheader("Retry-After")
         finally:
             conn.close()
         try:
             payload = json.loads(raw) if raw else {}
         except ValueError:
             payload = {}
-        return response.status, payload if isinstance(payload, dict) else {}
+        return response.status, payload if isinstance(payload, dict) else {}, retry_after
 
     def timed(self, kind: str, path: str, files: Sequence[tuple[str, Path]]) -> Outcome:
         """One POST, timed; a transport failure becomes status 0 with its exception's name."""
         start = time.perf_counter()
         try:
-            status, payload = self.call("POST", path, files)
+            status, payload, retry_after = self.call("POST", path, files)
         except (OSError, http.client.HTTPException) as exc:
             return Outcome(kind, 0, time.perf_counter() - start, type(exc).__name__)
         seconds = time.perf_counter() - start
         error = payload.get("error")
         code = str(error.get("code", status)) if isinstance(error, dict) else None
-        return Outcome(kind, status, seconds, code if status >= 300 else None)
+        return Outcome(kind, status, seconds, code if status >= 300 else None, retry_after)
 
     def people(self) -> dict[str, int]:
         """Name -> stored embeddings, from ``GET /v1/people``."""
-        status, payload = self.call("GET", "/v1/people")
+        status, payload, _ = self.call("GET", "/v1/people")
         if status != 200:
             raise RuntimeError(f"GET /v1/people answered {status}: {payload}")
         listed = payload.get("people", [])
@@ -313,6 +340,10 @@ def _s(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{seconds:.2f}"
 
 
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
 def summarize(outcomes: Sequence[Outcome], clients: int, seconds: float) -> LoadPhase:
     """Throughput, latency percentiles of the answered requests, 503s apart from errors."""
     answered = [o.seconds for o in outcomes if o.status]
@@ -351,6 +382,30 @@ def run_load(server: Server, config: LoadConfig, people: dict[str, list[Path]],
     with ThreadPoolExecutor(config.clients) as pool:
         outcomes = list(pool.map(lambda item: server.timed(*item), plan))
     return summarize(outcomes, config.clients, time.perf_counter() - start)
+
+
+def run_burst(config: LoadConfig, artifacts: Path, gallery: Path, photos: Sequence[Path]
+              ) -> BurstPhase:
+    """``config.burst`` recognitions released together against ``--queue config.burst_queue``."""
+    options = ("--workers", str(config.workers), "--queue", str(config.burst_queue))
+    with serving(config.python, artifacts, gallery, *options) as server:
+        start = threading.Barrier(config.burst)
+
+        def recognize(i: int) -> Outcome:
+            start.wait(REQUEST_TIMEOUT_S)
+            return server.timed("recognize", "/v1/recognize",
+                                [("image", photos[i % len(photos)])])
+
+        with ThreadPoolExecutor(config.burst) as pool:
+            outcomes = list(pool.map(recognize, range(config.burst)))
+        healthy = all(server.call("GET", probe)[0] == 200 for probe in ("/healthz", "/readyz"))
+    busy = [o for o in outcomes if o.status == 503]
+    return BurstPhase(
+        sent=len(outcomes), workers=config.workers, queue=config.burst_queue,
+        answered_200=sum(o.status == 200 for o in outcomes), busy_503=len(busy),
+        other=dict(Counter(str(o.status) for o in outcomes if o.status not in (200, 503))),
+        retry_after=sorted({o.retry_after or "missing" for o in busy}),
+        slowest_503_s=max((o.seconds for o in busy), default=None), healthy_after=healthy)
 
 
 def run_cli(python: Path, artifacts: Path, gallery: Path, photos: Sequence[Path], count: int
@@ -447,12 +502,14 @@ def run_session(artifacts: Path, config: LoadConfig) -> LoadReport:
         options = ("--workers", str(config.workers), "--queue", str(config.queue))
         with serving(config.python, artifacts, gallery, *options) as server:
             for name, paths in people.items():
-                status, payload = server.call("POST", f"/v1/people/{name}/faces",
+                status, payload, _ = server.call("POST", f"/v1/people/{name}/faces",
                                               [("image", p) for p in paths])
                 if status != 201:
                     raise RuntimeError(f"enrolling {name} answered {status}: {payload}")
             log.info("load: %d clients, %d requests", config.clients, config.requests)
             load = run_load(server, config, people, photos, Path(tmp))
+        log.info("burst: %d recognitions at once, --queue %d", config.burst, config.burst_queue)
+        burst = run_burst(config, artifacts, gallery, photos)
         log.info("CLI: facenet recognize on %d photos", config.cli_photos)
         cli = run_cli(config.python, artifacts, gallery, photos, config.cli_photos)
         log.info("kill: SIGKILL during %d enrollments", config.kill_enrollments)
@@ -460,12 +517,14 @@ def run_session(artifacts: Path, config: LoadConfig) -> LoadReport:
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()}
     return LoadReport(cpu=cpu_model(), cores=os.cpu_count() or 0, loadavg_before=loadavg_before,
                       loadavg_after=[round(v, 2) for v in os.getloadavg()], config=settings,
-                      load=load, cli=cli, kill=kill)
+                      load=load, burst=burst, cli=cli, kill=kill)
 
 
 def markdown(report: LoadReport) -> str:
     """The report as Markdown (what the README quotes)."""
-    load, cli, kill, config = report.load, report.cli, report.kill, report.config
+    load, burst, cli, kill = report.load, report.burst, report.cli, report.kill
+    config = report.config
+    other = ", ".join(f"{k}: {v}" for k, v in sorted(burst.other.items())) or "none"
     errors = ", ".join(f"{k}: {v}" for k, v in sorted(load.errors.items())) or "none"
     kinds = "\n".join(
         f"| {kind} | {int(v['count'] or 0)} | {_s(v['p50_s'])} | {_s(v['p95_s'])} |"
@@ -489,6 +548,14 @@ def markdown(report: LoadReport) -> str:
         "| request | answered | p50 s | p95 s |",
         "| --- | --- | --- | --- |",
         kinds,
+        "",
+        "## Burst beyond the queue",
+        "",
+        f"{burst.sent} recognitions released together against `--workers {burst.workers} "
+        f"--queue {burst.queue}`: {burst.answered_200} answered 200, {burst.busy_503} got 503 "
+        f"(Retry-After: {', '.join(burst.retry_after) or 'n/a'}; the slowest 503 in "
+        f"{_ms(burst.slowest_503_s)}), other statuses: {other}; healthz and readyz afterwards: "
+        f"{'200' if burst.healthy_after else 'NOT 200'}.",
         "",
         "## CLI batch on the same photos",
         "",

@@ -33,6 +33,10 @@ def loadtest(
     queue: Annotated[int, typer.Option(min=0, help="The server's --queue.")] = 16,
     kill_enrollments: Annotated[int, typer.Option(
         min=2, max=64, help="Simultaneous enrollments the server is SIGKILLed during.")] = 12,
+    burst: Annotated[int, typer.Option(
+        min=2, max=64, help="Recognitions released together in the burst phase.")] = 20,
+    burst_queue: Annotated[int, typer.Option(
+        min=0, help="The server's --queue in the burst phase.")] = 4,
     cli_photos: Annotated[int, typer.Option(
         min=2, max=1000, help="Photos of the CLI's batch (the load's photos, cycled).")] = 40,
     examples: Annotated[Path | None, typer.Option(
@@ -40,7 +44,7 @@ def loadtest(
         help="Folder with people/<name>/ and photos/ [default: the shared examples next to "
              "the checkout].")] = None,
 ) -> None:
-    """Load facenet serve on loopback (clients, CLI batch, SIGKILL); write reports/loadtest.*."""
+    """Load facenet serve on loopback (clients, burst, CLI batch, SIGKILL); reports/loadtest.*."""
     from toolchain.bench.config import SHARED_EXAMPLES
     from toolchain.bench.loadtest import LoadConfig, markdown, run_session, write_report
     from toolchain.core.errors import IntegrityError
@@ -48,7 +52,8 @@ def loadtest(
 
     config = LoadConfig(clients=clients, requests=requests, enroll_every=enroll_every,
                         workers=workers, queue=queue, kill_enrollments=kill_enrollments,
-                        cli_photos=cli_photos, examples=examples or SHARED_EXAMPLES)
+                        burst=burst, burst_queue=burst_queue, cli_photos=cli_photos,
+                        examples=examples or SHARED_EXAMPLES)
     layout = Layout(artifacts)
     report = run_session(artifacts, config)
     print(markdown(report))
