@@ -323,8 +323,8 @@ def bench_scale(session: nox.Session) -> None:
 
 @nox.session
 def loadtest(session: nox.Session) -> None:
-    """facenet serve on 127.0.0.1 under 16 concurrent clients, the CLI's batch beside, a SIGKILL
-    during enrollments; reports/loadtest.{json,md} (`-- --requests 40` for less)."""
+    """facenet serve on 127.0.0.1 under 16 concurrent clients, a burst past the queue, the CLI's
+    batch beside, a SIGKILL during enrollments; reports/loadtest.{json,md} (`-- --requests 40`)."""
     facenet(session, "runtime", "loadtest", *ART, *session.posargs)
 
 

@@ -1,4 +1,4 @@
-"""``facenet loadtest``: ``facenet serve`` under concurrent clients, the CLI beside, a SIGKILL.
+"""``facenet loadtest``: ``facenet serve`` under load and a burst, the CLI beside, a SIGKILL.
 
 A thin adapter over :func:`toolchain.bench.loadtest.run_session`; the server and the CLI run as
 subprocesses of this interpreter on 127.0.0.1.
