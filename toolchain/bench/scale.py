@@ -228,9 +228,10 @@ def _indexed_add(gallery: PostgresGallery, vectors: np.ndarray, first: int) -> f
     return round(rate, 1)
 
 
-def measure_search(layout: Layout, sizes: Sequence[int], report: ScaleReport,
-                   work: Path) -> None:
-    """Build both backends up through ``sizes`` and time their searches at each size."""
+def measure_search(layout: Layout, sizes: Sequence[int], report: ScaleReport, work: Path,
+                   save: Callable[[], None]) -> None:
+    """Build both backends up through ``sizes`` and time their searches at each size;
+    ``save`` writes the report so far after each size (a million takes a while)."""
     from toolchain.runtime.gallery.local_server import start_local_server
 
     real = real_faces(layout)
@@ -282,6 +283,7 @@ def measure_search(layout: Layout, sizes: Sequence[int], report: ScaleReport,
                                                  names))
             pg.search = "auto"
             log.info("scale %d: searched", size)
+            save()
         sqlite.close()
         pg.close()
     finally:
@@ -325,11 +327,15 @@ def measure_batch(layout: Layout, report: ScaleReport, work: Path) -> None:
 def run_scale(layout: Layout, sizes: Sequence[int] = SIZES) -> ScaleReport:
     """Measure everything and write ``reports/bench_scale.{json,md}``."""
     report = ScaleReport(sizes=list(sizes), real_people=0, real_train_faces=0, real_val_faces=0)
+
+    def save() -> None:
+        write_json(layout.reports_dir / "bench_scale.json", asdict(report))
+        write_text(layout.reports_dir / "bench_scale.md", markdown(report))
+
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        measure_search(layout, sizes, report, Path(tmp))
         measure_batch(layout, report, Path(tmp))
-    write_json(layout.reports_dir / "bench_scale.json", asdict(report))
-    write_text(layout.reports_dir / "bench_scale.md", markdown(report))
+        save()
+        measure_search(layout, sizes, report, Path(tmp), save)
     return report
 
 
