@@ -205,6 +205,8 @@ def test_remove_a_person_from_the_page(page: Any, server: Server) -> None:
     row = page.locator("#people tr[data-name='alex_lacamoire']")
     row.locator("button.remove").click()
     page.wait_for_selector("#message:has-text('alex_lacamoire removed')")
+    # The message comes first; the list is refreshed from the server after it.
+    row.wait_for(state="detached")
     assert row.count() == 0
     listed = server.get("/v1/people").json()["people"]
     assert "alex_lacamoire" not in [p["name"] for p in listed]
