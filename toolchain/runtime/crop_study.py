@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -164,8 +163,9 @@ def _peer_rows(sets: Sequence[LabelledSet], ours: LabelledFaces, threshold: floa
     common = set(ours.photos) & set(theirs.photos)
     rows = []
     for labelled in sets:
-        a = _keep(ours.subset(labelled.name), common)
-        b = _keep(theirs.subset(labelled.name), common)
+        mine, peers = ours.subset(labelled.name), theirs.subset(labelled.name)
+        a = mine.rows([i for i, photo in enumerate(mine.photos) if photo in common])
+        b = peers.rows([i for i, photo in enumerate(peers.photos) if photo in common])
         d_ours, same = all_pairs(a)
         d_peer, _ = all_pairs(b)
         if a.names != b.names or not same.any() or not (~same).any():
@@ -174,14 +174,8 @@ def _peer_rows(sets: Sequence[LabelledSet], ours: LabelledFaces, threshold: floa
             labelled.name, len(same), len(a.names),
             scores(labelled.name, d_ours, same, threshold, len(a.names)),
             scores(labelled.name, d_peer, same, PEER_TOLERANCE, len(b.names)),
-            len(ours.subset(labelled.name).names), len(theirs.subset(labelled.name).names)))
+            len(mine.names), len(peers.names)))
     return tuple(rows)
-
-
-def _keep(faces: LabelledFaces, photos: set[Path]) -> LabelledFaces:
-    rows = [i for i, p in enumerate(faces.photos) if p in photos]
-    return LabelledFaces(faces.embeddings[rows], [faces.names[i] for i in rows],
-                         [faces.sets[i] for i in rows], [faces.photos[i] for i in rows])
 
 
 def run_study(

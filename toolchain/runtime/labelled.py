@@ -172,16 +172,14 @@ class LabelledFaces:
     photos: list[Path] = field(default_factory=list)
     missing: list[tuple[Path, str]] = field(default_factory=list)
 
+    def rows(self, keep: Sequence[int]) -> LabelledFaces:
+        """The given rows (without the ``missing`` list, which belongs to the whole run)."""
+        return LabelledFaces(self.embeddings[list(keep)], [self.names[i] for i in keep],
+                             [self.sets[i] for i in keep], [self.photos[i] for i in keep])
+
     def subset(self, set_name: str) -> LabelledFaces:
         """The rows of one set."""
-        keep = [i for i, s in enumerate(self.sets) if s == set_name]
-        return LabelledFaces(self.embeddings[keep], [self.names[i] for i in keep],
-                             [self.sets[i] for i in keep], [self.photos[i] for i in keep],
-                             [m for m in self.missing if _in_set(m[0], set_name, self)])
-
-
-def _in_set(path: Path, set_name: str, faces: LabelledFaces) -> bool:
-    return any(p == path and s == set_name for p, s in zip(faces.photos, faces.sets, strict=True))
+        return self.rows([i for i, s in enumerate(self.sets) if s == set_name])
 
 
 def all_pairs(faces: LabelledFaces) -> tuple[np.ndarray, np.ndarray]:
