@@ -53,7 +53,7 @@ class Server:
     """A running server: its address, gallery and log."""
 
     url: str
-    gallery: Path
+    gallery: Path | str
     process: subprocess.Popen[str]
     log: list[str] = field(default_factory=list)
 
@@ -79,11 +79,12 @@ class Server:
 @contextmanager
 def running_server(tmp: Path, *options: str, command: Sequence[str] | None = None,
                    env: dict[str, str] | None = None, artifacts: Path | None = None,
-                   gallery: Path | None = None) -> Iterator[Server]:
+                   gallery: Path | str | None = None) -> Iterator[Server]:
     """Start ``facenet serve`` with ``options`` on 127.0.0.1:0; stop it (SIGTERM) afterwards.
 
     ``command`` replaces ``python -m toolchain`` (with the checkout on ``PYTHONPATH``), e.g. an
-    installed ``facenet``; ``artifacts`` the real artifacts folder; ``gallery`` ``tmp/gallery.db``.
+    installed ``facenet``; ``artifacts`` the real artifacts folder; ``gallery`` a file or a
+    ``postgresql://`` URL, by default ``tmp/gallery.db``.
     """
     artifacts = artifacts or models_artifacts()
     gallery = gallery or tmp / "gallery.db"
