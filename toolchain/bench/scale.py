@@ -9,12 +9,21 @@ isotropic variance so the covariance is full-rank) and normalized: they crowd th
 the sphere as real faces, where random unit vectors would sit near-orthogonal to everything and
 make search trivially easy.
 
-Queries: every real ``val/`` face (each must still find its own person among the distractors)
-plus synthetic queries from the same Gaussian. For each size and backend: p50/p99 latency of one
-query (top 3 people), and recall@1 against the exact search (the in-memory exact ranking, which
-is the SQLite backend's). Backends: SQLite exact (the vectors in memory), pgvector exact (a
-sequential scan in the database, re-ranked) and pgvector HNSW (the index's candidates re-ranked
-exactly). PostgreSQL is a throwaway server (:mod:`toolchain.runtime.gallery.local_server`).
+Queries, three kinds (:class:`Probes`), as a face search meets them:
+
+- ``real``: every real ``val/`` face; each must still find its own person among the distractors.
+- ``enrolled``: another photo of an enrolled distractor identity: the distractor turned, in the
+  direction of the difference between two real photos of one real person, by exactly their
+  distance, so these probes lie as far from their identity as real photos of one person do.
+- ``new``: a synthetic identity that is not enrolled, from the same Gaussian.
+
+For each size and backend: p50/p99 latency of one query (top 3 people) over all probes, and per
+kind recall@1 against the exact search (the in-memory exact ranking, the SQLite backend's). The
+HNSW rows sweep ``hnsw.ef_search`` (:data:`EF_SEARCHES`). Backends: SQLite exact (the vectors in
+memory), pgvector exact (a sequential scan in the database, re-ranked) and pgvector HNSW (the
+index's candidates re-ranked exactly). PostgreSQL is a throwaway server
+(:mod:`toolchain.runtime.gallery.local_server`) given the memory a million vectors need
+(:data:`SERVER_SETTINGS`), as a deployment of that size would be.
 
 Batch: ``facenet recognize --json`` against ``facenet batch recognize --ray local --cpus 1`` and
 ``--cpus 2`` on the same photos (the 5-celebrity photos, :data:`BATCH_ROUNDS` times over), each a
@@ -35,19 +44,33 @@ from pathlib import Path
 
 import numpy as np
 
+from toolchain.bench import machine
 from toolchain.core.atomic import write_json, write_text
 from toolchain.core.metrics import pairwise_distances
 from toolchain.core.paths import Layout
 from toolchain.runtime.gallery import Entry, Gallery
-from toolchain.runtime.gallery.postgres import PostgresGallery
+from toolchain.runtime.gallery.postgres import EF_SEARCH, PostgresGallery
 from toolchain.runtime.gallery.vectors import Candidate
+from toolchain.runtime.ort_options import core_count
 
 log = logging.getLogger(__name__)
 
 SIZES = (10_000, 100_000, 1_000_000)
 """Identities in the gallery (real people plus distractors)."""
 SYNTHETIC_QUERIES = 200
-"""Synthetic queries per size (the real val faces come on top)."""
+"""Synthetic probes of each kind, ``enrolled`` and ``new`` (the real val faces come on top)."""
+EF_SEARCHES = (100, EF_SEARCH, 400)
+"""``hnsw.ef_search`` values the HNSW rows sweep (the gallery's default among them)."""
+SERVER_SETTINGS = {
+    "shared_buffers": "3GB",
+    "effective_cache_size": "8GB",
+    "maintenance_work_mem": "4GB",
+    "max_parallel_maintenance_workers": "1",
+}
+"""The benchmark's server, sized for a million vectors: the table and the HNSW index (about
+1.4 GB together) fit in shared buffers, the index's graph is built in memory (pgvector's
+documented advice; past ``maintenance_work_mem`` the build slows down many times), and the build
+runs on the leader plus one parallel worker (2 cores)."""
 SCAN_QUERIES = 50
 """Queries timed for the pgvector sequential scan (it reads every vector per query)."""
 ADD_BATCH = 10_000
@@ -75,10 +98,12 @@ class SearchRow:
     queries: int
     p50_ms: float
     p99_ms: float
-    recall_at_1: float
-    """Share of queries whose top-1 person is the exact search's."""
-    real_found: float
-    """Share of the real val faces whose top-1 person is their own."""
+    recall_at_1: dict[str, float]
+    """Per probe kind, the share of probes whose top-1 person is the exact search's."""
+    found: dict[str, float]
+    """Per kind with a truth (``real``, ``enrolled``): the share whose top-1 is their own."""
+    ef_search: int | None = None
+    """``hnsw.ef_search`` of an HNSW row."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +137,9 @@ class ScaleReport:
     """Everything ``bench --scale`` measured."""
 
     sizes: list[int]
+    cpu: str
+    isa: list[str]
+    cores: int
     real_people: int
     real_train_faces: int
     real_val_faces: int
@@ -119,6 +147,19 @@ class ScaleReport:
     build: list[BuildRow] = field(default_factory=list)
     batch: list[BatchRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Probes:
+    """The queries of one run, of every kind, with the person each should find (if enrolled)."""
+
+    vectors: np.ndarray
+    kinds: list[str]
+    truth: list[str | None]
+
+    def of(self, kind: str) -> np.ndarray:
+        """Which probes are of ``kind`` (a boolean mask)."""
+        return np.array([k == kind for k in self.kinds])
 
 
 @dataclass(frozen=True)
@@ -168,9 +209,34 @@ def distractors(real: np.ndarray, count: int, seed: int = 14) -> np.ndarray:
     return out
 
 
+def second_photos(identities: np.ndarray, real: Sequence[Entry], seed: int = 16) -> np.ndarray:
+    """Another "photo" of each of ``identities`` (unit vectors): each turned on the sphere, in the
+    direction of the difference between two real photos of one real person, by their distance.
+
+    The turn is in the plane of the identity and that difference, so the probe stays a unit
+    vector at exactly the real pair's Euclidean distance from its identity.
+    """
+    vectors = np.stack([e.vector for e in real]).astype(np.float64)
+    pairs = [(i, j) for i, a in enumerate(real) for j, b in enumerate(real)
+             if i != j and a.name == b.name]
+    rng = np.random.default_rng(seed)
+    chosen = np.asarray(pairs)[rng.integers(0, len(pairs), len(identities))]
+    step = vectors[chosen[:, 0]] - vectors[chosen[:, 1]]
+    base = identities.astype(np.float64)
+    across = step - (step * base).sum(1, keepdims=True) * base
+    across /= np.linalg.norm(across, axis=1, keepdims=True)
+    angle = 2.0 * np.arcsin(np.linalg.norm(step, axis=1) / 2.0)
+    return (np.cos(angle)[:, None] * base + np.sin(angle)[:, None] * across).astype(np.float32)
+
+
+def distractor_name(index: int) -> str:
+    """The name of the distractor identity at ``index`` of the pool."""
+    return f"distractor {index:07d}"
+
+
 def distractor_entries(vectors: np.ndarray, first: int) -> list[Entry]:
     """One identity per vector, named and keyed by its number."""
-    return [Entry(f"distractor {first + i:07d}", vector, "synthetic distractor",
+    return [Entry(distractor_name(first + i), vector, "synthetic distractor",
                   f"distractor:{first + i:010d}", (0.0, 0.0, 0.0, 0.0), None)
             for i, vector in enumerate(vectors)]
 
@@ -187,15 +253,18 @@ def _timed(search: Callable[[np.ndarray], list[Candidate]], queries: np.ndarray
 
 
 def _search_row(backend: str, size: int, results: Sequence[Sequence[Candidate]],
-                times: np.ndarray, exact: Sequence[Sequence[Candidate]],
-                names: Sequence[str]) -> SearchRow:
-    top = [r[0].name if r else None for r in results]
-    recall = float(np.mean([t == (e[0].name if e else None)
-                            for t, e in zip(top, exact, strict=False)]))
-    found = float(np.mean([t == n for t, n in zip(top, names, strict=False)]))
+                times: np.ndarray, exact: Sequence[Sequence[Candidate]], probes: Probes,
+                ef_search: int | None = None) -> SearchRow:
+    top = np.array([r[0].name if r else "" for r in results], dtype=object)
+    best = np.array([e[0].name if e else "" for e in exact[:len(results)]], dtype=object)
+    truth = np.array(probes.truth[:len(results)], dtype=object)
+    kinds = np.array(probes.kinds[:len(results)])
+    recall = {kind: round(float(np.mean(top[kinds == kind] == best[kinds == kind])), 4)
+              for kind in dict.fromkeys(kinds)}
+    found = {kind: round(float(np.mean(top[kinds == kind] == truth[kinds == kind])), 4)
+             for kind in dict.fromkeys(kinds) if kind != "new"}
     return SearchRow(backend, size, len(results), round(float(np.percentile(times, 50)), 3),
-                     round(float(np.percentile(times, 99)), 3), round(recall, 4),
-                     round(found, 4))
+                     round(float(np.percentile(times, 99)), 3), recall, found, ef_search)
 
 
 def _build(gallery: Gallery, entries: Sequence[Entry], size: int) -> BuildRow:
@@ -228,40 +297,63 @@ def _indexed_add(gallery: PostgresGallery, vectors: np.ndarray, first: int) -> f
     return round(rate, 1)
 
 
-def measure_search(layout: Layout, sizes: Sequence[int], report: ScaleReport, work: Path,
-                   save: Callable[[], None]) -> None:
-    """Build both backends up through ``sizes`` and time their searches at each size;
-    ``save`` writes the report so far after each size (a million takes a while)."""
-    from toolchain.runtime.gallery.local_server import start_local_server
+def make_probes(real: RealFaces, pool: np.ndarray, enrolled: int) -> Probes:
+    """The run's probes: the real val faces, second photos of :data:`SYNTHETIC_QUERIES` of the
+    first ``enrolled`` distractors of ``pool`` (enrolled at every size), and the last
+    :data:`SYNTHETIC_QUERIES` of ``pool`` (never enrolled) as new identities."""
+    rng = np.random.default_rng(17)
+    targets = np.sort(rng.choice(enrolled, SYNTHETIC_QUERIES, replace=False))
+    vectors = np.concatenate([real.val, second_photos(pool[targets], real.train),
+                              pool[-SYNTHETIC_QUERIES:]]).astype(np.float32)
+    kinds = (["real"] * len(real.val) + ["enrolled"] * SYNTHETIC_QUERIES
+             + ["new"] * SYNTHETIC_QUERIES)
+    truth: list[str | None] = [*real.val_names, *map(distractor_name, targets),
+                               *[None] * SYNTHETIC_QUERIES]
+    return Probes(vectors, kinds, truth)
 
+
+def scan_subset(probes: Probes) -> np.ndarray:
+    """Indices of the probes timed for the sequential scan: the first of each kind, about
+    :data:`SCAN_QUERIES` in all."""
+    kinds = list(dict.fromkeys(probes.kinds))
+    each = -(-SCAN_QUERIES // len(kinds))
+    return np.concatenate([np.flatnonzero(probes.of(kind))[:each] for kind in kinds])
+
+
+def measure_search(layout: Layout, sizes: Sequence[int], report: ScaleReport, work: Path,
+                   url: str, save: Callable[[], None]) -> None:
+    """Build both backends up through ``sizes`` (PostgreSQL: a new gallery at ``url``) and time
+    their searches at each size; ``save`` writes the report so far after each size (a million
+    takes a while)."""
     real = real_faces(layout)
     report.real_people = len({e.name for e in real.train})
     report.real_train_faces, report.real_val_faces = len(real.train), len(real.val)
     train = np.stack([e.vector for e in real.train])
     pool = distractors(train, max(sizes) - report.real_people + SYNTHETIC_QUERIES)
-    synthetic = pool[-SYNTHETIC_QUERIES:]
-    queries = np.concatenate([real.val, synthetic]).astype(np.float32)
-    names = real.val_names
+    probes = make_probes(real, pool, min(sizes) - report.real_people)
     same = np.array([[a.name == b.name for b in real.train] for a in real.train])
-    real_pairs = pairwise_distances(train, train)[np.triu_indices(len(train), 1)]
-    impostor = float(np.median(real_pairs[~same[np.triu_indices(len(train), 1)]]))
+    upper = np.triu_indices(len(train), 1)
+    real_pairs = pairwise_distances(train, train)[upper]
+    genuine = float(np.median(real_pairs[same[upper]]))
+    impostor = float(np.median(real_pairs[~same[upper]]))
     half = min(len(pool) // 2, 5_000)
     fake = float(np.median(pairwise_distances(pool[:half], pool[half:2 * half])))
     report.notes.append(f"median distance between faces of different real people "
-                        f"{impostor:.3f}, between distractors {fake:.3f}")
+                        f"{impostor:.3f}, between distractors {fake:.3f}, between two photos of "
+                        f"one real person {genuine:.3f} (an enrolled probe is that far from its "
+                        f"distractor)")
     with Gallery.open(work / "real.db", fingerprint=FINGERPRINT, create=True) as alone:
         alone.add(real.train)
-        found = np.mean([c[0].name == n for c, n in zip(alone.match(real.val, k=1), names,
-                                                          strict=True)])
+        found = np.mean([c[0].name == n for c, n in zip(alone.match(real.val, k=1),
+                                                          real.val_names, strict=True)])
     report.notes.append(f"real val faces whose nearest person is their own with no "
-                        f"distractors: {found:.4f} ({len(names)} faces)")
-    server = start_local_server()
-    try:
-        sqlite = Gallery.open(work / "scale.db", fingerprint=FINGERPRINT, create=True)
-        pg = Gallery.open(f"{server.url}&gallery=scale", fingerprint=FINGERPRINT, create=True)
+                        f"distractors: {found:.4f} ({len(real.val)} faces)")
+    with Gallery.open(work / "scale.db", fingerprint=FINGERPRINT, create=True) as sqlite, \
+            Gallery.open(url, fingerprint=FINGERPRINT, create=True) as pg:
         assert isinstance(pg, PostgresGallery)
         stored = 0
         spare = distractors(train, INDEXED_ADD_ROWS, seed=15)
+        scanned = scan_subset(probes)
         for size in sizes:
             first = max(0, stored - report.real_people)
             new = (real.train if stored == 0 else []) + distractor_entries(
@@ -273,21 +365,24 @@ def measure_search(layout: Layout, sizes: Sequence[int], report: ScaleReport, wo
                 _indexed_add(pg, spare, len(pool))))
             stored = size
             log.info("scale %d: built", size)
-            exact, times = _timed(lambda q: sqlite.match(q[None], k=K)[0], queries)
-            report.search.append(_search_row("sqlite exact", size, exact, times, exact, names))
-            for search, label, count in (("scan", "pgvector exact", SCAN_QUERIES),
-                                         ("index", "pgvector HNSW", len(queries))):
-                pg.search = search  # type: ignore[assignment]
-                results, times = _timed(lambda q: pg.match(q[None], k=K)[0], queries[:count])
-                report.search.append(_search_row(label, size, results, times, exact[:count],
-                                                 names))
+            exact, times = _timed(lambda q: sqlite.match(q[None], k=K)[0], probes.vectors)
+            report.search.append(_search_row("sqlite exact", size, exact, times, exact, probes))
+            pg.search = "scan"
+            subset = Probes(probes.vectors[scanned], [probes.kinds[i] for i in scanned],
+                            [probes.truth[i] for i in scanned])
+            results, times = _timed(lambda q: pg.match(q[None], k=K)[0], subset.vectors)
+            report.search.append(_search_row("pgvector exact", size, results, times,
+                                             [exact[i] for i in scanned], subset))
+            pg.search = "index"
+            for ef_search in EF_SEARCHES:
+                pg.set_ef_search(ef_search)
+                results, times = _timed(lambda q: pg.match(q[None], k=K)[0], probes.vectors)
+                report.search.append(_search_row("pgvector HNSW", size, results, times, exact,
+                                                 probes, ef_search))
+            pg.set_ef_search(EF_SEARCH)
             pg.search = "auto"
             log.info("scale %d: searched", size)
             save()
-        sqlite.close()
-        pg.close()
-    finally:
-        server.stop()
 
 
 def measure_batch(layout: Layout, report: ScaleReport, work: Path) -> None:
@@ -326,7 +421,11 @@ def measure_batch(layout: Layout, report: ScaleReport, work: Path) -> None:
 
 def run_scale(layout: Layout, sizes: Sequence[int] = SIZES) -> ScaleReport:
     """Measure everything and write ``reports/bench_scale.{json,md}``."""
-    report = ScaleReport(sizes=list(sizes), real_people=0, real_train_faces=0, real_val_faces=0)
+    from toolchain.runtime.gallery.local_server import start_local_server
+
+    report = ScaleReport(sizes=list(sizes), cpu=machine.cpu_model(), isa=machine.isa(),
+                         cores=core_count(), real_people=0, real_train_faces=0,
+                         real_val_faces=0)
 
     def save() -> None:
         write_json(layout.reports_dir / "bench_scale.json", asdict(report))
@@ -335,7 +434,11 @@ def run_scale(layout: Layout, sizes: Sequence[int] = SIZES) -> ScaleReport:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         measure_batch(layout, report, Path(tmp))
         save()
-        measure_search(layout, sizes, report, Path(tmp), save)
+        server = start_local_server(settings=SERVER_SETTINGS)
+        try:
+            measure_search(layout, sizes, report, Path(tmp), f"{server.url}&gallery=scale", save)
+        finally:
+            server.stop()
     return report
 
 
@@ -344,17 +447,30 @@ def markdown(report: ScaleReport) -> str:
     lines = [
         "# Gallery search at scale, enrollment, batch recognition",
         "",
+        f"CPU: {report.cpu} ({', '.join(report.isa) or 'features unknown'}), "
+        f"{report.cores} cores.",
+        "",
         f"{report.real_train_faces} real train faces of {report.real_people} people plus "
         "synthetic distractor identities (one embedding each, drawn from a Gaussian fitted to "
-        f"the real embeddings); queries: the {report.real_val_faces} real val faces and "
-        f"{SYNTHETIC_QUERIES} synthetic ones (pgvector exact: the first {SCAN_QUERIES}).",
+        f"the real embeddings). Probes: the {report.real_val_faces} real val faces (real), "
+        f"{SYNTHETIC_QUERIES} second photos of enrolled distractors (enrolled) and "
+        f"{SYNTHETIC_QUERIES} identities not enrolled (new); pgvector exact times about "
+        f"{SCAN_QUERIES} of them. Recall@1 is against the exact search; found is the share "
+        "whose top-1 person is their own.",
         "",
-        "| identities | backend | queries | p50 ms | p99 ms | recall@1 vs exact "
-        "| real val faces found |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| identities | backend | ef_search | probes | p50 ms | p99 ms | recall@1 real "
+        "| enrolled | new | found real | found enrolled |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    lines += [f"| {r.size:,} | {r.backend} | {r.queries} | {r.p50_ms:.2f} | {r.p99_ms:.2f} "
-              f"| {r.recall_at_1:.4f} | {r.real_found:.4f} |" for r in report.search]
+
+    def share(values: dict[str, float], kind: str) -> str:
+        return f"{values[kind]:.4f}" if kind in values else ""
+
+    lines += [f"| {r.size:,} | {r.backend} | {r.ef_search or ''} | {r.queries} "
+              f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {share(r.recall_at_1, 'real')} "
+              f"| {share(r.recall_at_1, 'enrolled')} | {share(r.recall_at_1, 'new')} "
+              f"| {share(r.found, 'real')} | {share(r.found, 'enrolled')} |"
+              for r in report.search]
     lines += ["", "| identities | backend | rows added | seconds | rows/s | HNSW build s "
               "| add into the index, rows/s |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in report.build:

@@ -18,7 +18,8 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolchain.core.errors import EnvironmentToolError
@@ -70,6 +71,8 @@ class LocalServer:
     root: Path
     bin_dir: Path
     user: str | None
+    settings: Mapping[str, str] = field(default_factory=lambda: dict(SETTINGS))
+    """Server settings (``-c key=value``): :data:`SETTINGS` unless given."""
 
     @property
     def data(self) -> Path:
@@ -100,7 +103,7 @@ class LocalServer:
                          "-E", "UTF8", "--no-sync", "--no-instructions")
         if init.returncode:
             raise EnvironmentToolError(f"initdb failed: {init.stderr.strip() or init.stdout}")
-        options = " ".join(f"-c {key}={value}" for key, value in SETTINGS.items())
+        options = " ".join(f"-c {key}={value}" for key, value in self.settings.items())
         started = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.data / "server.log"),
                             "-o", f"-k {self.data} {options}", "-w", "-t",
                             str(START_TIMEOUT_S), "start")
@@ -140,8 +143,11 @@ def _copy_installation(bin_dir: Path, target: Path) -> Path:
     return target / relative / "bin"
 
 
-def start_local_server(parent: Path | None = None) -> LocalServer:
+def start_local_server(parent: Path | None = None,
+                       settings: Mapping[str, str] | None = None) -> LocalServer:
     """Start a throwaway server in a new directory under ``parent`` (default: the temp dir).
+
+    ``settings`` are applied over :data:`SETTINGS` (a benchmark sizes memory for its gallery).
 
     As root, an installation the unprivileged user cannot reach (a checkout under ``/root``) is
     copied into the server's directory first (bin, lib and share: ~30 MB).
@@ -154,7 +160,7 @@ def start_local_server(parent: Path | None = None) -> LocalServer:
     user = UNPRIVILEGED_USER if os.geteuid() == 0 else None
     if user is not None and not _open_to_all(bin_dir):
         bin_dir = _copy_installation(bin_dir, root / "install")
-    server = LocalServer(root, bin_dir, user)
+    server = LocalServer(root, bin_dir, user, {**SETTINGS, **(settings or {})})
     try:
         server.start()
     except BaseException:

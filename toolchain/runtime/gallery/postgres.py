@@ -62,6 +62,8 @@ INDEX_CANDIDATES = 100
 """Embeddings the HNSW index returns per query before the exact re-rank of their people."""
 EF_SEARCH = 200
 """``hnsw.ef_search``: the index's candidate list while searching (at least the candidates)."""
+EF_SEARCH_MAX = 1000
+"""pgvector's upper limit of ``hnsw.ef_search``."""
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
 BULK_BATCH = 10_000
@@ -379,6 +381,18 @@ class PostgresGallery(Gallery):
         self.build_index()
         return added
 
+    def set_ef_search(self, ef_search: int) -> None:
+        """Set ``hnsw.ef_search`` for this connection's index searches (recall against latency;
+        at least :data:`INDEX_CANDIDATES`, or the index returns fewer candidates).
+
+        Raises:
+            InputError: below :data:`INDEX_CANDIDATES`, or above pgvector's limit of 1000.
+        """
+        if not INDEX_CANDIDATES <= ef_search <= EF_SEARCH_MAX:
+            raise InputError(f"ef_search {ef_search}: must be {INDEX_CANDIDATES} to "
+                             f"{EF_SEARCH_MAX}")
+        self._ddl(f"SET hnsw.ef_search = {int(ef_search)}")
+
     def drop_index(self) -> None:
         """Drop the HNSW index (searches scan exactly until :meth:`build_index`)."""
         self._ddl(f"DROP INDEX IF EXISTS {self.schema}.embeddings_hnsw")
@@ -472,15 +486,26 @@ class PostgresGallery(Gallery):
         return [self._search_one(query, k, exact=search == "scan") for query in queries]
 
     def _search_one(self, query: np.ndarray, k: int, exact: bool) -> list[Candidate]:
+        """One statement: the nearest embeddings (index or scan), then every row of their people.
+
+        The candidates are ``MATERIALIZED`` so the planner runs the ``ORDER BY ... LIMIT`` on its
+        own (through the index) instead of folding it into the join.
+        """
         s = self.schema
         limit = max(INDEX_CANDIDATES, 4 * k)
-        with self._reading() as conn, conn.transaction():
+        with self._reading() as conn, (conn.transaction() if exact
+                                       else contextlib.nullcontext()):
             if exact:
                 conn.execute("SET LOCAL enable_indexscan = off")
-            people = [row[0] for row in conn.execute(
-                f"SELECT person_id FROM {s}.embeddings ORDER BY vector <-> %b LIMIT %s",
-                (query, limit)).fetchall()]
-        rows = self._rows(sorted(set(people)))
+            cursor = conn.cursor(binary=True)
+            cursor.execute(
+                f"WITH hit AS MATERIALIZED (SELECT person_id FROM {s}.embeddings"
+                " ORDER BY vector <-> %b LIMIT %s)"
+                " SELECT p.name, e.vector, e.source, e.image_sha256, e.box_x, e.box_y, e.box_w,"
+                f" e.box_h, e.score FROM {s}.embeddings e JOIN {s}.people p ON p.id = e.person_id"
+                " WHERE e.person_id IN (SELECT person_id FROM hit)"
+                ' ORDER BY p.name COLLATE "C", e.id', (query, limit))
+            rows: list[StoredRow] = cursor.fetchall()
         if not rows:
             return []
         entries = self._checked_entries(rows)

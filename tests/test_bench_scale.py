@@ -1,0 +1,82 @@
+"""``bench --scale``: the probes it builds and one small run against a real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolchain.bench import scale
+from toolchain.core.paths import Layout
+from toolchain.runtime.gallery import Entry
+
+
+def _person(name: str, vectors: np.ndarray) -> list[Entry]:
+    return [Entry(name, v, "t", f"{name}{i}", (0.0, 0.0, 1.0, 1.0), None)
+            for i, v in enumerate(vectors)]
+
+
+def test_second_photos_sit_at_a_real_pair_distance_on_the_sphere() -> None:
+    rng = np.random.default_rng(0)
+    faces = rng.standard_normal((6, 128))
+    faces /= np.linalg.norm(faces, axis=1, keepdims=True)
+    real = _person("a", faces[:3]) + _person("b", faces[3:])
+    genuine = {round(float(np.linalg.norm(faces[i] - faces[j])), 5)
+               for group in ((0, 1, 2), (3, 4, 5)) for i in group for j in group if i != j}
+    identities = rng.standard_normal((50, 128))
+    identities /= np.linalg.norm(identities, axis=1, keepdims=True)
+
+    probes = scale.second_photos(identities.astype(np.float32), real)
+
+    assert np.allclose(np.linalg.norm(probes, axis=1), 1.0, atol=1e-6)
+    moved = np.linalg.norm(probes - identities, axis=1)
+    assert all(min(abs(m - g) for g in genuine) < 1e-5 for m in moved)
+    assert len({round(float(m), 5) for m in moved}) > 1
+
+
+def test_a_small_scale_run_measures_every_backend_and_kind(
+        real_artifact: Callable[[str], Path], postgres_url: str, tmp_path: Path) -> None:
+    layout = Layout(real_artifact("models").parent)
+    sizes = [300, 600]
+    report = scale.ScaleReport(sizes=sizes, cpu="", isa=[], cores=2, real_people=0,
+                               real_train_faces=0, real_val_faces=0)
+    saved: list[int] = []
+
+    scale.measure_search(layout, sizes, report, tmp_path, postgres_url,
+                         lambda: saved.append(len(report.search)))
+
+    assert report.real_people == 5
+    assert saved == [5, 10]
+    rows = {(r.size, r.backend, r.ef_search): r for r in report.search}
+    assert set(rows) == {(size, backend, ef) for size in sizes for backend, ef in
+                         [("sqlite exact", None), ("pgvector exact", None),
+                          *(("pgvector HNSW", ef) for ef in scale.EF_SEARCHES)]}
+    for size in sizes:
+        exact = rows[size, "sqlite exact", None]
+        assert exact.recall_at_1 == {"real": 1.0, "enrolled": 1.0, "new": 1.0}
+        assert exact.found["real"] == 1.0
+        assert 0.5 < exact.found["enrolled"] < 1.0
+        assert rows[size, "pgvector exact", None].recall_at_1 == {
+            "real": 1.0, "enrolled": 1.0, "new": 1.0}
+        assert min(rows[size, "pgvector HNSW", scale.EF_SEARCHES[-1]].recall_at_1.values()) > 0.95
+    built = [(b.backend, b.size, b.rows) for b in report.build]
+    assert built == [("sqlite", 300, 300 - 5 + 92), ("postgresql", 300, 300 - 5 + 92),
+                     ("sqlite", 600, 300), ("postgresql", 600, 300)]
+    markdown = scale.markdown(report)
+    assert "| 600 | pgvector HNSW | 400 | 425 |" in markdown
+
+
+def test_ef_search_outside_pgvector_limits_is_refused(postgres_url: str) -> None:
+    from toolchain.core.errors import InputError
+    from toolchain.runtime.gallery import Gallery
+    from toolchain.runtime.gallery.postgres import PostgresGallery
+
+    with Gallery.open(postgres_url, fingerprint="5" * 64, create=True) as gallery:
+        assert isinstance(gallery, PostgresGallery)
+        gallery.set_ef_search(400)
+        with pytest.raises(InputError, match="ef_search 99"):
+            gallery.set_ef_search(99)
+        with pytest.raises(InputError, match="ef_search 1001"):
+            gallery.set_ef_search(1001)
