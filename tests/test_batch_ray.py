@@ -200,6 +200,26 @@ def test_a_worker_killed_mid_run_loses_nothing_and_enrolls_nothing_twice(
     assert rows(postgres_url) == rows(single)
 
 
+def test_one_thread_per_worker_gives_the_bits_of_one_thread_per_core(
+        real_artifacts: Path, tmp_path: Path) -> None:
+    """A batch worker's sessions (one intra-op thread) find the same faces and embeddings, bit
+    for bit, as the single-process commands' (one thread per core) on the val photos."""
+    from toolchain.runtime.ort_options import core_count
+    from toolchain.runtime.recognizer import Recognizer
+
+    val = sorted((real_artifacts / "source" / "5-celebrity-faces-dataset" / "val").glob("*/*"))
+    found = []
+    for threads in (1, 0):
+        with Recognizer.from_artifacts(real_artifacts, tmp_path / "unused.db",
+                                       threads=threads) as rec:
+            found.append([(str(photo.path), [(f.box, f.confidence, f.embedding.tobytes())
+                                             for f in photo.faces])
+                          for photo in rec.analyze(val)])
+    assert core_count() > 1, "one core: both runs used one thread"
+    assert sum(len(faces) for _, faces in found[0]) >= len(val)
+    assert found[0] == found[1]
+
+
 def test_batch_usage_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """Checked before any Ray work starts: an output of another kind (exit 3, nothing written),

@@ -65,6 +65,12 @@ ActorsOption = Annotated[
                  help="Workers in the pool, one CPU and one set of ONNX Runtime sessions each "
                       "[default: one per CPU of the cluster]."),
 ]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option("--threads", min=1, show_default=False,
+                 help="ONNX Runtime intra-op threads of each worker [default: the CPUs Ray "
+                      "reserves for a worker, 1]."),
+]
 ListOption = Annotated[
     Path | None,
     typer.Option("--list", exists=True, dir_okay=False, show_default=False,
@@ -126,6 +132,7 @@ def batch_enroll(
     ray: RayOption = "local",
     cpus: CpusOption = None,
     actors: ActorsOption = None,
+    threads: ThreadsOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
     """Enroll many photos on Ray; the faces go into the gallery in idempotent batches.
@@ -152,7 +159,8 @@ def batch_enroll(
         config = BatchConfig(
             "enroll", str(artifacts.resolve()), _target(rec), rec.crop()[0].text,
             detection=detection, largest=largest,
-            min_enroll_face=MIN_ENROLL_FACE if min_enroll_face is None else min_enroll_face)
+            min_enroll_face=MIN_ENROLL_FACE if min_enroll_face is None else min_enroll_face,
+            threads=threads or 0)
         with progress_bar("enrolling on Ray", len(items)) as advance:
             summary = enroll_batch(items, config, cluster, opened, progress=advance)
         people = len(opened.people())
@@ -196,6 +204,7 @@ def batch_recognize(
     ray: RayOption = "local",
     cpus: CpusOption = None,
     actors: ActorsOption = None,
+    threads: ThreadsOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
     """Recognize every face of many photos on Ray, into JSON Lines or Parquet.
@@ -222,7 +231,7 @@ def batch_recognize(
         config = BatchConfig(
             "recognize", str(artifacts.resolve()), _target(rec), rec.crop()[0].text,
             detection=detection, threshold=threshold, match=match.value, top_k=top_k,
-            allow_crop_mismatch=allow_crop_mismatch)
+            allow_crop_mismatch=allow_crop_mismatch, threads=threads or 0)
     with progress_bar("recognizing on Ray", len(photos)) as advance:
         summary = recognize_batch(photos, config, cluster, output, progress=advance)
     print(f"{summary.faces} face(s) in {summary.photos} photos on Ray ({summary.actors} "

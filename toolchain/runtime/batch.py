@@ -10,6 +10,10 @@ bits) and, to recognize, matches them against the gallery. Results come back to 
 input order: enrollments go into the gallery one transaction per batch through the idempotent
 :meth:`~toolchain.runtime.gallery.base.Gallery.add`, recognitions into JSON Lines or Parquet.
 
+Each worker reserves :data:`WORKER_CPUS` CPU of its node and runs ONNX Runtime with as many
+intra-op threads (unless told otherwise), so a node's workers share its cores instead of each
+starting one thread per core.
+
 A worker that dies is restarted and its batch retried by Ray (Ray Data's actor defaults: restarts
 and task retries without limit); the driver only writes what came back, and the idempotent key
 (photo sha256 plus face box) keeps a retried enrollment from being stored twice.
@@ -45,6 +49,10 @@ Mode = Literal["enroll", "recognize"]
 OUTPUT_SUFFIXES = (".jsonl", ".parquet")
 """The files a batch recognition writes, by suffix."""
 
+WORKER_CPUS = 1
+"""CPUs Ray reserves for each worker, and its ONNX Runtime intra-op threads unless ``threads`` is
+set: one thread per reserved CPU keeps a node's workers from oversubscribing its cores."""
+
 
 @dataclass(frozen=True)
 class BatchConfig:
@@ -61,6 +69,8 @@ class BatchConfig:
     allow_crop_mismatch: bool = False
     largest: bool = False
     min_enroll_face: float = MIN_ENROLL_FACE
+    threads: int = 0
+    """ONNX Runtime intra-op threads per worker; 0: :data:`WORKER_CPUS`."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +145,8 @@ class PhotoWorker:
         self.recognizer = Recognizer.from_artifacts(
             config.artifacts, gallery=config.gallery, threshold=config.threshold,
             match=config.match, top_k=config.top_k, detection=config.detection,
-            crop=config.crop, allow_crop_mismatch=config.allow_crop_mismatch)
+            crop=config.crop, allow_crop_mismatch=config.allow_crop_mismatch,
+            threads=config.threads or WORKER_CPUS)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         """Analyze one batch of photos; one JSON record per photo, in the batch's order."""
@@ -212,7 +223,8 @@ def _records(items: Sequence[tuple[str, Path]], config: BatchConfig, cluster: Cl
         rows, override_num_blocks=max(1, math.ceil(len(rows) / IMAGES_PER_BATCH)))
     results = dataset.map_batches(
         PhotoWorker, fn_constructor_kwargs={"config": config}, batch_size=IMAGES_PER_BATCH,
-        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1)
+        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=WORKER_CPUS)
 
     def iterate() -> Iterator[dict[str, Any]]:
         for batch in results.iter_batches(batch_size=IMAGES_PER_BATCH, batch_format="numpy"):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -58,6 +59,7 @@ from toolchain.runtime.gallery import (
     gallery_target,
 )
 from toolchain.runtime.images import LoadedImage, read_image
+from toolchain.runtime.ort_options import DEFAULT_SETTINGS
 
 if TYPE_CHECKING:
     from toolchain.runtime.video import VideoSource, VideoTracking
@@ -178,6 +180,7 @@ class Recognizer:
         allow_crop_mismatch: bool = False,
         runtime: str = "onnxruntime",
         precision: str = "fp32",
+        threads: int = 0,
     ) -> Recognizer:
         """Load the models of ``artifacts_dir``; gallery default ``<artifacts>/gallery.db``.
 
@@ -185,6 +188,8 @@ class Recognizer:
         :func:`load_detector` (default: the detector's own), and ``runtime`` (``onnxruntime`` or
         ``openvino``, for the embedder and the detector) with ``precision`` (``fp32`` or
         ``int8``): which FaceNet model embeds (:data:`toolchain.runtime.backends.EMBEDDER_FILES`).
+        ``threads``: intra-op threads of every session (0: one per core, the measured best for a
+        process that has the cores to itself).
 
         Raises:
             MissingArtifactError: a model file is missing (names `nox -s export`).
@@ -201,8 +206,10 @@ class Recognizer:
                      *(layout.models_dir / name for name in MTCNN_FILES.values())):
             if path.exists():
                 verify_file(path, layout)
-        embedder = Embedder(model, runtime=choice.runtime, export_hint=choice.export_hint)
-        detector = load_detector(layout.models_dir, runtime=choice.runtime, **(detection or {}))
+        embedder = Embedder(model, runtime=choice.runtime, export_hint=choice.export_hint,
+                            settings=replace(DEFAULT_SETTINGS, intra_op_threads=threads))
+        detector = load_detector(layout.models_dir, runtime=choice.runtime, threads=threads,
+                                 **(detection or {}))
         return cls(detector, embedder, gallery if gallery is not None else layout.gallery,
                    threshold=threshold, match=match, top_k=top_k, crop=crop,
                    allow_crop_mismatch=allow_crop_mismatch)

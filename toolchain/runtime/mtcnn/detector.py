@@ -10,7 +10,7 @@ package's JSON output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,11 +72,12 @@ cached optimized graph gave no gain for nets this small."""
 class _Net:
     """One MTCNN net on a runtime session, checked against the expected interface."""
 
-    def __init__(self, name: str, path: Path, runtime: str = RUNTIMES[0]) -> None:
+    def __init__(self, name: str, path: Path, runtime: str = RUNTIMES[0],
+                 settings: OrtSettings = MTCNN_SETTINGS) -> None:
         if not path.is_file():
             raise MissingArtifactError(f"MTCNN {name} model {path} is missing; {EXPORT_HINT}")
         try:
-            self._session = open_session(path, runtime, MTCNN_SETTINGS)
+            self._session = open_session(path, runtime, settings)
         except (EnvironmentToolError, ValueError):
             raise
         except Exception as exc:  # the runtimes raise several pybind11 exception types
@@ -118,6 +119,8 @@ class MTCNNDetector:
             levels (see :func:`detection_plan`). ``None``: always at full resolution, like the
             package.
         runtime: ``onnxruntime`` or ``openvino`` (which reads the ``.onnx`` nets directly).
+        threads: intra-op threads of each net's session; 0: one per core this process may run
+            on. A process that shares its node's cores with others (a Ray worker) takes its share.
 
     Raises:
         MissingArtifactError: a model file is missing (names ``nox -s export``).
@@ -126,7 +129,8 @@ class MTCNNDetector:
 
     def __init__(self, models_dir: Path, min_face_size: float = 20, scale_factor: float = 0.709,
                  thresholds: tuple[float, float, float] = (0.6, 0.7, 0.8),
-                 max_side: int | None = DEFAULT_MAX_SIDE, runtime: str = RUNTIMES[0]) -> None:
+                 max_side: int | None = DEFAULT_MAX_SIDE, runtime: str = RUNTIMES[0],
+                 threads: int = 0) -> None:
         if (not min_face_size > 0 or not 0 < scale_factor < 1 or len(thresholds) != 3
                 or (max_side is not None and max_side < MIN_MAX_SIDE)):
             raise InputError(f"MTCNN needs min_face_size > 0, 0 < scale_factor < 1, three "
@@ -137,9 +141,10 @@ class MTCNNDetector:
         self.thresholds = tuple(float(t) for t in thresholds)
         models_dir = Path(models_dir)
         self.runtime = runtime
-        self._pnet = _Net("pnet", models_dir / MTCNN_FILES["pnet"], runtime)
-        self._rnet = _Net("rnet", models_dir / MTCNN_FILES["rnet"], runtime)
-        self._onet = _Net("onet", models_dir / MTCNN_FILES["onet"], runtime)
+        settings = replace(MTCNN_SETTINGS, intra_op_threads=threads)
+        self._pnet = _Net("pnet", models_dir / MTCNN_FILES["pnet"], runtime, settings)
+        self._rnet = _Net("rnet", models_dir / MTCNN_FILES["rnet"], runtime, settings)
+        self._onet = _Net("onet", models_dir / MTCNN_FILES["onet"], runtime, settings)
         self._rnet_size = self._rnet.patch_size
         self._onet_size = self._onet.patch_size
 
