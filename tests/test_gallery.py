@@ -757,6 +757,29 @@ def test_an_open_gallery_sees_other_writers(gallery_at: Path | str) -> None:
             assert reader.match(unit(0, 1)[None], k=1)[0][0].name == "Ada"
 
 
+def test_an_open_gallery_ranks_with_its_current_vectors(gallery_at: Path | str) -> None:
+    """What a reader keeps for ranking (the vectors and their float32 squared norms) is
+    replaced together when another writer commits: after a person is swapped for another with
+    as many rows, the reader ranks exactly as a freshly opened gallery does."""
+    entries = random_entries(60, 2, seed=21)
+    newcomer = random_entries(61, 2, seed=22)[-2:]
+    queries = np.stack([entries[0].vector, newcomer[1].vector, entries[40].vector])
+    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as writer:
+        writer.add(entries)
+        with Gallery.open(gallery_at, fingerprint=MODEL_A) as reader:
+            assert reader.match(queries, k=2)[0][0].name == entries[0].name
+            writer.remove(entries[0].name)
+            writer.add([Entry("zz newcomer", e.vector, e.source, e.image_sha256, e.box, e.score)
+                        for e in newcomer])
+            for mode in MatchMode:
+                ranked = reader.match(queries, k=4, mode=mode)
+                with Gallery.open(gallery_at, fingerprint=MODEL_A) as fresh:
+                    assert ranked == fresh.match(queries, k=4, mode=mode)
+            assert all(c.name != entries[0].name for row in ranked for c in row)
+            nearest = reader.match(queries, k=1)
+            assert nearest[1][0].name == "zz newcomer" and nearest[1][0].distance == 0.0
+
+
 def test_bulk_add_loads_without_the_index_then_builds_it(postgres_url: str) -> None:
     """A bulk load is idempotent like add, and leaves the HNSW index there: the index finds
     what the exact scan finds."""

@@ -5,7 +5,7 @@ PostgreSQL + pgvector gallery (:mod:`toolchain.runtime.gallery.postgres`), anyth
 SQLite file (:mod:`toolchain.runtime.gallery.store`). The semantics live here, once: the model
 fingerprint binding, the recorded crop and threshold, entries checked as unit vectors on the way
 in and on the way out, imports refused whole for another model or crop, nearest and centroid
-matching by :func:`~toolchain.runtime.gallery.vectors.rank_people`. A backend supplies storage:
+matching by :class:`~toolchain.runtime.gallery.vectors.PeopleVectors`. A backend supplies storage:
 one transaction per write (a whole batch of entries, idempotent by photo sha256 plus face box),
 the rows read back, and a revision that changes whenever any writer commits, so an open gallery
 notices other writers' enrollments before it matches.
@@ -36,8 +36,8 @@ from toolchain.runtime.gallery.vectors import (
     UNIT_NORM_TOLERANCE,
     Candidate,
     Entry,
+    PeopleVectors,
     entry_vectors,
-    rank_people,
 )
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ class Gallery(abc.ABC):
     def __init__(self, path: GalleryTarget, meta: dict[str, str]):
         self.path = path
         self._meta = meta
-        self._cache: tuple[object, list[str], np.ndarray, np.ndarray] | None = None
+        self._cache: tuple[object, PeopleVectors] | None = None
 
     @classmethod
     def open(
@@ -388,9 +388,9 @@ class Gallery(abc.ABC):
         """How many embeddings are stored."""
         return sum(person.embeddings for person in self.people())
 
-    def _matrix(self) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """Names, ``(E, D)`` vectors sorted by person, and the start row of each person; read
-        again when another writer has committed since."""
+    def _people_vectors(self) -> PeopleVectors:
+        """Every stored vector, grouped by person, with what ranking caches for them; read again
+        (and the cache dropped with them) when another writer has committed since."""
         revision = self.revision()
         if self._cache is None or self._cache[0] != revision:
             names: list[str] = []
@@ -402,9 +402,8 @@ class Gallery(abc.ABC):
                     starts.append(len(vectors))
                 vectors.append(entry.vector)
             matrix = np.stack(vectors) if vectors else np.zeros((0, self.dim), np.float32)
-            self._cache = (revision, names, matrix, np.asarray(starts, dtype=np.intp))
-        _, names, matrix, starts = self._cache
-        return names, matrix, starts
+            self._cache = (revision, PeopleVectors(names, matrix, np.asarray(starts, np.intp)))
+        return self._cache[1]
 
     def match(
         self, queries: np.ndarray, k: int = 3, mode: MatchMode = MatchMode.NEAREST
@@ -417,7 +416,7 @@ class Gallery(abc.ABC):
             mode: Distance to a person's nearest embedding, or to their mean direction.
         """
         queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        names, matrix, starts = self._matrix()
-        if not names or len(queries) == 0:
+        people = self._people_vectors()
+        if not people.names or len(queries) == 0:
             return [[] for _ in range(len(queries))]
-        return rank_people(names, matrix, starts, queries, k, mode)
+        return people.rank(queries, k, mode)

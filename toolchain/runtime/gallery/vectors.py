@@ -2,19 +2,21 @@
 
 Every vector is checked the way an embedder's output would be (:func:`unit_embedding`) on the way
 in, and read back as a unit vector; distances are Euclidean between unit vectors (0 = identical,
-2 = opposite).
+2 = opposite). Ranking (:class:`PeopleVectors`) screens every row in float32 and computes exactly
+only the people the screen cannot rule out (:func:`toolchain.core.metrics.nearest_groups`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from toolchain.core.errors import InputError
-from toolchain.core.metrics import pairwise_distances
+from toolchain.core.metrics import RowScreen, nearest_groups
 from toolchain.core.preprocess import l2_normalize
 from toolchain.runtime.gallery.schema import MatchMode
 
@@ -105,9 +107,58 @@ def entry_vectors(entries: Sequence[Entry], dim: int) -> np.ndarray:
     ])
 
 
+class PeopleVectors:
+    """A gallery's vectors as matching reads them, with what ranking computes once for them.
+
+    The float32 screen of the rows (:class:`~toolchain.core.metrics.RowScreen`: their squared
+    norms) is made at the first nearest-mode match, the people's mean directions at the first
+    centroid-mode match; both live as long as this object, which a gallery replaces when another
+    writer commits.
+
+    Args:
+        names: The people, in the order of their rows.
+        matrix: ``(E, D)`` float32 unit vectors grouped by person.
+        starts: The first row of each person in ``matrix``.
+    """
+
+    def __init__(self, names: Sequence[str], matrix: np.ndarray, starts: np.ndarray):
+        self.names = list(names)
+        self.matrix = matrix
+        self.starts = np.asarray(starts, dtype=np.intp)
+
+    @cached_property
+    def _rows(self) -> RowScreen:
+        return RowScreen.of(self.matrix)
+
+    @cached_property
+    def _centroids(self) -> RowScreen:
+        return RowScreen.of(l2_normalize(np.add.reduceat(self.matrix, self.starts, axis=0)))
+
+    def rank(self, queries: np.ndarray, k: int, mode: MatchMode) -> list[list[Candidate]]:
+        """The ``k`` closest people to each query, closest first (ties: the earlier person).
+
+        A person's distance is to their nearest embedding, or to their mean direction; either
+        is the exact float64 distance (:func:`~toolchain.core.metrics.fixed_order_distances`)
+        as float32, the same as if every row were computed.
+
+        Args:
+            queries: ``(M, D)`` unit vectors.
+            k: How many people to return per query.
+            mode: Distance to a person's nearest embedding, or to their mean direction.
+        """
+        if mode is MatchMode.CENTROID:
+            ranked = nearest_groups(queries, self._centroids, np.arange(len(self.names)), k)
+        else:
+            ranked = nearest_groups(queries, self._rows, self.starts, k)
+        return [[Candidate(self.names[j], float(d)) for j, d in zip(people, distances,
+                                                                    strict=True)]
+                for people, distances in ranked]
+
+
 def rank_people(names: Sequence[str], matrix: np.ndarray, starts: np.ndarray, queries: np.ndarray,
                 k: int, mode: MatchMode) -> list[list[Candidate]]:
-    """The ``k`` closest people to each query, closest first.
+    """The ``k`` closest people to each query, closest first (:meth:`PeopleVectors.rank` on
+    vectors used once).
 
     Args:
         names: The people, in the order of their rows.
@@ -117,13 +168,4 @@ def rank_people(names: Sequence[str], matrix: np.ndarray, starts: np.ndarray, qu
         k: How many people to return per query.
         mode: Distance to a person's nearest embedding, or to their mean direction.
     """
-    if mode is MatchMode.CENTROID:
-        sums = np.add.reduceat(matrix, starts, axis=0)
-        per_person = pairwise_distances(queries, l2_normalize(sums))
-    else:
-        per_person = np.minimum.reduceat(pairwise_distances(queries, matrix), starts, axis=1)
-    order = np.argsort(per_person, axis=1, kind="stable")[:, :k]
-    return [
-        [Candidate(names[j], float(per_person[i, j])) for j in order[i]]
-        for i in range(len(queries))
-    ]
+    return PeopleVectors(names, matrix, starts).rank(queries, k, mode)
