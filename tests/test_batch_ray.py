@@ -220,6 +220,86 @@ def test_one_thread_per_worker_gives_the_bits_of_one_thread_per_core(
     assert found[0] == found[1]
 
 
+CRASHING_OPEN = """
+import os
+
+_poison = os.environ.get("FACENET_TEST_CRASHING_PHOTO")
+if _poison:
+    _open = os.open
+
+    def _crashing_open(path, *args, **kwargs):
+        if os.path.basename(os.fsdecode(path)) == _poison:
+            os._exit(70)
+        return _open(path, *args, **kwargs)
+
+    os.open = _crashing_open
+"""
+"""A ``sitecustomize`` for the Ray processes of a test: a process that opens the photo named by
+``FACENET_TEST_CRASHING_PHOTO`` dies on the spot, as a worker would on a photo that crashes the
+decoder or the runtime every time."""
+
+
+def test_a_photo_that_kills_its_worker_every_time_ends_the_run(
+        real_artifacts: Path, single: Path, ray_env: dict[str, str], tmp_path: Path) -> None:
+    """Ray retries the batch a bounded number of times, then the run ends with one error line
+    and exit 8; what came back before is committed, and the same command without the photo
+    goes on from there (nothing enrolled twice); a recognition writes no output (an earlier
+    file there stays as it was). One worker and four batches before the crashing
+    one, so some have come back when it crashes (with two workers, the crashing batch can fail
+    three times while the other is still computing the first)."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASHING_OPEN)
+    crashing = tmp_path / "crashes-its-worker.jpg"
+    train = real_artifacts / "source" / "5-celebrity-faces-dataset" / "train"
+    photos = sorted(train.glob("*/*"))
+    assert len(photos) == TRAIN_PHOTOS
+    shutil.copy(photos[0], crashing)
+    listed = [f"{p.parent.name}\t{p}" for p in photos]
+    poisoned = tmp_path / "poisoned.txt"
+    poisoned.write_text("\n".join([*listed[:64], f"crash\t{crashing}", *listed[64:]]) + "\n")
+    clean = tmp_path / "clean.txt"
+    clean.write_text("\n".join(listed) + "\n")
+    db = tmp_path / "ray.db"
+    env = {**ray_env, "FACENET_TEST_CRASHING_PHOTO": crashing.name,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(hook),
+                                                        ray_env.get("PYTHONPATH")]))}
+    common = ["--largest", "--gallery", db, "--ray", "local", "--cpus", "2", "--actors", "1",
+              "--artifacts", real_artifacts]
+    result = facenet("batch", "enroll", "--list", poisoned, *common, env=env)
+    assert result.returncode == 8, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("facenet: error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    done = int(errors[0].split("Ray gave up after ", 1)[1].split(" ", 1)[0])
+    assert 0 < done <= 64 and f"of {len(photos) + 1} photos" in errors[0], errors[0]
+    assert "workers kept dying" in errors[0] and "enrolled and committed" in errors[0]
+    expected = {r[2]: r for r in rows(single)}
+    stored = rows(db)
+    assert stored == sorted(expected[str(p)] for p in photos[:done] if str(p) in expected)
+
+    unnamed = tmp_path / "unnamed.txt"
+    unnamed.write_text("\n".join(line.split("\t")[1] for line in
+                                 poisoned.read_text().splitlines()) + "\n")
+    output = tmp_path / "out" / "faces.jsonl"
+    output.parent.mkdir()
+    output.write_text("earlier\n")
+    recognized = facenet("batch", "recognize", "--list", unnamed, "--output", output,
+                         *common[1:], env=env)
+    assert recognized.returncode == 8, recognized.stderr
+    errors = [line for line in recognized.stderr.splitlines()
+              if line.startswith("facenet: error:")]
+    assert len(errors) == 1 and "Traceback" not in recognized.stderr, recognized.stderr
+    assert f"of {len(photos) + 1} photos" in errors[0] and "is not written" in errors[0]
+    assert output.read_text() == "earlier\n" and os.listdir(output.parent) == ["faces.jsonl"]
+
+    again = facenet("batch", "enroll", "--list", clean, *common, env=env)
+    assert again.returncode in (0, 1), again.stderr
+    added, already = (int(summary(again).split(" ", 1)[0]),
+                      int(summary(again).split(", ", 1)[1].split(" ", 1)[0]))
+    assert already == len(stored) and added + already == len(rows(db)), again.stdout
+    assert rows(db) == rows(single)
+
+
 def test_batch_usage_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """Checked before any Ray work starts: an output of another kind (exit 3, nothing written),

@@ -138,7 +138,8 @@ def batch_enroll(
     """Enroll many photos on Ray; the faces go into the gallery in idempotent batches.
 
     The same faces, embeddings and skips as `facenet enroll`; a worker that dies is replaced and
-    its photos retried, never enrolled twice. Exit 1 when some photos were skipped.
+    its photos retried, never enrolled twice. Exit 1 when some photos were skipped; exit 8 when
+    Ray gives up (a batch killed its worker on every retry): the photos done by then stay enrolled.
     """
     from toolchain.cli.enroll import _enroll_items
     from toolchain.runtime.batch import BatchConfig, enroll_batch
@@ -211,7 +212,8 @@ def batch_recognize(
 
     One record per photo (file, error, faces with box, name, distance, margin, runner-up and
     candidates), in input order; the same faces and distances as `facenet recognize --json`.
-    Exit 1 when some photos could not be read (their records carry the error).
+    Exit 1 when some photos could not be read (their records carry the error); exit 8 when Ray
+    gives up (a batch killed its worker on every retry): no output is written then.
     """
     from toolchain.runtime.batch import BatchConfig, recognize_batch
     from toolchain.runtime.images import find_images

@@ -14,9 +14,12 @@ Each worker reserves :data:`WORKER_CPUS` CPU of its node and runs ONNX Runtime w
 intra-op threads (unless told otherwise), so a node's workers share its cores instead of each
 starting one thread per core.
 
-A worker that dies is restarted and its batch retried by Ray (Ray Data's actor defaults: restarts
-and task retries without limit); the driver only writes what came back, and the idempotent key
-(photo sha256 plus face box) keeps a retried enrollment from being stored twice.
+A worker that dies is restarted and its batch retried by Ray, within bounds
+(:data:`WORKER_RESTARTS`, :data:`BATCH_RETRIES`; Ray Data's own defaults retry without end, so a
+photo that kills its worker every time would stall the run for ever). The driver only writes what
+came back, and the idempotent key (photo sha256 plus face box) keeps a retried enrollment from
+being stored twice. When Ray gives up, the run ends with :class:`BatchAborted`: an enrollment keeps
+every photo whose result came back (committed), a recognition writes no output.
 
 On a cluster, every node must reach the photos and the artifacts under the same paths (shared
 storage), and the gallery should be a shared PostgreSQL (``postgresql://`` URL): a SQLite file
@@ -30,6 +33,7 @@ import json
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +56,26 @@ OUTPUT_SUFFIXES = (".jsonl", ".parquet")
 WORKER_CPUS = 1
 """CPUs Ray reserves for each worker, and its ONNX Runtime intra-op threads unless ``threads`` is
 set: one thread per reserved CPU keeps a node's workers from oversubscribing its cores."""
+
+WORKER_RESTARTS = 8
+"""How often Ray restarts one worker process that died (``max_restarts``). Enough for the deaths
+a long run meets now and then (a killed process, a lost node, the out-of-memory killer), bounded
+so that a pool whose workers cannot stay up ends the run instead of restarting them for ever."""
+
+BATCH_RETRIES = 2
+"""How often a batch is tried again after its worker died on it (``max_task_retries``): a
+transient death costs one retry; a batch that kills its worker on each of its
+``1 + BATCH_RETRIES`` attempts (a photo that crashes the decoder or the runtime) ends the run."""
+
+
+class BatchAborted(EnvironmentToolError):
+    """Ray gave up on the run (a batch failed on every attempt allowed); what came back before
+    is kept (see :func:`enroll_batch`, :func:`recognize_batch`). Exit code 8: the engine the
+    toolchain drives failed."""
+
+
+class _RayGaveUp(Exception):
+    """Raised by the record iterator when Ray Data ends the run with an error."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +233,20 @@ def _connect(cluster: ClusterOptions) -> tuple[Any, float]:
     return ray, float(ray.cluster_resources().get("CPU", 1.0))
 
 
+def _cause(exc: BaseException, died: type[BaseException]) -> str:
+    """One line saying why Ray ended the run: workers that kept dying (``died``: Ray's error for
+    a lost actor, here or in the chain of causes), or the error Ray reports."""
+    link: BaseException | None = exc
+    while link is not None:
+        if isinstance(link, died):
+            return (f"workers kept dying: a batch lost its worker on each of its "
+                    f"{1 + BATCH_RETRIES} attempts, or a worker died more than "
+                    f"{WORKER_RESTARTS} times")
+        link = link.__cause__
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first}"[:300]
+
+
 def _records(items: Sequence[tuple[str, Path]], config: BatchConfig, cluster: ClusterOptions,
              ) -> tuple[Iterator[dict[str, Any]], int, float]:
     """The records of every photo, in input order; the actor count and the cluster's CPUs."""
@@ -217,19 +255,33 @@ def _records(items: Sequence[tuple[str, Path]], config: BatchConfig, cluster: Cl
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # Its error record repeats, with a traceback, the failure reported here as one line.
+    logging.getLogger("ray.data._internal.execution.streaming_executor_state").setLevel(
+        logging.CRITICAL)
     rows = [{"index": i, "path": str(path), "name": name}
             for i, (name, path) in enumerate(items)]
     dataset = ray.data.from_items(
         rows, override_num_blocks=max(1, math.ceil(len(rows) / IMAGES_PER_BATCH)))
-    results = dataset.map_batches(
-        PhotoWorker, fn_constructor_kwargs={"config": config}, batch_size=IMAGES_PER_BATCH,
-        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=WORKER_CPUS)
+    # One batch in flight per worker: a worker's death then costs an attempt only to the batch
+    # it was computing, not to batches queued behind it; the photos are read inside the call,
+    # so there is no input to prefetch.
+    with warnings.catch_warnings():
+        # Ray 2.60 takes the actors' retry options only as ray_remote_args, whose keyword form
+        # it announces as deprecated (for 2.64) without naming a replacement for these two.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        results = dataset.map_batches(
+            PhotoWorker, fn_constructor_kwargs={"config": config}, batch_size=IMAGES_PER_BATCH,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
+            num_cpus=WORKER_CPUS, max_restarts=WORKER_RESTARTS, max_task_retries=BATCH_RETRIES)
 
     def iterate() -> Iterator[dict[str, Any]]:
-        for batch in results.iter_batches(batch_size=IMAGES_PER_BATCH, batch_format="numpy"):
-            for text in batch["record"]:
-                yield json.loads(str(text))
+        try:
+            for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
+                for text in batch["record"]:
+                    yield json.loads(str(text))
+        except ray.exceptions.RayError as exc:
+            raise _RayGaveUp(_cause(exc, ray.exceptions.RayActorError)) from exc
 
     return iterate(), actors, cpus
 
@@ -242,6 +294,8 @@ def enroll_batch(items: Sequence[tuple[str, Path]], config: BatchConfig,
     Raises:
         EnvironmentToolError: Ray is not installed.
         InputError: the cluster cannot be reached.
+        BatchAborted: Ray gave up; every photo whose result came back before is committed, so
+            the same run again goes on from there (those are then already there).
     """
     records, actors, cpus = _records(items, config, cluster)
     outcomes: list[EnrollRecord] = []
@@ -270,10 +324,18 @@ def enroll_batch(items: Sequence[tuple[str, Path]], config: BatchConfig,
                 progress(Path(r["path"]))
         pending.clear()
 
-    for record in records:
-        pending.append(record)
-        if len(pending) >= IMAGES_PER_BATCH:
+    try:
+        for record in records:
+            pending.append(record)
+            if len(pending) >= IMAGES_PER_BATCH:
+                store()
+    except _RayGaveUp as exc:
+        if pending:
             store()
+        raise BatchAborted(
+            f"Ray gave up after {len(outcomes)} of {len(items)} photos ({exc}); those "
+            f"{len(outcomes)} are enrolled and committed, the same command again goes on from "
+            "there") from exc
     if pending:
         store()
     return BatchSummary(len(items), actors, cpus, enrolled=outcomes)
@@ -290,30 +352,36 @@ def recognize_batch(paths: Sequence[Path], config: BatchConfig, cluster: Cluster
     Raises:
         EnvironmentToolError: Ray is not installed.
         InputError: an output of another kind, or the cluster cannot be reached.
+        BatchAborted: Ray gave up; ``output`` is not written (an earlier file there stays).
     """
     if output.suffix not in OUTPUT_SUFFIXES:
         raise InputError(f"{output}: the output must end in {' or '.join(OUTPUT_SUFFIXES)}")
     records, actors, cpus = _records([("", path) for path in paths], config, cluster)
-    faces = errors = 0
-    with atomic_file(output) as temporary:
-        if output.suffix == ".jsonl":
-            with temporary.open("w", encoding="utf-8") as handle:
-                for record in records:
-                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    faces += len(record["faces"])
-                    errors += record["error"] is not None
-                    if progress is not None:
-                        progress(Path(record["file"]))
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+    counts = {"photos": 0, "faces": 0, "errors": 0}
 
-            rows = []
-            for record in records:
-                rows.append(record)
-                faces += len(record["faces"])
-                errors += record["error"] is not None
-                if progress is not None:
-                    progress(Path(record["file"]))
-            pq.write_table(pa.Table.from_pylist(rows), temporary)
-    return BatchSummary(len(paths), actors, cpus, faces=faces, errors=errors, output=output)
+    def counted() -> Iterator[dict[str, Any]]:
+        for record in records:
+            counts["photos"] += 1
+            counts["faces"] += len(record["faces"])
+            counts["errors"] += record["error"] is not None
+            if progress is not None:
+                progress(Path(record["file"]))
+            yield record
+
+    try:
+        with atomic_file(output) as temporary:
+            if output.suffix == ".jsonl":
+                with temporary.open("w", encoding="utf-8") as handle:
+                    for record in counted():
+                        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            else:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
+
+                pq.write_table(pa.Table.from_pylist(list(counted())), temporary)
+    except _RayGaveUp as exc:
+        raise BatchAborted(
+            f"Ray gave up after {counts['photos']} of {len(paths)} photos ({exc}); {output} "
+            "is not written") from exc
+    return BatchSummary(len(paths), actors, cpus, faces=counts["faces"],
+                        errors=counts["errors"], output=output)
