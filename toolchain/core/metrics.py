@@ -112,12 +112,12 @@ class RowScreen:
 def screen_bound(dim: int, query_norm: float, max_norm: float) -> float:
     """How far a float32 screened value can be from the true one (see :func:`nearest_groups`).
 
-    ``gamma_(D+1) (X^2 + 2 Q X)`` plus ``(2 D + 2) 2^-126`` for products below float32's normal
-    range (flushed to zero or gradual), where ``Q`` is the query's norm and ``X`` the largest
-    row norm.
+    ``gamma_(D+1) (X^2 + 2 Q X)``, where ``Q`` is the query's norm and ``X`` the largest row
+    norm, plus ``8 (D + 1) 2^-126`` for values below float32's normal range (each product, sum
+    and the difference off by at most ``2^-126`` when flushed to zero, less when gradual).
     """
     x, q = max_norm, query_norm
-    return _gamma(dim + 1, FLOAT32_ROUNDOFF) * (x * x + 2.0 * q * x) + (2 * dim + 2) * 2.0 ** -126
+    return _gamma(dim + 1, FLOAT32_ROUNDOFF) * (x * x + 2.0 * q * x) + 8 * (dim + 1) * 2.0 ** -126
 
 
 def nearest_groups(queries: np.ndarray, screen: RowScreen, starts: np.ndarray, k: int

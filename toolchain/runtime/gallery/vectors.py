@@ -111,9 +111,10 @@ class PeopleVectors:
     """A gallery's vectors as matching reads them, with what ranking computes once for them.
 
     The float32 screen of the rows (:class:`~toolchain.core.metrics.RowScreen`: their squared
-    norms) is made at the first nearest-mode match, the people's mean directions at the first
-    centroid-mode match; both live as long as this object, which a gallery replaces when another
-    writer commits.
+    norms, 4 bytes a row) is made at the first nearest-mode match, the people's mean directions
+    (one float32 row per person, so up to the matrix's size again) at the first centroid-mode
+    match; both live as long as this object, which a gallery replaces when another writer
+    commits. No float64 copy of the matrix is kept.
 
     Args:
         names: The people, in the order of their rows.
