@@ -1,21 +1,18 @@
 """A real ``facenet serve`` process on 127.0.0.1 for the service tests, and what they share.
 
 The server runs in the runtime environment (``FACENET_RUNTIME_PYTHON``: no TensorFlow) when it
-is set, else in the test's own Python; it binds port 0 and the fixture reads the port uvicorn
-reports. Every server gets its own gallery in a temporary folder.
+is set, else in the test's own Python; it binds port 0 and is started and stopped by the load
+test's launcher (:func:`toolchain.bench.loadtest.launch_serve`, which reads the port uvicorn
+reports). Every server gets its own gallery in a temporary folder unless given one.
 """
 
 from __future__ import annotations
 
 import os
-import re
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +20,9 @@ import pytest
 import requests
 from conftest import artifacts_root, shared_data
 
+from toolchain.bench.loadtest import launch_serve
+
 ROOT = Path(__file__).resolve().parents[1]
-START_TIMEOUT_S = 90.0
-LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
 def examples() -> Path:
@@ -91,42 +88,16 @@ def running_server(tmp: Path, *options: str, command: Sequence[str] | None = Non
     base = list(command) if command is not None else [server_python(), "-m", "toolchain"]
     path = {"PYTHONPATH": str(ROOT)} if command is None else {}
     inherited = {k: v for k, v in os.environ.items() if command is None or k != "PYTHONPATH"}
-    process = subprocess.Popen(
-        [*base, "serve", "--artifacts", str(artifacts), "--gallery", str(gallery),
-         "--port", "0", *options],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp,
-        env={**inherited, **path, **(env or {})},
-    )
-    server = Server("", gallery, process)
-    found = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            server.log.append(line)
-            match = LISTENING.search(line)
-            if match and not found.is_set():
-                server.url = f"http://127.0.0.1:{match.group(1)}"
-                found.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not found.wait(0.2):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            reader.join(5)
-            raise AssertionError("facenet serve did not start:\n" + "".join(server.log))
-    try:
-        yield server
-    finally:
-        process.send_signal(signal.SIGTERM)
+    with ExitStack() as stack:
         try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        reader.join(5)
+            launched = stack.enter_context(launch_serve(
+                [*base, "serve", "--artifacts", str(artifacts), "--gallery", str(gallery),
+                 "--port", "0", *options],
+                cwd=tmp, env={**inherited, **path, **(env or {})}))
+        except RuntimeError as exc:
+            raise AssertionError(str(exc)) from exc
+        yield Server(f"http://127.0.0.1:{launched.port}", gallery, launched.process,
+                     launched.log)
 
 
 def assert_error(response: requests.Response, status: int, code: str, exit_code: int) -> str:

@@ -40,7 +40,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -267,15 +267,28 @@ class Server:
         return {str(p["name"]): int(p["embeddings"]) for p in listed}
 
 
+@dataclass
+class Launched:
+    """A ``facenet serve`` process that reported the port it listens on, and its output."""
+
+    port: int
+    process: subprocess.Popen[str]
+    log: list[str]
+
+
 @contextlib.contextmanager
-def serving(python: Path, artifacts: Path, gallery: Path, *options: str) -> Iterator[Server]:
-    """Start ``facenet serve`` on 127.0.0.1 (port 0); SIGTERM it afterwards unless it is gone."""
-    process = subprocess.Popen(
-        [str(python), "-m", "toolchain", "serve", "--artifacts", str(artifacts),
-         "--gallery", str(gallery), "--host", LOOPBACK, "--port", "0", *options],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=gallery.parent,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-    )
+def launch_serve(command: Sequence[str], *, cwd: Path, env: Mapping[str, str],
+                 start_timeout: float = START_TIMEOUT_S) -> Iterator[Launched]:
+    """Run ``command`` (a ``facenet serve`` on 127.0.0.1, port 0 for any free one) and yield it
+    once uvicorn reports its port; SIGTERM it afterwards unless it is gone (SIGKILL if it has not
+    stopped 30 s later). Its output is collected into :attr:`Launched.log` as it comes.
+
+    Raises:
+        RuntimeError: it ended, or reported no port within ``start_timeout`` seconds (the message
+            ends with its last lines of output).
+    """
+    process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, cwd=cwd, env=dict(env))
     lines: list[str] = []
     found = threading.Event()
     port: list[int] = []
@@ -290,7 +303,7 @@ def serving(python: Path, artifacts: Path, gallery: Path, *options: str) -> Iter
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
+    deadline = time.monotonic() + start_timeout
     while not found.wait(0.2):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
@@ -298,7 +311,7 @@ def serving(python: Path, artifacts: Path, gallery: Path, *options: str) -> Iter
             reader.join(5)
             raise RuntimeError("facenet serve did not start: " + "".join(lines[-20:]))
     try:
-        yield Server(port[0], process, lines)
+        yield Launched(port[0], process, lines)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -308,6 +321,16 @@ def serving(python: Path, artifacts: Path, gallery: Path, *options: str) -> Iter
                 process.kill()
                 process.wait(10)
         reader.join(5)
+
+
+@contextlib.contextmanager
+def serving(python: Path, artifacts: Path, gallery: Path, *options: str) -> Iterator[Server]:
+    """Start ``facenet serve`` on 127.0.0.1 (port 0) with ``gallery``; stop it afterwards."""
+    command = [str(python), "-m", "toolchain", "serve", "--artifacts", str(artifacts),
+               "--gallery", str(gallery), "--host", LOOPBACK, "--port", "0", *options]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    with launch_serve(command, cwd=gallery.parent, env=env) as launched:
+        yield Server(launched.port, launched.process, launched.log)
 
 
 def _photos(folder: Path) -> list[Path]:
