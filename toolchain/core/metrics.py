@@ -172,9 +172,9 @@ def nearest_groups(queries: np.ndarray, screen: RowScreen, starts: np.ndarray, k
     groups = len(starts)
     if k < 1 or groups == 0:
         return [(np.zeros(0, np.intp), np.zeros(0, np.float32)) for _ in queries]
-    everyone = np.arange(groups)
     if k >= groups:
-        return [_exact_groups(query, screen.matrix, starts, everyone, k) for query in queries]
+        return [_exact_groups(query, screen.matrix, starts, np.arange(groups), k)
+                for query in queries]
     one_row_each = rows == groups
     chunk = max(1, SCREEN_ELEMENTS // max(rows, 1))
     results: list[tuple[np.ndarray, np.ndarray]] = []
@@ -186,7 +186,7 @@ def nearest_groups(queries: np.ndarray, screen: RowScreen, starts: np.ndarray, k
         per_group = screened if one_row_each else np.minimum.reduceat(screened, starts, axis=1)
         for query, values in zip(block, per_group, strict=True):
             cut = _screen_cut(query, _kth_smallest(values, k), screen.max_norm)
-            kept = np.flatnonzero(values <= cut) if np.isfinite(cut) else everyone
+            kept = np.flatnonzero(values <= cut) if np.isfinite(cut) else np.arange(groups)
             results.append(_exact_groups(query, screen.matrix, starts, kept, k))
     return results
 
@@ -225,8 +225,10 @@ def _screen_cut(query: np.ndarray, tau: float, max_norm: float) -> np.float32:
 def _exact_groups(query: np.ndarray, matrix: np.ndarray, starts: np.ndarray,
                   groups: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` closest of ``groups`` (ascending indices) by exact distance, then index."""
-    ends = np.append(starts[1:], len(matrix))
-    sizes = ends[groups] - starts[groups]
+    following = groups + 1
+    ends = np.where(following < len(starts), starts[np.minimum(following, len(starts) - 1)],
+                    len(matrix))
+    sizes = ends - starts[groups]
     local_starts = np.cumsum(sizes) - sizes
     rows = np.arange(int(sizes.sum())) + np.repeat(starts[groups] - local_starts, sizes)
     distances = fixed_order_distances(query[None], matrix[rows])[0]
