@@ -51,7 +51,7 @@ SCREEN_ELEMENTS = 1 << 24
 """Largest ``queries x rows`` float32 block :func:`nearest_groups` screens at once (64 MB)."""
 SELECT_BLOCK = 1024
 """Values per block when :func:`nearest_groups` looks for the ``k``-th smallest screened one."""
-EXACT_ROWS = 1 << 15
+EXACT_ROWS = 1 << 12
 """Rows :func:`fixed_order_distances` converts to float64 at once (4 MB of 128-d vectors)."""
 
 
