@@ -36,19 +36,50 @@ def test_second_photos_sit_at_a_real_pair_distance_on_the_sphere() -> None:
     assert len({round(float(m), 5) for m in moved}) > 1
 
 
+def test_two_nn_finds_the_dimension_of_a_flat_point_set() -> None:
+    rng = np.random.default_rng(1)
+    basis = np.linalg.qr(rng.standard_normal((128, 6)))[0]
+    points = rng.uniform(size=(2000, 6)) @ basis.T
+
+    assert 5.0 < scale.two_nn_dimension(points) < 7.0
+
+
+@pytest.mark.parametrize("model", sorted(scale.DISTRACTOR_MODELS))
+def test_distractor_models_draw_unit_vectors_of_their_dimensionality(model: str) -> None:
+    rng = np.random.default_rng(2)
+    real = rng.standard_normal((40, 128)) + 3.0 * rng.standard_normal(128)
+    real /= np.linalg.norm(real, axis=1, keepdims=True)
+
+    drawn = scale.DISTRACTOR_MODELS[model].draw(real, 2000, 5)
+
+    assert drawn.shape == (2000, 128) and drawn.dtype == np.float32
+    assert np.allclose(np.linalg.norm(drawn, axis=1), 1.0, atol=1e-5)
+    assert np.array_equal(drawn, scale.DISTRACTOR_MODELS[model].draw(real, 2000, 5))
+    dimension = scale.two_nn_dimension(drawn)
+    if model == "face-like":
+        assert scale.LATENT_DIM - 3 < dimension < scale.LATENT_DIM + 5
+    else:
+        assert dimension > 2 * scale.LATENT_DIM
+
+
 def test_a_small_scale_run_measures_every_backend_and_kind(
         real_artifact: Callable[[str], Path], postgres_url: str, tmp_path: Path) -> None:
     layout = Layout(real_artifact("models").parent)
     sizes = [300, 600]
-    report = scale.ScaleReport(sizes=sizes, cpu="", isa=[], cores=2, real_people=0,
-                               real_train_faces=0, real_val_faces=0)
+    report = scale.ScaleReport(sizes=sizes, models=["face-like"], cpu="", isa=[], cores=2,
+                               real_people=0, real_train_faces=0, real_val_faces=0)
     saved: list[int] = []
+    real = scale.real_faces(layout)
 
-    scale.measure_search(layout, sizes, report, tmp_path, postgres_url,
+    scale.describe_real(real, report, tmp_path)
+    scale.measure_search(real, "face-like", sizes, report, tmp_path, postgres_url,
                          lambda: saved.append(len(report.search)))
 
     assert report.real_people == 5
+    assert any("real faces: median distance" in note for note in report.notes)
+    assert any(note.startswith("face-like distractors:") for note in report.notes)
     assert saved == [5, 10]
+    assert {r.model for r in report.search} == {"face-like"}
     rows = {(r.size, r.backend, r.ef_search): r for r in report.search}
     assert set(rows) == {(size, backend, ef) for size in sizes for backend, ef in
                          [("sqlite exact", None), ("pgvector exact", None),
@@ -61,11 +92,11 @@ def test_a_small_scale_run_measures_every_backend_and_kind(
         assert rows[size, "pgvector exact", None].recall_at_1 == {
             "real": 1.0, "enrolled": 1.0, "new": 1.0}
         assert min(rows[size, "pgvector HNSW", scale.EF_SEARCHES[-1]].recall_at_1.values()) > 0.95
-    built = [(b.backend, b.size, b.rows) for b in report.build]
+    built = [(b.backend, b.size, b.rows) for b in report.build if b.model == "face-like"]
     assert built == [("sqlite", 300, 300 - 5 + 92), ("postgresql", 300, 300 - 5 + 92),
                      ("sqlite", 600, 300), ("postgresql", 600, 300)]
     markdown = scale.markdown(report)
-    assert "| 600 | pgvector HNSW | 400 | 425 |" in markdown
+    assert "| face-like | 600 | pgvector HNSW | 400 | 425 |" in markdown
 
 
 def test_ef_search_outside_pgvector_limits_is_refused(postgres_url: str) -> None:
@@ -80,3 +111,20 @@ def test_ef_search_outside_pgvector_limits_is_refused(postgres_url: str) -> None
             gallery.set_ef_search(99)
         with pytest.raises(InputError, match="ef_search 1001"):
             gallery.set_ef_search(1001)
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--scale-sizes", "10000,abc", "is not a list of sizes"),
+    ("--scale-sizes", "100000,10000", "sizes ascending"),
+    ("--scale-distractors", "face-like,uniform", "name each of face-like, gaussian"),
+    ("--scale-distractors", "gaussian,gaussian", "at most once"),
+])
+def test_bad_scale_options_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
+                                                   tmp_path: Path, option: str, value: str,
+                                                   message: str) -> None:
+    from runtime_fakes import facenet
+
+    code, _, err = facenet(capsys, "bench", "--scale", option, value, "--artifacts", tmp_path)
+
+    assert code == 2
+    assert message in err

@@ -3,11 +3,13 @@ into each backend, and batch photos/s on one process vs Ray.
 
 The gallery holds the real faces of the 5-celebrity ``train/`` photos (embedded here by the
 recognizer, one face per photo, as ``facenet enroll --largest`` would) plus synthetic distractor
-identities, one embedding each, as MegaFace adds distractors to a probe set. The distractors are
-drawn from a Gaussian fitted to the real embeddings (their mean and covariance, plus a little
-isotropic variance so the covariance is full-rank) and normalized: they crowd the same region of
-the sphere as real faces, where random unit vectors would sit near-orthogonal to everything and
-make search trivially easy.
+identities, one embedding each, as MegaFace adds distractors to a probe set. How hard a gallery is
+to search depends on the distractors' intrinsic dimensionality, so each model of
+:data:`DISTRACTOR_MODELS` is measured on its own: ``face-like`` lies on a manifold of the
+dimensionality measured for FaceNet embeddings, ``gaussian`` fills nearly all 128 dimensions (the
+worst case for a graph index). Both crowd the region of the sphere the real faces occupy (random
+unit vectors would sit near-orthogonal to everything and make search trivially easy), and the
+report gives each model's measured dimensionality and distances next to the real faces'.
 
 Queries, three kinds (:class:`Probes`), as a face search meets them:
 
@@ -15,7 +17,7 @@ Queries, three kinds (:class:`Probes`), as a face search meets them:
 - ``enrolled``: another photo of an enrolled distractor identity: the distractor turned, in the
   direction of the difference between two real photos of one real person, by exactly their
   distance, so these probes lie as far from their identity as real photos of one person do.
-- ``new``: a synthetic identity that is not enrolled, from the same Gaussian.
+- ``new``: a synthetic identity that is not enrolled, drawn from the same model.
 
 For each size and backend: p50/p99 latency of one query (top 3 people) over all probes, and per
 kind recall@1 against the exact search (the in-memory exact ranking, the SQLite backend's). The
@@ -34,6 +36,7 @@ the scaling from 1 to 2 CPUs, not a speedup over one process that already uses b
 from __future__ import annotations
 
 import logging
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,9 +81,20 @@ ADD_BATCH = 10_000
 INDEXED_ADD_ROWS = 1_000
 """Rows added one batch at a time into a built HNSW index (the incremental enrollment rate)."""
 ISOTROPIC = 1.0
-"""Share of the mean variance added on the diagonal of the fitted covariance: the five real
-people alone would make distractors closer to each other than different real people are (the
-report gives both medians)."""
+"""Gaussian distractors: share of the mean variance added on the diagonal of the fitted
+covariance (the five real people alone would make distractors closer to each other than
+different real people are)."""
+LATENT_DIM = 12
+"""Face-like distractors: dimensions of the latent space mapped onto the sphere. FaceNet's
+128-d embeddings have an intrinsic dimensionality of 9 to 12 (Gong, Boddeti and Jain, "On the
+Intrinsic Dimensionality of Image Representations", CVPR 2019); the upper end is taken (a
+higher dimensionality is harder for a graph index)."""
+LATENT_FREQUENCY = 0.5
+"""Face-like distractors: scale of the map's random frequencies. Low enough that the manifold's
+measured dimensionality (:func:`two_nn_dimension`) stays near :data:`LATENT_DIM` from a hundred
+to twenty thousand points; higher folds it so much that it looks higher-dimensional."""
+ID_SAMPLE = 2_000
+"""Distractors over which the report measures each model's intrinsic dimensionality."""
 FINGERPRINT = "5" * 64
 """The scale galleries hold embeddings of the real model but are throwaways: a fixed stand-in."""
 K = 3
@@ -93,6 +107,8 @@ weighs less against the steady rate."""
 class SearchRow:
     """Latency and quality of one backend's search at one gallery size."""
 
+    model: str
+    """The distractor model (a key of :data:`DISTRACTOR_MODELS`)."""
     backend: str
     size: int
     queries: int
@@ -110,6 +126,7 @@ class SearchRow:
 class BuildRow:
     """Building one backend's gallery of one size."""
 
+    model: str
     backend: str
     size: int
     rows: int
@@ -137,6 +154,7 @@ class ScaleReport:
     """Everything ``bench --scale`` measured."""
 
     sizes: list[int]
+    models: list[str]
     cpu: str
     isa: list[str]
     cores: int
@@ -196,8 +214,9 @@ def real_faces(layout: Layout) -> RealFaces:
     return RealFaces(train, np.stack(val), names)
 
 
-def distractors(real: np.ndarray, count: int, seed: int = 14) -> np.ndarray:
-    """``count`` unit vectors from a Gaussian fitted to the ``real`` unit embeddings."""
+def gaussian_distractors(real: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` unit vectors from a Gaussian fitted to the ``real`` unit embeddings, with
+    :data:`ISOTROPIC` variance added: high-dimensional, the hardest case for a graph index."""
     mean = real.mean(axis=0)
     cov = np.cov(real, rowvar=False)
     cov += np.eye(real.shape[1]) * ISOTROPIC * float(np.trace(cov)) / real.shape[1]
@@ -207,6 +226,56 @@ def distractors(real: np.ndarray, count: int, seed: int = 14) -> np.ndarray:
         chunk = rng.multivariate_normal(mean, cov, size=min(100_000, count - start))
         out[start:start + len(chunk)] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
     return out
+
+
+def face_like_distractors(real: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """``count`` unit vectors on a :data:`LATENT_DIM`-dimensional manifold around the ``real``
+    embeddings' mean: standard normal latent points through a smooth random map (random
+    Fourier features, ``sqrt(2) sin(z W + phase)``, mixed into the embedding dimensions)."""
+    dim = real.shape[1]
+    rng = np.random.default_rng(seed)
+    freqs = rng.standard_normal((LATENT_DIM, dim)) * LATENT_FREQUENCY
+    phase = rng.uniform(0.0, 2.0 * np.pi, dim)
+    mix = rng.standard_normal((dim, dim)) / np.sqrt(dim)
+    mean = real.mean(axis=0)
+    out = np.empty((count, dim), np.float32)
+    for start in range(0, count, 100_000):
+        latent = rng.standard_normal((min(100_000, count - start), LATENT_DIM))
+        chunk = mean + (np.sqrt(2.0) * np.sin(latent @ freqs + phase)) @ mix
+        out[start:start + len(chunk)] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+    return out
+
+
+@dataclass(frozen=True)
+class DistractorModel:
+    """How one kind of synthetic distractor identity is drawn."""
+
+    description: str
+    draw: Callable[[np.ndarray, int, int], np.ndarray]
+    """``draw(real, count, seed)``: ``count`` unit vectors given the real train embeddings."""
+
+
+DISTRACTOR_MODELS = {
+    "face-like": DistractorModel(
+        f"a {LATENT_DIM}-dimensional manifold around the real faces (FaceNet's measured "
+        "intrinsic dimensionality)", face_like_distractors),
+    "gaussian": DistractorModel(
+        "a Gaussian fitted to the real faces plus as much isotropic variance "
+        "(high-dimensional: the worst case for a graph index)", gaussian_distractors),
+}
+"""The distractor models ``bench --scale`` can measure, the face-like one first."""
+
+
+def two_nn_dimension(vectors: np.ndarray) -> float:
+    """The intrinsic dimensionality of a point set by the TWO-NN estimator (Facco et al.,
+    Scientific Reports 2017): the count over the sum of ``log(r2 / r1)``, the ratios of each
+    point's second to first nearest-neighbour distance (duplicates left out)."""
+    distances = pairwise_distances(vectors, vectors).astype(np.float64)
+    np.fill_diagonal(distances, np.inf)
+    nearest = np.sort(distances, axis=1)[:, :2]
+    kept = nearest[:, 0] > 0
+    ratios = nearest[kept, 1] / nearest[kept, 0]
+    return float(len(ratios) / np.log(ratios).sum())
 
 
 def second_photos(identities: np.ndarray, real: Sequence[Entry], seed: int = 16) -> np.ndarray:
@@ -252,7 +321,7 @@ def _timed(search: Callable[[np.ndarray], list[Candidate]], queries: np.ndarray
     return results, np.asarray(times)
 
 
-def _search_row(backend: str, size: int, results: Sequence[Sequence[Candidate]],
+def _search_row(model: str, backend: str, size: int, results: Sequence[Sequence[Candidate]],
                 times: np.ndarray, exact: Sequence[Sequence[Candidate]], probes: Probes,
                 ef_search: int | None = None) -> SearchRow:
     top = np.array([r[0].name if r else "" for r in results], dtype=object)
@@ -263,11 +332,11 @@ def _search_row(backend: str, size: int, results: Sequence[Sequence[Candidate]],
               for kind in dict.fromkeys(kinds)}
     found = {kind: round(float(np.mean(top[kinds == kind] == truth[kinds == kind])), 4)
              for kind in dict.fromkeys(kinds) if kind != "new"}
-    return SearchRow(backend, size, len(results), round(float(np.percentile(times, 50)), 3),
+    return SearchRow(model, backend, size, len(results), round(float(np.percentile(times, 50)), 3),
                      round(float(np.percentile(times, 99)), 3), recall, found, ef_search)
 
 
-def _build(gallery: Gallery, entries: Sequence[Entry], size: int) -> BuildRow:
+def _build(model: str, gallery: Gallery, entries: Sequence[Entry], size: int) -> BuildRow:
     """Add ``entries`` (PostgreSQL: without the index, built after) and time it."""
     start = time.perf_counter()
     index = None
@@ -280,7 +349,7 @@ def _build(gallery: Gallery, entries: Sequence[Entry], size: int) -> BuildRow:
         gallery.build_index()
         index = round(time.perf_counter() - built, 2)
     seconds = time.perf_counter() - start
-    return BuildRow(gallery.backend, size, len(entries), round(seconds, 2),
+    return BuildRow(model, gallery.backend, size, len(entries), round(seconds, 2),
                     round(len(entries) / seconds, 1), index)
 
 
@@ -320,68 +389,79 @@ def scan_subset(probes: Probes) -> np.ndarray:
     return np.concatenate([np.flatnonzero(probes.of(kind))[:each] for kind in kinds])
 
 
-def measure_search(layout: Layout, sizes: Sequence[int], report: ScaleReport, work: Path,
-                   url: str, save: Callable[[], None]) -> None:
-    """Build both backends up through ``sizes`` (PostgreSQL: a new gallery at ``url``) and time
-    their searches at each size; ``save`` writes the report so far after each size (a million
-    takes a while)."""
-    real = real_faces(layout)
+def describe_real(real: RealFaces, report: ScaleReport, work: Path) -> None:
+    """Record the real faces' distances, intrinsic dimensionality and identification alone."""
     report.real_people = len({e.name for e in real.train})
     report.real_train_faces, report.real_val_faces = len(real.train), len(real.val)
     train = np.stack([e.vector for e in real.train])
-    pool = distractors(train, max(sizes) - report.real_people + SYNTHETIC_QUERIES)
-    probes = make_probes(real, pool, min(sizes) - report.real_people)
     same = np.array([[a.name == b.name for b in real.train] for a in real.train])
     upper = np.triu_indices(len(train), 1)
     real_pairs = pairwise_distances(train, train)[upper]
     genuine = float(np.median(real_pairs[same[upper]]))
     impostor = float(np.median(real_pairs[~same[upper]]))
-    half = min(len(pool) // 2, 5_000)
-    fake = float(np.median(pairwise_distances(pool[:half], pool[half:2 * half])))
-    report.notes.append(f"median distance between faces of different real people "
-                        f"{impostor:.3f}, between distractors {fake:.3f}, between two photos of "
-                        f"one real person {genuine:.3f} (an enrolled probe is that far from its "
-                        f"distractor)")
+    dimension = two_nn_dimension(np.concatenate([train, real.val]))
+    report.notes.append(f"real faces: median distance between different people {impostor:.3f}, "
+                        f"between two photos of one person {genuine:.3f} (an enrolled probe is "
+                        f"that far from its distractor); intrinsic dimensionality (TWO-NN) "
+                        f"{dimension:.1f} over the {len(train) + len(real.val)} faces")
     with Gallery.open(work / "real.db", fingerprint=FINGERPRINT, create=True) as alone:
         alone.add(real.train)
         found = np.mean([c[0].name == n for c, n in zip(alone.match(real.val, k=1),
                                                           real.val_names, strict=True)])
     report.notes.append(f"real val faces whose nearest person is their own with no "
                         f"distractors: {found:.4f} ({len(real.val)} faces)")
+
+
+def measure_search(real: RealFaces, model: str, sizes: Sequence[int], report: ScaleReport,
+                   work: Path, url: str, save: Callable[[], None]) -> None:
+    """Build both backends up through ``sizes`` with the ``model``'s distractors (PostgreSQL:
+    a new gallery at ``url``) and time their searches at each size; ``save`` writes the report
+    so far after each size (a million takes a while)."""
+    draw = DISTRACTOR_MODELS[model].draw
+    train = np.stack([e.vector for e in real.train])
+    pool = draw(train, max(sizes) - report.real_people + SYNTHETIC_QUERIES, 14)
+    probes = make_probes(real, pool, min(sizes) - report.real_people)
+    half = min(len(pool) // 2, 5_000)
+    fake = float(np.median(pairwise_distances(pool[:half], pool[half:2 * half])))
+    dimension = two_nn_dimension(pool[:ID_SAMPLE])
+    report.notes.append(f"{model} distractors: median distance between two {fake:.3f}; "
+                        f"intrinsic dimensionality (TWO-NN) {dimension:.1f} over "
+                        f"{min(ID_SAMPLE, len(pool))}")
     with Gallery.open(work / "scale.db", fingerprint=FINGERPRINT, create=True) as sqlite, \
             Gallery.open(url, fingerprint=FINGERPRINT, create=True) as pg:
         assert isinstance(pg, PostgresGallery)
         stored = 0
-        spare = distractors(train, INDEXED_ADD_ROWS, seed=15)
+        spare = draw(train, INDEXED_ADD_ROWS, 15)
         scanned = scan_subset(probes)
         for size in sizes:
             first = max(0, stored - report.real_people)
             new = (real.train if stored == 0 else []) + distractor_entries(
                 pool[first:size - report.real_people], first)
-            report.build.append(_build(sqlite, new, size))
-            row = _build(pg, new, size)
+            report.build.append(_build(model, sqlite, new, size))
+            row = _build(model, pg, new, size)
             report.build.append(BuildRow(
-                row.backend, size, row.rows, row.seconds, row.rows_per_s, row.index_seconds,
-                _indexed_add(pg, spare, len(pool))))
+                model, row.backend, size, row.rows, row.seconds, row.rows_per_s,
+                row.index_seconds, _indexed_add(pg, spare, len(pool))))
             stored = size
-            log.info("scale %d: built", size)
+            log.info("scale %s %d: built", model, size)
             exact, times = _timed(lambda q: sqlite.match(q[None], k=K)[0], probes.vectors)
-            report.search.append(_search_row("sqlite exact", size, exact, times, exact, probes))
+            report.search.append(_search_row(model, "sqlite exact", size, exact, times, exact,
+                                             probes))
             pg.search = "scan"
             subset = Probes(probes.vectors[scanned], [probes.kinds[i] for i in scanned],
                             [probes.truth[i] for i in scanned])
             results, times = _timed(lambda q: pg.match(q[None], k=K)[0], subset.vectors)
-            report.search.append(_search_row("pgvector exact", size, results, times,
+            report.search.append(_search_row(model, "pgvector exact", size, results, times,
                                              [exact[i] for i in scanned], subset))
             pg.search = "index"
             for ef_search in EF_SEARCHES:
                 pg.set_ef_search(ef_search)
                 results, times = _timed(lambda q: pg.match(q[None], k=K)[0], probes.vectors)
-                report.search.append(_search_row("pgvector HNSW", size, results, times, exact,
-                                                 probes, ef_search))
+                report.search.append(_search_row(model, "pgvector HNSW", size, results, times,
+                                                 exact, probes, ef_search))
             pg.set_ef_search(EF_SEARCH)
             pg.search = "auto"
-            log.info("scale %d: searched", size)
+            log.info("scale %s %d: searched", model, size)
             save()
 
 
@@ -419,13 +499,18 @@ def measure_batch(layout: Layout, report: ScaleReport, work: Path) -> None:
                                      round(len(photos) / seconds, 2)))
 
 
-def run_scale(layout: Layout, sizes: Sequence[int] = SIZES) -> ScaleReport:
-    """Measure everything and write ``reports/bench_scale.{json,md}``."""
+def run_scale(layout: Layout, sizes: Sequence[int] = SIZES,
+              models: Sequence[str] = tuple(DISTRACTOR_MODELS)) -> ScaleReport:
+    """Measure everything and write ``reports/bench_scale.{json,md}``.
+
+    Each distractor model gets its own throwaway server and SQLite file, removed after it, so
+    one model's million vectors do not crowd the next one's memory.
+    """
     from toolchain.runtime.gallery.local_server import start_local_server
 
-    report = ScaleReport(sizes=list(sizes), cpu=machine.cpu_model(), isa=machine.isa(),
-                         cores=core_count(), real_people=0, real_train_faces=0,
-                         real_val_faces=0)
+    report = ScaleReport(sizes=list(sizes), models=list(models), cpu=machine.cpu_model(),
+                         isa=machine.isa(), cores=core_count(), real_people=0,
+                         real_train_faces=0, real_val_faces=0)
 
     def save() -> None:
         write_json(layout.reports_dir / "bench_scale.json", asdict(report))
@@ -434,11 +519,18 @@ def run_scale(layout: Layout, sizes: Sequence[int] = SIZES) -> ScaleReport:
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
         measure_batch(layout, report, Path(tmp))
         save()
-        server = start_local_server(settings=SERVER_SETTINGS)
-        try:
-            measure_search(layout, sizes, report, Path(tmp), f"{server.url}&gallery=scale", save)
-        finally:
-            server.stop()
+        real = real_faces(layout)
+        describe_real(real, report, Path(tmp))
+        for model in models:
+            work = Path(tmp) / model
+            work.mkdir()
+            server = start_local_server(settings=SERVER_SETTINGS)
+            try:
+                measure_search(real, model, sizes, report, work, f"{server.url}&gallery=scale",
+                               save)
+            finally:
+                server.stop()
+                shutil.rmtree(work)
     return report
 
 
@@ -451,32 +543,34 @@ def markdown(report: ScaleReport) -> str:
         f"{report.cores} cores.",
         "",
         f"{report.real_train_faces} real train faces of {report.real_people} people plus "
-        "synthetic distractor identities (one embedding each, drawn from a Gaussian fitted to "
-        f"the real embeddings). Probes: the {report.real_val_faces} real val faces (real), "
+        "synthetic distractor identities, one embedding each, of each model: "
+        + "; ".join(f"{m}: {DISTRACTOR_MODELS[m].description}" for m in report.models)
+        + f". Probes: the {report.real_val_faces} real val faces (real), "
         f"{SYNTHETIC_QUERIES} second photos of enrolled distractors (enrolled) and "
         f"{SYNTHETIC_QUERIES} identities not enrolled (new); pgvector exact times about "
         f"{SCAN_QUERIES} of them. Recall@1 is against the exact search; found is the share "
         "whose top-1 person is their own.",
         "",
-        "| identities | backend | ef_search | probes | p50 ms | p99 ms | recall@1 real "
-        "| enrolled | new | found real | found enrolled |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| distractors | identities | backend | ef_search | probes | p50 ms | p99 ms "
+        "| recall@1 real | enrolled | new | found real | found enrolled |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
 
     def share(values: dict[str, float], kind: str) -> str:
         return f"{values[kind]:.4f}" if kind in values else ""
 
-    lines += [f"| {r.size:,} | {r.backend} | {r.ef_search or ''} | {r.queries} "
+    lines += [f"| {r.model} | {r.size:,} | {r.backend} | {r.ef_search or ''} | {r.queries} "
               f"| {r.p50_ms:.2f} | {r.p99_ms:.2f} | {share(r.recall_at_1, 'real')} "
               f"| {share(r.recall_at_1, 'enrolled')} | {share(r.recall_at_1, 'new')} "
               f"| {share(r.found, 'real')} | {share(r.found, 'enrolled')} |"
               for r in report.search]
-    lines += ["", "| identities | backend | rows added | seconds | rows/s | HNSW build s "
-              "| add into the index, rows/s |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["", "| distractors | identities | backend | rows added | seconds | rows/s "
+              "| HNSW build s | add into the index, rows/s |",
+              "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in report.build:
         index = "" if r.index_seconds is None else f"{r.index_seconds:.1f}"
         indexed = "" if r.indexed_add_rows_per_s is None else f"{r.indexed_add_rows_per_s:,.0f}"
-        lines.append(f"| {r.size:,} | {r.backend} | {r.rows:,} | {r.seconds:.1f} "
+        lines.append(f"| {r.model} | {r.size:,} | {r.backend} | {r.rows:,} | {r.seconds:.1f} "
                      f"| {r.rows_per_s:,.0f} | {index} | {indexed} |")
     lines += ["", "| job | photos | seconds (whole process) | photos/s |",
               "| --- | ---: | ---: | ---: |"]

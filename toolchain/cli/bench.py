@@ -58,10 +58,15 @@ def bench(
         str, typer.Option("--scale-sizes", metavar="N,N,...",
                           help="Gallery sizes of --scale, in identities, ascending.")
     ] = "10000,100000,1000000",
+    scale_distractors: Annotated[
+        str, typer.Option("--scale-distractors", metavar="MODEL,...",
+                          help="Distractor models of --scale: face-like (FaceNet's intrinsic "
+                               "dimensionality), gaussian (high-dimensional worst case).")
+    ] = "face-like,gaussian",
 ) -> None:
     """Benchmark every runtime side by side; write reports/bench.{json,md,png}."""
     if scale:
-        _bench_scale(Layout(artifacts), scale_sizes)
+        _bench_scale(Layout(artifacts), scale_sizes, scale_distractors)
         return
     from toolchain.bench.config import BenchConfig
     from toolchain.bench.report import console_table
@@ -80,8 +85,8 @@ def bench(
     log.info("wrote %s", ", ".join(str(p) for p in written))
 
 
-def _bench_scale(layout: Layout, sizes_text: str) -> None:
-    from toolchain.bench.scale import markdown, run_scale
+def _bench_scale(layout: Layout, sizes_text: str, models_text: str) -> None:
+    from toolchain.bench.scale import DISTRACTOR_MODELS, markdown, run_scale
     from toolchain.core.integrity import record_files
 
     try:
@@ -91,7 +96,12 @@ def _bench_scale(layout: Layout, sizes_text: str) -> None:
                                  param_hint="--scale-sizes") from exc
     if not sizes or sizes != sorted(sizes) or sizes[0] < 100:
         raise typer.BadParameter("sizes ascending, each at least 100", param_hint="--scale-sizes")
-    report = run_scale(layout, sizes)
+    models = [part.strip() for part in models_text.split(",") if part.strip()]
+    unknown = sorted(set(models) - set(DISTRACTOR_MODELS))
+    if not models or unknown or len(set(models)) != len(models):
+        raise typer.BadParameter(f"{models_text!r}: name each of {', '.join(DISTRACTOR_MODELS)} "
+                                 "at most once", param_hint="--scale-distractors")
+    report = run_scale(layout, sizes, models)
     print(markdown(report))
     written = [layout.reports_dir / n for n in ("bench_scale.json", "bench_scale.md")]
     record_files(layout, written)
