@@ -86,6 +86,8 @@ def test_screened_ranking_is_the_full_ranking(seed: int, people: int, most_rows:
     (5 * SELECT_BLOCK, 1, 3),   # one row each, as a large gallery of distinct people
     (3 * SELECT_BLOCK, 4, 2),   # several rows each
     (4 * SELECT_BLOCK, 1, 4),   # exactly k blocks: every value partitioned
+    (3, 3000, 3),               # few people with many rows: every person, few rows each
+    (40, 300, 5),
 ])
 def test_large_galleries_rank_like_the_full_computation(people: int, most_rows: int,
                                                         k: int) -> None:
@@ -128,7 +130,7 @@ def test_single_row_gallery_and_nothing_asked() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
-def test_a_query_that_is_not_finite_ranks_everyone_like_the_full_computation() -> None:
+def test_a_query_not_finite_or_too_large_for_float32_is_ranked_exactly() -> None:
     rng = np.random.default_rng(5)
     matrix = unit_rows(rng, 50)
     starts = np.arange(0, 50, 2)
@@ -136,6 +138,8 @@ def test_a_query_that_is_not_finite_ranks_everyone_like_the_full_computation() -
     queries[0, 3] = np.nan
     queries[1, 0] = np.inf
     assert screened(queries, matrix, starts, 4) == reference(queries, matrix, starts, 4)
+    huge = unit_rows(rng, 2) * np.float32(1e20)
+    assert screened(huge, matrix, starts, 4) == reference(huge, matrix, starts, 4)
 
 
 def test_fixed_order_distances_do_not_depend_on_the_other_rows() -> None:

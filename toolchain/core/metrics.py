@@ -51,6 +51,9 @@ SCREEN_ELEMENTS = 1 << 24
 """Largest ``queries x rows`` float32 block :func:`nearest_groups` screens at once (64 MB)."""
 SELECT_BLOCK = 1024
 """Values per block when :func:`nearest_groups` looks for the ``k``-th smallest screened one."""
+SCREEN_SQUARED_NORM_MAX = 1e30
+"""Largest squared norm of a query or row the float32 screen takes: far from float32's overflow
+(3.4e38), which its bound assumes; beyond it a query is computed exactly over every row."""
 EXACT_ROWS = 1 << 12
 """Rows :func:`fixed_order_distances` converts to float64 at once (4 MB of 128-d vectors)."""
 
@@ -141,21 +144,24 @@ def nearest_groups(queries: np.ndarray, screen: RowScreen, starts: np.ndarray, k
        every screened ``t`` is within ``B = gamma_(D+1)(X^2 + 2 Q X)`` (:func:`screen_bound`)
        of the true ``T = |x|^2 - 2 q.x``, and a group's minimum within ``B`` of its true one.
        For unit vectors and ``D = 128``, ``B`` is about ``2.3e-5`` in squared distance.
-    3. Who can be in the top ``k``: the ``k`` groups of smallest screened value have true
-       ``T <= tau + B``, so float64 squared distances ``S <= |q|^2 + tau + B + delta``
-       (``delta``: the float64 rounding of the exact formula, under ``gamma_(2D)`` of
-       ``(Q + X)^2``, doubled to cover the few roundings of this arithmetic); distances are a
-       non-decreasing function of ``S``, so ``k`` groups are within ``d*``, the exact formula's
-       float32 distance at that bound, and every group of the top ``k`` is within ``d*``. A
-       group within ``d*`` has a row with ``S < next_float32(d*)^2`` (else its square root
-       rounds past ``d*``), so a screened value ``t < next(d*)^2 - |q|^2 + delta + B``. Every
-       group under that cut is kept, and only those are computed exactly and sorted by
-       (distance, group index): ties at the ``k``-th distance are all kept, so the lower index
-       wins as in the full sort.
+    3. Who can be in the top ``k`` (:func:`_cuts`): the ``k`` groups of smallest screened value
+       have true ``T <= tau + B``, so float64 squared distances
+       ``S <= |q|^2 + tau + B + delta`` (``delta``: the float64 rounding of the exact formula,
+       under ``gamma_(2D)`` of ``(Q + X)^2``, doubled to cover the few roundings of this
+       arithmetic); distances are a non-decreasing function of ``S``, so ``k`` groups are
+       within ``d*``, the exact formula's float32 distance at that bound, and every group of
+       the top ``k`` is within ``d*``. A group within ``d*`` has a row with
+       ``S < next_float32(d*)^2`` (else its square root rounds past ``d*``), so a screened
+       value ``t < next(d*)^2 - |q|^2 + delta + B``. Every group under that cut is kept:
+       ties at the ``k``-th distance are all kept, so the lower index wins as in the full sort.
+    4. Which rows can be a kept group's closest: the same cut from the group's own smallest
+       screened value instead of ``tau``. Only those rows are computed exactly; each group's
+       minimum over them is its exact distance, and the groups are sorted by (distance, index).
 
     With unit vectors the kept groups are those within about ``2 B`` of ``tau``: the ``k``
-    nearest and the rare ones closer to them than float32 can tell. A query with a non-finite
-    value, or ``k`` at least the number of groups, has every group computed exactly.
+    nearest and the rare ones closer to them than float32 can tell. A query that is not finite,
+    or so large (or with rows so large) that the float32 screen could overflow, is computed
+    exactly over every row.
 
     Args:
         queries: ``(M, D)`` vectors.
@@ -169,13 +175,9 @@ def nearest_groups(queries: np.ndarray, screen: RowScreen, starts: np.ndarray, k
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     starts = np.asarray(starts, dtype=np.intp)
     rows = len(screen.matrix)
-    groups = len(starts)
-    if k < 1 or groups == 0:
+    if k < 1 or len(starts) == 0:
         return [(np.zeros(0, np.intp), np.zeros(0, np.float32)) for _ in queries]
-    if k >= groups:
-        return [_exact_groups(query, screen.matrix, starts, np.arange(groups), k)
-                for query in queries]
-    one_row_each = rows == groups
+    one_row_each = rows == len(starts)
     chunk = max(1, SCREEN_ELEMENTS // max(rows, 1))
     results: list[tuple[np.ndarray, np.ndarray]] = []
     for begin in range(0, len(queries), chunk):
@@ -184,11 +186,47 @@ def nearest_groups(queries: np.ndarray, screen: RowScreen, starts: np.ndarray, k
         screened *= np.float32(-2.0)
         screened += screen.squared_norms
         per_group = screened if one_row_each else np.minimum.reduceat(screened, starts, axis=1)
-        for query, values in zip(block, per_group, strict=True):
-            cut = _screen_cut(query, _kth_smallest(values, k), screen.max_norm)
-            kept = np.flatnonzero(values <= cut) if np.isfinite(cut) else np.arange(groups)
-            results.append(_exact_groups(query, screen.matrix, starts, kept, k))
+        results.extend(_rank_one(query, screen, starts, row_values, group_values, k)
+                       for query, row_values, group_values in zip(block, screened, per_group,
+                                                                  strict=True))
     return results
+
+
+def _rank_one(query: np.ndarray, screen: RowScreen, starts: np.ndarray, row_values: np.ndarray,
+              group_values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """One query of :func:`nearest_groups`, from its screened values per row and per group."""
+    groups = len(starts)
+    query64 = query.astype(np.float64)
+    own = float((query64 * query64).sum())
+    if not (own <= SCREEN_SQUARED_NORM_MAX and screen.max_norm ** 2 <= SCREEN_SQUARED_NORM_MAX):
+        everyone = np.arange(groups)
+        return _exact_groups(query, screen.matrix, everyone,
+                             _group_rows(starts, everyone, len(screen.matrix)), k)
+    if k < groups:
+        tau = np.float32(_kth_smallest(group_values, k))
+        kept = np.flatnonzero(group_values <= _cuts(own, tau, len(query), screen.max_norm))
+    else:
+        kept = np.arange(groups)
+    rows, sizes = _group_rows(starts, kept, len(screen.matrix))
+    if len(rows) > len(kept):
+        smallest = group_values[kept]
+        cuts = np.maximum(_cuts(own, smallest, len(query), screen.max_norm), smallest)
+        closest = row_values[rows] <= np.repeat(cuts, sizes)
+        sizes = np.bincount(np.repeat(np.arange(len(kept)), sizes)[closest],
+                            minlength=len(kept))
+        rows = rows[closest]
+    return _exact_groups(query, screen.matrix, kept, (rows, sizes), k)
+
+
+def _group_rows(starts: np.ndarray, groups: np.ndarray, total: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Every row of ``groups`` (ascending) in order, and how many each group has."""
+    following = groups + 1
+    ends = np.where(following < len(starts), starts[np.minimum(following, len(starts) - 1)],
+                    total)
+    sizes = ends - starts[groups]
+    offsets = np.cumsum(sizes) - sizes
+    return np.arange(int(sizes.sum())) + np.repeat(starts[groups] - offsets, sizes), sizes
 
 
 def _kth_smallest(values: np.ndarray, k: int) -> float:
@@ -204,35 +242,36 @@ def _kth_smallest(values: np.ndarray, k: int) -> float:
     return float(np.partition(values, k - 1)[k - 1])
 
 
-def _screen_cut(query: np.ndarray, tau: float, max_norm: float) -> np.float32:
-    """The largest screened value a group of the top ``k`` can have (step 3 of
-    :func:`nearest_groups`), rounded up to float32; NaN when the query is not finite."""
-    query64 = query.astype(np.float64)
-    own = float((query64 * query64).sum())
+def _cuts(own: float, screened: np.ndarray | np.float32, dim: int, max_norm: float
+          ) -> np.ndarray:
+    """Per screened value ``t`` (the ``k``-th smallest group's, or a group's smallest), the
+    largest screened value of a row that can be as close as a row screened at ``t`` (steps 3
+    and 4 of :func:`nearest_groups`), rounded up to float32.
+
+    Args:
+        own: The query's squared norm, summed in float64 as the exact formula does.
+        screened: The screened values.
+        dim: The vectors' dimension.
+        max_norm: The bound on the largest row norm (:attr:`RowScreen.max_norm`).
+    """
     query_norm = math.sqrt(own) * (1.0 + 1e-12)
-    bound = screen_bound(len(query), query_norm, max_norm)
-    delta = 2.0 * _gamma(2 * len(query), FLOAT64_ROUNDOFF) * (query_norm + max_norm) ** 2
-    upper = own + tau + bound + delta
-    if not math.isfinite(upper):
-        return np.float32(np.nan)
-    farthest = np.float32(np.sqrt(np.float64(max(upper, 0.0))))
-    beyond = float(np.nextafter(farthest, np.float32(np.inf)))
+    bound = screen_bound(dim, query_norm, max_norm)
+    delta = 2.0 * _gamma(2 * dim, FLOAT64_ROUNDOFF) * (query_norm + max_norm) ** 2
+    upper = own + np.asarray(screened, dtype=np.float64) + bound + delta
+    farthest = np.sqrt(np.maximum(upper, 0.0)).astype(np.float32)
+    beyond = np.nextafter(farthest, np.float32(np.inf)).astype(np.float64)
     cut = beyond * beyond - own + bound + 2.0 * delta
-    rounded = np.float32(cut)
-    return rounded if rounded >= cut else np.nextafter(rounded, np.float32(np.inf))
+    rounded = cut.astype(np.float32)
+    return np.where(rounded >= cut, rounded, np.nextafter(rounded, np.float32(np.inf)))
 
 
-def _exact_groups(query: np.ndarray, matrix: np.ndarray, starts: np.ndarray,
-                  groups: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` closest of ``groups`` (ascending indices) by exact distance, then index."""
-    following = groups + 1
-    ends = np.where(following < len(starts), starts[np.minimum(following, len(starts) - 1)],
-                    len(matrix))
-    sizes = ends - starts[groups]
-    local_starts = np.cumsum(sizes) - sizes
-    rows = np.arange(int(sizes.sum())) + np.repeat(starts[groups] - local_starts, sizes)
-    distances = fixed_order_distances(query[None], matrix[rows])[0]
-    per_group = np.minimum.reduceat(distances, local_starts)
+def _exact_groups(query: np.ndarray, matrix: np.ndarray, groups: np.ndarray,
+                  rows: tuple[np.ndarray, np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` closest of ``groups`` (ascending indices) by exact distance, then index, from
+    ``rows``: the rows that can be each group's closest, in order, and how many per group."""
+    indices, sizes = rows
+    distances = fixed_order_distances(query[None], matrix[indices])[0]
+    per_group = np.minimum.reduceat(distances, np.cumsum(sizes) - sizes)
     order = np.argsort(per_group, kind="stable")[:k]
     return groups[order], per_group[order]
 
