@@ -188,6 +188,14 @@ class RealFaces:
     val: np.ndarray
     val_names: list[str]
 
+    @property
+    def genuine_median(self) -> float:
+        """The median distance between two train faces of one person."""
+        vectors = np.stack([e.vector for e in self.train])
+        same = np.array([[a.name == b.name for b in self.train] for a in self.train])
+        upper = np.triu_indices(len(self.train), 1)
+        return float(np.median(pairwise_distances(vectors, vectors)[upper][same[upper]]))
+
 
 def real_faces(layout: Layout) -> RealFaces:
     """Embed the largest face of every 5-celebrity photo with the recognizer."""
@@ -214,36 +222,90 @@ def real_faces(layout: Layout) -> RealFaces:
     return RealFaces(train, np.stack(val), names)
 
 
-def gaussian_distractors(real: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """``count`` unit vectors from a Gaussian fitted to the ``real`` unit embeddings, with
-    :data:`ISOTROPIC` variance added: high-dimensional, the hardest case for a graph index."""
-    mean = real.mean(axis=0)
-    cov = np.cov(real, rowvar=False)
-    cov += np.eye(real.shape[1]) * ISOTROPIC * float(np.trace(cov)) / real.shape[1]
+@dataclass(frozen=True)
+class Pool:
+    """A model's distractor identities, and how to take another photo of some of them."""
+
+    vectors: np.ndarray
+    """``(N, D)`` unit vectors, one per identity."""
+    second_photos: Callable[[np.ndarray], np.ndarray]
+    """``second_photos(indices)``: one more unit vector of each identity at those indices."""
+
+
+def gaussian_pool(real: RealFaces, count: int, seed: int) -> Pool:
+    """``count`` unit vectors from a Gaussian fitted to the real train embeddings, with
+    :data:`ISOTROPIC` variance added: high-dimensional, the hardest case for a graph index.
+    Second photos move along real same-person differences (:func:`second_photos`)."""
+    train = np.stack([e.vector for e in real.train])
+    mean = train.mean(axis=0)
+    cov = np.cov(train, rowvar=False)
+    cov += np.eye(train.shape[1]) * ISOTROPIC * float(np.trace(cov)) / train.shape[1]
     rng = np.random.default_rng(seed)
-    out = np.empty((count, real.shape[1]), np.float32)
+    out = np.empty((count, train.shape[1]), np.float32)
     for start in range(0, count, 100_000):
         chunk = rng.multivariate_normal(mean, cov, size=min(100_000, count - start))
         out[start:start + len(chunk)] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
-    return out
+    return Pool(out, lambda indices: second_photos(out[indices], real.train))
 
 
-def face_like_distractors(real: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """``count`` unit vectors on a :data:`LATENT_DIM`-dimensional manifold around the ``real``
-    embeddings' mean: standard normal latent points through a smooth random map (random
-    Fourier features, ``sqrt(2) sin(z W + phase)``, mixed into the embedding dimensions)."""
-    dim = real.shape[1]
+@dataclass(frozen=True)
+class FaceLikeMap:
+    """A smooth random map from the latent space onto the unit sphere: random Fourier features
+    ``sqrt(2) sin(z W + phase)`` mixed into the embedding dimensions around a mean."""
+
+    freqs: np.ndarray
+    phase: np.ndarray
+    mix: np.ndarray
+    mean: np.ndarray
+
+    @classmethod
+    def random(cls, mean: np.ndarray, seed: int) -> FaceLikeMap:
+        """A map of :data:`LATENT_DIM` latent dimensions around ``mean``."""
+        dim = len(mean)
+        rng = np.random.default_rng(seed)
+        return cls(rng.standard_normal((LATENT_DIM, dim)) * LATENT_FREQUENCY,
+                   rng.uniform(0.0, 2.0 * np.pi, dim),
+                   rng.standard_normal((dim, dim)) / np.sqrt(dim), mean)
+
+    def __call__(self, latent: np.ndarray) -> np.ndarray:
+        out = np.empty((len(latent), len(self.mean)), np.float32)
+        for start in range(0, len(latent), 100_000):
+            z = latent[start:start + 100_000]
+            chunk = self.mean + (np.sqrt(2.0) * np.sin(z @ self.freqs + self.phase)) @ self.mix
+            out[start:start + len(chunk)] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
+        return out
+
+
+def latent_step(embed: FaceLikeMap, distance: float, seed: int) -> float:
+    """The latent step whose random moves carry a point of ``embed`` a median ``distance`` away
+    (found by bisection over a sample of points)."""
     rng = np.random.default_rng(seed)
-    freqs = rng.standard_normal((LATENT_DIM, dim)) * LATENT_FREQUENCY
-    phase = rng.uniform(0.0, 2.0 * np.pi, dim)
-    mix = rng.standard_normal((dim, dim)) / np.sqrt(dim)
-    mean = real.mean(axis=0)
-    out = np.empty((count, dim), np.float32)
-    for start in range(0, count, 100_000):
-        latent = rng.standard_normal((min(100_000, count - start), LATENT_DIM))
-        chunk = mean + (np.sqrt(2.0) * np.sin(latent @ freqs + phase)) @ mix
-        out[start:start + len(chunk)] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
-    return out
+    latent = rng.standard_normal((2_000, LATENT_DIM))
+    moves = rng.standard_normal(latent.shape)
+    start = embed(latent)
+    low, high = 0.0, 8.0
+    for _ in range(40):
+        step = (low + high) / 2.0
+        moved = float(np.median(np.linalg.norm(embed(latent + step * moves) - start, axis=1)))
+        low, high = (step, high) if moved < distance else (low, step)
+    return (low + high) / 2.0
+
+
+def face_like_pool(real: RealFaces, count: int, seed: int) -> Pool:
+    """``count`` unit vectors on a :data:`LATENT_DIM`-dimensional manifold around the real train
+    embeddings' mean (standard normal latent points through a :class:`FaceLikeMap`). A second
+    photo is a random latent move that carries an identity as far, in median, as two real photos
+    of one person are apart: it stays on the manifold, as the gallery's faces do."""
+    embed = FaceLikeMap.random(np.stack([e.vector for e in real.train]).mean(axis=0), seed)
+    rng = np.random.default_rng(seed + 1)
+    latent = rng.standard_normal((count, LATENT_DIM))
+    step = latent_step(embed, real.genuine_median, seed + 2)
+
+    def second(indices: np.ndarray) -> np.ndarray:
+        moves = np.random.default_rng(seed + 3).standard_normal((len(indices), LATENT_DIM))
+        return embed(latent[indices] + step * moves)
+
+    return Pool(embed(latent), second)
 
 
 @dataclass(frozen=True)
@@ -251,17 +313,21 @@ class DistractorModel:
     """How one kind of synthetic distractor identity is drawn."""
 
     description: str
-    draw: Callable[[np.ndarray, int, int], np.ndarray]
-    """``draw(real, count, seed)``: ``count`` unit vectors given the real train embeddings."""
+    pool: Callable[[RealFaces, int, int], Pool]
+    """``pool(real, count, seed)``: ``count`` identities given the real faces."""
+    with_real: bool
+    """Whether the real faces join the gallery (and their val faces probe it): only where they
+    lie in the model's distribution, else they would be an island no real gallery has."""
 
 
 DISTRACTOR_MODELS = {
     "face-like": DistractorModel(
-        f"a {LATENT_DIM}-dimensional manifold around the real faces (FaceNet's measured "
-        "intrinsic dimensionality)", face_like_distractors),
+        f"a {LATENT_DIM}-dimensional manifold (FaceNet's measured intrinsic dimensionality) "
+        "around the real faces' mean; the real faces are not on it, so its galleries and probes "
+        "are all on the manifold", face_like_pool, with_real=False),
     "gaussian": DistractorModel(
-        "a Gaussian fitted to the real faces plus as much isotropic variance "
-        "(high-dimensional: the worst case for a graph index)", gaussian_distractors),
+        "a Gaussian fitted to the real faces plus as much isotropic variance (high-dimensional: "
+        "the worst case for a graph index), with the real faces", gaussian_pool, with_real=True),
 }
 """The distractor models ``bench --scale`` can measure, the face-like one first."""
 
@@ -366,17 +432,18 @@ def _indexed_add(gallery: PostgresGallery, vectors: np.ndarray, first: int) -> f
     return round(rate, 1)
 
 
-def make_probes(real: RealFaces, pool: np.ndarray, enrolled: int) -> Probes:
-    """The run's probes: the real val faces, second photos of :data:`SYNTHETIC_QUERIES` of the
-    first ``enrolled`` distractors of ``pool`` (enrolled at every size), and the last
-    :data:`SYNTHETIC_QUERIES` of ``pool`` (never enrolled) as new identities."""
+def make_probes(real: RealFaces, pool: Pool, enrolled: int, with_real: bool) -> Probes:
+    """The run's probes: the real val faces (``with_real``), second photos of
+    :data:`SYNTHETIC_QUERIES` of the first ``enrolled`` identities of ``pool`` (enrolled at every
+    size), and its last :data:`SYNTHETIC_QUERIES` (never enrolled) as new identities."""
     rng = np.random.default_rng(17)
     targets = np.sort(rng.choice(enrolled, SYNTHETIC_QUERIES, replace=False))
-    vectors = np.concatenate([real.val, second_photos(pool[targets], real.train),
-                              pool[-SYNTHETIC_QUERIES:]]).astype(np.float32)
-    kinds = (["real"] * len(real.val) + ["enrolled"] * SYNTHETIC_QUERIES
-             + ["new"] * SYNTHETIC_QUERIES)
-    truth: list[str | None] = [*real.val_names, *map(distractor_name, targets),
+    val = real.val if with_real else real.val[:0]
+    names = real.val_names if with_real else []
+    vectors = np.concatenate([val, pool.second_photos(targets),
+                              pool.vectors[-SYNTHETIC_QUERIES:]]).astype(np.float32)
+    kinds = ["real"] * len(val) + ["enrolled"] * SYNTHETIC_QUERIES + ["new"] * SYNTHETIC_QUERIES
+    truth: list[str | None] = [*names, *map(distractor_name, targets),
                                *[None] * SYNTHETIC_QUERIES]
     return Probes(vectors, kinds, truth)
 
@@ -417,31 +484,36 @@ def measure_search(real: RealFaces, model: str, sizes: Sequence[int], report: Sc
     """Build both backends up through ``sizes`` with the ``model``'s distractors (PostgreSQL:
     a new gallery at ``url``) and time their searches at each size; ``save`` writes the report
     so far after each size (a million takes a while)."""
-    draw = DISTRACTOR_MODELS[model].draw
-    train = np.stack([e.vector for e in real.train])
-    pool = draw(train, max(sizes) - report.real_people + SYNTHETIC_QUERIES, 14)
-    probes = make_probes(real, pool, min(sizes) - report.real_people)
-    half = min(len(pool) // 2, 5_000)
-    fake = float(np.median(pairwise_distances(pool[:half], pool[half:2 * half])))
-    dimension = two_nn_dimension(pool[:ID_SAMPLE])
-    report.notes.append(f"{model} distractors: median distance between two {fake:.3f}; "
-                        f"intrinsic dimensionality (TWO-NN) {dimension:.1f} over "
-                        f"{min(ID_SAMPLE, len(pool))}")
+    spec = DISTRACTOR_MODELS[model]
+    offset = report.real_people if spec.with_real else 0
+    pool = spec.pool(real, max(sizes) - offset + SYNTHETIC_QUERIES, 14)
+    probes = make_probes(real, pool, min(sizes) - offset, spec.with_real)
+    vectors = pool.vectors
+    half = min(len(vectors) // 2, 5_000)
+    fake = float(np.median(pairwise_distances(vectors[:half], vectors[half:2 * half])))
+    dimension = two_nn_dimension(vectors[:ID_SAMPLE])
+    enrolled = probes.of("enrolled")
+    targets = [int(str(name).rsplit(" ", 1)[1]) for name, kept in
+               zip(probes.truth, enrolled, strict=True) if kept]
+    moved = float(np.median(np.linalg.norm(probes.vectors[enrolled] - vectors[targets], axis=1)))
+    report.notes.append(f"{model} distractors: median distance between two {fake:.3f}, between "
+                        f"one and its second photo {moved:.3f}; intrinsic dimensionality "
+                        f"(TWO-NN) {dimension:.1f} over {min(ID_SAMPLE, len(vectors))}")
     with Gallery.open(work / "scale.db", fingerprint=FINGERPRINT, create=True) as sqlite, \
             Gallery.open(url, fingerprint=FINGERPRINT, create=True) as pg:
         assert isinstance(pg, PostgresGallery)
         stored = 0
-        spare = draw(train, INDEXED_ADD_ROWS, 15)
+        spare = spec.pool(real, INDEXED_ADD_ROWS, 15).vectors
         scanned = scan_subset(probes)
         for size in sizes:
-            first = max(0, stored - report.real_people)
-            new = (real.train if stored == 0 else []) + distractor_entries(
-                pool[first:size - report.real_people], first)
+            first = max(0, stored - offset)
+            new = (real.train if stored == 0 and spec.with_real else []) + distractor_entries(
+                vectors[first:size - offset], first)
             report.build.append(_build(model, sqlite, new, size))
             row = _build(model, pg, new, size)
             report.build.append(BuildRow(
                 model, row.backend, size, row.rows, row.seconds, row.rows_per_s,
-                row.index_seconds, _indexed_add(pg, spare, len(pool))))
+                row.index_seconds, _indexed_add(pg, spare, len(vectors))))
             stored = size
             log.info("scale %s %d: built", model, size)
             exact, times = _timed(lambda q: sqlite.match(q[None], k=K)[0], probes.vectors)
@@ -478,7 +550,7 @@ def measure_batch(layout: Layout, report: ScaleReport, work: Path) -> None:
         report.notes.append(f"batch: enrolling the train photos failed: "
                             f"{enrolled.stderr.strip()[-300:]}")
         return
-    photos = sorted(p for p in dataset.rglob("*") if p.is_file()) * BATCH_ROUNDS
+    photos = sorted(p.resolve() for p in dataset.rglob("*") if p.is_file()) * BATCH_ROUNDS
     listing = work / "photos.txt"
     listing.write_text("".join(f"{p}\n" for p in photos))
     common = ["--gallery", str(gallery), "--artifacts", str(layout.root)]
@@ -493,10 +565,18 @@ def measure_batch(layout: Layout, report: ScaleReport, work: Path) -> None:
                               capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - start
         if done.returncode:
-            report.notes.append(f"{label} failed: {done.stderr.strip()[-300:]}")
+            report.notes.append(f"{label} failed (exit {done.returncode}): "
+                                f"{_error_line(done.stderr)}")
             continue
         report.batch.append(BatchRow(label, len(photos), round(seconds, 2),
                                      round(len(photos) / seconds, 2)))
+
+
+def _error_line(stderr: str) -> str:
+    """The command's own error line, else the last line of its stderr."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    mine = [line for line in lines if line.startswith("facenet: error")]
+    return (mine or lines or ["(nothing on stderr)"])[-1][:300]
 
 
 def run_scale(layout: Layout, sizes: Sequence[int] = SIZES,
