@@ -14,9 +14,8 @@ report gives each model's measured dimensionality and distances next to the real
 Queries, three kinds (:class:`Probes`), as a face search meets them:
 
 - ``real``: every real ``val/`` face; each must still find its own person among the distractors.
-- ``enrolled``: another photo of an enrolled distractor identity: the distractor turned, in the
-  direction of the difference between two real photos of one real person, by exactly their
-  distance, so these probes lie as far from their identity as real photos of one person do.
+- ``enrolled``: another photo of an enrolled distractor identity, as far from it as two real
+  photos of one person are apart (each model says how: :attr:`Pool.second_photos`).
 - ``new``: a synthetic identity that is not enrolled, drawn from the same model.
 
 For each size and backend: p50/p99 latency of one query (top 3 people) over all probes, and per
@@ -174,10 +173,19 @@ class Probes:
     vectors: np.ndarray
     kinds: list[str]
     truth: list[str | None]
+    targets: np.ndarray
+    """The pool indices of the ``enrolled`` probes' identities, in their order."""
 
     def of(self, kind: str) -> np.ndarray:
         """Which probes are of ``kind`` (a boolean mask)."""
         return np.array([k == kind for k in self.kinds])
+
+    def subset(self, indices: np.ndarray) -> Probes:
+        """The probes at ``indices`` (their enrolled targets kept in order)."""
+        enrolled = np.flatnonzero(self.of("enrolled"))
+        return Probes(self.vectors[indices], [self.kinds[i] for i in indices],
+                      [self.truth[i] for i in indices],
+                      self.targets[np.isin(enrolled, indices)])
 
 
 @dataclass(frozen=True)
@@ -188,13 +196,18 @@ class RealFaces:
     val: np.ndarray
     val_names: list[str]
 
-    @property
-    def genuine_median(self) -> float:
-        """The median distance between two train faces of one person."""
+    def pair_distances(self) -> tuple[np.ndarray, np.ndarray]:
+        """Distances of every pair of train faces, and whether each pair is one person."""
         vectors = np.stack([e.vector for e in self.train])
         same = np.array([[a.name == b.name for b in self.train] for a in self.train])
         upper = np.triu_indices(len(self.train), 1)
-        return float(np.median(pairwise_distances(vectors, vectors)[upper][same[upper]]))
+        return pairwise_distances(vectors, vectors)[upper], same[upper]
+
+    @property
+    def genuine_median(self) -> float:
+        """The median distance between two train faces of one person."""
+        distances, same = self.pair_distances()
+        return float(np.median(distances[same]))
 
 
 def real_faces(layout: Layout) -> RealFaces:
@@ -445,7 +458,7 @@ def make_probes(real: RealFaces, pool: Pool, enrolled: int, with_real: bool) -> 
     kinds = ["real"] * len(val) + ["enrolled"] * SYNTHETIC_QUERIES + ["new"] * SYNTHETIC_QUERIES
     truth: list[str | None] = [*names, *map(distractor_name, targets),
                                *[None] * SYNTHETIC_QUERIES]
-    return Probes(vectors, kinds, truth)
+    return Probes(vectors, kinds, truth, targets)
 
 
 def scan_subset(probes: Probes) -> np.ndarray:
@@ -461,11 +474,9 @@ def describe_real(real: RealFaces, report: ScaleReport, work: Path) -> None:
     report.real_people = len({e.name for e in real.train})
     report.real_train_faces, report.real_val_faces = len(real.train), len(real.val)
     train = np.stack([e.vector for e in real.train])
-    same = np.array([[a.name == b.name for b in real.train] for a in real.train])
-    upper = np.triu_indices(len(train), 1)
-    real_pairs = pairwise_distances(train, train)[upper]
-    genuine = float(np.median(real_pairs[same[upper]]))
-    impostor = float(np.median(real_pairs[~same[upper]]))
+    distances, same = real.pair_distances()
+    genuine = float(np.median(distances[same]))
+    impostor = float(np.median(distances[~same]))
     dimension = two_nn_dimension(np.concatenate([train, real.val]))
     report.notes.append(f"real faces: median distance between different people {impostor:.3f}, "
                         f"between two photos of one person {genuine:.3f} (an enrolled probe is "
@@ -492,10 +503,8 @@ def measure_search(real: RealFaces, model: str, sizes: Sequence[int], report: Sc
     half = min(len(vectors) // 2, 5_000)
     fake = float(np.median(pairwise_distances(vectors[:half], vectors[half:2 * half])))
     dimension = two_nn_dimension(vectors[:ID_SAMPLE])
-    enrolled = probes.of("enrolled")
-    targets = [int(str(name).rsplit(" ", 1)[1]) for name, kept in
-               zip(probes.truth, enrolled, strict=True) if kept]
-    moved = float(np.median(np.linalg.norm(probes.vectors[enrolled] - vectors[targets], axis=1)))
+    moved = float(np.median(np.linalg.norm(
+        probes.vectors[probes.of("enrolled")] - vectors[probes.targets], axis=1)))
     report.notes.append(f"{model} distractors: median distance between two {fake:.3f}, between "
                         f"one and its second photo {moved:.3f}; intrinsic dimensionality "
                         f"(TWO-NN) {dimension:.1f} over {min(ID_SAMPLE, len(vectors))}")
@@ -520,8 +529,7 @@ def measure_search(real: RealFaces, model: str, sizes: Sequence[int], report: Sc
             report.search.append(_search_row(model, "sqlite exact", size, exact, times, exact,
                                              probes))
             pg.search = "scan"
-            subset = Probes(probes.vectors[scanned], [probes.kinds[i] for i in scanned],
-                            [probes.truth[i] for i in scanned])
+            subset = probes.subset(scanned)
             results, times = _timed(lambda q: pg.match(q[None], k=K)[0], subset.vectors)
             report.search.append(_search_row(model, "pgvector exact", size, results, times,
                                              [exact[i] for i in scanned], subset))
@@ -625,7 +633,8 @@ def markdown(report: ScaleReport) -> str:
         f"{report.real_train_faces} real train faces of {report.real_people} people plus "
         "synthetic distractor identities, one embedding each, of each model: "
         + "; ".join(f"{m}: {DISTRACTOR_MODELS[m].description}" for m in report.models)
-        + f". Probes: the {report.real_val_faces} real val faces (real), "
+        + f". Probes: the {report.real_val_faces} real val faces (real; in the models that hold "
+        "the real faces), "
         f"{SYNTHETIC_QUERIES} second photos of enrolled distractors (enrolled) and "
         f"{SYNTHETIC_QUERIES} identities not enrolled (new); pgvector exact times about "
         f"{SCAN_QUERIES} of them. Recall@1 is against the exact search; found is the share "
