@@ -35,7 +35,7 @@ DATASET = ARTIFACTS / "source" / "5-celebrity-faces-dataset"
 SHARED_EXAMPLES = ROOT.parent / "shared" / "data" / "face_recognition_examples"
 """The shared real photos of six people (next to the checkout; never copied into it)."""
 LABELLED_SETS = (str(DATASET),) + (
-    (f"{ROOT / 'toolchain/runtime/labelled_sets/face_recognition_examples.csv'}"
+    (f"{ROOT / 'toolchain/evaluation/labelled_sets/face_recognition_examples.csv'}"
      f"@{SHARED_EXAMPLES}",) if SHARED_EXAMPLES.is_dir() else ())
 """Every labelled set at hand: the default threshold is calibrated on them, crops compared."""
 
@@ -172,7 +172,7 @@ def video_demo(session: nox.Session) -> None:
     still = f"short_hamilton_clip.frame{VIDEO_STILL}.jpg"
     session.run(str(env_bin(session, "runtime") / "python"), "-c",
                 "import sys; from pathlib import Path; "
-                "from toolchain.runtime.video.writer import save_still; "
+                "from toolchain.video.writer import save_still; "
                 "save_still(Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]))",
                 str(annotated), str(VIDEO_STILL), str(out / still), external=True)
 

@@ -25,7 +25,7 @@ from hypothesis import settings
 if TYPE_CHECKING:
     from corpus import Store, Workspace
 
-    from toolchain.runtime.gallery.local_server import LocalServer
+    from toolchain.bench.pgserver import LocalServer
 
 REAL_LAMBDA_B64 = (
     "4wIAAAAAAAAAAgAAAAMAAABTAAAAcxQAAAB8AGQBGQB8AGQCGQB8ARQAFwBTACkDTukAAAAA6QEA\n"
@@ -409,8 +409,8 @@ def runtime_python() -> Path:
 def postgres_server() -> Iterator[LocalServer]:
     """A throwaway PostgreSQL + pgvector server for the session (stopped and removed after), or
     skip (a failure under CI) when none can start."""
+    from toolchain.bench.pgserver import start_local_server
     from toolchain.core.errors import ToolchainError
-    from toolchain.runtime.gallery.local_server import start_local_server
 
     try:
         server = start_local_server()

@@ -31,6 +31,7 @@ from conftest import BAD_H5, artifacts_root, lambda_b64, write_legacy_h5
 from PIL import Image
 
 from toolchain.core.integrity import CACHE_SUFFIXES
+from toolchain.gallery import open_gallery
 
 ROOT = Path(__file__).resolve().parents[1]
 RECOVER = ROOT / "legacy_env" / "recover.py"
@@ -274,10 +275,10 @@ def wrong_input_onnx() -> bytes:
 
 
 def other_model_gallery(path: Path) -> None:
-    from toolchain.runtime.gallery import Entry, Gallery
+    from toolchain.gallery import Entry
 
     vector = np.ones(128, np.float32)
-    with Gallery.open(path, fingerprint="0" * 64, dim=128, create=True) as gallery:
+    with open_gallery(path, fingerprint="0" * 64, dim=128, create=True) as gallery:
         gallery.add([Entry("Someone", vector, "x.jpg", "f" * 64, (1.0, 2.0, 3.0, 4.0))])
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from corpus import Command, Outcome, Store, Workspace, case, face_photo, facenet
 
-from toolchain.runtime.gallery import Entry, Gallery
+from toolchain.gallery import Entry, open_gallery
 
 OTHER_MODEL = "0" * 64
 """The fingerprint of the galleries made without the real model (no ``models`` needed)."""
@@ -39,7 +39,7 @@ def add_synthetic(path: Path, fingerprint: str | None = None, rows: int = ROWS_F
     entries = [Entry(f"Person {i:03d}", np.asarray(unit_vector(i), np.float32),
                      f"synthetic/{i}.jpg", f"{i:064x}", (1.0, 2.0, 50.0, 60.0), 0.99)
                for i in range(rows)]
-    with Gallery.open(path, fingerprint=fingerprint, create=fingerprint is not None) as gallery:
+    with open_gallery(path, fingerprint=fingerprint, create=fingerprint is not None) as gallery:
         gallery.add(entries)
 
 

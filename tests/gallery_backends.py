@@ -15,8 +15,8 @@ import numpy as np
 from corpus_gallery import edit_meta as sqlite_edit_meta
 from corpus_gallery import edit_vector as sqlite_edit_vector
 
-from toolchain.runtime.gallery import is_postgres_url
-from toolchain.runtime.gallery.postgres import split_url
+from toolchain.gallery import is_postgres_url
+from toolchain.gallery.postgres import split_url
 
 
 @contextmanager

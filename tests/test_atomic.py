@@ -18,6 +18,7 @@ import pytest
 
 from toolchain.core.atomic import atomic_dir, atomic_file, sha256_file, write_bytes, write_json
 from toolchain.core.errors import InputError
+from toolchain.gallery import open_gallery
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -184,10 +185,10 @@ def test_atomic_dir_replaces_the_target_of_a_symlinked_directory(tmp_path: Path)
 
 def test_gallery_export_writes_through_a_symlink(tmp_path: Path) -> None:
     """On the command line: ``gallery export LINK`` updates the file the link points at."""
-    from toolchain.runtime.gallery import Entry, Gallery
+    from toolchain.gallery import Entry
 
     gallery = tmp_path / "g.db"
-    with Gallery.open(gallery, fingerprint="e" * 64, create=True) as opened:
+    with open_gallery(gallery, fingerprint="e" * 64, create=True) as opened:
         opened.add([Entry("Ada", np.full(128, 128 ** -0.5, np.float32), "a.jpg", "a" * 64,
                           (0, 0, 9, 9))])
     target = tmp_path / "shared.json"

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from toolchain.runtime.gallery import Gallery
+from toolchain.gallery import open_gallery
 
 pytest.importorskip("ray")
 
@@ -59,7 +59,7 @@ def facenet(*args: str | Path, env: dict[str, str] | None = None,
 
 def rows(target: Path | str) -> list[tuple[Any, ...]]:
     """Every stored embedding with what identifies it, the vector as its float32 bytes."""
-    with Gallery.open(target) as gallery:
+    with open_gallery(target) as gallery:
         return sorted((e.name, e.vector.tobytes(), e.source, e.image_sha256, e.box, e.score)
                       for e in gallery.entries())
 
@@ -177,7 +177,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_enrolls_nothing_twice(
     while run.poll() is None and killed is None and time.monotonic() < deadline:
         time.sleep(0.1)
         try:
-            with Gallery.open(postgres_url) as gallery:
+            with open_gallery(postgres_url) as gallery:
                 stored = gallery.count()
         except Exception:  # not created yet
             continue

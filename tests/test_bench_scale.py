@@ -10,7 +10,7 @@ import pytest
 
 from toolchain.bench import scale
 from toolchain.core.paths import Layout
-from toolchain.runtime.gallery import Entry
+from toolchain.gallery import Entry, open_gallery
 
 
 def _person(name: str, vectors: np.ndarray) -> list[Entry]:
@@ -119,10 +119,9 @@ def test_a_small_scale_run_measures_every_backend_and_kind(
 
 def test_ef_search_outside_pgvector_limits_is_refused(postgres_url: str) -> None:
     from toolchain.core.errors import InputError
-    from toolchain.runtime.gallery import Gallery
-    from toolchain.runtime.gallery.postgres import PostgresGallery
+    from toolchain.gallery.postgres import PostgresGallery
 
-    with Gallery.open(postgres_url, fingerprint="5" * 64, create=True) as gallery:
+    with open_gallery(postgres_url, fingerprint="5" * 64, create=True) as gallery:
         assert isinstance(gallery, PostgresGallery)
         gallery.set_ef_search(400)
         with pytest.raises(InputError, match="ef_search 99"):

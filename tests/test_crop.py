@@ -20,15 +20,15 @@ from toolchain.core.crop import (
     similarity_transform,
 )
 from toolchain.core.errors import InputError
-from toolchain.runtime.calibration import far_threshold
-from toolchain.runtime.labelled import (
+from toolchain.evaluation.calibration import far_threshold
+from toolchain.evaluation.labelled import (
     LabelledFaces,
     all_pairs,
     assign_names,
     labelled_set,
     parse_set,
 )
-from toolchain.runtime.peer import PeerFace
+from toolchain.evaluation.peer import PeerFace
 
 
 @pytest.mark.parametrize(("text", "spec"), [

@@ -11,11 +11,11 @@ from conftest import artifacts_root, shared_data
 from toolchain.core.contracts import ONNX_FILE
 from toolchain.core.crop import DEFAULT_CROP
 from toolchain.core.paths import Layout
-from toolchain.runtime.calibration import DetectedPhotos
-from toolchain.runtime.crop_study import ALL_SETS, run_study
+from toolchain.evaluation.calibration import DetectedPhotos
+from toolchain.evaluation.crops import ALL_SETS, run_study
+from toolchain.evaluation.labelled import FACE_RECOGNITION_EXAMPLES, parse_set
+from toolchain.evaluation.peer import PeerPhotos
 from toolchain.runtime.embedder import Embedder
-from toolchain.runtime.labelled import FACE_RECOGNITION_EXAMPLES, parse_set
-from toolchain.runtime.peer import PeerPhotos
 from toolchain.runtime.recognizer import load_detector
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]

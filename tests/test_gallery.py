@@ -14,11 +14,10 @@ import pytest
 from corpus_gallery import add_synthetic, export_doc, overwrite_page
 from gallery_backends import edit_meta, edit_vector
 
+from toolchain import gallery as gallery_module
 from toolchain.core.errors import InputError, IntegrityError
-from toolchain.core.metrics import pairwise_distances
 from toolchain.core.preprocess import l2_normalize
-from toolchain.runtime import gallery as gallery_module
-from toolchain.runtime.gallery import (
+from toolchain.gallery import (
     Entry,
     Gallery,
     MatchMode,
@@ -26,11 +25,13 @@ from toolchain.runtime.gallery import (
     gallery_exists,
     import_export,
     is_postgres_url,
+    open_gallery,
     parse_import,
     postgres,
     sqlite,
     store,
 )
+from toolchain.gallery.ranking import pairwise_distances
 
 MODEL_A = "a" * 64
 MODEL_B = "b" * 64
@@ -55,7 +56,7 @@ def db(tmp_path: Path) -> Path:
 
 
 def snapshot(path: Path) -> tuple[list[tuple[Any, ...]], dict[str, str]]:
-    with Gallery.open(path) as gallery:
+    with open_gallery(path) as gallery:
         rows = [(e.name, e.vector.tobytes(), e.source, e.image_sha256, e.box, e.score)
                 for e in gallery.entries()]
         meta = dict(gallery._meta)
@@ -63,7 +64,7 @@ def snapshot(path: Path) -> tuple[list[tuple[Any, ...]], dict[str, str]]:
 
 
 def test_create_and_reopen(gallery_at: Path | str) -> None:
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         assert gallery.fingerprint == MODEL_A and gallery.dim == 128
         assert gallery.threshold is None
         result = gallery.add([entry("Ada", unit(1), "p1"), entry("Ada", unit(1, 0.1), "p2"),
@@ -73,7 +74,7 @@ def test_create_and_reopen(gallery_at: Path | str) -> None:
         conn = sqlite3.connect(gallery_at)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         conn.close()
-    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A) as gallery:
         people = {p.name: p for p in gallery.people()}
         assert people["Ada"].embeddings == 2 and people["Ada"].photos == 2
         assert people["Bob"].embeddings == 1
@@ -83,7 +84,7 @@ def test_create_and_reopen(gallery_at: Path | str) -> None:
 
 
 def test_reenrolling_the_same_face_is_a_no_op(gallery_at: Path | str) -> None:
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
         again = gallery.add([entry("Ada", unit(1), "p1"), entry("Eve", unit(1), "p1")])
         assert not again.added
@@ -95,24 +96,24 @@ def test_reenrolling_the_same_face_is_a_no_op(gallery_at: Path | str) -> None:
 
 
 def test_box_is_compared_after_rounding(gallery_at: Path | str) -> None:
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1", box=(1.0, 2.0, 30.0, 40.0))])
         again = gallery.add([entry("Ada", unit(1), "p1", box=(1.0000001, 2.0, 30.0, 40.0))])
         assert not again.added
 
 
 def test_another_models_gallery_is_refused(gallery_at: Path | str) -> None:
-    Gallery.open(gallery_at, fingerprint=MODEL_A, create=True).close()
+    open_gallery(gallery_at, fingerprint=MODEL_A, create=True).close()
     with pytest.raises(IntegrityError) as info:
-        Gallery.open(gallery_at, fingerprint=MODEL_B)
+        open_gallery(gallery_at, fingerprint=MODEL_B)
     message = str(info.value)
     assert str(gallery_at) in message and MODEL_A[:16] in message and MODEL_B[:16] in message
-    Gallery.open(gallery_at).close()
+    open_gallery(gallery_at).close()
 
 
 def test_missing_gallery_is_not_created_unless_asked(gallery_at: Path | str) -> None:
     with pytest.raises(InputError, match="does not exist"):
-        Gallery.open(gallery_at, fingerprint=MODEL_A)
+        open_gallery(gallery_at, fingerprint=MODEL_A)
     assert not gallery_exists(gallery_at)
 
 
@@ -128,7 +129,7 @@ def test_files_that_are_not_galleries(db: Path, content: bytes, phrase: str) -> 
     db.parent.mkdir(parents=True)
     db.write_bytes(content)
     with pytest.raises(InputError, match=phrase):
-        Gallery.open(db)
+        open_gallery(db)
     assert db.read_bytes() == content
 
 
@@ -137,7 +138,7 @@ def test_empty_file_is_not_turned_into_a_gallery(db: Path) -> None:
     db.parent.mkdir(parents=True)
     db.touch()
     with pytest.raises(InputError, match="is an empty file"):
-        Gallery.open(db, fingerprint=MODEL_A, create=True)
+        open_gallery(db, fingerprint=MODEL_A, create=True)
     assert db.read_bytes() == b""
 
 
@@ -148,12 +149,12 @@ def test_creator_that_loses_the_race_opens_the_winners_gallery(
 
     def link_after_a_rival(src: str, dst: str) -> None:
         monkeypatch.setattr(sqlite.os, "link", real_link)
-        with Gallery.open(dst, fingerprint=MODEL_A, create=True) as rival:
+        with open_gallery(dst, fingerprint=MODEL_A, create=True) as rival:
             rival.add([entry("Ada", unit(1), "p1")])
         real_link(src, dst)
 
     monkeypatch.setattr(sqlite.os, "link", link_after_a_rival)
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(db, fingerprint=MODEL_A, create=True) as gallery:
         assert [p.name for p in gallery.people()] == ["Ada"]
     assert sorted(p.name for p in db.parent.iterdir() if not p.name.endswith(("-wal", "-shm"))) \
         == [db.name]
@@ -165,30 +166,30 @@ def test_other_sqlite_database_is_refused(db: Path) -> None:
     conn.commit()
     conn.close()
     with pytest.raises(InputError, match="not a facenet gallery"):
-        Gallery.open(db, fingerprint=MODEL_A, create=True)
+        open_gallery(db, fingerprint=MODEL_A, create=True)
 
 
 def test_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="directory"):
-        Gallery.open(tmp_path, fingerprint=MODEL_A, create=True)
+        open_gallery(tmp_path, fingerprint=MODEL_A, create=True)
 
 
 def test_a_bad_vector_writes_nothing(gallery_at: Path | str) -> None:
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
     before = snapshot(gallery_at)
     bad = [entry("Bob", unit(0, 1), "p2"), entry("Cy", np.full(128, np.nan, np.float32), "p3")]
-    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery, pytest.raises(InputError):
+    with open_gallery(gallery_at, fingerprint=MODEL_A) as gallery, pytest.raises(InputError):
         gallery.add(bad)
     short = [entry("Bob", unit(0, 1), "p2"), entry("Cy", np.ones(64, np.float32), "p3")]
-    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery, pytest.raises(InputError):
+    with open_gallery(gallery_at, fingerprint=MODEL_A) as gallery, pytest.raises(InputError):
         gallery.add(short)
     assert snapshot(gallery_at) == before
 
 
 def test_an_error_inside_the_transaction_rolls_back(gallery_at: Path | str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
     before = snapshot(gallery_at)
     calls = {"n": 0}
@@ -202,7 +203,7 @@ def test_an_error_inside_the_transaction_rolls_back(gallery_at: Path | str,
         return real_box(box)
 
     monkeypatch.setattr(backend, "canonical_box", fail_on_second_row)
-    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery, pytest.raises(RuntimeError):
+    with open_gallery(gallery_at, fingerprint=MODEL_A) as gallery, pytest.raises(RuntimeError):
         gallery.add([entry("Bob", unit(0, 1), "p2"), entry("Cy", unit(0, 0, 1), "p3")])
     monkeypatch.undo()
     assert snapshot(gallery_at) == before
@@ -214,7 +215,7 @@ def test_nearest_and_centroid_matching(gallery_at: Path | str) -> None:
     ada_1, ada_2 = unit(1, 0, 0), unit(0, 0, 1)
     bob = unit(0.6, 0.1, 0.6)
     query = unit(0.95, 0.05, 0.1)
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", ada_1, "a1"), entry("Ada", ada_2, "a2"),
                      entry("Bob", bob, "b1")])
         nearest = gallery.match(query[None], k=2, mode=MatchMode.NEAREST)[0]
@@ -228,7 +229,7 @@ def test_nearest_and_centroid_matching(gallery_at: Path | str) -> None:
 
 
 def test_match_top_k_is_sorted_and_empty_gallery_matches_nobody(gallery_at: Path | str) -> None:
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         assert gallery.match(unit(1)[None]) == [[]]
         gallery.add([entry(n, unit(*v), n) for n, v in
                      {"A": (1, 0), "B": (0, 1), "C": (1, 1), "D": (-1, 0)}.items()])
@@ -247,7 +248,7 @@ def test_pairwise_distances() -> None:
 
 
 def test_remove_and_threshold(gallery_at: Path | str) -> None:
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1"), entry("Ada", unit(1, 1), "p2"),
                      entry("Bob", unit(0, 1), "p3")])
         assert gallery.remove("Ada") == 2
@@ -256,14 +257,14 @@ def test_remove_and_threshold(gallery_at: Path | str) -> None:
         gallery.set_threshold(0.8125, "test")
         with pytest.raises(InputError):
             gallery.set_threshold(float("nan"), "test")
-    with Gallery.open(gallery_at) as gallery:
+    with open_gallery(gallery_at) as gallery:
         assert [p.name for p in gallery.people()] == ["Bob"]
         assert gallery.threshold == 0.8125 and gallery.threshold_source == "test"
         assert gallery.match(unit(1, 0.9)[None], k=5)[0][0].name == "Bob"
 
 
 def test_export_import_round_trip(gallery_at: Path | str, tmp_path: Path) -> None:
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1"), entry("Bob", unit(0, 1), "p2")])
         gallery.set_threshold(0.9, "test")
         exported = tmp_path / "out" / "gallery.json"
@@ -271,7 +272,7 @@ def test_export_import_round_trip(gallery_at: Path | str, tmp_path: Path) -> Non
     data = parse_import(exported)
     assert data.fingerprint == MODEL_A and data.dim == 128 and data.threshold == 0.9
     copy = tmp_path / "copy.db"
-    with Gallery.open(copy, fingerprint=data.fingerprint, create=True) as gallery:
+    with open_gallery(copy, fingerprint=data.fingerprint, create=True) as gallery:
         assert len(gallery.add(data.entries).added) == 2
         assert len(gallery.add(data.entries).duplicates) == 2
     assert snapshot(copy)[0] == snapshot(gallery_at)[0]
@@ -285,7 +286,7 @@ def test_seed_database_json_import(tmp_path: Path, gallery_at: Path | str) -> No
                                 "Bob": [bob1.tolist(), bob2.tolist()]}))
     data = parse_import(seed)
     assert data.fingerprint is None and data.kind == "seed DataBase.json" and data.dim == 128
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         assert len(gallery.add(data.entries).added) == 3
         assert len(gallery.add(parse_import(seed).entries).duplicates) == 3
         people = {p.name: p.embeddings for p in gallery.people()}
@@ -331,7 +332,7 @@ def test_malformed_import_is_refused(tmp_path: Path, case: str) -> None:
 def test_malformed_import_changes_nothing(tmp_path: Path, gallery_at: Path | str) -> None:
     """A file whose LAST vector is bad: parse fails before anything is written; a wrong-size
     file that parses fails inside ``add`` before its transaction starts."""
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
     before = snapshot(gallery_at)
     bad = tmp_path / "bad.json"
@@ -340,7 +341,7 @@ def test_malformed_import_changes_nothing(tmp_path: Path, gallery_at: Path | str
         parse_import(bad)
     wrong_dim = tmp_path / "wrong_dim.json"
     wrong_dim.write_text(json.dumps({"Bob": [0.2] * 64, "Cy": [0.1] * 64}))
-    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery, pytest.raises(InputError):
+    with open_gallery(gallery_at, fingerprint=MODEL_A) as gallery, pytest.raises(InputError):
         gallery.add(parse_import(wrong_dim).entries)
     assert snapshot(gallery_at) == before
 
@@ -388,10 +389,10 @@ def test_integer_beyond_any_float_is_refused(tmp_path: Path) -> None:
 def test_poisoned_vector_is_refused_by_add_and_writes_nothing(gallery_at: Path | str) -> None:
     """The attack of issue 9: a near-zero vector normalized with a clamped norm stayed near zero,
     at distance 1.000 from every face; the whole batch is refused instead."""
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
     before = snapshot(gallery_at)
-    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A) as gallery:
         with pytest.raises(InputError, match=r"'Mallory'.*norm"):
             gallery.add([entry("Bob", unit(0, 1), "p2"),
                          entry("Mallory", np.full(128, 1e-25, np.float32), "p3")])
@@ -401,7 +402,7 @@ def test_poisoned_vector_is_refused_by_add_and_writes_nothing(gallery_at: Path |
 
 def test_small_but_sane_raw_vectors_are_normalized_exactly(gallery_at: Path | str) -> None:
     tiny = np.full(128, 1e-3, np.float64)
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", tiny, "p1"), entry("Bob", np.full(128, 3e38, np.float32), "p2")])
         norms = np.linalg.norm([e.vector for e in gallery.entries()], axis=1)
     np.testing.assert_allclose(norms, 1.0, atol=1e-6)
@@ -416,7 +417,7 @@ def test_small_but_sane_raw_vectors_are_normalized_exactly(gallery_at: Path | st
 def test_stored_vector_that_is_not_unit_norm_is_an_integrity_error(
     gallery_at: Path | str, stored: np.ndarray | bytes
 ) -> None:
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1"), entry("Mallory", unit(0, 1), "p2")])
     storable = not isinstance(stored, bytes) and stored.size == 128 and np.isfinite(stored).all()
     if is_postgres_url(gallery_at) and not storable:
@@ -426,7 +427,7 @@ def test_stored_vector_that_is_not_unit_norm_is_an_integrity_error(
             edit_vector(gallery_at, "Mallory", stored)
         return
     edit_vector(gallery_at, "Mallory", stored)
-    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A) as gallery:
         assert [p.name for p in gallery.people()] == ["Ada", "Mallory"]
         for read in (gallery.entries, lambda: gallery.match(unit(1)[None])):
             with pytest.raises(IntegrityError) as info:
@@ -459,7 +460,7 @@ def test_imported_threshold_must_be_a_distance(tmp_path: Path, value: str) -> No
 
 
 def test_set_threshold_is_range_checked(gallery_at: Path | str) -> None:
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         for bad in (1e300, 0.0, 2.5, float("nan")):
             with pytest.raises(InputError, match="threshold"):
                 gallery.set_threshold(bad, "test")
@@ -470,11 +471,11 @@ def test_set_threshold_is_range_checked(gallery_at: Path | str) -> None:
 @pytest.mark.parametrize("stored", ["1e300", "nan", "0", "-0.5", "inf", "close enough"])
 def test_stored_threshold_out_of_range_is_an_integrity_error(gallery_at: Path | str,
                                                              stored: str) -> None:
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
         gallery.set_threshold(0.9, "test")
     edit_meta(gallery_at, "threshold", stored)
-    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A) as gallery:
         with pytest.raises(IntegrityError) as info:
             _ = gallery.threshold
         assert str(gallery_at) in str(info.value) and repr(stored) in str(info.value)
@@ -490,7 +491,7 @@ def test_random_bytes_in_the_middle_of_a_gallery(db: Path, page: int) -> None:
     overwrite_page(db, page)
     before = db.read_bytes()
     with pytest.raises(InputError) as info:
-        Gallery.open(db)
+        open_gallery(db)
     message = str(info.value)
     assert str(db) in message and "corrupt" in message
     assert db.read_bytes() == before
@@ -509,9 +510,9 @@ class _BrokenConnection:
 
 
 def test_every_read_and_write_maps_a_damaged_file_to_one_error(db: Path) -> None:
-    with Gallery.open(db, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(db, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
-    gallery = Gallery.open(db)
+    gallery = open_gallery(db)
     gallery._conn.close()
     gallery._conn = _BrokenConnection()  # type: ignore[assignment]
     calls = {
@@ -594,7 +595,7 @@ def test_import_of_another_models_export_into_a_new_gallery_is_refused(
     ours = seed_file(tmp_path, export_doc(current, threshold=0.7), "ours.json")
     data, result = gallery_module.import_file(ours, gallery_at, model, dim=128)
     assert len(result.added) == 1 and data.fingerprint == current
-    with Gallery.open(gallery_at, fingerprint=current) as gallery:
+    with open_gallery(gallery_at, fingerprint=current) as gallery:
         assert gallery.threshold == 0.7
 
 
@@ -602,7 +603,7 @@ def test_import_into_an_existing_gallery_of_another_model_is_refused(
     tmp_path: Path, gallery_at: Path | str
 ) -> None:
     model, _ = onnx_stand_in(tmp_path)
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Bob", unit(0, 1), "p1")])
     before = snapshot(gallery_at)
     other = seed_file(tmp_path, export_doc(MODEL_B), "other.json")
@@ -624,7 +625,7 @@ def test_seed_import_into_a_new_gallery_needs_the_model(tmp_path: Path,
         gallery_module.import_file(seed, gallery_at, model, dim=512)
     _, result = gallery_module.import_file(seed, gallery_at, model, dim=128)
     assert len(result.added) == 1
-    with Gallery.open(gallery_at, fingerprint=current) as gallery:
+    with open_gallery(gallery_at, fingerprint=current) as gallery:
         assert gallery.threshold is None
 
 
@@ -632,7 +633,7 @@ def test_import_keeps_a_stored_threshold_and_writes_in_one_transaction(
     tmp_path: Path, db: Path
 ) -> None:
     model, current = onnx_stand_in(tmp_path)
-    with Gallery.open(db, fingerprint=current, create=True) as gallery:
+    with open_gallery(db, fingerprint=current, create=True) as gallery:
         gallery.set_threshold(0.75, "calibrated")
     export = seed_file(tmp_path, export_doc(current, threshold=1.2), "e.json")
     statements: list[str] = []
@@ -647,14 +648,14 @@ def test_import_keeps_a_stored_threshold_and_writes_in_one_transaction(
         patch.setattr(Gallery, "open", traced_open)
         gallery_module.import_file(export, db, model, dim=128)
     assert sum(s.startswith("BEGIN") for s in statements) == 1
-    with Gallery.open(db) as gallery:
+    with open_gallery(db) as gallery:
         assert gallery.threshold == 0.75 and gallery.threshold_source == "calibrated"
         assert [p.name for p in gallery.people()] == ["Ada"]
 
 
 def test_enrolling_a_face_under_another_name_is_reported_as_a_conflict(
         gallery_at: Path | str) -> None:
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
         result = gallery.add([entry("Ada", unit(1), "p1"), entry("Eve", unit(1), "p1"),
                               entry("Bob", unit(0, 1), "p2")])
@@ -665,7 +666,7 @@ def test_enrolling_a_face_under_another_name_is_reported_as_a_conflict(
 
 def test_a_gallery_records_its_crop_and_exports_carry_it(gallery_at: Path | str,
                                                          tmp_path: Path) -> None:
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True, crop="align") as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True, crop="align") as gallery:
         gallery.add([entry("Ada", unit(1), "p1")])
         assert gallery.crop == "align"
         exported = tmp_path / "align.json"
@@ -674,27 +675,27 @@ def test_a_gallery_records_its_crop_and_exports_carry_it(gallery_at: Path | str,
     data = parse_import(exported)
     assert data.crop == "align"
     copy = tmp_path / "copy.db"
-    with Gallery.open(copy, fingerprint=MODEL_A, create=True, crop=data.crop) as gallery:
+    with open_gallery(copy, fingerprint=MODEL_A, create=True, crop=data.crop) as gallery:
         gallery.import_data(data)
         assert gallery.crop == "align"
 
 
 def test_a_gallery_without_a_recorded_crop_is_box(db: Path) -> None:
-    Gallery.open(db, fingerprint=MODEL_A, create=True).close()
+    open_gallery(db, fingerprint=MODEL_A, create=True).close()
     with sqlite3.connect(db) as conn:
         conn.execute("DELETE FROM meta WHERE key = 'crop'")
-    with Gallery.open(db, fingerprint=MODEL_A) as gallery:
+    with open_gallery(db, fingerprint=MODEL_A) as gallery:
         assert gallery.crop == "box"
 
 
 def test_an_export_of_another_crop_is_not_imported(gallery_at: Path | str, tmp_path: Path) -> None:
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True, crop="box") as gallery:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True, crop="box") as gallery:
         gallery.add([entry("Bob", unit(0, 1), "p1")])
     before = snapshot(gallery_at)
     aligned = seed_file(tmp_path, {**export_doc(MODEL_A), "crop": "align,margin=10%"},
                         "aligned.json")
     data = parse_import(aligned)
-    with Gallery.open(gallery_at, fingerprint=MODEL_A) as gallery, pytest.raises(
+    with open_gallery(gallery_at, fingerprint=MODEL_A) as gallery, pytest.raises(
             IntegrityError, match="crop 'align,margin=10%'"):
         gallery.import_data(data)
     assert snapshot(gallery_at) == before
@@ -720,7 +721,7 @@ def test_both_backends_store_and_match_the_same(tmp_path: Path, postgres_url: st
     queries = l2_normalize(queries)
     results = {}
     for target in (tmp_path / "g.db", postgres_url):
-        with Gallery.open(target, fingerprint=MODEL_A, create=True, crop="align") as gallery:
+        with open_gallery(target, fingerprint=MODEL_A, create=True, crop="align") as gallery:
             for start in range(0, len(entries), 50):
                 gallery.add(entries[start:start + 50])
             results[gallery.backend] = (
@@ -745,9 +746,9 @@ def test_both_backends_store_and_match_the_same(tmp_path: Path, postgres_url: st
 def test_an_open_gallery_sees_other_writers(gallery_at: Path | str) -> None:
     """A reader that already matched (and holds the vectors in memory) sees another writer's
     enrollment and removal at its next match."""
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as writer:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as writer:
         writer.add([entry("Ada", unit(1), "p1")])
-        with Gallery.open(gallery_at, fingerprint=MODEL_A) as reader:
+        with open_gallery(gallery_at, fingerprint=MODEL_A) as reader:
             assert reader.match(unit(0, 1)[None], k=1)[0][0].name == "Ada"
             writer.add([entry("Bob", unit(0, 1), "p2")])
             assert reader.match(unit(0, 1)[None], k=1)[0][0].name == "Bob"
@@ -762,16 +763,16 @@ def test_an_open_gallery_ranks_with_its_current_vectors(gallery_at: Path | str) 
     entries = random_entries(60, 2, seed=21)
     newcomer = random_entries(61, 2, seed=22)[-2:]
     queries = np.stack([entries[0].vector, newcomer[1].vector, entries[40].vector])
-    with Gallery.open(gallery_at, fingerprint=MODEL_A, create=True) as writer:
+    with open_gallery(gallery_at, fingerprint=MODEL_A, create=True) as writer:
         writer.add(entries)
-        with Gallery.open(gallery_at, fingerprint=MODEL_A) as reader:
+        with open_gallery(gallery_at, fingerprint=MODEL_A) as reader:
             assert reader.match(queries, k=2)[0][0].name == entries[0].name
             writer.remove(entries[0].name)
             writer.add([Entry("zz newcomer", e.vector, e.source, e.image_sha256, e.box, e.score)
                         for e in newcomer])
             for mode in MatchMode:
                 ranked = reader.match(queries, k=4, mode=mode)
-                with Gallery.open(gallery_at, fingerprint=MODEL_A) as fresh:
+                with open_gallery(gallery_at, fingerprint=MODEL_A) as fresh:
                     assert ranked == fresh.match(queries, k=4, mode=mode)
             assert all(c.name != entries[0].name for row in ranked for c in row)
             nearest = reader.match(queries, k=1)
@@ -784,7 +785,7 @@ def test_bulk_add_loads_without_the_index_then_builds_it(postgres_url: str) -> N
     from gallery_backends import pg_connection
 
     entries = random_entries(400, 2, seed=8)
-    with Gallery.open(postgres_url, fingerprint=MODEL_A, create=True) as gallery:
+    with open_gallery(postgres_url, fingerprint=MODEL_A, create=True) as gallery:
         assert isinstance(gallery, postgres.PostgresGallery)
         assert gallery.bulk_add(entries, batch=300) == 800
         assert gallery.bulk_add(entries, batch=300) == 0

@@ -26,7 +26,7 @@ import pytest
 from conftest import artifacts_root
 from gallery_backends import sound
 
-from toolchain.runtime.gallery import Entry, Gallery, is_postgres_url
+from toolchain.gallery import Entry, Gallery, is_postgres_url, open_gallery
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITERS = 8
@@ -66,7 +66,7 @@ def writer(path: str, fingerprint: str, worker: int, barrier: Any) -> None:
     """Enroll this worker's 50 people in batches of 5 (one transaction each)."""
     names = [f"w{worker}-person{n:02d}" for n in range(PEOPLE_PER_WRITER)]
     barrier.wait(timeout=60)
-    with Gallery.open(path, fingerprint=fingerprint, dim=DIM, create=True) as gallery:
+    with open_gallery(path, fingerprint=fingerprint, dim=DIM, create=True) as gallery:
         for start in range(0, len(names), PEOPLE_PER_BATCH):
             result = gallery.add(entries_for(names[start : start + PEOPLE_PER_BATCH]))
             assert len(result.added) == PEOPLE_PER_BATCH * EMBEDDINGS_PER_PERSON
@@ -101,11 +101,11 @@ def check_people(gallery: Gallery, expected: dict[str, int]) -> None:
 def test_eight_writers_lose_nothing(gallery_at: Path | str, precreated: bool) -> None:
     fingerprint = model_fingerprint()
     if precreated:
-        Gallery.open(gallery_at, fingerprint=fingerprint, dim=DIM, create=True).close()
+        open_gallery(gallery_at, fingerprint=fingerprint, dim=DIM, create=True).close()
     codes = run_workers(writer, str(gallery_at), fingerprint)
     assert codes == [0] * WRITERS
     assert sound(gallery_at) == ["ok"]
-    with Gallery.open(gallery_at, fingerprint=fingerprint) as gallery:
+    with open_gallery(gallery_at, fingerprint=fingerprint) as gallery:
         expected = {f"w{w}-person{n:02d}": EMBEDDINGS_PER_PERSON
                     for w in range(WRITERS) for n in range(PEOPLE_PER_WRITER)}
         check_people(gallery, expected)
@@ -125,7 +125,7 @@ def first_opener(root: str, fingerprint: str, _worker: int, barrier: Any) -> Non
     """In every round, open (creating) the same new gallery at the same moment as the others."""
     for round_ in range(CREATION_ROUNDS):
         barrier.wait(timeout=60)
-        with Gallery.open(round_gallery(root, round_), fingerprint=fingerprint,
+        with open_gallery(round_gallery(root, round_), fingerprint=fingerprint,
                           dim=DIM, create=True) as gallery:
             assert gallery.fingerprint == fingerprint
 
@@ -139,7 +139,7 @@ def test_simultaneous_first_opens_agree_on_one_gallery_on_postgresql(postgres_ur
     for round_ in range(CREATION_ROUNDS):
         target = round_gallery(postgres_url, round_)
         assert sound(target) == ["ok"]
-        with Gallery.open(target, fingerprint=fingerprint) as gallery:
+        with open_gallery(target, fingerprint=fingerprint) as gallery:
             assert gallery.people() == []
 
 
@@ -180,7 +180,7 @@ def doomed_writer(path: str, fingerprint: str, first_batch: int, stall_after: in
     (inside its transaction), writes ``marker`` and sleeps until killed. Without it, batches are
     committed in a loop until the process is killed at a random moment.
     """
-    with Gallery.open(path, fingerprint=fingerprint, dim=DIM, create=True) as gallery:
+    with open_gallery(path, fingerprint=fingerprint, dim=DIM, create=True) as gallery:
         real_insert = gallery._insert  # type: ignore[attr-defined]
         batches = 0
 
@@ -245,7 +245,7 @@ def test_sigkill_mid_batch_leaves_whole_batches(tmp_path: Path, gallery_at: Path
         kills += 1
 
         assert sound(path) == ["ok"]
-        with Gallery.open(path, fingerprint=fingerprint) as gallery:
+        with open_gallery(path, fingerprint=fingerprint) as gallery:
             batches = committed_batches(gallery)
             assert all(count == KILL_BATCH_PEOPLE for count in batches.values()), batches
             if stall is not None:
@@ -253,7 +253,7 @@ def test_sigkill_mid_batch_leaves_whole_batches(tmp_path: Path, gallery_at: Path
             check_people(gallery, {p.name: EMBEDDINGS_PER_PERSON for p in gallery.people()})
         next_batch = max(batches) + 1
 
-    with Gallery.open(path, fingerprint=fingerprint) as gallery:
+    with open_gallery(path, fingerprint=fingerprint) as gallery:
         gallery.add(entries_for(batch_names(next_batch)))
         assert committed_batches(gallery)[next_batch] == KILL_BATCH_PEOPLE
     assert sound(path) == ["ok"]
@@ -295,7 +295,7 @@ MALFORMED_DATABASE_JSON: dict[str, str] = {
 def test_malformed_database_json_changes_nothing(tmp_path: Path, case: str) -> None:
     fingerprint = model_fingerprint()
     gallery_path = tmp_path / "gallery.db"
-    with Gallery.open(gallery_path, fingerprint=fingerprint, dim=DIM, create=True) as gallery:
+    with open_gallery(gallery_path, fingerprint=fingerprint, dim=DIM, create=True) as gallery:
         gallery.add(entries_for(["Existing Person"]))
     before_bytes = gallery_path.read_bytes()
     before = dump(gallery_path)
@@ -320,12 +320,12 @@ def test_good_database_json_imports(tmp_path: Path) -> None:
     """The control: the same import path with a well-formed file does write."""
     fingerprint = model_fingerprint()
     gallery_path = tmp_path / "gallery.db"
-    Gallery.open(gallery_path, fingerprint=fingerprint, dim=DIM, create=True).close()
+    open_gallery(gallery_path, fingerprint=fingerprint, dim=DIM, create=True).close()
     good = tmp_path / "DataBase.json"
     good.write_text(json.dumps({"Ada": GOOD, "Grace Hopper": [round(float(v), 6)
                                                               for v in vector("g", 1)]}))
     proc = facenet("gallery", "import", str(good), "--gallery", str(gallery_path),
                    "--artifacts", str(tmp_path / "artifacts"))
     assert proc.returncode == 0, proc.stderr
-    with Gallery.open(gallery_path) as gallery:
+    with open_gallery(gallery_path) as gallery:
         assert [p.name for p in gallery.people()] == ["Ada", "Grace Hopper"]

@@ -14,8 +14,8 @@ import pytest
 import runtime_fakes as fakes
 from runtime_fakes import facenet
 
-from toolchain.runtime.gallery import Entry, Gallery
-from toolchain.runtime.gallery.migrate import checksum
+from toolchain.gallery import Entry, open_gallery
+from toolchain.gallery.migrate import checksum
 
 
 @pytest.fixture
@@ -35,13 +35,13 @@ def photos(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def rows(target: Path | str) -> list[tuple[Any, ...]]:
-    with Gallery.open(target) as gallery:
+    with open_gallery(target) as gallery:
         return [(e.name, e.vector.tobytes(), e.source, e.image_sha256, e.box, e.score)
                 for e in gallery.entries()]
 
 
 def entries(target: Path | str) -> list[Entry]:
-    with Gallery.open(target) as gallery:
+    with open_gallery(target) as gallery:
         return gallery.entries()
 
 
@@ -98,7 +98,7 @@ def test_migrate_sqlite_to_postgresql_and_back_is_verified_and_lossless(
     people, _ = photos
     source, back = tmp_path / "source.db", tmp_path / "back.db"
     assert facenet(capsys, "enroll", people, "--gallery", source, "--artifacts", artifacts)[0] == 0
-    with Gallery.open(source) as gallery:
+    with open_gallery(source) as gallery:
         gallery.set_threshold(0.75, "calibrated by hand")
     code, out, err = facenet(capsys, "gallery", "migrate", source, postgres_url)
     assert code == 0, err
@@ -110,7 +110,7 @@ def test_migrate_sqlite_to_postgresql_and_back_is_verified_and_lossless(
     assert code == 0, err
     assert rows(back) == rows(postgres_url) == rows(source)
     for target in (postgres_url, back):
-        with Gallery.open(target) as gallery, Gallery.open(source) as original:
+        with open_gallery(target) as gallery, open_gallery(source) as original:
             assert (gallery.fingerprint, gallery.crop, gallery.threshold,
                     gallery.threshold_source) == (original.fingerprint, original.crop, 0.75,
                                                   "calibrated by hand")
@@ -122,7 +122,7 @@ def test_migrate_into_another_models_gallery_is_refused(
     people, _ = photos
     source = tmp_path / "source.db"
     assert facenet(capsys, "enroll", people, "--gallery", source, "--artifacts", artifacts)[0] == 0
-    Gallery.open(postgres_url, fingerprint="b" * 64, create=True).close()
+    open_gallery(postgres_url, fingerprint="b" * 64, create=True).close()
     code, out, err = facenet(capsys, "gallery", "migrate", source, postgres_url)
     assert code == 4 and not out
     assert len(err.strip().splitlines()) == 1 and "bbbbbbbbbbbbbbbb" in err
@@ -136,9 +136,9 @@ def test_a_face_enrolled_under_another_name_fails_the_verification(
     source = tmp_path / "source.db"
     assert facenet(capsys, "enroll", people, "--gallery", source, "--artifacts", artifacts)[0] == 0
     red = next(e for e in entries(source) if e.name == "Red")
-    with Gallery.open(source) as gallery:
+    with open_gallery(source) as gallery:
         fingerprint = gallery.fingerprint
-    with Gallery.open(postgres_url, fingerprint=fingerprint, create=True) as gallery:
+    with open_gallery(postgres_url, fingerprint=fingerprint, create=True) as gallery:
         gallery.add([Entry("Mallory", red.vector, red.source, red.image_sha256, red.box,
                            red.score)])
     code, _, err = facenet(capsys, "gallery", "migrate", source, postgres_url)

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolchain.core.metrics import (
+from toolchain.core.preprocess import l2_normalize
+from toolchain.gallery.ranking import (
     SELECT_BLOCK,
     RowScreen,
     fixed_order_distances,
@@ -25,9 +26,8 @@ from toolchain.core.metrics import (
     pairwise_distances,
     screen_bound,
 )
-from toolchain.core.preprocess import l2_normalize
-from toolchain.runtime.gallery.schema import MatchMode
-from toolchain.runtime.gallery.vectors import PeopleVectors, rank_people
+from toolchain.gallery.schema import MatchMode
+from toolchain.gallery.vectors import PeopleVectors, rank_people
 
 DIM = 128
 

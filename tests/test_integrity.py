@@ -31,6 +31,7 @@ from toolchain.core.integrity import (
 from toolchain.core.integrity.galleries import GALLERY_COLUMNS, GALLERY_SCHEMA_VERSION
 from toolchain.core.integrity.sums import format_sums, parse_sums, tracked_files
 from toolchain.core.paths import Layout
+from toolchain.gallery import open_gallery
 from toolchain.legacy.npzfile import npz_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,11 +190,11 @@ def test_record_files_keeps_sums_current(tmp_path: Path) -> None:
 
 
 def test_verify_checks_the_gallery(tmp_path: Path) -> None:
-    from toolchain.runtime.gallery import Entry, Gallery
+    from toolchain.gallery import Entry
 
     layout = small_tree(tmp_path / "artifacts")
     write_checksums(layout)
-    with Gallery.open(layout.gallery, fingerprint="e" * 64, create=True) as gallery:
+    with open_gallery(layout.gallery, fingerprint="e" * 64, create=True) as gallery:
         gallery.add([Entry("Ada", np.ones(128, np.float32), "a.jpg", "a" * 64, (0, 0, 9, 9))])
     problems = verify_artifacts(layout).problems
     assert any("gallery.db: made with model sha256 eeeeeeeeeeeeeeee" in p for p in problems)
@@ -408,10 +409,10 @@ def test_refusing_a_tampered_model_points_at_regenerating_it(tmp_path: Path) -> 
 # ---- galleries: not in SHA256SUMS; checked read-only, in the tree and with --gallery ----
 
 def make_gallery(path: Path, fingerprint: str, people: int = 2) -> None:
-    from toolchain.runtime.gallery import Entry, Gallery
+    from toolchain.gallery import Entry
 
     rng = np.random.default_rng(0)
-    with Gallery.open(path, fingerprint=fingerprint, create=True) as gallery:
+    with open_gallery(path, fingerprint=fingerprint, create=True) as gallery:
         gallery.add([Entry(f"Person {i}", rng.normal(size=128).astype(np.float32), f"{i}.jpg",
                            f"{i:064x}", (0, 0, 9, 9)) for i in range(people)])
 
@@ -440,7 +441,7 @@ def test_verify_checks_every_gallery_of_the_tree(tmp_path: Path) -> None:
 
 
 def test_gallery_schema_known_to_verify_is_the_real_one(tmp_path: Path) -> None:
-    from toolchain.runtime import gallery as gallery_module
+    from toolchain import gallery as gallery_module
 
     path = tmp_path / "g.db"
     make_gallery(path, "e" * 64)

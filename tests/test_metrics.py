@@ -1,4 +1,4 @@
-"""toolchain.core.metrics on small cases whose expected values are worked out by hand."""
+"""toolchain.evaluation.metrics on small cases whose expected values are worked out by hand."""
 
 from __future__ import annotations
 
@@ -8,21 +8,21 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from toolchain.core.metrics import (
+from toolchain.evaluation.metrics import (
     NO_FACE,
     Identification,
     best_pair_accuracy,
     nearest_neighbours,
-    pairwise_distances,
     verification,
 )
-from toolchain.core.pair_metrics import (
+from toolchain.evaluation.pair_metrics import (
     accuracy_at,
     far_target,
     fold_indices,
     kfold_accuracy,
     tar_at_far,
 )
+from toolchain.gallery.ranking import pairwise_distances
 
 SQRT2 = math.sqrt(2.0)
 

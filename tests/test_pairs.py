@@ -17,8 +17,8 @@ from PIL import Image
 
 from toolchain.cli.app import run
 from toolchain.core.errors import InputError
-from toolchain.runtime.gallery import Gallery
-from toolchain.runtime.pairs import Pair, read_pairs
+from toolchain.evaluation.pairs import Pair, read_pairs
+from toolchain.gallery import open_gallery
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ def test_real_store_threshold_at_far(artifacts: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((artifacts / "reports" / "evaluate.json").read_text())
     roc = doc["verification"]["roc"]
-    with Gallery.open(tmp_path / "far.db") as gallery:
+    with open_gallery(tmp_path / "far.db") as gallery:
         stored = gallery.threshold
         assert "FAR <= 0.001 over impostor pairs" in (gallery.threshold_source or "")
     assert stored is not None
@@ -253,5 +253,5 @@ def test_real_store_threshold_at_far(artifacts: Path, tmp_path: Path) -> None:
     proc = facenet("evaluate", tmp_path / "ds", "--store-threshold",
                    "--gallery", tmp_path / "best.db", "--artifacts", artifacts)
     assert proc.returncode == 0, proc.stderr
-    with Gallery.open(tmp_path / "best.db") as gallery:
+    with open_gallery(tmp_path / "best.db") as gallery:
         assert gallery.threshold == pytest.approx(doc["verification"]["best_threshold"])

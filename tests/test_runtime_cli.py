@@ -17,7 +17,7 @@ import runtime_fakes as fakes
 from PIL import Image
 from runtime_fakes import facenet
 
-from toolchain.runtime.gallery import Gallery
+from toolchain.gallery import open_gallery
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def people(db: Path) -> dict[str, int]:
-    with Gallery.open(db) as gallery:
+    with open_gallery(db) as gallery:
         return {p.name: p.embeddings for p in gallery.people()}
 
 
@@ -334,7 +334,7 @@ def test_evaluate_reports_and_store_threshold(artifacts: Path, tmp_path: Path,
             assert chart.format == "PNG" and chart.size == (800, 600)
             assert len(chart.convert("RGB").getcolors(1 << 20) or []) > 10
     assert "ROC AUC" in out and "stored threshold" in out
-    with Gallery.open(db) as gallery:
+    with open_gallery(db) as gallery:
         assert gallery.threshold == pytest.approx(ver["best_threshold"])
         assert gallery.people() == []
     enroll_code, _, _ = facenet(capsys, "enroll", dataset / "train", "--gallery", db,
@@ -526,7 +526,7 @@ def test_real_evaluate_writes_reports(real_artifacts: Path, tmp_path: Path) -> N
     assert (reports / "evaluate.md").read_text().startswith("# Evaluation")
     for name in ("evaluate_roc.png", "evaluate_distances.png"):
         assert Image.open(reports / name).format == "PNG"
-    with Gallery.open(tmp_path / "cal.db") as gallery:
+    with open_gallery(tmp_path / "cal.db") as gallery:
         assert gallery.threshold == pytest.approx(doc["verification"]["best_threshold"])
         assert gallery.crop == "align"
 
@@ -707,7 +707,7 @@ def test_crop_options_are_recorded_and_a_mismatch_is_refused(
     code, _, err = facenet(capsys, "enroll", tmp_path / "People", "--margin", "10%",
                            "--gallery", db, "--artifacts", artifacts)
     assert code == 0, err
-    with Gallery.open(db) as gallery:
+    with open_gallery(db) as gallery:
         assert gallery.crop == "margin=10%"
     # No crop option: the gallery's crop is used.
     code, out, err = facenet(capsys, "recognize", queries / "b_red.png", "--gallery", db,

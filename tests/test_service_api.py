@@ -376,7 +376,7 @@ def test_sigkill_during_enrollments_leaves_only_whole_enrollments(tmp_path: Path
     """8 clients enroll two photos per request (bytes made unique per request, so every request
     adds two faces); the server is SIGKILLed mid-way: the gallery is sound and every person in it
     has both faces of their request, never one."""
-    from toolchain.runtime.gallery import Gallery
+    from toolchain.gallery import open_gallery
 
     photos = [p.read_bytes() for p in sorted((examples() / "people" / "biden").iterdir())]
     stop = threading.Event()
@@ -412,7 +412,7 @@ def test_sigkill_during_enrollments_leaves_only_whole_enrollments(tmp_path: Path
     assert answered and set(answered) == {201}, answered
     with sqlite3.connect(server.gallery) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    with Gallery.open(server.gallery) as gallery:
+    with open_gallery(server.gallery) as gallery:
         enrolled = gallery.people()
         assert len(gallery.entries()) == 2 * len(enrolled)
     assert len(enrolled) >= len(answered)

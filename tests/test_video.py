@@ -29,7 +29,7 @@ from toolchain.core.errors import (  # noqa: E402  (after the PyAV check)
 )
 from toolchain.runtime.drawing import ANNOTATION_MARK  # noqa: E402
 from toolchain.runtime.faces import Face  # noqa: E402
-from toolchain.runtime.video import (  # noqa: E402
+from toolchain.video import (  # noqa: E402
     Ending,
     FrameFeed,
     FrameResult,
@@ -44,8 +44,8 @@ from toolchain.runtime.video import (  # noqa: E402
     source_from_argument,
     track,
 )
-from toolchain.runtime.video.sources import Frame, redact  # noqa: E402
-from toolchain.runtime.video.tracker import Observation  # noqa: E402
+from toolchain.video.sources import Frame, redact  # noqa: E402
+from toolchain.video.tracker import Observation  # noqa: E402
 
 Squares = Callable[[int], list[tuple[str, int, int, int]]]
 """Frame number -> squares ``(color, x, y, side)`` on the gray background."""
@@ -422,13 +422,6 @@ def test_track_names_each_appearance_once(recognizer: object, tmp_path: Path) ->
     assert sorted(f.label for f in frame.faces) == ["Blue", "Red", "unknown"]
 
 
-def test_recognizer_track_is_the_same_run(recognizer: object, tmp_path: Path) -> None:
-    clip = write_clip(tmp_path / "walk.mp4", 30, walkers)
-    with recognizer.track(str(clip), every=2) as run:  # type: ignore[attr-defined]
-        assert sum(1 for r in run if r.analyzed) == 15
-    assert [t.label for t in run.summary().tracks] == ["Red", "Blue", "unknown"]
-
-
 def test_every_third_frame_is_analyzed_and_boxes_are_carried(recognizer: object,
                                                             tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "walk.mp4", 45, walkers)
@@ -478,7 +471,7 @@ def test_annotated_video_holds_every_frame_with_boxes(recognizer: object,
 def test_a_still_of_a_video(tmp_path: Path) -> None:
     from PIL import Image
 
-    from toolchain.runtime.video.writer import save_still
+    from toolchain.video.writer import save_still
 
     clip = write_clip(tmp_path / "c.mp4", 5, lambda i: [("red" if i == 3 else "blue", 0, 0, 320)])
     save_still(clip, 3, tmp_path / "still.png")

@@ -32,7 +32,7 @@ from conftest import artifacts_root, shared_data
 av = pytest.importorskip("av")
 
 from toolchain.runtime.recognizer import Recognizer  # noqa: E402
-from toolchain.runtime.video import Ending, TrackSummary, track  # noqa: E402
+from toolchain.video import Ending, TrackSummary, track  # noqa: E402
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 

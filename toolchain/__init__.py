@@ -30,9 +30,10 @@ _EXPORTS: dict[str, str] = {
     "EnrollStatus": "toolchain.runtime.faces",
     "Embedder": "toolchain.runtime.embedder",
     "MTCNNDetector": "toolchain.runtime.mtcnn",
-    "Gallery": "toolchain.runtime.gallery",
-    "MatchMode": "toolchain.runtime.gallery",
+    "Gallery": "toolchain.gallery",
+    "MatchMode": "toolchain.gallery",
     "ToolchainError": "toolchain.core.errors",
+    "track": "toolchain.video.track",
 }
 """Each public name and the module that defines it."""
 
@@ -47,15 +48,17 @@ __all__ = [
     "MatchMode",
     "Recognizer",
     "ToolchainError",
+    "track",
 ]
 
 if TYPE_CHECKING:
     from toolchain.core.errors import ToolchainError
+    from toolchain.gallery import Gallery, MatchMode
     from toolchain.runtime.embedder import Embedder
     from toolchain.runtime.faces import Comparison, EnrollOutcome, EnrollStatus, Match
-    from toolchain.runtime.gallery import Gallery, MatchMode
     from toolchain.runtime.mtcnn import MTCNNDetector
     from toolchain.runtime.recognizer import Recognizer
+    from toolchain.video.track import track
 
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -30,7 +30,7 @@ from toolchain.bench.rows import (
 from toolchain.bench.specs import RecognizeSpec
 
 if TYPE_CHECKING:
-    from toolchain.bench.runner import Scheduler
+    from toolchain.bench.scheduler import Scheduler
 
 
 def measure_real_size(scheduler: Scheduler, photos: list[Path],

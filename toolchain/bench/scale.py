@@ -23,7 +23,7 @@ kind recall@1 against the exact search (the in-memory exact ranking, the SQLite 
 HNSW rows sweep ``hnsw.ef_search`` (:data:`EF_SEARCHES`). Backends: SQLite exact (the vectors in
 memory), pgvector exact (a sequential scan in the database, re-ranked) and pgvector HNSW (the
 index's candidates re-ranked exactly). PostgreSQL is a throwaway server
-(:mod:`toolchain.runtime.gallery.local_server`) given the memory a million vectors need
+(:mod:`toolchain.bench.pgserver`) given the memory a million vectors need
 (:data:`SERVER_SETTINGS`), as a deployment of that size would be.
 
 Batch: ``facenet recognize --json`` against ``facenet batch recognize --ray local --cpus 1`` and
@@ -48,11 +48,11 @@ import numpy as np
 
 from toolchain.bench import machine
 from toolchain.core.atomic import write_json, write_text
-from toolchain.core.metrics import pairwise_distances
 from toolchain.core.paths import Layout
-from toolchain.runtime.gallery import Entry, Gallery
-from toolchain.runtime.gallery.postgres import EF_SEARCH, PostgresGallery
-from toolchain.runtime.gallery.vectors import Candidate
+from toolchain.gallery import Entry, Gallery, open_gallery
+from toolchain.gallery.postgres import EF_SEARCH, PostgresGallery
+from toolchain.gallery.ranking import pairwise_distances
+from toolchain.gallery.vectors import Candidate
 from toolchain.runtime.ort_options import core_count
 
 log = logging.getLogger(__name__)
@@ -482,7 +482,7 @@ def describe_real(real: RealFaces, report: ScaleReport, work: Path) -> None:
                         f"between two photos of one person {genuine:.3f} (an enrolled probe is "
                         f"that far from its distractor); intrinsic dimensionality (TWO-NN) "
                         f"{dimension:.1f} over the {len(train) + len(real.val)} faces")
-    with Gallery.open(work / "real.db", fingerprint=FINGERPRINT, create=True) as alone:
+    with open_gallery(work / "real.db", fingerprint=FINGERPRINT, create=True) as alone:
         alone.add(real.train)
         found = np.mean([c[0].name == n for c, n in zip(alone.match(real.val, k=1),
                                                           real.val_names, strict=True)])
@@ -508,8 +508,8 @@ def measure_search(real: RealFaces, model: str, sizes: Sequence[int], report: Sc
     report.notes.append(f"{model} distractors: median distance between two {fake:.3f}, between "
                         f"one and its second photo {moved:.3f}; intrinsic dimensionality "
                         f"(TWO-NN) {dimension:.1f} over {min(ID_SAMPLE, len(vectors))}")
-    with Gallery.open(work / "scale.db", fingerprint=FINGERPRINT, create=True) as sqlite, \
-            Gallery.open(url, fingerprint=FINGERPRINT, create=True) as pg:
+    with open_gallery(work / "scale.db", fingerprint=FINGERPRINT, create=True) as sqlite, \
+            open_gallery(url, fingerprint=FINGERPRINT, create=True) as pg:
         assert isinstance(pg, PostgresGallery)
         stored = 0
         spare = spec.pool(real, INDEXED_ADD_ROWS, 15).vectors
@@ -594,7 +594,7 @@ def run_scale(layout: Layout, sizes: Sequence[int] = SIZES,
     Each distractor model gets its own throwaway server and SQLite file, removed after it, so
     one model's million vectors do not crowd the next one's memory.
     """
-    from toolchain.runtime.gallery.local_server import start_local_server
+    from toolchain.bench.pgserver import start_local_server
 
     report = ScaleReport(sizes=list(sizes), models=list(models), cpu=machine.cpu_model(),
                          isa=machine.isa(), cores=core_count(), real_people=0,

@@ -117,7 +117,7 @@ class EnrollSpec:
 
 @dataclass(frozen=True)
 class VideoSpec:
-    """Tracking faces in a video file (:func:`toolchain.runtime.video.track`), frames/s."""
+    """Tracking faces in a video file (:func:`toolchain.video.track`), frames/s."""
 
     clip: str
     artifacts: str

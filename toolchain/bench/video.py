@@ -16,7 +16,7 @@ from toolchain.bench.rows import VIDEO_CLIP_RATE, Row, Section, video_row
 from toolchain.bench.specs import VideoSpec
 
 if TYPE_CHECKING:
-    from toolchain.bench.runner import Scheduler
+    from toolchain.bench.scheduler import Scheduler
 
 CLIP = Path("video") / "short_hamilton_clip.mp4"
 """The clip, under the shared examples folder."""

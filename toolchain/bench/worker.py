@@ -241,7 +241,7 @@ def video(spec: VideoSpec) -> dict[str, Any]:
     """Frames/s of tracking a clip (decode, detect and embed the picked frames, track), after a
     warm-up pass; frames analyzed and the names given in the last pass."""
     from toolchain.runtime.recognizer import Recognizer
-    from toolchain.runtime.video import track
+    from toolchain.video import track
 
     samples: list[float] = []
     with Recognizer.from_artifacts(Path(spec.artifacts), gallery=Path(spec.gallery)) as rec:

@@ -32,10 +32,10 @@ from toolchain.cli.recognition import (
     threshold_value,
 )
 from toolchain.core.paths import DEFAULT_ARTIFACTS
-from toolchain.runtime.gallery.schema import MatchMode
+from toolchain.gallery.schema import MatchMode
 
 if TYPE_CHECKING:
-    from toolchain.runtime.batch import ClusterOptions
+    from toolchain.batch.pipeline import ClusterOptions
     from toolchain.runtime.recognizer import Recognizer
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def _listed(list_file: Path | None, named: bool) -> list[tuple[str, Path]]:
 
 
 def _cluster(ray: str, cpus: int | None, actors: int | None) -> ClusterOptions:
-    from toolchain.runtime.batch import ClusterOptions
+    from toolchain.batch.pipeline import ClusterOptions
 
     if cpus is not None and ray != "local":
         raise typer.BadParameter("--cpus bounds a --ray local instance only", param_hint="--cpus")
@@ -141,8 +141,8 @@ def batch_enroll(
     its photos retried, never enrolled twice. Exit 1 when some photos were skipped; exit 8 when
     Ray gives up (a batch killed its worker on every retry): the photos done by then stay enrolled.
     """
+    from toolchain.batch.pipeline import BatchConfig, enroll_batch
     from toolchain.cli.enroll import _enroll_items
-    from toolchain.runtime.batch import BatchConfig, enroll_batch
     from toolchain.runtime.faces import EnrollStatus
     from toolchain.runtime.recognizer import MIN_ENROLL_FACE
 
@@ -215,7 +215,7 @@ def batch_recognize(
     Exit 1 when some photos could not be read (their records carry the error); exit 8 when Ray
     gives up (a batch killed its worker on every retry): no output is written then.
     """
-    from toolchain.runtime.batch import BatchConfig, recognize_batch
+    from toolchain.batch.pipeline import BatchConfig, recognize_batch
     from toolchain.runtime.images import find_images
 
     cluster = _cluster(ray, cpus, actors)

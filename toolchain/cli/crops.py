@@ -1,7 +1,7 @@
 """``facenet crop-study``: crops compared on labelled photos, and the default next to a peer.
 
-A thin adapter over :func:`toolchain.runtime.crop_study.run_study` and its reports
-(:mod:`toolchain.runtime.crop_study_report`). Exit code 0; 2 for a usage error; 3 for a bad
+A thin adapter over :func:`toolchain.evaluation.crops.run_study` and its reports
+(:mod:`toolchain.evaluation.crops_report`). Exit code 0; 2 for a usage error; 3 for a bad
 labelled set; 8 when the ``face_recognition`` environment cannot run. Only onnxruntime, numpy,
 Pillow, typer and rich are imported (inside the command body), never TensorFlow.
 """
@@ -20,7 +20,7 @@ from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from toolchain.runtime.crop_study import CropStudy
+    from toolchain.evaluation.crops import CropStudy
 
 app = typer.Typer()
 """``facenet crop-study`` (added to the root app by :mod:`toolchain.cli.app`)."""
@@ -33,7 +33,7 @@ SET_HELP = ("A labelled set: DIR of <person>/ photo folders, or LABELS.csv@DIR (
 def _table(study: CropStudy) -> Table:
     from rich.table import Table
 
-    from toolchain.runtime.crop_study import ALL_SETS
+    from toolchain.evaluation.crops import ALL_SETS
 
     table = Table(title=f"Crops over all labelled pairs (threshold at FAR <= {study.far:g})")
     for column in ("crop", "threshold", "ROC AUC", "EER", "TAR @ FAR 1e-3", "accuracy"):
@@ -86,12 +86,12 @@ def crop_study(
     """
     from toolchain.core.contracts import ONNX_FILE
     from toolchain.core.crop import CropSpec
-    from toolchain.runtime.calibration import DetectedPhotos
-    from toolchain.runtime.crop_study import STUDY_CROPS, run_study
-    from toolchain.runtime.crop_study_report import REPORT_NAMES, write_reports
+    from toolchain.evaluation.calibration import DetectedPhotos
+    from toolchain.evaluation.crops import STUDY_CROPS, run_study
+    from toolchain.evaluation.crops_report import REPORT_NAMES, write_reports
+    from toolchain.evaluation.labelled import parse_set
+    from toolchain.evaluation.peer import PeerPhotos
     from toolchain.runtime.embedder import Embedder
-    from toolchain.runtime.labelled import parse_set
-    from toolchain.runtime.peer import PeerPhotos
     from toolchain.runtime.recognizer import load_detector
 
     layout = Layout(artifacts)

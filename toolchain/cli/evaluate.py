@@ -1,10 +1,11 @@
 """``facenet evaluate``: a train/ + val/ per-person photo set, or a pairs file (``--pairs``).
 
-The train/val run is :func:`toolchain.runtime.evaluate.evaluate_dataset` with the reports of
-:mod:`toolchain.runtime.evaluate_report`; the pairs run is
-:func:`toolchain.runtime.pairs.evaluate_pairs` with those of :mod:`toolchain.runtime.pairs_report`.
-This module adds the options, the console tables and ``--store-threshold`` (``--far``: the
-threshold at that false-accept rate instead of the accuracy-maximizing one). Only onnxruntime,
+The train/val run is :func:`toolchain.evaluation.dataset.evaluate_dataset` with the reports of
+:mod:`toolchain.evaluation.dataset_report`; the pairs run is
+:func:`toolchain.evaluation.pairs.evaluate_pairs` with those of
+:mod:`toolchain.evaluation.pairs_report`. This module adds the options, the console tables and
+``--store-threshold`` (``--far``: the threshold at that false-accept rate instead of the
+accuracy-maximizing one). Only onnxruntime,
 numpy, Pillow, typer and rich are imported (inside the command body), never TensorFlow. Exit code 0
 when every photo was handled, 1 when some could not be read, 2 for a usage error, 3 for a bad
 dataset or pairs file.
@@ -38,14 +39,15 @@ from toolchain.cli.recognition import (
     threshold_value,
 )
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
-from toolchain.runtime.gallery.schema import MatchMode
+from toolchain.gallery import open_gallery
+from toolchain.gallery.schema import MatchMode
 
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from toolchain.evaluation.dataset import Evaluation
+    from toolchain.evaluation.pairs import PairsEvaluation
     from toolchain.runtime.backends import ModelChoice
-    from toolchain.runtime.evaluate import Evaluation
-    from toolchain.runtime.pairs import PairsEvaluation
 
 app = typer.Typer()
 """``facenet evaluate`` (added to the root app by :mod:`toolchain.cli.app`)."""
@@ -112,10 +114,9 @@ def _pairs_table(result: PairsEvaluation) -> Table:
 
 def _gallery_crop(path: Path | str) -> str:
     """The crop an existing gallery was enrolled with (its threshold must be measured so)."""
-    from toolchain.runtime.gallery import Gallery
     from toolchain.runtime.recognizer import stored_crop
 
-    with Gallery.open(path) as opened:
+    with open_gallery(path) as opened:
         return stored_crop(opened.crop, path).text
 
 
@@ -130,8 +131,8 @@ def _evaluate_pairs(pairs: Path, lfw_root: Path | None, threshold: float | None,
                     artifacts: Path, detection: dict[str, object], crop: str | None,
                     model: ModelChoice) -> int:
     """``facenet evaluate --pairs``: measure, write the reports, print the table."""
-    from toolchain.runtime.pairs import evaluate_pairs
-    from toolchain.runtime.pairs_report import write_reports
+    from toolchain.evaluation.pairs import evaluate_pairs
+    from toolchain.evaluation.pairs_report import write_reports
 
     layout = Layout(artifacts)
     result = evaluate_pairs(pairs, artifacts, lfw_root=lfw_root, threshold=threshold, crop=crop,
@@ -186,9 +187,9 @@ def evaluate(
     --pairs: ROC AUC, EER, accuracy at the threshold, TAR at FAR 1e-2 and 1e-3 and 10-fold
     accuracy of labelled photo pairs, into <artifacts>/reports/pairs.{md,json} and two PNGs.
     """
-    from toolchain.runtime.evaluate import evaluate_dataset, save_threshold
-    from toolchain.runtime.evaluate_report import write_reports
-    from toolchain.runtime.gallery import gallery_exists
+    from toolchain.evaluation.dataset import evaluate_dataset, save_threshold
+    from toolchain.evaluation.dataset_report import write_reports
+    from toolchain.gallery import gallery_exists
     from toolchain.runtime.recognizer import MIN_ENROLL_FACE
 
     if (dataset is None) == (pairs is None):

@@ -19,6 +19,7 @@ from toolchain.cli.common import ArtifactsOption, console, display_text
 from toolchain.cli.recognition import GalleryOption
 from toolchain.core.contracts import EMBEDDING_DIM, ONNX_FILE
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
+from toolchain.gallery import open_gallery
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +39,9 @@ def gallery_list(
     """List the enrolled people."""
     from rich.table import Table
 
-    from toolchain.runtime.gallery import Gallery
 
     path = gallery if gallery is not None else Layout(artifacts).gallery
-    with Gallery.open(path) as opened:
+    with open_gallery(path) as opened:
         people = opened.people()
         threshold = opened.threshold
         title = (f"{display_text(opened.path)} ({opened.backend}): model sha256 "
@@ -66,10 +66,9 @@ def gallery_remove(
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> None:
     """Remove a person and all their embeddings."""
-    from toolchain.runtime.gallery import Gallery
 
     path = gallery if gallery is not None else Layout(artifacts).gallery
-    with Gallery.open(path) as opened:
+    with open_gallery(path) as opened:
         count = opened.remove(name)
         where = opened.path
     print(f"removed {name!r} ({count} embeddings) from {display_text(where)}")
@@ -84,10 +83,10 @@ def gallery_export(
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> None:
     """Write every embedding, with its provenance, to a JSON file (or standard output)."""
-    from toolchain.runtime.gallery import Gallery, export_document, export_json
+    from toolchain.gallery import export_document, export_json
 
     path = gallery if gallery is not None else Layout(artifacts).gallery
-    with Gallery.open(path) as opened:
+    with open_gallery(path) as opened:
         if str(file) == "-":
             document = export_document(opened)
             sys.stdout.write(json.dumps(document, indent=2, sort_keys=True) + "\n")
@@ -111,7 +110,7 @@ def gallery_import(
 
     A new gallery is bound to the current model: an export of another model is refused (exit 4).
     """
-    from toolchain.runtime.gallery import import_file
+    from toolchain.gallery import import_file
 
     layout = Layout(artifacts)
     path = gallery if gallery is not None else layout.gallery
@@ -138,8 +137,8 @@ def gallery_migrate(
     Copied in batches through the idempotent enrollment: an interrupted migration is finished
     by running it again. The threshold goes along when the destination has none.
     """
-    from toolchain.runtime.gallery import display_target, gallery_target
-    from toolchain.runtime.gallery.migrate import migrate
+    from toolchain.gallery import display_target, gallery_target
+    from toolchain.gallery.migrate import migrate
 
     result = migrate(gallery_target(source), gallery_target(destination))
     print(f"migrated {result.embeddings} embeddings of {result.people} people from "

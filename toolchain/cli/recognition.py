@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from toolchain.cli.common import console
-from toolchain.runtime.gallery.schema import MatchMode
+from toolchain.gallery.schema import MatchMode
 
 if TYPE_CHECKING:
     from toolchain.runtime.backends import ModelChoice
@@ -198,7 +198,7 @@ def open_recognizer(artifacts: Path, gallery: Path | str | None, **options: Any)
 def threshold_value(value: float | None) -> float | None:
     """``--threshold``: a distance in (0, 2]; NaN and infinity are usage errors."""
     from toolchain.core.errors import InputError
-    from toolchain.runtime.gallery import check_threshold
+    from toolchain.gallery import check_threshold
 
     if value is None:
         return None

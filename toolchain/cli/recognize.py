@@ -40,7 +40,7 @@ from toolchain.cli.recognition import (
     threshold_value,
 )
 from toolchain.core.paths import DEFAULT_ARTIFACTS
-from toolchain.runtime.gallery.schema import MatchMode
+from toolchain.gallery.schema import MatchMode
 
 if TYPE_CHECKING:
     from toolchain.runtime.faces import CropSource, Match, PhotoMatches, ThresholdSource

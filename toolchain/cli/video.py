@@ -2,7 +2,7 @@
 
 :mod:`toolchain.cli.recognize` hands a run over here when its argument names a video (a file with
 a video suffix, a stream URL) or ``--camera N`` is given; the options below are declared here and
-added to its signature. The library does the work (:func:`toolchain.runtime.video.track`); this
+added to its signature. The library does the work (:func:`toolchain.video.track`); this
 module shows progress, writes the annotated video and prints the timeline as a table, JSON or CSV.
 
 Exit codes: ``0`` the source ended (or a camera/stream was stopped with Ctrl-C), ``2`` usage,
@@ -31,8 +31,8 @@ from toolchain.cli.common import console, display_text, fail, problem
 
 if TYPE_CHECKING:
     from toolchain.runtime.recognizer import Recognizer
-    from toolchain.runtime.video import VideoSource, VideoSummary, VideoTracking
-    from toolchain.runtime.video.results import FrameResult, TrackSummary
+    from toolchain.video import VideoSource, VideoSummary, VideoTracking
+    from toolchain.video.results import FrameResult, TrackSummary
 
 CameraOption = Annotated[
     int | None,
@@ -99,14 +99,14 @@ class VideoOptions:
 
 def wants_video(arguments: Sequence[str] | None, camera: int | None) -> bool:
     """The run is a video run: ``--camera``, or an argument naming a video or stream."""
-    from toolchain.runtime.video.sources import is_video_argument
+    from toolchain.video.sources import is_video_argument
 
     return camera is not None or any(is_video_argument(a) for a in arguments or ())
 
 
 def check_arguments(arguments: list[str] | None) -> list[str] | None:
     """The path arguments' callback: every argument but a stream URL must exist (usage error)."""
-    from toolchain.runtime.video.sources import is_stream_url
+    from toolchain.video.sources import is_stream_url
 
     for argument in arguments or ():
         if not is_stream_url(argument) and not Path(argument).exists():
@@ -116,7 +116,7 @@ def check_arguments(arguments: list[str] | None) -> list[str] | None:
 
 def annotate_value(value: Path | None) -> Path | None:
     """``--annotate``: a folder, or (for a video) a ``.mp4`` / ``.mov`` / ``.mkv`` file."""
-    from toolchain.runtime.video.writer import CONTAINERS
+    from toolchain.video.writer import CONTAINERS
 
     if value is not None and value.is_file() and value.suffix.lower() not in CONTAINERS:
         raise typer.BadParameter(f"{value} is a file: photos are annotated into a folder, a "
@@ -136,7 +136,7 @@ def photo_arguments(arguments: list[str] | None, annotate: Path | None) -> list[
 
 
 def _source(arguments: Sequence[str], camera: int | None) -> VideoSource:
-    from toolchain.runtime.video.sources import camera_source, source_from_argument
+    from toolchain.video.sources import camera_source, source_from_argument
 
     if camera is not None and arguments:
         raise typer.BadParameter("--camera takes no path: give either a camera or files",
@@ -154,7 +154,7 @@ def _source(arguments: Sequence[str], camera: int | None) -> VideoSource:
 
 def _annotation_path(annotate: Path, source: VideoSource) -> Path:
     """``--annotate``: the file itself, or ``<folder>/<source stem>.annotated.mp4``."""
-    from toolchain.runtime.video.writer import CONTAINERS
+    from toolchain.video.writer import CONTAINERS
 
     if annotate.suffix.lower() in CONTAINERS and not annotate.is_dir():
         return annotate
@@ -299,7 +299,7 @@ def recognize_video(open_recognizer: Callable[[], Recognizer], arguments: Sequen
         top_k: Candidates listed per track.
     """
     from toolchain.core.errors import ToolchainError
-    from toolchain.runtime.video import annotated_video, track
+    from toolchain.video import annotated_video, track
 
     source = _source(list(arguments or ()), options.camera)
     if options.fps is not None and options.every != 1:

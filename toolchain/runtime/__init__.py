@@ -8,8 +8,6 @@ loads neither onnxruntime nor numpy:
   :class:`PhotoMatches`, :class:`EnrollOutcome` / :class:`EnrollStatus`.
 - :class:`Embedder` (``embedder``): the FaceNet ONNX model, crops to unit embeddings.
 - :class:`MTCNNDetector` / :class:`Detection` (``mtcnn``): the ONNX MTCNN face detector.
-- :class:`Gallery`, :class:`Entry`, :class:`Candidate`, :class:`MatchMode` (``gallery``): the
-  SQLite store of enrolled people, its JSON import and export.
 - :func:`read_image` / :class:`LoadedImage` (``images``): photos decoded to upright RGB.
 """
 
@@ -34,17 +32,12 @@ _EXPORTS: dict[str, str] = {
     "Embedder": "toolchain.runtime.embedder",
     "MTCNNDetector": "toolchain.runtime.mtcnn",
     "Detection": "toolchain.runtime.mtcnn",
-    "Gallery": "toolchain.runtime.gallery",
-    "Entry": "toolchain.runtime.gallery",
-    "Candidate": "toolchain.runtime.gallery",
-    "MatchMode": "toolchain.runtime.gallery",
     "LoadedImage": "toolchain.runtime.images",
     "read_image": "toolchain.runtime.images",
 }
 """Each public name and the module that defines it."""
 
 __all__ = [
-    "Candidate",
     "ComparedFace",
     "Comparison",
     "CropSource",
@@ -52,13 +45,10 @@ __all__ = [
     "Embedder",
     "EnrollOutcome",
     "EnrollStatus",
-    "Entry",
     "Face",
-    "Gallery",
     "LoadedImage",
     "MTCNNDetector",
     "Match",
-    "MatchMode",
     "PhotoFaces",
     "PhotoMatches",
     "Recognizer",
@@ -80,7 +70,6 @@ if TYPE_CHECKING:
         PhotoMatches,
         ThresholdSource,
     )
-    from toolchain.runtime.gallery import Candidate, Entry, Gallery, MatchMode
     from toolchain.runtime.images import LoadedImage, read_image
     from toolchain.runtime.mtcnn import Detection, MTCNNDetector
     from toolchain.runtime.recognizer import Recognizer

@@ -18,7 +18,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from toolchain.core.preprocess import largest_face
-from toolchain.runtime.gallery import Candidate
+from toolchain.gallery import Candidate
 from toolchain.runtime.images import LoadedImage
 
 

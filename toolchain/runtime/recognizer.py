@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -33,6 +33,16 @@ from toolchain.core.errors import InputError, IntegrityError
 from toolchain.core.integrity import verify_file
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 from toolchain.core.preprocess import largest_face
+from toolchain.gallery import (
+    Entry,
+    Gallery,
+    GalleryTarget,
+    MatchMode,
+    display_target,
+    gallery_exists,
+    gallery_target,
+    open_gallery,
+)
 from toolchain.runtime.embedder import Embedder
 from toolchain.runtime.faces import (
     ComparedFace,
@@ -49,20 +59,8 @@ from toolchain.runtime.faces import (
     ThresholdSource,
     enroll_outcome,
 )
-from toolchain.runtime.gallery import (
-    Entry,
-    Gallery,
-    GalleryTarget,
-    MatchMode,
-    display_target,
-    gallery_exists,
-    gallery_target,
-)
 from toolchain.runtime.images import LoadedImage, read_image
 from toolchain.runtime.ort_options import DEFAULT_SETTINGS
-
-if TYPE_CHECKING:
-    from toolchain.runtime.video import VideoSource, VideoTracking
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +138,7 @@ class Recognizer:
             gallery: Gallery file (created on first enroll).
             threshold: Match threshold; default: the gallery's calibrated one, else the model's
                 metadata, else :data:`FALLBACK_THRESHOLD`.
-            match: ``nearest`` (default) or ``centroid``; see :mod:`toolchain.runtime.gallery`.
+            match: ``nearest`` (default) or ``centroid``; see :mod:`toolchain.gallery`.
             top_k: Candidates kept per face.
             crop: How faces are cropped (a spec or its text, ``align,margin=20%``); default:
                 the gallery's (if it exists), else the model's ``default_crop``.
@@ -238,7 +236,7 @@ class Recognizer:
             if self.gallery_path is None:
                 raise InputError("no gallery given")
             new_crop = self.explicit_crop or self._model_crop()[0]
-            gallery = Gallery.open(self.gallery_path, fingerprint=self.embedder.fingerprint,
+            gallery = open_gallery(self.gallery_path, fingerprint=self.embedder.fingerprint,
                                    dim=self.embedder.dim, create=create, crop=new_crop.text)
             given = self.explicit_crop
             if given is not None and given.text != gallery.crop and not self.allow_crop_mismatch:
@@ -456,14 +454,6 @@ class Recognizer:
         distance = float(np.linalg.norm(vectors[0] - vectors[1]))
         crop, crop_source = self.crop()
         return Comparison(first, second, distance, threshold, source, crop.text, crop_source)
-
-    def track(self, source: Path | str | VideoSource, **options: Any) -> VideoTracking:
-        """Recognize and track the faces of a video file, camera or stream URL: iterate the
-        result for per-frame results, ask its ``summary()`` for the timeline. Options and errors:
-        :func:`toolchain.runtime.video.track` (``every``, ``fps``, ``min_track_frames``, ...)."""
-        from toolchain.runtime.video import track
-
-        return track(self, source, **options)
 
     def enroll_many(
         self,

@@ -36,8 +36,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from toolchain.core.errors import ToolchainError
 from toolchain.core.paths import Layout
+from toolchain.gallery import Candidate
 from toolchain.runtime.faces import ComparedFace, Comparison, Face, Match
-from toolchain.runtime.gallery import Candidate
 from toolchain.service.engine import Engine, check_name
 from toolchain.service.errors import STATUS_CODES, ApiError, BodyTooLarge, from_toolchain
 from toolchain.service.metrics import Metrics

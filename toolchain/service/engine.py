@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from toolchain.core.errors import InputError
+from toolchain.gallery import Entry, Gallery, Person, display_target, is_postgres_url, open_gallery
 from toolchain.runtime.embedder import Embedder
 from toolchain.runtime.faces import (
     Comparison,
@@ -41,7 +42,6 @@ from toolchain.runtime.faces import (
     ThresholdSource,
     enroll_outcome,
 )
-from toolchain.runtime.gallery import Entry, Gallery, Person, display_target, is_postgres_url
 from toolchain.runtime.images import LoadedImage, decode_bytes
 from toolchain.runtime.recognizer import MIN_ENROLL_FACE, Recognizer
 from toolchain.service.config import ServiceConfig
@@ -332,7 +332,7 @@ class Engine:
             InputError, IntegrityError: the gallery is gone (it was created at the start), cannot
                 be opened or is another model's.
         """
-        with Gallery.open(self.config.gallery, fingerprint=self.embedder.fingerprint,
+        with open_gallery(self.config.gallery, fingerprint=self.embedder.fingerprint,
                           dim=self.embedder.dim) as gallery:
             people = len(gallery.people())
         name = (display_target(self.config.gallery) if is_postgres_url(self.config.gallery)

@@ -28,7 +28,7 @@ from toolchain.core.paths import Layout
 from toolchain.core.preprocess import prewhiten
 
 if TYPE_CHECKING:
-    from toolchain.runtime.calibration import FarThreshold
+    from toolchain.evaluation.calibration import FarThreshold
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class ExportContext:
     layout: Layout
     written: dict[str, list[Path]] = field(default_factory=dict)
     calibration_sets: tuple[str, ...] = ()
-    """Labelled sets (:func:`toolchain.runtime.labelled.parse_set` specs) the default threshold
+    """Labelled sets (:func:`toolchain.evaluation.labelled.parse_set` specs) the default threshold
     is calibrated on; none: the 5-celebrity photos of the artifacts."""
 
     @cached_property
@@ -119,21 +119,21 @@ class ExportContext:
 
         Every labelled face of :attr:`calibration_sets` is found by the exported MTCNN, cropped
         by :data:`~toolchain.core.crop.DEFAULT_CROP` and embedded by ``model`` on ONNX Runtime,
-        the runtime's own path (:mod:`toolchain.runtime.calibration`).
+        the runtime's own path (:mod:`toolchain.evaluation.calibration`).
 
         Raises:
             MissingArtifactError: the MTCNN models are not exported yet, or no set is named and
                 the 5-celebrity photos are missing.
             InputError: a labelled set is bad.
         """
-        from toolchain.runtime.calibration import (
+        from toolchain.evaluation.calibration import (
             POLICY_FAR,
             DetectedPhotos,
             embed_sets,
             far_threshold,
         )
+        from toolchain.evaluation.labelled import parse_set
         from toolchain.runtime.embedder import Embedder
-        from toolchain.runtime.labelled import parse_set
         from toolchain.runtime.ort_options import DEFAULT_SETTINGS
         from toolchain.runtime.recognizer import load_detector
 

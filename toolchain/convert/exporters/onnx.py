@@ -18,7 +18,7 @@ from toolchain.convert.runners import SIGNATURE
 from toolchain.core.atomic import atomic_file
 from toolchain.core.contracts import INPUT_SIZE
 from toolchain.core.errors import EnvironmentToolError, IntegrityError
-from toolchain.runtime.calibration import FarThreshold
+from toolchain.evaluation.calibration import FarThreshold
 
 ONNX_OPSET = 17
 

@@ -19,8 +19,8 @@ import numpy as np
 from toolchain.convert.formats import FACENET_FORMATS, Tolerance, runner, tolerance
 from toolchain.convert.parity.reference import Reference
 from toolchain.convert.runners import Outputs
-from toolchain.core.metrics import Identification, nearest_neighbours
 from toolchain.core.preprocess import l2_normalize
+from toolchain.evaluation.metrics import Identification, nearest_neighbours
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def check_l2_output(fmt: str, raw: np.ndarray, l2: np.ndarray) -> Check:
 def identify(embeddings: np.ndarray, reference: Reference) -> Identification:
     """Gallery = every train crop's embedding; each val crop takes its nearest neighbour's name.
 
-    Distances are euclidean on L2-normalized embeddings (:mod:`toolchain.core.metrics`).
+    Distances are euclidean on L2-normalized embeddings (:mod:`toolchain.evaluation.metrics`).
     """
     e = l2_normalize(embeddings)
     splits = np.array(reference.splits)

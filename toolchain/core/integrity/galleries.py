@@ -24,7 +24,7 @@ from toolchain.core.integrity.sums import (
 from toolchain.core.paths import Layout
 
 GALLERY_SCHEMA_VERSION = "1"
-"""The gallery schema :func:`check_gallery_file` knows (``toolchain.runtime.gallery``'s)."""
+"""The gallery schema :func:`check_gallery_file` knows (``toolchain.gallery``'s)."""
 
 GALLERY_COLUMNS = {
     "meta": frozenset({"key", "value"}),

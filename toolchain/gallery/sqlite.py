@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from toolchain.core.errors import InputError
-from toolchain.runtime.gallery.schema import LEGACY_CROP, SCHEMA_SQL, SCHEMA_VERSION
+from toolchain.gallery.schema import LEGACY_CROP, SCHEMA_SQL, SCHEMA_VERSION
 
 BUSY_TIMEOUT_S = 10.0
 """How long a connection waits for another writer before "database is locked"."""

@@ -1,4 +1,4 @@
-"""The reports of a :class:`~toolchain.runtime.crop_study.CropStudy`: JSON, markdown and a chart.
+"""The reports of a :class:`~toolchain.evaluation.crops.CropStudy`: JSON, markdown and a chart.
 
 ``<artifacts>/reports/crops.json`` holds every number, ``crops.md`` the tables (crops side by
 side, the policy threshold before and after, the peer), ``crops.png`` the ROC of every crop over
@@ -15,7 +15,7 @@ from typing import Any
 
 from toolchain.core.atomic import write_json, write_text
 from toolchain.core.paths import Layout
-from toolchain.runtime.crop_study import ALL_SETS, CropStudy, Scores
+from toolchain.evaluation.crops import ALL_SETS, CropStudy, Scores
 
 REPORT_NAMES = ("crops.json", "crops.md", "crops.png")
 """The files :func:`write_reports` writes into the reports folder, in this order."""
@@ -99,7 +99,7 @@ COLORS = [(30, 90, 200), (220, 50, 50), (30, 160, 70), (235, 120, 0), (140, 60, 
 
 def chart(study: CropStudy, path: Path) -> None:
     """TAR against log10 FAR over all pairs, one line per crop, the policy FAR dashed."""
-    from toolchain.runtime.drawing import Chart
+    from toolchain.evaluation.charts import Chart
 
     rows = [c.of(ALL_SETS) for c in study.crops]
     low = min(p.tar for s in rows for p in s.far_points)

@@ -64,15 +64,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from toolchain.runtime.video.feed import FrameFeed
-    from toolchain.runtime.video.results import (
+    from toolchain.video.feed import FrameFeed
+    from toolchain.video.results import (
         Ending,
         FrameResult,
         TrackedFace,
         TrackSummary,
         VideoSummary,
     )
-    from toolchain.runtime.video.sources import (
+    from toolchain.video.sources import (
         Frame,
         SourceKind,
         VideoReader,
@@ -81,8 +81,8 @@ if TYPE_CHECKING:
         is_video_argument,
         source_from_argument,
     )
-    from toolchain.runtime.video.track import VideoTracking, track
-    from toolchain.runtime.video.tracker import Tracker, name_track
-    from toolchain.runtime.video.writer import annotated_video
+    from toolchain.video.track import VideoTracking, track
+    from toolchain.video.tracker import Tracker, name_track
+    from toolchain.video.writer import annotated_video
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

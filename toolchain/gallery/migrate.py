@@ -2,7 +2,7 @@
 
 The destination is created bound to the source's model, embedding size and crop (an existing one
 must have the same three). Embeddings are copied in batches, one transaction each, through the
-ordinary idempotent :meth:`~toolchain.runtime.gallery.base.Gallery.add` (into a large PostgreSQL
+ordinary idempotent :meth:`~toolchain.gallery.base.Gallery.add` (into a large PostgreSQL
 gallery without its HNSW index, built once at the end): an interrupted migration is finished by
 running it again. The stored threshold goes along when the destination has none.
 Then the copy is verified: the destination must hold every source embedding (same person, vector
@@ -18,15 +18,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from toolchain.core.errors import IntegrityError
-from toolchain.runtime.gallery.base import Gallery, GalleryTarget
-from toolchain.runtime.gallery.postgres import PostgresGallery
-from toolchain.runtime.gallery.vectors import Entry, canonical_box
+from toolchain.gallery.base import GalleryTarget
+from toolchain.gallery.inventory import open_gallery
+from toolchain.gallery.postgres import PostgresGallery
+from toolchain.gallery.vectors import Entry, canonical_box
 
 MIGRATE_BATCH = 2_000
 """Embeddings per destination transaction."""
 BULK_MIN = 50_000
 """From this many embeddings on, a PostgreSQL destination loads without its HNSW index and
-builds it once at the end (:meth:`~toolchain.runtime.gallery.postgres.PostgresGallery.bulk_add`)."""
+builds it once at the end (:meth:`~toolchain.gallery.postgres.PostgresGallery.bulk_add`)."""
 
 
 @dataclass(frozen=True)
@@ -79,11 +80,11 @@ def migrate(source: GalleryTarget, destination: GalleryTarget,
             after the copy does not hold exactly the source's rows (a face already enrolled
             there under another name, say).
     """
-    with Gallery.open(source) as src:
+    with open_gallery(source) as src:
         entries = src.entries()
         people = len(src.people())
         threshold, threshold_source = src.threshold, src.threshold_source
-        with Gallery.open(destination, fingerprint=src.fingerprint, dim=src.dim, create=True,
+        with open_gallery(destination, fingerprint=src.fingerprint, dim=src.dim, create=True,
                           crop=src.crop) as dst:
             if dst.dim != src.dim or dst.crop != src.crop:
                 raise IntegrityError(

@@ -15,7 +15,7 @@ the same person's embeddings stay within 0.65 from frame to frame.
 
 Naming (:func:`name_track`): the enrolled person with the smallest MEDIAN distance over the
 track's frames, if that median is within the threshold (see
-:class:`~toolchain.runtime.video.results.TrackSummary`).
+:class:`~toolchain.video.results.TrackSummary`).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from toolchain.gallery import Candidate
 from toolchain.runtime.faces import Face
-from toolchain.runtime.gallery import Candidate
-from toolchain.runtime.video.results import Box, TrackedFace, TrackSummary
+from toolchain.video.results import Box, TrackedFace, TrackSummary
 
 IOU_MIN = 0.1
 """Smallest box overlap for a match by position."""

@@ -20,7 +20,7 @@ from typing import Any
 from toolchain.core.atomic import atomic_file
 from toolchain.core.errors import InputError
 from toolchain.runtime.drawing import ANNOTATION_MARK, Label, annotate
-from toolchain.runtime.video.results import FrameResult, TrackedFace
+from toolchain.video.results import FrameResult, TrackedFace
 
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 """Annotated video suffixes and the FFmpeg muxer of each."""

@@ -12,9 +12,8 @@ import json
 import math
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -22,39 +21,20 @@ from toolchain.core.atomic import sha256_file, write_json
 from toolchain.core.crop import CropSpec
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.core.integrity.fingerprint import model_fingerprint
-from toolchain.runtime.gallery.base import AddResult, Gallery, GalleryTarget, gallery_exists
-from toolchain.runtime.gallery.schema import (
+from toolchain.gallery.base import AddResult, Gallery, GalleryTarget
+from toolchain.gallery.inventory import gallery_exists, open_gallery
+from toolchain.gallery.schema import (
     EXPORT_FORMAT,
     LEGACY_CROP,
     SCHEMA_VERSION,
     SHA256_HEX,
     check_threshold,
 )
-from toolchain.runtime.gallery.sqlite import one_line
-from toolchain.runtime.gallery.vectors import Entry, unit_embedding, vector_blob
+from toolchain.gallery.sqlite import one_line
+from toolchain.gallery.vectors import Entry, ImportData, unit_embedding, vector_blob
 
 MAX_IMPORT_BYTES = 256 * 2**20
 """Largest import file read (an export of ~100,000 embeddings), so a huge file fails fast."""
-
-
-ImportKind = Literal["gallery export", "seed DataBase.json"]
-"""The two files ``facenet gallery import`` reads (printed after the import)."""
-
-
-@dataclass(frozen=True)
-class ImportData:
-    """A parsed, validated import file, not yet written anywhere."""
-
-    path: Path
-    entries: list[Entry]
-    """Vectors already checked and L2-normalized (see :func:`unit_embedding`)."""
-    fingerprint: str | None
-    """The model the vectors come from (``None`` for the seed's ``DataBase.json``)."""
-    dim: int
-    threshold: float | None
-    kind: ImportKind
-    crop: str = LEGACY_CROP
-    """The crop spec text of the faces (exports record it; older ones and the seed's: box)."""
 
 
 def _is_number(value: Any) -> bool:
@@ -248,7 +228,7 @@ def import_file(file: Path, gallery: GalleryTarget, model: Path, dim: int
                 "be compared: import it where that model is, or enroll the photos again"
             )
         fingerprint = current
-    with Gallery.open(gallery, fingerprint=fingerprint, dim=data.dim, create=True,
+    with open_gallery(gallery, fingerprint=fingerprint, dim=data.dim, create=True,
                       crop=data.crop) as opened:
         return data, opened.import_data(data)
 

@@ -17,8 +17,8 @@ folder names.
 
 :func:`evaluate_pairs` embeds each distinct photo's largest face once, measures every pair whose
 two photos gave a face (the others are counted as skipped, their photos listed) with
-:mod:`toolchain.core.metrics` and :mod:`toolchain.core.pair_metrics`, and returns a
-:class:`PairsEvaluation`; :mod:`toolchain.runtime.pairs_report` renders it.
+:mod:`toolchain.evaluation.metrics` and :mod:`toolchain.evaluation.pair_metrics`, and returns a
+:class:`PairsEvaluation`; :mod:`toolchain.evaluation.pairs_report` renders it.
 """
 
 from __future__ import annotations
@@ -38,18 +38,18 @@ import numpy as np
 
 from toolchain.core.crop import BOX, CropSpec
 from toolchain.core.errors import InputError
-from toolchain.core.metrics import Verification, verification
-from toolchain.core.pair_metrics import (
+from toolchain.core.paths import DEFAULT_ARTIFACTS
+from toolchain.core.preprocess import largest_face
+from toolchain.evaluation.dataset import Progress
+from toolchain.evaluation.metrics import Verification, verification
+from toolchain.evaluation.pair_metrics import (
     FarPoint,
     KFoldAccuracy,
     accuracy_at,
     kfold_accuracy,
     tar_at_far,
 )
-from toolchain.core.paths import DEFAULT_ARTIFACTS
-from toolchain.core.preprocess import largest_face
 from toolchain.runtime.backends import DEFAULT_MODEL, ModelChoice
-from toolchain.runtime.evaluate import Progress
 from toolchain.runtime.images import read_file_bytes
 from toolchain.runtime.recognizer import FALLBACK_THRESHOLD, Recognizer
 

@@ -1,4 +1,4 @@
-"""The reports of an :class:`~toolchain.runtime.evaluate.Evaluation`: JSON, markdown, two charts.
+"""The reports of an :class:`~toolchain.evaluation.dataset.Evaluation`: JSON, markdown, two charts.
 
 ``<artifacts>/reports/evaluate.json`` holds every number (and the ROC points),
 ``evaluate.md`` the tables a reader wants, ``evaluate_roc.png`` the ROC curve and
@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 from toolchain.core.atomic import write_json, write_text
 from toolchain.core.integrity import record_files
 from toolchain.core.paths import Layout
-from toolchain.runtime.drawing import distance_histogram, roc_chart
-from toolchain.runtime.evaluate import Evaluation
+from toolchain.evaluation.charts import distance_histogram, roc_chart
+from toolchain.evaluation.dataset import Evaluation
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from toolchain.core.metrics import Verification
+    from toolchain.evaluation.metrics import Verification
 
 REPORT_NAMES: tuple[str, str, str, str] = (
     "evaluate.json", "evaluate.md", "evaluate_roc.png", "evaluate_distances.png"

@@ -1,7 +1,7 @@
 """The SQLite gallery backend: one file holding the embeddings of one model.
 
 The semantics (model binding, checks, matching) are those of
-:class:`~toolchain.runtime.gallery.base.Gallery`; this backend stores them in one file. Writes are
+:class:`~toolchain.gallery.base.Gallery`; this backend stores them in one file. Writes are
 one ``BEGIN IMMEDIATE`` transaction each (a whole enroll batch, an import); the journal is WAL and
 a busy timeout lets a reader and a writer share the file. ``PRAGMA data_version`` is the
 revision: it changes when another connection commits.
@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from toolchain.core.errors import InputError
-from toolchain.runtime.gallery.base import AddResult, Gallery, GalleryTarget, Person, StoredRow
-from toolchain.runtime.gallery.sqlite import connect, create_file, now, sql_error
-from toolchain.runtime.gallery.vectors import Entry, canonical_box, vector_blob
+from toolchain.gallery.base import AddResult, Gallery, GalleryTarget, Person, StoredRow
+from toolchain.gallery.sqlite import connect, create_file, now, sql_error
+from toolchain.gallery.vectors import Entry, canonical_box, vector_blob
 
 
 class SqliteGallery(Gallery):
-    """An open SQLite gallery file (open it with :meth:`Gallery.open`)."""
+    """An open SQLite gallery file (open it with
+    :func:`~toolchain.gallery.inventory.open_gallery`)."""
 
     path: Path
 
@@ -49,6 +50,10 @@ class SqliteGallery(Gallery):
             create_file(path, fingerprint, dim, crop)
         conn, meta = connect(path)
         return cls(path, conn, meta)
+
+    @classmethod
+    def exists(cls, target: GalleryTarget) -> bool:
+        return Path(target).exists()
 
     @classmethod
     def _backend_name(cls) -> str:

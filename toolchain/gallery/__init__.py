@@ -1,8 +1,9 @@
 """The face gallery: enrolled people and their embeddings, bound to one model.
 
 Two backends behind one interface (:class:`Gallery`, ``base``): a SQLite file (``store``, the
-embedded default) and a PostgreSQL + pgvector database (``postgres``), chosen by the target
-:meth:`Gallery.open` is given (a ``postgresql://`` URL or a file path). What follows is the SQLite
+embedded default) and a PostgreSQL + pgvector database (``postgres``), chosen from the table of
+``inventory`` by the target :func:`open_gallery` is given (a ``postgresql://`` URL or a file
+path). What follows is the SQLite
 file; the PostgreSQL gallery holds the same tables in a schema (see ``postgres``).
 
 Schema (``SCHEMA_VERSION`` 1):
@@ -35,12 +36,12 @@ may sit far from every real photo, so one unusual enrollment photo drags it away
 averages out noise.
 
 Modules: ``schema`` (the file's contract and the threshold range, no numpy), ``vectors`` (entries,
-checked unit vectors, ranking people), ``base`` (:class:`Gallery`: the interface, the shared
-semantics and the factory), ``sqlite`` (creating, opening and checking the file), ``store`` (the
-SQLite backend), ``postgres`` (the PostgreSQL backend), ``local_server`` (a throwaway PostgreSQL),
-``import_export`` (JSON export and import files), ``migrate`` (copying between backends). The
-names below are imported on first use, so ``--match`` choices and the threshold check cost no
-numpy.
+checked unit vectors, ranking people), ``ranking`` (the exact nearest-people search), ``base``
+(:class:`Gallery`: the interface and the shared semantics), ``inventory`` (the backends by URL
+scheme, :func:`open_gallery`), ``sqlite`` (creating, opening and checking the file), ``store`` (the
+SQLite backend), ``postgres`` (the PostgreSQL backend), ``import_export`` (JSON export and import
+files), ``migrate`` (copying between backends). The names below are imported on first use, so
+``--match`` choices and the threshold check cost no numpy.
 """
 
 from __future__ import annotations
@@ -64,11 +65,13 @@ _EXPORTS: dict[str, str] = {
     "Person": ".base",
     "GalleryTarget": ".base",
     "display_target": ".base",
-    "gallery_exists": ".base",
+    "gallery_exists": ".inventory",
+    "open_gallery": ".inventory",
+    "BACKENDS": ".inventory",
     "gallery_target": ".base",
     "is_postgres_url": ".base",
     "MAX_IMPORT_BYTES": ".import_export",
-    "ImportData": ".import_export",
+    "ImportData": ".vectors",
     "parse_import": ".import_export",
     "import_file": ".import_export",
     "export_document": ".import_export",
@@ -77,6 +80,7 @@ _EXPORTS: dict[str, str] = {
 """Each public name and the submodule that defines it."""
 
 __all__ = [
+    "BACKENDS",
     "EXPORT_FORMAT",
     "MAX_DISTANCE",
     "MAX_IMPORT_BYTES",
@@ -98,22 +102,22 @@ __all__ = [
     "gallery_target",
     "import_file",
     "is_postgres_url",
+    "open_gallery",
     "parse_import",
     "unit_embedding",
 ]
 
 if TYPE_CHECKING:
-    from toolchain.runtime.gallery.base import (
+    from toolchain.gallery.base import (
         AddResult,
         Gallery,
         GalleryTarget,
         Person,
         display_target,
-        gallery_exists,
         gallery_target,
         is_postgres_url,
     )
-    from toolchain.runtime.gallery.import_export import (
+    from toolchain.gallery.import_export import (
         MAX_IMPORT_BYTES,
         ImportData,
         export_document,
@@ -121,14 +125,15 @@ if TYPE_CHECKING:
         import_file,
         parse_import,
     )
-    from toolchain.runtime.gallery.schema import (
+    from toolchain.gallery.inventory import BACKENDS, gallery_exists, open_gallery
+    from toolchain.gallery.schema import (
         EXPORT_FORMAT,
         MAX_DISTANCE,
         SCHEMA_VERSION,
         MatchMode,
         check_threshold,
     )
-    from toolchain.runtime.gallery.vectors import MIN_RAW_NORM, Candidate, Entry, unit_embedding
+    from toolchain.gallery.vectors import MIN_RAW_NORM, Candidate, Entry, unit_embedding
 
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -3,7 +3,7 @@
 Every vector is checked the way an embedder's output would be (:func:`unit_embedding`) on the way
 in, and read back as a unit vector; distances are Euclidean between unit vectors (0 = identical,
 2 = opposite). Ranking (:class:`PeopleVectors`) screens every row in float32 and computes exactly
-only the people the screen cannot rule out (:func:`toolchain.core.metrics.nearest_groups`).
+only the people the screen cannot rule out (:func:`toolchain.gallery.ranking.nearest_groups`).
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
 from toolchain.core.errors import InputError
-from toolchain.core.metrics import RowScreen, nearest_groups
 from toolchain.core.preprocess import l2_normalize
-from toolchain.runtime.gallery.schema import MatchMode
+from toolchain.gallery.ranking import RowScreen, nearest_groups
+from toolchain.gallery.schema import LEGACY_CROP, MatchMode
 
 BOX_DECIMALS = 2
 """Face boxes are stored rounded to this many decimals (the same face of a photo, same box)."""
@@ -110,7 +111,7 @@ def entry_vectors(entries: Sequence[Entry], dim: int) -> np.ndarray:
 class PeopleVectors:
     """A gallery's vectors as matching reads them, with what ranking computes once for them.
 
-    The float32 screen of the rows (:class:`~toolchain.core.metrics.RowScreen`: their squared
+    The float32 screen of the rows (:class:`~toolchain.gallery.ranking.RowScreen`: their squared
     norms, 4 bytes a row) is made at the first nearest-mode match, the people's mean directions
     (one float32 row per person, so up to the matrix's size again) at the first centroid-mode
     match; both live as long as this object, which a gallery replaces when another writer
@@ -139,7 +140,7 @@ class PeopleVectors:
         """The ``k`` closest people to each query, closest first (ties: the earlier person).
 
         A person's distance is to their nearest embedding, or to their mean direction; either
-        is the exact float64 distance (:func:`~toolchain.core.metrics.fixed_order_distances`)
+        is the exact float64 distance (:func:`~toolchain.gallery.ranking.fixed_order_distances`)
         as float32, the same as if every row were computed.
 
         Args:
@@ -170,3 +171,23 @@ def rank_people(names: Sequence[str], matrix: np.ndarray, starts: np.ndarray, qu
         mode: Distance to a person's nearest embedding, or to their mean direction.
     """
     return PeopleVectors(names, matrix, starts).rank(queries, k, mode)
+
+
+ImportKind = Literal["gallery export", "seed DataBase.json"]
+"""The two files ``facenet gallery import`` reads (printed after the import)."""
+
+
+@dataclass(frozen=True)
+class ImportData:
+    """A parsed, validated import file, not yet written anywhere."""
+
+    path: Path
+    entries: list[Entry]
+    """Vectors already checked and L2-normalized (see :func:`unit_embedding`)."""
+    fingerprint: str | None
+    """The model the vectors come from (``None`` for the seed's ``DataBase.json``)."""
+    dim: int
+    threshold: float | None
+    kind: ImportKind
+    crop: str = LEGACY_CROP
+    """The crop spec text of the faces (exports record it; older ones and the seed's: box)."""

@@ -5,8 +5,8 @@ the ``--far`` threshold rule: the field states a face verifier's operating point
 rate (TAR) at a false-accept rate (FAR) over impostor pairs, as FaceNet's paper (VAL at FAR =
 1e-3), and its best-accuracy threshold cross-validated over 10 folds, as Sandberg's
 ``validate_on_lfw``. A pair is accepted when its distance is at most the threshold, as in
-:mod:`toolchain.core.metrics`, whose :func:`~toolchain.core.metrics.best_pair_accuracy` picks the
-per-fold thresholds. Only numpy is imported.
+:mod:`toolchain.evaluation.metrics`, whose :func:`~toolchain.evaluation.metrics.best_pair_accuracy`
+picks the per-fold thresholds. Only numpy is imported.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from toolchain.core.metrics import best_pair_accuracy
+from toolchain.evaluation.metrics import best_pair_accuracy
 
 
 def _pairs(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""The reports of a :class:`~toolchain.runtime.pairs.PairsEvaluation`: JSON, markdown, two charts.
+"""The reports of a pairs evaluation (:class:`~toolchain.evaluation.pairs.PairsEvaluation`):
+JSON, markdown, two charts.
 
 ``<artifacts>/reports/pairs.json`` holds every number (and the ROC points), ``pairs.md`` the
 table a reader wants, ``pairs_roc.png`` the ROC curve and ``pairs_distances.png`` the same- and
@@ -12,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from toolchain.core.paths import Layout
-from toolchain.runtime.evaluate_report import write_verification_reports
-from toolchain.runtime.pairs import PairsEvaluation
+from toolchain.evaluation.dataset_report import write_verification_reports
+from toolchain.evaluation.pairs import PairsEvaluation
 
 REPORT_NAMES: tuple[str, str, str, str] = (
     "pairs.json", "pairs.md", "pairs_roc.png", "pairs_distances.png"

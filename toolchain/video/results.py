@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from toolchain.gallery import Candidate
 from toolchain.runtime.faces import ThresholdSource
-from toolchain.runtime.gallery import Candidate
 
 Box = tuple[float, float, float, float]
 """``(x, y, width, height)`` in pixels of the frame."""

@@ -3,7 +3,7 @@
 Example::
 
     from toolchain import Recognizer
-    from toolchain.runtime.video import track
+    from toolchain.video import track
 
     with Recognizer.from_artifacts("artifacts", gallery="people.db") as rec:
         run = track(rec, "clip.mp4", every=3)
@@ -12,9 +12,9 @@ Example::
         for t in run.summary().tracks:
             print(t.track_id, t.label, t.first_time, t.last_time, t.median_distance)
 
-Frames are decoded ahead in a thread (:mod:`~toolchain.runtime.video.feed`); a frame picked for
+Frames are decoded ahead in a thread (:mod:`~toolchain.video.feed`); a frame picked for
 analysis (``every`` / ``fps``) goes through the recognizer's detector, and its faces through
-FaceNet as one batch, then the :class:`~toolchain.runtime.video.tracker.Tracker`; a frame in
+FaceNet as one batch, then the :class:`~toolchain.video.tracker.Tracker`; a frame in
 between gets the boxes of the tracks of the last analyzed frame, carried at constant velocity.
 """
 
@@ -29,15 +29,15 @@ import numpy as np
 
 from toolchain.core.errors import InputError, ToolchainError
 from toolchain.runtime.faces import Face
-from toolchain.runtime.video.feed import QUEUE_SIZE, FrameFeed
-from toolchain.runtime.video.results import Ending, FrameResult, VideoSummary
-from toolchain.runtime.video.sources import (
+from toolchain.video.feed import QUEUE_SIZE, FrameFeed
+from toolchain.video.results import Ending, FrameResult, VideoSummary
+from toolchain.video.sources import (
     DEFAULT_TIMEOUT,
     Frame,
     VideoSource,
     source_from_argument,
 )
-from toolchain.runtime.video.tracker import MAX_AGE, Tracker
+from toolchain.video.tracker import MAX_AGE, Tracker
 
 if TYPE_CHECKING:
     from toolchain.runtime.recognizer import Recognizer

@@ -3,7 +3,7 @@
 A gallery is a schema of a database (``?gallery=NAME`` in the URL, default ``facenet``) holding
 the same tables as the SQLite file, with the vectors in a pgvector ``vector(dim)`` column and an
 HNSW index over them (Euclidean, ``vector_l2_ops``). Semantics are
-:class:`~toolchain.runtime.gallery.base.Gallery`'s; what differs is storage and search:
+:class:`~toolchain.gallery.base.Gallery`'s; what differs is storage and search:
 
 - Writes are one transaction each, retried whole on a deadlock or a serialization failure
   between concurrent writers (the idempotent key, photo sha256 plus face box, makes a retry
@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import numpy as np
 
 from toolchain.core.errors import InputError
-from toolchain.runtime.gallery.base import (
+from toolchain.gallery.base import (
     AddResult,
     Gallery,
     GalleryTarget,
@@ -42,9 +42,9 @@ from toolchain.runtime.gallery.base import (
     StoredRow,
     display_target,
 )
-from toolchain.runtime.gallery.schema import SCHEMA_VERSION, MatchMode
-from toolchain.runtime.gallery.sqlite import now, one_line
-from toolchain.runtime.gallery.vectors import Candidate, Entry, canonical_box, rank_people
+from toolchain.gallery.schema import SCHEMA_VERSION, MatchMode
+from toolchain.gallery.sqlite import now, one_line
+from toolchain.gallery.vectors import Candidate, Entry, canonical_box, rank_people
 
 if TYPE_CHECKING:
     import psycopg
@@ -196,17 +196,17 @@ class PostgresGallery(Gallery):
         return conn, schema
 
     @classmethod
-    def exists(cls, url: str) -> bool:
+    def exists(cls, target: GalleryTarget) -> bool:
         """Whether the URL's database holds the gallery.
 
         Raises:
             InputError: the server cannot be reached or read.
         """
-        conn, schema = cls._connect(url)
+        conn, schema = cls._connect(str(target))
         try:
             return _has_gallery(conn, schema)
         except _psycopg().Error as exc:
-            raise InputError(f"gallery {display_target(url)}: cannot read "
+            raise InputError(f"gallery {display_target(target)}: cannot read "
                              f"({one_line(str(exc))})") from exc
         finally:
             conn.close()

@@ -2,17 +2,17 @@
 
 :func:`evaluate_dataset` enrolls every train/ photo (its largest face) into a temporary gallery,
 recognizes every val/ photo (its largest face, the dataset's one-subject convention) and measures,
-with :mod:`toolchain.core.metrics`:
+with :mod:`toolchain.evaluation.metrics`:
 
 - identification: each val face's nearest person, right or wrong, closed-set and at the
   threshold below (a face farther than it is "unknown" and counts as wrong);
 - verification: every val face against every train face is a pair, "same" when both are the
   same person; the ROC over the distance threshold, its AUC and equal error rate, and the
-  threshold of :func:`~toolchain.core.metrics.best_pair_accuracy`, which
+  threshold of :func:`~toolchain.evaluation.metrics.best_pair_accuracy`, which
   :func:`save_threshold` stores in a gallery for ``recognize`` (or, given a target false-accept
-  rate, the threshold of :func:`~toolchain.core.pair_metrics.far_target`).
+  rate, the threshold of :func:`~toolchain.evaluation.pair_metrics.far_target`).
 
-The result is an :class:`Evaluation`; :mod:`toolchain.runtime.evaluate_report` renders it.
+The result is an :class:`Evaluation`; :mod:`toolchain.evaluation.dataset_report` renders it.
 """
 
 from __future__ import annotations
@@ -30,19 +30,19 @@ import numpy as np
 
 from toolchain.core.crop import BOX, CropSpec
 from toolchain.core.errors import InputError, IntegrityError
-from toolchain.core.metrics import (
+from toolchain.core.paths import DEFAULT_ARTIFACTS
+from toolchain.core.preprocess import largest_face
+from toolchain.evaluation.metrics import (
     NO_FACE,
     Identification,
     Verification,
-    pairwise_distances,
     verification,
 )
-from toolchain.core.pair_metrics import far_target, tar_at_far
-from toolchain.core.paths import DEFAULT_ARTIFACTS
-from toolchain.core.preprocess import largest_face
+from toolchain.evaluation.pair_metrics import far_target, tar_at_far
+from toolchain.gallery import GalleryTarget, MatchMode, open_gallery
+from toolchain.gallery.ranking import pairwise_distances
 from toolchain.runtime.backends import DEFAULT_MODEL, ModelChoice
 from toolchain.runtime.faces import EnrollStatus
-from toolchain.runtime.gallery import Gallery, GalleryTarget, MatchMode
 from toolchain.runtime.images import find_images
 from toolchain.runtime.recognizer import MIN_ENROLL_FACE, Recognizer
 
@@ -247,7 +247,7 @@ def save_threshold(evaluation: Evaluation, gallery: GalleryTarget,
     """Save a threshold from the evaluation's val x train pairs into ``gallery`` (created if new).
 
     Without ``far`` it is the accuracy-maximizing threshold; with it, the threshold of the
-    :func:`~toolchain.core.pair_metrics.far_target` rule: at most that share of the
+    :func:`~toolchain.evaluation.pair_metrics.far_target` rule: at most that share of the
     different-person pairs accepted.
 
     Returns:
@@ -267,7 +267,7 @@ def save_threshold(evaluation: Evaluation, gallery: GalleryTarget,
         value = point.threshold
         rule = (f"{far_target(far).name} ({point.false_accepts} of {point.impostor_pairs} "
                 f"accepted, TAR {point.tar:.2%})")
-    with Gallery.open(gallery, fingerprint=evaluation.model_fingerprint,
+    with open_gallery(gallery, fingerprint=evaluation.model_fingerprint,
                       dim=evaluation.embedding_dim, create=True, crop=evaluation.crop) as stored:
         if stored.crop != evaluation.crop:
             raise IntegrityError(

@@ -1,11 +1,11 @@
-"""The gallery interface both backends implement, and the factory that picks one.
+"""The gallery interface every backend implements, and the semantics they share.
 
-:meth:`Gallery.open` takes a gallery target: a ``postgresql://`` (or ``postgres://``) URL opens a
-PostgreSQL + pgvector gallery (:mod:`toolchain.runtime.gallery.postgres`), anything else is a
-SQLite file (:mod:`toolchain.runtime.gallery.store`). The semantics live here, once: the model
+A gallery target is a SQLite file path or a ``postgresql://`` (or ``postgres://``) URL;
+:func:`toolchain.gallery.inventory.open_gallery` picks the backend from its table (this module
+names none). The semantics live here, once: the model
 fingerprint binding, the recorded crop and threshold, entries checked as unit vectors on the way
 in and on the way out, imports refused whole for another model or crop, nearest and centroid
-matching by :class:`~toolchain.runtime.gallery.vectors.PeopleVectors`. A backend supplies storage:
+matching by :class:`~toolchain.gallery.vectors.PeopleVectors`. A backend supplies storage:
 one transaction per write (a whole batch of entries, idempotent by photo sha256 plus face box),
 the rows read back, and a revision that changes whenever any writer commits, so an open gallery
 notices other writers' enrollments before it matches.
@@ -17,14 +17,14 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 from toolchain.core.contracts import EMBEDDING_DIM
 from toolchain.core.errors import InputError, IntegrityError
-from toolchain.runtime.gallery.schema import (
+from toolchain.gallery.schema import (
     LEGACY_CROP,
     MAX_DISTANCE,
     SCHEMA_VERSION,
@@ -32,16 +32,14 @@ from toolchain.runtime.gallery.schema import (
     MatchMode,
     check_threshold,
 )
-from toolchain.runtime.gallery.vectors import (
+from toolchain.gallery.vectors import (
     UNIT_NORM_TOLERANCE,
     Candidate,
     Entry,
+    ImportData,
     PeopleVectors,
     entry_vectors,
 )
-
-if TYPE_CHECKING:
-    from toolchain.runtime.gallery.import_export import ImportData
 
 GalleryTarget: TypeAlias = Path | str
 """Where a gallery is: a SQLite file path, or a ``postgresql://`` URL."""
@@ -75,19 +73,6 @@ def display_target(target: GalleryTarget) -> str:
     host = parts.hostname or ""
     netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def gallery_exists(target: GalleryTarget) -> bool:
-    """Whether a gallery is at ``target`` (a file exists, or the database holds the gallery).
-
-    Raises:
-        InputError: a PostgreSQL server that cannot be reached or read.
-    """
-    if is_postgres_url(target):
-        from toolchain.runtime.gallery.postgres import PostgresGallery
-
-        return PostgresGallery.exists(str(target))
-    return Path(target).exists()
 
 
 @dataclass(frozen=True)
@@ -134,41 +119,27 @@ class Gallery(abc.ABC):
         cls, target: GalleryTarget, *, fingerprint: str | None = None, dim: int = EMBEDDING_DIM,
         create: bool = False, crop: str = LEGACY_CROP,
     ) -> Gallery:
-        """Open the gallery at ``target``: a SQLite file, or a ``postgresql://`` URL.
+        """Open this backend's gallery at ``target`` and check it (schema, model fingerprint).
 
-        A URL may name one of several galleries of a database with ``?gallery=NAME`` (a
-        PostgreSQL schema, default ``facenet``); everything else in it is libpq's.
-
-        Args:
-            target: The SQLite file, or the PostgreSQL URL.
-            fingerprint: The model the caller embeds with; a gallery made with another is refused.
-                ``None`` skips the check (listing, removing, exporting need no model).
-            dim: Embedding size recorded when the gallery is created.
-            create: Create the gallery if it does not exist (``fingerprint`` required).
-            crop: The crop spec text recorded when the gallery is created.
-
-        Raises:
-            InputError: missing (and not ``create``), not a gallery, unreadable, locked, or a
-                server that cannot be reached.
-            IntegrityError: made with a different model.
+        Callers open any target with :func:`toolchain.gallery.inventory.open_gallery`, which
+        picks the backend; the arguments and errors are its.
         """
-        backend: type[Gallery]
-        if is_postgres_url(target):
-            from toolchain.runtime.gallery.postgres import PostgresGallery
-
-            backend = PostgresGallery
-        else:
-            from toolchain.runtime.gallery.store import SqliteGallery
-
-            backend = SqliteGallery
-        gallery = backend._open(target, fingerprint=fingerprint, dim=dim, create=create,
-                                crop=crop)
+        gallery = cls._open(target, fingerprint=fingerprint, dim=dim, create=create, crop=crop)
         try:
             gallery._check(fingerprint)
         except BaseException:
             gallery.close()
             raise
         return gallery
+
+    @classmethod
+    @abc.abstractmethod
+    def exists(cls, target: GalleryTarget) -> bool:
+        """Whether this backend holds a gallery at ``target`` (never creates one).
+
+        Raises:
+            InputError: the storage cannot be reached or read.
+        """
 
     @classmethod
     @abc.abstractmethod

@@ -1,15 +1,16 @@
 """Which crop suits these weights, and how the default decision compares with a peer's.
 
-:func:`run_study` embeds every labelled face of the given sets (:mod:`toolchain.runtime.labelled`)
-under each crop of :data:`STUDY_CROPS` (each photo detected once), and measures over every pair
-of faces, per set and over all sets together: ROC AUC, EER, TAR at FAR 1e-2 and 1e-3, and the
-accuracy at the crop's own policy threshold (:mod:`toolchain.runtime.calibration`: FAR
-:data:`~toolchain.runtime.calibration.POLICY_FAR` over all sets). The best crop is the one with
+:func:`run_study` embeds every labelled face of the given sets
+(:mod:`toolchain.evaluation.labelled`) under each crop of :data:`STUDY_CROPS` (each photo detected
+once), and measures over every pair of faces, per set and over all sets together: ROC AUC, EER, TAR
+at FAR 1e-2 and 1e-3, and the
+accuracy at the crop's own policy threshold (:mod:`toolchain.evaluation.calibration`: FAR
+:data:`~toolchain.evaluation.calibration.POLICY_FAR` over all sets). The best crop is the one with
 the highest TAR at the policy's FAR over all pairs (the operating point users get), ties going to
 the lower EER. The model's ``default_crop`` should be it; the study reports whether it is.
 
 It also measures, on the same photos, the ``face_recognition`` package (dlib ResNet; run in its
-own environment by :mod:`toolchain.runtime.peer`) at its default tolerance next to this model at
+own environment by :mod:`toolchain.evaluation.peer`) at its default tolerance next to this model at
 its default crop and threshold, over the pairs of faces both found, and the previous default (the
 bare box at :data:`PREVIOUS_THRESHOLD`), so a reader sees what the policy changed.
 """
@@ -23,18 +24,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from toolchain.core.crop import BOX, CropSpec
-from toolchain.core.metrics import verification
-from toolchain.core.pair_metrics import FarPoint, accuracy_at, tar_at_far
-from toolchain.runtime.calibration import (
+from toolchain.evaluation.calibration import (
     POLICY_FAR,
     DetectedPhotos,
     FarThreshold,
     embed_sets,
     far_threshold,
 )
+from toolchain.evaluation.labelled import LabelledFaces, LabelledSet, all_pairs, collect
+from toolchain.evaluation.metrics import verification
+from toolchain.evaluation.pair_metrics import FarPoint, accuracy_at, tar_at_far
+from toolchain.evaluation.peer import PEER_TOLERANCE, PeerPhotos
 from toolchain.runtime.embedder import Embedder
-from toolchain.runtime.labelled import LabelledFaces, LabelledSet, all_pairs, collect
-from toolchain.runtime.peer import PEER_TOLERANCE, PeerPhotos
 
 STUDY_CROPS = (
     "box", "margin=16px", "margin=32px", "margin=44px", "margin=10%", "margin=20%",

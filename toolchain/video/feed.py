@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from toolchain.core.errors import SourceUnavailableError, StreamInterruptedError
-from toolchain.runtime.video.sources import DEFAULT_TIMEOUT, Frame, VideoReader, VideoSource
+from toolchain.video.sources import DEFAULT_TIMEOUT, Frame, VideoReader, VideoSource
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class FrameFeed:
     """The frames of one source, decoded ahead in a thread.
 
     The source is opened in the constructor (so an unusable source raises right there); iterating
-    starts the decoder and yields :class:`~toolchain.runtime.video.sources.Frame` objects, then
+    starts the decoder and yields :class:`~toolchain.video.sources.Frame` objects, then
     re-raises, in the caller's thread, the error that ended the source, if any.
 
     Attributes:

@@ -8,7 +8,7 @@ each call reads and decodes its photos on the worker, detects, crops and embeds 
 embedder batch (the same code path as ``facenet enroll`` / ``recognize``, so the same embedding
 bits) and, to recognize, matches them against the gallery. Results come back to the driver in
 input order: enrollments go into the gallery one transaction per batch through the idempotent
-:meth:`~toolchain.runtime.gallery.base.Gallery.add`, recognitions into JSON Lines or Parquet.
+:meth:`~toolchain.gallery.base.Gallery.add`, recognitions into JSON Lines or Parquet.
 
 Each worker reserves :data:`WORKER_CPUS` CPU of its node and runs ONNX Runtime with as many
 intra-op threads (unless told otherwise), so a node's workers share its cores instead of each
@@ -43,8 +43,8 @@ import numpy as np
 
 from toolchain.core.atomic import atomic_file
 from toolchain.core.errors import EnvironmentToolError, InputError
+from toolchain.gallery import Entry, Gallery
 from toolchain.runtime.faces import EnrollStatus, Match, enroll_outcome
-from toolchain.runtime.gallery import Entry, Gallery
 from toolchain.runtime.recognizer import IMAGES_PER_BATCH, MIN_ENROLL_FACE, Recognizer
 
 log = logging.getLogger(__name__)

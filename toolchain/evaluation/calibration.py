@@ -4,14 +4,14 @@ A false accept (a stranger let in under an enrolled name) is the expensive error
 recognition, so the field states operating points as a false-accept rate (FAR) and the share of
 genuine pairs still accepted there (TAR; FaceNet's paper reports VAL at FAR = 1e-3). The policy
 here: over every pair of labelled faces of the given sets, the threshold is the one that accepts
-at most ``far`` of the impostor (different-person) pairs (:func:`toolchain.core.pair_metrics.
+at most ``far`` of the impostor (different-person) pairs (:func:`toolchain.evaluation.pair_metrics.
 tar_at_far`). With ``N`` impostor pairs the rate is only measured to about ``1 / N``; the result
 records ``N`` so a reader can judge it.
 
 :func:`embed_sets` detects every labelled photo once (:class:`DetectedPhotos`) and embeds its
 named faces under a crop; :func:`far_threshold` applies the policy. The export calibrates the
 model's ``default_threshold`` this way (with the model's ``default_crop``), and
-:mod:`toolchain.runtime.crop_study` compares crops with it.
+:mod:`toolchain.evaluation.crops` compares crops with it.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from typing import Protocol
 import numpy as np
 
 from toolchain.core.crop import CropSpec
-from toolchain.core.pair_metrics import tar_at_far
+from toolchain.evaluation.labelled import LabelledFaces, LabelledSet, all_pairs, collect
+from toolchain.evaluation.pair_metrics import tar_at_far
 from toolchain.runtime.faces import DetectionLike, FaceDetector
 from toolchain.runtime.images import read_image
-from toolchain.runtime.labelled import LabelledFaces, LabelledSet, all_pairs, collect
 
 POLICY_FAR = 1e-3
 """The false-accept rate of the default threshold (FaceNet's paper: VAL at FAR = 1e-3)."""

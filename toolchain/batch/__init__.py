@@ -1,0 +1,1 @@
+"""Batch enrollment and recognition of many photos on a Ray cluster."""
