@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from toolchain.cli.common import ArtifactsOption, console, display_text
-from toolchain.cli.recognition import MaxDetectSideOption, MinFaceOption, detection_keywords
+from toolchain.cli.options import MaxDetectSideOption, MinFaceOption, detection_keywords
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 
 if TYPE_CHECKING:
@@ -61,8 +61,8 @@ def _peer_table(study: CropStudy) -> Table:
     return table
 
 
-@app.command("crop-study")
-def crop_study(
+@app.command("crops")
+def crops(
     sets: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP,
                                                   show_default=False)] = None,
     crops: Annotated[list[str] | None, typer.Option(
