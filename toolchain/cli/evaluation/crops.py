@@ -1,4 +1,4 @@
-"""``facenet crop-study``: crops compared on labelled photos, and the default next to a peer.
+"""``facenet eval crops``: crops compared on labelled photos, and the default next to a peer.
 
 A thin adapter over :func:`toolchain.evaluation.crops.run_study` and its reports
 (:mod:`toolchain.evaluation.crops_report`). Exit code 0; 2 for a usage error; 3 for a bad
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from toolchain.evaluation.crops import CropStudy
 
 app = typer.Typer()
-"""``facenet crop-study`` (added to the root app by :mod:`toolchain.cli.app`)."""
+"""``facenet eval crops`` (added to the ``eval`` group by :mod:`toolchain.cli.evaluation`)."""
 
 SET_HELP = ("A labelled set: DIR of <person>/ photo folders, or LABELS.csv@DIR (a photo,names "
             "file, names left to right separated by ;). Repeat for several [default: the "

@@ -33,7 +33,6 @@ from toolchain.cli.options import (
     detection_keywords,
     model_choice,
     progress_bar,
-    threshold_value,
 )
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 from toolchain.gallery import open_gallery
@@ -43,8 +42,6 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from toolchain.evaluation.dataset import Evaluation
-    from toolchain.evaluation.pairs import PairsEvaluation
-    from toolchain.runtime.backends import ModelChoice
 
 app = typer.Typer()
 """``facenet eval dataset`` (added to the ``eval`` group by :mod:`toolchain.cli.evaluation`)."""

@@ -8,7 +8,6 @@ could not be, 2 for a usage error, 3 for a bad pairs file.
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,11 +16,8 @@ import typer
 from toolchain.cli.common import ArtifactsOption, console, display_text, problem
 from toolchain.cli.options import (
     AlignOption,
-    GalleryOption,
     MarginOption,
-    MatchOption,
     MaxDetectSideOption,
-    MinEnrollFaceOption,
     MinFaceOption,
     PrecisionChoice,
     PrecisionOption,
@@ -34,15 +30,11 @@ from toolchain.cli.options import (
     threshold_value,
 )
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
-from toolchain.gallery import open_gallery
-from toolchain.gallery.schema import MatchMode
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from toolchain.evaluation.dataset import Evaluation
     from toolchain.evaluation.pairs import PairsEvaluation
-    from toolchain.runtime.backends import ModelChoice
 
 app = typer.Typer()
 """``facenet eval pairs`` (added to the ``eval`` group by :mod:`toolchain.cli.evaluation`)."""
@@ -102,7 +94,8 @@ def pairs(
     layout = Layout(artifacts)
     result = evaluate_pairs(pairs_file, artifacts, lfw_root=lfw_root, threshold=threshold,
                             crop=crop_keywords(margin, align).get("crop"),
-                            detection=detection_keywords(min_face, max_detect_side),
+                            detection=detection_keywords(min_face, max_detect_side).get(
+                                "detection"),
                             progress=progress_bar, on_problem=problem,
                             model=model_choice(runtime, precision))
     write_reports(result, layout)
