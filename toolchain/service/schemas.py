@@ -3,9 +3,10 @@
 The library's results are serialized once, by their ``to_dict()`` (``toolchain.runtime.faces``,
 ``toolchain.gallery.vectors.Candidate``); the routes return those dictionaries and declare these
 models as their ``response_model``, so FastAPI checks every answer against the model and
-``/openapi.json`` carries a schema for every response, errors included. A field added to a
-``to_dict()`` and not here is dropped from the answer (FastAPI filters by the model), and a test
-validates real answers against the published document, so the two cannot drift apart unseen.
+``/openapi.json`` carries a schema for every response, errors included. The models forbid extra
+fields: a field added to a ``to_dict()`` and not here fails the response's validation (an
+``internal`` error), and ``tests/test_openapi_contract.py`` validates real answers against the
+published document, so the two cannot drift apart unseen.
 """
 
 from __future__ import annotations
