@@ -16,7 +16,7 @@ from toolchain.evaluation.crops import ALL_SETS, run_study
 from toolchain.evaluation.labelled import FACE_RECOGNITION_EXAMPLES, parse_set
 from toolchain.evaluation.peer import PeerPhotos
 from toolchain.runtime.embedder import Embedder
-from toolchain.runtime.recognizer import load_detector
+from toolchain.runtime.loading import load_detector
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 

@@ -14,27 +14,24 @@ Photos are decoded by :mod:`toolchain.runtime.images` (always RGB), faces found 
 cropped by a :class:`~toolchain.core.crop.CropSpec` (the one given, else the gallery's, else the
 model's ``default_crop``) and embedded by :class:`Embedder`; the faces of a photo, and of several
 photos, go through the embedder as one batch. The detector protocol and
-the result types are in :mod:`toolchain.runtime.faces`.
+the result types are in :mod:`toolchain.runtime.faces`, the models are opened by
+:mod:`toolchain.runtime.loading` and enrolled faces stored by :mod:`toolchain.runtime.enrollment`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeAlias
 
 import numpy as np
 
-from toolchain.core.contracts import MTCNN_FILES
 from toolchain.core.crop import BOX, CropSpec
 from toolchain.core.errors import InputError, IntegrityError
-from toolchain.core.integrity import verify_file
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 from toolchain.core.preprocess import largest_face
 from toolchain.gallery import (
-    Entry,
     Gallery,
     GalleryTarget,
     MatchMode,
@@ -44,23 +41,22 @@ from toolchain.gallery import (
     open_gallery,
 )
 from toolchain.runtime.embedder import Embedder
+from toolchain.runtime.enrollment import enroll_photos
 from toolchain.runtime.faces import (
     ComparedFace,
     Comparison,
     CropSource,
     DetectionLike,
     EnrollOutcome,
-    EnrollStatus,
     Face,
     FaceDetector,
     Match,
     PhotoFaces,
     PhotoMatches,
     ThresholdSource,
-    enroll_outcome,
 )
 from toolchain.runtime.images import LoadedImage, read_image
-from toolchain.runtime.ort_options import DEFAULT_SETTINGS
+from toolchain.runtime.loading import load_models
 
 log = logging.getLogger(__name__)
 
@@ -78,23 +74,6 @@ IMAGES_PER_BATCH = 16
 """Photos decoded and detected before their faces are embedded (and, when enrolling, stored)."""
 
 ImageInput: TypeAlias = Path | str | np.ndarray
-
-
-def load_detector(models_dir: Path, **options: Any) -> FaceDetector:
-    """The ONNX MTCNN from ``models_dir``.
-
-    Args:
-        models_dir: directory of the three MTCNN nets.
-        **options: :class:`~toolchain.runtime.mtcnn.MTCNNDetector` keywords, e.g. the detection
-            policy of real-size photos (``min_face_size``, ``max_side``).
-
-    Raises:
-        MissingArtifactError: one of its three models is missing.
-        InputError: an option is out of range.
-    """
-    from toolchain.runtime.mtcnn import MTCNNDetector
-
-    return MTCNNDetector(models_dir, **options)
 
 
 def stored_crop(text: str, gallery: GalleryTarget) -> CropSpec:
@@ -182,32 +161,17 @@ class Recognizer:
     ) -> Recognizer:
         """Load the models of ``artifacts_dir``; gallery default ``<artifacts>/gallery.db``.
 
-        Keyword options are those of :class:`Recognizer`, ``detection``: keywords of
-        :func:`load_detector` (default: the detector's own), and ``runtime`` (``onnxruntime`` or
-        ``openvino``, for the embedder and the detector) with ``precision`` (``fp32`` or
-        ``int8``): which FaceNet model embeds (:data:`toolchain.runtime.backends.EMBEDDER_FILES`).
-        ``threads``: intra-op threads of every session (0: one per core, the measured best for a
-        process that has the cores to itself).
+        Keyword options are those of :class:`Recognizer`; ``runtime``, ``precision``,
+        ``threads`` and ``detection`` choose the models (:func:`~toolchain.runtime.loading.
+        load_models`). ``threads`` 0 means one per core, the measured best for a process that has
+        the cores to itself.
 
         Raises:
             MissingArtifactError: a model file is missing (names `nox -s export`).
         """
-        from toolchain.runtime.backends import ModelChoice
-
-        try:
-            choice = ModelChoice(runtime, precision)  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise InputError(str(exc)) from exc
         layout = Layout(Path(artifacts_dir))
-        model = layout.models_dir / choice.embedder_file
-        for path in (model.parent if choice.runtime == "openvino" else model,
-                     *(layout.models_dir / name for name in MTCNN_FILES.values())):
-            if path.exists():
-                verify_file(path, layout)
-        embedder = Embedder(model, runtime=choice.runtime, export_hint=choice.export_hint,
-                            settings=replace(DEFAULT_SETTINGS, intra_op_threads=threads))
-        detector = load_detector(layout.models_dir, runtime=choice.runtime, threads=threads,
-                                 **(detection or {}))
+        detector, embedder = load_models(layout, runtime=runtime, precision=precision,
+                                         threads=threads, detection=detection)
         return cls(detector, embedder, gallery if gallery is not None else layout.gallery,
                    threshold=threshold, match=match, top_k=top_k, crop=crop,
                    allow_crop_mismatch=allow_crop_mismatch)
@@ -473,40 +437,10 @@ class Recognizer:
             raise InputError("empty person name")
         if not min_enroll_face >= 0:
             raise InputError(f"minimum enrollment face size {min_enroll_face} is not a size")
-        gallery = self.gallery(create=True)
-        outcomes: list[EnrollOutcome] = []
-        pending: list[tuple[EnrollOutcome, PhotoFaces]] = []
-
-        def store() -> None:
-            ready = {
-                id(outcome): Entry(name=outcome.name, vector=outcome.face.embedding,
-                                   source=str(photo.path), image_sha256=photo.image.sha256,
-                                   box=outcome.face.box, score=outcome.face.confidence)
-                for outcome, photo in pending
-                if outcome.face is not None and photo.image is not None
-            }
-            result = gallery.add(list(ready.values()))
-            owners = {id(entry): owner for entry, owner in result.duplicates}
-            for outcome, _ in pending:
-                entry = ready.get(id(outcome))
-                if entry is not None and id(entry) in owners:
-                    owner = owners[id(entry)]
-                    note = ("" if owner == outcome.name
-                            else f" as {owner!r}, not added again as {outcome.name!r}")
-                    outcome = EnrollOutcome(outcome.path, outcome.name, EnrollStatus.ALREADY,
-                                            f"{outcome.path}: already in the gallery{note}",
-                                            outcome.face, owner)
-                outcomes.append(outcome)
-            pending.clear()
-
-        for name, photo in zip(names, self.analyze([path for _, path in items], progress),
-                               strict=True):
-            pending.append((enroll_outcome(name, photo, largest, min_enroll_face), photo))
-            if len(pending) >= IMAGES_PER_BATCH:
-                store()
-        if pending:
-            store()
-        return outcomes
+        return enroll_photos(
+            self.gallery(create=True),
+            zip(names, self.analyze([path for _, path in items], progress), strict=True),
+            largest=largest, min_face=min_enroll_face, batch=IMAGES_PER_BATCH)
 
     def enroll(self, name: str, image_path: Path | str, largest: bool = False,
                min_enroll_face: float = MIN_ENROLL_FACE) -> EnrollOutcome:

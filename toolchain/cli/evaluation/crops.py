@@ -92,7 +92,7 @@ def crops(
     from toolchain.evaluation.labelled import parse_set
     from toolchain.evaluation.peer import PeerPhotos
     from toolchain.runtime.embedder import Embedder
-    from toolchain.runtime.recognizer import load_detector
+    from toolchain.runtime.loading import load_detector
 
     layout = Layout(artifacts)
     for text in crops or ():
