@@ -1,4 +1,4 @@
-"""``facenet bench --scale``: gallery search at 10k, 100k and 1M identities, enrollment rows/s
+"""``facenet bench scale``: gallery search at 10k, 100k and 1M identities, enrollment rows/s
 into each backend, and batch photos/s on one process vs Ray.
 
 The gallery holds the real faces of the 5-celebrity ``train/`` photos plus synthetic distractor

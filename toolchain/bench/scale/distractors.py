@@ -192,7 +192,7 @@ DISTRACTOR_MODELS = {
         "a Gaussian fitted to the real faces plus as much isotropic variance (high-dimensional: "
         "the worst case for a graph index), with the real faces", gaussian_pool, with_real=True),
 }
-"""The distractor models ``bench --scale`` can measure, the face-like one first."""
+"""The distractor models ``facenet bench scale`` can measure, the face-like one first."""
 
 
 def two_nn_dimension(vectors: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""What ``bench --scale`` records (:class:`ScaleReport` and its rows) and its markdown tables."""
+"""What ``facenet bench scale`` records: :class:`ScaleReport`, its rows, its markdown tables."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ class BatchRow:
 
 @dataclass
 class ScaleReport:
-    """Everything ``bench --scale`` measured."""
+    """Everything ``facenet bench scale`` measured."""
 
     sizes: list[int]
     models: list[str]

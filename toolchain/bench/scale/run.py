@@ -1,4 +1,4 @@
-"""Running ``bench --scale``: the batch jobs, the real faces, then each distractor model's
+"""Running ``facenet bench scale``: the batch jobs, the real faces, then each distractor model's
 searches on its own throwaway PostgreSQL server, the report saved after every step."""
 
 from __future__ import annotations
