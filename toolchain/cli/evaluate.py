@@ -188,7 +188,7 @@ def evaluate(
     """
     from toolchain.runtime.evaluate import evaluate_dataset, save_threshold
     from toolchain.runtime.evaluate_report import write_reports
-    from toolchain.runtime.gallery import gallery_exists
+    from toolchain.runtime.gallery import display_target, gallery_exists
     from toolchain.runtime.recognizer import MIN_ENROLL_FACE
 
     if (dataset is None) == (pairs is None):
@@ -225,5 +225,5 @@ def evaluate(
           "evaluate_distances.png")
     if store_threshold:
         stored = save_threshold(evaluation, target, far=far)
-        print(f"stored threshold {stored:.3f} in {display_text(target)}")
+        print(f"stored threshold {stored:.3f} in {display_text(display_target(target))}")
     return 1 if evaluation.unreadable else 0

@@ -111,7 +111,7 @@ def gallery_import(
 
     A new gallery is bound to the current model: an export of another model is refused (exit 4).
     """
-    from toolchain.runtime.gallery import import_file
+    from toolchain.runtime.gallery import display_target, import_file
 
     layout = Layout(artifacts)
     path = gallery if gallery is not None else layout.gallery
@@ -120,7 +120,7 @@ def gallery_import(
         log.warning("%s: the seed's vectors were computed by its own pipeline (BGR crops); "
                     "enrolling the photos again with `facenet enroll` matches better", file)
     print(f"imported {len(result.added)} embeddings ({data.kind}); "
-          f"{len(result.duplicates)} were already in {display_text(path)}")
+          f"{len(result.duplicates)} were already in {display_text(display_target(path))}")
 
 
 @app.command("migrate")

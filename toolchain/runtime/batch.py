@@ -84,7 +84,8 @@ class BatchConfig:
 
     mode: Mode
     artifacts: str
-    gallery: str
+    gallery: str = field(repr=False)
+    """A file path or a URL (never in a repr: a URL may hold a password)."""
     crop: str
     detection: dict[str, Any] = field(default_factory=dict)
     threshold: float | None = None

@@ -320,7 +320,9 @@ def create_app(engine: Engine) -> FastAPI:
         try:
             described = await asyncio.to_thread(engine.readiness)
         except ToolchainError as exc:
-            raise ApiError("not_ready", str(exc)) from None
+            log.warning("not ready: %s", exc)
+            raise ApiError("not_ready", "the gallery cannot be opened; the server log says "
+                           "why") from None
         return {"status": "ready", **described}
 
     @app.get("/metrics", tags=["operations"], dependencies=guarded,

@@ -41,7 +41,7 @@ from toolchain.runtime.faces import (
     ThresholdSource,
     enroll_outcome,
 )
-from toolchain.runtime.gallery import Entry, Gallery, Person, display_target, is_postgres_url
+from toolchain.runtime.gallery import Entry, Gallery, Person, is_postgres_url
 from toolchain.runtime.images import LoadedImage, decode_bytes
 from toolchain.runtime.recognizer import MIN_ENROLL_FACE, Recognizer
 from toolchain.service.config import ServiceConfig
@@ -326,7 +326,9 @@ class Engine:
                 self._generation += 1
 
     def readiness(self) -> dict[str, object]:
-        """Open the gallery afresh (bound to the loaded model) and describe what is served.
+        """Open the gallery afresh (bound to the loaded model) and describe what is served:
+        the model, how many people, the workers; never where the gallery is (``/readyz`` is
+        open without the token, and a gallery URL names hosts, users and perhaps a password).
 
         Raises:
             InputError, IntegrityError: the gallery is gone (it was created at the start), cannot
@@ -335,8 +337,6 @@ class Engine:
         with Gallery.open(self.config.gallery, fingerprint=self.embedder.fingerprint,
                           dim=self.embedder.dim) as gallery:
             people = len(gallery.people())
-        name = (display_target(self.config.gallery) if is_postgres_url(self.config.gallery)
-                else Path(self.config.gallery).name)
-        return {"model": self.embedder.fingerprint[:16], "gallery": name,
-                "people": people, "workers": self.pool.workers,
+        return {"model": self.embedder.fingerprint[:16], "people": people,
+                "workers": self.pool.workers,
                 "queue": self.pool.capacity - self.pool.workers}

@@ -38,7 +38,8 @@ Modules: ``schema`` (the file's contract and the threshold range, no numpy), ``v
 checked unit vectors, ranking people), ``base`` (:class:`Gallery`: the interface, the shared
 semantics and the factory), ``sqlite`` (creating, opening and checking the file), ``store`` (the
 SQLite backend), ``postgres`` (the PostgreSQL backend), ``local_server`` (a throwaway PostgreSQL),
-``import_export`` (JSON export and import files), ``migrate`` (copying between backends). The
+``import_export`` (JSON export and import files), ``migrate`` (copying between backends),
+``redact`` (a gallery URL shown without its password). The
 names below are imported on first use, so ``--match`` choices and the threshold check cost no
 numpy.
 """

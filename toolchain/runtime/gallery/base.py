@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 from toolchain.core.contracts import EMBEDDING_DIM
 from toolchain.core.errors import InputError, IntegrityError
+from toolchain.runtime.gallery.redact import masked_url
 from toolchain.runtime.gallery.schema import (
     LEGACY_CROP,
     MAX_DISTANCE,
@@ -66,15 +66,9 @@ def gallery_target(value: GalleryTarget) -> GalleryTarget:
 
 
 def display_target(target: GalleryTarget) -> str:
-    """``target`` as shown in messages: a URL without its password."""
-    if not is_postgres_url(target):
-        return str(target)
-    parts = urlsplit(str(target))
-    if parts.password is None:
-        return str(target)
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``target`` as every message, output and log shows it: a URL without its password or
+    secret parameters (:func:`~toolchain.runtime.gallery.redact.masked_url`)."""
+    return masked_url(str(target)) if is_postgres_url(target) else str(target)
 
 
 def gallery_exists(target: GalleryTarget) -> bool:
