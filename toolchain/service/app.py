@@ -40,7 +40,7 @@ from toolchain.runtime.faces import ComparedFace, Comparison, Face, Match
 from toolchain.runtime.gallery import Candidate
 from toolchain.service.engine import Engine, check_name
 from toolchain.service.errors import STATUS_CODES, ApiError, BodyTooLarge, from_toolchain
-from toolchain.service.metrics import Metrics
+from toolchain.service.metrics import Metrics, method_label
 from toolchain.service.pool import Busy, Ticket, TimedOut
 from toolchain.service.uploads import read_body
 
@@ -158,7 +158,8 @@ class Observe:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
+            self.metrics.requests.labels(method_label(scope["method"]), template,
+                                         str(status)).inc()
             self.metrics.latency.labels(template).observe(time.perf_counter() - start)
 
 
