@@ -13,9 +13,10 @@ import socket
 import string
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
-from service_server import Server, examples, running_server
+from service_server import Server, assert_error, examples, running_server
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -97,3 +98,133 @@ def route_templates(server: Server) -> set[str]:
     paths = server.get("/openapi.json").json()["paths"]
     return {*(p.replace("{name}", "{name:path}") for p in paths), "/", "/docs", "/local",
             "/local/models/{name}", "/static", "/docs-assets", "/openapi.json", "unmatched"}
+
+
+def people(server: Server) -> set[str]:
+    response = server.get("/v1/people")
+    assert response.status_code == 200, response.text
+    return {p["name"] for p in response.json()["people"]}
+
+
+def photo_files() -> dict[str, tuple[str, bytes]]:
+    photo = examples() / "people" / "biden" / "biden.jpg"
+    return {"image": (photo.name, photo.read_bytes())}
+
+
+def test_a_cross_site_form_post_cannot_enroll(server: Server) -> None:
+    """What any page the user visits can send without a CORS preflight: a multipart form post
+    with a file. Refused whatever says it is cross-site; nothing written."""
+    before = people(server)
+    port = server.url.rsplit(":", 1)[1]
+    for headers in ({"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"},
+                    {"Origin": "https://evil.example"},
+                    {"Origin": f"http://127.0.0.1:{int(port) + 1}"},  # same site, other port
+                    {"Origin": f"https://127.0.0.1:{port}.evil.example"},
+                    {"Origin": "null"},
+                    {"Sec-Fetch-Site": "cross-site"},
+                    {"Sec-Fetch-Site": "same-site"}):
+        response = server.post("/v1/people/mallory/faces", files=photo_files(), headers=headers)
+        message = assert_error(response, 403, "forbidden", 2)
+        assert "origin" in message.lower(), message
+        removal = server.delete("/v1/people/obama", headers=headers)
+        assert_error(removal, 403, "forbidden", 2)
+    assert people(server) == before
+
+
+def test_the_servers_own_pages_and_plain_clients_still_write(server: Server) -> None:
+    """The page's own requests (Origin of this server, under each loopback name) and clients
+    that are no browser (no Origin, no Sec-Fetch-Site: curl, scripts) enroll and remove."""
+    port = server.url.rsplit(":", 1)[1]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}"):
+        for headers in ({"Host": host, "Origin": f"http://{host.lower()}",
+                         "Sec-Fetch-Site": "same-origin"},
+                        {"Host": host, "Sec-Fetch-Site": "same-origin"},
+                        {"Host": host, "Sec-Fetch-Site": "none"},
+                        {"Host": host}):
+            response = server.post("/v1/people/biden/faces", files=photo_files(),
+                                   headers=headers)
+            assert response.status_code in (200, 201), (headers, response.text)
+            removed = server.delete("/v1/people/biden", headers=headers)
+            assert removed.status_code == 200, (headers, removed.text)
+
+
+def test_only_this_servers_names_are_answered(server: Server) -> None:
+    """DNS rebinding: a page whose name comes to resolve to 127.0.0.1 sends its requests with
+    its own name in Host; they are refused (421), reads included, and nothing is removed."""
+    port = server.url.rsplit(":", 1)[1]
+    for host in ("rebind.attacker.example", f"rebind.attacker.example:{port}",
+                 f"127.0.0.1.attacker.example:{port}", f"localhost.attacker.example:{port}",
+                 f"127.0.0.1:{port}@attacker.example", f"127.0.0.1:x{port}", "[::1"):
+        for method, path in (("DELETE", "/v1/people/obama"), ("GET", "/v1/people"),
+                             ("GET", "/readyz"), ("GET", "/")):
+            status, answer = raw_request(server, f"{method} {path} HTTP/1.1\r\nHost: {host}")
+            assert status in (400, 421), (host, method, path, answer[:300])
+            if status == 421:
+                assert b'"code":"misdirected"' in answer and b'"exit_code":2' in answer, answer
+    for host in (f"127.0.0.1:{port}", f"[::1]:{port}", f"localhost:{port}", "localhost",
+                 f"localhost.:{port}"):
+        status, answer = raw_request(server, f"GET /v1/people HTTP/1.1\r\nHost: {host}")
+        assert status == 200 and b"obama" in answer, (host, answer[:300])
+
+
+def test_allowed_hosts_and_origins_are_options(tmp_path: Path) -> None:
+    """--allowed-host adds a name to answer to; --cors-origin lets one other site's pages write
+    (with CORS for reading the answers); any other origin is still refused."""
+    with running_server(tmp_path, "--allowed-host", "faces.example",
+                        "--cors-origin", "https://app.example") as server:
+        port = server.url.rsplit(":", 1)[1]
+        host = {"Host": f"faces.example:{port}"}
+        assert server.get("/v1/people", headers=host).status_code == 200
+        allowed = {**host, "Origin": "https://app.example", "Sec-Fetch-Site": "cross-site"}
+        response = server.post("/v1/people/biden/faces", files=photo_files(), headers=allowed)
+        assert response.status_code == 201, response.text
+        assert response.headers["access-control-allow-origin"] == "https://app.example"
+        own = {**host, "Origin": f"http://faces.example:{port}"}
+        assert server.delete("/v1/people/biden", headers=own).status_code == 200
+        other = {**host, "Origin": "https://other.example"}
+        assert_error(server.post("/v1/people/biden/faces", files=photo_files(), headers=other),
+                     403, "forbidden", 2)
+        rebound = {"Host": f"other.example:{port}"}
+        assert_error(server.get("/v1/people", headers=rebound), 421, "misdirected", 2)
+        assert server.get("/v1/people").json()["people"] == []
+
+
+def test_any_origin_with_a_token_is_refused_and_without_one_is_a_warning(
+        tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret-token-for-the-tests-0123456789\n")
+    token.chmod(0o600)
+    with (pytest.raises(AssertionError) as refused,
+          running_server(tmp_path, "--cors-origin", "*", "--token-file", str(token))):
+        pass
+    output = str(refused.value).removeprefix("facenet serve did not start: ")
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("facenet: error: "), lines
+    assert "--cors-origin" in lines[0] and "token" in lines[0], lines
+    for bad in (("--cors-origin", "https://app.example/path"),
+                ("--cors-origin", "app.example"), ("--allowed-host", "http://faces.example"),
+                ("--allowed-host", "faces.example:8000")):
+        with pytest.raises(AssertionError, match="facenet: error: "), \
+                running_server(tmp_path, *bad):
+            pass
+    with running_server(tmp_path, "--cors-origin", "*") as server:
+        assert server.get("/healthz").status_code == 200
+        warning = [line for line in server.log if "--cors-origin" in line]
+        assert warning and "WARNING" in warning[0] and "EVERY web page" in warning[0], warning
+
+
+def test_the_names_a_server_answers_to() -> None:
+    """The loopback names always; the bound --host unless a wildcard address (then only the
+    names given); --allowed-host names as the Host header carries them."""
+    from toolchain.service.guard import allowed_hosts, host_name
+
+    loopback = ("127.0.0.1", "localhost", "[::1]")
+    for wildcard in ("0.0.0.0", "::", "::1", "localhost"):
+        assert allowed_hosts(wildcard) == loopback
+    assert allowed_hosts("Faces.LAN", ["x.example.", "192.168.1.5", "fe80::1", "[fe80::2]"]) \
+        == (*loopback, "faces.lan", "x.example", "192.168.1.5", "[fe80::1]", "[fe80::2]")
+    for bad in ("http://x.example", "x.example:8000", "x.example/", "", "a b"):
+        with pytest.raises(ValueError, match="not a host name"):
+            allowed_hosts("127.0.0.1", [bad])
+    assert [host_name(h) for h in ("[::1]:80", "LOCALHOST.:1", "a.b", "[::1", "a:b", "a:1@b")] \
+        == ["[::1]", "localhost", "a.b", None, None, None]

@@ -8,10 +8,12 @@ CDN; here ``/docs`` is the package's own page loading the Swagger UI files that 
 ``fastapi-offline`` wheel ships, so it works with no network.
 
 Middleware, outermost first: metrics (status and latency of every answer), security headers
-(a strict Content-Security-Policy: scripts only from this server, no inline script), the body
-limit (413 from the ``Content-Length`` or as soon as the streamed body passes the limit), and
-CORS only when origins are configured. The bearer token, when set, guards ``/v1/*`` and
-``/metrics``; ``/healthz``, ``/readyz``, the page and the docs stay open (they hold no data).
+(a strict Content-Security-Policy: scripts only from this server, no inline script), the guard
+(421 for a ``Host`` this server does not answer to, 403 for a write from another origin's page:
+:mod:`toolchain.service.guard`), the body limit (413 from the ``Content-Length`` or as soon as
+the streamed body passes the limit), and CORS only when origins are configured. The bearer
+token, when set, guards ``/v1/*`` and ``/metrics``; ``/healthz``, ``/readyz``, the page and the
+docs stay open (they hold no data).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from toolchain.runtime.faces import ComparedFace, Comparison, Face, Match
 from toolchain.runtime.gallery import Candidate
 from toolchain.service.engine import Engine, check_name
 from toolchain.service.errors import STATUS_CODES, ApiError, BodyTooLarge, from_toolchain
+from toolchain.service.guard import Guard
 from toolchain.service.metrics import Metrics, method_label
 from toolchain.service.pool import Busy, Ticket, TimedOut
 from toolchain.service.uploads import read_body
@@ -440,6 +443,7 @@ def create_app(engine: Engine) -> FastAPI:
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(BodyLimit, limit=limits.max_request_bytes)
+    app.add_middleware(Guard, hosts=config.allowed_hosts, origins=config.cors_origins)
     app.add_middleware(Observe, metrics=metrics)
     return app
 
