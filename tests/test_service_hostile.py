@@ -228,3 +228,38 @@ def test_the_names_a_server_answers_to() -> None:
             allowed_hosts("127.0.0.1", [bad])
     assert [host_name(h) for h in ("[::1]:80", "LOCALHOST.:1", "a.b", "[::1", "a:b", "a:1@b")] \
         == ["[::1]", "localhost", "a.b", None, None, None]
+
+
+def test_names_that_look_alike_are_refused_or_one_person(server: Server) -> None:
+    """The API applies the name rule of every path: invisible and reordering characters, control
+    characters and over-long names are refused (400, nothing written); NFC and NFD ``café`` are
+    one person; a DELETE strips and normalizes the name as enrollment does."""
+    import unicodedata
+    from urllib.parse import quote
+
+    before = people(server)
+    for name in ("obama\u202e", "bi\u200bden", "\ufeffbiden", "\x1b[31mred", "tab\tbed",
+                 "n" * 129, "a\u2028b", " "):
+        response = server.post(f"/v1/people/{quote(name)}/faces", files=photo_files())
+        message = assert_error(response, 400, "bad_request", 2)
+        assert "name" in message, message
+        assert_error(server.delete(f"/v1/people/{quote(name)}"), 400, "bad_request", 2)
+    # A line break in a path matches no route at all (the router's patterns stop at it).
+    assert_error(server.post("/v1/people/two%0Alines/faces", files=photo_files()), 404,
+                 "not_found", 3)
+    assert people(server) == before
+    nfc, nfd = (unicodedata.normalize(form, "café") for form in ("NFC", "NFD"))
+    kit = sorted((examples() / "people" / "kit_harington").iterdir())
+    for name, photo in ((nfc, kit[0]), (nfd, kit[1])):
+        files = {"image": (photo.name, photo.read_bytes())}
+        response = server.post(f"/v1/people/{quote(name)}/faces", files=files)
+        assert response.status_code == 201 and response.json()["name"] == nfc, response.text
+    listed = {p["name"]: p["embeddings"] for p in server.get("/v1/people").json()["people"]}
+    assert listed[nfc] == 2 and nfd not in listed
+    removed = server.delete(f"/v1/people/%20{quote(nfd)}%20")
+    assert removed.status_code == 200 and removed.json() == {"name": nfc, "removed": 2}, \
+        removed.text
+    assert server.post("/v1/people/biden/faces", files=photo_files()).status_code == 201
+    removed = server.delete("/v1/people/%20biden%20")
+    assert removed.json() == {"name": "biden", "removed": 1}, removed.text
+    assert people(server) == before

@@ -65,11 +65,20 @@ def gallery_remove(
     gallery: GalleryOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> None:
-    """Remove a person and all their embeddings."""
+    """Remove a person and all their embeddings.
+
+    NAME as the name rule makes it (NFC, stripped), or as `gallery list` shows a name an older
+    gallery holds.
+    """
     from toolchain.runtime.gallery import Gallery
+    from toolchain.runtime.gallery.names import NameRefused, stored_name
 
     path = gallery if gallery is not None else Layout(artifacts).gallery
     with Gallery.open(path) as opened:
+        try:
+            name = stored_name(name, (person.name for person in opened.people()))
+        except NameRefused as exc:
+            raise typer.BadParameter(str(exc), param_hint="NAME") from exc
         count = opened.remove(name)
         where = opened.path
     print(f"removed {name!r} ({count} embeddings) from {display_text(where)}")

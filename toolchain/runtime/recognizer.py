@@ -58,6 +58,7 @@ from toolchain.runtime.gallery import (
     gallery_exists,
     gallery_target,
 )
+from toolchain.runtime.gallery.names import person_name
 from toolchain.runtime.images import LoadedImage, read_image
 from toolchain.runtime.ort_options import DEFAULT_SETTINGS
 
@@ -476,11 +477,13 @@ class Recognizer:
 
         Photos without a face of at least ``min_enroll_face`` px (short side), with several such
         faces (unless ``largest``) or unreadable are skipped and reported; a face already in the
-        gallery is a no-op (status ``already``).
+        gallery is a no-op (status ``already``). Names follow the name rule
+        (:func:`~toolchain.runtime.gallery.names.person_name`: NFC, stripped).
+
+        Raises:
+            NameRefused: a name the rule refuses (before any photo is read).
         """
-        names = [name.strip() for name, _ in items]
-        if any(not n for n in names):
-            raise InputError("empty person name")
+        names = [person_name(name) for name, _ in items]
         if not min_enroll_face >= 0:
             raise InputError(f"minimum enrollment face size {min_enroll_face} is not a size")
         gallery = self.gallery(create=True)

@@ -40,7 +40,8 @@ from toolchain.core.errors import ToolchainError
 from toolchain.core.paths import Layout
 from toolchain.runtime.faces import ComparedFace, Comparison, Face, Match
 from toolchain.runtime.gallery import Candidate
-from toolchain.service.engine import Engine, check_name
+from toolchain.runtime.gallery.names import NameRefused, person_name
+from toolchain.service.engine import Engine
 from toolchain.service.errors import STATUS_CODES, ApiError, BodyTooLarge, from_toolchain
 from toolchain.service.guard import Guard
 from toolchain.service.metrics import Metrics, method_label
@@ -379,8 +380,8 @@ def create_app(engine: Engine) -> FastAPI:
                   {"image": "Photos of the person, one face each"}, many=True))
     async def enroll(name: str, request: Request) -> JSONResponse:
         try:
-            name = check_name(name)
-        except ToolchainError as exc:
+            name = person_name(name)
+        except NameRefused as exc:
             raise ApiError("bad_request", str(exc)) from None
         body = await read_body(request, ["image"], limits)
         uploads = body.images.get("image", [])
@@ -409,10 +410,10 @@ def create_app(engine: Engine) -> FastAPI:
     @app.delete(f"/{API_VERSION}/people/{{name:path}}", tags=["people"], dependencies=guarded,
                 summary="Remove a person and all their faces.")
     async def remove(name: str) -> dict[str, Any]:
-        removed = await run(lambda ticket: engine.remove(name, ticket))
+        stored, removed = await run(lambda ticket: engine.remove(name, ticket))
         if removed is None:
-            raise ApiError("not_found", f"no person named {name!r}")
-        return {"name": name, "removed": removed}
+            raise ApiError("not_found", f"no person named {stored!r}")
+        return {"name": stored, "removed": removed}
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

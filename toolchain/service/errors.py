@@ -22,6 +22,7 @@ from toolchain.core.errors import (
     MissingArtifactError,
     ToolchainError,
 )
+from toolchain.runtime.gallery.names import NameRefused
 
 USAGE_EXIT = 2
 """The exit code of a usage error (typer's)."""
@@ -80,7 +81,10 @@ class BodyTooLarge(Exception):
 
 
 def from_toolchain(exc: ToolchainError) -> ApiError:
-    """The API error of a library error (an :class:`InputError` is the client's image)."""
+    """The API error of a library error (a refused name is a bad request, any other
+    :class:`InputError` the client's image)."""
+    if isinstance(exc, NameRefused):
+        return ApiError("bad_request", str(exc))
     if isinstance(exc, InputError):
         return ApiError("bad_image", str(exc))
     if isinstance(exc, IntegrityError):

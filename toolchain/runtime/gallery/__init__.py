@@ -39,8 +39,8 @@ checked unit vectors, ranking people), ``base`` (:class:`Gallery`: the interface
 semantics and the factory), ``sqlite`` (creating, opening and checking the file), ``store`` (the
 SQLite backend), ``postgres`` (the PostgreSQL backend), ``local_server`` (a throwaway PostgreSQL),
 ``import_export`` (JSON export and import files), ``migrate`` (copying between backends),
-``redact`` (a gallery URL shown without its password). The
-names below are imported on first use, so ``--match`` choices and the threshold check cost no
+``redact`` (a gallery URL shown without its password), ``names`` (the one person-name rule).
+The names below are imported on first use, so ``--match`` choices and the threshold check cost no
 numpy.
 """
 

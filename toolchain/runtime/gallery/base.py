@@ -23,6 +23,7 @@ import numpy as np
 
 from toolchain.core.contracts import EMBEDDING_DIM
 from toolchain.core.errors import InputError, IntegrityError
+from toolchain.runtime.gallery.names import person_name
 from toolchain.runtime.gallery.redact import masked_url
 from toolchain.runtime.gallery.schema import (
     LEGACY_CROP,
@@ -99,7 +100,7 @@ class AddResult:
         The face keeps its first name (one face, one person); a caller should warn about each.
         """
         return [(entry, owner) for entry, owner in self.duplicates
-                if owner != entry.name.strip()]
+                if owner != person_name(entry.name)]
 
 
 @dataclass(frozen=True)
@@ -262,9 +263,13 @@ class Gallery(abc.ABC):
             entries: Embeddings to add (raw or unit; normalized on the way in).
             fingerprint: The model the vectors come from, recorded per row (default: the gallery's).
 
+        Each name is stored as the name rule makes it (NFC, stripped:
+        :func:`~toolchain.runtime.gallery.names.person_name`).
+
         Raises:
-            InputError: a vector of the wrong size, non-finite, beyond float32 or near zero, or an
-                empty name (nothing is written).
+            InputError: a vector of the wrong size, non-finite, beyond float32 or near zero
+                (nothing is written).
+            NameRefused: a name the rule refuses (nothing is written).
         """
         if not entries:
             return AddResult(added=[], duplicates=[])

@@ -42,6 +42,7 @@ from toolchain.runtime.gallery.base import (
     StoredRow,
     display_target,
 )
+from toolchain.runtime.gallery.names import person_name
 from toolchain.runtime.gallery.redact import scrub
 from toolchain.runtime.gallery.schema import SCHEMA_VERSION, MatchMode
 from toolchain.runtime.gallery.sqlite import now, one_line
@@ -319,7 +320,8 @@ class PostgresGallery(Gallery):
             return AddResult(added=[], duplicates=[])
         s = self.schema
         created = now()
-        names = sorted({entry.name.strip() for entry in entries})
+        canonical = {name: person_name(name) for name in {entry.name for entry in entries}}
+        names = sorted(set(canonical.values()))
         conn.execute(f"INSERT INTO {s}.people (name, created) SELECT n, %s"
                      " FROM unnest(%s::text[]) AS n ORDER BY n ON CONFLICT (name) DO NOTHING",
                      (created, names))
@@ -337,7 +339,7 @@ class PostgresGallery(Gallery):
                 " VALUES (%s, %b, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (image_sha256, box_x, box_y, box_w, box_h) DO NOTHING"
                 " RETURNING image_sha256, box_x, box_y, box_w, box_h",
-                [(ids[entries[i].name.strip()], vectors[i], entries[i].source, *key,
+                [(ids[canonical[entries[i].name]], vectors[i], entries[i].source, *key,
                   entries[i].score, fingerprint, created)
                  for key, i in sorted(first.items())],
                 returning=True,

@@ -18,6 +18,7 @@ import numpy as np
 from toolchain.core.errors import InputError
 from toolchain.core.metrics import RowScreen, nearest_groups
 from toolchain.core.preprocess import l2_normalize
+from toolchain.runtime.gallery.names import person_name
 from toolchain.runtime.gallery.schema import MatchMode
 
 BOX_DECIMALS = 2
@@ -97,10 +98,10 @@ def unit_embedding(values: Any, dim: int | None, where: str) -> np.ndarray:
 
 def entry_vectors(entries: Sequence[Entry], dim: int) -> np.ndarray:
     """The ``(len(entries), dim)`` unit vectors of ``entries``, each checked like an embedder's
-    output would be (:func:`unit_embedding`), or :class:`InputError` for the first bad one."""
-    for entry in entries:
-        if not entry.name.strip():
-            raise InputError(f"{entry.source}: empty person name")
+    output would be (:func:`unit_embedding`), or :class:`InputError` for the first bad one (a
+    :class:`~toolchain.runtime.gallery.names.NameRefused` for a name the rule refuses)."""
+    for name in {entry.name for entry in entries}:
+        person_name(name)
     return np.stack([
         unit_embedding(e.vector, dim, f"{e.source}: embedding for {e.name!r}")
         for e in entries
