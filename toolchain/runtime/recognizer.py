@@ -40,6 +40,7 @@ from toolchain.gallery import (
     gallery_target,
     open_gallery,
 )
+from toolchain.gallery.names import person_name
 from toolchain.runtime.embedder import Embedder
 from toolchain.runtime.enrollment import enroll_photos
 from toolchain.runtime.faces import (
@@ -430,11 +431,13 @@ class Recognizer:
 
         Photos without a face of at least ``min_enroll_face`` px (short side), with several such
         faces (unless ``largest``) or unreadable are skipped and reported; a face already in the
-        gallery is a no-op (status ``already``).
+        gallery is a no-op (status ``already``). Names follow the name rule
+        (:func:`~toolchain.gallery.names.person_name`: NFC, stripped).
+
+        Raises:
+            NameRefused: a name the rule refuses (before any photo is read).
         """
-        names = [name.strip() for name, _ in items]
-        if any(not n for n in names):
-            raise InputError("empty person name")
+        names = [person_name(name) for name, _ in items]
         if not min_enroll_face >= 0:
             raise InputError(f"minimum enrollment face size {min_enroll_face} is not a size")
         return enroll_photos(
