@@ -18,6 +18,7 @@ from toolchain.cli import (
     batch,
     bench,
     compare,
+    convert,
     crops,
     enroll,
     evaluate,
@@ -68,8 +69,8 @@ EXTRA_FOR_MODULE: dict[str, str] = {
 checks this table against the extras); a command that needs a missing one says which to install."""
 
 COMMAND_GROUPS: tuple[typer.Typer, ...] = (
-    fetch.app, inspect.app, export.app, parity.app, enroll.app, recognize.app, compare.app,
-    evaluate.app, crops.app,
+    fetch.app, inspect.app, convert.app, export.app, parity.app, enroll.app, recognize.app,
+    compare.app, evaluate.app, crops.app,
     batch.app, gallery.app, serve.app, verify.app, bench.app, loadtest.app,
 )
 """Every command module's app, in the order of the workflow (``bench.app`` ends with

@@ -234,7 +234,7 @@ def _import_function(module_file: Path, function: str) -> Callable[..., Any]:
     found = getattr(module, function, None)
     if not callable(found):
         raise InputError(f"{module_file} has no function {function!r}")
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def binding_records(bindings: Sequence[LambdaBinding]) -> list[Mapping[str, Any]]:

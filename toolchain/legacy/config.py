@@ -262,9 +262,10 @@ def _functional(body: Any, class_name: str, path: str) -> ModelSpec:
                             tuple(tuple(map(shift, call)) for call in s.calls), s.model, s.path)
                   for s in layers]
         outputs = tuple(map(shift, outputs))
-    name = body.get("name")
+    model_name = body.get("name")
     return _checked(ModelSpec(
-        name if isinstance(name, str) else None, class_name, tuple(layers), inputs, outputs,
+        model_name if isinstance(model_name, str) else None, class_name, tuple(layers), inputs,
+        outputs,
         path, body.get("trainable", True) is not False,
     ))
 

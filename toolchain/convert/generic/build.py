@@ -27,7 +27,7 @@ from toolchain.core.errors import InputError
 from toolchain.legacy.bindings import LambdaBinding
 from toolchain.legacy.config import INPUT_LAYER, LayerSpec, ModelSpec, TensorRef
 
-TABLE_POINTER = "see the supported layer table (facenet convert --layers)"
+TABLE_POINTER = "supported layers: facenet convert --layers, docs/convert_layers.md"
 
 Tensors = dict[tuple[str, int, int], Any]
 
