@@ -40,8 +40,12 @@ def _kind_problems(spec: LayerSpec) -> list[str]:
     return [f"layer {spec.path!r} ({spec.class_name}): {p}" for p in problems]
 
 
-def check_supported(model: ModelSpec) -> None:
+def check_supported(model: ModelSpec, where: str = "model_config") -> None:
     """Refuse, all at once, every unsupported layer class and config value of the model.
+
+    Args:
+        model: the parsed config.
+        where: what to name in the message (the file).
 
     Raises:
         UnsupportedLayerError: ``unsupported layer LSTM (2 of them), ...`` then each refused
@@ -56,9 +60,9 @@ def check_supported(model: ModelSpec) -> None:
         if shape is None:
             problems.append(f"input {ref.layer!r} declares no shape")
     if problems:
-        raise UnsupportedLayerError(
-            f"{len(problems)} problem(s): " + "; ".join(problems[:12])
-            + ("; ..." if len(problems) > 12 else "") + f" ({TABLE_POINTER})")
+        more = f"; and {len(problems) - 12} more" if len(problems) > 12 else ""
+        raise UnsupportedLayerError(f"{where}: " + "; ".join(problems[:12]) + more
+                                    + f" ({TABLE_POINTER})")
 
 
 def _inputs_of(tensors: Tensors, refs: Sequence[TensorRef]) -> Any:
@@ -130,9 +134,15 @@ class _Builder:
                     waiting.append((spec, i))
                     continue
                 args = _inputs_of(tensors, refs)
-                if spec.name not in made:
-                    made[spec.name] = self.layer(spec, args)
-                result = made[spec.name](args)
+                try:
+                    if spec.name not in made:
+                        made[spec.name] = self.layer(spec, args)
+                    result = made[spec.name](args)
+                except (ValueError, TypeError, NotImplementedError) as exc:
+                    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                    raise UnsupportedLayerError(
+                        f"layer {spec.path!r} ({spec.class_name}): Keras 3 cannot rebuild it "
+                        f"({reason[:200]})") from exc
                 for t, out in enumerate(result if isinstance(result, list | tuple) else [result]):
                     tensors[(spec.name, i, t)] = out
             if len(waiting) == len(pending):

@@ -91,8 +91,15 @@ REFUSED_ACTIVATIONS = {
 """Activation names whose Keras 3 function differs from Keras 2's, and how."""
 
 
-def activation(value: Any) -> str:
-    """A Keras 2 activation name that means the same in Keras 3."""
+REWRITTEN_ACTIVATIONS = {
+    "gelu": "rebuilt as 0.5 x (1 + erf(x / sqrt(2))), the same function: TensorFlow's own gelu "
+            "lowers to Erfc, which tf2onnx cannot convert",
+}
+"""Activation names rebuilt by a function of :mod:`.activations`, and why."""
+
+
+def activation(value: Any) -> Any:
+    """A Keras 2 activation name that means the same in Keras 3 (or its rewritten function)."""
     if value is None:
         return "linear"
     if value in REFUSED_ACTIVATIONS:
@@ -100,6 +107,10 @@ def activation(value: Any) -> str:
     if value not in SUPPORTED_ACTIVATIONS:
         raise Refused(f"activation {str(value)[:60]!r} is not one of "
                       f"{', '.join(sorted(SUPPORTED_ACTIVATIONS))}")
+    if value in REWRITTEN_ACTIVATIONS:
+        from toolchain.convert.generic import activations
+
+        return getattr(activations, f"{value}_erf")
     return str(value)
 
 

@@ -99,8 +99,12 @@ def _conv(*prefixes: str, transpose: bool = False, depthwise: bool = False,
         fields["filters"] = same()
     if depthwise or separable:
         fields["depth_multiplier"] = same()
-    if not (depthwise or separable):
+    if depthwise or separable or transpose:
+        fields["groups"] = only(1, reason="Keras 2.15 writes groups 1 for this class")
+    else:
         fields["groups"] = same()
+    if separable:
+        fields.update(training_only("kernel"))
     if transpose:
         fields["output_padding"] = same(lambda v: None if v is None else as_tuple(v))
     return fields

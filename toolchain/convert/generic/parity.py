@@ -235,12 +235,14 @@ class OutputCheck:
     ok: bool
 
 
-def compare(fmt: str, got: dict[str, np.ndarray], want: dict[str, np.ndarray], atol: float
-            ) -> list[OutputCheck]:
-    """Every output of ``fmt`` against the original's: max abs difference (the verdict) and, for
-    outputs with more than one value per row, the row cosines."""
+def compare(fmt: str, got: dict[str, np.ndarray], want: dict[str, np.ndarray], atol: float,
+            order: tuple[str, ...]) -> list[OutputCheck]:
+    """Every output of ``fmt`` (in the model's ``order``) against the original's: max abs
+    difference (the verdict) and, for outputs with more than one value per row, the row
+    cosines."""
     checks = []
-    for name, expected in want.items():
+    for name in order:
+        expected = want[name]
         value = got.get(name)
         scale = float(np.max(np.abs(expected))) if expected.size else 0.0
         if value is None or value.shape != expected.shape or not np.all(np.isfinite(value)):

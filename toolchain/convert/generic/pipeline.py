@@ -220,7 +220,7 @@ def convert_file(request: ConvertRequest,
     spec = parse_model(model.model_config)
     mappings = parse_mappings(request.lambdas)
     bindings = vet_lambdas(model.code, mappings)
-    check_supported(spec)
+    check_supported(spec, str(request.h5))
     in_names, out_names = tensor_names(spec.inputs), tensor_names(spec.outputs)
     shapes = spec.input_shapes()
     io = tuple((n, s) for n, s in zip(in_names, shapes, strict=True) if s is not None)
@@ -239,13 +239,14 @@ def convert_file(request: ConvertRequest,
         work = Path(work_dir)
         legacy = parity.LegacyRun(python, h5, [m.text for m in mappings], inputs, work)
         try:
+            steps("import TensorFlow and Keras 3")
+            import keras  # noqa: F401  (timed on its own: seconds on a cold start)
+
+            steps("rebuild in Keras 3")
+            keras_model = build_keras(spec, bindings, functions)
             with atomic_dir(request.out) as staging:
                 weights = _write_weights(staging, dump)
-                steps("import TensorFlow and Keras 3")
-                import keras  # noqa: F401  (timed on its own: seconds on a cold start)
-
-                steps("rebuild in Keras 3 and load the weights strictly")
-                keras_model = build_keras(spec, bindings, functions)
+                steps("load the weights strictly")
                 loaded = load_dumped(keras_model, spec, weights)
                 contract = {
                     "source_file": h5.name, "source_sha256": dump.manifest["source"]["sha256"],
@@ -286,7 +287,7 @@ def _parity(staging: Path, job: ExportJob, exported: list[Exported], inputs: par
     results = {name: run_rows(infer, inputs.feeds, job.batch) for name, infer in runs.items()}
     original = legacy.outputs()
     checks = [c for name, got in results.items()
-              for c in parity.compare(name, got, original, atol)]
+              for c in parity.compare(name, got, original, atol, job.outputs)]
     legacy_info = {"runtime": "Keras 2.15 in the legacy environment (legacy_env/legacy_graph.py)",
                    "built_from": "the file's model_config, Lambdas bound, load_weights"}
     parity_report = parity.report_json(checks, inputs, atol, legacy_info)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from toolchain.convert.generic.fields import (
     COMMON,
     REFUSED_ACTIVATIONS,
+    REWRITTEN_ACTIVATIONS,
     SUPPORTED_ACTIVATIONS,
     Field,
 )
@@ -22,7 +23,14 @@ def _cell(text: str) -> str:
 
 
 def _fields(fields: dict[str, Field], rules: tuple[str, ...]) -> str:
-    return ", ".join(f.describe(name) for name, f in fields.items() if f.rule in rules)
+    """The fields under ``rules``; ignored fields grouped by their reason."""
+    if rules != ("ignored",):
+        return ", ".join(f.describe(name) for name, f in fields.items() if f.rule in rules)
+    by_reason: dict[str, list[str]] = {}
+    for name, f in fields.items():
+        if f.rule == "ignored":
+            by_reason.setdefault(f.reason, []).append(name)
+    return "; ".join(f"{', '.join(names)} ({reason})" for reason, names in by_reason.items())
 
 
 def _row(kind: LayerKind) -> str:
@@ -43,6 +51,7 @@ def render_markdown() -> str:
     common = "; ".join(f.describe(name) for name, f in COMMON.items())
     tested = "; ".join(f"**{version}**: {what}" for version, what in TESTED_ON.items())
     refused = "; ".join(f"`{name}` ({why})" for name, why in REFUSED_ACTIVATIONS.items())
+    rewritten = "; ".join(f"`{name}` {how}" for name, how in REWRITTEN_ACTIVATIONS.items())
     lines = [
         "# Layer classes `facenet convert` rebuilds",
         "",
@@ -60,8 +69,8 @@ def render_markdown() -> str:
         "",
         f"Fields every class takes: {common}.",
         "",
-        f"Activations (``activation`` fields and the `Activation` layer): "
-        f"{', '.join(sorted(SUPPORTED_ACTIVATIONS))}. Refused: {refused}.",
+        f"Activations (`activation` fields and the `Activation` layer): "
+        f"{', '.join(sorted(SUPPORTED_ACTIVATIONS))}; {rewritten}. Refused: {refused}.",
         "",
         "| legacy class | Keras 3 | tested formats | translated | ignored | "
         "default-only / refused | weight renames | note |",
