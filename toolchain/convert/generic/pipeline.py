@@ -224,13 +224,17 @@ def convert_file(request: ConvertRequest,
     in_names, out_names = tensor_names(spec.inputs), tensor_names(spec.outputs)
     shapes = spec.input_shapes()
     io = tuple((n, s) for n, s in zip(in_names, shapes, strict=True) if s is not None)
-    fixed = {s[0] for _, s in io if s[0] is not None}
-    batch = fixed.pop() if len(fixed) == 1 else 16
+    declared = {s[0] for _, s in io if s[0] is not None}
+    if len(declared) > 1:
+        raise InputError(f"{request.h5}: inputs declare different batch sizes {declared}")
+    fixed = declared.pop() if declared else None
+    batch = fixed or 16
     inputs = parity.make_inputs(io, max(request.samples, 1), *request.input_range,
                                 request.seed, list(request.inputs))
-    if inputs.rows % batch:
+    if fixed and inputs.rows % fixed:
         raise InputError(f"the model takes batches of exactly {batch} rows; give a multiple of "
                          f"{batch} rows (--samples and --inputs), not {inputs.rows}")
+    probe = max(fixed, PROBE_ROWS // fixed * fixed) if fixed else PROBE_ROWS
     python = parity.legacy_python(request.legacy_python)
     functions = load_functions(bindings)
     steps("dump weights")
@@ -260,10 +264,9 @@ def convert_file(request: ConvertRequest,
                     "weights_manifest_sha256": loaded.manifest_sha256,
                     "converter": "facenet convert: config-driven Keras 3 rebuild",
                 }
-                job = ExportJob(keras_model, tuple((n, (batch if fixed else None, *s[1:]))
-                                                   for n, s in io),
+                job = ExportJob(keras_model, tuple((n, (fixed, *s[1:])) for n, s in io),
                                 out_names, functions,
-                                {n: a[:PROBE_ROWS] for n, a in inputs.feeds.items()},
+                                {n: a[:probe] for n, a in inputs.feeds.items()},
                                 request.atol, onnx_metadata(contract), batch)
                 exported = export_all(job, formats, staging, work / "scratch", steps)
                 steps("parity with the original graph (Keras 2.15)")
