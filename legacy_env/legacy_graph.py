@@ -57,8 +57,8 @@ def _inputs(path: Path, names: tuple[str, ...]) -> list[np.ndarray]:
 def run(h5: Path, inputs: Path, out: Path, mappings: list[str]) -> dict[str, Any]:
     """Build, load, run and write; return a summary for the caller's log."""
     model = read_legacy(h5)
-    spec = parse_model(model.model_config)
     bindings = vet_lambdas(model.code, parse_mappings(mappings))
+    spec = parse_model(model.model_config)
     functions = load_functions(bindings)
     in_names, out_names = tensor_names(spec.inputs), tensor_names(spec.outputs)
     x = _inputs(inputs, in_names)

@@ -139,7 +139,7 @@ def test_every_table_kind_of_keras_2_15(tmp_path: Path) -> None:
 def test_mapped_lambda(tmp_path: Path) -> None:
     h5 = legacy_model("mapped_lambda")
     out = tmp_path / "out"
-    with pytest.raises(UnsafeCodeError, match="--lambda lrn_1=FILE.py:FUNCTION"):
+    with pytest.raises(UnsafeCodeError, match=r"--lambda lrn_1=FILE\.py:FUNCTION"):
         convert(h5, out, "onnx")
     assert not out.exists()
     module = tmp_path / "my_layers.py"

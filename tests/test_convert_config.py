@@ -173,7 +173,7 @@ def test_unmapped_lambda_refusal_says_how_to_map(tmp_path: Path) -> None:
 
     h5 = tmp_path / "tiny.h5"
     write_legacy_h5(h5, function=[lambda_b64("lambda inputs, scale: inputs[0]"), None, None])
-    with pytest.raises(UnsafeCodeError, match="--lambda ScaleSum=FILE.py:FUNCTION"):
+    with pytest.raises(UnsafeCodeError, match=r"--lambda ScaleSum=FILE\.py:FUNCTION"):
         vet_lambdas(read_legacy(h5).code, [])
 
 

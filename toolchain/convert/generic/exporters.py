@@ -72,6 +72,8 @@ class ExportJob:
     batch: int = 16
     paths: dict[str, Path] = field(default_factory=dict)
     in_memory: Arrays | None = None
+    savedmodel: Any = None
+    """The SavedModel as ``tf.saved_model.load`` read it back (validated, then converted)."""
 
     def expected(self) -> Arrays:
         """The in-memory model's outputs on the probe rows (computed once)."""
@@ -141,14 +143,16 @@ def export_savedmodel(job: ExportJob, target: Path) -> Infer:
     module.model_variables = [v.value for v in model.weights]
     module.serve = serve
     tf.saved_model.save(module, str(target), signatures={SIGNATURE: serve})
-    return runners.load_savedmodel(target)
+    job.savedmodel = tf.saved_model.load(str(target))
+    return runners.load_savedmodel(target, job.savedmodel)
 
 
 def _onnx_proto(job: ExportJob, savedmodel: Path) -> Any:
+    """tf2onnx of the SavedModel's signature (read back from disk by the savedmodel export)."""
     import tensorflow as tf
     import tf2onnx
 
-    loaded = tf.saved_model.load(str(savedmodel))
+    loaded = job.savedmodel or tf.saved_model.load(str(savedmodel))
     specs = _specs(job)
     names = [name for name, _ in job.inputs]
 

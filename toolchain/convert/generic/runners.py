@@ -65,11 +65,12 @@ def _order(names: list[str], feeds: Arrays) -> list[str]:
     return names if all(n in feeds for n in names) else list(feeds)
 
 
-def load_savedmodel(path: Path) -> Infer:
-    """The SavedModel's ``serving_default`` signature."""
+def load_savedmodel(path: Path, loaded: Any = None) -> Infer:
+    """The SavedModel's ``serving_default`` signature (of ``loaded`` when the caller already
+    loaded ``path`` with ``tf.saved_model.load``)."""
     import tensorflow as tf
 
-    signature = tf.saved_model.load(str(path)).signatures[SIGNATURE]
+    signature = (loaded or tf.saved_model.load(str(path))).signatures[SIGNATURE]
 
     def infer(feeds: Arrays) -> Arrays:
         return {k: v.numpy() for k, v in signature(**{n: tf.constant(a)
