@@ -41,18 +41,22 @@ from toolchain.convert.generic.exporters import (
 )
 from toolchain.convert.generic.runners import keras_infer, run_rows
 from toolchain.convert.generic.weights import load_dumped
+from toolchain.convert.weights import LoadReport
 from toolchain.core.atomic import atomic_dir
 from toolchain.core.contracts import MANIFEST_FILE
 from toolchain.core.errors import InputError
 from toolchain.legacy.bindings import (
+    LambdaBinding,
+    MappedFunction,
     binding_records,
     load_functions,
     parse_mappings,
     vet_lambdas,
 )
-from toolchain.legacy.config import class_counts, parse_model, tensor_names
+from toolchain.legacy.config import ModelSpec, class_counts, parse_model, tensor_names
 from toolchain.legacy.dump import WeightsDump, dump_model, dump_weights_only, is_weights_only
 from toolchain.legacy.h5file import read_legacy
+from toolchain.legacy.model import LegacyModel
 from toolchain.legacy.npzfile import npz_bytes
 
 log = logging.getLogger(__name__)
@@ -115,7 +119,9 @@ class _Steps:
         now, cpu = time.perf_counter(), _cpu(resource.RUSAGE_SELF)
         if self.name is not None:
             self.done.append({"step": self.name, "seconds": round(now - self.last, 2),
-                              "cpu_seconds": round(cpu - self.cpu_last, 2)})
+                              "cpu_seconds": round(cpu - self.cpu_last, 2),
+                              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                              // 1024})
         self.name, self.last, self.cpu_last = name, now, cpu
         self.on_step(name)
 
@@ -207,6 +213,74 @@ def _weights_only(request: ConvertRequest, steps: _Steps) -> ConvertResult:
     return ConvertResult(request.out, True, report)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """Everything checked before anything is written or TensorFlow is imported."""
+
+    h5: Path
+    model: LegacyModel
+    spec: ModelSpec
+    bindings: list[LambdaBinding]
+    mappings: list[MappedFunction]
+    functions: dict[str, Callable[..., Any]]
+    inputs: tuple[tuple[str, tuple[int | None, ...]], ...]
+    outputs: tuple[str, ...]
+    fixed_batch: int | None
+    rows: parity.InputSet
+    legacy_python: Path
+
+    @property
+    def batch(self) -> int:
+        """Rows per call: the batch size the model declares, else 16."""
+        return self.fixed_batch or 16
+
+    @property
+    def probe(self) -> int:
+        """Rows each export is validated on (a multiple of a declared batch size)."""
+        fixed = self.fixed_batch
+        return max(fixed, PROBE_ROWS // fixed * fixed) if fixed else PROBE_ROWS
+
+
+def _plan(request: ConvertRequest, h5: Path) -> _Plan:
+    """Read, vet and check everything (code first, then the graph, the layers, the inputs, the
+    legacy environment); import the mapped functions."""
+    model = read_legacy(h5)
+    mappings = parse_mappings(request.lambdas)
+    bindings = vet_lambdas(model.code, mappings)
+    spec = parse_model(model.model_config)
+    check_supported(spec, str(request.h5))
+    shapes = [s for s in spec.input_shapes() if s is not None]
+    io = tuple(zip(tensor_names(spec.inputs), shapes, strict=True))
+    declared = {s[0] for s in shapes if s[0] is not None}
+    if len(declared) > 1:
+        raise InputError(f"{request.h5}: inputs declare different batch sizes {declared}")
+    fixed = declared.pop() if declared else None
+    rows = parity.make_inputs(io, max(request.samples, 1), *request.input_range, request.seed,
+                              list(request.inputs))
+    if fixed and rows.rows % fixed:
+        raise InputError(f"{request.h5}: the model takes batches of exactly {fixed} rows; give "
+                         f"a multiple of {fixed} rows (--samples and --inputs), not {rows.rows}")
+    python = parity.legacy_python(request.legacy_python)
+    return _Plan(h5, model, spec, bindings, mappings, load_functions(bindings), io,
+                 tensor_names(spec.outputs), fixed, rows, python)
+
+
+def _contract(plan: _Plan, dump: WeightsDump, manifest_sha256: str) -> dict[str, Any]:
+    """What ``model.onnx`` says about itself (``metadata_props``) and ``convert.json`` repeats."""
+    return {
+        "source_file": plan.h5.name, "source_sha256": dump.manifest["source"]["sha256"],
+        "keras_version": plan.model.keras_version or "unknown",
+        "model_class": plan.spec.class_name,
+        "inputs": [{"name": n, "layer": r.layer, "shape": list(s)}
+                   for (n, s), r in zip(plan.inputs, plan.spec.inputs, strict=True)],
+        "outputs": [{"name": n, "layer": r.layer}
+                    for n, r in zip(plan.outputs, plan.spec.outputs, strict=True)],
+        "lambdas": [b.describe() for b in plan.bindings],
+        "weights_manifest_sha256": manifest_sha256,
+        "converter": "facenet convert: config-driven Keras 3 rebuild",
+    }
+
+
 def convert_file(request: ConvertRequest,
                  on_step: Callable[[str], None] = log.info) -> ConvertResult:
     """Convert one legacy ``.h5`` (see the module docstring for the order of the checks).
@@ -224,69 +298,41 @@ def convert_file(request: ConvertRequest,
     steps = _Steps(on_step)
     steps("read and vet")
     formats = _formats(request.formats)
-    h5 = request.h5.resolve() if request.h5.exists() else request.h5
     check_output_dir(request.out)
+    h5 = request.h5.resolve() if request.h5.exists() else request.h5
     if not h5.is_file():
         raise InputError(f"{request.h5}: no such file" if not h5.exists()
                          else f"{request.h5}: not a regular file")
     if is_weights_only(h5):
         return _weights_only(replace(request, h5=h5), steps)
-    model = read_legacy(h5)
-    mappings = parse_mappings(request.lambdas)
-    bindings = vet_lambdas(model.code, mappings)
-    spec = parse_model(model.model_config)
-    check_supported(spec, str(request.h5))
-    in_names, out_names = tensor_names(spec.inputs), tensor_names(spec.outputs)
-    shapes = spec.input_shapes()
-    io = tuple((n, s) for n, s in zip(in_names, shapes, strict=True) if s is not None)
-    declared = {s[0] for _, s in io if s[0] is not None}
-    if len(declared) > 1:
-        raise InputError(f"{request.h5}: inputs declare different batch sizes {declared}")
-    fixed = declared.pop() if declared else None
-    batch = fixed or 16
-    inputs = parity.make_inputs(io, max(request.samples, 1), *request.input_range,
-                                request.seed, list(request.inputs))
-    if fixed and inputs.rows % fixed:
-        raise InputError(f"the model takes batches of exactly {batch} rows; give a multiple of "
-                         f"{batch} rows (--samples and --inputs), not {inputs.rows}")
-    probe = max(fixed, PROBE_ROWS // fixed * fixed) if fixed else PROBE_ROWS
-    python = parity.legacy_python(request.legacy_python)
-    functions = load_functions(bindings)
+    plan = _plan(request, h5)
     steps("dump weights")
-    dump = dump_model(model, bindings)
+    dump = dump_model(plan.model, plan.bindings)
     with tempfile.TemporaryDirectory(prefix="facenet-convert-") as work_dir:
         work = Path(work_dir)
-        legacy = parity.LegacyRun(python, h5, [m.text for m in mappings], inputs, work)
+        legacy = parity.LegacyRun(plan.legacy_python, h5, [m.text for m in plan.mappings],
+                                  plan.rows, work)
         try:
             steps("import TensorFlow and Keras 3")
             import keras  # noqa: F401  (timed on its own: seconds on a cold start)
 
             steps("rebuild in Keras 3")
-            keras_model = build_keras(spec, bindings, functions)
+            keras_model = build_keras(plan.spec, plan.bindings, plan.functions)
             with atomic_dir(request.out) as staging:
                 weights = _write_weights(staging, dump)
                 steps("load the weights strictly")
-                loaded = load_dumped(keras_model, spec, weights)
-                contract = {
-                    "source_file": h5.name, "source_sha256": dump.manifest["source"]["sha256"],
-                    "keras_version": model.keras_version or "unknown",
-                    "model_class": spec.class_name,
-                    "inputs": [{"name": n, "layer": r.layer, "shape": list(s)}
-                               for (n, s), r in zip(io, spec.inputs, strict=True)],
-                    "outputs": [{"name": n, "layer": r.layer}
-                                for n, r in zip(out_names, spec.outputs, strict=True)],
-                    "lambdas": [b.describe() for b in bindings],
-                    "weights_manifest_sha256": loaded.manifest_sha256,
-                    "converter": "facenet convert: config-driven Keras 3 rebuild",
-                }
-                job = ExportJob(keras_model, tuple((n, (fixed, *s[1:])) for n, s in io),
-                                out_names, functions,
-                                {n: a[:probe] for n, a in inputs.feeds.items()},
-                                request.atol, onnx_metadata(contract), batch)
+                loaded = load_dumped(keras_model, plan.spec, weights)
+                contract = _contract(plan, dump, loaded.manifest_sha256)
+                job = ExportJob(keras_model,
+                                tuple((n, (plan.fixed_batch, *s[1:])) for n, s in plan.inputs),
+                                plan.outputs, plan.functions,
+                                {n: a[:plan.probe] for n, a in plan.rows.feeds.items()},
+                                request.atol, onnx_metadata(contract), plan.batch)
                 exported = export_all(job, formats, staging, work / "scratch", steps)
                 steps("parity with the original graph (Keras 2.15)")
-                report = _parity(staging, job, exported, inputs, legacy, request.atol)
-                report.update(_report(request, dump, spec, bindings, contract, exported, loaded))
+                report = _parity(staging, job, exported, plan.rows, legacy, request.atol)
+                report.update(_report(request, dump, plan.spec, plan.bindings, contract,
+                                      exported, loaded))
                 report["timings"] = steps.done
                 report["total_seconds"] = steps.total()
                 report["cpu_seconds"] = steps.cpu()
@@ -322,8 +368,10 @@ def _parity(staging: Path, job: ExportJob, exported: list[Exported], inputs: par
                        "report": "parity.md"}}
 
 
-def _report(request: ConvertRequest, dump: WeightsDump, spec: Any, bindings: Any,
-            contract: dict[str, Any], exported: list[Exported], loaded: Any) -> dict[str, Any]:
+def _report(request: ConvertRequest, dump: WeightsDump, spec: ModelSpec,
+            bindings: list[LambdaBinding],
+            contract: dict[str, Any], exported: list[Exported], loaded: LoadReport
+            ) -> dict[str, Any]:
     counts = class_counts(spec)
     return {
         "format": REPORT_FORMAT,
