@@ -8,6 +8,7 @@ cannot convert; :func:`gelu_erf` is the same function, ``0.5 x (1 + erf(x / sqrt
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import keras
@@ -19,3 +20,7 @@ from toolchain.convert.architecture import SERIALIZATION_PACKAGE
 def gelu_erf(x: Any) -> Any:
     """Exact GELU, ``0.5 x (1 + erf(x / sqrt(2)))`` (Keras 2's ``gelu``)."""
     return 0.5 * x * (1.0 + keras.ops.erf(x * (1.0 / math.sqrt(2.0))))
+
+
+REWRITES: dict[str, Callable[[Any], Any]] = {"gelu": gelu_erf}
+"""Each activation name of :data:`.fields.REWRITTEN_ACTIVATIONS` and the function it becomes."""

@@ -98,8 +98,9 @@ REWRITTEN_ACTIVATIONS = {
 """Activation names rebuilt by a function of :mod:`.activations`, and why."""
 
 
-def activation(value: Any) -> Any:
-    """A Keras 2 activation name that means the same in Keras 3 (or its rewritten function)."""
+def activation(value: Any) -> str:
+    """A Keras 2 activation name that means the same in Keras 3 (a name of
+    :data:`REWRITTEN_ACTIVATIONS` is swapped for its function when the layer is made)."""
     if value is None:
         return "linear"
     if value in REFUSED_ACTIVATIONS:
@@ -107,10 +108,6 @@ def activation(value: Any) -> Any:
     if value not in SUPPORTED_ACTIVATIONS:
         raise Refused(f"activation {str(value)[:60]!r} is not one of "
                       f"{', '.join(sorted(SUPPORTED_ACTIVATIONS))}")
-    if value in REWRITTEN_ACTIVATIONS:
-        from toolchain.convert.generic import activations
-
-        return getattr(activations, f"{value}_erf")
     return str(value)
 
 

@@ -77,9 +77,14 @@ class LayerKind:
         return {**COMMON, **self.fields}
 
     def make(self, kwargs: dict[str, Any]) -> Any:
-        """The Keras 3 layer, from translated constructor arguments."""
+        """The Keras 3 layer, from translated constructor arguments (a rewritten activation
+        given as its function, :mod:`.activations`)."""
         from keras import layers
 
+        from toolchain.convert.generic.activations import REWRITES
+
+        if kwargs.get("activation") in REWRITES:
+            kwargs = {**kwargs, "activation": REWRITES[kwargs["activation"]]}
         return getattr(layers, self.keras)(**kwargs)
 
 

@@ -34,7 +34,7 @@ def load_keras(path: Path, output_names: tuple[str, ...],
     """A ``.keras`` archive loaded with ``safe_mode=True`` (mapped functions as custom objects)."""
     import keras
 
-    import toolchain.convert.architecture  # noqa: F401  (registers ScaleSum)
+    import toolchain.convert.generic.activations  # noqa: F401  (registers ScaleSum, gelu_erf)
 
     model = keras.saving.load_model(path, safe_mode=True, compile=False,
                                     custom_objects=dict(functions))
