@@ -8,6 +8,7 @@ and every check live in the library. Heavy imports stay inside the command body.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -55,9 +56,10 @@ def convert(
     samples: Annotated[int, typer.Option(
         "--samples", min=1, max=10_000, help="Seeded random parity rows.")] = 16,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random parity rows.")] = 0,
-    atol: Annotated[float, typer.Option(
-        "--atol", min=0.0, help="Largest accepted |format - original| of any output element "
-                                "(float32 formats).")] = 1e-5,
+    atol: Annotated[float | None, typer.Option(
+        "--atol", min=0.0, show_default=False,
+        help="Largest accepted |format - original| of any output element [default: the "
+             "float32 tolerance of the format table, 1e-05].")] = None,
     legacy_python: Annotated[Path | None, typer.Option(
         "--legacy-python", help="Python of the legacy Keras 2.15 environment [default: "
                                 "FACENET_LEGACY_PYTHON, or .nox/_envs/legacy].",
@@ -91,7 +93,9 @@ def convert(
     request = ConvertRequest(
         h5=model, out=out, formats=tuple(to), lambdas=tuple(lambdas or ()),
         inputs=tuple(inputs or ()), samples=samples, input_range=_range(input_range), seed=seed,
-        atol=atol, legacy_python=legacy_python)
+        legacy_python=legacy_python)
+    if atol is not None:
+        request = replace(request, atol=atol)
     with console(stderr=True).status("convert…") as status:
         result = convert_file(request, on_step=lambda step: status.update(f"convert: {step}…"))
     _print(result.report, out)
