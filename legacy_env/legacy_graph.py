@@ -32,7 +32,12 @@ from typing import Any
 import numpy as np
 
 from toolchain.core.atomic import write_bytes
-from toolchain.core.errors import InputError, IntegrityError, ToolchainError
+from toolchain.core.errors import (
+    InputError,
+    IntegrityError,
+    MissingArtifactError,
+    ToolchainError,
+)
 from toolchain.legacy.bindings import (
     bind_config,
     load_functions,
@@ -63,6 +68,10 @@ def run(h5: Path, inputs: Path, out: Path, mappings: list[str]) -> dict[str, Any
     in_names, out_names = tensor_names(spec.inputs), tensor_names(spec.outputs)
     x = _inputs(inputs, in_names)
 
+    keras_version = metadata.version("keras")
+    if not keras_version.startswith("2."):
+        raise MissingArtifactError(f"{sys.executable} has Keras {keras_version}, not Keras 2: "
+                                   "the original graph runs in the legacy environment")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
@@ -93,7 +102,7 @@ def run(h5: Path, inputs: Path, out: Path, mappings: list[str]) -> dict[str, Any
                for k, name in enumerate(out_names)}
     write_bytes(out, npz_bytes(outputs))
     return {"rows": rows, "outputs": {k: list(v.shape) for k, v in outputs.items()},
-            "parameters": model.parameters, "keras": metadata.version("keras"),
+            "parameters": model.parameters, "keras": keras_version,
             "lambdas": [b.describe() for b in bindings]}
 
 
