@@ -269,3 +269,17 @@ def test_facenet_generic_rebuild_is_the_hand_written_one(real_h5: Path,
     x = prewhiten(reference.crops[:16])
     np.testing.assert_array_equal(np.asarray(generic(x, training=False)),
                                   np.asarray(written(x, training=False)))
+
+
+def test_wrong_legacy_environment_writes_nothing(tmp_path: Path) -> None:
+    """The original graph needs Keras 2: pointed at a Keras 3 python, the legacy run refuses
+    (exit 6) after the exports, and the output directory is never created."""
+    import sys
+
+    from toolchain.core.errors import MissingArtifactError
+
+    out = tmp_path / "out"
+    with pytest.raises(MissingArtifactError, match="not Keras 2"):
+        convert_file(ConvertRequest(h5=fer_file(), out=out, formats=("onnx",),
+                                    legacy_python=Path(sys.executable)))
+    assert not out.exists() and list(tmp_path.iterdir()) == []
