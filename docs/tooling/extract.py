@@ -1,0 +1,124 @@
+"""Which fields of which report the docs cite: one :class:`Report` per JSON report.
+
+Each extractor keeps only what a template uses, under short names, unrounded (the templates
+format). A report missing a field it needs is a bug of the report or of this table: the refresh
+stops with a ``KeyError`` naming it rather than write a snapshot the pages cannot render.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Values = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Report:
+    """A report the docs cite: snapshot name, path under ``artifacts/``, maker, extractor."""
+
+    name: str
+    path: str
+    made_by: str
+    extract: Callable[[Any], Values]
+
+
+def _fraction(text: str) -> list[int]:
+    """``"25/25 val crops identified"`` -> ``[25, 25]``."""
+    match = re.search(r"(\d+)/(\d+)", text)
+    if match is None:
+        raise KeyError(f"no N/M count in {text!r}")
+    return [int(match.group(1)), int(match.group(2))]
+
+
+def parity(data: Any) -> Values:
+    """Every format against the original graph and its chain parent; the model's defaults."""
+    formats: Values = {}
+    for name, entry in data["formats"].items():
+        row: Values = {"size_bytes": entry["size_bytes"], "tolerance": entry["tolerance"],
+                       "parent": data["chain"].get(name)}
+        for check in entry["checks"]:
+            if check["check"] == "values":
+                key = "original" if check["against"] == "original" else "chain"
+                row[key] = {k: check[k] for k in ("max_abs", "min_cos", "mean_cos")}
+            elif check["check"] == "identification":
+                row["identified"] = _fraction(check["detail"])
+        formats[name] = row
+    defaults = data["model_defaults"]
+    return {
+        "ok": data["ok"],
+        "crops": data["reference_rows"],
+        "no_face": len(data["no_face"]),
+        "original_identified": _fraction(data["original"][0]["detail"]),
+        "formats": formats,
+        "default_threshold": float(defaults["default_threshold"]),
+        "default_crop": defaults["default_crop"],
+        "threshold_policy": defaults["threshold_policy"],
+        "threshold_data": defaults["threshold_data"],
+    }
+
+
+def evaluate(data: Any) -> Values:
+    """``facenet eval dataset`` on the 5-celebrity photos."""
+    ident, verif = data["identification"], data["verification"]
+    return {
+        "crop": data["crop"], "match": data["match"],
+        "train_photos": data["train_photos"], "val_photos": data["val_photos"],
+        "enrolled": data["enrolled"], "people": len(data["people"]),
+        "problems": len(data["problems"]),
+        "correct": ident["correct_open"], "total": ident["total"],
+        **{k: verif[k] for k in ("auc", "eer", "eer_threshold", "best_threshold",
+                                 "best_accuracy", "pairs_same", "pairs_different")},
+    }
+
+
+def _pair_stats(entry: Values) -> Values:
+    keep = ("accuracy", "auc", "eer", "faces", "false_accepts", "genuine_pairs",
+            "impostor_pairs", "threshold")
+    out = {k: entry[k] for k in keep if k in entry}
+    if "far_points" in entry:
+        out["far"] = {str(p["far_target"]): {k: p[k] for k in ("tar", "threshold",
+                                                                "false_accepts")}
+                      for p in entry["far_points"] if p["far_target"] in CITED_FARS}
+    return out
+
+
+CITED_FARS = (0.01, 0.001)
+"""The false-accept rates whose TAR the docs cite (the report has more)."""
+
+
+def crops(data: Any) -> Values:
+    """The crop study: each crop's FAR threshold and pair statistics per set, the decision
+    before the FAR policy, and the peer (``face_recognition``) side by side."""
+    return {
+        "best": data["best"], "default_crop": data["default_crop"],
+        "default_threshold": data["default_threshold"], "far": data["far"],
+        "sets": data["sets"], "peer_name": data["peer_name"],
+        "crops": {c["crop"]: {"threshold": {k: c["threshold"][k] for k in (
+                      "value", "tar", "false_accepts", "impostor_pairs", "genuine_pairs")},
+                  "sets": {s["set"]: _pair_stats(s) for s in c["sets"]}}
+                  for c in data["crops"]},
+        "previous": {p["set"]: _pair_stats(p) for p in data["previous"]},
+        "peer": {p["set"]: {"pairs": p["pairs"], "faces": p["faces"],
+                            "ours_found": p["ours_faces_found"],
+                            "peer_found": p["peer_faces_found"],
+                            "ours": _pair_stats(p["ours"]), "peer": _pair_stats(p["peer"])}
+                 for p in data["peer"]},
+    }
+
+
+def export(data: Any) -> Values:
+    """Seconds and bytes of every exported format."""
+    return {name: {"seconds": e["seconds"], "size_bytes": e["size_bytes"]}
+            for name, e in data.items()}
+
+
+REPORTS: tuple[Report, ...] = (
+    Report("parity", "reports/parity.json", "nox -s parity", parity),
+    Report("evaluate", "reports/evaluate.json", "nox -s demo", evaluate),
+    Report("crops", "reports/crops.json", "nox -s crops", crops),
+    Report("export", "reports/export.json", "nox -s export", export),
+)
+"""Every report the docs cite, by snapshot name."""

@@ -1,0 +1,163 @@
+"""Render ``docs/templates`` into ``README.md`` and ``docs/pages`` (Jinja2).
+
+A template sees:
+
+- ``m``: the snapshot's values by report (``m.parity.formats.onnx.original.max_abs``), and
+  ``stamp("parity", ...)``: the line that says where and when those numbers were measured; every
+  table of measured numbers is followed by one;
+- ``opt("serve", "--max-request-mb")``: an option's default, read from the ``facenet`` app, and
+  ``cli_reference()``: the whole CLI reference;
+- ``code("toolchain.core.source.H5_SIZE")``: a constant of the code;
+- the number filters below (``|f(3)``, ``|pct``, ``|sci``, ``|mb``, ``|n``, ``|x``...), so a
+  number is formatted once, the same way everywhere.
+
+Undefined names fail the render (``StrictUndefined``): a template cannot cite a number the
+snapshot does not hold.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from docs.tooling import cli_reference
+from docs.tooling.measurements import ROOT, load_snapshot
+
+TEMPLATES = ROOT / "docs" / "templates"
+PAGES = ROOT / "docs" / "pages"
+HEADER = ("<!-- Rendered from {template} by `nox -s docs` (python -m docs.tooling render): "
+          "edit the template, not this file. -->\n")
+
+
+def outputs() -> Iterator[tuple[Path, Path]]:
+    """Every (template, rendered file): ``README.md.j2`` -> ``README.md``, ``pages/X.md.j2`` ->
+    ``docs/pages/X.md``."""
+    yield TEMPLATES / "README.md.j2", ROOT / "README.md"
+    for template in sorted((TEMPLATES / "pages").rglob("*.md.j2")):
+        relative = template.relative_to(TEMPLATES / "pages")
+        yield template, PAGES / relative.with_name(relative.name.removesuffix(".j2"))
+
+
+def _fixed(value: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f}"
+
+
+def _pct(value: float, digits: int = 2) -> str:
+    """A fraction as a percentage: ``0.9745`` -> ``97.45 %``."""
+    return f"{value * 100:.{digits}f} %"
+
+
+def _sci(value: float, digits: int = 1) -> str:
+    return f"{value:.{digits}e}"
+
+
+def _one_minus(value: float, digits: int = 1) -> str:
+    """A cosine next to 1: ``0.9999999999995`` -> ``1 - 4.6e-13``."""
+    return f"1 - {1.0 - value:.{digits}e}"
+
+
+def _mb(size_bytes: float, digits: int = 1) -> str:
+    return f"{size_bytes / 1e6:.{digits}f} MB"
+
+
+def _thousands(value: float) -> str:
+    return f"{round(value):,}"
+
+
+def _times(value: float, digits: int = 1) -> str:
+    """A speed ratio: ``2.31`` -> ``2.3x``."""
+    return f"{value:.{digits}f}x"
+
+
+def _sig(value: float, digits: int = 3) -> str:
+    """``digits`` significant figures, no exponent: ``51.63`` -> ``51.6``, ``118.4`` -> ``118``."""
+    if value == 0:
+        return "0"
+    text = f"{value:.{digits}g}"
+    if "e" in text:
+        return f"{value:.0f}"
+    return text
+
+
+def _ms(seconds: float, digits: int = 0) -> str:
+    return f"{seconds * 1000:.{digits}f} ms"
+
+
+FILTERS = {"f": _fixed, "pct": _pct, "sci": _sci, "one_minus": _one_minus, "mb": _mb,
+           "n": _thousands, "x": _times, "sig": _sig, "ms": _ms}
+"""The number formats the templates use."""
+
+
+def _code(dotted: str) -> Any:
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def stamp_line(snapshot: dict[str, dict[str, Any]], *names: str) -> str:
+    """Where and when the numbers of ``names`` were measured, as one italic line."""
+    parts = []
+    for name in names:
+        s = snapshot[name]["stamp"]
+        machine = s["machine"]
+        features = ", ".join(machine["features"]) or "no AVX2"
+        parts.append(f"`{s['report']}` (`{s['made_by']}`), {s['measured']}, {machine['cpu']} "
+                     f"({features}), {machine['cores']} cores, commit `{s['commit']}`")
+        # A measurement without its stamp cannot be cited: KeyError above says which.
+    return "*Measured: " + "; ".join(parts) + ".*"
+
+
+class _Values(dict[str, Any]):
+    """A snapshot dict whose keys read as attributes in templates (``m.parity.ok``)."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            value = self[key]
+        except KeyError as exc:
+            raise jinja2.UndefinedError(f"no measurement {key!r}") from exc
+        return _Values(value) if isinstance(value, dict) else value
+
+
+def environment() -> jinja2.Environment:
+    """The Jinja environment of every template: strict, no HTML escaping (Markdown out)."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True, autoescape=False,
+    )
+    snapshot = load_snapshot()
+    env.filters.update(FILTERS)
+    env.globals.update(
+        m=_Values({name: entry["values"] for name, entry in snapshot.items()}),
+        stamp=lambda *names: stamp_line(snapshot, *names),
+        opt=cli_reference.option_default,
+        cli_reference=cli_reference.markdown,
+        code=_code,
+    )
+    return env
+
+
+def render(template: Path, env: jinja2.Environment | None = None) -> str:
+    """The text ``template`` renders to, with its header."""
+    env = env or environment()
+    name = template.relative_to(TEMPLATES).as_posix()
+    text = env.get_template(name).render()
+    header = HEADER.format(template=template.relative_to(ROOT).as_posix())
+    return header + text
+
+
+def render_all(write: bool) -> list[Path]:
+    """Render every template; write the outputs when ``write``; return those that differ(ed)."""
+    env = environment()
+    changed = []
+    for template, output in outputs():
+        text = render(template, env)
+        current = output.read_text(encoding="utf-8") if output.is_file() else None
+        if current != text:
+            changed.append(output)
+            if write:
+                output.parent.mkdir(parents=True, exist_ok=True)
+                output.write_text(text, encoding="utf-8")
+    return changed
