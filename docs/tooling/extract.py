@@ -47,7 +47,10 @@ def parity(data: Any) -> Values:
                 row["identified"] = _fraction(check["detail"])
         formats[name] = row
     defaults = data["model_defaults"]
+    from toolchain.convert.formats import FORMATS  # the format table's order (no TensorFlow)
+
     return {
+        "order": [name for name in FORMATS if name in formats],
         "ok": data["ok"],
         "crops": data["reference_rows"],
         "no_face": len(data["no_face"]),
@@ -115,7 +118,16 @@ def export(data: Any) -> Values:
             for name, e in data.items()}
 
 
+def weights(data: Any) -> Values:
+    """The recovered weights' manifest: what the legacy file holds and what read it."""
+    return {"totals": data["totals"], "lambdas": len(data["lambdas"]),
+            "scales": sorted({entry["scale"] for entry in data["lambdas"]}, reverse=True),
+            "source": {k: data["source"][k] for k in ("keras_version", "size", "file")},
+            "environment": data["environment"]}
+
+
 REPORTS: tuple[Report, ...] = (
+    Report("weights", "weights/manifest.json", "nox -s recover", weights),
     Report("parity", "reports/parity.json", "nox -s parity", parity),
     Report("evaluate", "reports/evaluate.json", "nox -s demo", evaluate),
     Report("crops", "reports/crops.json", "nox -s crops", crops),

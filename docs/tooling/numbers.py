@@ -1,11 +1,11 @@
 """The check ``nox -s lint`` runs on the docs: no number edited by hand, none stale, none typed.
 
 1. **Rendered = render(template, snapshot).** ``README.md`` and every ``docs/pages`` file must be
-   exactly what its template renders to with the committed snapshot; a page with no template is
-   an error too. A number edited by hand in a rendered file, a template edited without
+   exactly what its template renders to with the committed snapshot (so are ``SECURITY.md`` and
+   ``CONTRIBUTING.md``); a page with no template is an error too. A number edited by hand in a rendered file, a template edited without
    re-rendering, or a snapshot refreshed without re-rendering all fail here.
-2. **No measured-looking number typed by hand** in a template (outside ``{{ ... }}``) or in the
-   other committed docs (``SECURITY.md``, ``CONTRIBUTING.md``). Measured-looking means:
+2. **No measured-looking number typed by hand** in a template (outside ``{{ ... }}``).
+   Measured-looking means:
 
    - a decimal number (``0.548``, ``2.3x``), a percentage (``97 %``), a number with a unit of time,
      size, rate, pixels or speed-up (``40 px``, ``12 ms``, ``3 faces/s``, ``6x``), a count with a
@@ -29,11 +29,12 @@ from pathlib import Path
 from docs.tooling.measurements import ROOT
 from docs.tooling.render import PAGES, TEMPLATES, environment, outputs, render
 
-PLAIN_DOCS = ("SECURITY.md", "CONTRIBUTING.md")
-"""Committed docs that are not rendered: checked for typed numbers as they are."""
+PLAIN_DOCS: tuple[str, ...] = ()
+"""Committed docs that are not rendered, checked for typed numbers as they are (none: README,
+SECURITY and CONTRIBUTING are rendered like the pages)."""
 
 SOFTWARE = (
-    "Python", "Keras", "TensorFlow", "TF", "tensorflow-cpu", "PostgreSQL", "pgvector", "Ray",
+    "Python", "CPython", "Keras", "TensorFlow", "TF", "tensorflow-cpu", "PostgreSQL", "pgvector", "Ray",
     "ONNX Runtime", "onnxruntime", "onnxruntime-web", "OpenVINO", "Chromium", "Debian",
     "face_recognition", "mtcnn", "dlib-bin", "nox", "mkdocs", "mkdocs-material", "opset", "PyAV",
     "FFmpeg", "Pillow", "numpy", "bookworm", "NNCF", "LiteRT", "psycopg", "uvicorn", "FastAPI",
@@ -61,7 +62,7 @@ NUMBER = re.compile(
 )
 VERSION = re.compile(
     r"(?:(?:==|>=|<=|~=|@|\bv)\d+(?:\.\d+)+"
-    r"|\b(?:" + "|".join(map(re.escape, SOFTWARE)) + r")(?: \d+(?:\.\d+)*[\w.+-]*)+)"
+    r"|\b(?:" + "|".join(map(re.escape, SOFTWARE)) + r")(?:\s\d+(?:\.\d+)*[\w.+-]*)+)"
 )
 MASKS = (
     re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S),  # template expressions

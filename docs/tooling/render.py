@@ -1,4 +1,4 @@
-"""Render ``docs/templates`` into ``README.md`` and ``docs/pages`` (Jinja2).
+"""Render ``docs/templates`` into ``README.md``, the other committed docs and ``docs/pages``.
 
 A template sees:
 
@@ -8,6 +8,7 @@ A template sees:
 - ``opt("serve", "--max-request-mb")``: an option's default, read from the ``facenet`` app, and
   ``cli_reference()``: the whole CLI reference;
 - ``code("toolchain.core.source.H5_SIZE")``: a constant of the code;
+- ``{% include "partials/X.md.j2" %}``: text shared by several outputs (written once);
 - the number filters below (``|f(3)``, ``|pct``, ``|sci``, ``|mb``, ``|n``, ``|x``...), so a
   number is formatted once, the same way everywhere.
 
@@ -34,12 +35,14 @@ HEADER = ("<!-- Rendered from {template} by `nox -s docs` (python -m docs.toolin
 
 
 def outputs() -> Iterator[tuple[Path, Path]]:
-    """Every (template, rendered file): ``README.md.j2`` -> ``README.md``, ``pages/X.md.j2`` ->
-    ``docs/pages/X.md``."""
-    yield TEMPLATES / "README.md.j2", ROOT / "README.md"
-    for template in sorted((TEMPLATES / "pages").rglob("*.md.j2")):
-        relative = template.relative_to(TEMPLATES / "pages")
-        yield template, PAGES / relative.with_name(relative.name.removesuffix(".j2"))
+    """Every (template, rendered file): ``root/PATH.j2`` -> ``PATH`` in the repository (README,
+    SECURITY, CONTRIBUTING, the folders' READMEs), ``pages/X.md.j2`` -> ``docs/pages/X.md``.
+    ``partials/`` holds what several templates include (the security policy is both
+    ``SECURITY.md`` and a page)."""
+    for folder, target in ((TEMPLATES / "root", ROOT), (TEMPLATES / "pages", PAGES)):
+        for template in sorted(folder.rglob("*.j2")):
+            relative = template.relative_to(folder)
+            yield template, target / relative.with_name(relative.name.removesuffix(".j2"))
 
 
 def _fixed(value: float, digits: int = 2) -> str:
