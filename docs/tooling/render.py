@@ -7,7 +7,8 @@ A template sees:
   table of measured numbers is followed by one;
 - ``opt("serve", "--max-request-mb")``: an option's default, read from the ``facenet`` app, and
   ``cli_reference()``: the whole CLI reference;
-- ``code("toolchain.core.source.H5_SIZE")``: a constant of the code;
+- ``code("toolchain.core.source.H5_SIZE")``: a constant of the code; ``exit_codes()`` and
+  ``api_errors()``: the tables of typed errors and of the HTTP API's error codes;
 - ``{% include "partials/X.md.j2" %}``: text shared by several outputs (written once);
 - the number filters below (``|f(3)``, ``|pct``, ``|sci``, ``|mb``, ``|n``, ``|x``...), so a
   number is formatted once, the same way everywhere.
@@ -100,6 +101,22 @@ def _code(dotted: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def _exit_codes() -> list[tuple[int, str, str]]:
+    """Every typed error of ``toolchain.core.errors``: exit code, class, docstring."""
+    from toolchain.core import errors
+
+    return sorted((cls.exit_code, cls.__name__, " ".join((cls.__doc__ or "").split()))
+                  for cls in vars(errors).values()
+                  if isinstance(cls, type) and issubclass(cls, errors.ToolchainError))
+
+
+def _api_errors() -> list[tuple[str, int, int]]:
+    """Every error code of the HTTP API: code, HTTP status, the CLI's exit code."""
+    from toolchain.service.errors import ERROR_KINDS
+
+    return [(code, kind.status, kind.exit_code) for code, kind in ERROR_KINDS.items()]
+
+
 def stamp_line(snapshot: dict[str, dict[str, Any]], *names: str) -> str:
     """Where and when the numbers of ``names`` were measured, as one italic line."""
     parts = []
@@ -138,6 +155,8 @@ def environment() -> jinja2.Environment:
         opt=cli_reference.option_default,
         cli_reference=cli_reference.markdown,
         code=_code,
+        exit_codes=_exit_codes,
+        api_errors=_api_errors,
     )
     return env
 
