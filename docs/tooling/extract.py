@@ -126,11 +126,44 @@ def weights(data: Any) -> Values:
             "environment": data["environment"]}
 
 
+def video(data: Any) -> Values:
+    """The timeline of ``facenet watch CLIP --every 3 --json`` on the shared clip."""
+    keep = ("track", "label", "nearest", "first_frame", "last_frame", "first_time", "last_time",
+            "frames", "votes", "voters", "median_distance", "best_distance")
+    return {
+        **{k: data[k] for k in ("fps", "width", "height", "frames", "analyzed", "dropped",
+                                "threshold", "threshold_source", "ending")},
+        "tracks": [{**{k: t[k] for k in keep},
+                    "face": [t["best_box"]["width"], t["best_box"]["height"]]}
+                   for t in data["tracks"]],
+    }
+
+
+def pairs(data: Any) -> Values:
+    """``facenet eval pairs`` on a pairs file: AUC, EER, accuracy, TAR at FAR, 10-fold."""
+    kfold = data["kfold"]
+    return {
+        **{k: data[k] for k in ("pairs", "pairs_used", "pairs_skipped", "pairs_same",
+                                "pairs_different", "photos", "auc", "eer", "eer_threshold",
+                                "threshold", "threshold_source", "accuracy_at_threshold",
+                                "best_threshold", "best_accuracy", "crop")},
+        "no_face": len(data["no_face"]),
+        "tar": {str(p["far_target"]): {k: p[k] for k in ("tar", "threshold", "false_accepts",
+                                                          "impostor_pairs")}
+                for p in data["tar_at_far"]},
+        "kfold": {k: kfold[k] for k in ("folds", "accuracy_mean", "accuracy_std",
+                                        "threshold_mean", "threshold_std")},
+    }
+
+
 REPORTS: tuple[Report, ...] = (
     Report("weights", "weights/manifest.json", "nox -s recover", weights),
     Report("parity", "reports/parity.json", "nox -s parity", parity),
     Report("evaluate", "reports/evaluate.json", "nox -s demo", evaluate),
     Report("crops", "reports/crops.json", "nox -s crops", crops),
     Report("export", "reports/export.json", "nox -s export", export),
+    Report("pairs", "reports/pairs.json",
+           "facenet eval pairs (all pairs of the 5-celebrity photos)", pairs),
+    Report("video", "reports/video/short_hamilton_clip.json", "nox -s demo", video),
 )
 """Every report the docs cite, by snapshot name."""

@@ -76,7 +76,7 @@ MASKS = (
 )
 OPTION_VALUE = re.compile(r"(?:--[\w-]+[ =]|\w=)-?\d+(?:\.\d+)?%?")
 FENCE = re.compile(r"^\s*(```|~~~)")
-CODE_SPAN = re.compile(r"`[^`\n]+`")
+CODE_SPAN = re.compile(r"`(?:[^`\n]|\n(?!\s*\n))+`")
 
 
 @dataclass(frozen=True)
@@ -114,21 +114,26 @@ def _typed(text: str, code: bool) -> Iterator[str]:
 def typed_numbers(path: Path) -> list[Finding]:
     """Every measured-looking number typed by hand in ``path``."""
     text = _mask(path.read_text(encoding="utf-8"), MASKS)
-    findings = []
+    found: list[tuple[int, str]] = []
+    lines = text.split("\n")
     in_fence = False
-    for number, line in enumerate(text.splitlines(), start=1):
+    for index, line in enumerate(lines):  # fenced blocks: code rules, then blanked
         if FENCE.match(line):
             in_fence = not in_fence
-            continue
-        spans = CODE_SPAN.findall(line) if not in_fence else []
-        prose = _mask(line, (CODE_SPAN,)) if not in_fence else ""
-        found = [*_typed(line, code=True)] if in_fence else [*_typed(prose, code=False)]
-        for span in spans:
-            found += _typed(span, code=True)
-        findings += [Finding(path, number, f"number typed by hand: {token!r} (take it from the "
-                             "snapshot, opt() or code(); see docs/tooling/numbers.py)")
-                     for token in found]
-    return findings
+            lines[index] = ""
+        elif in_fence:
+            found += [(index + 1, token) for token in _typed(line, code=True)]
+            lines[index] = ""
+    text = "\n".join(lines)
+    for span in CODE_SPAN.finditer(text):  # inline code, possibly over several lines
+        line = text.count("\n", 0, span.start()) + 1
+        found += [(line, token) for token in _typed(span.group(0), code=True)]
+    text = _mask(text, (CODE_SPAN,))
+    for index, line in enumerate(text.split("\n")):
+        found += [(index + 1, token) for token in _typed(line, code=False)]
+    return [Finding(path, line, f"number typed by hand: {token!r} (take it from the snapshot, "
+                    "opt() or code(); see docs/tooling/numbers.py)")
+            for line, token in sorted(found)]
 
 
 def stale_outputs() -> list[Finding]:
