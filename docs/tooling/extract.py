@@ -156,6 +156,47 @@ def pairs(data: Any) -> Values:
     }
 
 
+def scale(data: Any) -> Values:
+    """``facenet bench scale``: search latency and recall, enrollment rates, batch rates."""
+    return {k: data[k] for k in ("sizes", "models", "real_people", "real_train_faces",
+                                 "real_val_faces", "search", "build", "batch")}
+
+
+def loadtest(data: Any) -> Values:
+    """``facenet bench load``: the load, burst, CLI and SIGKILL phases."""
+    kill = data["kill"]
+    return {
+        "config": data["config"], "loadavg": [data["loadavg_before"], data["loadavg_after"]],
+        "load": data["load"], "burst": data["burst"], "cli": data["cli"],
+        "kill": {**{k: kill[k] for k in ("sent", "acknowledged", "unanswered", "present_whole",
+                                         "before_unchanged")},
+                 "partial": len(kill["partial"]), "lost": len(kill["lost_acknowledged"]),
+                 "problems": len(kill["integrity_problems"])},
+        "kill_intact": data["kill_intact"],
+    }
+
+
+def bench(data: Any) -> Values:
+    """``facenet bench runtimes``: every row's median, ratio, rate and memory; the targets."""
+    meta = data["meta"]
+    keep = ("median", "min", "max", "unit", "ratio", "baseline", "gflops", "sgemm_fraction",
+            "peak_rss_mb", "section")
+    return {
+        "meta": {k: meta[k] for k in ("cpu", "isa", "cores", "loadavg_before", "loadavg_after",
+                                      "repeats", "quick", "photos", "gflop_per_face",
+                                      "versions")},
+        "rows": {row["name"]: {**{k: row[k] for k in keep}, "detail": row["detail"]}
+                 for row in data["rows"]},
+        "targets": [{k: t[k] for k in ("name", "goal", "met", "value", "detail")}
+                    for t in data["targets"]],
+    }
+
+
+def web(data: Any) -> Values:
+    """The in-browser page's measurements (``tests/test_local_page.py``)."""
+    return dict(data)
+
+
 REPORTS: tuple[Report, ...] = (
     Report("weights", "weights/manifest.json", "nox -s recover", weights),
     Report("parity", "reports/parity.json", "nox -s parity", parity),
@@ -164,6 +205,10 @@ REPORTS: tuple[Report, ...] = (
     Report("export", "reports/export.json", "nox -s export", export),
     Report("pairs", "reports/pairs.json",
            "facenet eval pairs (all pairs of the 5-celebrity photos)", pairs),
+    Report("scale", "reports/bench_scale.json", "nox -s bench_scale", scale),
+    Report("loadtest", "reports/loadtest.json", "nox -s loadtest", loadtest),
+    Report("bench", "reports/bench.json", "nox -s bench", bench),
+    Report("web", "reports/web/local.json", "nox -s tests (tests/test_local_page.py)", web),
     Report("video", "reports/video/short_hamilton_clip.json", "nox -s demo", video),
 )
 """Every report the docs cite, by snapshot name."""

@@ -9,6 +9,7 @@ A template sees:
   ``cli_reference()``: the whole CLI reference;
 - ``code("toolchain.core.source.H5_SIZE")``: a constant of the code; ``exit_codes()`` and
   ``api_errors()``: the tables of typed errors and of the HTTP API's error codes;
+  ``pyproject()``: ``pyproject.toml`` (the extras);
 - ``{% include "partials/X.md.j2" %}``: text shared by several outputs (written once);
 - the number filters below (``|f(3)``, ``|pct``, ``|sci``, ``|mb``, ``|n``, ``|x``...), so a
   number is formatted once, the same way everywhere.
@@ -117,6 +118,13 @@ def _api_errors() -> list[tuple[str, int, int]]:
     return [(code, kind.status, kind.exit_code) for code, kind in ERROR_KINDS.items()]
 
 
+def _pyproject() -> Any:
+    """``pyproject.toml``, parsed (the extras, the scripts, the contracts)."""
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
 def stamp_line(snapshot: dict[str, dict[str, Any]], *names: str) -> str:
     """Where and when the numbers of ``names`` were measured, as one italic line."""
     parts = []
@@ -157,6 +165,7 @@ def environment() -> jinja2.Environment:
         code=_code,
         exit_codes=_exit_codes,
         api_errors=_api_errors,
+        pyproject=_pyproject,
     )
     return env
 
