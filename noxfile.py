@@ -423,7 +423,8 @@ def docs(session: nox.Session) -> None:
     timed(session, [PICTURE_STEPS[step] for step in str(missing or "").split()])
     session.run(str(env_bin(session, "docs") / "mkdocs"), "build", "--strict", "--config-file",
                 str(ROOT / "mkdocs.yml"), external=True,
-                env={"FACENET_ARTIFACTS": str(ARTIFACTS)})
+                env={"FACENET_ARTIFACTS": str(ARTIFACTS), "PYTHONPATH": str(ROOT),
+                     "NO_MKDOCS_2_WARNING": "1"})
     session.log(f"site: {ROOT / 'build' / 'site' / 'index.html'}")
 
 

@@ -22,6 +22,15 @@ def main(argv: list[str] | None = None) -> int:
     missing = sub.add_parser("pictures", help="print the steps that make the missing pictures")
     missing.add_argument("--artifacts", type=Path, default=Path("artifacts"))
     args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except render.RenderError as exc:
+        print(f"docs: {exc}", file=sys.stderr)
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    """The chosen subcommand."""
 
     if args.command == "render":
         for path in render.render_all(write=True):

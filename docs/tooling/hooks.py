@@ -19,8 +19,15 @@ from pathlib import Path
 from typing import Any
 
 _ROOT = Path(__file__).resolve().parents[2]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+
+
+def _importable() -> None:
+    """Put the repository root first on ``sys.path`` (plugins may reset it between events)."""
+    if str(_ROOT) not in sys.path:
+        sys.path.insert(0, str(_ROOT))
+
+
+_importable()
 
 from mkdocs.structure.files import File, Files  # noqa: E402
 
@@ -32,7 +39,7 @@ CLI_PAGE = """# CLI reference
 
 Every command, group and option of `facenet`, generated from the command line itself at each
 build of this site (`docs/tooling/cli_reference.py`), so it says what `facenet ... --help` says.
-Exit codes are on [Recognition](recognition.md#exit-codes).
+Exit codes are on [Exit codes and errors](errors.md#exit-codes).
 
 """
 
@@ -44,6 +51,7 @@ def artifacts_dir() -> Path:
 
 def on_files(files: Files, config: Any) -> Files:
     """Add the CLI page, the tiers picture and the artifacts' pictures to the site."""
+    _importable()
     files.append(File.generated(config, "cli.md", content=CLI_PAGE + cli_reference.markdown()))
     files.append(File.generated(config, pictures.TIERS_SVG, content=pictures.tiers_svg()))
     artifacts = artifacts_dir()

@@ -170,11 +170,24 @@ def environment() -> jinja2.Environment:
     return env
 
 
+class RenderError(Exception):
+    """A template that cannot render (a missing measurement, a syntax error): one line."""
+
+
 def render(template: Path, env: jinja2.Environment | None = None) -> str:
-    """The text ``template`` renders to, with its header."""
+    """The text ``template`` renders to, with its header.
+
+    Raises:
+        RenderError: the template names a measurement the snapshot lacks, or is malformed.
+    """
     env = env or environment()
     name = template.relative_to(TEMPLATES).as_posix()
-    text = env.get_template(name).render()
+    try:
+        text = env.get_template(name).render()
+    except jinja2.TemplateError as exc:
+        where = getattr(exc, "lineno", None)
+        raise RenderError(f"{template.relative_to(ROOT)}{f':{where}' if where else ''}: "
+                          f"{exc.message or exc}") from exc
     header = HEADER.format(template=template.relative_to(ROOT).as_posix())
     return header + text
 
