@@ -11,6 +11,7 @@ reported skipped with its reason, never dropped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -199,10 +200,8 @@ class PageRun:
                         return Outcome(True, f"ready at {url}")
             except OSError:
                 pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.server.wait(timeout=1)  # wakes early if the server exits
-            except subprocess.TimeoutExpired:
-                pass
             deadline -= 1
         return Outcome(False, f"not ready at {url}:\n" + self.server_log.read_text())
 
@@ -233,9 +232,8 @@ def page_outcomes(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixt
             results: dict[int, Outcome] = {}
             try:
                 for block in (b for b in RUN if b.path == path):
-                    if "client" not in block.options:
-                        if run.server is not None:
-                            run.stop_server()
+                    if "client" not in block.options and run.server is not None:
+                        run.stop_server()
                     results[block.line] = run.run(block)
             finally:
                 run.stop_server()

@@ -61,7 +61,7 @@ def report_machine(data: Any) -> dict[str, Any] | None:
         return None
     for meta in (data, data.get("meta"), data.get("machine")):
         if isinstance(meta, dict) and "cpu" in meta:
-            features = meta.get("isa", meta.get("features", []))
+            features = meta.get("isa") or meta.get("features") or []
             return {"cpu": meta["cpu"], "features": list(features),
                     "cores": meta.get("cores", os.cpu_count() or 1)}
     return None

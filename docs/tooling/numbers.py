@@ -1,9 +1,10 @@
 """The check ``nox -s lint`` runs on the docs: no number edited by hand, none stale, none typed.
 
 1. **Rendered = render(template, snapshot).** ``README.md`` and every ``docs/pages`` file must be
-   exactly what its template renders to with the committed snapshot (so are ``SECURITY.md`` and
-   ``CONTRIBUTING.md``); a page with no template is an error too. A number edited by hand in a rendered file, a template edited without
-   re-rendering, or a snapshot refreshed without re-rendering all fail here.
+   exactly what its template renders to with the committed snapshot (so are ``SECURITY.md``,
+   ``CONTRIBUTING.md`` and the folders' READMEs); a page with no template is an error too. A
+   number edited by hand in a rendered file, a template edited without re-rendering, or a
+   snapshot refreshed without re-rendering all fail here.
 2. **No measured-looking number typed by hand** in a template (outside ``{{ ... }}``).
    Measured-looking means:
 
@@ -34,7 +35,8 @@ PLAIN_DOCS: tuple[str, ...] = ()
 SECURITY and CONTRIBUTING are rendered like the pages)."""
 
 SOFTWARE = (
-    "Python", "CPython", "Keras", "TensorFlow", "TF", "tensorflow-cpu", "PostgreSQL", "pgvector", "Ray",
+    "Python", "CPython", "Keras", "TensorFlow", "TF", "tensorflow-cpu", "PostgreSQL", "pgvector",
+    "Ray",
     "ONNX Runtime", "onnxruntime", "onnxruntime-web", "OpenVINO", "Chromium", "Debian",
     "face_recognition", "mtcnn", "dlib-bin", "nox", "mkdocs", "mkdocs-material", "opset", "PyAV",
     "FFmpeg", "Pillow", "numpy", "bookworm", "NNCF", "LiteRT", "psycopg", "uvicorn", "FastAPI",
@@ -126,14 +128,14 @@ def typed_numbers(path: Path) -> list[Finding]:
             lines[index] = ""
     text = "\n".join(lines)
     for span in CODE_SPAN.finditer(text):  # inline code, possibly over several lines
-        line = text.count("\n", 0, span.start()) + 1
-        found += [(line, token) for token in _typed(span.group(0), code=True)]
+        at = text.count("\n", 0, span.start()) + 1
+        found += [(at, token) for token in _typed(span.group(0), code=True)]
     text = _mask(text, (CODE_SPAN,))
-    for index, line in enumerate(text.split("\n")):
-        found += [(index + 1, token) for token in _typed(line, code=False)]
-    return [Finding(path, line, f"number typed by hand: {token!r} (take it from the snapshot, "
+    for index, prose in enumerate(text.split("\n")):
+        found += [(index + 1, token) for token in _typed(prose, code=False)]
+    return [Finding(path, at, f"number typed by hand: {token!r} (take it from the snapshot, "
                     "opt() or code(); see docs/tooling/numbers.py)")
-            for line, token in sorted(found)]
+            for at, token in sorted(found)]
 
 
 def stale_outputs() -> list[Finding]:

@@ -14,9 +14,10 @@ import ast
 import html
 import re
 import textwrap
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 from docs.tooling.measurements import ROOT
 
