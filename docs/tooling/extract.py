@@ -159,7 +159,7 @@ def pairs(data: Any) -> Values:
 def scale(data: Any) -> Values:
     """``facenet bench scale``: search latency and recall, enrollment rates, batch rates."""
     return {k: data[k] for k in ("sizes", "models", "real_people", "real_train_faces",
-                                 "real_val_faces", "search", "build", "batch")}
+                                 "real_val_faces", "search", "build", "batch", "notes")}
 
 
 def loadtest(data: Any) -> Values:

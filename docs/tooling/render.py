@@ -193,15 +193,25 @@ def render(template: Path, env: jinja2.Environment | None = None) -> str:
 
 
 def render_all(write: bool) -> list[Path]:
-    """Render every template; write the outputs when ``write``; return those that differ(ed)."""
+    """Render every template; write the outputs when ``write``; return those that differ(ed).
+
+    Raises:
+        RenderError: after rendering every other template, one line per template that failed.
+    """
     env = environment()
-    changed = []
+    changed, errors = [], []
     for template, output in outputs():
-        text = render(template, env)
+        try:
+            text = render(template, env)
+        except RenderError as exc:
+            errors.append(str(exc))
+            continue
         current = output.read_text(encoding="utf-8") if output.is_file() else None
         if current != text:
             changed.append(output)
             if write:
                 output.parent.mkdir(parents=True, exist_ok=True)
                 output.write_text(text, encoding="utf-8")
+    if errors:
+        raise RenderError("\n".join(errors))
     return changed
