@@ -8,6 +8,8 @@ Nothing here is written by hand: a command, option, default or help text changed
 from __future__ import annotations
 
 import enum
+import html
+import os
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
@@ -75,7 +77,9 @@ def option_default(path: str, option: str) -> Any:
 
 
 def _cell(text: str) -> str:
-    return " ".join(text.split()).replace("|", "\\|")
+    """Text for a table cell: one line, HTML-escaped (``<artifacts>`` is text), pipes kept."""
+    return (html.escape(" ".join(text.split())).replace("|", "&#124;")
+            .replace("*", "&#42;"))
 
 
 def _param_row(param: Param, ctx: Context) -> str:
@@ -85,11 +89,24 @@ def _param_row(param: Param, ctx: Context) -> str:
     if record is None:
         return ""
     names, help_text = record
-    return f"| `{_cell(names)}` | {_cell(help_text)} |"
+    return f"| <code>{_cell(names)}</code> | {_cell(help_text)} |"
 
 
 def markdown() -> str:
-    """The whole reference: one section per command or group, in ``--help`` order."""
+    """The whole reference: one section per command or group, in ``--help`` order.
+
+    Defaults are shown as a user without ``FACENET_ARTIFACTS`` in the environment sees them (the
+    build itself sets it to find the pictures).
+    """
+    saved = os.environ.pop("FACENET_ARTIFACTS", None)
+    try:
+        return _markdown()
+    finally:
+        if saved is not None:
+            os.environ["FACENET_ARTIFACTS"] = saved
+
+
+def _markdown() -> str:
     out = []
     for path, command, ctx in walk():
         depth = min(len(path), 4)
