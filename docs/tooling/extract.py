@@ -99,6 +99,7 @@ def crops(data: Any) -> Values:
         "best": data["best"], "default_crop": data["default_crop"],
         "default_threshold": data["default_threshold"], "far": data["far"],
         "sets": data["sets"], "peer_name": data["peer_name"],
+        "order": [c["crop"] for c in data["crops"]],
         "crops": {c["crop"]: {"threshold": {k: c["threshold"][k] for k in (
                       "value", "tar", "false_accepts", "impostor_pairs", "genuine_pairs")},
                   "sets": {s["set"]: _pair_stats(s) for s in c["sets"]}}
