@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from docs.tooling.measurements import ROOT
-from docs.tooling.render import PAGES, TEMPLATES, environment, outputs, render
+from docs.tooling.render import PAGES, TEMPLATES, RenderError, environment, outputs, render
 
 PLAIN_DOCS: tuple[str, ...] = ()
 """Committed docs that are not rendered, checked for typed numbers as they are (none: README,
@@ -148,10 +148,21 @@ def stale_outputs() -> list[Finding]:
     for template, output in outputs():
         rendered.add(output)
         current = output.read_text(encoding="utf-8") if output.is_file() else None
-        if current != render(template, env):
-            what = "missing" if current is None else "differs from its template's rendering"
-            findings.append(Finding(output, 1, f"{what} ({template.relative_to(ROOT)}); run "
-                                    "`nox -s docs` and commit the result"))
+        try:
+            expected = render(template, env)
+        except RenderError as exc:
+            findings.append(Finding(template, 1, f"cannot render: {exc}"))
+            continue
+        if current != expected:
+            line, what = 1, "missing"
+            if current is not None:
+                old, new = current.splitlines(), expected.splitlines()
+                line = next((i + 1 for i, (a, b) in enumerate(zip(old, new)) if a != b),
+                            min(len(old), len(new)) + 1)
+                shown = new[line - 1].strip()[:80] if line <= len(new) else "(end of file)"
+                what = f"differs from its template's rendering, which has here: {shown!r}"
+            findings.append(Finding(output, line, f"{what} ({template.relative_to(ROOT)}); "
+                                    "run `nox -s docs` and commit the result"))
     for page in sorted(PAGES.rglob("*.md")):
         if page not in rendered:
             findings.append(Finding(page, 1, "a page without a template: write it as "
