@@ -157,7 +157,8 @@ def stale_outputs() -> list[Finding]:
             line, what = 1, "missing"
             if current is not None:
                 old, new = current.splitlines(), expected.splitlines()
-                line = next((i + 1 for i, (a, b) in enumerate(zip(old, new)) if a != b),
+                pairs = zip(old, new, strict=False)
+                line = next((i + 1 for i, (a, b) in enumerate(pairs) if a != b),
                             min(len(old), len(new)) + 1)
                 shown = new[line - 1].strip()[:80] if line <= len(new) else "(end of file)"
                 what = f"differs from its template's rendering, which has here: {shown!r}"
