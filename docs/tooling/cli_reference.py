@@ -72,6 +72,9 @@ def option_default(path: str, option: str) -> Any:
     command, _ = find(path)
     for param in command.params:
         if option in param.opts or option in getattr(param, "secondary_opts", []):
+            if param.default is None:  # the command decides later: cite the code's constant
+                raise KeyError(f"`facenet {path} {option}` has no default of its own; "
+                               "cite the constant the command falls back to with code(...)")
             return _plain(param.default)
     raise KeyError(f"`facenet {path}` has no option {option}")
 

@@ -7,7 +7,9 @@ A template sees:
   table of measured numbers is followed by one;
 - ``opt("serve", "--max-request-mb")``: an option's default, read from the ``facenet`` app, and
   ``cli_reference()``: the whole CLI reference;
-- ``code("toolchain.core.source.H5_SIZE")``: a constant of the code; ``exit_codes()`` and
+- ``code("toolchain.core.source.H5_SIZE")``: a constant of the code,
+  ``default("toolchain.runtime.mtcnn.detector.MTCNNDetector", "min_face_size")`` a parameter's
+  default (an option without a default of its own falls back to one of those); ``exit_codes()`` and
   ``api_errors()``: the tables of typed errors and of the HTTP API's error codes;
   ``pyproject()``: ``pyproject.toml`` (the extras);
 - ``{% include "partials/X.md.j2" %}``: text shared by several outputs (written once);
@@ -102,6 +104,16 @@ def _code(dotted: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
+def _param_default(dotted: str, parameter: str) -> Any:
+    """The default of ``parameter`` of the function or class at ``dotted`` (its signature)."""
+    import inspect
+
+    default = inspect.signature(_code(dotted)).parameters[parameter].default
+    if default is inspect.Parameter.empty:
+        raise KeyError(f"{dotted}({parameter}) has no default")
+    return default
+
+
 def _exit_codes() -> list[tuple[int, str, str]]:
     """Every typed error of ``toolchain.core.errors``: exit code, class, docstring."""
     from toolchain.core import errors
@@ -163,6 +175,7 @@ def environment() -> jinja2.Environment:
         opt=cli_reference.option_default,
         cli_reference=cli_reference.markdown,
         code=_code,
+        default=_param_default,
         exit_codes=_exit_codes,
         api_errors=_api_errors,
         pyproject=_pyproject,
@@ -188,6 +201,8 @@ def render(template: Path, env: jinja2.Environment | None = None) -> str:
         where = getattr(exc, "lineno", None)
         raise RenderError(f"{template.relative_to(ROOT)}{f':{where}' if where else ''}: "
                           f"{exc.message or exc}") from exc
+    except (KeyError, AttributeError, ImportError) as exc:  # from opt(), code(), the tables
+        raise RenderError(f"{template.relative_to(ROOT)}: {exc}") from exc
     header = HEADER.format(template=template.relative_to(ROOT).as_posix())
     return header + text
 
