@@ -186,6 +186,7 @@ def bench(data: Any) -> Values:
         "meta": {k: meta[k] for k in ("cpu", "isa", "cores", "loadavg_before", "loadavg_after",
                                       "repeats", "quick", "photos", "gflop_per_face",
                                       "versions")},
+        "order": [row["name"] for row in data["rows"]],
         "rows": {row["name"]: {**{k: row[k] for k in keep}, "detail": row["detail"]}
                  for row in data["rows"]},
         "targets": [{k: t[k] for k in ("name", "goal", "met", "value", "detail")}
