@@ -106,12 +106,15 @@ def refresh(artifacts: Path, only: set[str] | None = None,
                          "snapshot kept")
             continue
         data = json.loads(path.read_text(encoding="utf-8"))
+        machine = report_machine(data) or local
+        if not machine["features"] and machine["cpu"] == local["cpu"]:
+            machine["features"] = local["features"]  # a report that records the CPU only
         entry = {
             "stamp": {
                 "report": report.path,
                 "made_by": report.made_by,
                 "measured": report_date(data, path),
-                "machine": report_machine(data) or local,
+                "machine": machine,
                 "commit": commit,
             },
             "values": report.extract(data),

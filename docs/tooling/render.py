@@ -143,7 +143,7 @@ def stamp_line(snapshot: dict[str, dict[str, Any]], *names: str) -> str:
     for name in names:
         s = snapshot[name]["stamp"]
         machine = s["machine"]
-        features = ", ".join(machine["features"]) or "no AVX2"
+        features = ", ".join(machine["features"]) or "features not recorded"
         parts.append(f"`{s['report']}` (`{s['made_by']}`), {s['measured']}, {machine['cpu']} "
                      f"({features}), {machine['cores']} cores, commit `{s['commit']}`")
         # A measurement without its stamp cannot be cited: KeyError above says which.
