@@ -1,6 +1,6 @@
 """The check ``nox -s lint`` runs on the docs: no number edited by hand, none stale, none typed,
-and no command that the CLI does not have (``facenet export`` after it became ``facenet model
-export``).
+no command that the CLI does not have (``facenet export`` after it became ``facenet model
+export``) and no path of the repository that does not exist (a module moved).
 
 1. **Rendered = render(template, snapshot).** ``README.md`` and every ``docs/pages`` file must be
    exactly what its template renders to with the committed snapshot (so are ``SECURITY.md``,
@@ -196,12 +196,29 @@ def unknown_commands(path: Path) -> list[Finding]:
     return findings
 
 
+PATH = re.compile(
+    r"(?<![\w/.-])((?:toolchain|tests|legacy_env|requirements|docs)/[\w/.*-]*[\w/*])")
+
+
+def missing_paths(path: Path) -> list[Finding]:
+    """Every repository path named in ``path`` (``toolchain/gallery/base.py``) that does not
+    exist: a module moved or renamed and the docs left behind."""
+    findings = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for match in PATH.finditer(line):
+            name = match.group(1)
+            if "*" in name or "<" in name or (ROOT / name).exists():
+                continue
+            findings.append(Finding(path, number, f"`{name}` does not exist"))
+    return findings
+
+
 def check() -> list[Finding]:
     """Everything this module checks, in file order."""
     findings = stale_outputs()
     for _, output in outputs():
         if output.is_file():
-            findings += unknown_commands(output)
+            findings += unknown_commands(output) + missing_paths(output)
     for path in [*sorted(TEMPLATES.rglob("*.j2")), *(ROOT / name for name in PLAIN_DOCS)]:
         if path.is_file():
             findings += typed_numbers(path)
