@@ -86,19 +86,19 @@ def check_cast(tracks: list[TrackSummary] | list[dict[str, Any]]) -> None:
     """Lin-Manuel Miranda is named over frames 88-210 in at most three tracks; no track carries
     the name of someone who is not on screen in its frames."""
     rows = [t if isinstance(t, dict) else {
-        "name": t.label, "first_frame": t.first_frame, "last_frame": t.last_frame,
+        "label": t.label, "first_frame": t.first_frame, "last_frame": t.last_frame,
         "track": t.track_id} for t in tracks]
     for row in rows:
-        if row["name"] != "unknown":
+        if row["label"] != "unknown":
             allowed = allowed_names(row["first_frame"], row["last_frame"])
-            assert row["name"] in allowed, (row, sorted(allowed))
-    lin = [r for r in rows if r["name"] == "lin_manuel_miranda" and r["last_frame"] >= 88 and
+            assert row["label"] in allowed, (row, sorted(allowed))
+    lin = [r for r in rows if r["label"] == "lin_manuel_miranda" and r["last_frame"] >= 88 and
            r["first_frame"] <= 218]
     assert 1 <= len(lin) <= 3, rows
     assert min(r["first_frame"] for r in lin) <= 100 and max(r["last_frame"] for r in lin) >= 200
     middle = [r for r in rows if r["first_frame"] >= 88 + CUT_SLACK
               and r["last_frame"] <= 213 - CUT_SLACK]
-    assert all(r["name"] in ("lin_manuel_miranda", "unknown") for r in middle), middle
+    assert all(r["label"] in ("lin_manuel_miranda", "unknown") for r in middle), middle
 
 
 def test_clip_every_frame_names_lin_manuel_miranda_once(artifacts: Path) -> None:
@@ -339,7 +339,7 @@ def test_mjpeg_stream(artifacts: Path, server: LoopbackServer) -> None:
     proc, report = run_json(url, "--fps", "3", "--artifacts", artifacts)
     assert proc.returncode == 0, proc.stderr
     assert report["frames"] == 61 and report["analyzed"] >= 3
-    names = [t["name"] for t in report["tracks"]]
+    names = [t["label"] for t in report["tracks"]]
     assert "lin_manuel_miranda" in names and set(names) <= {"lin_manuel_miranda", "unknown"}
 
 
