@@ -5,6 +5,8 @@ Example::
     from toolchain import Recognizer
 
     rec = Recognizer.from_artifacts("artifacts", gallery="my_gallery.db")
+    # or, with only a model pack (toolchain.runtime.pack) on the machine:
+    # rec = Recognizer.load("facenet-pack", gallery="my_gallery.db")
     rec.enroll("Ada", "photos/ada.jpg")
     for match in rec.recognize("photos/group.jpg"):
         print(match.label, match.distance, match.margin, match.runner_up, match.box)
@@ -27,10 +29,8 @@ from typing import Any, TypeAlias
 
 import numpy as np
 
-from toolchain.core.contracts import MTCNN_FILES
 from toolchain.core.crop import BOX, CropSpec
 from toolchain.core.errors import InputError, IntegrityError
-from toolchain.core.integrity import verify_file
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 from toolchain.core.preprocess import largest_face
 from toolchain.gallery import (
@@ -61,6 +61,7 @@ from toolchain.runtime.faces import (
 )
 from toolchain.runtime.images import LoadedImage, read_image
 from toolchain.runtime.ort_options import DEFAULT_SETTINGS
+from toolchain.runtime.pack import ModelSource, artifacts_pack, open_embedder, open_pack
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,51 @@ class Recognizer:
         self._crop: tuple[CropSpec, CropSource] | None = None
 
     @classmethod
+    def load(
+        cls,
+        pack: Path | str | ModelSource,
+        gallery: Path | str | None = None,
+        *,
+        threshold: float | None = None,
+        match: MatchMode | str = MatchMode.NEAREST,
+        top_k: int = 3,
+        detection: Mapping[str, Any] | None = None,
+        crop: CropSpec | str | None = None,
+        allow_crop_mismatch: bool = False,
+        runtime: str = "onnxruntime",
+        precision: str = "fp32",
+        threads: int = 0,
+    ) -> Recognizer:
+        """Open a model pack (:mod:`toolchain.runtime.pack`): no artifacts tree is needed.
+
+        Every file loaded is checked against the pack's manifest first (each read once: its
+        digest serves the embedder and ONNX Runtime's cache too), and the FaceNet model against
+        what the manifest says of it (fingerprint, default threshold and crop). ``gallery``: none
+        by default (detecting and comparing need none). Keyword options are those of
+        :meth:`from_artifacts`.
+
+        Raises:
+            MissingArtifactError: the pack, its manifest or a file it lists is missing, or it
+                holds no model for ``runtime`` and ``precision``.
+            IntegrityError: a file does not match the manifest, or the manifest is malformed, of
+                another format or does not describe the model.
+            InputError: an unknown runtime or precision.
+        """
+        from toolchain.runtime.backends import ModelChoice
+
+        try:
+            choice = ModelChoice(runtime, precision)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        source = open_pack(pack) if isinstance(pack, (Path, str)) else pack
+        embedder = open_embedder(source, choice,
+                                 replace(DEFAULT_SETTINGS, intra_op_threads=threads))
+        detector = load_detector(source.root, runtime=choice.runtime, threads=threads,
+                                 **(detection or {}))
+        return cls(detector, embedder, gallery, threshold=threshold, match=match, top_k=top_k,
+                   crop=crop, allow_crop_mismatch=allow_crop_mismatch)
+
+    @classmethod
     def from_artifacts(
         cls,
         artifacts_dir: Path | str = DEFAULT_ARTIFACTS,
@@ -180,7 +226,9 @@ class Recognizer:
         precision: str = "fp32",
         threads: int = 0,
     ) -> Recognizer:
-        """Load the models of ``artifacts_dir``; gallery default ``<artifacts>/gallery.db``.
+        """:meth:`load` the models of ``artifacts_dir`` (its pack, else its ``models/`` checked
+        against ``SHA256SUMS``: :func:`~toolchain.runtime.pack.artifacts_pack`); gallery default
+        ``<artifacts>/gallery.db``.
 
         Keyword options are those of :class:`Recognizer`, ``detection``: keywords of
         :func:`load_detector` (default: the detector's own), and ``runtime`` (``onnxruntime`` or
@@ -191,26 +239,13 @@ class Recognizer:
 
         Raises:
             MissingArtifactError: a model file is missing (names `nox -s export`).
+            IntegrityError: a model file does not match ``SHA256SUMS`` or the pack's manifest.
         """
-        from toolchain.runtime.backends import ModelChoice
-
-        try:
-            choice = ModelChoice(runtime, precision)  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise InputError(str(exc)) from exc
         layout = Layout(Path(artifacts_dir))
-        model = layout.models_dir / choice.embedder_file
-        for path in (model.parent if choice.runtime == "openvino" else model,
-                     *(layout.models_dir / name for name in MTCNN_FILES.values())):
-            if path.exists():
-                verify_file(path, layout)
-        embedder = Embedder(model, runtime=choice.runtime, export_hint=choice.export_hint,
-                            settings=replace(DEFAULT_SETTINGS, intra_op_threads=threads))
-        detector = load_detector(layout.models_dir, runtime=choice.runtime, threads=threads,
-                                 **(detection or {}))
-        return cls(detector, embedder, gallery if gallery is not None else layout.gallery,
-                   threshold=threshold, match=match, top_k=top_k, crop=crop,
-                   allow_crop_mismatch=allow_crop_mismatch)
+        return cls.load(artifacts_pack(layout), gallery if gallery is not None else layout.gallery,
+                        threshold=threshold, match=match, top_k=top_k, detection=detection,
+                        crop=crop, allow_crop_mismatch=allow_crop_mismatch, runtime=runtime,
+                        precision=precision, threads=threads)
 
     def close(self) -> None:
         """Close the gallery if it is open."""
