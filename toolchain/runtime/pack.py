@@ -55,7 +55,7 @@ from toolchain.core.atomic import sha256_file
 from toolchain.core.contracts import INPUT_SIZE, MTCNN_FILES
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.core.integrity import verify_file
-from toolchain.core.integrity.sums import not_regular, outside_tree, walk_files
+from toolchain.core.integrity.sums import is_tracked, not_regular, outside_tree, walk_files
 from toolchain.core.paths import Layout
 from toolchain.runtime.backends import PRECISIONS, RUNTIMES, ModelChoice
 from toolchain.runtime.embedder import Embedder
@@ -245,12 +245,14 @@ class ArtifactModels:
                      if all((self.root / member).exists() for member in members(choice)))
 
     def files_of(self, choice: ModelChoice) -> list[str]:
-        """The files of ``choice``'s members that are there, by relative path."""
+        """The files of ``choice``'s members that are there, by relative path (in a folder: the
+        generated ones, not hidden leftovers or caches)."""
         found: list[str] = []
         for member in members(choice):
             path = self.root / member
             if path.is_dir():
-                found.extend(f"{member}/{sub}" for sub, _ in walk_files(path))
+                found.extend(f"{member}/{sub}" for sub, _ in walk_files(path)
+                             if is_tracked(f"models/{member}/{sub}"))
             elif path.exists():
                 found.append(member)
         return found
