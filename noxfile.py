@@ -103,7 +103,7 @@ def facenet(session: nox.Session, env: str, *args: str, **kwargs: Any) -> None:
 
 def step_fetch(session: nox.Session) -> None:
     """Fetch and verify the real legacy file and the 5-celebrity photos."""
-    facenet(session, "modern", "fetch", *ART)
+    facenet(session, "modern", "model", "fetch", *ART)
 
 
 def step_recover(session: nox.Session, *extra: str) -> None:
@@ -115,19 +115,19 @@ def step_recover(session: nox.Session, *extra: str) -> None:
 
 def step_inspect(session: nox.Session) -> None:
     """Print what the legacy file holds, including the decompiled Lambda source."""
-    facenet(session, "modern", "inspect", str(ARTIFACTS / "source" / "facenet_keras.h5"))
+    facenet(session, "modern", "model", "inspect", str(ARTIFACTS / "source" / "facenet_keras.h5"))
 
 
 def step_export(session: nox.Session) -> None:
     """Rebuild InceptionResNetV1, load the npz strictly, export every format (MTCNN, int8 too);
     the ONNX default threshold is calibrated on every labelled set at hand."""
     calibration = [arg for spec in LABELLED_SETS for arg in ("--calibration-set", spec)]
-    facenet(session, "modern", "export", "--format", "all", *calibration, *ART)
+    facenet(session, "modern", "model", "export", "--format", "all", *calibration, *ART)
 
 
 def step_parity(session: nox.Session) -> None:
     """Compare every exported format with the original graph on all real face crops."""
-    facenet(session, "modern", "parity", *ART)
+    facenet(session, "modern", "model", "parity", *ART)
 
 
 def step_demo(session: nox.Session) -> None:
@@ -145,7 +145,8 @@ def step_demo(session: nox.Session) -> None:
     # and exits 1 ("some files could not be used"), which the demo expects.
     facenet(session, "runtime", "enroll", str(DATASET / "train"), "--largest", *gallery, *ART,
             success_codes=[0, 1])
-    facenet(session, "runtime", "evaluate", str(DATASET), "--store-threshold", *gallery, *ART)
+    facenet(session, "runtime", "eval", "dataset", str(DATASET), "--store-threshold", *gallery,
+            *ART)
     facenet(session, "runtime", "recognize", str(DATASET / "val"), *gallery, *ART,
             "--annotate", str(ARTIFACTS / "reports" / "annotated"))
     if (SHARED_EXAMPLES / VIDEO_CLIP).is_file():
@@ -167,7 +168,7 @@ def video_demo(session: nox.Session) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         gallery = ["--gallery", str(Path(tmp) / "people.db")]
         facenet(session, "runtime", "enroll", str(SHARED_EXAMPLES / "people"), *gallery, *ART)
-        facenet(session, "runtime", "recognize", str(SHARED_EXAMPLES / VIDEO_CLIP), "--every", "3",
+        facenet(session, "runtime", "watch", str(SHARED_EXAMPLES / VIDEO_CLIP), "--every", "3",
                 "--annotate", str(annotated), *gallery, *ART)
     still = f"short_hamilton_clip.frame{VIDEO_STILL}.jpg"
     session.run(str(env_bin(session, "runtime") / "python"), "-c",
@@ -181,7 +182,7 @@ def step_crops(session: nox.Session) -> None:
     """Compare crops on every labelled set, with the face_recognition package side by side."""
     baseline_python = env_bin(session, "baseline") / "python"
     sets = [arg for spec in LABELLED_SETS for arg in ("--set", spec)]
-    facenet(session, "runtime", "crop-study", *sets, "--face-recognition-python",
+    facenet(session, "runtime", "eval", "crops", *sets, "--face-recognition-python",
             str(baseline_python), *ART)
 
 
@@ -226,8 +227,8 @@ def step_web(session: nox.Session) -> None:
 
 def step_checksums(session: nox.Session) -> None:
     """List every generated artifact in artifacts/SHA256SUMS, then verify everything."""
-    facenet(session, "modern", "checksums", *ART)
-    facenet(session, "modern", "verify", *ART)
+    facenet(session, "modern", "model", "checksums", *ART)
+    facenet(session, "modern", "model", "verify", *ART)
 
 
 def timed(session: nox.Session, steps: Sequence[Callable[[nox.Session], None]]) -> None:
@@ -310,22 +311,23 @@ def bench(session: nox.Session) -> None:
     """Benchmarks side by side (throughput, GFLOP/s vs sgemm, detection, end-to-end, memory)."""
     runtime_python = env_bin(session, "runtime") / "python"
     baseline_python = env_bin(session, "baseline") / "python"
-    facenet(session, "modern", "bench", *ART, "--recognize-python", str(runtime_python),
+    facenet(session, "modern", "bench", "runtimes", *ART,
+            "--recognize-python", str(runtime_python),
             "--face-recognition-python", str(baseline_python), *session.posargs)
 
 
 @nox.session
 def bench_scale(session: nox.Session) -> None:
     """Gallery search at 10k/100k/1M identities (SQLite, pgvector exact and HNSW), enrollment
-    rows/s, batch photos/s on one process vs Ray (`-- --scale-sizes 10000,100000` for less)."""
-    facenet(session, "modern", "bench", "--scale", *ART, *session.posargs)
+    rows/s, batch photos/s on one process vs Ray (`-- --sizes 10000,100000` for less)."""
+    facenet(session, "modern", "bench", "scale", *ART, *session.posargs)
 
 
 @nox.session
 def loadtest(session: nox.Session) -> None:
     """facenet serve on 127.0.0.1 under 16 concurrent clients, a burst past the queue, the CLI's
     batch beside, a SIGKILL during enrollments; reports/loadtest.{json,md} (`-- --requests 40`)."""
-    facenet(session, "runtime", "loadtest", *ART, *session.posargs)
+    facenet(session, "runtime", "bench", "load", *ART, *session.posargs)
 
 
 @nox.session
@@ -343,7 +345,7 @@ def checksums(session: nox.Session) -> None:
 @nox.session
 def verify(session: nox.Session) -> None:
     """Re-hash every artifact against the manifests and SHA256SUMS."""
-    facenet(session, "modern", "verify", *ART)
+    facenet(session, "modern", "model", "verify", *ART)
 
 
 def missing_artifacts() -> list[Callable[[nox.Session], None]]:

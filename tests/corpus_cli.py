@@ -34,7 +34,7 @@ from PIL import Image
 
 @case("usage-export-unknown-format")
 def _export_bogus(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
-    return (partial(facenet, "export", "--format", "bogus", "--artifacts", ws.artifacts),
+    return (partial(facenet, "model", "export", "--format", "bogus", "--artifacts", ws.artifacts),
             Outcome(2, "'bogus'", ("unknown export format", "onnx-int8")))
 
 
@@ -143,7 +143,7 @@ def without(blocked: set[str], *args: str | Path) -> subprocess.CompletedProcess
 @case("missing-extra-inspect")
 def _no_h5py(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     path = tiny(ws)
-    return (partial(without, {"h5py", "tensorflow"}, "inspect", path),
+    return (partial(without, {"h5py", "tensorflow"}, "model", "inspect", path),
             Outcome(6, "'h5py'", ('pip install "facenet-toolchain[inspect]"',)))
 
 
@@ -156,7 +156,7 @@ def real_tree(ws: Workspace, *names: str) -> None:
 @case("missing-extra-export", needs="models")
 def _no_tensorflow(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     real_tree(ws, "weights", "reference")
-    return (partial(without, {"tensorflow", "keras"}, "export", "--format", "keras",
+    return (partial(without, {"tensorflow", "keras"}, "model", "export", "--format", "keras",
                     "--artifacts", ws.artifacts),
             Outcome(6, "is not installed", ('pip install "facenet-toolchain[convert]"',)))
 
@@ -164,6 +164,6 @@ def _no_tensorflow(ws: Workspace, _store: Store | None) -> tuple[Command, Outcom
 @case("missing-extra-parity", needs="models")
 def _no_tensorflow_parity(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     real_tree(ws, "weights", "reference", "models")
-    return (partial(without, {"tensorflow", "keras", "onnx", "ai_edge_litert"}, "parity",
+    return (partial(without, {"tensorflow", "keras", "onnx", "ai_edge_litert"}, "model", "parity",
                     "--artifacts", ws.artifacts),
             Outcome(6, "is not installed", ('pip install "facenet-toolchain[convert]"',)))

@@ -3,8 +3,8 @@
 A Lambda inside a nested model, a ``Sequential`` inside a Functional model or a wrapper
 (``TimeDistributed``, ``Bidirectional``), a Lambda's ``output_shape`` or ``mask`` given as bytecode,
 an activation given as a serialized function, a ``module``/``registered_name`` reference to any
-importable callable, a custom class name: ``facenet inspect`` and ``legacy_env/recover.py`` must
-both refuse each with exit code 5, naming the layer path, and never run it.
+importable callable, a custom class name: ``facenet model inspect`` and ``legacy_env/recover.py``
+must both refuse each with exit code 5, naming the layer path, and never run it.
 
 Two kinds of files: ones written by the real Keras 2.15 ``model.save`` in the legacy environment
 (built once per session in a subprocess of ``FACENET_LEGACY_PYTHON``), and ones written with h5py
@@ -126,7 +126,7 @@ def keras_case(kind: str, command: str) -> None:
         root, sentinel = keras_built()
         path = ws.inputs / f"{kind}.h5"
         shutil.copyfile(root / path.name, path)
-        run_it: Command = (partial(facenet, "inspect", path) if command == "inspect"
+        run_it: Command = (partial(facenet, "model", "inspect", path) if command == "inspect"
                            else partial(recover, ws, path))
         return run_it, Outcome(5, repr(KERAS_BUILT[kind]), ("refus",), sentinel=sentinel)
 
@@ -278,7 +278,8 @@ def hostile_case(name: str, command: str) -> None:
     @case(f"{command}-code-{name}", needs=needs)
     def _setup(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
         path, outcome = hostile_h5(ws, name)
-        run_it: Command = (partial(facenet, "inspect", "--json", path) if command == "inspect"
+        run_it: Command = (partial(facenet, "model", "inspect", "--json", path)
+                           if command == "inspect"
                            else partial(recover, ws, path))
         return run_it, outcome
 
@@ -306,7 +307,7 @@ def deep_case(depth: int) -> None:
         write_legacy_h5(path)
         with h5py.File(path, "r+") as h5:
             h5.attrs["model_config"] = deep_config(depth).encode()
-        return partial(facenet, "inspect", path), Outcome(5, path.name, ("deeper than",))
+        return partial(facenet, "model", "inspect", path), Outcome(5, path.name, ("deeper than",))
 
 
 for _depth in (500, 100_000):

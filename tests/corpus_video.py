@@ -1,4 +1,4 @@
-"""Bad-input corpus, video area: ``facenet recognize`` on video files, cameras and stream URLs
+"""Bad-input corpus, video area: ``facenet watch`` on video files, cameras and stream URLs
 that cannot be used.
 
 Registered on import (``test_bad_inputs`` imports every ``corpus_*.py``); each case is checked by
@@ -54,8 +54,8 @@ def audio_only(path: Path) -> Path:
     return path
 
 
-def recognize(ws: Workspace, *args: str | Path) -> Command:
-    return partial(facenet, "recognize", *args, "--artifacts", ws.artifacts)
+def watch(ws: Workspace, *args: str | Path) -> Command:
+    return partial(facenet, "watch", *args, "--artifacts", ws.artifacts)
 
 
 def video_case(name: str, phrase: str, make: Callable[[Workspace], Path]) -> None:
@@ -64,7 +64,7 @@ def video_case(name: str, phrase: str, make: Callable[[Workspace], Path]) -> Non
         assert store is not None
         ws.runtime(store)
         path = make(ws)
-        return recognize(ws, path), Outcome(3, path.name, (phrase,))
+        return watch(ws, path), Outcome(3, path.name, (phrase,))
 
 
 def _truncated(ws: Workspace) -> Path:
@@ -103,7 +103,7 @@ def _fifo(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
     assert store is not None
     ws.runtime(store)
     path = ws.inputs / "live.mp4"
-    return (partial(with_fifo, path, recognize(ws, path)),
+    return (partial(with_fifo, path, watch(ws, path)),
             Outcome(3, "live.mp4", ("is a FIFO, not a regular file",)))
 
 
@@ -112,7 +112,7 @@ def _camera(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
     assert store is not None
     ws.runtime(store)
     index = next(i for i in range(90, 200) if not Path(f"/dev/video{i}").exists())
-    return (recognize(ws, "--camera", str(index)),
+    return (watch(ws, "--camera", str(index)),
             Outcome(9, f"camera {index} (/dev/video{index})", ("does not exist",)))
 
 
@@ -130,7 +130,7 @@ def _refused(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
     url = f"rtsp://viewer:hunter2@127.0.0.1:{closed_port()}/cam"
     outcome = Outcome(9, f"rtsp://viewer:***@127.0.0.1:{url.rsplit(':', 1)[1]}",
                       ("cannot open", "onnection refused"))
-    return recognize(ws, url, "--timeout", "3"), outcome
+    return watch(ws, url, "--timeout", "3"), outcome
 
 
 def with_not_found(args: Callable[[str], Command]) -> subprocess.CompletedProcess[str]:
@@ -157,7 +157,7 @@ def with_not_found(args: Callable[[str], Command]) -> subprocess.CompletedProces
 def _not_found(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
     assert store is not None
     ws.runtime(store)
-    return (partial(with_not_found, lambda url: recognize(ws, url, "--timeout", "5")),
+    return (partial(with_not_found, lambda url: watch(ws, url, "--timeout", "5")),
             Outcome(9, "/gone.ts", ("cannot open", "404")))
 
 
@@ -167,7 +167,7 @@ def _foreign(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
     ws.runtime(store)
     video = clip(ws.inputs / "clip.mp4")
     mine = ws.photo("holiday.mp4", data=b"my own video, not an annotation")
-    return (recognize(ws, video, "--annotate", mine),
+    return (watch(ws, video, "--annotate", mine),
             Outcome(3, "holiday.mp4", ("not replacing it",)))
 
 
@@ -176,7 +176,7 @@ def _over_input(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
     assert store is not None
     ws.runtime(store)
     video = clip(ws.inputs / "clip.mp4")
-    return (recognize(ws, video, "--annotate", video),
+    return (watch(ws, video, "--annotate", video),
             Outcome(3, "clip.mp4", ("is the video being read",)))
 
 
@@ -184,27 +184,34 @@ def _over_input(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
 def _mixed(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     video = ws.photo("clip.mp4", data=b"never opened")
     photo = ws.photo("face.jpg", data=b"never opened")
-    return (recognize(ws, video, photo),
-            Outcome(2, "PATHS", ("one video file or stream URL at a time",)))
+    return (watch(ws, video, photo),
+            Outcome(2, "face.jpg", ("unexpected extra argument",)))
+
+
+@case("usage-video-given-to-recognize")
+def _video_to_recognize(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
+    video = ws.photo("clip.mp4", data=b"never opened")
+    return (partial(facenet, "recognize", video, "--artifacts", ws.artifacts),
+            Outcome(2, "clip.mp4", ("is a video: use `facenet watch",)))
 
 
 @case("usage-camera-with-a-path")
 def _camera_and_path(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     video = ws.photo("clip.mp4", data=b"never opened")
-    return recognize(ws, video, "--camera", "0"), Outcome(2, "--camera", ("takes no path",))
+    return watch(ws, video, "--camera", "0"), Outcome(2, "--camera", ("takes no SOURCE",))
 
 
 @case("usage-every-and-fps")
 def _every_and_fps(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     video = ws.photo("clip.mp4", data=b"never opened")
-    return (recognize(ws, video, "--every", "2", "--fps", "5"),
+    return (watch(ws, video, "--every", "2", "--fps", "5"),
             Outcome(2, "--every/--fps", ("exclusive",)))
 
 
 @case("usage-every-zero")
 def _every_zero(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     video = ws.photo("clip.mp4", data=b"never opened")
-    return (recognize(ws, video, "--every", "0"),
+    return (watch(ws, video, "--every", "0"),
             Outcome(2, "--every", ("greater than or equal to 1",)))
 
 
@@ -213,5 +220,5 @@ def _no_pyav(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
     assert store is not None
     ws.runtime(store)
     video = ws.photo("clip.mp4", data=b"never opened")
-    return (partial(without, {"av"}, "recognize", video, "--artifacts", ws.artifacts),
+    return (partial(without, {"av"}, "watch", video, "--artifacts", ws.artifacts),
             Outcome(6, "'av'", ('pip install "facenet-toolchain[video]"',)))

@@ -1,6 +1,6 @@
 """Bad-input corpus, area "writes": destinations an atomic write must not replace, and the
-integrity checks of ``facenet verify`` / ``facenet checksums`` (``SHA256SUMS`` entries that
-point outside the artifacts tree, a tampered model, a gallery checked with ``--gallery``).
+integrity checks of ``facenet model verify`` / ``facenet model checksums`` (``SHA256SUMS`` entries
+that point outside the artifacts tree, a tampered model, a gallery checked with ``--gallery``).
 
 A write refused here is refused before anything is written: the special file (a device node
 like ``/dev/full``, a FIFO, a socket) is still there, unchanged, and no temporary file is left.
@@ -82,10 +82,10 @@ def _loop(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     return _export_to(ws, link), Outcome(3, str(link), ("cannot be followed",))
 
 
-# ---- SHA256SUMS and `facenet checksums` ----
+# ---- SHA256SUMS and `facenet model checksums` ----
 
 def _verify(ws: Workspace, *extra: str | Path) -> Command:
-    return partial(facenet, "verify", *extra, "--artifacts", ws.artifacts)
+    return partial(facenet, "model", "verify", *extra, "--artifacts", ws.artifacts)
 
 
 @case("verify-sums-absolute-path")
@@ -102,14 +102,14 @@ def _checksums_model(ws: Workspace, _store: Store | None) -> tuple[Command, Outc
     model = ws.models / "facenet.onnx"
     model.parent.mkdir()
     model.write_bytes(b"the exported model")
-    proc = facenet("checksums", "--artifacts", ws.artifacts)
+    proc = facenet("model", "checksums", "--artifacts", ws.artifacts)
     assert proc.returncode == 0, proc.stderr
     model.write_bytes(b"the exported modeL")
-    return partial(facenet, "checksums", "--artifacts", ws.artifacts), Outcome(
+    return partial(facenet, "model", "checksums", "--artifacts", ws.artifacts), Outcome(
         4, str(model), ("no longer matches SHA256SUMS", "regenerate it with `nox -s export`"))
 
 
-# ---- `facenet verify --gallery FILE` ----
+# ---- `facenet model verify --gallery FILE` ----
 
 def _damaged_gallery(ws: Workspace, damage: Callable[[sqlite3.Connection], None]) -> Path:
     other_model_gallery(ws.gallery)

@@ -80,7 +80,7 @@ def inspect_case(variant: str) -> None:
     @case(f"inspect-{variant}")
     def _setup(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
         path, phrase = broken_h5(ws, variant)
-        return partial(facenet, "inspect", path), Outcome(3, path.name, (phrase,))
+        return partial(facenet, "model", "inspect", path), Outcome(3, path.name, (phrase,))
 
 
 for _variant in ("not_hdf5", "truncated", "no_model_config", "config_not_json",
@@ -91,46 +91,48 @@ for _variant in ("not_hdf5", "truncated", "no_model_config", "config_not_json",
 @case("inspect-empty-file")
 def _inspect_empty(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     path = ws.photo("empty.h5", data=b"")
-    return partial(facenet, "inspect", path), Outcome(3, path.name, ("not an HDF5 file",))
+    return partial(facenet, "model", "inspect", path), Outcome(3, path.name, ("not an HDF5 file",))
 
 
 @case("inspect-lambda-other-operation")
 def _inspect_other_op(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     path = tiny(ws, function=other_lambda("lambda inputs, scale: inputs[0] - inputs[1] * scale"))
-    return partial(facenet, "inspect", path), Outcome(5, "'ScaleSum'", ("differ",))
+    return partial(facenet, "model", "inspect", path), Outcome(5, "'ScaleSum'", ("differ",))
 
 
 @case("inspect-lambda-unknown-bytecode")
 def _inspect_garbage(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     path = tiny(ws, function=garbage_lambda())
-    return partial(facenet, "inspect", path), Outcome(5, "'ScaleSum'", ("not a marshaled",))
+    return (partial(facenet, "model", "inspect", path),
+            Outcome(5, "'ScaleSum'", ("not a marshaled",)))
 
 
 @case("inspect-booby-trap-lambda")
 def _inspect_trap(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     sentinel = ws.root / "SENTINEL"
     path = tiny(ws, function=trap_function(sentinel))
-    return (partial(facenet, "inspect", "--json", path),
+    return (partial(facenet, "model", "inspect", "--json", path),
             Outcome(5, "'ScaleSum'", ("refus",), sentinel=sentinel))
 
 
 @case("inspect-missing-path")
 def _inspect_missing(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     path = ws.inputs / "no such model.h5"
-    return partial(facenet, "inspect", path), Outcome(3, path.name, ("no such file",))
+    return partial(facenet, "model", "inspect", path), Outcome(3, path.name, ("no such file",))
 
 
 @case("inspect-directory")
 def _inspect_directory(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     path = ws.inputs / "a folder.h5"
     path.mkdir()
-    return partial(facenet, "inspect", path), Outcome(3, path.name, ("not a regular file",))
+    return (partial(facenet, "model", "inspect", path),
+            Outcome(3, path.name, ("not a regular file",)))
 
 
 @case("inspect-non-ascii-name")
 def _inspect_non_ascii(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     path = ws.photo("mödel ñame 名前.h5", data=b"plain text, not HDF5\n")
-    return partial(facenet, "inspect", path), Outcome(3, path.name, ("not an HDF5 file",))
+    return partial(facenet, "model", "inspect", path), Outcome(3, path.name, ("not an HDF5 file",))
 
 
 # ---- recover (legacy env, run as a subprocess) ----
@@ -316,11 +318,11 @@ def _usage_import(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome
 @case("usage-evaluate-file-not-folder")
 def _usage_evaluate(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     path = ws.photo("dataset.txt", data=b"x")
-    return (partial(facenet, "evaluate", path, "--artifacts", ws.artifacts),
+    return (partial(facenet, "eval", "dataset", path, "--artifacts", ws.artifacts),
             Outcome(2, path.name, ("is a file",), strict=False))
 
 
-# ---- weights and checksums: `facenet verify` / `facenet checksums` ----
+# ---- weights and checksums: `facenet model verify` / `facenet model checksums` ----
 
 def weights_tree(ws: Workspace) -> Path:
     """``artifacts/weights``: every real npz symlinked, the manifest copied (editable)."""
@@ -340,7 +342,7 @@ def flip_byte(ws: Workspace, path: Path, offset: int = 4096) -> None:
 
 
 def verify(ws: Workspace, artifacts: Path | None = None) -> Command:
-    return partial(facenet, "verify", "--artifacts", artifacts or ws.artifacts)
+    return partial(facenet, "model", "verify", "--artifacts", artifacts or ws.artifacts)
 
 
 @case("verify-npz-hash-mismatch")
@@ -395,7 +397,7 @@ def _verify_no_artifacts(ws: Workspace, _store: Store | None) -> tuple[Command, 
 def _verify_model_truncated(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
     assert store is not None
     ws.link_models(store)
-    proc = facenet("checksums", "--artifacts", ws.artifacts)
+    proc = facenet("model", "checksums", "--artifacts", ws.artifacts)
     assert proc.returncode == 0, proc.stderr
     target = ws.models / "mtcnn_rnet.onnx"
     ws.replace(target, target.read_bytes()[:1000])
@@ -406,7 +408,7 @@ def _verify_model_truncated(ws: Workspace, store: Store | None) -> tuple[Command
 def _checksums_tampered(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     target = weights_tree(ws) / "Conv2d_4b_3x3.npz"
     flip_byte(ws, target, 200)
-    return (partial(facenet, "checksums", "--artifacts", ws.artifacts),
+    return (partial(facenet, "model", "checksums", "--artifacts", ws.artifacts),
             Outcome(4, str(target), ("not writing",)))
 
 
@@ -547,8 +549,8 @@ def test_photo_with_many_faces(ws: Workspace, store: Store) -> None:
     assert proc.returncode == 0, proc.stderr
     faces = out["results"][0]["faces"]
     assert len(faces) >= 20, len(faces)
-    cells = {(int((f["box"][0] + f["box"][2] / 2) // CROWD_CELL),
-              int((f["box"][1] + f["box"][3] / 2) // CROWD_CELL)) for f in faces}
+    cells = {(int((f["box"]["x"] + f["box"]["width"] / 2) // CROWD_CELL),
+              int((f["box"]["y"] + f["box"]["height"] / 2) // CROWD_CELL)) for f in faces}
     assert len(cells) == len(faces), "one face per tile, no duplicates"
     assert any(face["name"] == ENROLLED for face in faces)
 
@@ -590,14 +592,14 @@ def test_names_with_spaces_and_non_ascii(ws: Workspace, store: Store) -> None:
 
 def test_inspect_file_with_spaces_and_non_ascii(ws: Workspace) -> None:
     path = tiny(ws, "tiny mödel 名前.h5")
-    proc = facenet("inspect", "--json", path)
+    proc = facenet("model", "inspect", "--json", path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["file"] == str(path) and report["all_lambdas_vetted"] is True
 
 
 # --------------------------------------------------------------------------------------------
-# Weights: the strict loader (in-process, one model build) and `facenet export` on the CLI
+# Weights: the strict loader (in-process, one model build) and `facenet model export` on the CLI
 # --------------------------------------------------------------------------------------------
 
 
@@ -753,12 +755,12 @@ def test_weights_refused(name: str, ws: Workspace, keras_model: Any) -> None:
 @pytest.mark.real
 @pytest.mark.slow
 def test_export_cli_refuses_tampered_weights(ws: Workspace) -> None:
-    """``facenet export`` on a set with a flipped byte: exit 4, the layer named, no model."""
+    """``facenet model export`` on a set with a flipped byte: exit 4, the layer named, no model."""
     pytest.importorskip("tensorflow")
     weights = weights_tree(ws)
     flip_byte(ws, weights / "Block8_6_Conv2d_1x1.npz", 5000)
     before = snapshot(ws.root)
-    proc = facenet("export", "--format", "keras", "--artifacts", ws.artifacts)
+    proc = facenet("model", "export", "--format", "keras", "--artifacts", ws.artifacts)
     assert_refused(proc, 4, "Block8_6_Conv2d_1x1", ("weights rejected", "tampered"),
                    strict=False)
     assert snapshot(ws.root) == before

@@ -1,4 +1,4 @@
-"""``facenet bench``: runs on the tiny setting and writes valid JSON / Markdown / PNG.
+"""``facenet bench runtimes``: runs on the tiny setting and writes valid JSON / Markdown / PNG.
 
 Not a timed test: nothing here depends on how fast anything is.
 """
@@ -94,7 +94,7 @@ def _bench_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_missing_artifacts_fail_with_the_nox_session(tmp_path: Path) -> None:
-    proc = _bench_cli("bench", "--quick", "--artifacts", str(tmp_path))
+    proc = _bench_cli("bench", "runtimes", "--quick", "--artifacts", str(tmp_path))
     assert proc.returncode == 6
     assert proc.stderr.startswith("facenet: error: the bench needs")
     assert "`nox -s fetch`" in proc.stderr and "Traceback" not in proc.stderr
@@ -253,7 +253,7 @@ def _linked_layout(tmp_path: Path) -> Layout:
 @pytest.mark.slow
 def test_quick_bench_writes_every_row(tmp_path: Path) -> None:
     layout = _linked_layout(tmp_path)
-    proc = _bench_cli("-q", "bench", "--quick", "--artifacts", str(layout.root))
+    proc = _bench_cli("-q", "bench", "runtimes", "--quick", "--artifacts", str(layout.root))
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = _check_outputs(layout, expected_rows())
     assert doc["meta"]["quick"] is True
@@ -267,7 +267,7 @@ def test_quick_bench_writes_every_row(tmp_path: Path) -> None:
     assert ours["detail"]["faces"] >= ours["detail"]["photos"] >= 1
     detect = by_name[("detection", "onnx mtcnn")]["detail"]["faces"]
     assert detect == by_name[("detection", "mtcnn package")]["detail"]["faces"]
-    assert "facenet bench" in proc.stdout or "measurement" in proc.stdout
+    assert "facenet bench runtimes" in proc.stdout or "measurement" in proc.stdout
 
 
 def test_embedding_rows_follow_the_format_table_grouped_by_runtime() -> None:

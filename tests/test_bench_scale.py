@@ -131,17 +131,17 @@ def test_ef_search_outside_pgvector_limits_is_refused(postgres_url: str) -> None
 
 
 @pytest.mark.parametrize(("option", "value", "message"), [
-    ("--scale-sizes", "10000,abc", "is not a list of sizes"),
-    ("--scale-sizes", "100000,10000", "sizes ascending"),
-    ("--scale-distractors", "face-like,uniform", "name each of face-like, gaussian"),
-    ("--scale-distractors", "gaussian,gaussian", "at most once"),
+    ("--sizes", "10000,abc", "is not a list of sizes"),
+    ("--sizes", "100000,10000", "sizes ascending"),
+    ("--distractors", "face-like,uniform", "name each of face-like, gaussian"),
+    ("--distractors", "gaussian,gaussian", "at most once"),
 ])
 def test_bad_scale_options_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
                                                    tmp_path: Path, option: str, value: str,
                                                    message: str) -> None:
     from runtime_fakes import facenet
 
-    code, _, err = facenet(capsys, "bench", "--scale", option, value, "--artifacts", tmp_path)
+    code, _, err = facenet(capsys, "bench", "scale", option, value, "--artifacts", tmp_path)
 
     assert code == 2
     assert message in err

@@ -17,8 +17,6 @@ import runtime_fakes as fakes
 from conftest import SHARED_DATA, artifacts_root, shared_data
 from runtime_fakes import facenet
 
-from toolchain.cli import compare, recognize
-from toolchain.cli.app import COMMAND_GROUPS
 from toolchain.core.errors import InputError
 from toolchain.runtime.faces import CropSource, ThresholdSource
 from toolchain.runtime.recognizer import Recognizer
@@ -125,8 +123,9 @@ def test_compare_command_json_table_and_exit_codes(artifacts: Path, tmp_path: Pa
     assert doc["decision"] == "different" and doc["threshold"] == fakes.THRESHOLD
     assert doc["threshold_source"] == "model metadata"
     assert doc["margin"] == pytest.approx(fakes.THRESHOLD - doc["distance"], abs=1e-5)
-    assert doc["a"] == {"file": str(red), "face": 1, "faces": 1,
-                        "box": [10.0, 20.0, 60.0, 60.0], "confidence": 0.99}
+    assert doc["a"] == {"source": str(red), "face": 1, "faces": 1,
+                        "box": {"x": 10.0, "y": 20.0, "width": 60.0, "height": 60.0},
+                        "confidence": 0.99}
     code, out, err = facenet(capsys, "compare", red, red, "--threshold", "0.3",
                              "--artifacts", artifacts)
     assert code == 0, err
@@ -144,8 +143,15 @@ def test_compare_command_json_table_and_exit_codes(artifacts: Path, tmp_path: Pa
     assert code == 2 and "is a directory" in err
 
 
-def test_compare_is_registered_right_after_recognize() -> None:
-    assert COMMAND_GROUPS.index(compare.app) == COMMAND_GROUPS.index(recognize.app) + 1
+def test_help_lists_the_commands_by_audience_on_one_screen(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = facenet(capsys, "--help")
+    commands = [line.split()[0] for line in out.split("Commands:", 1)[1].splitlines()
+                if line.startswith("  ") and not line.startswith("   ")]
+    assert code == 0
+    assert commands == ["enroll", "recognize", "watch", "compare", "gallery", "batch", "serve",
+                        "model", "eval", "bench"]
+    assert len(out.splitlines()) <= 30, "facenet --help fits on one screen"
 
 
 # ---- recognize: margin and runner-up ----

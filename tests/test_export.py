@@ -134,7 +134,7 @@ def test_export_into_tmp_validates_before_writing(tmp_path: Path) -> None:
                              "embedder": "facenet.onnx"}]
     assert sorted(pack["files"]) == ["facenet.onnx", "mtcnn_onet.onnx", "mtcnn_pnet.onnx",
                                      "mtcnn_rnet.onnx"]
-    assert pack["made"]["by"] == "facenet export"
+    assert pack["made"]["by"] == "facenet model export"
     assert pack["model"]["weights_fingerprint"] == context.stamp["manifest_sha256"]
     for rel in pack["files"]:
         assert (layout.pack_dir / rel).stat().st_ino == (layout.models_dir / rel).stat().st_ino

@@ -65,7 +65,7 @@ def test_enroll_and_recognize_give_the_same_results_on_both_backends(
         assert doc.pop("gallery") == target
         outputs.append(doc)
     assert outputs[0] == outputs[1]
-    names = {Path(r["file"]).name: sorted(f["name"] for f in r["faces"])
+    names = {Path(r["file"]).name: sorted(f["label"] for f in r["faces"])
              for r in outputs[1]["results"]}
     assert names == {"a_group.jpg": ["Blue", "Red", "unknown"], "b_red.png": ["Red"]}
     assert rows(tmp_path / "g.db") == rows(postgres_url)

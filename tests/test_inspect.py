@@ -1,4 +1,4 @@
-"""``facenet inspect``: reports a legacy file, including its Lambda code, without TensorFlow."""
+"""``facenet model inspect``: reports a legacy file, with its Lambda code, without TensorFlow."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def split_stderr(proc: subprocess.CompletedProcess[str]) -> tuple[list[str], lis
 
 
 def test_inspect_tiny_json_without_heavy_imports(tiny_h5: Path) -> None:
-    proc = facenet("inspect", str(tiny_h5), "--json")
+    proc = facenet("model", "inspect", str(tiny_h5), "--json")
     errors, heavy = split_stderr(proc)
     assert proc.returncode == 0, proc.stderr
     assert heavy == []
@@ -83,7 +83,7 @@ def test_inspect_tiny_json_without_heavy_imports(tiny_h5: Path) -> None:
 
 
 def test_inspect_tiny_human(tiny_h5: Path) -> None:
-    proc = facenet("inspect", str(tiny_h5))
+    proc = facenet("model", "inspect", str(tiny_h5))
     assert proc.returncode == 0, proc.stderr
     assert "The file carries executable code" in proc.stdout
     assert "every one matches the vetted residual scaling" in proc.stdout
@@ -95,7 +95,7 @@ def test_inspect_refuses_booby_trap(tmp_path: Path) -> None:
     sentinel = tmp_path / "SENTINEL"
     path = tmp_path / "trap.h5"
     write_legacy_h5(path, function=trap_function(sentinel))
-    proc = facenet("inspect", str(path), "--json")
+    proc = facenet("model", "inspect", str(path), "--json")
     errors, heavy = split_stderr(proc)
     assert proc.returncode == 5
     assert heavy == []
@@ -110,7 +110,7 @@ def test_inspect_refuses_booby_trap(tmp_path: Path) -> None:
 def test_inspect_accepts_vetted_lambda_from_this_python(tmp_path: Path) -> None:
     path = tmp_path / "resaved.h5"
     write_legacy_h5(path, function=[lambda_b64(VETTED_SOURCE), None, None])
-    proc = facenet("inspect", str(path), "--json")
+    proc = facenet("model", "inspect", str(path), "--json")
     assert proc.returncode == 0, proc.stderr
     lam = json.loads(proc.stdout)["lambdas"][0]
     assert lam["vetted"] is True
@@ -126,14 +126,14 @@ def test_inspect_lists_vetted_lambdas_inside_nested_models(tmp_path: Path) -> No
     path = tmp_path / "nested.h5"
     extra = functional("inner", wrapper("TimeDistributed", "td", layer=_scale_sum_entry("Deep")))
     write_legacy_h5(path, config=with_layer(extra))
-    proc = facenet("inspect", str(path), "--json")
+    proc = facenet("model", "inspect", str(path), "--json")
     errors, heavy = split_stderr(proc)
     assert (proc.returncode, errors, heavy) == (0, [], [])
     report = json.loads(proc.stdout)
     assert [lam["layer"] for lam in report["lambdas"]] == ["ScaleSum", "inner/td/Deep"]
     assert all(lam["vetted"] for lam in report["lambdas"])
     assert (report["executable_code"], report["all_lambdas_vetted"]) == (True, True)
-    human = facenet("inspect", str(path))
+    human = facenet("model", "inspect", str(path))
     assert human.returncode == 0
     assert "2 Lambda layer(s)" in human.stdout
     assert "inner/td/Deep: arguments" in human.stdout
@@ -144,7 +144,7 @@ def test_inspect_refuses_a_lambda_hidden_in_a_nested_model(tmp_path: Path) -> No
     sentinel = tmp_path / "SENTINEL"
     path = tmp_path / "nested.h5"
     write_legacy_h5(path, config=with_layer(functional("inner", evil_lambda(sentinel))))
-    proc = facenet("inspect", str(path), "--json")
+    proc = facenet("model", "inspect", str(path), "--json")
     errors, heavy = split_stderr(proc)
     assert proc.returncode == 5 and heavy == []
     assert len(errors) == 1 and "'inner/evil_lambda'" in errors[0] and "open" in errors[0]
@@ -154,7 +154,7 @@ def test_inspect_refuses_a_lambda_hidden_in_a_nested_model(tmp_path: Path) -> No
         ("ScaleSum", True),
         ("inner/evil_lambda", False),
     ]
-    human = facenet("inspect", str(path))
+    human = facenet("model", "inspect", str(path))
     assert human.returncode == 5
     assert "No Lambda layers" not in human.stdout
     assert "inner/evil_lambda: arguments {}" in human.stdout and "REFUSED" in human.stdout
@@ -165,7 +165,7 @@ def test_inspect_lists_and_refuses_callable_references(tmp_path: Path) -> None:
     config, _, _ = HOSTILE_CONFIGS["module-reference"](tmp_path / "SENTINEL")
     path = tmp_path / "ref.h5"
     write_legacy_h5(path, config=config)
-    proc = facenet("inspect", str(path), "--json")
+    proc = facenet("model", "inspect", str(path), "--json")
     errors, _ = split_stderr(proc)
     assert proc.returncode == 5
     assert len(errors) == 1 and "'Dense/kernel_initializer'" in errors[0]
@@ -174,7 +174,7 @@ def test_inspect_lists_and_refuses_callable_references(tmp_path: Path) -> None:
     assert [lam["vetted"] for lam in report["lambdas"]] == [True]
     (ref,) = report["callables"]
     assert ref["path"] == "Dense/kernel_initializer" and "module 'os'" in ref["refusal"]
-    human = facenet("inspect", str(path))
+    human = facenet("model", "inspect", str(path))
     assert human.returncode == 5
     assert "1 reference(s) that are not Keras built-ins" in human.stdout
     assert "'Dense/kernel_initializer': 'system' names module 'os'" in human.stdout
@@ -182,7 +182,7 @@ def test_inspect_lists_and_refuses_callable_references(tmp_path: Path) -> None:
 
 def test_inspect_bad_input_one_line(bad_h5: tuple[Path, str]) -> None:
     path, phrase = bad_h5
-    proc = facenet("inspect", str(path))
+    proc = facenet("model", "inspect", str(path))
     errors, _ = split_stderr(proc)
     assert proc.returncode == 3
     assert proc.stdout == ""
@@ -193,7 +193,7 @@ def test_inspect_bad_input_one_line(bad_h5: tuple[Path, str]) -> None:
 
 @pytest.mark.parametrize("name", ["absent.h5", "."])
 def test_inspect_missing_or_directory(tmp_path: Path, name: str) -> None:
-    proc = facenet("inspect", str(tmp_path / name))
+    proc = facenet("model", "inspect", str(tmp_path / name))
     errors, _ = split_stderr(proc)
     assert proc.returncode != 0
     assert len(errors) == 1 and "Traceback" not in proc.stderr
@@ -201,7 +201,7 @@ def test_inspect_missing_or_directory(tmp_path: Path, name: str) -> None:
 
 @pytest.mark.real
 def test_inspect_real_file(real_h5: Path) -> None:
-    proc = facenet("inspect", str(real_h5), "--json")
+    proc = facenet("model", "inspect", str(real_h5), "--json")
     _, heavy = split_stderr(proc)
     assert proc.returncode == 0, proc.stderr
     assert heavy == []
@@ -222,7 +222,7 @@ def test_inspect_real_file(real_h5: Path) -> None:
         "Block35_2_ScaleSum",
     ]
 
-    human = facenet("inspect", str(real_h5))
+    human = facenet("model", "inspect", str(real_h5))
     assert human.returncode == 0
     assert "parameters    22,808,144" in human.stdout
     assert "426 (245 with weights, 490 tensors)" in human.stdout

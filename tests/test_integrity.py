@@ -1,4 +1,4 @@
-"""``SHA256SUMS``, ``facenet checksums`` / ``facenet verify``, and :func:`verify_file`."""
+"""``SHA256SUMS``, ``facenet model checksums`` / ``verify``, and :func:`verify_file`."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def test_verify_names_every_problem_at_once(tmp_path: Path) -> None:
     (layout.reports_dir / "new.md").write_text("written after the sums")
     (layout.reports_dir / ".parity.json.abc.tmp").write_text("debris")
 
-    proc = facenet("verify", "--artifacts", layout.root)
+    proc = facenet("model", "verify", "--artifacts", layout.root)
 
     assert proc.returncode == 4 and "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("facenet: error:")]
@@ -233,13 +233,13 @@ def test_real_tree_checksums_and_verify(tmp_path: Path) -> None:
         (weights / path.name).symlink_to(path)
     layout = Layout(root)
 
-    written = facenet("checksums", "--artifacts", root)
+    written = facenet("model", "checksums", "--artifacts", root)
     assert written.returncode == 0, written.stderr
     listed = read_sums(layout)
     assert listed is not None and len(listed) == len(tracked_files(layout))
     assert sum(rel.startswith("weights/") for rel in listed) == len(list(weights.glob("*.npz"))) + 1
     assert not any(rel.startswith("source/") for rel in listed)
-    ok = facenet("verify", "--artifacts", root)
+    ok = facenet("model", "verify", "--artifacts", root)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "source 120 ok" in ok.stdout
 
@@ -248,7 +248,7 @@ def test_real_tree_checksums_and_verify(tmp_path: Path) -> None:
     data[len(data) // 2] ^= 1
     victim.unlink()
     victim.write_bytes(bytes(data))
-    bad = facenet("verify", "--artifacts", root)
+    bad = facenet("model", "verify", "--artifacts", root)
     assert bad.returncode == 4
     assert f"{victim}: sha256 does not match manifest.json" in bad.stderr
     assert f"{victim}: sha256 does not match {SUMS_NAME}" in bad.stderr
@@ -257,7 +257,7 @@ def test_real_tree_checksums_and_verify(tmp_path: Path) -> None:
 @pytest.mark.real
 def test_verify_stays_clean_after_the_export_writes_the_pack(tmp_path: Path) -> None:
     """The export's last step (``artifacts/pack``: hard links of ``models/``, recorded as
-    ``facenet export`` records what it wrote): ``verify`` is clean, also once the runtime has
+    ``facenet model export`` records what it wrote): ``verify`` is clean, also once the runtime has
     cached an optimized graph in the pack; a flipped pack byte is named by ``verify`` and refused
     by a command (exit 4)."""
     from conftest import shared_data
@@ -278,7 +278,7 @@ def test_verify_stays_clean_after_the_export_writes_the_pack(tmp_path: Path) -> 
     for path in (real / "weights").iterdir():
         (root / "weights" / path.name).symlink_to(path)
     layout = Layout(root)
-    assert facenet("checksums", "--artifacts", root).returncode == 0
+    assert facenet("model", "checksums", "--artifacts", root).returncode == 0
 
     result = write_models_pack(ExportContext(layout), [layout.models_dir / "facenet.onnx"])
     assert result is not None and result.paths == [layout.pack_dir]
@@ -290,7 +290,7 @@ def test_verify_stays_clean_after_the_export_writes_the_pack(tmp_path: Path) -> 
     with Recognizer.from_artifacts(root, gallery=None) as rec:
         assert rec.embedder.path == layout.pack_dir / "facenet.onnx"
     assert (layout.pack_dir / "facenet.onnx.optimized").is_file()
-    ok = facenet("verify", "--artifacts", root)
+    ok = facenet("model", "verify", "--artifacts", root)
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
     victim = layout.pack_dir / "mtcnn_onet.onnx"
@@ -298,7 +298,7 @@ def test_verify_stays_clean_after_the_export_writes_the_pack(tmp_path: Path) -> 
     data[len(data) // 2] ^= 1
     victim.unlink()  # a hard link of models/: replaced, never written in place
     victim.write_bytes(bytes(data))
-    bad = facenet("verify", "--artifacts", root)
+    bad = facenet("model", "verify", "--artifacts", root)
     assert bad.returncode == 4
     assert (f"{victim}: sha256 does not match {SUMS_NAME}; regenerate it with `nox -s export`"
             in bad.stderr)
@@ -343,7 +343,7 @@ def test_tampered_optimized_graph_cache_is_never_loaded(tmp_path: Path) -> None:
 
 
 def test_integrity_imports_no_heavy_modules() -> None:
-    """The legacy env and `facenet verify` use it: standard library only (plus toolchain)."""
+    """The legacy env and `facenet model verify` use it: standard library only (plus toolchain)."""
     code = ("import sys, toolchain.core.integrity; "
             "print(sorted(m for m in ('numpy', 'onnxruntime', 'tensorflow', 'PIL') "
             "if m in sys.modules))")
@@ -399,13 +399,13 @@ def test_special_files_in_the_tree_are_never_read(tmp_path: Path) -> None:
     assert f"{node}: a socket, not a regular file (listed in {SUMS_NAME})" in \
         verify_artifacts(layout).problems
     before = (layout.root / SUMS_NAME).read_bytes()
-    proc = facenet("checksums", "--artifacts", layout.root)
+    proc = facenet("model", "checksums", "--artifacts", layout.root)
     assert proc.returncode == 4 and "Traceback" not in proc.stderr, proc.stderr
     assert f"{node}: a socket, not a regular file" in proc.stderr
     assert (layout.root / SUMS_NAME).read_bytes() == before
 
 
-# ---- `facenet checksums` blesses nothing that fails its own validation ----
+# ---- `facenet model checksums` blesses nothing that fails its own validation ----
 
 def test_checksums_refuse_to_bless_a_tampered_model(tmp_path: Path) -> None:
     layout = small_tree(tmp_path / "artifacts")
@@ -560,11 +560,11 @@ def test_verify_gallery_on_the_command_line(tmp_path: Path) -> None:
     write_checksums(layout)
     gallery = tmp_path / "mine.db"
     make_gallery(gallery, sha(b"model bytes"))
-    ok = facenet("verify", "--gallery", gallery, "--artifacts", layout.root)
+    ok = facenet("model", "verify", "--gallery", gallery, "--artifacts", layout.root)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == f"verified {gallery}: gallery 1 ok"
 
     (layout.models_dir / "facenet.onnx").write_bytes(b"model bytez")
-    tampered = facenet("verify", "--gallery", gallery, "--artifacts", layout.root)
+    tampered = facenet("model", "verify", "--gallery", gallery, "--artifacts", layout.root)
     assert tampered.returncode == 4
     assert "refusing to load" in tampered.stderr and "nox -s export" in tampered.stderr

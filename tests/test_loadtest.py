@@ -1,4 +1,4 @@
-"""``facenet loadtest`` (``toolchain.bench.loadtest``): the summary's arithmetic, and a tiny real
+"""``facenet bench load`` (``toolchain.bench.loadtest``): the summary's arithmetic, and a tiny real
 session (2 clients, 8 requests, a burst of 6 against 3 places, 4 enrollments killed) so the
 session cannot rot.
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import artifacts_root, shared_data
 from runtime_fakes import facenet
 
-from toolchain.cli.recognition import PrecisionChoice, RuntimeChoice
+from toolchain.cli.options import PrecisionChoice, RuntimeChoice
 from toolchain.runtime.backends import (
     EMBEDDER_FILES,
     PRECISIONS,

@@ -1,4 +1,4 @@
-"""``facenet evaluate --pairs``: the CSV and LFW layouts, bad pairs files, real photo pairs."""
+"""``facenet eval pairs FILE``: the CSV and LFW layouts, bad pairs files, real photo pairs."""
 
 from __future__ import annotations
 
@@ -93,25 +93,26 @@ def test_bad_pairs_file_is_one_line_exit_3(tmp_path: Path, capsys: pytest.Captur
     bad = tmp_path / "pairs.csv"
     bad.write_bytes(b"a,b,same\n\xff\xfe,x,1\n")
     with pytest.raises(SystemExit) as exc:
-        run(["evaluate", "--pairs", str(bad), "--artifacts", str(tmp_path)])
+        run(["eval", "pairs", str(bad), "--artifacts", str(tmp_path)])
     assert exc.value.code == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not UTF-8 text" in err
 
 
 @pytest.mark.parametrize("args", [
-    [],                                                  # neither a dataset nor --pairs
-    ["DATASET", "--pairs", "PAIRS"],                      # both
-    ["DATASET", "--far", "1e-3"],                         # --far without --store-threshold
-    ["DATASET", "--store-threshold", "--far", "2"],       # not a rate
-    ["--pairs", "PAIRS", "--store-threshold"],            # train/val only
-    ["DATASET", "--threshold", "1.0"],                    # pairs only
+    ["dataset"],                                          # no dataset
+    ["pairs"],                                            # no pairs file
+    ["dataset", "DATASET", "--pairs", "PAIRS"],           # --pairs is not an option of dataset
+    ["dataset", "DATASET", "--far", "1e-3"],              # --far without --store-threshold
+    ["dataset", "DATASET", "--store-threshold", "--far", "2"],  # not a rate
+    ["pairs", "PAIRS", "--store-threshold"],              # train/val only
+    ["dataset", "DATASET", "--threshold", "1.0"],         # pairs only
 ])
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str]) -> None:
     (tmp_path / "ds").mkdir()
     pairs = write(tmp_path / "pairs.csv", "a,b,same\nx.jpg,y.jpg,1\n")
-    argv = ["evaluate", *(str(tmp_path / "ds") if a == "DATASET" else
-                          str(pairs) if a == "PAIRS" else a for a in args),
+    argv = ["eval", *(str(tmp_path / "ds") if a == "DATASET" else
+                      str(pairs) if a == "PAIRS" else a for a in args),
             "--artifacts", str(tmp_path)]
     assert run(argv) == 2
 
@@ -150,7 +151,7 @@ def test_real_pairs_csv_of_people(artifacts: Path, tmp_path: Path) -> None:
         f"people/{pa}/{a.name},people/{pb}/{b.name},{'same' if pa == pb else 'different'}"
         for (pa, a), (pb, b) in itertools.combinations(photos, 2)]
     pairs = write(tmp_path / "pairs.csv", "\n".join(rows) + "\n")
-    proc = facenet("evaluate", "--pairs", pairs, "--artifacts", artifacts)
+    proc = facenet("eval", "pairs", pairs, "--artifacts", artifacts)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((artifacts / "reports" / "pairs.json").read_text())
     n_same = sum(pa == pb for (pa, _), (pb, _) in itertools.combinations(photos, 2))
@@ -193,7 +194,7 @@ def test_real_lfw_layout(artifacts: Path, tmp_path: Path) -> None:
                   "Joe_Biden\t1\tBarack_Obama\t1\nKit_Harington\t1\tRose_Leslie\t2\n"
                   "Kit_Harington\t1\t2\nRose_Leslie\t1\t2\n"
                   "Joe_Biden\t2\tRose_Leslie\t1\nBarack_Obama\t2\tKit_Harington\t2\n")
-    proc = facenet("evaluate", "--pairs", pairs, "--lfw-root", lfw, "--threshold", "1.0",
+    proc = facenet("eval", "pairs", pairs, "--lfw-root", lfw, "--threshold", "1.0",
                    "--artifacts", artifacts)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((artifacts / "reports" / "pairs.json").read_text())
@@ -216,7 +217,7 @@ def test_real_pairs_no_face_and_missing_photo(artifacts: Path, tmp_path: Path) -
     shutil.copyfile(PEOPLE / "obama" / "obama.jpg", tmp_path / "o1.jpg")
     pairs = write(tmp_path / "pairs.csv", "a,b,same\nb1.jpg,b2.jpg,1\nb1.jpg,o1.jpg,0\n"
                   "b1.jpg,sky.jpg,1\nsky.jpg,o1.jpg,0\ngone.jpg,b2.jpg,0\n")
-    proc = facenet("evaluate", "--pairs", pairs, "--artifacts", artifacts)
+    proc = facenet("eval", "pairs", pairs, "--artifacts", artifacts)
     assert proc.returncode == 1, proc.stderr  # a photo could not be read
     doc = json.loads((artifacts / "reports" / "pairs.json").read_text())
     assert (doc["pairs_used"], doc["pairs_skipped"]) == (2, 3)
@@ -235,7 +236,7 @@ def test_real_store_threshold_at_far(artifacts: Path, tmp_path: Path) -> None:
         for split, photo in (("train", first), ("val", second)):
             (tmp_path / "ds" / split / person).mkdir(parents=True)
             shutil.copyfile(photo, tmp_path / "ds" / split / person / photo.name)
-    proc = facenet("evaluate", tmp_path / "ds", "--store-threshold", "--far", "1e-3",
+    proc = facenet("eval", "dataset", tmp_path / "ds", "--store-threshold", "--far", "1e-3",
                    "--gallery", tmp_path / "far.db", "--artifacts", artifacts)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((artifacts / "reports" / "evaluate.json").read_text())
@@ -250,7 +251,7 @@ def test_real_store_threshold_at_far(artifacts: Path, tmp_path: Path) -> None:
     first_false_accept = min(t for t, f in zip(roc["thresholds"], roc["fpr"], strict=True)
                              if f > 0)
     assert stored < first_false_accept
-    proc = facenet("evaluate", tmp_path / "ds", "--store-threshold",
+    proc = facenet("eval", "dataset", tmp_path / "ds", "--store-threshold",
                    "--gallery", tmp_path / "best.db", "--artifacts", artifacts)
     assert proc.returncode == 0, proc.stderr
     with open_gallery(tmp_path / "best.db") as gallery:

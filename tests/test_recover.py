@@ -88,7 +88,7 @@ def test_booby_trap_refused_before_anything_runs(legacy_python: Path, tmp_path: 
 @pytest.mark.legacy
 def test_missing_h5_names_the_fetch_step(legacy_python: Path, tmp_path: Path) -> None:
     proc = recover(legacy_python, tmp_path / "artifacts")
-    assert_one_line_error(proc, 3, "facenet fetch")
+    assert_one_line_error(proc, 3, "facenet model fetch")
 
 
 def _numpy_forward(weights: dict[str, dict[str, np.ndarray]], crop: np.ndarray) -> np.ndarray:

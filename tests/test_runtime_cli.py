@@ -143,9 +143,9 @@ def test_recognize_json(artifacts: Path, enrolled: Path, queries: Path,
     assert doc["threshold"] == fakes.THRESHOLD and doc["threshold_source"] == "model metadata"
     assert (doc["crop"], doc["crop_source"]) == ("box", "the gallery's")
     results = {Path(r["file"]).name: r for r in doc["results"]}
-    group = sorted(results["a_group.jpg"]["faces"], key=lambda f: f["box"][0])
-    assert [f["name"] for f in group] == ["Blue", "unknown", "Red"]
-    assert [f["known"] for f in group] == [True, False, True]
+    group = sorted(results["a_group.jpg"]["faces"], key=lambda f: f["box"]["x"])
+    assert [f["label"] for f in group] == ["Blue", "unknown", "Red"]
+    assert [f["name"] for f in group] == ["Blue", None, "Red"]
     assert all(len(f["candidates"]) == 2 for f in group)
     assert group[1]["distance"] > fakes.THRESHOLD
     assert [f["name"] for f in results["b_red.png"]["faces"]] == ["Red"]
@@ -161,7 +161,7 @@ def test_recognize_threshold_and_centroid_options(artifacts: Path, enrolled: Pat
     assert code == 0
     doc = json.loads(out)
     assert doc["threshold"] == 1.99 and doc["match"] == "centroid"
-    assert all(f["known"] for f in doc["results"][0]["faces"])
+    assert all(f["name"] is not None for f in doc["results"][0]["faces"])
     code, _, err = facenet(capsys, "recognize", queries, "--threshold", "-1",
                            "--gallery", enrolled, "--artifacts", artifacts)
     assert code == 2 and "--threshold" in err
@@ -315,7 +315,8 @@ def test_evaluate_reports_and_store_threshold(artifacts: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     dataset = _dataset(tmp_path / "dataset")
     db = tmp_path / "calibrated.db"
-    code, out, err = facenet(capsys, "evaluate", dataset, "--store-threshold", "--gallery", db,
+    code, out, err = facenet(capsys, "eval", "dataset", dataset, "--store-threshold",
+                             "--gallery", db,
                              "--artifacts", artifacts)
     assert code == 0, err
     assert "nobody.png: no face found" in err
@@ -350,7 +351,7 @@ def test_evaluate_reports_and_store_threshold(artifacts: Path, tmp_path: Path,
 def test_evaluate_needs_train_and_val(artifacts: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "ds" / "train" / "a").mkdir(parents=True)
-    code, _, err = facenet(capsys, "evaluate", tmp_path / "ds", "--artifacts", artifacts)
+    code, _, err = facenet(capsys, "eval", "dataset", tmp_path / "ds", "--artifacts", artifacts)
     assert code == 3 and "train" in err
     assert not (artifacts / "reports").exists()
 
@@ -491,7 +492,7 @@ def test_real_recognize_val_25_of_25(real_artifacts: Path, real_gallery: Path) -
     assert len(results) == 25
     right = 0
     for item in results:
-        face = max(item["faces"], key=lambda f: f["box"][2] * f["box"][3])
+        face = max(item["faces"], key=lambda f: f["box"]["width"] * f["box"]["height"])
         right += face["name"] == Path(item["file"]).parent.name
     assert right == 25
 
@@ -504,7 +505,7 @@ def test_real_evaluate_writes_reports(real_artifacts: Path, tmp_path: Path) -> N
     (artifacts / "models").symlink_to(real_artifacts / "models")
     dataset = real_artifacts / "source" / "5-celebrity-faces-dataset"
     result = subprocess.run(
-        [sys.executable, "-m", "toolchain", "evaluate", str(dataset), "--store-threshold",
+        [sys.executable, "-m", "toolchain", "eval", "dataset", str(dataset), "--store-threshold",
          "--gallery", str(tmp_path / "cal.db"), "--artifacts", str(artifacts)],
         capture_output=True, text=True, timeout=900, check=False,
     )
@@ -627,7 +628,7 @@ def test_help_keeps_square_brackets_and_lists_every_format(
     assert "at most this [default: the gallery's calibrated threshold" in flat
     code, out, _ = facenet(capsys, "enroll", "--help")
     assert f"[default: {MIN_ENROLL_FACE:g}," in " ".join(out.split())
-    code, out, _ = facenet(capsys, "export", "--help")
+    code, out, _ = facenet(capsys, "model", "export", "--help")
     assert code == 0
     listed = " ".join(out.split()).replace("- ", "-")
     for name in FORMATS:
@@ -669,7 +670,7 @@ def test_recognize_against_an_empty_gallery_warns(artifacts: Path, enrolled: Pat
     code, out, err = facenet(capsys, "recognize", queries / "b_red.png", "--json",
                              "--gallery", enrolled, "--artifacts", artifacts)
     assert code == 0
-    assert [f["name"] for f in json.loads(out)["results"][0]["faces"]] == ["unknown"]
+    assert [f["label"] for f in json.loads(out)["results"][0]["faces"]] == ["unknown"]
     assert f"facenet: warning: the gallery {enrolled} is empty" in err
 
 

@@ -98,7 +98,7 @@ def test_fetch_cli_reports_bad_artifacts_dir(tmp_path: Path) -> None:
     blocker = tmp_path / "artifacts"
     blocker.write_text("a file where a directory is expected")
     proc = subprocess.run(
-        [sys.executable, "-m", "toolchain", "fetch", "--artifacts", str(blocker)],
+        [sys.executable, "-m", "toolchain", "model", "fetch", "--artifacts", str(blocker)],
         capture_output=True, text=True, check=False,
     )
     assert proc.returncode != 0

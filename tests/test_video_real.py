@@ -127,7 +127,7 @@ def facenet(*args: str | Path, timeout: float = 600) -> subprocess.CompletedProc
 def test_cli_clip_every_third_frame_json_and_annotated_video(artifacts: Path,
                                                             tmp_path: Path) -> None:
     out = tmp_path / "annotated.mp4"
-    proc = facenet("recognize", clip(), "--every", "3", "--json", "--annotate", out,
+    proc = facenet("watch", clip(), "--every", "3", "--json", "--annotate", out,
                    "--artifacts", artifacts)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -160,7 +160,7 @@ main()
 def test_video_runs_in_the_runtime_environment_without_tensorflow(
         artifacts: Path, runtime_python: Path) -> None:
     proc = subprocess.run(
-        [str(runtime_python), "-c", NO_TENSORFLOW, "recognize", str(clip()), "--every", "10",
+        [str(runtime_python), "-c", NO_TENSORFLOW, "watch", str(clip()), "--every", "10",
          "--json", "--artifacts", str(artifacts)],
         capture_output=True, text=True, timeout=600, check=False, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
@@ -302,7 +302,7 @@ def server() -> Iterator[LoopbackServer]:
 
 
 def run_json(*args: str | Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    proc = facenet("recognize", *args, "--json")
+    proc = facenet("watch", *args, "--json")
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc, json.loads(proc.stdout) if proc.stdout.strip() else {}
 
@@ -387,7 +387,7 @@ def test_ctrl_c_on_a_stream_prints_the_timeline_so_far(
     url = server.add("/long.ts", Route(mpegts, TS, pace=30.0))
     out = tmp_path / "live.mp4"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "toolchain", "recognize", url, "--fps", "4", "--json",
+        [sys.executable, "-m", "toolchain", "watch", url, "--fps", "4", "--json",
          "--annotate", out, "--artifacts", str(artifacts)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     deadline = time.monotonic() + 120

@@ -43,9 +43,10 @@ from typing import Any, Literal
 import numpy as np
 
 from toolchain.core.atomic import atomic_file
+from toolchain.core.boxes import as_box
 from toolchain.core.errors import EnvironmentToolError, InputError
 from toolchain.gallery import Entry, Gallery
-from toolchain.runtime.faces import EnrollStatus, Match, enroll_outcome
+from toolchain.runtime.faces import EnrollStatus, enroll_outcome
 from toolchain.runtime.pack import model_source
 from toolchain.runtime.recognizer import IMAGES_PER_BATCH, MIN_ENROLL_FACE, Recognizer
 
@@ -148,23 +149,6 @@ def _vector(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype="<f4").copy()
 
 
-def _box(values: Sequence[float]) -> tuple[float, float, float, float]:
-    x, y, w, h = (float(v) for v in values)
-    return x, y, w, h
-
-
-def match_record(match: Match) -> dict[str, Any]:
-    """One recognized face as a JSON Lines / Parquet record (the fields of ``recognize --json``,
-    unrounded)."""
-    return {
-        "box": list(match.box), "confidence": match.confidence, "name": match.label,
-        "known": match.name is not None, "distance": match.distance, "margin": match.margin,
-        "runner_up": None if match.runner_up is None else {
-            "name": match.runner_up.name, "distance": match.runner_up.distance},
-        "candidates": [{"name": c.name, "distance": c.distance} for c in match.candidates],
-    }
-
-
 class PhotoWorker:
     """A Ray Data actor: one recognizer (ONNX Runtime sessions) for all its batches."""
 
@@ -181,11 +165,7 @@ class PhotoWorker:
         """Analyze one batch of photos; one JSON record per photo, in the batch's order."""
         paths = [str(p) for p in batch["path"]]
         if self.config.mode == "recognize":
-            records = [
-                {"file": str(photo.path), "error": photo.error,
-                 "faces": [match_record(m) for m in photo.matches]}
-                for photo in self.recognizer.recognize_many(paths)
-            ]
+            records = [photo.to_dict() for photo in self.recognizer.recognize_many(paths)]
         else:
             records = []
             for name, photo in zip(batch["name"], self.recognizer.analyze(paths), strict=True):
@@ -198,7 +178,7 @@ class PhotoWorker:
                     record["entry"] = {
                         "vector": _vector_text(outcome.face.embedding),
                         "image_sha256": photo.image.sha256, "box": list(outcome.face.box),
-                        "score": outcome.face.confidence}
+                        "score": outcome.face.confidence}  # the driver's transport, not output
                 records.append(record)
         return {"index": list(batch["index"]), "record": [json.dumps(r) for r in records]}
 
@@ -309,7 +289,7 @@ def enroll_batch(items: Sequence[tuple[str, Path]], config: BatchConfig,
     def store() -> None:
         entries = {
             i: Entry(name=r["name"], vector=_vector(r["entry"]["vector"]), source=r["path"],
-                     image_sha256=r["entry"]["image_sha256"], box=_box(r["entry"]["box"]),
+                     image_sha256=r["entry"]["image_sha256"], box=as_box(r["entry"]["box"]),
                      score=r["entry"]["score"])
             for i, r in enumerate(pending) if "entry" in r
         }

@@ -1,4 +1,4 @@
-"""The pipelines ``facenet bench`` compares ``recognize`` with (seed-style, face_recognition)."""
+"""The pipelines ``facenet bench runtimes`` compares ``recognize`` with (seed, face_recognition)."""
 
 from __future__ import annotations
 

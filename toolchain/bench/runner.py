@@ -1,4 +1,4 @@
-"""``facenet bench``: every runtime side by side, in one run, on this machine.
+"""``facenet bench runtimes``: every runtime side by side, in one run, on this machine.
 
 Each measured runtime runs in its own worker process (:mod:`toolchain.bench.worker`), so its peak
 RSS (``ru_maxrss`` from ``os.wait4``) is its own and no runtime warms another's caches. Every

@@ -1,8 +1,8 @@
 """The bench's scheduler: runs each measurement in its own worker process and collects rows.
 
-:class:`Scheduler` is what every measurement of ``facenet bench`` (:mod:`toolchain.bench.runner`,
-:mod:`~toolchain.bench.real_size`, :mod:`~toolchain.bench.video`) is handed: the artifacts, the
-configuration, a scratch folder and the list of rows measured so far.
+:class:`Scheduler` is what every measurement of ``facenet bench runtimes``
+(:mod:`toolchain.bench.runner`, :mod:`~toolchain.bench.real_size`, :mod:`~toolchain.bench.video`) is
+handed: the artifacts, the configuration, a scratch folder and the list of rows measured so far.
 """
 
 from __future__ import annotations

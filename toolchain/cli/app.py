@@ -1,9 +1,17 @@
 """The ``facenet`` Typer application, its logging and its error-to-exit-code mapping.
 
-Each command module under ``toolchain.cli`` owns a ``typer.Typer()`` named ``app``;
-:data:`COMMAND_GROUPS` adds them to the root in the order of the workflow, which is the order
-``facenet --help`` lists them in. A new command: a module with its own ``app``, one entry there.
-Heavy imports (tensorflow, onnxruntime) stay inside the command bodies so ``--help`` is instant.
+The commands are grouped by who uses them. At the top, what people who recognize faces use, as few
+as face_recognition's users expect: ``enroll``, ``recognize`` (photos), ``watch`` (videos,
+cameras, streams), ``compare``, ``gallery ...``, ``batch ...``, ``serve``. Then one group per
+other audience: ``model ...`` (fetch, inspect, export, parity, verify: people who convert
+models), ``eval ...`` (labelled photos: a dataset, pairs, crops) and ``bench ...`` (the project's
+own measuring tools). The tree of modules follows the tree of commands: a top-level command is a
+module of ``toolchain.cli``, a group a package whose ``app`` merges its commands' modules.
+
+Each command module owns a ``typer.Typer()`` named ``app``; :data:`COMMANDS` adds them to the
+root in the order ``facenet --help`` lists them in. A new command: a module with its own ``app``,
+one entry there (or in its group's package). Heavy imports (tensorflow, onnxruntime) stay inside
+the command bodies so ``--help`` is instant.
 """
 
 from __future__ import annotations
@@ -18,18 +26,13 @@ from toolchain.cli import (
     batch,
     bench,
     compare,
-    crops,
     enroll,
-    evaluate,
-    export,
-    fetch,
+    evaluation,
     gallery,
-    inspect,
-    loadtest,
-    parity,
+    model,
     recognize,
     serve,
-    verify,
+    watch,
 )
 from toolchain.cli.common import fail
 from toolchain.core.errors import MissingArtifactError, ToolchainError
@@ -39,7 +42,8 @@ DISTRIBUTION = "facenet-toolchain"
 
 app = typer.Typer(
     name="facenet",
-    help="Recover, rebuild, export and run the legacy Keras FaceNet model.",
+    help="Recognize faces with FaceNet, converted from the legacy Keras file without running "
+         "its code.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -67,17 +71,16 @@ EXTRA_FOR_MODULE: dict[str, str] = {
 """The smallest ``pyproject.toml`` extra that installs each optional top-level module (a test
 checks this table against the extras); a command that needs a missing one says which to install."""
 
-COMMAND_GROUPS: tuple[typer.Typer, ...] = (
-    fetch.app, inspect.app, export.app, parity.app, enroll.app, recognize.app, compare.app,
-    evaluate.app, crops.app,
-    batch.app, gallery.app, serve.app, verify.app, bench.app, loadtest.app,
+COMMANDS: tuple[typer.Typer, ...] = (
+    enroll.app, recognize.app, watch.app, compare.app, gallery.app, batch.app, serve.app,
+    model.app, evaluation.app, bench.app,
 )
-"""Every command module's app, in the order of the workflow (``bench.app`` ends with
-``int8-variants``). A group with a ``name`` (``gallery``) becomes ``facenet NAME ...``; the
-others' commands are added to the root as they are."""
+"""Every top-level command's or group's app, in the order ``facenet --help`` lists them. An app
+with a ``name`` (``gallery``, ``model``...) becomes ``facenet NAME ...``; the others' commands are
+added to the root as they are."""
 
-for _group in COMMAND_GROUPS:
-    app.add_typer(_group)
+for _command in COMMANDS:
+    app.add_typer(_command)
 
 
 def _version() -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from toolchain.cli.common import ArtifactsOption, display_text, problem
-from toolchain.cli.recognition import (
+from toolchain.cli.options import (
     AlignOption,
     AllowCropMismatchOption,
     GalleryOption,

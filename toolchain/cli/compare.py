@@ -10,14 +10,13 @@ typer and rich are imported (inside the command body).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from toolchain.cli.common import ArtifactsOption, console, display_text
-from toolchain.cli.recognition import (
+from toolchain.cli.options import (
     AlignOption,
     GalleryOption,
     MarginOption,
@@ -33,10 +32,11 @@ from toolchain.cli.recognition import (
     open_recognizer,
     threshold_value,
 )
+from toolchain.cli.output import print_json
 from toolchain.core.paths import DEFAULT_ARTIFACTS
 
 if TYPE_CHECKING:
-    from toolchain.runtime.faces import ComparedFace, Comparison
+    from toolchain.runtime.faces import Comparison
 
 app = typer.Typer()
 """``facenet compare`` (added to the root app by :mod:`toolchain.cli.app`)."""
@@ -49,22 +49,6 @@ def _photo(metavar: str) -> Any:
 
 FACE_HELP = ("Face number in that photo, 1 = the most confident (the `face` column of `facenet "
              "recognize`) [default: the largest face].")
-
-
-def _face_json(face: ComparedFace) -> dict[str, Any]:
-    return {"file": face.source, "face": face.number, "faces": face.faces,
-            "box": [round(v, 2) for v in face.box], "confidence": round(face.confidence, 6)}
-
-
-def comparison_json(result: Comparison) -> dict[str, Any]:
-    """The ``--json`` document of one comparison."""
-    return {
-        "a": _face_json(result.a), "b": _face_json(result.b),
-        "distance": round(result.distance, 6), "threshold": result.threshold,
-        "threshold_source": result.threshold_source.value, "margin": round(result.margin, 6),
-        "decision": result.decision, "crop": result.crop,
-        "crop_source": result.crop_source.value,
-    }
 
 
 def _print_table(result: Comparison) -> None:
@@ -118,7 +102,7 @@ def compare(
     with rec:
         result = rec.compare(photo_a, photo_b, face_a=face_a, face_b=face_b)
     if as_json:
-        print(json.dumps(comparison_json(result), indent=2, ensure_ascii=False))
+        print_json(result.to_dict())
     else:
         _print_table(result)
     return 0

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from toolchain.cli.common import ArtifactsOption, console, display_text, problem
-from toolchain.cli.recognition import (
+from toolchain.cli.options import (
     AlignOption,
     GalleryOption,
     MarginOption,

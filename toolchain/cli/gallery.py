@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from toolchain.cli.common import ArtifactsOption, console, display_text
-from toolchain.cli.recognition import GalleryOption
+from toolchain.cli.options import GalleryOption
 from toolchain.core.contracts import EMBEDDING_DIM, ONNX_FILE
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 from toolchain.gallery import open_gallery

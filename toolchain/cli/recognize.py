@@ -1,6 +1,10 @@
 """``facenet recognize``: name every face in photos against a gallery.
 
-Only onnxruntime, numpy, Pillow, typer and rich are imported (inside the command body), never
+Photos only: videos, cameras and streams are ``facenet watch`` (:mod:`toolchain.cli.watch`). The
+command opens the recognizer once and hands the photos to
+:meth:`~toolchain.runtime.recognizer.Recognizer.recognize_many`; the output is a table, the
+``--json`` document of :meth:`~toolchain.runtime.faces.PhotoMatches.to_dict`, or CSV. Only
+onnxruntime, numpy, Pillow, typer and rich are imported (inside the command body), never
 TensorFlow. A photo that cannot be used is reported as one line on stderr and the run goes on;
 the exit code is 0 when every photo was handled, 1 when some were not, or the typed error's code
 when the run cannot go on at all (missing model, unusable gallery).
@@ -8,19 +12,15 @@ when the run cannot go on at all (missing model, unusable gallery).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from toolchain.cli import video
 from toolchain.cli.common import ArtifactsOption, console, display_text, problem
-from toolchain.cli.recognition import (
+from toolchain.cli.options import (
     AlignOption,
     AllowCropMismatchOption,
     GalleryOption,
@@ -39,12 +39,12 @@ from toolchain.cli.recognition import (
     progress_bar,
     threshold_value,
 )
+from toolchain.cli.output import csv_text, print_csv, print_json
 from toolchain.core.paths import DEFAULT_ARTIFACTS
 from toolchain.gallery.schema import MatchMode
 
 if TYPE_CHECKING:
-    from toolchain.runtime.faces import CropSource, Match, PhotoMatches, ThresholdSource
-    from toolchain.runtime.recognizer import Recognizer
+    from toolchain.runtime.faces import Match, PhotoMatches
 
 app = typer.Typer()
 """``facenet recognize`` (added to the root app by :mod:`toolchain.cli.app`)."""
@@ -52,10 +52,9 @@ app = typer.Typer()
 ANNOTATED_TAG = ".annotated"
 """Annotated pictures are named ``<photo stem>[-N].annotated.jpg|png``: never an input's name."""
 
-FORMULA_LEADS = ("=", "+", "-", "@", "\t", "\r")
-"""Characters that make a spreadsheet read a CSV cell as a formula (OWASP, CSV injection)."""
-
-
+CSV_COLUMNS = ("file", "status", "face", "x", "y", "width", "height", "confidence", "name",
+               "distance", "margin", "runner_up", "runner_up_distance", "candidates", "error")
+"""``--csv`` columns: one row per face, or one per photo without a face or unreadable."""
 
 
 
@@ -90,21 +89,6 @@ def _recognize_paths(paths: Sequence[Path], annotate_dir: Path | None) -> tuple[
         else:
             files.append(path)
     return files, empty
-
-
-def _match_json(match: Match) -> dict[str, Any]:
-    return {
-        "box": [round(v, 2) for v in match.box],
-        "confidence": round(match.confidence, 6),
-        "name": match.label,
-        "known": match.name is not None,
-        "distance": None if match.distance is None else round(match.distance, 6),
-        "margin": None if match.margin is None else round(match.margin, 6),
-        "runner_up": None if match.runner_up is None else {
-            "name": match.runner_up.name, "distance": round(match.runner_up.distance, 6)},
-        "candidates": [{"name": c.name, "distance": round(c.distance, 6)}
-                       for c in match.candidates],
-    }
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:
@@ -159,49 +143,29 @@ def _write_annotation(photo: PhotoMatches, targets: AnnotationTargets) -> Path:
     return target
 
 
-def _csv_text(value: object) -> str:
-    """A text cell a spreadsheet shows as text: a formula-leading character gets a ``'`` first."""
-    text = str(value)
-    return f"'{text}" if text.startswith(FORMULA_LEADS) else text
-
-
 def _csv_candidates(match: Match) -> str:
     """The top-k cell: a JSON list of ``{"name", "distance"}``, whatever the names hold."""
     return json.dumps([{"name": c.name, "distance": round(c.distance, 4)}
                        for c in match.candidates], ensure_ascii=False)
 
 
-def _print_json(results: Sequence[PhotoMatches], gallery: Path | str, threshold: float,
-                source: ThresholdSource, match: str, crop: tuple[str, CropSource]) -> None:
-    print(json.dumps({
-        "gallery": str(gallery), "threshold": threshold, "threshold_source": source.value,
-        "match": match, "crop": crop[0], "crop_source": crop[1].value,
-        "results": [{"file": str(p.path), "error": p.error,
-                     "faces": [_match_json(m) for m in p.matches]} for p in results],
-    }, indent=2))
-
-
-def _print_csv(results: Sequence[PhotoMatches]) -> None:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "status", "face", "x", "y", "width", "height", "confidence",
-                     "name", "distance", "margin", "runner_up", "runner_up_distance",
-                     "candidates", "error"])
+def _csv_rows(results: Sequence[PhotoMatches]) -> list[list[object]]:
+    rows: list[list[object]] = []
     for p in results:
         if p.error is not None or not p.matches:
             status = "error" if p.error is not None else "no_face"
-            writer.writerow([_csv_text(p.path), status, *[""] * 12, _csv_text(p.error or "")])
+            rows.append([csv_text(p.path), status, *[""] * 12, csv_text(p.error or "")])
         for i, m in enumerate(p.matches, 1):
             second = m.runner_up
-            writer.writerow([
-                _csv_text(p.path), "face", i, *(f"{v:.1f}" for v in m.box),
-                f"{m.confidence:.4f}", _csv_text(m.label),
+            rows.append([
+                csv_text(p.path), "face", i, *(f"{v:.1f}" for v in m.box),
+                f"{m.confidence:.4f}", csv_text(m.label),
                 "" if m.distance is None else f"{m.distance:.4f}",
                 "" if m.margin is None else f"{m.margin:.4f}",
-                "" if second is None else _csv_text(second.name),
+                "" if second is None else csv_text(second.name),
                 "" if second is None else f"{second.distance:.4f}", _csv_candidates(m), "",
             ])
-    sys.stdout.write(buffer.getvalue())
+    return rows
 
 
 def _print_table(results: Sequence[PhotoMatches], title: str, top_k: int) -> None:
@@ -228,12 +192,28 @@ def _print_table(results: Sequence[PhotoMatches], title: str, top_k: int) -> Non
     console().print(table)
 
 
+def _photo_paths(paths: list[Path]) -> list[Path]:
+    """The path arguments' callback: a video or stream is ``facenet watch``'s (usage error)."""
+    from toolchain.video.sources import is_video_argument
+
+    for path in paths:
+        if path.is_file() and is_video_argument(str(path)):
+            raise typer.BadParameter(f"{path} is a video: use `facenet watch {path}`")
+    return paths
+
+
+def _annotate_folder(value: Path | None) -> Path | None:
+    """``--annotate``: a folder (created if missing), never an existing file."""
+    if value is not None and value.exists() and not value.is_dir():
+        raise typer.BadParameter(f"{value} is not a folder: photos are annotated into a folder")
+    return value
+
+
 @app.command()
 def recognize(
-    paths: Annotated[list[str] | None, typer.Argument(
-        callback=video.check_arguments, show_default=False,
-        help="Photos and folders of photos (searched recursively), or one video file or stream "
-             "URL (rtsp://, http(s)://, udp://).")] = None,
+    paths: Annotated[list[Path], typer.Argument(
+        exists=True, readable=False, callback=_photo_paths, show_default=False,
+        help="Photos and folders of photos (searched recursively).")],
     gallery: GalleryOption = None,
     threshold: Annotated[float | None, typer.Option(
         "--threshold", callback=threshold_value,
@@ -244,11 +224,10 @@ def recognize(
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout.")] = False,
     annotate_dir: Annotated[Path | None, typer.Option(
-        "--annotate", callback=video.annotate_value,
+        "--annotate", callback=_annotate_folder, metavar="FOLDER",
         help="Write each photo with boxes and `name distance` labels into this folder, as "
              "<stem>.annotated.jpg or .png (never over an input; the folder's pictures are not "
-             "read as inputs); a video into this .mp4/.mov/.mkv file, or into the folder as "
-             "<stem>.annotated.mp4.")] = None,
+             "read as inputs).")] = None,
     match: MatchOption = MatchMode.NEAREST,
     min_face: MinFaceOption = None,
     max_detect_side: MaxDetectSideOption = None,
@@ -257,34 +236,16 @@ def recognize(
     runtime: RuntimeOption = RuntimeChoice.onnxruntime,
     precision: PrecisionOption = PrecisionChoice.fp32,
     allow_crop_mismatch: AllowCropMismatchOption = False,
-    camera: video.CameraOption = None,
-    every: video.EveryOption = 1,
-    fps: video.FpsOption = None,
-    min_track_frames: video.MinTrackFramesOption = 3,
-    min_name_face: video.MinNameFaceOption = 40.0,
-    reconnect: video.ReconnectOption = 0,
-    timeout: video.TimeoutOption = 10.0,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
-    """Name every face in the photos, or track them in a video (toolchain.cli.video): the
-    closest enrolled person, or `unknown`."""
+    """Name every face in the photos: the closest enrolled person, or `unknown`."""
     if as_json and as_csv:
         raise typer.BadParameter("--json and --csv are exclusive", param_hint="--json/--csv")
-
-    def opened() -> Recognizer:
-        return open_recognizer(artifacts, gallery, threshold=threshold, top_k=top_k,
-                               match=match.value,
-                               **crop_keywords(margin, align, allow_crop_mismatch),
-                               **detection_keywords(min_face, max_detect_side),
-                               **model_keywords(runtime, precision))
-
-    if video.wants_video(paths, camera):
-        options = video.VideoOptions(camera, every, fps, min_track_frames, min_name_face,
-                                     reconnect, timeout)
-        return video.recognize_video(opened, paths, options, as_json=as_json, as_csv=as_csv,
-                                     annotate=annotate_dir, match=match.value, top_k=top_k)
-    files, empty = _recognize_paths(video.photo_arguments(paths, annotate_dir), annotate_dir)
-    rec = opened()
+    files, empty = _recognize_paths(paths, annotate_dir)
+    rec = open_recognizer(artifacts, gallery, threshold=threshold, top_k=top_k,
+                          match=match.value, **crop_keywords(margin, align, allow_crop_mismatch),
+                          **detection_keywords(min_face, max_detect_side),
+                          **model_keywords(runtime, precision))
     targets = AnnotationTargets(annotate_dir, files) if annotate_dir is not None else None
     results: list[PhotoMatches] = []
     failed = empty
@@ -310,13 +271,14 @@ def recognize(
                     failed += 1
         gallery_path = rec.gallery().path
     if as_json:
-        _print_json(results, gallery_path, limit, source, match.value,
-                    (crop.text, crop_source))
+        print_json({"gallery": str(gallery_path), "threshold": limit,
+                    "threshold_source": source.value, "match": match.value, "crop": crop.text,
+                    "crop_source": crop_source.value,
+                    "results": [photo.to_dict() for photo in results]})
     elif as_csv:
-        _print_csv(results)
+        print_csv(CSV_COLUMNS, _csv_rows(results))
     else:
         _print_table(results, f"threshold {limit:.3f} ({display_text(source.value)}), "
                               f"crop {crop.text} ({crop_source.value}), match {match.value}",
                      top_k)
     return 1 if failed else 0
-

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from toolchain.cli.common import ArtifactsOption
-from toolchain.cli.recognition import (
+from toolchain.cli.options import (
     GalleryOption,
     MaxDetectSideOption,
     MinFaceOption,

@@ -1,12 +1,12 @@
 """THE format table: every export format is declared here once, and only here.
 
-A :class:`FormatSpec` says what ``facenet export --format NAME`` writes (its files under
+A :class:`FormatSpec` says what ``facenet model export --format NAME`` writes (its files under
 ``artifacts/models``), which format it is converted from (its parent: exported first when both are
-selected, and compared with it by ``facenet parity``), the tolerance parity holds it to against
-the ORIGINAL graph and its parent, the runtime it runs in (:mod:`toolchain.convert.runners`), the
-function that exports it (``module:function`` under :mod:`toolchain.convert.exporters`) and its
-row label in ``facenet bench``. The exporter registry, the parity checks, the int8 bound and the
-bench all read this table.
+selected, and compared with it by ``facenet model parity``), the tolerance parity holds it to
+against the ORIGINAL graph and its parent, the runtime it runs in
+(:mod:`toolchain.convert.runners`), the function that exports it (``module:function`` under
+:mod:`toolchain.convert.exporters`) and its row label in ``facenet bench runtimes``. The exporter
+registry, the parity checks, the int8 bound and the bench all read this table.
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ class FormatSpec:
         files: what it writes, relative to ``artifacts/models`` (a file or a directory).
         parent: the format it is converted from, or ``None``.
         tolerance: parity limits against the original graph and the parent; ``None`` for
-            formats ``facenet parity`` does not check (they validate themselves on export).
+            formats ``facenet model parity`` does not check (they validate themselves on export).
         runner: the runtime that runs it (parity, export validation, bench).
-        bench_label: its row in ``facenet bench``, or ``None`` if not benchmarked.
+        bench_label: its row in ``facenet bench runtimes``, or ``None`` if not benchmarked.
         in_all: whether ``--format all`` includes it.
     """
 
@@ -145,7 +145,7 @@ after the Keras archive, so weights that fail the strict load leave no model at 
 FACENET_FORMATS: dict[str, FormatSpec] = {
     name: spec for name, spec in FORMATS.items() if spec.tolerance is not None
 }
-"""The FaceNet formats ``facenet parity`` runs and checks, in chain order."""
+"""The FaceNet formats ``facenet model parity`` runs and checks, in chain order."""
 
 
 def tolerance(name: str) -> Tolerance:
@@ -171,5 +171,5 @@ def runner(name: str) -> Runner:
 
 
 def model_paths(models_dir: Path) -> dict[str, Path]:
-    """Every FaceNet format's path, in chain order (what ``facenet parity`` checks)."""
+    """Every FaceNet format's path, in chain order (what ``facenet model parity`` checks)."""
     return {name: spec.path(models_dir) for name, spec in FACENET_FORMATS.items()}

@@ -1,4 +1,4 @@
-"""The int8 variant sweep (``facenet int8-variants``): every way of quantizing, checked and timed.
+"""The int8 variant sweep (``facenet bench int8``): every way of quantizing, checked and timed.
 
 :func:`sweep_variants` quantizes every :data:`toolchain.convert.quantize.VARIANTS` entry, checks it
 and times it against the fp32 model in the same process, and writes ``reports/int8_variants.json``;

@@ -8,7 +8,7 @@ importing it, checks the installed version, reads each weight file ONCE into mem
 sha256 of those bytes with the pinned digests below and only then unpickles the same bytes; any
 mismatch raises :class:`~toolchain.core.errors.IntegrityError` before anything is loaded.
 
-The ``mtcnn`` format of ``facenet export`` (:mod:`toolchain.convert.exporters.mtcnn`).
+The ``mtcnn`` format of ``facenet model export`` (:mod:`toolchain.convert.exporters.mtcnn`).
 
 The package's own Keras stage models (``mtcnn.network.{pnet,rnet,onet}``) receive the weights and
 are traced through a ``tf.function`` with an explicit input signature and converted with

@@ -41,7 +41,7 @@ CALIBRATION_BATCH = 1
 """Crops per calibration run; the histogram calibrators (entropy, percentile) need equal-sized
 batches, and one crop per run is the only size that divides every train count."""
 
-EXPORT_HINT = "run `nox -s export` (it runs `facenet export --format onnx`)"
+EXPORT_HINT = "run `nox -s export` (it runs `facenet model export --format onnx`)"
 
 
 @dataclass(frozen=True)

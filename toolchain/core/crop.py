@@ -147,7 +147,7 @@ BOX = CropSpec()
 
 DEFAULT_CROP = CropSpec(align=True)
 """The crop the export calibrates the model's ``default_threshold`` with and records as its
-``default_crop``: the best of ``facenet crop-study`` (highest TAR at FAR 1e-3 over every pair of
+``default_crop``: the best of ``facenet eval crops`` (highest TAR at FAR 1e-3 over every pair of
 the labelled photos; ``artifacts/reports/crops.md``)."""
 
 

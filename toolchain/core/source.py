@@ -158,7 +158,7 @@ def resolve_h5(h5: Path | None, layout: Layout) -> Path:
     """The legacy file a command works on: ``--h5`` if given, else the fetched one."""
     path = h5 if h5 is not None else layout.legacy_h5
     if not path.exists():
-        hint = "" if h5 is not None else " (run `facenet fetch` or `nox -s fetch` first)"
+        hint = "" if h5 is not None else " (run `facenet model fetch` or `nox -s fetch` first)"
         raise InputError(f"{path}: no such file{hint}")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a legacy Keras .h5 file")

@@ -1,4 +1,4 @@
-"""Evaluate recognition on a train/ + val/ per-person photo set: what ``facenet evaluate`` runs.
+"""Evaluate recognition on a train/ + val/ per-person photo set: what ``facenet eval dataset`` runs.
 
 :func:`evaluate_dataset` enrolls every train/ photo (its largest face) into a temporary gallery,
 recognizes every val/ photo (its largest face, the dataset's one-subject convention) and measures,
@@ -275,6 +275,6 @@ def save_threshold(evaluation: Evaluation, gallery: GalleryTarget,
                 f"cropped {evaluation.crop!r}: its threshold would not fit the gallery; evaluate "
                 f"with the gallery's crop"
             )
-        stored.set_threshold(value, f"facenet evaluate {evaluation.dataset} at "
+        stored.set_threshold(value, f"facenet eval dataset {evaluation.dataset} at "
                              f"{evaluation.created}, {rule} over {pairs} pairs")
     return value

@@ -123,7 +123,7 @@ def _sweep(distances: np.ndarray, same: np.ndarray) -> _Sweep:
 
 
 def best_pair_accuracy(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
-    """The threshold rule of ``facenet evaluate --store-threshold``: best pair accuracy.
+    """The threshold rule of ``facenet eval dataset --store-threshold``: best pair accuracy.
 
     Pair accuracy is the share of all pairs classified right (same-person pairs within the
     threshold, different-person pairs beyond it). The threshold is the midpoint between the

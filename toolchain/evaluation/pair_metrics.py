@@ -1,6 +1,6 @@
 """Pair-protocol metrics: accuracy at a threshold, TAR at a target FAR, k-fold accuracy.
 
-What ``facenet evaluate --pairs`` reports (LFW-style verification of labelled photo pairs) and
+What ``facenet eval pairs FILE`` reports (LFW-style verification of labelled photo pairs) and
 the ``--far`` threshold rule: the field states a face verifier's operating point as a true-accept
 rate (TAR) at a false-accept rate (FAR) over impostor pairs, as FaceNet's paper (VAL at FAR =
 1e-3), and its best-accuracy threshold cross-validated over 10 folds, as Sandberg's

@@ -1,4 +1,4 @@
-"""Pair-protocol evaluation: what ``facenet evaluate --pairs FILE`` runs.
+"""Pair-protocol evaluation: what ``facenet eval pairs FILE`` runs.
 
 A pairs file lists photo pairs labelled same person or different people, in one of two layouts:
 

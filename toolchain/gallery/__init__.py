@@ -11,7 +11,7 @@ Schema (``SCHEMA_VERSION`` 1):
 - ``meta(key, value)``: ``schema_version``, ``model_fingerprint`` (sha256 of the ONNX file whose
   vectors the gallery holds), ``dim``, ``crop`` (the crop spec its faces were embedded with,
   :class:`toolchain.core.crop.CropSpec` text; absent in galleries older than it: ``box``),
-  ``created``, and ``threshold`` / ``threshold_source`` once ``facenet evaluate
+  ``created``, and ``threshold`` / ``threshold_source`` once ``facenet eval dataset
   --store-threshold`` calibrated one.
 - ``people(id, name UNIQUE, created)``.
 - ``embeddings(id, person_id, vector BLOB float32 little-endian, source, image_sha256, box_x,

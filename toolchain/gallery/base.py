@@ -102,6 +102,11 @@ class Person:
     photos: int
     created: str
 
+    def to_dict(self) -> dict[str, object]:
+        """``{"name", "embeddings", "photos", "created"}``: ``gallery list --json``, the API."""
+        return {"name": self.name, "embeddings": self.embeddings, "photos": self.photos,
+                "created": self.created}
+
 
 class Gallery(abc.ABC):
     """An open gallery of one model's embeddings. Use :meth:`open`; close it (or use ``with``)."""
@@ -210,7 +215,7 @@ class Gallery(abc.ABC):
 
     @property
     def threshold(self) -> float | None:
-        """The calibrated match threshold stored by ``facenet evaluate --store-threshold``.
+        """The calibrated match threshold stored by ``facenet eval dataset --store-threshold``.
 
         Raises:
             IntegrityError: the stored value is not a distance in (0, 2] (the gallery was edited).
@@ -224,7 +229,7 @@ class Gallery(abc.ABC):
             raise IntegrityError(
                 f"gallery {self.path}: the stored threshold {value!r} is not a distance in "
                 f"(0, {MAX_DISTANCE:g}]; the gallery was edited or damaged: calibrate again "
-                "with `facenet evaluate --store-threshold`"
+                "with `facenet eval dataset --store-threshold`"
             ) from exc
 
     @property

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from toolchain.core.boxes import rounded
 from toolchain.core.errors import InputError
 from toolchain.core.preprocess import l2_normalize
 from toolchain.gallery.ranking import RowScreen, nearest_groups
@@ -52,6 +53,10 @@ class Candidate:
 
     name: str
     distance: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"name", "distance"}``, the distance rounded as every JSON document rounds it."""
+        return {"name": self.name, "distance": rounded(self.distance)}
 
 
 def canonical_box(box: Sequence[float]) -> tuple[float, float, float, float]:

@@ -11,7 +11,7 @@ custom object would provide. Walking only the top-level layer list misses all of
 :func:`scan_config` walks the whole tree (every dict and list, bounded depth) and returns every
 ``Lambda`` found (with its layer path, e.g. ``inner/evil_lambda``) and every reference to a callable
 that is not one of Keras' built-in classes or functions. :func:`vet_code` then accepts only Lambdas
-that are exactly the vetted residual scaling and no other code at all; ``facenet inspect`` and
+that are exactly the vetted residual scaling and no other code at all; ``facenet model inspect`` and
 ``legacy_env/recover.py`` both use these two functions. Nothing here imports TensorFlow or runs
 anything found in a config.
 """

@@ -3,7 +3,7 @@
 The whole ``model_config`` is walked (:mod:`toolchain.legacy.codewalk`): Lambdas inside nested
 models and wrappers are reported by layer path, and every other reference to code (a custom class,
 a serialized function, a ``module`` Keras would import) is listed with why it is refused. The
-report is data (``facenet inspect`` renders it as text or JSON); no TensorFlow is imported.
+report is data (``facenet model inspect`` renders it as text or JSON); no TensorFlow is imported.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class CallableReport:
 
 @dataclass(frozen=True)
 class InspectReport:
-    """Everything ``facenet inspect`` reports about one file."""
+    """Everything ``facenet model inspect`` reports about one file."""
 
     file: str
     size: int

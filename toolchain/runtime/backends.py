@@ -5,7 +5,8 @@ and output names and shapes, its metadata (the ONNX ``metadata_props``; OpenVINO
 model's ``rt_info["framework"]``, through ``convert_model`` and its IR) and ``run``. The embedder
 and the MTCNN nets load through :func:`open_session`, so ``--runtime openvino`` runs the whole
 pipeline on OpenVINO alone: OpenVINO reads the MTCNN ``.onnx`` files directly, and FaceNet from its
-IR (``facenet export --format openvino``). Neither runtime is imported before a model is loaded.
+IR (``facenet model export --format openvino``). Neither runtime is imported before a model is
+loaded.
 
 OpenVINO sessions are compiled with ``INFERENCE_PRECISION_HINT=f32``: on a CPU with bf16
 instructions (AVX-512 BF16, AMX) OpenVINO otherwise runs float layers in bfloat16, which moves a
@@ -53,9 +54,9 @@ EMBEDDER_FILES: dict[tuple[str, str], str] = {
 
 EXPORT_HINTS: dict[tuple[str, str], str] = {
     ("onnxruntime", "fp32"): "nox -s export",
-    ("onnxruntime", "int8"): "facenet export --format onnx-int8",
-    ("openvino", "fp32"): "facenet export --format openvino",
-    ("openvino", "int8"): "facenet export --format openvino-int8",
+    ("onnxruntime", "int8"): "facenet model export --format onnx-int8",
+    ("openvino", "fp32"): "facenet model export --format openvino",
+    ("openvino", "int8"): "facenet model export --format openvino-int8",
 }
 """What creates each model."""
 

@@ -5,6 +5,11 @@ detector (the ONNX MTCNN, or a test's fake); :class:`Face`, :class:`Match`, :cla
 :class:`PhotoMatches`, :class:`Comparison` / :class:`ComparedFace` and :class:`EnrollOutcome` /
 :class:`EnrollStatus` are its results (:func:`enroll_outcome` decides the latter);
 :class:`ThresholdSource` says where a threshold came from.
+
+Each result has ONE serializer, its ``to_dict()``: the JSON shape the CLI (``--json``), the batch
+outputs (JSON Lines, Parquet) and the HTTP API all write, declared once more as the service's
+response models (``toolchain.service.schemas``). Boxes are ``{"x", "y", "width", "height"}``
+(:func:`toolchain.core.boxes.box_dict`), distances rounded to 6 decimals.
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from toolchain.core.boxes import box_dict, rounded
 from toolchain.core.preprocess import largest_face
 from toolchain.gallery import Candidate
 from toolchain.runtime.images import LoadedImage
@@ -59,6 +65,16 @@ class Face:
         """Box area in pixels."""
         return float(self.box[2] * self.box[3])
 
+    def to_dict(self, embedding: bool = False) -> dict[str, Any]:
+        """The face in JSON: box, confidence, the five landmarks, and (if asked) the embedding."""
+        found: dict[str, Any] = {
+            "box": box_dict(self.box), "confidence": rounded(self.confidence),
+            "landmarks": {k: [round(v[0], 2), round(v[1], 2)] for k, v in self.keypoints.items()},
+        }
+        if embedding:
+            found["embedding"] = [round(float(v), 7) for v in self.embedding]
+        return found
+
 
 class ThresholdSource(enum.StrEnum):
     """Where the match threshold in force comes from, first that applies (compares equal to, and
@@ -67,7 +83,7 @@ class ThresholdSource(enum.StrEnum):
     GIVEN = "given"
     """``threshold=`` / ``--threshold``."""
     GALLERY = "calibrated, stored in the gallery"
-    """``facenet evaluate --store-threshold`` stored it in the gallery."""
+    """``facenet eval dataset --store-threshold`` stored it in the gallery."""
     MODEL = "model metadata"
     """The model's ``default_threshold`` metadata (set by the export)."""
     BUILT_IN = "built-in default"
@@ -111,6 +127,17 @@ class Match:
         """``name``, or ``"unknown"``."""
         return self.name if self.name is not None else "unknown"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The recognized face in JSON (``name`` is ``null`` for an unknown face, ``label``
+        then says ``unknown``)."""
+        return {
+            "box": box_dict(self.box), "confidence": rounded(self.confidence),
+            "name": self.name, "label": self.label, "distance": rounded(self.distance),
+            "margin": rounded(self.margin),
+            "runner_up": None if self.runner_up is None else self.runner_up.to_dict(),
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
+
 
 @dataclass(frozen=True)
 class ComparedFace:
@@ -125,6 +152,11 @@ class ComparedFace:
     """How many faces the photo holds."""
     box: tuple[float, float, float, float]
     confidence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The compared face in JSON."""
+        return {"source": self.source, "face": self.number, "faces": self.faces,
+                "box": box_dict(self.box), "confidence": rounded(self.confidence)}
 
 
 @dataclass(frozen=True)
@@ -156,6 +188,16 @@ class Comparison:
         """``threshold - distance``: positive = same person, its size how clear the call is."""
         return self.threshold - self.distance
 
+    def to_dict(self) -> dict[str, Any]:
+        """The comparison in JSON: both faces, the distance, the threshold and crop in force
+        with their sources, the decision."""
+        return {
+            "a": self.a.to_dict(), "b": self.b.to_dict(), "distance": rounded(self.distance),
+            "threshold": self.threshold, "threshold_source": self.threshold_source.value,
+            "margin": rounded(self.margin), "decision": self.decision, "crop": self.crop,
+            "crop_source": self.crop_source.value,
+        }
+
 
 @dataclass(frozen=True)
 class PhotoFaces:
@@ -166,6 +208,11 @@ class PhotoFaces:
     faces: list[Face]
     error: str | None = None
 
+    def to_dict(self, embedding: bool = False) -> dict[str, Any]:
+        """``{"file", "error", "faces"}``."""
+        return {"file": str(self.path), "error": self.error,
+                "faces": [f.to_dict(embedding) for f in self.faces]}
+
 
 @dataclass(frozen=True)
 class PhotoMatches:
@@ -175,6 +222,11 @@ class PhotoMatches:
     image: LoadedImage | None
     matches: list[Match]
     error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"file", "error", "faces"}``, each face a :meth:`Match.to_dict`."""
+        return {"file": str(self.path), "error": self.error,
+                "faces": [m.to_dict() for m in self.matches]}
 
 
 class EnrollStatus(str, enum.Enum):
@@ -211,6 +263,12 @@ class EnrollOutcome:
     def ok(self) -> bool:
         """The face is in the gallery now."""
         return self.status in (EnrollStatus.ADDED, EnrollStatus.ALREADY)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The outcome in JSON (``box``: the enrolled face's, ``null`` when none was)."""
+        return {"file": str(self.path), "name": self.name, "status": self.status.value,
+                "message": self.message or None, "enrolled_as": self.enrolled_as,
+                "box": box_dict(self.face.box) if self.face is not None else None}
 
 
 def enroll_outcome(name: str, photo: PhotoFaces, largest: bool, min_face: float

@@ -16,7 +16,7 @@ own tables (:data:`~toolchain.runtime.backends.EMBEDDER_FILES`,
 :data:`~toolchain.core.contracts.MTCNN_FILES`). The manifest (format :data:`PACK_FORMAT`)::
 
     {"format": "facenet-toolchain/model-pack/1", "toolchain_version": "0.1.0",
-     "made": {"at": "<UTC time>", "by": "facenet export", "from": "<models folder>"},
+     "made": {"at": "<UTC time>", "by": "facenet model export", "from": "<models folder>"},
      "model": {"weights_fingerprint": "<sha256>", "embedding_dim": 128,
                "input_size": [160, 160, 3], "default_threshold": 1.0581,
                "threshold_calibration": {"policy": ..., "far": ..., "impostor_pairs": ...,

@@ -1,4 +1,4 @@
-"""Writing a model pack (:mod:`toolchain.runtime.pack`): the end of ``facenet export`` writes
+"""Writing a model pack (:mod:`toolchain.runtime.pack`): the end of ``facenet model export`` writes
 ``artifacts/pack``, and :func:`write_pack` a pack anywhere, of every model or of a few.
 
 A pack is written from a :class:`~toolchain.runtime.pack.ModelSource`: the artifacts' models
@@ -154,7 +154,7 @@ def write_pack(source: ModelSource, out: Path, runs: Sequence[ModelChoice] | Non
         runs: The (runtime, precision) pairs to hold (:func:`select_runs`); ``None``: every pair
             the source holds whose model agrees with the first one's facts.
         link: Hard-link the files where possible (else copy them).
-        made_by: What wrote it, recorded in the manifest (e.g. ``facenet export``).
+        made_by: What wrote it, recorded in the manifest (e.g. ``facenet model export``).
 
     Raises:
         MissingArtifactError: the source holds no pair, or not one of ``runs`` (the message names

@@ -37,12 +37,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from toolchain.core.contracts import MTCNN_FILES, ONNX_FILE
 from toolchain.core.errors import ToolchainError
 from toolchain.core.paths import Layout
-from toolchain.gallery import Candidate
-from toolchain.runtime.faces import ComparedFace, Comparison, Face, Match
 from toolchain.service.engine import Engine, check_name
 from toolchain.service.errors import STATUS_CODES, ApiError, BodyTooLarge, from_toolchain
 from toolchain.service.metrics import Metrics
 from toolchain.service.pool import Busy, Ticket, TimedOut
+from toolchain.service.schemas import (
+    CompareResponse,
+    EnrollResponse,
+    ErrorResponse,
+    FacesResponse,
+    HealthResponse,
+    PeopleResponse,
+    ReadyResponse,
+    RecognizeResponse,
+    RemoveResponse,
+)
 from toolchain.service.uploads import read_body
 
 log = logging.getLogger(__name__)
@@ -185,54 +194,6 @@ class Authorize:
                            headers={"WWW-Authenticate": "Bearer"})
 
 
-def _box(box: tuple[float, float, float, float]) -> dict[str, float]:
-    x, y, width, height = box
-    return {"x": round(x, 2), "y": round(y, 2), "width": round(width, 2),
-            "height": round(height, 2)}
-
-
-def face_json(face: Face, embedding: bool) -> dict[str, Any]:
-    """One detected face."""
-    found: dict[str, Any] = {
-        "box": _box(face.box), "confidence": round(face.confidence, 6),
-        "landmarks": {k: [round(v[0], 2), round(v[1], 2)] for k, v in face.keypoints.items()},
-    }
-    if embedding:
-        found["embedding"] = [round(float(v), 7) for v in face.embedding]
-    return found
-
-
-def _candidate(candidate: Candidate | None) -> dict[str, Any] | None:
-    if candidate is None:
-        return None
-    return {"name": candidate.name, "distance": round(candidate.distance, 6)}
-
-
-def match_json(match: Match) -> dict[str, Any]:
-    """One recognized face."""
-    return {
-        "box": _box(match.box), "confidence": round(match.confidence, 6),
-        "name": match.name, "label": match.label,
-        "distance": None if match.distance is None else round(match.distance, 6),
-        "margin": None if match.margin is None else round(match.margin, 6),
-        "candidates": [_candidate(c) for c in match.candidates],
-        "runner_up": _candidate(match.runner_up),
-    }
-
-
-def _compared(face: ComparedFace) -> dict[str, Any]:
-    return {"face": face.number, "faces": face.faces, "box": _box(face.box),
-            "confidence": round(face.confidence, 6)}
-
-
-def comparison_json(result: Comparison) -> dict[str, Any]:
-    """One comparison: the two faces, their distance and the decision."""
-    return {"a": _compared(result.a), "b": _compared(result.b),
-            "distance": round(result.distance, 6), "threshold": result.threshold,
-            "threshold_source": result.threshold_source.value,
-            "margin": round(result.margin, 6), "decision": result.decision}
-
-
 def image_body(fields: dict[str, str], files_: dict[str, str], many: bool = False
                ) -> dict[str, Any]:
     """The OpenAPI request body of an image endpoint: multipart files or base64 JSON."""
@@ -254,6 +215,16 @@ def image_body(fields: dict[str, str], files_: dict[str, str], many: bool = Fals
         "application/json": {"schema": {"type": "object", "properties": as_json,
                                         "required": required}},
     }}}
+
+
+IMAGE_ERRORS = (400, 401, 413, 415, 500, 503, 504)
+"""The statuses an image endpoint may answer with besides its success."""
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` of these error statuses: each the one error shape."""
+    return {status: {"model": ErrorResponse, "description": "The error shape of the service."}
+            for status in statuses}
 
 
 def create_app(engine: Engine) -> FastAPI:
@@ -311,12 +282,14 @@ def create_app(engine: Engine) -> FastAPI:
         return await api_error(request, ApiError(
             "internal", f"internal error ({type(exc).__name__}); the server log has details"))
 
-    @app.get("/healthz", tags=["operations"], summary="The process is up.")
+    @app.get("/healthz", tags=["operations"], summary="The process is up.",
+             response_model=HealthResponse)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"],
-             summary="Models loaded and the gallery opens (503 otherwise).")
+             summary="Models loaded and the gallery opens (503 otherwise).",
+             response_model=ReadyResponse, responses=errors(503))
     async def readyz() -> dict[str, Any]:
         try:
             described = await asyncio.to_thread(engine.readiness)
@@ -325,12 +298,18 @@ def create_app(engine: Engine) -> FastAPI:
         return {"status": "ready", **described}
 
     @app.get("/metrics", tags=["operations"], dependencies=guarded,
-             summary="Prometheus text: requests, latencies, faces, errors, worker slots.")
+             summary="Prometheus text: requests, latencies, faces, errors, worker slots.",
+             response_class=Response, responses={
+                 200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                       "description": "Prometheus text exposition format 0.0.4."},
+                 **errors(401)})
     async def metrics_text() -> Response:
         return Response(metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.post(f"/{API_VERSION}/faces", tags=["faces"], dependencies=guarded,
               summary="Detect and embed every face of an image.",
+              response_model=FacesResponse, response_model_exclude_unset=True,
+              responses=errors(*IMAGE_ERRORS),
               openapi_extra=image_body({"embeddings": "true: include each 128-d embedding"},
                                        {"image": "The photo"}))
     async def faces(request: Request) -> dict[str, Any]:
@@ -339,10 +318,11 @@ def create_app(engine: Engine) -> FastAPI:
         result = await run(lambda _: engine.faces(upload))
         metrics.faces.labels("/v1/faces").inc(len(result.faces))
         return {"image": {"width": result.size[0], "height": result.size[1]},
-                "faces": [face_json(f, embeddings) for f in result.faces]}
+                "faces": [f.to_dict(embeddings) for f in result.faces]}
 
     @app.post(f"/{API_VERSION}/recognize", tags=["faces"], dependencies=guarded,
               summary="Who is in an image: every face with a name or unknown.",
+              response_model=RecognizeResponse, responses=errors(*IMAGE_ERRORS),
               openapi_extra=image_body({}, {"image": "The photo"}))
     async def recognize(request: Request) -> dict[str, Any]:
         body = await read_body(request, ["image"], limits)
@@ -352,10 +332,11 @@ def create_app(engine: Engine) -> FastAPI:
         return {"image": {"width": result.size[0], "height": result.size[1]},
                 "threshold": result.threshold,
                 "threshold_source": result.threshold_source.value,
-                "faces": [match_json(m) for m in result.matches]}
+                "faces": [m.to_dict() for m in result.matches]}
 
     @app.post(f"/{API_VERSION}/compare", tags=["faces"], dependencies=guarded,
               summary="Are the faces of two images the same person?",
+              response_model=CompareResponse, responses=errors(*IMAGE_ERRORS),
               openapi_extra=image_body(
                   {"face_a": "Face number in image a, 1 = most confident (default: largest)",
                    "face_b": "Face number in image b (default: largest)"},
@@ -365,14 +346,18 @@ def create_app(engine: Engine) -> FastAPI:
         a, b = body.image("a"), body.image("b")
         face_a, face_b = body.integer("face_a"), body.integer("face_b")
         result = await run(lambda _: engine.compare(a, b, face_a, face_b))
-        return comparison_json(result)
+        return result.to_dict()
 
     @app.post(f"/{API_VERSION}/people/{{name:path}}/faces", tags=["people"],
               dependencies=guarded, summary="Enroll a person from one or more photos.",
+              status_code=201, response_model=EnrollResponse,
+              responses={200: {"model": EnrollResponse,
+                               "description": "Every face was enrolled already."},
+                         **errors(*IMAGE_ERRORS)},
               openapi_extra=image_body(
                   {"largest": "true: enroll the largest face of a photo with several"},
                   {"image": "Photos of the person, one face each"}, many=True))
-    async def enroll(name: str, request: Request) -> JSONResponse:
+    async def enroll(name: str, request: Request, response: Response) -> dict[str, Any]:
         try:
             name = check_name(name)
         except ToolchainError as exc:
@@ -383,26 +368,25 @@ def create_app(engine: Engine) -> FastAPI:
             raise ApiError("bad_request", "missing image field 'image': one or more photos")
         largest = body.flag("largest")
         result = await run(lambda ticket: engine.enroll(name, uploads, largest, ticket))
-        outcomes = [{"image": str(o.path), "status": o.status.value,
-                     "message": o.message or None, "enrolled_as": o.enrolled_as,
-                     "box": _box(o.face.box) if o.face is not None else None}
-                    for o in result.outcomes]
         metrics.enrolled.inc(result.added)
         if not any(o.ok for o in result.outcomes):
             raise ApiError("bad_image", f"no face of these {len(uploads)} photo(s) was "
                            f"enrolled as {name!r}", details=[o.message for o in result.outcomes])
-        return JSONResponse({"name": result.name, "added": result.added, "results": outcomes},
-                            status_code=201 if result.added else 200)
+        if not result.added:
+            response.status_code = 200
+        return {"name": result.name, "added": result.added,
+                "results": [o.to_dict() for o in result.outcomes]}
 
     @app.get(f"/{API_VERSION}/people", tags=["people"], dependencies=guarded,
-             summary="Everyone enrolled, by name.")
+             summary="Everyone enrolled, by name.", response_model=PeopleResponse,
+             responses=errors(401, 500, 503, 504))
     async def people() -> dict[str, Any]:
         found = await run(lambda _: engine.people())
-        return {"people": [{"name": p.name, "embeddings": p.embeddings, "photos": p.photos,
-                            "created": p.created} for p in found]}
+        return {"people": [p.to_dict() for p in found]}
 
     @app.delete(f"/{API_VERSION}/people/{{name:path}}", tags=["people"], dependencies=guarded,
-                summary="Remove a person and all their faces.")
+                summary="Remove a person and all their faces.", response_model=RemoveResponse,
+                responses=errors(400, 401, 404, 500, 503, 504))
     async def remove(name: str) -> dict[str, Any]:
         removed = await run(lambda ticket: engine.remove(name, ticket))
         if removed is None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from toolchain.core.boxes import Box, box_dict, rounded
 from toolchain.gallery import Candidate
 from toolchain.runtime.faces import ThresholdSource
-
-Box = tuple[float, float, float, float]
-"""``(x, y, width, height)`` in pixels of the frame."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +94,20 @@ class TrackSummary:
         """``name``, or ``"unknown"``."""
         return self.name if self.name is not None else "unknown"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The track as every JSON document of the toolchain writes it (one serializer)."""
+        return {
+            "track": self.track_id, "name": self.name, "label": self.label,
+            "nearest": self.nearest, "first_time": round(self.first_time, 3),
+            "last_time": round(self.last_time, 3), "first_frame": self.first_frame,
+            "last_frame": self.last_frame, "frames": self.frames, "votes": self.votes,
+            "voters": self.voters, "median_distance": rounded(self.median_distance),
+            "best_distance": rounded(self.best_distance), "best_frame": self.best_frame,
+            "best_time": round(self.best_time, 3), "best_box": box_dict(self.best_box),
+            "candidates": [{"name": c.name, "median_distance": rounded(c.distance)}
+                           for c in self.candidates],
+        }
+
 
 class Ending(enum.StrEnum):
     """How a run ended (compares equal to, and prints as, its value)."""
@@ -147,3 +160,16 @@ class VideoSummary:
     def analyzed_per_second(self) -> float:
         """Frames analyzed per wall-clock second."""
         return self.analyzed / self.elapsed if self.elapsed > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run and its timeline as every JSON document of the toolchain writes them."""
+        return {
+            "source": self.source, "kind": self.kind, "fps": self.fps,
+            "width": self.size[0], "height": self.size[1], "frames": self.frames,
+            "analyzed": self.analyzed, "dropped": self.dropped, "reconnects": self.reconnects,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "frames_per_second": round(self.frames_per_second, 2),
+            "ending": str(self.ending), "error": self.error, "threshold": self.threshold,
+            "threshold_source": self.threshold_source.value,
+            "tracks": [t.to_dict() for t in self.tracks],
+        }

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from toolchain.core.boxes import iou
 from toolchain.gallery import Candidate
 from toolchain.runtime.faces import Face
 from toolchain.video.results import Box, TrackedFace, TrackSummary
@@ -44,16 +45,6 @@ MAX_AGE = 1.0
 
 APPEARANCE_MOMENTUM = 0.8
 """Weight of a track's appearance against each new embedding (running mean direction)."""
-
-
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes."""
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return float(inter / (a[2] * a[3] + b[2] * b[3] - inter))
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,7 @@ class ExportContext:
         except MissingArtifactError as exc:
             raise MissingArtifactError(
                 f"{exc}; the ONNX default threshold is calibrated on faces the exported MTCNN "
-                "finds: export it first (`facenet export --format mtcnn`)") from exc
+                "finds: export it first (`facenet model export --format mtcnn`)") from exc
         photos = DetectedPhotos(detector)
         # A staged file: no optimized-graph cache may be left beside it.
         embedder = Embedder(model, settings=replace(DEFAULT_SETTINGS, cache_optimized=False))

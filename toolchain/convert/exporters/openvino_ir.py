@@ -65,7 +65,8 @@ min-max activation ranges on top 0.997 (histogram ranges 0.996). Every variant i
 def _source(context: ExportContext) -> Path:
     path = context.path("onnx")
     if not path.is_file():
-        raise MissingArtifactError(f"{path} is missing; run `facenet export --format onnx` first")
+        raise MissingArtifactError(
+            f"{path} is missing; run `facenet model export --format onnx` first")
     return path
 
 
@@ -141,7 +142,7 @@ def export_openvino_int8(context: ExportContext, spec: FormatSpec) -> list[Path]
     fp32_xml = context.path(spec.parent) / OPENVINO_XML
     if not fp32_xml.is_file():
         raise MissingArtifactError(
-            f"{fp32_xml} is missing; run `facenet export --format {spec.parent}` first")
+            f"{fp32_xml} is missing; run `facenet model export --format {spec.parent}` first")
     reference = context.reference
     batches = calibration_batches(reference)
     quantized = quantize_ir(fp32_xml, INT8_SETTINGS, batches)

@@ -137,7 +137,7 @@ def write_models_pack(context: ExportContext, written: Sequence[Path]) -> Export
         log.info("no FaceNet model with the three MTCNN nets in %s yet: no model pack", models)
         return None
     start = time.perf_counter()
-    summary = write_pack(source, context.layout.pack_dir, made_by="facenet export")
+    summary = write_pack(source, context.layout.pack_dir, made_by="facenet model export")
     return ExportResult(PACK_STEP, [summary.path], time.perf_counter() - start,
                         summary.size_bytes)
 

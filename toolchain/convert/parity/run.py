@@ -1,4 +1,4 @@
-"""``facenet parity``: every exported FaceNet format on all reference crops, checked and reported.
+"""``facenet model parity``: every exported FaceNet format on all reference crops, checked.
 
 Each format runs in its own runtime (:mod:`toolchain.convert.runners`) on ALL reference crops,
 prewhitened by :func:`toolchain.core.preprocess.prewhiten`; :func:`run_parity` compares every

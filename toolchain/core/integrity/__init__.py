@@ -1,4 +1,4 @@
-"""Integrity of the artifacts tree: ``artifacts/SHA256SUMS`` and the checks of ``facenet verify``.
+"""Integrity of the artifacts: ``artifacts/SHA256SUMS`` and the checks of ``facenet model verify``.
 
 What is covered, and by what:
 
@@ -14,40 +14,40 @@ What is covered, and by what:
   toolchain.
 - Galleries (every ``*.db`` file: ``gallery.db``, the demo's ``demo_gallery.db``, and their
   ``-wal`` / ``-shm`` / ``-journal`` siblings) are user data that changes with every enrollment:
-  hashing them would make each enroll an integrity failure, so they are not listed. ``facenet
-  verify`` checks each one found in the tree, and ``facenet verify --gallery FILE`` any one, with
-  :func:`check_gallery_file` (read-only: SQLite's ``integrity_check``, the schema, the model
+  hashing them would make each enroll an integrity failure, so they are not listed. ``facenet model
+  verify`` checks each one found in the tree, and ``facenet model verify --gallery FILE`` any one,
+  with :func:`check_gallery_file` (read-only: SQLite's ``integrity_check``, the schema, the model
   fingerprint against ``models/facenet.onnx``, every vector finite and of unit length).
 - ONNX Runtime's optimized-graph caches (``<model>.optimized`` + ``<model>.optimized.json``,
   :mod:`toolchain.runtime.ort_options`, in ``models/`` and ``pack/``) are made lazily on each
   machine by the first session: not listed; when the sidecar records ``optimized_sha256``,
-  ``facenet verify`` checks it.
+  ``facenet model verify`` checks it.
 - Hidden files (``.name.*.tmp`` / ``.name.old-PID`` left by an interrupted atomic write) are
-  never listed; ``facenet verify`` mentions leftovers as a warning.
+  never listed; ``facenet model verify`` mentions leftovers as a warning.
 
 ``SHA256SUMS`` lists relative paths inside the artifacts tree only: an entry that is absolute or
-has a ``..`` (or ``.``, or empty) component is refused by ``facenet verify``, never hashed. A
+has a ``..`` (or ``.``, or empty) component is refused by ``facenet model verify``, never hashed. A
 symbolic link inside the tree is followed (the tree's own content, as for ``sha256sum -c``; a
 tree may link its ``models/`` elsewhere), but only regular files are ever read: an entry or a
 generated file that is a FIFO, a socket or a device is a problem, not something to hash (reading
 ``/dev/zero`` or a FIFO would never end).
 
-``SHA256SUMS`` is written by :func:`write_checksums` (``facenet checksums``), the last step of the
-main job; a step that regenerates files afterwards calls :func:`record_files` for what it wrote.
-``facenet checksums`` never blesses a file that fails its own validation: npz files that do not
-match the weights manifest, a SavedModel whose stamp names another weights manifest, and a file
+``SHA256SUMS`` is written by :func:`write_checksums` (``facenet model checksums``), the last step of
+the main job; a step that regenerates files afterwards calls :func:`record_files` for what it wrote.
+``facenet model checksums`` never blesses a file that fails its own validation: npz files that do
+not match the weights manifest, a SavedModel whose stamp names another weights manifest, and a file
 of ``weights/``, ``reference/``, ``models/`` or ``pack/`` (what the toolchain loads) that no longer
 matches the entry the existing ``SHA256SUMS`` has for it; every toolchain step records what it
 rewrites, so such a change was made outside the toolchain (tampering, corruption, a stray copy),
 and the remedy is to regenerate the file with the nox session that makes it
 (:func:`regenerate_hint`).
 
-The checks, one module each: :mod:`.sums` (``SHA256SUMS``: path rules, format, read, check,
-update), :mod:`.inputs` (pinned source files, weights against their manifest), :mod:`.models`
-(SavedModel stamps, ONNX Runtime caches, :func:`verify_file` before a load), :mod:`.galleries`
-(the read-only gallery check) and :mod:`.verify` (``facenet verify`` / ``facenet checksums``,
-returning :class:`VerifyReport` / :class:`ChecksumsResult`). The package is standard library only,
-so the legacy environment can use it too.
+The checks, one module each: :mod:`.sums` (``SHA256SUMS``: path rules, format, read, check, update),
+:mod:`.inputs` (pinned source files, weights against their manifest), :mod:`.models` (SavedModel
+stamps, ONNX Runtime caches, :func:`verify_file` before a load), :mod:`.galleries` (the read-only
+gallery check) and :mod:`.verify` (``facenet model verify`` / ``facenet model checksums``, returning
+:class:`VerifyReport` / :class:`ChecksumsResult`). The package is standard library only, so the
+legacy environment can use it too.
 """
 
 from __future__ import annotations

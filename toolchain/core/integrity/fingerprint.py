@@ -3,7 +3,7 @@
 Every FaceNet export of the toolchain records the sha256 of the weights manifest it was made from
 in its ONNX ``metadata_props`` (``weights_manifest_sha256``); :class:`toolchain.runtime.embedder.
 Embedder` fingerprints a model by it, so fp32 and int8 models, on either runtime, and re-exports
-of the same weights share their galleries. ``facenet verify`` compares galleries with the same
+of the same weights share their galleries. ``facenet model verify`` compares galleries with the same
 value, found here in the model's protobuf bytes: ``metadata_props`` (field 14 of ``ModelProto``)
 is serialized after the graph, so the entry lies in the file's tail.
 """

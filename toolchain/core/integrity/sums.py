@@ -23,11 +23,11 @@ from toolchain.core.paths import Layout
 SUMS_NAME = "SHA256SUMS"
 """The checksum file at the root of the artifacts tree."""
 
-CHECKSUMS_HINT = "run `facenet checksums` (or `nox -s checksums`) to create it"
+CHECKSUMS_HINT = "run `facenet model checksums` (or `nox -s checksums`) to create it"
 
 GUARDED_DIRS = ("weights", "reference", "models", "pack")
-"""Top-level directories of files the toolchain loads: ``facenet checksums`` refuses to record a
-new sha256 for a file of these that its existing ``SHA256SUMS`` entry says was changed."""
+"""Top-level directories of files the toolchain loads: ``facenet model checksums`` refuses to
+record a new sha256 for a file of these that its existing ``SHA256SUMS`` entry says was changed."""
 
 _MADE_BY = (
     ("weights/", "nox -s recover"),

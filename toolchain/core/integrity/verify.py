@@ -1,4 +1,4 @@
-"""``facenet verify`` and ``facenet checksums``: every check of the artifacts tree in one report,
+"""``facenet model verify`` and ``checksums``: every check of the artifacts tree in one report,
 one gallery against the current model, and writing ``SHA256SUMS`` only for files that pass their
 own validation."""
 
@@ -63,7 +63,7 @@ class ChecksumsResult:
 
 
 def verify_gallery(path: Path, layout: Layout) -> VerifyReport:
-    """``facenet verify --gallery FILE``: one gallery, against the artifacts' current model.
+    """``facenet model verify --gallery FILE``: one gallery, against the artifacts' current model.
 
     The model is itself checked against ``SHA256SUMS`` first (a tampered model is no reference).
 

@@ -1,7 +1,7 @@
 """MTCNN face detection on ONNX Runtime: numpy and onnxruntime only, no TensorFlow, no OpenCV.
 
 Reproduces the pipeline of the ``mtcnn`` 1.0.0 package (``mtcnn/stages``, ``mtcnn/utils``) on its
-three nets exported by ``toolchain.convert.mtcnn_export`` (``facenet export --format mtcnn``):
+three nets exported by ``toolchain.convert.mtcnn_export`` (``facenet model export --format mtcnn``):
 
 - :mod:`~toolchain.runtime.mtcnn.pyramid`: the detection plan of a photo (pyramid scales, the
   reduced copy of a real-size photo) and the area-resized, normalized levels P-Net runs on.

@@ -43,7 +43,7 @@ NET_OUTPUTS: dict[str, tuple[str, ...]] = {
 
 KEYPOINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
-EXPORT_HINT = "run `nox -s export` (it runs `facenet export --format mtcnn`)"
+EXPORT_HINT = "run `nox -s export` (it runs `facenet model export --format mtcnn`)"
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Detection:
 
 MTCNN_SETTINGS = OrtSettings(allow_spinning=False, enable_mem_pattern=False, cache_optimized=False)
 """Session settings of the three nets: the nets are small and the numpy work between their calls is
-large, so spinning intra-op threads only steal the core that numpy needs (``facenet bench``
+large, so spinning intra-op threads only steal the core that numpy needs (``facenet bench runtimes``
 measures detection). P-Net sees a new input shape at every pyramid level (no memory pattern); the
 cached optimized graph gave no gain for nets this small."""
 

@@ -31,8 +31,8 @@ DEFAULT_MAX_SIDE = 480
 At 480 the smallest face looked for in a photo of longer side ``L`` is 0.025-0.035 ``L`` (48-68
 pixels in a 1920-pixel photo), about the face_recognition CLI's own limit (it thumbnails photos to
 1600 pixels and its HOG window finds faces down to 40 pixels there); on the shared real photos
-(0.1-3.4 MP) it finds the same faces as full resolution, several times faster (``facenet bench``
-measures it)."""
+(0.1-3.4 MP) it finds the same faces as full resolution, several times faster (``facenet bench
+runtimes`` measures it)."""
 
 MIN_MAX_SIDE = 64
 """Smallest ``max_side`` accepted (a smaller one would leave hardly any pyramid level)."""

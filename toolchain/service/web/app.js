@@ -227,7 +227,7 @@ async function enroll(blobs) {
     });
     list.replaceChildren(...result.results.map((outcome) => {
       const item = document.createElement("li");
-      item.textContent = outcome.message ?? `${outcome.image}: ${outcome.status} as ${result.name}`;
+      item.textContent = outcome.message ?? `${outcome.file}: ${outcome.status} as ${result.name}`;
       return item;
     }));
     showMessage(`${result.name}: ${result.added} face(s) added`, "info");

@@ -1,4 +1,4 @@
-"""``facenet parity``: run every exported FaceNet format on the reference crops, compare."""
+"""``facenet model parity``: run every exported FaceNet format on the reference crops, compare."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from toolchain.cli.common import ArtifactsOption, console
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 
 app = typer.Typer()
-"""``facenet parity`` (added to the root app by :mod:`toolchain.cli.app`)."""
+"""``facenet model parity`` (added to the ``model`` group by :mod:`toolchain.cli.model`)."""
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``facenet crop-study``: crops compared on labelled photos, and the default next to a peer.
+"""``facenet eval crops``: crops compared on labelled photos, and the default next to a peer.
 
 A thin adapter over :func:`toolchain.evaluation.crops.run_study` and its reports
 (:mod:`toolchain.evaluation.crops_report`). Exit code 0; 2 for a usage error; 3 for a bad
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from toolchain.cli.common import ArtifactsOption, console, display_text
-from toolchain.cli.recognition import MaxDetectSideOption, MinFaceOption, detection_keywords
+from toolchain.cli.options import MaxDetectSideOption, MinFaceOption, detection_keywords
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from toolchain.evaluation.crops import CropStudy
 
 app = typer.Typer()
-"""``facenet crop-study`` (added to the root app by :mod:`toolchain.cli.app`)."""
+"""``facenet eval crops`` (added to the ``eval`` group by :mod:`toolchain.cli.evaluation`)."""
 
 SET_HELP = ("A labelled set: DIR of <person>/ photo folders, or LABELS.csv@DIR (a photo,names "
             "file, names left to right separated by ;). Repeat for several [default: the "
@@ -61,8 +61,8 @@ def _peer_table(study: CropStudy) -> Table:
     return table
 
 
-@app.command("crop-study")
-def crop_study(
+@app.command("crops")
+def crops(
     sets: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP,
                                                   show_default=False)] = None,
     crops: Annotated[list[str] | None, typer.Option(

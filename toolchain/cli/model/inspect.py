@@ -1,4 +1,4 @@
-"""``facenet inspect``: what a legacy Keras ``.h5`` holds (see :mod:`toolchain.legacy.inspect`).
+"""``facenet model inspect``: what a legacy Keras ``.h5`` holds, without running it.
 
 Rendering only: the report is built by :func:`toolchain.legacy.inspect.inspect_file`, printed as
 text or JSON here; the legacy parser is imported inside the command, so ``--help`` stays instant.
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from toolchain.legacy.inspect import InspectReport, LambdaReport
 
 app = typer.Typer()
-"""``facenet inspect`` (added to the root app by :mod:`toolchain.cli.app`)."""
+"""``facenet model inspect`` (added to the ``model`` group by :mod:`toolchain.cli.model`)."""
 
 
 def _shape_text(shape: list[Any] | None) -> str:

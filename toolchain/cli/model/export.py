@@ -1,4 +1,4 @@
-"""``facenet export``: rebuild InceptionResNetV1 from the recovered weights, export every format."""
+"""``facenet model export``: rebuild InceptionResNetV1 from the recovered weights, export all."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 log = logging.getLogger(__name__)
 
 app = typer.Typer()
-"""``facenet export`` (added to the root app by :mod:`toolchain.cli.app`)."""
+"""``facenet model export`` (added to the ``model`` group by :mod:`toolchain.cli.model`)."""
 
 
 def format_help() -> str:

@@ -1,9 +1,9 @@
-"""``facenet recognize`` on a video file, a camera or a stream: the timeline of who appears when.
+"""``facenet watch``: who appears when in a video file, a camera or a live stream.
 
-:mod:`toolchain.cli.recognize` hands a run over here when its argument names a video (a file with
-a video suffix, a stream URL) or ``--camera N`` is given; the options below are declared here and
-added to its signature. The library does the work (:func:`toolchain.video.track`); this
-module shows progress, writes the annotated video and prints the timeline as a table, JSON or CSV.
+The library does the work (:func:`toolchain.video.track`); this command opens the recognizer and
+the source, shows progress, writes the annotated video and prints the timeline as a table, the
+``--json`` document of :meth:`~toolchain.video.results.VideoSummary.to_dict`, or CSV (one row per
+track).
 
 Exit codes: ``0`` the source ended (or a camera/stream was stopped with Ctrl-C), ``2`` usage,
 ``3`` a video file that cannot be used (damaged mid-way: the timeline so far is printed), ``9`` a
@@ -15,24 +15,43 @@ camera or stream that cannot be opened, ``10`` a camera or stream that stalled o
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
-import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from toolchain.cli.common import console, display_text, fail, problem
+from toolchain.cli.common import ArtifactsOption, console, display_text, fail, problem
+from toolchain.cli.options import (
+    AlignOption,
+    AllowCropMismatchOption,
+    GalleryOption,
+    MarginOption,
+    MatchOption,
+    MaxDetectSideOption,
+    MinFaceOption,
+    PrecisionChoice,
+    PrecisionOption,
+    RuntimeChoice,
+    RuntimeOption,
+    crop_keywords,
+    detection_keywords,
+    model_keywords,
+    open_recognizer,
+    threshold_value,
+)
+from toolchain.cli.output import csv_text, print_csv, print_json
+from toolchain.core.paths import DEFAULT_ARTIFACTS
+from toolchain.gallery.schema import MatchMode
 
 if TYPE_CHECKING:
-    from toolchain.runtime.recognizer import Recognizer
     from toolchain.video import VideoSource, VideoSummary, VideoTracking
-    from toolchain.video.results import FrameResult, TrackSummary
+    from toolchain.video.results import FrameResult
+
+app = typer.Typer()
+"""``facenet watch`` (added to the root app by :mod:`toolchain.cli.app`)."""
 
 CameraOption = Annotated[
     int | None,
@@ -84,72 +103,41 @@ CSV_COLUMNS = ("track", "name", "first_time", "last_time", "first_frame", "last_
 """``--csv`` columns: one row per track; the box is the one at the best frame."""
 
 
-@dataclass(frozen=True)
-class VideoOptions:
-    """The video options of ``facenet recognize`` (see the option declarations)."""
-
-    camera: int | None = None
-    every: int = 1
-    fps: float | None = None
-    min_track_frames: int = 3
-    min_name_face: float = 40.0
-    reconnect: int = 0
-    timeout: float = 10.0
-
-
-def wants_video(arguments: Sequence[str] | None, camera: int | None) -> bool:
-    """The run is a video run: ``--camera``, or an argument naming a video or stream."""
-    from toolchain.video.sources import is_video_argument
-
-    return camera is not None or any(is_video_argument(a) for a in arguments or ())
-
-
-def check_arguments(arguments: list[str] | None) -> list[str] | None:
-    """The path arguments' callback: every argument but a stream URL must exist (usage error)."""
+def _source_value(value: str | None) -> str | None:
+    """The SOURCE argument's callback: a file must exist and be a file; a stream URL is kept."""
     from toolchain.video.sources import is_stream_url
 
-    for argument in arguments or ():
-        if not is_stream_url(argument) and not Path(argument).exists():
-            raise typer.BadParameter(f"Path {argument!r} does not exist.")
-    return arguments
-
-
-def annotate_value(value: Path | None) -> Path | None:
-    """``--annotate``: a folder, or (for a video) a ``.mp4`` / ``.mov`` / ``.mkv`` file."""
-    from toolchain.video.writer import CONTAINERS
-
-    if value is not None and value.is_file() and value.suffix.lower() not in CONTAINERS:
-        raise typer.BadParameter(f"{value} is a file: photos are annotated into a folder, a "
-                                 f"video into a {', '.join(sorted(CONTAINERS))} file")
+    if value is None or is_stream_url(value):
+        return value
+    if not Path(value).exists():
+        raise typer.BadParameter(f"Path {value!r} does not exist.")
+    if Path(value).is_dir():
+        raise typer.BadParameter(f"{value} is a folder, not a video file")
     return value
 
 
-def photo_arguments(arguments: list[str] | None, annotate: Path | None) -> list[Path]:
-    """The photo run's paths; a usage error if there are none or ``--annotate`` is a file."""
-    if not arguments:
-        raise typer.BadParameter("give photos, a folder, a video or --camera N",
-                                 param_hint="PATHS")
-    if annotate is not None and annotate.is_file():
-        raise typer.BadParameter(f"{annotate} is a file: photos are annotated into a folder",
-                                 param_hint="--annotate")
-    return [Path(a) for a in arguments]
+def _annotate_value(value: Path | None) -> Path | None:
+    """``--annotate``: a ``.mp4`` / ``.mov`` / ``.mkv`` file, or a folder."""
+    from toolchain.video.writer import CONTAINERS
+
+    if value is not None and value.is_file() and value.suffix.lower() not in CONTAINERS:
+        raise typer.BadParameter(f"{value} is a file: a video is annotated into a "
+                                 f"{', '.join(sorted(CONTAINERS))} file or a folder")
+    return value
 
 
-def _source(arguments: Sequence[str], camera: int | None) -> VideoSource:
+def _source(argument: str | None, camera: int | None) -> VideoSource:
     from toolchain.video.sources import camera_source, source_from_argument
 
-    if camera is not None and arguments:
-        raise typer.BadParameter("--camera takes no path: give either a camera or files",
+    if camera is not None and argument is not None:
+        raise typer.BadParameter("--camera takes no SOURCE: give either a camera or a video",
                                  param_hint="--camera")
     if camera is not None:
         return camera_source(camera)
-    if len(arguments) != 1:
-        raise typer.BadParameter("give one video file or stream URL at a time (photos and "
-                                 "videos are not mixed)", param_hint="PATHS")
-    if Path(arguments[0]).is_dir():
-        raise typer.BadParameter(f"{arguments[0]} is a folder, not a video file",
-                                 param_hint="PATHS")
-    return source_from_argument(arguments[0])
+    if argument is None:
+        raise typer.BadParameter("give a video file, a stream URL or --camera N",
+                                 param_hint="SOURCE")
+    return source_from_argument(argument)
 
 
 def _annotation_path(annotate: Path, source: VideoSource) -> Path:
@@ -190,56 +178,17 @@ def _progress(run: VideoTracking) -> Iterator[Callable[[FrameResult], None]]:
         yield advance
 
 
-def _rounded(value: float | None, digits: int = 6) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def _track_json(track: TrackSummary) -> dict[str, Any]:
-    return {
-        "track": track.track_id, "name": track.label, "known": track.name is not None,
-        "nearest": track.nearest, "first_time": round(track.first_time, 3),
-        "last_time": round(track.last_time, 3), "first_frame": track.first_frame,
-        "last_frame": track.last_frame, "frames": track.frames, "votes": track.votes,
-        "voters": track.voters, "median_distance": _rounded(track.median_distance),
-        "best_distance": _rounded(track.best_distance), "best_frame": track.best_frame,
-        "best_time": round(track.best_time, 3), "best_box": [round(v, 2) for v in track.best_box],
-        "candidates": [{"name": c.name, "median_distance": round(c.distance, 6)}
-                       for c in track.candidates],
-    }
-
-
-def summary_json(summary: VideoSummary, gallery: Path | str, match: str) -> dict[str, Any]:
-    """The ``--json`` document of a run."""
-    return {
-        "source": summary.source, "kind": summary.kind, "fps": summary.fps,
-        "width": summary.size[0], "height": summary.size[1], "frames": summary.frames,
-        "analyzed": summary.analyzed, "dropped": summary.dropped,
-        "reconnects": summary.reconnects, "elapsed_seconds": round(summary.elapsed, 3),
-        "frames_per_second": round(summary.frames_per_second, 2),
-        "ending": str(summary.ending), "error": summary.error, "gallery": str(gallery),
-        "threshold": summary.threshold, "threshold_source": summary.threshold_source.value,
-        "match": match, "tracks": [_track_json(t) for t in summary.tracks],
-    }
-
-
-def _print_csv(summary: VideoSummary) -> None:
-    from toolchain.cli.recognize import _csv_text
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for t in summary.tracks:
-        writer.writerow([
-            t.track_id, _csv_text(t.label), f"{t.first_time:.3f}", f"{t.last_time:.3f}",
-            t.first_frame, t.last_frame, t.frames,
-            "" if t.median_distance is None else f"{t.median_distance:.4f}",
-            "" if t.best_distance is None else f"{t.best_distance:.4f}", t.best_frame,
-            *(f"{v:.1f}" for v in t.best_box),
-            "" if t.nearest is None else _csv_text(t.nearest), t.votes,
-            json.dumps([{"name": c.name, "median_distance": round(c.distance, 4)}
-                        for c in t.candidates], ensure_ascii=False),
-        ])
-    sys.stdout.write(buffer.getvalue())
+def _csv_rows(summary: VideoSummary) -> list[list[object]]:
+    return [[
+        t.track_id, csv_text(t.label), f"{t.first_time:.3f}", f"{t.last_time:.3f}",
+        t.first_frame, t.last_frame, t.frames,
+        "" if t.median_distance is None else f"{t.median_distance:.4f}",
+        "" if t.best_distance is None else f"{t.best_distance:.4f}", t.best_frame,
+        *(f"{v:.1f}" for v in t.best_box),
+        "" if t.nearest is None else csv_text(t.nearest), t.votes,
+        json.dumps([{"name": c.name, "median_distance": round(c.distance, 4)}
+                    for c in t.candidates], ensure_ascii=False),
+    ] for t in summary.tracks]
 
 
 def _print_table(summary: VideoSummary, match: str, top_k: int) -> None:
@@ -282,57 +231,81 @@ def _consume(run: VideoTracking, write: Callable[[FrameResult], None] | None) ->
     return False
 
 
-def recognize_video(open_recognizer: Callable[[], Recognizer], arguments: Sequence[str] | None,
-                    options: VideoOptions, *, as_json: bool, as_csv: bool,
-                    annotate: Path | None, match: str, top_k: int) -> int:
-    """Run ``facenet recognize`` on one video source; the exit code (see the module docstring).
-
-    Args:
-        open_recognizer: Opens the recognizer with the command's model, gallery and options.
-        arguments: The path arguments (one video file or stream URL, none with ``--camera``).
-        options: The video options.
-        as_json: Print the timeline as JSON.
-        as_csv: Print it as CSV.
-        annotate: ``--annotate``: a video file to write, or a folder for
-            ``<source>.annotated.mp4``.
-        match: The match mode's name (reported).
-        top_k: Candidates listed per track.
-    """
+@app.command()
+def watch(
+    source: Annotated[str | None, typer.Argument(
+        callback=_source_value, show_default=False, metavar="SOURCE",
+        help="A video file, or a stream URL (rtsp://, http(s)://, udp://, ...).")] = None,
+    camera: CameraOption = None,
+    gallery: GalleryOption = None,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", callback=threshold_value,
+        help="Name a track when its median distance is at most this [default: the gallery's "
+             "calibrated threshold, else the model's metadata].")] = None,
+    top_k: Annotated[int, typer.Option(
+        "--top-k", min=1, max=100, help="Candidates listed per track.")] = 3,
+    every: EveryOption = 1,
+    fps: FpsOption = None,
+    min_track_frames: MinTrackFramesOption = 3,
+    min_name_face: MinNameFaceOption = 40.0,
+    reconnect: ReconnectOption = 0,
+    timeout: TimeoutOption = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="CSV on stdout, one row per track.")
+                      ] = False,
+    annotate: Annotated[Path | None, typer.Option(
+        "--annotate", callback=_annotate_value, metavar="FILE|FOLDER",
+        help="Write the video with `#track name distance` boxes into this .mp4/.mov/.mkv "
+             "file, or into the folder as <stem>.annotated.mp4.")] = None,
+    match: MatchOption = MatchMode.NEAREST,
+    min_face: MinFaceOption = None,
+    max_detect_side: MaxDetectSideOption = None,
+    margin: MarginOption = None,
+    align: AlignOption = None,
+    runtime: RuntimeOption = RuntimeChoice.onnxruntime,
+    precision: PrecisionOption = PrecisionChoice.fp32,
+    allow_crop_mismatch: AllowCropMismatchOption = False,
+    artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
+) -> int:
+    """Track the faces of a video, camera or stream: who appears when (a timeline)."""
     from toolchain.core.errors import ToolchainError
     from toolchain.video import annotated_video, track
 
-    source = _source(list(arguments or ()), options.camera)
-    if options.fps is not None and options.every != 1:
+    if as_json and as_csv:
+        raise typer.BadParameter("--json and --csv are exclusive", param_hint="--json/--csv")
+    if fps is not None and every != 1:
         raise typer.BadParameter("--every and --fps are exclusive", param_hint="--every/--fps")
-    rec = open_recognizer()
+    video = _source(source, camera)
+    rec = open_recognizer(artifacts, gallery, threshold=threshold, top_k=top_k,
+                          match=match.value, **crop_keywords(margin, align, allow_crop_mismatch),
+                          **detection_keywords(min_face, max_detect_side),
+                          **model_keywords(runtime, precision))
     with rec:
-        gallery = rec.gallery()
-        if not gallery.people():
-            problem(f"warning: the gallery {gallery.path} is empty: every face will be "
+        opened = rec.gallery()
+        if not opened.people():
+            problem(f"warning: the gallery {opened.path} is empty: every face will be "
                     "`unknown`; enroll people first (`facenet enroll`)")
-        run = track(rec, source, every=options.every, fps=options.fps,
-                    min_track_frames=options.min_track_frames,
-                    min_name_face=options.min_name_face, reconnect=options.reconnect,
-                    timeout=options.timeout)
+        run = track(rec, video, every=every, fps=fps, min_track_frames=min_track_frames,
+                    min_name_face=min_name_face, reconnect=reconnect, timeout=timeout)
         with run, contextlib.ExitStack() as outputs:
             write = None
             if annotate is not None:
-                inputs = [] if source.live else [Path(source.location)]
+                inputs = [] if video.live else [Path(video.location)]
                 write = outputs.enter_context(annotated_video(
-                    _annotation_path(annotate, source), run.feed.fps, inputs))
+                    _annotation_path(annotate, video), run.feed.fps, inputs))
             try:
                 interrupted = _consume(run, write)
                 error: ToolchainError | None = None
             except ToolchainError as exc:
                 interrupted, error = False, exc
         summary = run.summary()
-        gallery_path = gallery.path
+        gallery_path = opened.path
     if as_json:
-        print(json.dumps(summary_json(summary, gallery_path, match), indent=2))
+        print_json({"gallery": str(gallery_path), "match": match.value, **summary.to_dict()})
     elif as_csv:
-        _print_csv(summary)
+        print_csv(CSV_COLUMNS, _csv_rows(summary))
     else:
-        _print_table(summary, match, top_k)
+        _print_table(summary, match.value, top_k)
     if not summary.tracks:
         problem(f"{summary.source}: no face tracked")
     if error is not None:
@@ -340,5 +313,5 @@ def recognize_video(open_recognizer: Callable[[], Recognizer], arguments: Sequen
     if interrupted:
         problem(f"interrupted after {summary.frames} frames: the timeline above is the part "
                 "seen")
-        return 0 if source.live else INTERRUPTED_FILE_EXIT
+        return 0 if video.live else INTERRUPTED_FILE_EXIT
     return 0

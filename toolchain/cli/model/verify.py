@@ -1,4 +1,4 @@
-"""``facenet verify`` and ``facenet checksums``: the integrity of every artifact."""
+"""``facenet model verify`` and ``facenet model checksums``: the integrity of every artifact."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 log = logging.getLogger(__name__)
 
 app = typer.Typer()
-"""``facenet verify`` and ``facenet checksums`` (added to the root app by
-:mod:`toolchain.cli.app`)."""
+"""``facenet model verify`` and ``facenet model checksums`` (added to the ``model`` group by
+:mod:`toolchain.cli.model`)."""
 
 
 @app.command()

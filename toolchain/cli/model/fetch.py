@@ -1,4 +1,4 @@
-"""``facenet fetch``: get and verify the real legacy file and photos."""
+"""``facenet model fetch``: get and verify the real legacy file and photos."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 log = logging.getLogger(__name__)
 
 app = typer.Typer()
-"""``facenet fetch`` (added to the root app by :mod:`toolchain.cli.app`)."""
+"""``facenet model fetch`` (added to the ``model`` group by :mod:`toolchain.cli.model`)."""
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``facenet loadtest``: ``facenet serve`` under load and a burst, the CLI beside, a SIGKILL.
+"""``facenet bench load``: ``facenet serve`` under load and a burst, the CLI beside, a SIGKILL.
 
 A thin adapter over :func:`toolchain.bench.loadtest.run_session`; the server and the CLI run as
 subprocesses of this interpreter on 127.0.0.1.
@@ -18,11 +18,11 @@ from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 log = logging.getLogger(__name__)
 
 app = typer.Typer()
-"""``facenet loadtest`` (added to the root app by :mod:`toolchain.cli.app`)."""
+"""``facenet bench load`` (added to the ``bench`` group by :mod:`toolchain.cli.bench`)."""
 
 
-@app.command()
-def loadtest(
+@app.command("load")
+def load(
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
     clients: Annotated[int, typer.Option(min=1, max=64, help="Concurrent clients.")] = 16,
     requests: Annotated[int, typer.Option(

@@ -1,14 +1,11 @@
-"""``facenet evaluate``: a train/ + val/ per-person photo set, or a pairs file (``--pairs``).
+"""``facenet eval dataset``: enroll a train/ set, recognize its val/ set, report and calibrate.
 
-The train/val run is :func:`toolchain.evaluation.dataset.evaluate_dataset` with the reports of
-:mod:`toolchain.evaluation.dataset_report`; the pairs run is
-:func:`toolchain.evaluation.pairs.evaluate_pairs` with those of
-:mod:`toolchain.evaluation.pairs_report`. This module adds the options, the console tables and
+A thin adapter over :func:`toolchain.evaluation.dataset.evaluate_dataset` with the reports of
+:mod:`toolchain.evaluation.dataset_report`; this module adds the options, the console tables and
 ``--store-threshold`` (``--far``: the threshold at that false-accept rate instead of the
-accuracy-maximizing one). Only onnxruntime,
-numpy, Pillow, typer and rich are imported (inside the command body), never TensorFlow. Exit code 0
-when every photo was handled, 1 when some could not be read, 2 for a usage error, 3 for a bad
-dataset or pairs file.
+accuracy-maximizing one). Only onnxruntime, numpy, Pillow, typer and rich are imported (inside
+the command body), never TensorFlow. Exit code 0 when every photo was handled, 1 when some could
+not be read, 2 for a usage error, 3 for a bad dataset.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from toolchain.cli.common import ArtifactsOption, console, display_text, problem
-from toolchain.cli.recognition import (
+from toolchain.cli.options import (
     AlignOption,
     GalleryOption,
     MarginOption,
@@ -36,7 +33,6 @@ from toolchain.cli.recognition import (
     detection_keywords,
     model_choice,
     progress_bar,
-    threshold_value,
 )
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 from toolchain.gallery import open_gallery
@@ -46,11 +42,9 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from toolchain.evaluation.dataset import Evaluation
-    from toolchain.evaluation.pairs import PairsEvaluation
-    from toolchain.runtime.backends import ModelChoice
 
 app = typer.Typer()
-"""``facenet evaluate`` (added to the root app by :mod:`toolchain.cli.app`)."""
+"""``facenet eval dataset`` (added to the ``eval`` group by :mod:`toolchain.cli.evaluation`)."""
 
 
 def _tables(evaluation: Evaluation) -> list[Table]:
@@ -86,32 +80,6 @@ def _tables(evaluation: Evaluation) -> list[Table]:
     return [confusion_table, metrics]
 
 
-def _pairs_table(result: PairsEvaluation) -> Table:
-    """The pair-protocol metrics, as a console table."""
-    from rich.table import Table
-
-    ver, kfold = result.verification, result.kfold
-    table = Table(title=f"Pairs of {display_text(result.pairs_file.path)}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_row("pairs used (same / different), skipped",
-                  f"{ver.pairs_same} / {ver.pairs_different}, {result.skipped} skipped")
-    table.add_row("ROC AUC", f"{ver.auc:.4f}")
-    table.add_row("equal error rate", f"{ver.eer:.2%} at {ver.eer_threshold:.3f}")
-    table.add_row(f"accuracy at {result.threshold:.3f} ({result.threshold_source})",
-                  f"{result.accuracy:.2%}")
-    for point in result.far_points:
-        table.add_row(f"TAR at FAR <= {point.far_target:g}",
-                      f"{point.tar:.2%} at {point.threshold:.3f} ({point.false_accepts}/"
-                      f"{point.impostor_pairs} impostor pairs accepted)")
-    table.add_row(f"{kfold.folds if kfold else 10}-fold accuracy, threshold",
-                  "fewer than 2 pairs of a kind" if kfold is None else
-                  f"{kfold.accuracy_mean:.2%} +- {kfold.accuracy_std:.2%}, "
-                  f"{kfold.threshold_mean:.3f} +- {kfold.threshold_std:.3f}")
-    return table
-
-
-
 def _gallery_crop(path: Path | str) -> str:
     """The crop an existing gallery was enrolled with (its threshold must be measured so)."""
     from toolchain.runtime.recognizer import stored_crop
@@ -127,41 +95,11 @@ def _far_value(value: float | None) -> float | None:
     return value
 
 
-def _evaluate_pairs(pairs: Path, lfw_root: Path | None, threshold: float | None,
-                    artifacts: Path, detection: dict[str, object], crop: str | None,
-                    model: ModelChoice) -> int:
-    """``facenet evaluate --pairs``: measure, write the reports, print the table."""
-    from toolchain.evaluation.pairs import evaluate_pairs
-    from toolchain.evaluation.pairs_report import write_reports
-
-    layout = Layout(artifacts)
-    result = evaluate_pairs(pairs, artifacts, lfw_root=lfw_root, threshold=threshold, crop=crop,
-                            detection=detection, progress=progress_bar, on_problem=problem,
-                            model=model)
-    write_reports(result, layout)
-    console().print(_pairs_table(result))
-    print(f"reports: {display_text(layout.reports_dir / 'pairs.md')}, pairs.json, "
-          "pairs_roc.png, pairs_distances.png")
-    return 1 if result.problems else 0
-
-
-@app.command()
-def evaluate(
-    dataset: Annotated[Path | None, typer.Argument(
-        exists=True, file_okay=False,
-        help="Folder with train/<person>/ and val/<person>/ photos (not with --pairs).",
-        show_default=False)] = None,
-    pairs: Annotated[Path | None, typer.Option(
-        "--pairs", exists=True, dir_okay=False, show_default=False,
-        help="Evaluate the photo pairs of a CSV (a,b,same) or LFW pairs.txt file instead.")] = None,
-    lfw_root: Annotated[Path | None, typer.Option(
-        "--lfw-root", exists=True, file_okay=False, show_default=False,
-        help="Folder of LFW's <name>/<name>_0001.jpg photos [default: the pairs file's "
-             "folder].")] = None,
-    threshold: Annotated[float | None, typer.Option(
-        "--threshold", callback=threshold_value, show_default=False,
-        help="With --pairs: the threshold whose accuracy is reported [default: the model's "
-             "metadata].")] = None,
+@app.command("dataset")
+def dataset(
+    folder: Annotated[Path, typer.Argument(
+        exists=True, file_okay=False, metavar="DATASET",
+        help="Folder with train/<person>/ and val/<person>/ photos.", show_default=False)],
     store_threshold: Annotated[bool, typer.Option(
         "--store-threshold",
         help="Save the accuracy-maximizing threshold (or the --far one) into the gallery for "
@@ -183,37 +121,22 @@ def evaluate(
 ) -> int:
     """Enroll train/ into a temporary gallery, recognize val/, and report accuracy, ROC AUC, EER.
 
-    Writes <artifacts>/reports/evaluate.{md,json} and the ROC and distance-histogram PNGs. With
-    --pairs: ROC AUC, EER, accuracy at the threshold, TAR at FAR 1e-2 and 1e-3 and 10-fold
-    accuracy of labelled photo pairs, into <artifacts>/reports/pairs.{md,json} and two PNGs.
+    Writes <artifacts>/reports/evaluate.{md,json} and the ROC and distance-histogram PNGs.
     """
     from toolchain.evaluation.dataset import evaluate_dataset, save_threshold
     from toolchain.evaluation.dataset_report import write_reports
     from toolchain.gallery import gallery_exists
     from toolchain.runtime.recognizer import MIN_ENROLL_FACE
 
-    if (dataset is None) == (pairs is None):
-        raise typer.BadParameter("give a DATASET folder or --pairs FILE, not both or neither")
     if far is not None and not store_threshold:
         raise typer.BadParameter("--far goes with --store-threshold", param_hint="--far")
-    if pairs is not None:
-        if store_threshold or gallery is not None or min_enroll_face is not None:
-            raise typer.BadParameter("--store-threshold, --gallery and --min-enroll-face are "
-                                     "for the train/val mode, not --pairs")
-        return _evaluate_pairs(pairs, lfw_root, threshold, artifacts,
-                               detection_keywords(min_face, max_detect_side),
-                               crop_keywords(margin, align).get("crop"),
-                               model_choice(runtime, precision))
-    assert dataset is not None
-    if lfw_root is not None or threshold is not None:
-        raise typer.BadParameter("--lfw-root and --threshold go with --pairs")
     layout = Layout(artifacts)
     target = gallery if gallery is not None else layout.gallery
     crop = crop_keywords(margin, align).get("crop")
     if crop is None and store_threshold and gallery_exists(target):
         crop = _gallery_crop(target)
     evaluation = evaluate_dataset(
-        dataset, artifacts, match=match.value, progress=progress_bar, on_problem=problem,
+        folder, artifacts, match=match.value, progress=progress_bar, on_problem=problem,
         min_enroll_face=MIN_ENROLL_FACE if min_enroll_face is None else min_enroll_face,
         crop=crop, model=model_choice(runtime, precision),
         **detection_keywords(min_face, max_detect_side))
