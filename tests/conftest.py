@@ -376,7 +376,8 @@ hard time bounds live in the tests that need them, not in hypothesis' deadline).
 REQUIRE_REAL = os.environ.get("FACENET_REQUIRE_REAL") == "1" or os.environ.get("CI") == "true"
 """Under CI (``CI=true``) and in ``nox -s tests`` a missing artifact or environment is a failure."""
 
-MISSING_MARKS = ("run `nox", "FACENET_LEGACY_PYTHON", "FACENET_RUNTIME_PYTHON", "could not import")
+MISSING_MARKS = ("run `nox", "FACENET_LEGACY_PYTHON", "FACENET_RUNTIME_PYTHON",
+                 "FACENET_BASELINE_PYTHON", "could not import")
 """Phrases of the skip reasons that mean "something the suite should have built is missing":
 every artifact lookup names the nox session that makes it, the environments are named by their
 variables, and ``pytest.importorskip`` says it could not import. Other skips (a permission test

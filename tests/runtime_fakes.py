@@ -117,10 +117,10 @@ def photo(path: Path, squares: list[tuple[str, int]], size: tuple[int, int] = (3
 
 def install(artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Put the tiny model in ``artifacts/models``; make the runtime use the square detector."""
-    from toolchain.runtime import recognizer
+    from toolchain.runtime import loading
 
     write_tiny_facenet(artifacts / "models" / "facenet.onnx")
-    monkeypatch.setattr(recognizer, "load_detector", lambda models_dir, **options: SquareDetector())
+    monkeypatch.setattr(loading, "load_detector", lambda models_dir, **options: SquareDetector())
     return artifacts
 
 
@@ -161,8 +161,8 @@ SUBPROCESS_PRELUDE = f"""
 import sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 import runtime_fakes
-from toolchain.runtime import recognizer
-recognizer.load_detector = lambda models_dir, **options: runtime_fakes.SquareDetector()
+from toolchain.runtime import loading
+loading.load_detector = lambda models_dir, **options: runtime_fakes.SquareDetector()
 """
 """Python source that makes a fresh interpreter use the square detector (for subprocess tests)."""
 

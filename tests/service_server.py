@@ -2,8 +2,8 @@
 
 The server runs in the runtime environment (``FACENET_RUNTIME_PYTHON``: no TensorFlow) when it
 is set, else in the test's own Python; it binds port 0 and is started and stopped by the load
-test's launcher (:func:`toolchain.bench.loadtest.launch_serve`, which reads the port uvicorn
-reports). Every server gets its own gallery in a temporary folder unless given one.
+test's launcher (:func:`toolchain.bench.loadtest.server.launch_serve`, which reads the port
+uvicorn reports). Every server gets its own gallery in a temporary folder unless given one.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 import requests
 from conftest import artifacts_root, shared_data
 
-from toolchain.bench.loadtest import launch_serve
+from toolchain.bench.loadtest.server import launch_serve
 
 ROOT = Path(__file__).resolve().parents[1]
 

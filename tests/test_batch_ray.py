@@ -160,13 +160,16 @@ def test_batch_recognize_gives_the_single_process_matches(
 def test_a_worker_killed_mid_run_loses_nothing_and_enrolls_nothing_twice(
         real_artifacts: Path, single: Path, ray_env: dict[str, str], postgres_url: str) -> None:
     """SIGKILL one Ray worker after the first batch is stored: Ray restarts it and retries its
-    photos; the gallery ends with exactly the single-process rows, each photo reported once."""
+    photos; the gallery ends with exactly the single-process rows, each photo reported once.
+    The URL's password (ignored by the local server) shows nowhere, the workers' output
+    included."""
     import psutil
 
     train = real_artifacts / "source" / "5-celebrity-faces-dataset" / "train"
+    secret = "s3cret-Pw"
     run = subprocess.Popen(
         [sys.executable, "-m", "toolchain", "batch", "enroll", str(train), "--largest",
-         "--gallery", postgres_url, "--ray", "local", "--cpus", "2",
+         "--gallery", f"{postgres_url}&password={secret}", "--ray", "local", "--cpus", "2",
          "--artifacts", str(real_artifacts)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ray_env)
     killed: tuple[int, int] | None = None
@@ -193,6 +196,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_enrolls_nothing_twice(
     assert run.returncode == 1, err
     last = out.strip().splitlines()[-1]
     assert last.startswith("82 face(s) added, 0 already there, 11 skipped"), out
+    assert secret not in out + err and "password=***" in last, last
     assert sum(1 for line in err.splitlines() if line.startswith("facenet: skipped: ")) == 11
     assert rows(postgres_url) == rows(single)
 

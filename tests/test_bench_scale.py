@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolchain.bench import scale
+from toolchain.bench.scale import distractors, search
+from toolchain.bench.scale.report import ScaleReport, markdown
 from toolchain.core.paths import Layout
 from toolchain.gallery import Entry, open_gallery
 
@@ -28,7 +29,7 @@ def test_second_photos_sit_at_a_real_pair_distance_on_the_sphere() -> None:
     identities = rng.standard_normal((50, 128))
     identities /= np.linalg.norm(identities, axis=1, keepdims=True)
 
-    probes = scale.second_photos(identities.astype(np.float32), real)
+    probes = distractors.second_photos(identities.astype(np.float32), real)
 
     assert np.allclose(np.linalg.norm(probes, axis=1), 1.0, atol=1e-6)
     moved = np.linalg.norm(probes - identities, axis=1)
@@ -41,32 +42,32 @@ def test_two_nn_finds_the_dimension_of_a_flat_point_set() -> None:
     basis = np.linalg.qr(rng.standard_normal((128, 6)))[0]
     points = rng.uniform(size=(2000, 6)) @ basis.T
 
-    assert 5.0 < scale.two_nn_dimension(points) < 7.0
+    assert 5.0 < distractors.two_nn_dimension(points) < 7.0
 
 
-def _fake_real(rng: np.random.Generator) -> scale.RealFaces:
+def _fake_real(rng: np.random.Generator) -> distractors.RealFaces:
     centre = 3.0 * rng.standard_normal(128)
     faces = rng.standard_normal((40, 128)) + centre
     faces /= np.linalg.norm(faces, axis=1, keepdims=True)
-    return scale.RealFaces(_person("a", faces[:20]) + _person("b", faces[20:]), faces[:2],
-                           ["a", "b"])
+    return distractors.RealFaces(_person("a", faces[:20]) + _person("b", faces[20:]),
+                                 faces[:2], ["a", "b"])
 
 
-@pytest.mark.parametrize("model", sorted(scale.DISTRACTOR_MODELS))
+@pytest.mark.parametrize("model", sorted(distractors.DISTRACTOR_MODELS))
 def test_distractor_models_draw_unit_vectors_of_their_dimensionality(model: str) -> None:
     real = _fake_real(np.random.default_rng(2))
 
-    pool = scale.DISTRACTOR_MODELS[model].pool(real, 2000, 5)
+    pool = distractors.DISTRACTOR_MODELS[model].pool(real, 2000, 5)
 
     drawn = pool.vectors
     assert drawn.shape == (2000, 128) and drawn.dtype == np.float32
     assert np.allclose(np.linalg.norm(drawn, axis=1), 1.0, atol=1e-5)
-    assert np.array_equal(drawn, scale.DISTRACTOR_MODELS[model].pool(real, 2000, 5).vectors)
-    dimension = scale.two_nn_dimension(drawn)
+    assert np.array_equal(drawn, distractors.DISTRACTOR_MODELS[model].pool(real, 2000, 5).vectors)
+    dimension = distractors.two_nn_dimension(drawn)
     if model == "face-like":
-        assert scale.LATENT_DIM - 3 < dimension < scale.LATENT_DIM + 5
+        assert distractors.LATENT_DIM - 3 < dimension < distractors.LATENT_DIM + 5
     else:
-        assert dimension > 2 * scale.LATENT_DIM
+        assert dimension > 2 * distractors.LATENT_DIM
     targets = np.arange(0, 2000, 10)
     second = pool.second_photos(targets)
     assert np.allclose(np.linalg.norm(second, axis=1), 1.0, atol=1e-5)
@@ -75,22 +76,22 @@ def test_distractor_models_draw_unit_vectors_of_their_dimensionality(model: str)
     assert abs(float(np.median(moved)) - real.genuine_median) < 0.05
 
 
-@pytest.mark.parametrize("model", sorted(scale.DISTRACTOR_MODELS))
+@pytest.mark.parametrize("model", sorted(distractors.DISTRACTOR_MODELS))
 def test_a_small_scale_run_measures_every_backend_and_kind(
         real_artifact: Callable[[str], Path], postgres_url: str, tmp_path: Path,
         model: str) -> None:
     layout = Layout(real_artifact("models").parent)
     sizes = [300, 600]
-    report = scale.ScaleReport(sizes=sizes, models=[model], cpu="", isa=[], cores=2,
-                               real_people=0, real_train_faces=0, real_val_faces=0)
+    report = ScaleReport(sizes=sizes, models=[model], cpu="", isa=[], cores=2,
+                         real_people=0, real_train_faces=0, real_val_faces=0)
     saved: list[int] = []
-    real = scale.real_faces(layout)
-    with_real = scale.DISTRACTOR_MODELS[model].with_real
+    real = distractors.real_faces(layout)
+    with_real = distractors.DISTRACTOR_MODELS[model].with_real
     kinds = ["real", "enrolled", "new"] if with_real else ["enrolled", "new"]
 
-    scale.describe_real(real, report, tmp_path)
-    scale.measure_search(real, model, sizes, report, tmp_path, postgres_url,
-                         lambda: saved.append(len(report.search)))
+    search.describe_real(real, report, tmp_path)
+    search.measure_search(real, model, sizes, report, tmp_path, postgres_url,
+                          lambda: saved.append(len(report.search)))
 
     assert report.real_people == 5
     assert any("real faces: median distance" in note for note in report.notes)
@@ -100,21 +101,21 @@ def test_a_small_scale_run_measures_every_backend_and_kind(
     rows = {(r.size, r.backend, r.ef_search): r for r in report.search}
     assert set(rows) == {(size, backend, ef) for size in sizes for backend, ef in
                          [("sqlite exact", None), ("pgvector exact", None),
-                          *(("pgvector HNSW", ef) for ef in scale.EF_SEARCHES)]}
+                          *(("pgvector HNSW", ef) for ef in search.EF_SEARCHES)]}
     for size in sizes:
         exact = rows[size, "sqlite exact", None]
         assert exact.recall_at_1 == dict.fromkeys(kinds, 1.0)
         assert exact.found.get("real", 1.0) == 1.0
         assert 0.5 < exact.found["enrolled"] <= 1.0
         assert rows[size, "pgvector exact", None].recall_at_1 == dict.fromkeys(kinds, 1.0)
-        best = rows[size, "pgvector HNSW", scale.EF_SEARCHES[-1]]
+        best = rows[size, "pgvector HNSW", search.EF_SEARCHES[-1]]
         assert set(best.recall_at_1) == set(kinds) and min(best.recall_at_1.values()) > 0.95
     first = 300 - 5 + 92 if with_real else 300
     built = [(b.backend, b.size, b.rows) for b in report.build]
     assert built == [("sqlite", 300, first), ("postgresql", 300, first),
                      ("sqlite", 600, 300), ("postgresql", 600, 300)]
     probes = 425 if with_real else 400
-    assert f"| {model} | 600 | pgvector HNSW | 400 | {probes} |" in scale.markdown(report)
+    assert f"| {model} | 600 | pgvector HNSW | 400 | {probes} |" in markdown(report)
 
 
 def test_ef_search_outside_pgvector_limits_is_refused(postgres_url: str) -> None:

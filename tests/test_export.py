@@ -65,12 +65,12 @@ def test_unknown_format_and_every_format_has_its_exporter() -> None:
 
 
 def test_cli_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
-    bogus = _cli("export", "--format", "bogus", "--artifacts", str(tmp_path))
+    bogus = _cli("model", "export", "--format", "bogus", "--artifacts", str(tmp_path))
     assert bogus.returncode == 2 and "unknown export format" in bogus.stderr
-    empty = _cli("export", "--format", "keras", "--artifacts", str(tmp_path))
+    empty = _cli("model", "export", "--format", "keras", "--artifacts", str(tmp_path))
     assert empty.returncode == 6 and "nox -s recover" in empty.stderr
     assert "Traceback" not in empty.stderr
-    parity = _cli("parity", "--artifacts", str(tmp_path))
+    parity = _cli("model", "parity", "--artifacts", str(tmp_path))
     assert parity.returncode == 6 and "nox -s export" in parity.stderr
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
 

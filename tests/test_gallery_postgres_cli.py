@@ -161,3 +161,79 @@ def test_a_gallery_url_that_cannot_be_used_is_one_line(
     assert code == 3 and not out and len(lines) == 1, err
     assert lines[0].startswith("facenet: error: ") and phrase in lines[0]
     assert "s3cret" not in err
+
+
+SECRET = "s3cret-Pw"
+"""A password that must never show: in outputs, JSON, messages or logs."""
+
+
+@pytest.mark.parametrize("url", [
+    f"postgresql://u@db.example:5432/faces?password={SECRET}&gallery=office",
+    f"postgresql://u@db.example/faces?sslmode=require&sslpassword={SECRET}",
+    f"postgresql://u@db.example/faces?pass%77ord={SECRET}",
+    f"postgresql://u@db.example/faces?PASSWORD={SECRET}&password={SECRET}x",
+    f"postgresql://u:{SECRET}@db.example/faces",
+    f"postgresql://u:{SECRET}@h1:5432,h2:5433/faces?gallery=office",
+    f"postgresql://u:{SECRET}%40x@db.example/faces",
+    f"POSTGRES://u:{SECRET}@[::1/faces",
+    f"postgresql://u@db.example/faces?password=a%26{SECRET}%20b#frag",
+])
+def test_a_gallery_url_is_shown_without_its_secrets(url: str) -> None:
+    from toolchain.gallery import display_target
+
+    shown = display_target(url)
+    assert SECRET not in shown and "***" in shown, shown
+    assert "faces" in shown and shown.split("://")[0] == url.split("://")[0]
+
+
+def test_a_password_parameter_never_shows_in_outputs(
+        artifacts: Path, photos: tuple[Path, Path], tmp_path: Path, postgres_url: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The local server trusts its socket, so the passwords are ignored: the commands work and
+    every place that names the gallery shows ``***`` instead."""
+    people, queries = photos
+    url = f"{postgres_url}&password={SECRET}&sslpassword={SECRET}2"
+    masked = f"{postgres_url}&password=***&sslpassword=***"
+    exported = tmp_path / "export.json"
+    runs = [
+        ("enroll", people, "--gallery", url, "--artifacts", artifacts),
+        ("recognize", queries, "--gallery", url, "--json", "--artifacts", artifacts),
+        ("recognize", queries, "--gallery", url, "--artifacts", artifacts),
+        ("gallery", "list", "--gallery", url),
+        ("gallery", "export", exported, "--gallery", url),
+        ("gallery", "import", exported, "--gallery", url, "--artifacts", artifacts),
+        ("gallery", "migrate", url, tmp_path / "copy.db"),
+        ("gallery", "migrate", tmp_path / "copy.db", url),
+        ("gallery", "remove", "Red", "--gallery", url),
+    ]
+    shown = []
+    for args in runs:
+        code, out, err = facenet(capsys, *args)
+        assert code == 0, (args, err)
+        assert SECRET not in out + err, (args, out, err)
+        shown.append(out)
+    assert json.loads(shown[1])["gallery"] == masked
+    assert all(masked in out for out in (shown[5], shown[6], shown[8])), shown
+    assert all("***" in out for out in (shown[0], shown[3])), shown  # rich table titles
+
+
+@pytest.mark.parametrize("url", [
+    f"postgresql://postgres@/postgres?host=/nonexistent&password={SECRET}",
+    f"postgresql://postgres@/postgres?host=/nonexistent&password={SECRET}%zz",
+    f"postgresql://postgres:{SECRET}%zz@/postgres?host=/nonexistent",
+    f"postgresql://postgres@/postgres?host=/nonexistent&sslpassword={SECRET}&bogus=1",
+    f"postgresql://postgres:{SECRET}@[::1/postgres",
+    f"postgresql://postgres:{SECRET}@/postgres?host=/nonexistent&gallery=Bad-Name",
+], ids=["no-server", "bad-percent-in-parameter", "bad-percent-in-user-part",
+        "unknown-parameter", "bad-ipv6-host", "bad-gallery-name"])
+def test_connection_errors_never_quote_a_password(
+        url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """libpq quotes what it cannot parse (a token, or the whole URL): the message is one line
+    without the password, whatever it quotes."""
+    pytest.importorskip("psycopg")
+    for args in (("gallery", "list", "--gallery", url),
+                 ("gallery", "migrate", url, "/nonexistent/copy.db")):
+        code, out, err = facenet(capsys, *args)
+        lines = err.strip().splitlines()
+        assert code == 3 and not out and len(lines) == 1, err
+        assert lines[0].startswith("facenet: error: gallery ") and SECRET not in err, err

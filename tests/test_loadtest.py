@@ -15,15 +15,10 @@ from pathlib import Path
 import pytest
 from service_server import examples, models_artifacts, server_python
 
-from toolchain.bench.loadtest import (
-    REPORT_JSON,
-    REPORT_MD,
-    LoadConfig,
-    Outcome,
-    run_session,
-    summarize,
-    write_report,
-)
+from toolchain.bench.loadtest import LoadConfig, run_session, write_report
+from toolchain.bench.loadtest.phases import summarize
+from toolchain.bench.loadtest.report import REPORT_JSON, REPORT_MD
+from toolchain.bench.loadtest.server import Outcome
 
 
 def test_summary_counts_503_apart_from_errors_and_percentiles_answered_requests() -> None:

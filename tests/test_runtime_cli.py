@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -547,20 +548,28 @@ def test_real_recognize_imports_no_tensorflow(real_artifacts: Path, real_gallery
 
 HOSTILE_NAMES = ["[/]", "[red]x[/red]", "\x1b[31mEvil\x1b[0m", "=HYPERLINK(\"http://x\")",
                  "+1; Bo: 2"]
-"""Person names a user may type: rich markup, terminal escapes, spreadsheet formulas, and the
-characters the old candidates cell used as separators."""
+"""Person names of a gallery: rich markup, terminal escapes, spreadsheet formulas, and the
+characters the old candidates cell used as separators. The name rule refuses the escape
+sequence now (tests/test_gallery_names.py); a gallery written before it may hold one."""
 
 
 @pytest.fixture
 def hostile(artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    """A gallery of the hostile names, one synthetic face each (sizes tell them apart)."""
+    """A gallery of the hostile names, one synthetic face each (sizes tell them apart): each
+    enrolled by `facenet enroll --name`, the escape sequence renamed in by hand, as an older
+    gallery holds it."""
     db = tmp_path / "hostile.db"
     colors = ["red", "green", "blue", "yellow", "magenta"]
     for i, name in enumerate(HOSTILE_NAMES):
         photo = fakes.photo(tmp_path / f"h{i}.png", [(colors[i], 60)])
-        code, _, err = facenet(capsys, "enroll", "--name", name, photo, "--gallery", db,
+        typed = f"older{i}" if "\x1b" in name else name
+        code, _, err = facenet(capsys, "enroll", "--name", typed, photo, "--gallery", db,
                                "--artifacts", artifacts)
         assert code == 0, err
+        if typed != name:
+            with sqlite3.connect(db) as conn:
+                conn.execute("UPDATE people SET name = ? WHERE name = ?", (name, typed))
+            conn.close()
     return db
 
 

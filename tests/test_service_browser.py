@@ -11,7 +11,11 @@ browser. Screenshots of each flow go to ``<artifacts>/reports/web/``.
 from __future__ import annotations
 
 import os
+import shutil
+import threading
 from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +34,44 @@ CLIP_FRAMES = (95, 215)
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync",
-                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                 "--host-resolver-rules=MAP evil.test 127.0.0.1, MAP rebind.test 127.0.0.1"]
+"""Chromium's options; two names resolve to 127.0.0.1 for the cross-site tests (another
+site, and a DNS-rebinding one)."""
+
+ATTACK_PAGE = """<!doctype html>
+<html><body><iframe name="sink"></iframe>
+<form id="form" method="post" enctype="multipart/form-data" target="sink">
+<input type="file" name="image" id="file"></form>
+<script>
+async function photo(name) {
+  return new File([await (await fetch(name)).blob()], name, {type: "image/jpeg"});
+}
+async function postForm(target) {  // a form post with a file: no CORS preflight is needed
+  const files = new DataTransfer();
+  files.items.add(await photo("form.jpg"));
+  document.getElementById("file").files = files.files;
+  const form = document.getElementById("form");
+  form.action = target + "/v1/people/mallory_form/faces";
+  form.submit();
+}
+async function postFetch(target) {  // the same with fetch, its answer unreadable (no-cors)
+  const data = new FormData();
+  data.append("image", await photo("fetch.jpg"));
+  await fetch(target + "/v1/people/mallory_fetch/faces",
+              {method: "POST", body: data, mode: "no-cors"});
+}
+async function remove(target) {  // a DELETE needs a CORS preflight
+  try {
+    return String((await fetch(target + "/v1/people/obama", {method: "DELETE"})).status);
+  } catch (error) {
+    return error.name;
+  }
+}
+</script></body></html>
+"""
+"""The page of another site: it tries to enroll faces (a form post with a file, a fetch) and to
+remove a person on the server at ``target``."""
 
 
 def chromium() -> Path:
@@ -223,3 +264,71 @@ def test_api_docs_work_offline(browser: Any, server: Server) -> None:
     docs.screenshot(path=str(screenshots() / "docs.png"))
     context.close()
     assert requested and all(url.startswith(server.url) for url in requested), requested
+
+
+@pytest.fixture(scope="module")
+def attacker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """Another site: a plain web server on another port of 127.0.0.1 serving the attack page
+    and two photos of obama that are not in the gallery; its port."""
+    folder = tmp_path_factory.mktemp("attacker")
+    (folder / "attack.html").write_text(ATTACK_PAGE)
+    shutil.copy(examples() / "photos" / "obama1.jpg", folder / "form.jpg")
+    shutil.copy(examples() / "photos" / "obama3.jpg", folder / "fetch.jpg")
+    handler = partial(SimpleHTTPRequestHandler, directory=str(folder))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        yield httpd.server_address[1]
+        httpd.shutdown()
+        thread.join(10)
+
+
+def enrolled(server: Server) -> dict[str, int]:
+    response = server.get("/v1/people")
+    assert response.status_code == 200, response.text
+    return {p["name"]: p["embeddings"] for p in response.json()["people"]}
+
+
+@pytest.mark.parametrize("site", ["127.0.0.1", "evil.test"], ids=["other-port", "other-site"])
+def test_a_page_of_another_origin_cannot_enroll_or_remove(
+        browser: Any, server: Server, attacker: int, site: str) -> None:
+    """A page from 127.0.0.1 on another port (the same site, another origin) or from another
+    site posts a form with a photo, fetches the same, and tries a DELETE: the writes reach the
+    server and are refused (403), the DELETE is stopped by the browser (no CORS), and the
+    gallery is unchanged."""
+    before = enrolled(server)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"http://{site}:{attacker}/attack.html")
+    with page.expect_response(lambda r: "/mallory_form/" in r.url) as form:
+        page.evaluate("target => postForm(target)", server.url)
+    assert form.value.status == 403, form.value.status
+    with page.expect_response(lambda r: "/mallory_fetch/" in r.url) as fetched:
+        page.evaluate("target => postFetch(target)", server.url)
+    assert fetched.value.status == 403, fetched.value.status
+    assert page.evaluate("target => remove(target)", server.url) == "TypeError"
+    context.close()
+    assert enrolled(server) == before
+
+
+def test_a_rebound_name_is_not_answered(browser: Any, server: Server) -> None:
+    """DNS rebinding: a page of rebind.test, whose name now resolves to 127.0.0.1, loads and
+    runs its script as rebind.test on the server's port: its same-origin requests (no CORS
+    needed) are refused for their host name (421), the gallery is unchanged."""
+    before = enrolled(server)
+    port = server.url.rsplit(":", 1)[1]
+    context = browser.new_context()
+    page = context.new_page()
+    loaded = page.goto(f"http://rebind.test:{port}/")
+    assert loaded is not None and loaded.status == 421, loaded and loaded.status
+    statuses = page.evaluate("""async () => {
+        const data = new FormData();
+        data.append("image", new Blob([new Uint8Array(16)]), "x.jpg");
+        const enroll = await fetch("/v1/people/mallory/faces", {method: "POST", body: data});
+        const listed = await fetch("/v1/people");
+        const removed = await fetch("/v1/people/obama", {method: "DELETE"});
+        return [enroll.status, listed.status, removed.status];
+    }""")
+    assert statuses == [421, 421, 421], statuses
+    context.close()
+    assert enrolled(server) == before

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from service_server import Server, examples, running_server
+from service_server import Server, assert_error, examples, running_server
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -60,3 +60,31 @@ def test_replicas_share_enrollments_and_removals(postgres_url: str, tmp_path: Pa
         assert PERSON not in names(a.recognize(query))
         gone = a.delete(f"/v1/people/{PERSON}")
         assert gone.status_code == 404, gone.text
+
+
+SECRET = "s3cret-Pw"
+
+
+def test_readiness_never_names_the_gallery_nor_its_password(postgres_url: str,
+                                                           tmp_path: Path) -> None:
+    """``/readyz`` is open without the token: ready or not, it says so without the URL (a
+    password in it, a host, a schema); the server's log never holds the password either."""
+    from gallery_backends import pg_connection
+
+    url = f"{postgres_url}&password={SECRET}&sslpassword={SECRET}"
+    schema = postgres_url.rsplit("gallery=", 1)[1]
+    with running_server(tmp_path, gallery=url) as server:
+        ready = server.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
+        for word in (SECRET, "postgresql", schema, "gallery"):
+            assert word not in ready.text, ready.text
+        with pg_connection(postgres_url) as (conn, _):
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        gone = server.get("/readyz")
+        message = assert_error(gone, 503, "not_ready", 6)
+        for word in (SECRET, "postgresql", schema):
+            assert word not in gone.text, gone.text
+        assert "gallery" in message
+        assert server.get("/healthz").status_code == 200
+        log = "".join(server.log)
+    assert SECRET not in log and "password=***" in log, log

@@ -46,6 +46,7 @@ from toolchain.core.atomic import atomic_file
 from toolchain.core.boxes import as_box
 from toolchain.core.errors import EnvironmentToolError, InputError
 from toolchain.gallery import Entry, Gallery
+from toolchain.gallery.names import person_name
 from toolchain.runtime.faces import EnrollStatus, enroll_outcome
 from toolchain.runtime.pack import model_source
 from toolchain.runtime.recognizer import IMAGES_PER_BATCH, MIN_ENROLL_FACE, Recognizer
@@ -87,7 +88,8 @@ class BatchConfig:
 
     mode: Mode
     artifacts: str
-    gallery: str
+    gallery: str = field(repr=False)
+    """A file path or a URL (never in a repr: a URL may hold a password)."""
     crop: str
     detection: dict[str, Any] = field(default_factory=dict)
     threshold: float | None = None
@@ -274,14 +276,17 @@ def _records(items: Sequence[tuple[str, Path]], config: BatchConfig, cluster: Cl
 def enroll_batch(items: Sequence[tuple[str, Path]], config: BatchConfig,
                  cluster: ClusterOptions, gallery: Gallery,
                  progress: Callable[[Path], None] | None = None) -> BatchSummary:
-    """Enroll ``(name, photo)`` pairs on Ray into ``gallery``, one transaction per batch.
+    """Enroll ``(name, photo)`` pairs on Ray into ``gallery``, one transaction per batch (names
+    as the name rule makes them, :func:`~toolchain.gallery.names.person_name`).
 
     Raises:
+        NameRefused: a name the rule refuses (before any work starts).
         EnvironmentToolError: Ray is not installed.
         InputError: the cluster cannot be reached.
         BatchAborted: Ray gave up; every photo whose result came back before is committed, so
             the same run again goes on from there (those are then already there).
     """
+    items = [(person_name(name), photo) for name, photo in items]
     records, actors, cpus = _records(items, config, cluster)
     outcomes: list[EnrollRecord] = []
     pending: list[dict[str, Any]] = []

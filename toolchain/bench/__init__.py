@@ -8,4 +8,8 @@ PNG and the console table. :mod:`.config` is how much to measure, :mod:`.inputs`
 (the benchmarked formats come from :data:`toolchain.convert.formats.FORMATS`), :mod:`.machine`
 the CPU and its sgemm rate, :mod:`.baselines` the pipelines compared with, :mod:`.real_size` the
 real-size photo rows.
+
+Two measurements are packages of their own: :mod:`.scale` (``facenet bench scale``: gallery
+search at up to a million identities, enrollment and batch rates) and :mod:`.loadtest`
+(``facenet bench load``: ``facenet serve`` under concurrent clients and a SIGKILL).
 """

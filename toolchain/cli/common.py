@@ -7,17 +7,15 @@ imported when a console is made.
 from __future__ import annotations
 
 import sys
-import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from toolchain.gallery.names import escape
+
 if TYPE_CHECKING:
     from rich.console import Console
-
-_BIDI_CONTROLS = frozenset(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
-"""Bidirectional embedding, override and isolate characters: they reorder what follows them."""
 
 ArtifactsOption = Annotated[
     Path,
@@ -33,16 +31,15 @@ is :data:`toolchain.core.paths.DEFAULT_ARTIFACTS`."""
 
 
 def display_text(text: object) -> str:
-    """``text`` made safe to show on a terminal: control and bidi characters as ``\\xNN`` escapes.
+    """``text`` made safe to show on a terminal: control, format (bidi, zero-width), unassigned,
+    private-use and surrogate characters and line separators as escapes (``\\x1b``,
+    ``\\u200b``: :func:`toolchain.gallery.names.escape`).
 
     Names and file names come from users and photo collections; an ESC in one would drive the
-    terminal, a newline would forge output lines. Machine outputs (JSON, CSV) keep the text as is.
+    terminal, a newline would forge output lines, a bidi override or a zero-width space would make
+    one name look like another. Machine outputs (JSON, CSV) keep the text as is.
     """
-    return "".join(
-        ch.encode("unicode_escape").decode("ascii")
-        if unicodedata.category(ch) == "Cc" or ch in _BIDI_CONTROLS else ch
-        for ch in str(text)
-    )
+    return escape(str(text))
 
 
 def console(stderr: bool = False) -> Console:

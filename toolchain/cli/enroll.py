@@ -42,13 +42,33 @@ app = typer.Typer()
 """``facenet enroll`` (added to the root app by :mod:`toolchain.cli.app`)."""
 
 
+def checked_name(name: str | None, option: str = "--name") -> str | None:
+    """A name typed on the command line as the name rule makes it (NFC, stripped).
+
+    Raises:
+        typer.BadParameter: a name the rule refuses (a usage error, exit 2).
+    """
+    from toolchain.gallery.names import NameRefused, person_name
+
+    if name is None:
+        return None
+    try:
+        return person_name(name)
+    except NameRefused as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from exc
+
+
 def _enroll_items(paths: Sequence[Path], name: str | None) -> tuple[list[tuple[str, Path]], int]:
-    """``(name, photo)`` pairs from the command-line paths, and how many paths held no photo.
+    """``(name, photo)`` pairs from the command-line paths, and how many inputs were skipped:
+    paths that held no photo, and photos whose file or folder name the name rule refuses (each
+    reported as one line).
 
     Without ``--name``: a file is enrolled under its stem (``People/Ada Lovelace.jpg``), a folder's
     own photos likewise, and the photos under each sub-folder under the sub-folder's name
-    (``train/ada/*.jpg``). With ``--name``, every photo found is enrolled under that name.
+    (``train/ada/*.jpg``). With ``--name`` (already checked), every photo found is enrolled under
+    that name. Names are given as the name rule makes them (``café`` in NFD is ``café``).
     """
+    from toolchain.gallery.names import NameRefused, person_name
     from toolchain.runtime.images import find_images, list_images
 
     items: list[tuple[str, Path]] = []
@@ -74,7 +94,14 @@ def _enroll_items(paths: Sequence[Path], name: str | None) -> tuple[list[tuple[s
             problem(f"{path}: no photos found")
             empty += 1
         items.extend(found)
-    return items, empty
+    named: list[tuple[str, Path]] = []
+    for person, photo in items:
+        try:
+            named.append((person_name(person), photo))
+        except NameRefused as exc:
+            problem(f"skipped: {photo}: {exc}")
+            empty += 1
+    return named, empty
 
 
 @app.command()
@@ -106,9 +133,7 @@ def enroll(
 
     from toolchain.runtime.faces import EnrollStatus
 
-    if name is not None and not name.strip():
-        raise typer.BadParameter("must not be empty", param_hint="--name")
-    items, empty = _enroll_items(paths, name.strip() if name else None)
+    items, empty = _enroll_items(paths, checked_name(name))
     with open_recognizer(artifacts, gallery, **crop_keywords(margin, align),
                          **detection_keywords(min_face, max_detect_side),
                          **model_keywords(runtime, precision)) as rec:

@@ -65,10 +65,19 @@ def gallery_remove(
     gallery: GalleryOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> None:
-    """Remove a person and all their embeddings."""
+    """Remove a person and all their embeddings.
+
+    NAME as the name rule makes it (NFC, stripped), or as `gallery list` shows a name an older
+    gallery holds.
+    """
+    from toolchain.gallery.names import NameRefused, stored_name
 
     path = gallery if gallery is not None else Layout(artifacts).gallery
     with open_gallery(path) as opened:
+        try:
+            name = stored_name(name, (person.name for person in opened.people()))
+        except NameRefused as exc:
+            raise typer.BadParameter(str(exc), param_hint="NAME") from exc
         count = opened.remove(name)
         where = opened.path
     print(f"removed {name!r} ({count} embeddings) from {display_text(where)}")
@@ -110,7 +119,7 @@ def gallery_import(
 
     A new gallery is bound to the current model: an export of another model is refused (exit 4).
     """
-    from toolchain.gallery import import_file
+    from toolchain.gallery import display_target, import_file
 
     layout = Layout(artifacts)
     path = gallery if gallery is not None else layout.gallery
@@ -119,7 +128,7 @@ def gallery_import(
         log.warning("%s: the seed's vectors were computed by its own pipeline (BGR crops); "
                     "enrolling the photos again with `facenet enroll` matches better", file)
     print(f"imported {len(result.added)} embeddings ({data.kind}); "
-          f"{len(result.duplicates)} were already in {display_text(path)}")
+          f"{len(result.duplicates)} were already in {display_text(display_target(path))}")
 
 
 @app.command("migrate")

@@ -64,7 +64,13 @@ def serve(
         min=1, help="Most photos in one enrollment request.")] = 16,
     cors_origin: Annotated[list[str] | None, typer.Option(
         "--cors-origin", show_default=False,
-        help="An origin whose pages may call the API (repeatable; none by default).")] = None,
+        help="An origin (scheme://host[:port]) whose pages may call the API, writes included "
+             "(repeatable; none by default; * for any, refused with --token-file).")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", show_default=False,
+        help="A host name requests may be addressed to, besides 127.0.0.1, localhost, [::1] "
+             "and --host (repeatable; needed with --host 0.0.0.0: the names clients use; "
+             "* for any, which lets DNS rebinding through).")] = None,
     threshold: Annotated[float | None, typer.Option(
         "--threshold", callback=threshold_value, show_default=False,
         help="Match threshold [default: the gallery's calibrated one, else the model's].")
@@ -81,6 +87,7 @@ def serve(
     from toolchain.service.config import MIB, Limits, ServiceConfig, read_token
     from toolchain.service.engine import Engine
 
+    origins, hosts = _access(host, cors_origin or [], allowed_host or [], token_file is not None)
     token = read_token(token_file) if token_file is not None else None
     if token is None and host not in LOOPBACK:
         log.warning("serving on %s without --token-file: anyone who reaches this address can "
@@ -90,7 +97,7 @@ def serve(
     detection = detection_keywords(min_face, max_detect_side).get("detection", {})
     config = ServiceConfig(
         artifacts=artifacts, gallery=gallery or Layout(artifacts).gallery, limits=limits,
-        token=token, cors_origins=tuple(cors_origin or ()), threshold=threshold,
+        token=token, cors_origins=origins, allowed_hosts=hosts, threshold=threshold,
         detection=detection, runtime=runtime.value, precision=precision.value)
     engine = Engine.load(config)
     try:
@@ -98,3 +105,40 @@ def serve(
                     access_log=False, server_header=False, timeout_graceful_shutdown=10)
     finally:
         engine.close()
+
+
+def _access(host: str, cors_origins: list[str], allowed: list[str], token: bool
+            ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The checked ``--cors-origin`` and the host names to answer to (see
+    :mod:`toolchain.service.guard`); warnings for what opens the server to every page or name.
+
+    Raises:
+        typer.BadParameter: an origin or a host name that is not one, or ``--cors-origin *``
+            with a token (every page on the web could use the API with a token it holds).
+    """
+    from toolchain.service.guard import ANY, WILDCARD_ADDRESSES, allowed_hosts, origin
+
+    for given in cors_origins:
+        if origin(given) is None:
+            raise typer.BadParameter(f"{given!r} is not an origin (scheme://host[:port], no "
+                                     "path) nor *", param_hint="--cors-origin")
+    if ANY in cors_origins and token:
+        raise typer.BadParameter(
+            "* with --token-file would let every web page use the API with the token it is "
+            "given; name the origins that may", param_hint="--cors-origin")
+    if ANY in cors_origins:
+        log.warning("--cors-origin *: EVERY web page the user visits can read the gallery, "
+                    "enroll and remove people through this server (no token is set); name the "
+                    "origins that may instead")
+    try:
+        hosts = allowed_hosts(host, allowed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--allowed-host") from exc
+    if ANY in hosts:
+        log.warning("--allowed-host *: requests to any host name are answered, so a page whose "
+                    "name is made to resolve to this server (DNS rebinding) can use it")
+    elif host.strip().lower() in WILDCARD_ADDRESSES and not allowed:
+        log.warning("bound to every interface: only requests addressed to 127.0.0.1, localhost "
+                    "or [::1] are answered; add --allowed-host NAME for each name or address "
+                    "clients use")
+    return tuple(cors_origins), hosts

@@ -25,7 +25,7 @@ import numpy as np
 
 from toolchain.core.crop import CropSpec
 from toolchain.evaluation.labelled import LabelledFaces, LabelledSet, all_pairs, collect
-from toolchain.evaluation.pair_metrics import tar_at_far
+from toolchain.evaluation.pair_metrics import FarPoint, tar_at_far
 from toolchain.runtime.faces import DetectionLike, FaceDetector
 from toolchain.runtime.images import read_image
 
@@ -119,6 +119,19 @@ def describe_sets(faces: LabelledFaces, sets: Sequence[LabelledSet]) -> tuple[st
     return tuple(lines)
 
 
+def policy_point(distances: np.ndarray, same: np.ndarray,
+                 far: float = POLICY_FAR) -> tuple[float, FarPoint]:
+    """The FAR policy over labelled pair distances: the threshold as a model ships it (rounded
+    to 6 decimals) and the rule's point on those pairs. The export and the out-of-sample check
+    (:mod:`toolchain.evaluation.holdout`) both calibrate through it.
+
+    Raises:
+        ValueError: no pairs of one kind, or ``far`` outside [0, 1].
+    """
+    point = tar_at_far(distances, same, far)
+    return round(point.threshold, 6), point
+
+
 def far_threshold(faces: LabelledFaces, sets: Sequence[LabelledSet], crop: CropSpec,
                   far: float = POLICY_FAR) -> FarThreshold:
     """The FAR policy over every pair of ``faces``.
@@ -126,8 +139,6 @@ def far_threshold(faces: LabelledFaces, sets: Sequence[LabelledSet], crop: CropS
     Raises:
         ValueError: no pairs of one kind, or ``far`` outside [0, 1].
     """
-    distances, same = all_pairs(faces)
-    point = tar_at_far(distances, same, far)
-    return FarThreshold(round(point.threshold, 6), far, crop.text, point.impostor_pairs,
-                        point.genuine_pairs, point.false_accepts, point.tar,
-                        describe_sets(faces, sets))
+    value, point = policy_point(*all_pairs(faces), far)
+    return FarThreshold(value, far, crop.text, point.impostor_pairs, point.genuine_pairs,
+                        point.false_accepts, point.tar, describe_sets(faces, sets))

@@ -13,6 +13,11 @@ It also measures, on the same photos, the ``face_recognition`` package (dlib Res
 own environment by :mod:`toolchain.evaluation.peer`) at its default tolerance next to this model at
 its default crop and threshold, over the pairs of faces both found, and the previous default (the
 bare box at :data:`PREVIOUS_THRESHOLD`), so a reader sees what the policy changed.
+
+All of that is in-sample: each threshold (and the choice of crop) is fitted on the pairs it is
+scored on. With two or more sets the study also gives the out-of-sample numbers of the default
+crop (:mod:`toolchain.evaluation.holdout`: leave one set out, calibrate on the others by the same
+rule, measure on it), for this model and, by the same procedure on the same faces, the peer.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from toolchain.evaluation.calibration import (
     embed_sets,
     far_threshold,
 )
+from toolchain.evaluation.holdout import OutOfSample, leave_one_set_out, same_faces
 from toolchain.evaluation.labelled import LabelledFaces, LabelledSet, all_pairs, collect
 from toolchain.evaluation.metrics import verification
 from toolchain.evaluation.pair_metrics import FarPoint, accuracy_at, tar_at_far
@@ -50,6 +56,9 @@ all of them)."""
 
 ALL_SETS = "all sets"
 """The name of the scores over every pair of every set together."""
+
+SHIPPED_DATA_KEY = "threshold_data"
+"""The model metadata the export writes its calibration data into (one line per set)."""
 
 PREVIOUS_THRESHOLD = 1.227618
 """The default threshold before the FAR policy: the balanced-accuracy midpoint over all pairs of
@@ -75,28 +84,30 @@ class Scores:
 
 
 def scores(name: str, distances: np.ndarray, same: np.ndarray, threshold: float,
-           faces: int) -> Scores:
-    """The :class:`Scores` of labelled pair distances.
+           faces: int, far: float = POLICY_FAR) -> Scores:
+    """The :class:`Scores` of labelled pair distances, with the TAR at :data:`REPORTED_FARS`
+    and at the policy's ``far``.
 
     Raises:
         ValueError: no pairs of one kind.
     """
     ver = verification(distances, same)
+    fars = sorted({*REPORTED_FARS, far})
     return Scores(name, faces, int(same.sum()), int((~same).sum()), ver.auc, ver.eer,
-                  tuple(tar_at_far(distances, same, far) for far in REPORTED_FARS), threshold,
+                  tuple(tar_at_far(distances, same, f) for f in fars), threshold,
                   accuracy_at(distances, same, threshold),
                   int(np.sum(distances[~same] <= threshold)))
 
 
-def set_scores(faces: LabelledFaces, sets: Sequence[LabelledSet], threshold: float
-               ) -> tuple[Scores, ...]:
+def set_scores(faces: LabelledFaces, sets: Sequence[LabelledSet], threshold: float,
+               far: float = POLICY_FAR) -> tuple[Scores, ...]:
     """Scores per set (those with both kinds of pairs) and over all sets, at ``threshold``."""
     result = []
     for name in [s.name for s in sets] + [ALL_SETS]:
         mine = faces if name == ALL_SETS else faces.subset(name)
         distances, same = all_pairs(mine)
         if same.any() and (~same).any():
-            result.append(scores(name, distances, same, threshold, len(mine.names)))
+            result.append(scores(name, distances, same, threshold, len(mine.names), far))
     return tuple(result)
 
 
@@ -111,6 +122,10 @@ class CropScores:
     def of(self, name: str) -> Scores:
         """The scores of one set (or :data:`ALL_SETS`)."""
         return next(s for s in self.sets if s.set == name)
+
+    def tar_at(self, name: str, far: float) -> float:
+        """The TAR at ``far`` over the pairs of one set (or :data:`ALL_SETS`)."""
+        return next(p.tar for p in self.of(name).far_points if p.far_target == far)
 
 
 @dataclass(frozen=True)
@@ -146,6 +161,11 @@ class CropStudy:
     peer_name: str | None
     missing: tuple[str, ...]
     """Labelled photos where fewer faces were found than named, or unreadable."""
+    best_per_set: dict[str, tuple[str, ...]]
+    """Per set: the crops :func:`best_crop`'s rule would pick on that set's pairs alone (more
+    than one when they tie). The default crop is chosen over all sets, not cross-validated."""
+    out_of_sample: OutOfSample | None
+    """Leave-one-set-out numbers of the default crop (``None`` with fewer than two sets)."""
 
     def crop(self, text: str) -> CropScores:
         """The scores of one crop."""
@@ -157,25 +177,34 @@ def best_crop(crops: Sequence[CropScores]) -> str:
     return min(crops, key=lambda c: (-c.threshold.tar, c.of(ALL_SETS).eer)).crop
 
 
+def best_per_set(crops: Sequence[CropScores], far: float) -> dict[str, tuple[str, ...]]:
+    """Per set (not :data:`ALL_SETS`): every crop tied for :func:`best_crop`'s rule on its pairs."""
+    result = {}
+    for name in [s.set for s in crops[0].sets if s.set != ALL_SETS]:
+        keys = {c.crop: (-c.tar_at(name, far), c.of(name).eer) for c in crops}
+        top = min(keys.values())
+        result[name] = tuple(crop for crop, key in keys.items() if key == top)
+    return result
+
+
 def _peer_rows(sets: Sequence[LabelledSet], ours: LabelledFaces, threshold: float,
-               peer: PeerPhotos) -> tuple[PeerRow, ...]:
+               theirs: LabelledFaces) -> tuple[PeerRow, ...]:
     """Both at their defaults over the faces of the photos where both found every named face."""
-    theirs = collect(sets, peer.found)
-    common = set(ours.photos) & set(theirs.photos)
+    both = same_faces(ours, theirs)
+    if both is None:
+        return ()
     rows = []
     for labelled in sets:
-        mine, peers = ours.subset(labelled.name), theirs.subset(labelled.name)
-        a = mine.rows([i for i, photo in enumerate(mine.photos) if photo in common])
-        b = peers.rows([i for i, photo in enumerate(peers.photos) if photo in common])
+        a, b = (side.subset(labelled.name) for side in both)
         d_ours, same = all_pairs(a)
         d_peer, _ = all_pairs(b)
-        if a.names != b.names or not same.any() or not (~same).any():
+        if not same.any() or not (~same).any():
             continue
         rows.append(PeerRow(
             labelled.name, len(same), len(a.names),
             scores(labelled.name, d_ours, same, threshold, len(a.names)),
             scores(labelled.name, d_peer, same, PEER_TOLERANCE, len(b.names)),
-            len(mine.names), len(peers.names)))
+            len(ours.subset(labelled.name).names), len(theirs.subset(labelled.name).names)))
     return tuple(rows)
 
 
@@ -214,19 +243,25 @@ def run_study(
         spec = CropSpec.parse(text)
         faces = embedded[text] = embed_sets(photos, embedder, sets, spec)
         policy = far_threshold(faces, sets, spec, far)
-        results.append(CropScores(text, policy, set_scores(faces, sets, policy.value)))
+        results.append(CropScores(text, policy, set_scores(faces, sets, policy.value, far)))
     default_threshold = embedder.default_threshold or results[texts.index(default_crop)
                                                                ].threshold.value
     box_faces = embedded[BOX.text]
     missing = tuple(f"{path}: {why}" for path, why in box_faces.missing)
+    theirs = collect(sets, peer.found) if peer is not None else None
     return CropStudy(
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         model=str(embedder.path), model_fingerprint=embedder.fingerprint, far=far,
         sets=results[0].threshold.data, crops=tuple(results), best=best_crop(results),
         default_crop=default_crop, default_threshold=default_threshold,
         previous=set_scores(box_faces, sets, PREVIOUS_THRESHOLD),
-        peer=(_peer_rows(sets, embedded[default_crop], default_threshold, peer)
-              if peer is not None else None),
+        peer=(_peer_rows(sets, embedded[default_crop], default_threshold, theirs)
+              if theirs is not None else None),
         peer_name=peer.name if peer is not None else None,
         missing=missing,
+        best_per_set=best_per_set(results, far),
+        out_of_sample=leave_one_set_out(
+            embedded[default_crop], [s.name for s in sets], default_threshold,
+            embedder.metadata.get(SHIPPED_DATA_KEY, ""), far=far, peer=theirs,
+            peer_name=peer.name if peer is not None else None),
     )

@@ -40,6 +40,7 @@ from toolchain.evaluation.metrics import (
 )
 from toolchain.evaluation.pair_metrics import far_target, tar_at_far
 from toolchain.gallery import GalleryTarget, MatchMode, open_gallery
+from toolchain.gallery.names import NameRefused, person_name
 from toolchain.gallery.ranking import pairwise_distances
 from toolchain.runtime.backends import DEFAULT_MODEL, ModelChoice
 from toolchain.runtime.faces import EnrollStatus
@@ -115,17 +116,23 @@ class Evaluation:
 
 
 def dataset_split(folder: Path) -> list[tuple[str, Path]]:
-    """``(person, photo)`` for every photo under ``folder/<person>/`` (hidden folders skipped).
+    """``(person, photo)`` for every photo under ``folder/<person>/`` (hidden folders skipped),
+    the person as the name rule makes the folder's name (a folder copied from a system that
+    stores names decomposed, NFD, is still the person the gallery stores in NFC).
 
     Raises:
-        InputError: ``folder`` is missing or holds no per-person photo folders.
+        InputError: ``folder`` is missing, holds no per-person photo folders, or a folder name the
+            name rule refuses.
     """
     if not folder.is_dir():
         raise InputError(f"{folder}: missing; the dataset needs train/ and val/ per-person "
                          "folders")
-    items = [(person.name, photo)
-             for person in sorted(p for p in folder.iterdir() if p.is_dir())
-             if not person.name.startswith(".")
+    people = [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    try:
+        names = [person_name(person.name) for person in people]
+    except NameRefused as exc:
+        raise InputError(f"{folder}: {exc}") from exc
+    items = [(name, photo) for name, person in zip(names, people, strict=True)
              for photo in find_images(person)]
     if not items:
         raise InputError(f"{folder}: no per-person photo folders")

@@ -40,7 +40,8 @@ checked unit vectors, ranking people), ``ranking`` (the exact nearest-people sea
 (:class:`Gallery`: the interface and the shared semantics), ``inventory`` (the backends by URL
 scheme, :func:`open_gallery`), ``sqlite`` (creating, opening and checking the file), ``store`` (the
 SQLite backend), ``postgres`` (the PostgreSQL backend), ``import_export`` (JSON export and import
-files), ``migrate`` (copying between backends). The names below are imported on first use, so
+files), ``migrate`` (copying between backends), ``redact`` (a gallery URL shown without its
+password), ``names`` (the one person-name rule). The names below are imported on first use, so
 ``--match`` choices and the threshold check cost no numpy.
 """
 

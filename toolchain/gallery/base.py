@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 from toolchain.core.contracts import EMBEDDING_DIM
 from toolchain.core.errors import InputError, IntegrityError
+from toolchain.gallery.names import person_name
+from toolchain.gallery.redact import masked_url
 from toolchain.gallery.schema import (
     LEGACY_CROP,
     MAX_DISTANCE,
@@ -64,15 +65,9 @@ def gallery_target(value: GalleryTarget) -> GalleryTarget:
 
 
 def display_target(target: GalleryTarget) -> str:
-    """``target`` as shown in messages: a URL without its password."""
-    if not is_postgres_url(target):
-        return str(target)
-    parts = urlsplit(str(target))
-    if parts.password is None:
-        return str(target)
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``target`` as every message, output and log shows it: a URL without its password or
+    secret parameters (:func:`~toolchain.gallery.redact.masked_url`)."""
+    return masked_url(str(target)) if is_postgres_url(target) else str(target)
 
 
 @dataclass(frozen=True)
@@ -90,7 +85,7 @@ class AddResult:
         The face keeps its first name (one face, one person); a caller should warn about each.
         """
         return [(entry, owner) for entry, owner in self.duplicates
-                if owner != entry.name.strip()]
+                if owner != person_name(entry.name)]
 
 
 @dataclass(frozen=True)
@@ -244,9 +239,13 @@ class Gallery(abc.ABC):
             entries: Embeddings to add (raw or unit; normalized on the way in).
             fingerprint: The model the vectors come from, recorded per row (default: the gallery's).
 
+        Each name is stored as the name rule makes it (NFC, stripped:
+        :func:`~toolchain.gallery.names.person_name`).
+
         Raises:
-            InputError: a vector of the wrong size, non-finite, beyond float32 or near zero, or an
-                empty name (nothing is written).
+            InputError: a vector of the wrong size, non-finite, beyond float32 or near zero
+                (nothing is written).
+            NameRefused: a name the rule refuses (nothing is written).
         """
         if not entries:
             return AddResult(added=[], duplicates=[])

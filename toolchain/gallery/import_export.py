@@ -23,6 +23,7 @@ from toolchain.core.errors import InputError, IntegrityError, MissingArtifactErr
 from toolchain.core.integrity.fingerprint import model_fingerprint
 from toolchain.gallery.base import AddResult, Gallery, GalleryTarget
 from toolchain.gallery.inventory import gallery_exists, open_gallery
+from toolchain.gallery.names import NameRefused, person_name
 from toolchain.gallery.schema import (
     EXPORT_FORMAT,
     LEGACY_CROP,
@@ -57,19 +58,31 @@ def _number_list(value: Any, where: str, dim: int | None = None) -> np.ndarray:
     return unit_embedding(value, dim, where)
 
 
+def _person(name: Any, path: Path) -> str:
+    """A person name of an import file, as the name rule makes it.
+
+    Raises:
+        InputError: not text, or a name the rule refuses (the file is refused whole).
+    """
+    if not isinstance(name, str):
+        raise InputError(f"{path}: person name {name!r} is not text")
+    try:
+        return person_name(name)
+    except NameRefused as exc:
+        raise InputError(f"{path}: {exc}") from exc
+
+
 def _parse_seed(doc: dict[str, Any], path: Path) -> ImportData:
     entries: list[Entry] = []
-    for name, value in doc.items():
+    for raw, value in doc.items():
+        name = _person(raw, path)
         where = f"{path}: {name!r}"
-        if not isinstance(name, str) or not name.strip():
-            raise InputError(f"{path}: empty person name")
         nested = isinstance(value, list) and bool(value) and isinstance(value[0], list)
         rows = value if nested else [value]
         for i, row in enumerate(rows):
             vector = _number_list(row, where)
             digest = hashlib.sha256(vector_blob(vector)).hexdigest()
-            entries.append(Entry(name=name.strip(), vector=vector,
-                                 source=f"{path.name}#{name}[{i}]",
+            entries.append(Entry(name=name, vector=vector, source=f"{path.name}#{name}[{i}]",
                                  image_sha256=f"vector:{digest}", box=(0.0, 0.0, 0.0, 0.0)))
     if not entries:
         raise InputError(f"{path}: no people in the file")
@@ -105,9 +118,7 @@ def _parse_export(doc: dict[str, Any], path: Path) -> ImportData:
             threshold = check_threshold(threshold, f"{path}: threshold")
         entries: list[Entry] = []
         for person in doc["people"]:
-            name = person["name"]
-            if not isinstance(name, str) or not name.strip():
-                raise InputError(f"{path}: empty person name")
+            name = _person(person["name"], path)
             for i, item in enumerate(person["embeddings"]):
                 where = f"{path}: {name!r} embedding {i}"
                 vector = item["vector"]
@@ -123,7 +134,7 @@ def _parse_export(doc: dict[str, Any], path: Path) -> ImportData:
                 sha, source = item["image_sha256"], item["source"]
                 if not isinstance(sha, str) or not sha or not isinstance(source, str):
                     raise InputError(f"{where}: bad image_sha256 or source")
-                entries.append(Entry(name=name.strip(), vector=vector, source=source,
+                entries.append(Entry(name=name, vector=vector, source=source,
                                      image_sha256=sha, box=(box[0], box[1], box[2], box[3]),
                                      score=score))
     except (KeyError, TypeError, AttributeError) as exc:

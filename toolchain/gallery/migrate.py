@@ -17,9 +17,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from toolchain.core.errors import IntegrityError
-from toolchain.gallery.base import GalleryTarget
+from toolchain.core.errors import InputError, IntegrityError
+from toolchain.gallery.base import Gallery, GalleryTarget
 from toolchain.gallery.inventory import open_gallery
+from toolchain.gallery.names import MAX_NAME_CHARS, NameRefused, escape, person_name
 from toolchain.gallery.postgres import PostgresGallery
 from toolchain.gallery.vectors import Entry, canonical_box
 
@@ -61,6 +62,29 @@ def checksum(entries: Sequence[Entry]) -> str:
     return digest.hexdigest()
 
 
+def _check_names(gallery: Gallery) -> None:
+    """Refuse a source whose names the rule refuses or would change (an older gallery's): the
+    copy would not be verified as the same rows, and it would carry them into a new gallery.
+
+    Raises:
+        InputError: such names (the first few, escaped).
+    """
+    bad = []
+    for person in gallery.people():
+        try:
+            if person_name(person.name) != person.name:
+                bad.append(person.name)
+        except NameRefused:
+            bad.append(person.name)
+    if bad:
+        shown = ", ".join(f"'{escape(name)}'" for name in bad[:3])
+        raise InputError(
+            f"gallery {gallery.path}: {len(bad)} name(s) do not follow the name rule (NFC, "
+            f"stripped, no control, format or unassigned characters, at most {MAX_NAME_CHARS} "
+            f"characters): {shown}; remove them (`facenet gallery remove NAME`) and enroll "
+            "them again under proper names, then migrate")
+
+
 def _key(entry: Entry) -> tuple[str, tuple[float, float, float, float]]:
     return entry.image_sha256, canonical_box(entry.box)
 
@@ -75,7 +99,8 @@ def migrate(source: GalleryTarget, destination: GalleryTarget,
         batch: Embeddings per destination transaction.
 
     Raises:
-        InputError: the source is missing or unreadable, a destination cannot be created.
+        InputError: the source is missing or unreadable, holds names the name rule refuses or
+            would change (an older gallery: nothing is copied), a destination cannot be created.
         IntegrityError: the destination holds another model's, size's or crop's embeddings, or
             after the copy does not hold exactly the source's rows (a face already enrolled
             there under another name, say).
@@ -83,6 +108,7 @@ def migrate(source: GalleryTarget, destination: GalleryTarget,
     with open_gallery(source) as src:
         entries = src.entries()
         people = len(src.people())
+        _check_names(src)
         threshold, threshold_source = src.threshold, src.threshold_source
         with open_gallery(destination, fingerprint=src.fingerprint, dim=src.dim, create=True,
                           crop=src.crop) as dst:

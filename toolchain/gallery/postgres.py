@@ -42,6 +42,8 @@ from toolchain.gallery.base import (
     StoredRow,
     display_target,
 )
+from toolchain.gallery.names import person_name
+from toolchain.gallery.redact import scrub
 from toolchain.gallery.schema import SCHEMA_VERSION, MatchMode
 from toolchain.gallery.sqlite import now, one_line
 from toolchain.gallery.vectors import Candidate, Entry, canonical_box, rank_people
@@ -82,7 +84,11 @@ def split_url(url: str) -> tuple[str, str]:
     Raises:
         InputError: the gallery name is not a lowercase SQL identifier.
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise InputError(f"gallery {display_target(url)}: not a URL libpq can read ({exc})"
+                         ) from exc
     query = parse_qsl(parts.query, keep_blank_values=True)
     names = [value for key, value in query if key == "gallery"]
     schema = names[-1] if names else DEFAULT_SCHEMA
@@ -116,6 +122,14 @@ def schema_sql(schema: str, dim: int) -> list[str]:
         f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})",
         f"INSERT INTO {schema}.state (id, revision, embeddings) VALUES (1, 0, 0)",
     ]
+
+
+def failure(url: str, doing: str, exc: Exception) -> InputError:
+    """The one-line error of a driver failure on the gallery at ``url``: the URL shown without
+    its password, and the driver's message (which can quote the URL or a token of it) scrubbed
+    of every secret."""
+    return InputError(f"gallery {display_target(url)}: {doing} "
+                      f"({scrub(one_line(str(exc)), url)})")
 
 
 def _psycopg() -> Any:
@@ -171,6 +185,7 @@ class PostgresGallery(Gallery):
                  meta: dict[str, str]):
         super().__init__(display_target(url), meta)
         self.schema = schema
+        self._url = url
         self.search: Search = "auto"
         self._conn = conn
         self._state: tuple[int, int] | None = None
@@ -191,8 +206,7 @@ class PostgresGallery(Gallery):
         try:
             conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
         except (psycopg.Error, ValueError) as exc:
-            raise InputError(f"gallery {display_target(url)}: cannot connect "
-                             f"({one_line(str(exc))})") from exc
+            raise failure(url, "cannot connect", exc) from exc
         return conn, schema
 
     @classmethod
@@ -206,8 +220,7 @@ class PostgresGallery(Gallery):
         try:
             return _has_gallery(conn, schema)
         except _psycopg().Error as exc:
-            raise InputError(f"gallery {display_target(target)}: cannot read "
-                             f"({one_line(str(exc))})") from exc
+            raise failure(str(target), "cannot read", exc) from exc
         finally:
             conn.close()
 
@@ -229,8 +242,7 @@ class PostgresGallery(Gallery):
             conn.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
         except psycopg.Error as exc:
             conn.close()
-            raise InputError(f"gallery {display_target(url)}: cannot open "
-                             f"({one_line(str(exc))})") from exc
+            raise failure(url, "cannot open", exc) from exc
         except BaseException:
             conn.close()
             raise
@@ -247,7 +259,7 @@ class PostgresGallery(Gallery):
         try:
             yield self._conn
         except psycopg.Error as exc:
-            raise InputError(f"gallery {self.path}: cannot read ({one_line(str(exc))})") from exc
+            raise failure(self._url, "cannot read", exc) from exc
 
     def _transact(self, work: Any) -> Any:
         """``work(conn)`` in one transaction that also bumps the revision; retried whole on a
@@ -265,11 +277,9 @@ class PostgresGallery(Gallery):
                 return result
             except retry as exc:
                 if attempt + 1 == WRITE_ATTEMPTS:
-                    raise InputError(f"gallery {self.path}: cannot write "
-                                     f"({one_line(str(exc))})") from exc
+                    raise failure(self._url, "cannot write", exc) from exc
             except psycopg.Error as exc:
-                raise InputError(f"gallery {self.path}: cannot write "
-                                 f"({one_line(str(exc))})") from exc
+                raise failure(self._url, "cannot write", exc) from exc
         raise AssertionError("unreachable")
 
     def state(self) -> tuple[int, int]:
@@ -310,7 +320,8 @@ class PostgresGallery(Gallery):
             return AddResult(added=[], duplicates=[])
         s = self.schema
         created = now()
-        names = sorted({entry.name.strip() for entry in entries})
+        canonical = {name: person_name(name) for name in {entry.name for entry in entries}}
+        names = sorted(set(canonical.values()))
         conn.execute(f"INSERT INTO {s}.people (name, created) SELECT n, %s"
                      " FROM unnest(%s::text[]) AS n ORDER BY n ON CONFLICT (name) DO NOTHING",
                      (created, names))
@@ -328,7 +339,7 @@ class PostgresGallery(Gallery):
                 " VALUES (%s, %b, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (image_sha256, box_x, box_y, box_w, box_h) DO NOTHING"
                 " RETURNING image_sha256, box_x, box_y, box_w, box_h",
-                [(ids[entries[i].name.strip()], vectors[i], entries[i].source, *key,
+                [(ids[canonical[entries[i].name]], vectors[i], entries[i].source, *key,
                   entries[i].score, fingerprint, created)
                  for key, i in sorted(first.items())],
                 returning=True,
@@ -408,7 +419,7 @@ class PostgresGallery(Gallery):
         try:
             self._conn.execute(statement)
         except psycopg.Error as exc:
-            raise InputError(f"gallery {self.path}: cannot write ({one_line(str(exc))})") from exc
+            raise failure(self._url, "cannot write", exc) from exc
 
     def _write_meta(self, conn: psycopg.Connection[Any], values: dict[str, str]) -> None:
         for key, value in values.items():

@@ -18,6 +18,7 @@ import numpy as np
 
 from toolchain.core.errors import InputError
 from toolchain.gallery.base import AddResult, Gallery, GalleryTarget, Person, StoredRow
+from toolchain.gallery.names import person_name
 from toolchain.gallery.sqlite import connect, create_file, now, sql_error
 from toolchain.gallery.vectors import Entry, canonical_box, vector_blob
 
@@ -121,7 +122,7 @@ class SqliteGallery(Gallery):
         duplicates: list[tuple[Entry, str]] = []
         created = now()
         for entry, vector in zip(entries, vectors, strict=True):
-            name = entry.name.strip()
+            name = person_name(entry.name)
             conn.execute(
                 "INSERT INTO people (name, created) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
                 (name, created),

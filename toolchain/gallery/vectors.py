@@ -19,6 +19,7 @@ import numpy as np
 from toolchain.core.boxes import rounded
 from toolchain.core.errors import InputError
 from toolchain.core.preprocess import l2_normalize
+from toolchain.gallery.names import person_name
 from toolchain.gallery.ranking import RowScreen, nearest_groups
 from toolchain.gallery.schema import LEGACY_CROP, MatchMode
 
@@ -103,10 +104,10 @@ def unit_embedding(values: Any, dim: int | None, where: str) -> np.ndarray:
 
 def entry_vectors(entries: Sequence[Entry], dim: int) -> np.ndarray:
     """The ``(len(entries), dim)`` unit vectors of ``entries``, each checked like an embedder's
-    output would be (:func:`unit_embedding`), or :class:`InputError` for the first bad one."""
-    for entry in entries:
-        if not entry.name.strip():
-            raise InputError(f"{entry.source}: empty person name")
+    output would be (:func:`unit_embedding`), or :class:`InputError` for the first bad one (a
+    :class:`~toolchain.gallery.names.NameRefused` for a name the rule refuses)."""
+    for name in {entry.name for entry in entries}:
+        person_name(name)
     return np.stack([
         unit_embedding(e.vector, dim, f"{e.source}: embedding for {e.name!r}")
         for e in entries

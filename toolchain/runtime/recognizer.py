@@ -4,9 +4,7 @@ Example::
 
     from toolchain import Recognizer
 
-    rec = Recognizer.from_artifacts("artifacts", gallery="my_gallery.db")
-    # or, with only a model pack (toolchain.runtime.pack) on the machine:
-    # rec = Recognizer.load("facenet-pack", gallery="my_gallery.db")
+    rec = Recognizer.from_artifacts("artifacts", gallery="my_gallery.db")  # or .load(PACK, ...)
     rec.enroll("Ada", "photos/ada.jpg")
     for match in rec.recognize("photos/group.jpg"):
         print(match.label, match.distance, match.margin, match.runner_up, match.box)
@@ -16,14 +14,14 @@ Photos are decoded by :mod:`toolchain.runtime.images` (always RGB), faces found 
 cropped by a :class:`~toolchain.core.crop.CropSpec` (the one given, else the gallery's, else the
 model's ``default_crop``) and embedded by :class:`Embedder`; the faces of a photo, and of several
 photos, go through the embedder as one batch. The detector protocol and
-the result types are in :mod:`toolchain.runtime.faces`.
+the result types are in :mod:`toolchain.runtime.faces`, the models are opened by
+:mod:`toolchain.runtime.loading` and enrolled faces stored by :mod:`toolchain.runtime.enrollment`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -34,7 +32,6 @@ from toolchain.core.errors import InputError, IntegrityError
 from toolchain.core.paths import DEFAULT_ARTIFACTS, Layout
 from toolchain.core.preprocess import largest_face
 from toolchain.gallery import (
-    Entry,
     Gallery,
     GalleryTarget,
     MatchMode,
@@ -43,25 +40,25 @@ from toolchain.gallery import (
     gallery_target,
     open_gallery,
 )
+from toolchain.gallery.names import person_name
 from toolchain.runtime.embedder import Embedder
+from toolchain.runtime.enrollment import enroll_photos
 from toolchain.runtime.faces import (
     ComparedFace,
     Comparison,
     CropSource,
     DetectionLike,
     EnrollOutcome,
-    EnrollStatus,
     Face,
     FaceDetector,
     Match,
     PhotoFaces,
     PhotoMatches,
     ThresholdSource,
-    enroll_outcome,
 )
 from toolchain.runtime.images import LoadedImage, read_image
-from toolchain.runtime.ort_options import DEFAULT_SETTINGS
-from toolchain.runtime.pack import ModelSource, artifacts_pack, open_embedder, open_pack
+from toolchain.runtime.loading import load_models
+from toolchain.runtime.pack import ModelSource, artifacts_pack, open_pack
 
 log = logging.getLogger(__name__)
 
@@ -79,23 +76,6 @@ IMAGES_PER_BATCH = 16
 """Photos decoded and detected before their faces are embedded (and, when enrolling, stored)."""
 
 ImageInput: TypeAlias = Path | str | np.ndarray
-
-
-def load_detector(models_dir: Path, **options: Any) -> FaceDetector:
-    """The ONNX MTCNN from ``models_dir``.
-
-    Args:
-        models_dir: directory of the three MTCNN nets.
-        **options: :class:`~toolchain.runtime.mtcnn.MTCNNDetector` keywords, e.g. the detection
-            policy of real-size photos (``min_face_size``, ``max_side``).
-
-    Raises:
-        MissingArtifactError: one of its three models is missing.
-        InputError: an option is out of range.
-    """
-    from toolchain.runtime.mtcnn import MTCNNDetector
-
-    return MTCNNDetector(models_dir, **options)
 
 
 def stored_crop(text: str, gallery: GalleryTarget) -> CropSpec:
@@ -181,13 +161,9 @@ class Recognizer:
         precision: str = "fp32",
         threads: int = 0,
     ) -> Recognizer:
-        """Open a model pack (:mod:`toolchain.runtime.pack`): no artifacts tree is needed.
-
-        Every file loaded is checked against the pack's manifest first (each read once: its
-        digest serves the embedder and ONNX Runtime's cache too), and the FaceNet model against
-        what the manifest says of it (fingerprint, default threshold and crop). ``gallery``: none
-        by default (detecting and comparing need none). Keyword options are those of
-        :meth:`from_artifacts`.
+        """Open a model pack (:mod:`toolchain.runtime.pack`; no artifacts tree needed), every file
+        checked against its manifest first (:func:`~toolchain.runtime.loading.load_models`); no
+        gallery by default. Keyword options are those of :meth:`from_artifacts`.
 
         Raises:
             MissingArtifactError: the pack, its manifest or a file it lists is missing, or it
@@ -196,17 +172,9 @@ class Recognizer:
                 another format or does not describe the model.
             InputError: an unknown runtime or precision.
         """
-        from toolchain.runtime.backends import ModelChoice
-
-        try:
-            choice = ModelChoice(runtime, precision)  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise InputError(str(exc)) from exc
         source = open_pack(pack) if isinstance(pack, (Path, str)) else pack
-        embedder = open_embedder(source, choice,
-                                 replace(DEFAULT_SETTINGS, intra_op_threads=threads))
-        detector = load_detector(source.root, runtime=choice.runtime, threads=threads,
-                                 **(detection or {}))
+        detector, embedder = load_models(source, runtime=runtime, precision=precision,
+                                         threads=threads, detection=detection)
         return cls(detector, embedder, gallery, threshold=threshold, match=match, top_k=top_k,
                    crop=crop, allow_crop_mismatch=allow_crop_mismatch)
 
@@ -230,12 +198,10 @@ class Recognizer:
         against ``SHA256SUMS``: :func:`~toolchain.runtime.pack.artifacts_pack`); gallery default
         ``<artifacts>/gallery.db``.
 
-        Keyword options are those of :class:`Recognizer`, ``detection``: keywords of
-        :func:`load_detector` (default: the detector's own), and ``runtime`` (``onnxruntime`` or
-        ``openvino``, for the embedder and the detector) with ``precision`` (``fp32`` or
-        ``int8``): which FaceNet model embeds (:data:`toolchain.runtime.backends.EMBEDDER_FILES`).
-        ``threads``: intra-op threads of every session (0: one per core, the measured best for a
-        process that has the cores to itself).
+        Keyword options are those of :class:`Recognizer`; ``runtime``, ``precision``,
+        ``threads`` and ``detection`` choose the models (:func:`~toolchain.runtime.loading.
+        load_models`). ``threads`` 0 means one per core, the measured best for a process that has
+        the cores to itself.
 
         Raises:
             MissingArtifactError: a model file is missing (names `nox -s export`).
@@ -501,47 +467,19 @@ class Recognizer:
 
         Photos without a face of at least ``min_enroll_face`` px (short side), with several such
         faces (unless ``largest``) or unreadable are skipped and reported; a face already in the
-        gallery is a no-op (status ``already``).
+        gallery is a no-op (status ``already``). Names follow the name rule
+        (:func:`~toolchain.gallery.names.person_name`: NFC, stripped).
+
+        Raises:
+            NameRefused: a name the rule refuses (before any photo is read).
         """
-        names = [name.strip() for name, _ in items]
-        if any(not n for n in names):
-            raise InputError("empty person name")
+        names = [person_name(name) for name, _ in items]
         if not min_enroll_face >= 0:
             raise InputError(f"minimum enrollment face size {min_enroll_face} is not a size")
-        gallery = self.gallery(create=True)
-        outcomes: list[EnrollOutcome] = []
-        pending: list[tuple[EnrollOutcome, PhotoFaces]] = []
-
-        def store() -> None:
-            ready = {
-                id(outcome): Entry(name=outcome.name, vector=outcome.face.embedding,
-                                   source=str(photo.path), image_sha256=photo.image.sha256,
-                                   box=outcome.face.box, score=outcome.face.confidence)
-                for outcome, photo in pending
-                if outcome.face is not None and photo.image is not None
-            }
-            result = gallery.add(list(ready.values()))
-            owners = {id(entry): owner for entry, owner in result.duplicates}
-            for outcome, _ in pending:
-                entry = ready.get(id(outcome))
-                if entry is not None and id(entry) in owners:
-                    owner = owners[id(entry)]
-                    note = ("" if owner == outcome.name
-                            else f" as {owner!r}, not added again as {outcome.name!r}")
-                    outcome = EnrollOutcome(outcome.path, outcome.name, EnrollStatus.ALREADY,
-                                            f"{outcome.path}: already in the gallery{note}",
-                                            outcome.face, owner)
-                outcomes.append(outcome)
-            pending.clear()
-
-        for name, photo in zip(names, self.analyze([path for _, path in items], progress),
-                               strict=True):
-            pending.append((enroll_outcome(name, photo, largest, min_enroll_face), photo))
-            if len(pending) >= IMAGES_PER_BATCH:
-                store()
-        if pending:
-            store()
-        return outcomes
+        return enroll_photos(
+            self.gallery(create=True),
+            zip(names, self.analyze([path for _, path in items], progress), strict=True),
+            largest=largest, min_face=min_enroll_face, batch=IMAGES_PER_BATCH)
 
     def enroll(self, name: str, image_path: Path | str, largest: bool = False,
                min_enroll_face: float = MIN_ENROLL_FACE) -> EnrollOutcome:

@@ -8,10 +8,12 @@ CDN; here ``/docs`` is the package's own page loading the Swagger UI files that 
 ``fastapi-offline`` wheel ships, so it works with no network.
 
 Middleware, outermost first: metrics (status and latency of every answer), security headers
-(a strict Content-Security-Policy: scripts only from this server, no inline script), the body
-limit (413 from the ``Content-Length`` or as soon as the streamed body passes the limit), and
-CORS only when origins are configured. The bearer token, when set, guards ``/v1/*`` and
-``/metrics``; ``/healthz``, ``/readyz``, the page and the docs stay open (they hold no data).
+(a strict Content-Security-Policy: scripts only from this server, no inline script), the guard
+(421 for a ``Host`` this server does not answer to, 403 for a write from another origin's page:
+:mod:`toolchain.service.guard`), the body limit (413 from the ``Content-Length`` or as soon as
+the streamed body passes the limit), and CORS only when origins are configured. The bearer
+token, when set, guards ``/v1/*`` and ``/metrics``; ``/healthz``, ``/readyz``, the page and the
+docs stay open (they hold no data).
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from toolchain.core.contracts import MTCNN_FILES, ONNX_FILE
 from toolchain.core.errors import ToolchainError
 from toolchain.core.paths import Layout
-from toolchain.service.engine import Engine, check_name
+from toolchain.gallery.names import NameRefused, person_name
+from toolchain.service.engine import Engine
 from toolchain.service.errors import STATUS_CODES, ApiError, BodyTooLarge, from_toolchain
-from toolchain.service.metrics import Metrics
+from toolchain.service.guard import Guard
+from toolchain.service.metrics import Metrics, method_label
 from toolchain.service.pool import Busy, Ticket, TimedOut
 from toolchain.service.schemas import (
     CompareResponse,
@@ -168,7 +172,8 @@ class Observe:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
+            self.metrics.requests.labels(method_label(scope["method"]), template,
+                                         str(status)).inc()
             self.metrics.latency.labels(template).observe(time.perf_counter() - start)
 
 
@@ -217,14 +222,15 @@ def image_body(fields: dict[str, str], files_: dict[str, str], many: bool = Fals
     }}}
 
 
-IMAGE_ERRORS = (400, 401, 413, 415, 500, 503, 504)
+IMAGE_ERRORS = (400, 401, 403, 413, 415, 500, 503, 504)
 """The statuses an image endpoint may answer with besides its success."""
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The OpenAPI ``responses`` of these error statuses: each the one error shape."""
+    """The OpenAPI ``responses`` of these error statuses and of 421 (a ``Host`` this server does
+    not answer to, on every route): each the one error shape."""
     return {status: {"model": ErrorResponse, "description": "The error shape of the service."}
-            for status in statuses}
+            for status in (*statuses, 421)}
 
 
 def create_app(engine: Engine) -> FastAPI:
@@ -294,7 +300,9 @@ def create_app(engine: Engine) -> FastAPI:
         try:
             described = await asyncio.to_thread(engine.readiness)
         except ToolchainError as exc:
-            raise ApiError("not_ready", str(exc)) from None
+            log.warning("not ready: %s", exc)
+            raise ApiError("not_ready", "the gallery cannot be opened; the server log says "
+                           "why") from None
         return {"status": "ready", **described}
 
     @app.get("/metrics", tags=["operations"], dependencies=guarded,
@@ -359,8 +367,8 @@ def create_app(engine: Engine) -> FastAPI:
                   {"image": "Photos of the person, one face each"}, many=True))
     async def enroll(name: str, request: Request, response: Response) -> dict[str, Any]:
         try:
-            name = check_name(name)
-        except ToolchainError as exc:
+            name = person_name(name)
+        except NameRefused as exc:
             raise ApiError("bad_request", str(exc)) from None
         body = await read_body(request, ["image"], limits)
         uploads = body.images.get("image", [])
@@ -386,12 +394,12 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.delete(f"/{API_VERSION}/people/{{name:path}}", tags=["people"], dependencies=guarded,
                 summary="Remove a person and all their faces.", response_model=RemoveResponse,
-                responses=errors(400, 401, 404, 500, 503, 504))
+                responses=errors(400, 401, 403, 404, 500, 503, 504))
     async def remove(name: str) -> dict[str, Any]:
-        removed = await run(lambda ticket: engine.remove(name, ticket))
+        stored, removed = await run(lambda ticket: engine.remove(name, ticket))
         if removed is None:
-            raise ApiError("not_found", f"no person named {name!r}")
-        return {"name": name, "removed": removed}
+            raise ApiError("not_found", f"no person named {stored!r}")
+        return {"name": stored, "removed": removed}
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -422,6 +430,7 @@ def create_app(engine: Engine) -> FastAPI:
                            allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(BodyLimit, limit=limits.max_request_bytes)
+    app.add_middleware(Guard, hosts=config.allowed_hosts, origins=config.cors_origins)
     app.add_middleware(Observe, metrics=metrics)
     return app
 

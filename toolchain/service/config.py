@@ -9,6 +9,9 @@ from pathlib import Path
 
 from toolchain.core.errors import InputError
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+"""The names of this machine a server always answers to."""
+
 MIB = 1 << 20
 
 MAX_TOKEN_FILE_BYTES = 4096
@@ -63,7 +66,9 @@ class ServiceConfig:
         limits: See :class:`Limits`.
         token: Bearer token required on ``/v1/*`` and ``/metrics`` (``None``: no token).
         cors_origins: Origins allowed to call the API from another site's pages (none by
-            default: only the page the server itself serves).
+            default: only the page the server itself serves; ``*``: any).
+        allowed_hosts: The host names requests may be addressed to (``Host``), see
+            :mod:`toolchain.service.guard` (default: this machine's loopback names; ``*``: any).
         threshold: Match threshold given on the command line (default: the gallery's, else the
             model's).
         detection: Keywords of the MTCNN detector (``min_face_size``, ``max_side``).
@@ -79,6 +84,7 @@ class ServiceConfig:
     limits: Limits = field(default_factory=Limits)
     token: str | None = field(default=None, repr=False)
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES
     threshold: float | None = None
     detection: dict[str, object] = field(default_factory=dict)
     runtime: str = "onnxruntime"

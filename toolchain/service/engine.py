@@ -29,7 +29,8 @@ import numpy as np
 from PIL import Image
 
 from toolchain.core.errors import InputError
-from toolchain.gallery import Entry, Gallery, Person, display_target, is_postgres_url, open_gallery
+from toolchain.gallery import Entry, Gallery, Person, is_postgres_url, open_gallery
+from toolchain.gallery.names import person_name, stored_name
 from toolchain.runtime.embedder import Embedder
 from toolchain.runtime.faces import (
     Comparison,
@@ -49,9 +50,6 @@ from toolchain.service.config import ServiceConfig
 from toolchain.service.pool import Ticket, TimedOut, WorkerPool
 
 log = logging.getLogger(__name__)
-
-MAX_NAME_CHARS = 128
-"""Longest person name accepted (after stripping surrounding spaces)."""
 
 MAX_LABEL_CHARS = 80
 """Longest upload file name kept in labels and sources."""
@@ -117,22 +115,6 @@ def upload_label(filename: str | None, fallback: str) -> str:
     name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
     return f"upload {name[:MAX_LABEL_CHARS]}" if name else fallback
-
-
-def check_name(name: str) -> str:
-    """A person name as the gallery stores it (stripped).
-
-    Raises:
-        InputError: empty, longer than :data:`MAX_NAME_CHARS`, or holding control characters.
-    """
-    stripped = name.strip()
-    if not stripped:
-        raise InputError("empty person name")
-    if len(stripped) > MAX_NAME_CHARS:
-        raise InputError(f"a person name has at most {MAX_NAME_CHARS} characters")
-    if any(unicodedata.category(c) == "Cc" for c in stripped):
-        raise InputError("a person name may not hold control characters")
-    return stripped
 
 
 def check_pixels(data: bytes, label: str, max_pixels: int) -> None:
@@ -266,10 +248,10 @@ class Engine:
         largest with ``largest``); a face already enrolled is ``already``.
 
         Raises:
-            InputError: the name is not a name.
+            NameRefused: the name rule refuses the name.
             TimedOut: the request gave up before the write (nothing written).
         """
-        name = check_name(name)
+        name = person_name(name)
         recognizer = self._recognizer()
         photos: list[PhotoFaces] = []
         for upload in uploads:
@@ -312,25 +294,32 @@ class Engine:
         """Everyone enrolled, by name."""
         return self.gallery().people()
 
-    def remove(self, name: str, ticket: Ticket) -> int | None:
-        """Remove a person; the number of embeddings removed, ``None`` if nobody has that name.
+    def remove(self, name: str, ticket: Ticket) -> tuple[str, int | None]:
+        """Remove the person ``name`` asks for (stripped and normalized as enrollment does:
+        :func:`~toolchain.gallery.names.stored_name`): their stored name and the number
+        of embeddings removed, ``None`` if nobody has that name.
 
         Raises:
+            NameRefused: nobody is listed under ``name`` and the name rule refuses it.
             TimedOut: the request gave up before the write (nothing removed).
         """
         gallery = self.gallery()
         with self._write_lock:
-            if not any(person.name == name for person in gallery.people()):
-                return None
+            existing = [person.name for person in gallery.people()]
+            name = stored_name(name, existing)
+            if name not in existing:
+                return name, None
             if not ticket.begin_commit():
                 raise TimedOut("the request timed out; nothing was removed")
             try:
-                return gallery.remove(name)
+                return name, gallery.remove(name)
             finally:
                 self._generation += 1
 
     def readiness(self) -> dict[str, object]:
-        """Open the gallery afresh (bound to the loaded model) and describe what is served.
+        """Open the gallery afresh (bound to the loaded model) and describe what is served:
+        the model, how many people, the workers; never where the gallery is (``/readyz`` is
+        open without the token, and a gallery URL names hosts, users and perhaps a password).
 
         Raises:
             InputError, IntegrityError: the gallery is gone (it was created at the start), cannot
@@ -339,8 +328,6 @@ class Engine:
         with open_gallery(self.config.gallery, fingerprint=self.embedder.fingerprint,
                           dim=self.embedder.dim) as gallery:
             people = len(gallery.people())
-        name = (display_target(self.config.gallery) if is_postgres_url(self.config.gallery)
-                else Path(self.config.gallery).name)
-        return {"model": self.embedder.fingerprint[:16], "gallery": name,
-                "people": people, "workers": self.pool.workers,
+        return {"model": self.embedder.fingerprint[:16], "people": people,
+                "workers": self.pool.workers,
                 "queue": self.pool.capacity - self.pool.workers}

@@ -22,6 +22,7 @@ from toolchain.core.errors import (
     MissingArtifactError,
     ToolchainError,
 )
+from toolchain.gallery.names import NameRefused
 
 USAGE_EXIT = 2
 """The exit code of a usage error (typer's)."""
@@ -39,10 +40,12 @@ ERROR_KINDS: dict[str, ErrorKind] = {
     "bad_request": ErrorKind(400, USAGE_EXIT),
     "bad_image": ErrorKind(400, InputError.exit_code),
     "unauthorized": ErrorKind(401, USAGE_EXIT),
+    "forbidden": ErrorKind(403, USAGE_EXIT),
     "not_found": ErrorKind(404, InputError.exit_code),
     "method_not_allowed": ErrorKind(405, USAGE_EXIT),
     "too_large": ErrorKind(413, InputError.exit_code),
     "unsupported_media_type": ErrorKind(415, USAGE_EXIT),
+    "misdirected": ErrorKind(421, USAGE_EXIT),
     "integrity": ErrorKind(500, IntegrityError.exit_code),
     "internal": ErrorKind(500, ToolchainError.exit_code),
     "not_ready": ErrorKind(503, MissingArtifactError.exit_code),
@@ -78,7 +81,10 @@ class BodyTooLarge(Exception):
 
 
 def from_toolchain(exc: ToolchainError) -> ApiError:
-    """The API error of a library error (an :class:`InputError` is the client's image)."""
+    """The API error of a library error (a refused name is a bad request, any other
+    :class:`InputError` the client's image)."""
+    if isinstance(exc, NameRefused):
+        return ApiError("bad_request", str(exc))
     if isinstance(exc, InputError):
         return ApiError("bad_image", str(exc))
     if isinstance(exc, IntegrityError):

@@ -163,7 +163,6 @@ class ReadyResponse(_Model):
 
     status: Literal["ready"]
     model: str = Field(description="The first 16 hex digits of the model's sha256.")
-    gallery: str = Field(description="The gallery's file name (no server address).")
     people: int
     workers: int
     queue: int

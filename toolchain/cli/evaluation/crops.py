@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from toolchain.evaluation.crops import CropStudy
+    from toolchain.evaluation.holdout import OutOfSample
 
 app = typer.Typer()
 """``facenet eval crops`` (added to the ``eval`` group by :mod:`toolchain.cli.evaluation`)."""
@@ -61,6 +62,29 @@ def _peer_table(study: CropStudy) -> Table:
     return table
 
 
+def _holdout_table(oos: OutOfSample) -> Table:
+    from rich.table import Table
+
+    table = Table(title=f"Out of sample: threshold calibrated on the other sets at FAR <= "
+                        f"{oos.far:g}, measured on the held-out one")
+    for column in ("held out", "decision", "threshold", "accepted impostor pairs",
+                   f"FAR {oos.confidence:.0%} upper", "TAR", "pair accuracy"):
+        table.add_column(column, justify="left" if column in ("held out", "decision")
+                         else "right")
+    for fold in oos.folds:
+        rows = [("this model", fold.ours), ("this model, faces both found", fold.ours_same_faces),
+                ("peer, calibrated", fold.peer),
+                (f"peer, fixed {oos.peer_tolerance:g}", fold.peer_fixed)]
+        for label, decision in rows:
+            if decision is None:
+                continue
+            pairs = decision.pairs
+            table.add_row(display_text(fold.held_out), label, f"{decision.threshold:.4f}",
+                          f"{pairs.false_accepts:,} of {pairs.impostor_pairs:,}",
+                          f"{pairs.far_upper:.1e}", f"{pairs.tar:.2%}", f"{pairs.accuracy:.2%}")
+    return table
+
+
 @app.command("crops")
 def crops(
     sets: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP,
@@ -82,7 +106,8 @@ def crops(
 ) -> int:
     """Compare crops (margins, alignment) on labelled photos; the default next to a peer.
 
-    Writes <artifacts>/reports/crops.{md,json,png}.
+    With two or more sets, also leave one set out: calibrate the threshold on the others and
+    measure it on that one (out-of-sample). Writes <artifacts>/reports/crops.{md,json,png}.
     """
     from toolchain.core.contracts import ONNX_FILE
     from toolchain.core.crop import CropSpec
@@ -92,7 +117,7 @@ def crops(
     from toolchain.evaluation.labelled import parse_set
     from toolchain.evaluation.peer import PeerPhotos
     from toolchain.runtime.embedder import Embedder
-    from toolchain.runtime.recognizer import load_detector
+    from toolchain.runtime.loading import load_detector
 
     layout = Layout(artifacts)
     for text in crops or ():
@@ -117,6 +142,15 @@ def crops(
     out.print(_table(study))
     if study.peer is not None:
         out.print(_peer_table(study))
+    oos = study.out_of_sample
+    if oos is not None:
+        out.print(_holdout_table(oos))
+        print(f"out of sample (all folds): {oos.pooled.ours.false_accepts:,} of "
+              f"{oos.pooled.ours.impostor_pairs:,} impostor pairs accepted at a nominal FAR of "
+              f"{oos.far:g}; the shipped threshold {oos.shipped_threshold:.4f} is calibrated on "
+              "every set")
+    else:
+        print("out of sample: needs at least two labelled sets (--set); not measured")
     print(f"best crop: {study.best}; the model's default crop: {study.default_crop}")
     print(f"reports: {display_text(layout.reports_dir / REPORT_NAMES[1])}, "
           f"{', '.join(REPORT_NAMES[::2])}")

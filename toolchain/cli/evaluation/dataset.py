@@ -125,7 +125,7 @@ def dataset(
     """
     from toolchain.evaluation.dataset import evaluate_dataset, save_threshold
     from toolchain.evaluation.dataset_report import write_reports
-    from toolchain.gallery import gallery_exists
+    from toolchain.gallery import display_target, gallery_exists
     from toolchain.runtime.recognizer import MIN_ENROLL_FACE
 
     if far is not None and not store_threshold:
@@ -149,5 +149,5 @@ def dataset(
           "evaluate_distances.png")
     if store_threshold:
         stored = save_threshold(evaluation, target, far=far)
-        print(f"stored threshold {stored:.3f} in {display_text(target)}")
+        print(f"stored threshold {stored:.3f} in {display_text(display_target(target))}")
     return 1 if evaluation.unreadable else 0

@@ -134,8 +134,8 @@ class ExportContext:
         )
         from toolchain.evaluation.labelled import parse_set
         from toolchain.runtime.embedder import Embedder
+        from toolchain.runtime.loading import load_detector
         from toolchain.runtime.ort_options import DEFAULT_SETTINGS
-        from toolchain.runtime.recognizer import load_detector
 
         if not self.calibration_sets and not self.layout.dataset_dir.is_dir():
             raise MissingArtifactError(
