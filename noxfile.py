@@ -62,6 +62,7 @@ ENV_SPECS: dict[str, Env] = {
     "runtime": Env((REQ / "runtime.txt", REQ / "serve.txt", REQ / "openvino.txt",
                     REQ / "postgres.txt")),
     "lint": Env((REQ / "lint.txt",), project=False),
+    "docs": Env((REQ / "docs.txt",)),
     # face_recognition declares `dlib` (a source build); dlib-bin in baseline.txt replaces it.
     "baseline": Env((REQ / "baseline.txt",), no_deps=(REQ / "baseline-nodeps.txt",),
                     project=False),
@@ -159,17 +160,23 @@ VIDEO_STILL = 150
 
 
 def video_demo(session: nox.Session) -> None:
-    """Track the shared clip against the six shared people (a scratch gallery): the timeline is
-    printed, the annotated clip and one frame of it go to reports/video/."""
+    """Track the shared clip against the six shared people (a scratch gallery): the timeline goes
+    to reports/video/short_hamilton_clip.json (the docs cite it), the annotated clip and one
+    frame of it next to it."""
     import tempfile
 
     out = ARTIFACTS / "reports" / "video"
     annotated = out / "short_hamilton_clip.annotated.mp4"
+    timeline = out / "short_hamilton_clip.json"
+    out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         gallery = ["--gallery", str(Path(tmp) / "people.db")]
         facenet(session, "runtime", "enroll", str(SHARED_EXAMPLES / "people"), *gallery, *ART)
-        facenet(session, "runtime", "watch", str(SHARED_EXAMPLES / VIDEO_CLIP), "--every", "3",
-                "--annotate", str(annotated), *gallery, *ART)
+        partial = Path(tmp) / timeline.name
+        with partial.open("w", encoding="utf-8") as stdout:
+            facenet(session, "runtime", "watch", str(SHARED_EXAMPLES / VIDEO_CLIP), "--every",
+                    "3", "--json", "--annotate", str(annotated), *gallery, *ART, stdout=stdout)
+        shutil.move(partial, timeline)
     still = f"short_hamilton_clip.frame{VIDEO_STILL}.jpg"
     session.run(str(env_bin(session, "runtime") / "python"), "-c",
                 "import sys; from pathlib import Path; "
@@ -357,21 +364,19 @@ def missing_artifacts() -> list[Callable[[nox.Session], None]]:
     needed = [contracts.KERAS_FILE, contracts.ONNX_FILE, contracts.ONNX_INT8_FILE,
               contracts.TFLITE_FILE, contracts.TFLITE_FP16_FILE, contracts.TFLITE_INT8_FILE,
               contracts.OPENVINO_DIR, contracts.OPENVINO_INT8_DIR, *contracts.MTCNN_FILES.values()]
-    if steps or not all((models / name).exists() for name in needed):
+    pack = ARTIFACTS / "pack" / "manifest.json"  # the model pack, the export's last step
+    if steps or not all((models / name).exists() for name in needed) or not pack.is_file():
         steps.append(step_export)
     return steps
 
 
-@nox.session
-def tests(session: nox.Session) -> None:
-    """Run the test suite, after making the artifacts the real-file tests need."""
-    timed(session, [*missing_artifacts(), step_web])
+def run_pytest(session: nox.Session, *args: str) -> None:
+    """Run pytest in the modern environment with every environment the tests use."""
     bin_dir = env_bin(session, "modern")
-    env_bin(session, "legacy")
-    env_bin(session, "runtime")
-    env_bin(session, "baseline")
+    for name in ("legacy", "runtime", "baseline"):
+        env_bin(session, name)
     session.run(
-        str(bin_dir / "python"), "-m", "pytest", *(session.posargs or ["tests"]),
+        str(bin_dir / "python"), "-m", "pytest", *args,
         external=True,
         env={
             "FACENET_ARTIFACTS": str(ARTIFACTS),
@@ -385,12 +390,57 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite, after making the artifacts the real-file tests need."""
+    timed(session, [*missing_artifacts(), step_web])
+    run_pytest(session, *(session.posargs or ["tests"]))
+
+
+def step_browser(session: nox.Session) -> None:
+    """The web page's screenshots (reports/web/): the browser tests take them."""
+    step_web(session)
+    run_pytest(session, "tests/test_service_browser.py", "tests/test_local_page.py")
+
+
+PICTURE_STEPS: dict[str, Callable[[nox.Session], None]] = {
+    "parity": step_parity, "demo": step_demo, "crops": step_crops, "browser": step_browser,
+}
+"""The step that makes each kind of picture the docs show (docs/tooling/pictures.py names them)."""
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Render docs/templates into README.md and docs/pages from the snapshot docs/measurements,
+    make the pictures that are missing, and build the site in strict mode into build/site.
+    `nox -s docs -- --refresh` first copies the current artifacts/reports into the snapshot,
+    stamped with this machine, the reports' dates and this checkout's commit."""
+    python = str(env_bin(session, "docs") / "python")
+    if "--refresh" in session.posargs:
+        session.run(python, "-m", "docs.tooling", "refresh", "--artifacts", str(ARTIFACTS),
+                    external=True)
+    session.run(python, "-m", "docs.tooling", "render", external=True)
+    missing = session.run(python, "-m", "docs.tooling", "pictures", "--artifacts",
+                          str(ARTIFACTS), external=True, silent=True)
+    timed(session, [PICTURE_STEPS[step] for step in str(missing or "").split()])
+    session.run(str(env_bin(session, "docs") / "mkdocs"), "build", "--strict", "--config-file",
+                str(ROOT / "mkdocs.yml"), external=True,
+                env={"FACENET_ARTIFACTS": str(ARTIFACTS), "PYTHONPATH": str(ROOT),
+                     "NO_MKDOCS_2_WARNING": "1"})
+    session.log(f"site: {ROOT / 'build' / 'site' / 'index.html'}")
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff on the whole tree, then the tier contracts of pyproject.toml (import-linter)."""
+    """Ruff on the whole tree, the tier contracts of pyproject.toml (import-linter), and the docs'
+    numbers (rendered from the snapshot, none typed by hand)."""
     bin_dir = env_bin(session, "lint")
     session.run(str(bin_dir / "ruff"), "check", str(ROOT), external=True)
     session.run(str(bin_dir / "lint-imports"), "--config", str(ROOT / "pyproject.toml"),
                 external=True, env={"PYTHONPATH": str(ROOT)})
+    # The docs: README.md and docs/pages are what their templates render to with the committed
+    # snapshot, and no measured number is typed by hand (docs/tooling/numbers.py).
+    session.run(str(env_bin(session, "docs") / "python"), "-m", "docs.tooling", "check",
+                external=True)
 
 
 @nox.session

@@ -187,7 +187,7 @@ def make_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     assert proc.returncode == 0, proc.stderr
     faces = json.loads(proc.stdout)["results"][0]["faces"]
     assert [f["name"] for f in faces] == [ENROLLED]
-    return Store(models, gallery, tuple(faces[0]["box"]))
+    return Store(models, gallery, tuple(faces[0]["box"].values()))
 
 
 class Workspace:

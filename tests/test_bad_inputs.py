@@ -71,6 +71,8 @@ from corpus import (
 )
 from PIL import Image
 
+from toolchain.core.boxes import iou
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
@@ -439,14 +441,6 @@ def test_refused(name: str, ws: Workspace, request: pytest.FixtureRequest) -> No
 # --------------------------------------------------------------------------------------------
 
 
-def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ax2, ay2, bx2, by2 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    w = max(0.0, min(ax2, bx2) - max(a[0], b[0]))
-    h = max(0.0, min(ay2, by2) - max(a[1], b[1]))
-    inter = w * h
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
-
-
 def exif_rotated(face: Image.Image) -> tuple[Image.Image, dict[str, Any]]:
     """Pixels stored turned 90 degrees, EXIF Orientation 6 saying how to turn them upright."""
     exif = Image.Exif()
@@ -508,9 +502,10 @@ def test_photo_variant_is_recognized(variant: str, ws: Workspace, store: Store) 
     assert len(faces) == 1, faces
     assert faces[0]["name"] == ENROLLED
     upright_width, upright_height = face_photo().size
-    x, y, w, h = faces[0]["box"]
+    box = faces[0]["box"]
+    x, y, w, h = box["x"], box["y"], box["width"], box["height"]
     assert x + w <= upright_width + 1 and y + h <= upright_height + 1, "box not in upright frame"
-    assert iou(tuple(faces[0]["box"]), store.box) >= 0.85, (faces[0]["box"], store.box)
+    assert iou((x, y, w, h), store.box) >= 0.85, (box, store.box)
     assert snapshot(ws.root) == before
 
 
@@ -522,7 +517,7 @@ def test_exif_rotation_matters(ws: Workspace, store: Store) -> None:
     path = ws.photo("turned.jpg", turned, quality=95)
     proc, out = recognize_json(ws, path)
     assert proc.returncode == 0, proc.stderr
-    boxes = [tuple(face["box"]) for face in out["results"][0]["faces"]]
+    boxes = [tuple(face["box"].values()) for face in out["results"][0]["faces"]]
     assert all(iou(box, store.box) < 0.5 for box in boxes), boxes
 
 

@@ -637,15 +637,15 @@ def test_import_keeps_a_stored_threshold_and_writes_in_one_transaction(
         gallery.set_threshold(0.75, "calibrated")
     export = seed_file(tmp_path, export_doc(current, threshold=1.2), "e.json")
     statements: list[str] = []
-    real_open = Gallery.open
+    real_open = open_gallery
 
     def traced_open(*args: Any, **kwargs: Any) -> Gallery:
         opened = real_open(*args, **kwargs)
-        opened._conn.set_trace_callback(statements.append)
+        opened._conn.set_trace_callback(statements.append)  # type: ignore[attr-defined]
         return opened
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Gallery, "open", traced_open)
+        patch.setattr(import_export, "open_gallery", traced_open)
         gallery_module.import_file(export, db, model, dim=128)
     assert sum(s.startswith("BEGIN") for s in statements) == 1
     with open_gallery(db) as gallery:

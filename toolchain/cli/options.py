@@ -48,7 +48,7 @@ RuntimeOption = Annotated[
     RuntimeChoice,
     typer.Option("--runtime",
                  help="Run detection and embedding on ONNX Runtime or OpenVINO (the openvino "
-                      "extra; FaceNet from `facenet export --format openvino[-int8]`)."),
+                      "extra; FaceNet from `facenet model export --format openvino[-int8]`)."),
 ]
 PrecisionOption = Annotated[
     PrecisionChoice,

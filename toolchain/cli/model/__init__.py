@@ -1,7 +1,8 @@
 """``facenet model ...``: model work, for people who convert and check models.
 
 ``fetch`` the pinned legacy file and photos, ``inspect`` a legacy ``.h5`` without running it,
-``export`` FaceNet to every format, ``parity`` against the original graph, ``verify`` and
+``convert`` any legacy Keras ``.h5`` (parity against its original graph), ``export`` FaceNet to
+every format, ``parity`` against the original graph, ``verify`` and
 ``checksums`` of the artifacts. Each command is a module with its own ``app``; :data:`app` merges
 them under the ``model`` group.
 """
@@ -10,13 +11,12 @@ from __future__ import annotations
 
 import typer
 
-from toolchain.cli.model import export, fetch, inspect, parity, verify
+from toolchain.cli.model import convert, export, fetch, inspect, parity, verify
 
 app = typer.Typer(
     name="model", no_args_is_help=True,
-    help="Model work: fetch, inspect, export, parity, verify (the legacy FaceNet file and "
-         "its exports).")
+    help="Model work: fetch, inspect, convert any legacy .h5, export FaceNet, parity, verify.")
 """The ``model`` group (added to the root app by :mod:`toolchain.cli.app`)."""
 
-for _command in (fetch.app, inspect.app, export.app, parity.app, verify.app):
+for _command in (fetch.app, inspect.app, convert.app, export.app, parity.app, verify.app):
     app.add_typer(_command)

@@ -31,7 +31,7 @@ def format_help() -> str:
 
 
 class ExportCommand(TyperCommand):
-    """``facenet export``: ``--format``'s help is read from the exporter registry when help is
+    """``facenet model export``: ``--format``'s help is read from the exporter registry when help is
     shown (importing the registry for every other command would slow them all down)."""
 
     def format_help(self, ctx: Any, formatter: Any) -> None:

@@ -1,0 +1,1 @@
+"""The documentation: sources, the rendered pages, the measurement snapshot and the tooling."""
