@@ -364,7 +364,8 @@ def missing_artifacts() -> list[Callable[[nox.Session], None]]:
     needed = [contracts.KERAS_FILE, contracts.ONNX_FILE, contracts.ONNX_INT8_FILE,
               contracts.TFLITE_FILE, contracts.TFLITE_FP16_FILE, contracts.TFLITE_INT8_FILE,
               contracts.OPENVINO_DIR, contracts.OPENVINO_INT8_DIR, *contracts.MTCNN_FILES.values()]
-    if steps or not all((models / name).exists() for name in needed):
+    pack = ARTIFACTS / "pack" / "manifest.json"  # the model pack, the export's last step
+    if steps or not all((models / name).exists() for name in needed) or not pack.is_file():
         steps.append(step_export)
     return steps
 

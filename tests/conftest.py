@@ -11,9 +11,10 @@ import base64
 import json
 import marshal
 import os
+import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -395,6 +396,38 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if any(mark in reason for mark in MISSING_MARKS):
         report.outcome = "failed"
         report.longrepr = f"required here (CI / FACENET_REQUIRE_REAL=1), but: {reason}"
+
+
+READ_ONLY_MOUNT = ('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" || exit 97; '
+                   'shift; exec "$@"')
+"""Shell run in a private mount namespace: ``$1`` becomes a read-only bind mount of itself, then
+the command runs; exit 97 when the mount cannot be made."""
+
+
+def run_read_only(folder: Path, command: Sequence[str], **options: Any
+                  ) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` with ``folder`` read-only for it, for real: as root (who writes through
+    permission bits) ``folder`` is a read-only bind mount in a private mount namespace; otherwise
+    the write bits of ``folder`` and its subfolders are cleared for the run. Skips when neither
+    can be done."""
+    if os.geteuid() != 0:
+        folders = [folder, *(p for p in folder.rglob("*") if p.is_dir() and not p.is_symlink())]
+        modes = {path: path.stat().st_mode for path in folders}
+        for path, mode in modes.items():
+            path.chmod(mode & ~0o222)
+        try:
+            return subprocess.run(list(command), capture_output=True, text=True, **options)
+        finally:
+            for path, mode in modes.items():
+                path.chmod(mode)
+    if shutil.which("unshare") is None:
+        pytest.skip("a read-only mount needs util-linux's unshare when running as root")
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           READ_ONLY_MOUNT, "sh", str(folder), *command],
+                          capture_output=True, text=True, **options)
+    if done.returncode == 97:
+        pytest.skip(f"cannot make a read-only mount here: {done.stderr.strip()}")
+    return done
 
 
 @pytest.fixture

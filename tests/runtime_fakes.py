@@ -125,6 +125,25 @@ def install(artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 
+FAKE_MTCNN = b"MTCNN stand-in: the square detector never loads these bytes"
+"""What the fake pack holds for each MTCNN net (hashed and checked like any pack file)."""
+
+
+def install_pack(artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """:func:`install`, three MTCNN stand-in files, and a model pack of them at
+    ``artifacts/pack`` written by the export's writer; returns the pack."""
+    from toolchain.core.contracts import MTCNN_FILES
+    from toolchain.core.paths import Layout
+    from toolchain.runtime.pack import ArtifactModels
+    from toolchain.runtime.pack_writer import write_pack
+
+    install(artifacts, monkeypatch)
+    for name in MTCNN_FILES.values():
+        (artifacts / "models" / name).write_bytes(FAKE_MTCNN)
+    layout = Layout(artifacts)
+    return write_pack(ArtifactModels(layout), layout.pack_dir, made_by="tests").path
+
+
 def facenet(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
     """Run the command line in-process; return (exit code, stdout, stderr), never a traceback."""
     from toolchain.cli.app import run

@@ -93,7 +93,7 @@ def _sandbox(base: Path) -> Path:
             pytest.skip(f"{artifacts / 'models' / name} missing: run `nox -s export` first")
     checkout = base / "checkout"
     (checkout / "artifacts").mkdir(parents=True)
-    for sub in ("models", "source", "weights", "reference"):
+    for sub in ("models", "pack", "source", "weights", "reference"):
         if (artifacts / sub).exists():
             (checkout / "artifacts" / sub).symlink_to(artifacts / sub)
     if (artifacts / "SHA256SUMS").is_file():

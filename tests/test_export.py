@@ -65,12 +65,12 @@ def test_unknown_format_and_every_format_has_its_exporter() -> None:
 
 
 def test_cli_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
-    bogus = _cli("export", "--format", "bogus", "--artifacts", str(tmp_path))
+    bogus = _cli("model", "export", "--format", "bogus", "--artifacts", str(tmp_path))
     assert bogus.returncode == 2 and "unknown export format" in bogus.stderr
-    empty = _cli("export", "--format", "keras", "--artifacts", str(tmp_path))
+    empty = _cli("model", "export", "--format", "keras", "--artifacts", str(tmp_path))
     assert empty.returncode == 6 and "nox -s recover" in empty.stderr
     assert "Traceback" not in empty.stderr
-    parity = _cli("parity", "--artifacts", str(tmp_path))
+    parity = _cli("model", "parity", "--artifacts", str(tmp_path))
     assert parity.returncode == 6 and "nox -s export" in parity.stderr
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
 
@@ -121,12 +121,23 @@ def test_export_into_tmp_validates_before_writing(tmp_path: Path) -> None:
     assert sorted(p.name for p in layout.models_dir.iterdir()) == ["facenet_savedmodel"]
     formats = ["keras", "mtcnn", "onnx", "tflite", "tflite-fp16", "tflite-int8"]
     results = run_exporters(context, formats)
-    # That SavedModel is current (its stamp matches): the converters reuse it.
-    assert [r.name for r in results] == formats
+    # That SavedModel is current (its stamp matches): the converters reuse it. The run wrote
+    # models the runtime loads: it ends with the model pack of them.
+    assert [r.name for r in results] == [*formats, "pack"]
     names = sorted(p.name for p in layout.models_dir.iterdir())
     assert names == ["facenet.keras", "facenet.onnx", "facenet.tflite", "facenet_fp16.tflite",
                      "facenet_int8.tflite", "facenet_savedmodel", "mtcnn_onet.onnx",
                      "mtcnn_pnet.onnx", "mtcnn_rnet.onnx"]
+    assert results[-1].paths == [layout.pack_dir]
+    pack = json.loads((layout.pack_dir / "manifest.json").read_text())
+    assert pack["runs"] == [{"runtime": "onnxruntime", "precision": "fp32",
+                             "embedder": "facenet.onnx"}]
+    assert sorted(pack["files"]) == ["facenet.onnx", "mtcnn_onet.onnx", "mtcnn_pnet.onnx",
+                                     "mtcnn_rnet.onnx"]
+    assert pack["made"]["by"] == "facenet model export"
+    assert pack["model"]["weights_fingerprint"] == context.stamp["manifest_sha256"]
+    for rel in pack["files"]:
+        assert (layout.pack_dir / rel).stat().st_ino == (layout.models_dir / rel).stat().st_ino
     stamp = json.loads((layout.models_dir / "facenet_savedmodel" / STAMP_FILE).read_text())
     assert stamp["toolchain_version"] == toolchain.__version__
 

@@ -255,6 +255,60 @@ def test_real_tree_checksums_and_verify(tmp_path: Path) -> None:
 
 
 @pytest.mark.real
+def test_verify_stays_clean_after_the_export_writes_the_pack(tmp_path: Path) -> None:
+    """The export's last step (``artifacts/pack``: hard links of ``models/``, recorded as
+    ``facenet model export`` records what it wrote): ``verify`` is clean, also once the runtime has
+    cached an optimized graph in the pack; a flipped pack byte is named by ``verify`` and refused
+    by a command (exit 4)."""
+    from conftest import shared_data
+
+    from toolchain.convert.exporters import ExportContext
+    from toolchain.convert.exporters.registry import write_models_pack
+    from toolchain.runtime.recognizer import Recognizer
+
+    real = artifacts_root()
+    for part in ("source", "weights", "reference", "models"):
+        if not (real / part).is_dir():
+            pytest.skip(f"{real / part} missing: run `nox` (fetch, recover, export) first")
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    for part in ("source", "reference", "models"):
+        (root / part).symlink_to(real / part)
+    (root / "weights").mkdir()
+    for path in (real / "weights").iterdir():
+        (root / "weights" / path.name).symlink_to(path)
+    layout = Layout(root)
+    assert facenet("model", "checksums", "--artifacts", root).returncode == 0
+
+    result = write_models_pack(ExportContext(layout), [layout.models_dir / "facenet.onnx"])
+    assert result is not None and result.paths == [layout.pack_dir]
+    record_files(layout, result.paths)
+    manifest = json.loads((layout.pack_dir / "manifest.json").read_text())
+    listed = read_sums(layout) or {}
+    assert sorted(rel for rel in listed if rel.startswith("pack/")) == sorted(
+        f"pack/{rel}" for rel in [*manifest["files"], "manifest.json"])
+    with Recognizer.from_artifacts(root, gallery=None) as rec:
+        assert rec.embedder.path == layout.pack_dir / "facenet.onnx"
+    assert (layout.pack_dir / "facenet.onnx.optimized").is_file()
+    ok = facenet("model", "verify", "--artifacts", root)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+    victim = layout.pack_dir / "mtcnn_onet.onnx"
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 1
+    victim.unlink()  # a hard link of models/: replaced, never written in place
+    victim.write_bytes(bytes(data))
+    bad = facenet("model", "verify", "--artifacts", root)
+    assert bad.returncode == 4
+    assert (f"{victim}: sha256 does not match {SUMS_NAME}; regenerate it with `nox -s export`"
+            in bad.stderr)
+    photo = shared_data("photos") / "obama1.jpg"
+    refused = facenet("compare", photo, photo, "--artifacts", root)
+    assert refused.returncode == 4, refused.stderr
+    assert "mtcnn_onet.onnx: sha256 does not match its manifest" in refused.stderr
+
+
+@pytest.mark.real
 def test_tampered_optimized_graph_cache_is_never_loaded(tmp_path: Path) -> None:
     """A same-size corruption of ``<model>.optimized`` is rebuilt, never run instead of the model.
 

@@ -1,9 +1,11 @@
-"""ONNX Runtime session settings and the cached optimized graph next to the model."""
+"""ONNX Runtime session settings and the cached optimized graph (next to the model, else in the
+user's cache folder)."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -108,18 +110,59 @@ def test_corrupt_cache_is_rebuilt(tmp_path: Path) -> None:
         (tmp_path / "m.onnx.optimized.json").read_text())["optimized_sha256"]
 
 
-def test_read_only_directory_falls_back_without_cache(tmp_path: Path) -> None:
-    if os.geteuid() == 0:
-        pytest.skip("root ignores directory permissions")
+READ_ONLY_SESSION = """
+import sys
+import numpy as np
+from toolchain.runtime.ort_options import create_session
+session = create_session(sys.argv[1])
+print(session.run(None, {"x": np.ones((1, 3, 8, 8), np.float32)})[0].sum())
+"""
+
+
+def test_read_only_directory_caches_in_the_user_cache_or_runs_without(tmp_path: Path) -> None:
+    from conftest import run_read_only
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    model = folder / "m.onnx"
+    _write_model(model, 1.0)
+    expected = _run(create_session(model, OrtSettings(cache_optimized=False))).sum()
+    cache = tmp_path / "cache"
+    name = f"{sha256_file(model)}.onnx.optimized"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    mtimes: list[int] = []
+    for cache_dir, cached in ((cache, True), (cache, True), (folder / "cache", False)):
+        done = run_read_only(folder, [sys.executable, "-c", READ_ONLY_SESSION, str(model)],
+                             env={**env, "FACENET_CACHE_DIR": str(cache_dir)}, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert float(done.stdout) == pytest.approx(float(expected))
+        assert sorted(p.name for p in folder.iterdir()) == ["m.onnx"]
+        assert ("running without it" in done.stderr) != cached, done.stderr
+        if cached:
+            assert sorted(p.name for p in cache.iterdir()) == [name, f"{name}.json"]
+            mtimes.append((cache / name).stat().st_mtime_ns)
+    assert mtimes[0] == mtimes[1], "the user cache was rebuilt, not reused"
+
+
+def test_a_given_digest_spares_reading_the_source(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import toolchain.runtime.ort_options as ort_options
+
     model = tmp_path / "m.onnx"
     _write_model(model, 1.0)
-    tmp_path.chmod(0o555)
-    try:
-        out = _run(create_session(model))
-    finally:
-        tmp_path.chmod(0o755)
-    assert out.shape == (1, 4, 8, 8)
-    assert not optimized_path(model).exists()
+    digest = sha256_file(model)
+    read: list[str] = []
+
+    def counting(path: Path, *args: object) -> str:
+        read.append(Path(path).name)
+        return sha256_file(path)
+
+    monkeypatch.setattr(ort_options, "sha256_file", counting)
+    first = _run(create_session(model, sha256=digest))
+    again = _run(create_session(model, sha256=digest))
+    np.testing.assert_allclose(again, first)
+    assert read == ["m.onnx.optimized", "m.onnx.optimized"]  # written, then checked: never m.onnx
+    assert json.loads((tmp_path / "m.onnx.optimized.json").read_text())["source_sha256"] == digest
 
 
 def test_no_cache_settings_write_nothing(tmp_path: Path) -> None:

@@ -19,8 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from toolchain.core.lazy import lazy_exports
-
-__version__ = "0.1.0"
+from toolchain.core.version import __version__ as __version__
 
 _EXPORTS: dict[str, str] = {
     "Recognizer": "toolchain.runtime.recognizer",

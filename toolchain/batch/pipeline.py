@@ -21,9 +21,10 @@ came back, and the idempotent key (photo sha256 plus face box) keeps a retried e
 being stored twice. When Ray gives up, the run ends with :class:`BatchAborted`: an enrollment keeps
 every photo whose result came back (committed), a recognition writes no output.
 
-On a cluster, every node must reach the photos and the artifacts under the same paths (shared
-storage), and the gallery should be a shared PostgreSQL (``postgresql://`` URL): a SQLite file
-works only where every worker and the driver share the file.
+On a cluster, every node must reach the photos and the models (a model pack, or the artifacts
+tree) under the same paths (shared storage), and the gallery should be a shared PostgreSQL
+(``postgresql://`` URL): a SQLite file works only where every worker and the driver share the
+file.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from toolchain.core.errors import EnvironmentToolError, InputError
 from toolchain.gallery import Entry, Gallery
 from toolchain.gallery.names import person_name
 from toolchain.runtime.faces import EnrollStatus, enroll_outcome
+from toolchain.runtime.pack import model_source
 from toolchain.runtime.recognizer import IMAGES_PER_BATCH, MIN_ENROLL_FACE, Recognizer
 
 log = logging.getLogger(__name__)
@@ -98,6 +100,8 @@ class BatchConfig:
     min_enroll_face: float = MIN_ENROLL_FACE
     threads: int = 0
     """ONNX Runtime intra-op threads per worker; 0: :data:`WORKER_CPUS`."""
+    models: str | None = None
+    """The model pack the workers open (``--models PACK``); ``None``: the artifacts' own."""
 
 
 @dataclass(frozen=True)
@@ -152,8 +156,9 @@ class PhotoWorker:
 
     def __init__(self, config: BatchConfig):
         self.config = config
-        self.recognizer = Recognizer.from_artifacts(
-            config.artifacts, gallery=config.gallery, threshold=config.threshold,
+        self.recognizer = Recognizer.load(
+            model_source(config.models, config.artifacts), config.gallery,
+            threshold=config.threshold,
             match=config.match, top_k=config.top_k, detection=config.detection,
             crop=config.crop, allow_crop_mismatch=config.allow_crop_mismatch,
             threads=config.threads or WORKER_CPUS)

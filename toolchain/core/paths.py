@@ -51,6 +51,12 @@ class Layout:
         return self.root / "models"
 
     @property
+    def pack_dir(self) -> Path:
+        """The model pack the export writes: the runtime's models and their manifest
+        (:mod:`toolchain.runtime.pack`), what a machine that only recognizes faces needs."""
+        return self.root / "pack"
+
+    @property
     def reports_dir(self) -> Path:
         """Parity, evaluation and benchmark reports."""
         return self.root / "reports"

@@ -106,8 +106,9 @@ class OrtSession:
 
     runtime: Runtime = "onnxruntime"
 
-    def __init__(self, path: Path, settings: OrtSettings = DEFAULT_SETTINGS):
-        self.session = create_session(path, settings)
+    def __init__(self, path: Path, settings: OrtSettings = DEFAULT_SETTINGS,
+                 sha256: str | None = None):
+        self.session = create_session(path, settings, sha256)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         self.input_names = [i.name for i in inputs]
         self.input_shapes = [list(i.shape) for i in inputs]
@@ -166,9 +167,10 @@ class OpenVinoSession:
         return [np.array(result[self.compiled.output(name)]) for name in outputs]
 
 
-def open_session(path: Path, runtime: str, settings: OrtSettings = DEFAULT_SETTINGS
-                 ) -> ModelSession:
-    """Load ``path`` on ``runtime`` (``settings`` apply to ONNX Runtime only).
+def open_session(path: Path, runtime: str, settings: OrtSettings = DEFAULT_SETTINGS,
+                 sha256: str | None = None) -> ModelSession:
+    """Load ``path`` on ``runtime`` (``settings`` apply to ONNX Runtime only; ``sha256``, the
+    file's digest when the caller has just checked it, spares its optimized-graph cache a read).
 
     Raises:
         EnvironmentToolError: the runtime is not installed.
@@ -180,7 +182,7 @@ def open_session(path: Path, runtime: str, settings: OrtSettings = DEFAULT_SETTI
     try:
         if runtime == "openvino":
             return OpenVinoSession(path, settings.intra_op_threads)
-        return OrtSession(path, settings)
+        return OrtSession(path, settings, sha256)
     except ModuleNotFoundError as exc:
         if exc.name is not None and exc.name.split(".")[0] == runtime:
             raise EnvironmentToolError(MISSING_RUNTIME[runtime]) from exc

@@ -59,9 +59,12 @@ class Embedder:
 
     def __init__(self, path: Path, batch_size: int = DEFAULT_BATCH,
                  settings: OrtSettings = DEFAULT_SETTINGS, runtime: str = RUNTIMES[0],
-                 export_hint: str = "nox -s export"):
+                 export_hint: str = "nox -s export", sha256: str | None = None):
         """Load ``path`` on ``runtime`` (ONNX Runtime: :mod:`toolchain.runtime.ort_options`, one
         intra-op thread per core, cached optimized graph; OpenVINO: :mod:`.backends`).
+
+        ``sha256``: the file's digest when the caller has just checked it (a model pack does), so
+        neither the fingerprint nor the optimized-graph cache reads the file again.
 
         Raises:
             MissingArtifactError: the file does not exist (the message names ``export_hint``).
@@ -75,7 +78,7 @@ class Embedder:
                 f"FaceNet model {self.path} is missing; create it with `{export_hint}`"
             )
         try:
-            self._session = open_session(self.path, runtime, settings)
+            self._session = open_session(self.path, runtime, settings, sha256)
         except (EnvironmentToolError, ValueError):
             raise
         except Exception as exc:
@@ -108,7 +111,7 @@ class Embedder:
         self._fixed_batch = fixed_batch
         self.batch_size = fixed_batch or max(1, batch_size)
         self.metadata: dict[str, str] = dict(session.metadata)
-        self.fingerprint = self._weights_from_metadata() or sha256_file(self.path)
+        self.fingerprint = self._weights_from_metadata() or sha256 or sha256_file(self.path)
         self.default_threshold = self._threshold_from_metadata()
         self.default_crop = self._crop_from_metadata()
         log.debug(

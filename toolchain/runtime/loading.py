@@ -1,10 +1,11 @@
-"""Opening the runtime's models from an artifacts tree: the ONNX MTCNN and the FaceNet embedder.
+"""Opening the runtime's models from a model pack or an artifacts tree: the ONNX MTCNN and the
+FaceNet embedder.
 
 Which files a recognizer runs (the runtime and precision of :class:`~toolchain.runtime.backends.
-ModelChoice`), their check against ``SHA256SUMS`` and the sessions' thread count are decided
-here, apart from :class:`~toolchain.runtime.recognizer.Recognizer`, which only uses a detector
-and an embedder however they were made. Tests swap :func:`load_detector` in this module for a
-fake detector.
+ModelChoice`), their check (against the pack's manifest, or ``SHA256SUMS``:
+:mod:`toolchain.runtime.pack`) and the sessions' thread count are decided here, apart from
+:class:`~toolchain.runtime.recognizer.Recognizer`, which only uses a detector and an embedder
+however they were made. Tests swap :func:`load_detector` in this module for a fake detector.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from toolchain.core.contracts import MTCNN_FILES
 from toolchain.core.errors import InputError
-from toolchain.core.integrity import verify_file
-from toolchain.core.paths import Layout
 from toolchain.runtime.backends import ModelChoice
 from toolchain.runtime.embedder import Embedder
 from toolchain.runtime.faces import FaceDetector
 from toolchain.runtime.ort_options import DEFAULT_SETTINGS
+from toolchain.runtime.pack import ModelSource, open_embedder
 
 
 def load_detector(models_dir: Path, **options: Any) -> FaceDetector:
@@ -42,17 +41,18 @@ def load_detector(models_dir: Path, **options: Any) -> FaceDetector:
 
 
 def load_models(
-    layout: Layout,
+    source: ModelSource,
     *,
     runtime: str = "onnxruntime",
     precision: str = "fp32",
     threads: int = 0,
     detection: Mapping[str, Any] | None = None,
 ) -> tuple[FaceDetector, Embedder]:
-    """The detector and embedder of ``layout``'s models, each file present checked first.
+    """The detector and embedder of ``source``, every file they load checked first.
 
     Args:
-        layout: the artifacts tree holding ``models/``.
+        source: a model pack (:func:`~toolchain.runtime.pack.open_pack`), or an artifacts tree's
+            models (:func:`~toolchain.runtime.pack.artifacts_pack`).
         runtime: ``onnxruntime`` or ``openvino``, for the embedder and the detector.
         precision: ``fp32`` or ``int8``: which FaceNet model embeds
             (:data:`toolchain.runtime.backends.EMBEDDER_FILES`).
@@ -61,20 +61,16 @@ def load_models(
 
     Raises:
         InputError: an unknown runtime or precision.
-        IntegrityError: a model file does not match ``SHA256SUMS``.
-        MissingArtifactError: a model file is missing (names `nox -s export`).
+        IntegrityError: a model file does not match the pack's manifest or ``SHA256SUMS``, or
+            the manifest does not describe the model.
+        MissingArtifactError: a model file is missing, or the pack holds no model for
+            ``runtime`` and ``precision`` (the message names what makes it).
     """
     try:
         choice = ModelChoice(runtime, precision)  # type: ignore[arg-type]
     except ValueError as exc:
         raise InputError(str(exc)) from exc
-    model = layout.models_dir / choice.embedder_file
-    for path in (model.parent if choice.runtime == "openvino" else model,
-                 *(layout.models_dir / name for name in MTCNN_FILES.values())):
-        if path.exists():
-            verify_file(path, layout)
-    embedder = Embedder(model, runtime=choice.runtime, export_hint=choice.export_hint,
-                        settings=replace(DEFAULT_SETTINGS, intra_op_threads=threads))
-    detector = load_detector(layout.models_dir, runtime=choice.runtime, threads=threads,
+    embedder = open_embedder(source, choice, replace(DEFAULT_SETTINGS, intra_op_threads=threads))
+    detector = load_detector(source.root, runtime=choice.runtime, threads=threads,
                              **(detection or {}))
     return detector, embedder

@@ -16,8 +16,14 @@ the 2-core AVX2 machine the toolchain targets:
   the CPU's instruction-set flags, and the optimized graph's own sha256. Later sessions check
   that sha256 (what runs is exactly what was optimized from the fingerprinted source), load the
   saved graph with optimizations off and start several times faster. The cache is rebuilt when
-  any key changes or the graph's bytes do not match, and skipped (with a warning) when the models
-  directory is read-only.
+  any key changes or the graph's bytes do not match.
+* a model whose folder is read-only (a model pack shipped read-only, a container's image) has its
+  cache in the user's cache folder instead (:func:`user_cache_dir`), named by the source's sha256
+  so that models of several packs never collide; when that cannot be written either, the session
+  runs without a cache (one warning), never fails for it.
+
+A caller that has just hashed the model (a model pack checks every file before loading it) passes
+the digest as ``sha256``, so the source is never read twice.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ log = logging.getLogger(__name__)
 
 OPTIMIZED_SUFFIX = ".optimized"
 """Suffix appended to a model's file name for its cached optimized graph."""
+
+CACHE_DIR_ENV = "FACENET_CACHE_DIR"
+"""Environment variable naming the folder of the caches of models in read-only folders."""
 
 GRAPH_LEVELS = ("disabled", "basic", "extended", "all")
 """Graph optimization levels, as named in :class:`OrtSettings`."""
@@ -140,12 +149,47 @@ def _cpu_flags() -> str:
 
 
 def optimized_path(model: Path) -> Path:
-    """Where the cached optimized graph of ``model`` lives."""
+    """Where the cached optimized graph of ``model`` lives when its folder is writable."""
     return model.with_name(model.name + OPTIMIZED_SUFFIX)
 
 
 def _sidecar(model: Path) -> Path:
     return model.with_name(model.name + OPTIMIZED_SUFFIX + ".json")
+
+
+def user_cache_dir() -> Path | None:
+    """Where the optimized graphs of models in read-only folders go: ``$FACENET_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/facenet-toolchain/ort``, else ``~/.cache/facenet-toolchain/ort`` (``None``
+    when there is no home folder either)."""
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV])
+    try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    except (KeyError, RuntimeError):  # no HOME and no passwd entry
+        return None
+    return base / "facenet-toolchain" / "ort"
+
+
+@dataclass(frozen=True)
+class CacheSlot:
+    """Where one optimized graph and its sidecar are kept."""
+
+    optimized: Path
+    sidecar: Path
+
+
+def beside(model: Path) -> CacheSlot:
+    """The cache next to ``model`` (``<model>.optimized`` and ``<model>.optimized.json``)."""
+    return CacheSlot(optimized_path(model), _sidecar(model))
+
+
+def in_user_cache(sha256: str) -> CacheSlot | None:
+    """The cache of the model whose sha256 is ``sha256`` in :func:`user_cache_dir`."""
+    folder = user_cache_dir()
+    if folder is None:
+        return None
+    name = f"{sha256}.onnx{OPTIMIZED_SUFFIX}"
+    return CacheSlot(folder / name, folder / f"{name}.json")
 
 
 def model_sha256(model: Path) -> str:
@@ -170,7 +214,7 @@ def model_sha256(model: Path) -> str:
     return sha256_file(model)
 
 
-def _cache_key(model: Path, settings: OrtSettings, sha256: str) -> dict[str, Any]:
+def _cache_key(settings: OrtSettings, sha256: str) -> dict[str, Any]:
     import onnxruntime as ort
 
     return {
@@ -181,86 +225,124 @@ def _cache_key(model: Path, settings: OrtSettings, sha256: str) -> dict[str, Any
     }
 
 
-def _cached_key_matches(model: Path, settings: OrtSettings) -> bool:
-    """Whether the sidecar describes this source model; hashes it only if size or mtime moved."""
-    sidecar, optimized = _sidecar(model), optimized_path(model)
+def _cached_key_matches(model: Path, settings: OrtSettings, slot: CacheSlot,
+                        sha256: str | None) -> bool:
+    """Whether ``slot`` holds this source model's graph; hashes the source only when no digest is
+    given and its size or mtime moved since the sidecar was written."""
     try:
-        recorded = json.loads(sidecar.read_text(encoding="utf-8"))
-        stat, opt_size = model.stat(), optimized.stat().st_size
+        recorded = json.loads(slot.sidecar.read_text(encoding="utf-8"))
+        stat, opt_size = model.stat(), slot.optimized.stat().st_size
     except (OSError, ValueError):
         return False
     if not isinstance(recorded, dict) or recorded.get("optimized_size") != opt_size:
         return False
-    if recorded.get("optimized_sha256") != sha256_file(optimized):
-        log.warning("%s does not match its recorded sha256; rebuilding it", optimized.name)
+    if recorded.get("optimized_sha256") != sha256_file(slot.optimized):
+        log.warning("%s does not match its recorded sha256; rebuilding it", slot.optimized.name)
         return False
     same_file = (recorded.get("source_size"), recorded.get("source_mtime_ns")) == (
         stat.st_size,
         stat.st_mtime_ns,
     )
-    sha = recorded.get("source_sha256") if same_file else sha256_file(model)
-    key = _cache_key(model, settings, str(sha))
+    sha = sha256 or (recorded.get("source_sha256") if same_file else sha256_file(model))
+    key = _cache_key(settings, str(sha))
     matches = all(recorded.get(k) == v for k, v in key.items())
     if matches and not same_file:
         recorded.update(source_size=stat.st_size, source_mtime_ns=stat.st_mtime_ns)
         try:
-            write_json(sidecar, recorded)
+            write_json(slot.sidecar, recorded)
         except OSError:
-            log.debug("cannot refresh %s", sidecar)
+            log.debug("cannot refresh %s", slot.sidecar)
     return matches
 
 
-def _build_cache(model: Path, settings: OrtSettings) -> onnxruntime.InferenceSession:
-    """Optimize ``model`` into a temporary sibling, rename it into place, record the sidecar."""
+def _load_cached(model: Path, settings: OrtSettings, slot: CacheSlot, sha256: str | None
+                 ) -> onnxruntime.InferenceSession | None:
+    """A session on the graph cached in ``slot``, or ``None`` when it is absent, stale or
+    unusable (then it is rebuilt)."""
     import onnxruntime as ort
 
-    optimized = optimized_path(model)
+    if not _cached_key_matches(model, settings, slot, sha256):
+        return None
+    try:
+        return ort.InferenceSession(
+            str(slot.optimized),
+            session_options(settings, graph_optimization="disabled"),
+            providers=["CPUExecutionProvider"],
+        )
+    except Exception as exc:  # any load failure means: rebuild the cache
+        log.warning("cached optimized graph %s unusable (%s); rebuilding", slot.optimized.name, exc)
+        return None
+
+
+def _build_cache(model: Path, settings: OrtSettings, slot: CacheSlot, sha256: str | None
+                 ) -> onnxruntime.InferenceSession:
+    """Optimize ``model`` into a temporary sibling of ``slot``, rename it into place, record the
+    sidecar.
+
+    Raises:
+        OSError: the slot's folder cannot be written (nothing is optimized then: the temporary
+            file is created first).
+    """
+    import onnxruntime as ort
+
     stat = model.stat()
-    sha = sha256_file(model)
-    with atomic_file(optimized) as tmp:
+    with atomic_file(slot.optimized) as tmp:
+        sha = sha256 or sha256_file(model)
         opts = session_options(settings)
         opts.optimized_model_filepath = str(tmp)
         session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
-    record = _cache_key(model, settings, sha)
+    record = _cache_key(settings, sha)
     record.update(
         source=model.name,
         source_size=stat.st_size,
         source_mtime_ns=stat.st_mtime_ns,
-        optimized_size=optimized.stat().st_size,
-        optimized_sha256=sha256_file(optimized),
+        optimized_size=slot.optimized.stat().st_size,
+        optimized_sha256=sha256_file(slot.optimized),
     )
-    write_json(_sidecar(model), record)
-    log.info("saved the optimized graph of %s to %s", model.name, optimized.name)
+    write_json(slot.sidecar, record)
+    log.info("saved the optimized graph of %s to %s", model.name, slot.optimized)
     return session
 
 
 def create_session(
-    model: Path, settings: OrtSettings = DEFAULT_SETTINGS
+    model: Path, settings: OrtSettings = DEFAULT_SETTINGS, sha256: str | None = None
 ) -> onnxruntime.InferenceSession:
     """A CPU session for ``model`` with ``settings``, through the optimized-graph cache.
 
-    The cache applies when ``settings.cache_optimized`` is set and the level is not ``disabled``.
-    A stale, corrupt or unwritable cache never fails the call: the session is then created from
-    the source model directly.
+    The cache applies when ``settings.cache_optimized`` is set and the level is not ``disabled``:
+    next to the model, else (a read-only folder) in :func:`user_cache_dir`. A stale, corrupt or
+    unwritable cache never fails the call: the session is then created from the source model
+    directly. ``sha256``: the model's digest when the caller has just checked it (the source is
+    then never hashed here).
     """
     import onnxruntime as ort
 
     model = Path(model)
-    providers = ["CPUExecutionProvider"]
+
+    def plain() -> onnxruntime.InferenceSession:
+        return ort.InferenceSession(str(model), session_options(settings),
+                                    providers=["CPUExecutionProvider"])
+
     if not settings.cache_optimized or settings.graph_optimization == "disabled":
-        return ort.InferenceSession(str(model), session_options(settings), providers=providers)
-    if _cached_key_matches(model, settings):
-        try:
-            return ort.InferenceSession(
-                str(optimized_path(model)),
-                session_options(settings, graph_optimization="disabled"),
-                providers=providers,
-            )
-        except Exception as exc:  # any load failure means: rebuild the cache
-            log.warning("cached optimized graph %s unusable (%s); rebuilding",
-                        optimized_path(model).name, exc)
+        return plain()
+    here = beside(model)
+    session = _load_cached(model, settings, here, sha256)
+    if session is not None:
+        return session
     try:
-        return _build_cache(model, settings)
+        return _build_cache(model, settings, here, sha256)
     except OSError as exc:
-        log.warning("cannot cache the optimized graph next to %s (%s)", model, exc)
-        return ort.InferenceSession(str(model), session_options(settings), providers=providers)
+        log.debug("cannot cache the optimized graph next to %s (%s)", model, exc)
+    sha256 = sha256 or sha256_file(model)
+    slot = in_user_cache(sha256)
+    if slot is not None:
+        session = _load_cached(model, settings, slot, sha256)
+        if session is not None:
+            return session
+        try:
+            return _build_cache(model, settings, slot, sha256)
+        except OSError as exc:
+            log.debug("cannot cache the optimized graph in %s (%s)", slot.optimized.parent, exc)
+    log.warning("cannot cache the optimized graph of %s next to it nor in the user's cache "
+                "folder (set %s to a writable folder): running without it", model, CACHE_DIR_ENV)
+    return plain()

@@ -4,7 +4,7 @@ Example::
 
     from toolchain import Recognizer
 
-    rec = Recognizer.from_artifacts("artifacts", gallery="my_gallery.db")
+    rec = Recognizer.from_artifacts("artifacts", gallery="my_gallery.db")  # or .load(PACK, ...)
     rec.enroll("Ada", "photos/ada.jpg")
     for match in rec.recognize("photos/group.jpg"):
         print(match.label, match.distance, match.margin, match.runner_up, match.box)
@@ -58,6 +58,7 @@ from toolchain.runtime.faces import (
 )
 from toolchain.runtime.images import LoadedImage, read_image
 from toolchain.runtime.loading import load_models
+from toolchain.runtime.pack import ModelSource, artifacts_pack, open_pack
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,39 @@ class Recognizer:
         self._crop: tuple[CropSpec, CropSource] | None = None
 
     @classmethod
+    def load(
+        cls,
+        pack: Path | str | ModelSource,
+        gallery: Path | str | None = None,
+        *,
+        threshold: float | None = None,
+        match: MatchMode | str = MatchMode.NEAREST,
+        top_k: int = 3,
+        detection: Mapping[str, Any] | None = None,
+        crop: CropSpec | str | None = None,
+        allow_crop_mismatch: bool = False,
+        runtime: str = "onnxruntime",
+        precision: str = "fp32",
+        threads: int = 0,
+    ) -> Recognizer:
+        """Open a model pack (:mod:`toolchain.runtime.pack`; no artifacts tree needed), every file
+        checked against its manifest first (:func:`~toolchain.runtime.loading.load_models`); no
+        gallery by default. Keyword options are those of :meth:`from_artifacts`.
+
+        Raises:
+            MissingArtifactError: the pack, its manifest or a file it lists is missing, or it
+                holds no model for ``runtime`` and ``precision``.
+            IntegrityError: a file does not match the manifest, or the manifest is malformed, of
+                another format or does not describe the model.
+            InputError: an unknown runtime or precision.
+        """
+        source = open_pack(pack) if isinstance(pack, (Path, str)) else pack
+        detector, embedder = load_models(source, runtime=runtime, precision=precision,
+                                         threads=threads, detection=detection)
+        return cls(detector, embedder, gallery, threshold=threshold, match=match, top_k=top_k,
+                   crop=crop, allow_crop_mismatch=allow_crop_mismatch)
+
+    @classmethod
     def from_artifacts(
         cls,
         artifacts_dir: Path | str = DEFAULT_ARTIFACTS,
@@ -160,7 +194,9 @@ class Recognizer:
         precision: str = "fp32",
         threads: int = 0,
     ) -> Recognizer:
-        """Load the models of ``artifacts_dir``; gallery default ``<artifacts>/gallery.db``.
+        """:meth:`load` the models of ``artifacts_dir`` (its pack, else its ``models/`` checked
+        against ``SHA256SUMS``: :func:`~toolchain.runtime.pack.artifacts_pack`); gallery default
+        ``<artifacts>/gallery.db``.
 
         Keyword options are those of :class:`Recognizer`; ``runtime``, ``precision``,
         ``threads`` and ``detection`` choose the models (:func:`~toolchain.runtime.loading.
@@ -169,13 +205,13 @@ class Recognizer:
 
         Raises:
             MissingArtifactError: a model file is missing (names `nox -s export`).
+            IntegrityError: a model file does not match ``SHA256SUMS`` or the pack's manifest.
         """
         layout = Layout(Path(artifacts_dir))
-        detector, embedder = load_models(layout, runtime=runtime, precision=precision,
-                                         threads=threads, detection=detection)
-        return cls(detector, embedder, gallery if gallery is not None else layout.gallery,
-                   threshold=threshold, match=match, top_k=top_k, crop=crop,
-                   allow_crop_mismatch=allow_crop_mismatch)
+        return cls.load(artifacts_pack(layout), gallery if gallery is not None else layout.gallery,
+                        threshold=threshold, match=match, top_k=top_k, detection=detection,
+                        crop=crop, allow_crop_mismatch=allow_crop_mismatch, runtime=runtime,
+                        precision=precision, threads=threads)
 
     def close(self) -> None:
         """Close the gallery if it is open."""

@@ -36,6 +36,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from toolchain.core.contracts import MTCNN_FILES, ONNX_FILE
 from toolchain.core.errors import ToolchainError
 from toolchain.core.paths import Layout
 from toolchain.gallery.names import NameRefused, person_name
@@ -83,8 +84,8 @@ LOCAL_ISOLATION = [(b"cross-origin-opener-policy", b"same-origin"),
                    (b"cross-origin-embedder-policy", b"require-corp")]
 """Cross-origin isolation of the local page: ONNX Runtime Web's threads need SharedArrayBuffer."""
 
-LOCAL_MODELS = frozenset({"facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"})
-"""The models the local page may fetch from ``<artifacts>/models``."""
+LOCAL_MODELS = frozenset({ONNX_FILE, *MTCNN_FILES.values()})
+"""The models the local page may fetch from the served models' folder (the pack's)."""
 
 
 def swagger_assets() -> Path:
@@ -414,10 +415,10 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.get(f"{LOCAL_PREFIX}/models/{{name}}", include_in_schema=False)
     async def local_model(name: str) -> FileResponse:
-        if name not in LOCAL_MODELS:
+        folder = engine.models or Layout(config.artifacts).models_dir
+        if name not in LOCAL_MODELS or not (folder / name).is_file():
             raise ApiError("not_found", f"no model named {name!r} for the local page")
-        return FileResponse(Layout(config.artifacts).models_dir / name,
-                            media_type="application/octet-stream")
+        return FileResponse(folder / name, media_type="application/octet-stream")
 
     app.mount(f"{LOCAL_PREFIX}/", StaticFiles(directory=WEB_DIR / "local", html=True),
               name="local")

@@ -59,7 +59,8 @@ class ServiceConfig:
     """One server: its models, its gallery, its limits and its access rules.
 
     Attributes:
-        artifacts: The artifacts directory (``models/`` inside).
+        artifacts: The artifacts directory: its model pack (or ``models/``) unless ``models``
+            names one, and the default place of the gallery.
         gallery: The gallery file or ``postgresql://`` URL (created at start if it does not
             exist).
         limits: See :class:`Limits`.
@@ -71,8 +72,11 @@ class ServiceConfig:
         threshold: Match threshold given on the command line (default: the gallery's, else the
             model's).
         detection: Keywords of the MTCNN detector (``min_face_size``, ``max_side``).
-        runtime: ``onnxruntime`` or ``openvino`` (``Recognizer.from_artifacts``).
+        runtime: ``onnxruntime`` or ``openvino`` (``Recognizer.load``).
         precision: ``fp32`` or ``int8``: which FaceNet model embeds.
+        models: The model pack served (:mod:`toolchain.runtime.pack`, ``--models PACK``);
+            ``None``: the artifacts' own, ``<artifacts>/pack`` (or ``<artifacts>/models``
+            checked against ``SHA256SUMS`` in a tree exported before packs).
     """
 
     artifacts: Path
@@ -85,6 +89,7 @@ class ServiceConfig:
     detection: dict[str, object] = field(default_factory=dict)
     runtime: str = "onnxruntime"
     precision: str = "fp32"
+    models: Path | None = None
 
 
 def read_token(path: Path) -> str:

@@ -44,6 +44,7 @@ from toolchain.runtime.faces import (
     enroll_outcome,
 )
 from toolchain.runtime.images import LoadedImage, decode_bytes
+from toolchain.runtime.pack import model_source
 from toolchain.runtime.recognizer import MIN_ENROLL_FACE, Recognizer
 from toolchain.service.config import ServiceConfig
 from toolchain.service.pool import Ticket, TimedOut, WorkerPool
@@ -140,10 +141,12 @@ def check_pixels(data: bytes, label: str, max_pixels: int) -> None:
 class Engine:
     """The loaded models, the gallery path, the worker pool and the one write path."""
 
-    def __init__(self, config: ServiceConfig, detector: FaceDetector, embedder: Embedder):
+    def __init__(self, config: ServiceConfig, detector: FaceDetector, embedder: Embedder,
+                 models: Path | None = None):
         self.config = config
         self.detector = detector
         self.embedder = embedder
+        self.models = models  # the served models' folder: the page's in-browser models too
         self.pool = WorkerPool(config.limits.workers, config.limits.queue)
         self._local = threading.local()
         self._write_lock = threading.Lock()
@@ -151,20 +154,21 @@ class Engine:
 
     @classmethod
     def load(cls, config: ServiceConfig) -> Engine:
-        """Load (and verify) the models of ``config.artifacts``; open or create the gallery.
+        """Load (and verify) the models of ``config.models`` (default: the artifacts' pack);
+        open or create the gallery.
 
         Raises:
-            MissingArtifactError: a model is missing.
-            IntegrityError: a model fails its checksum, or the gallery was made with another
-                model.
+            MissingArtifactError: a model is missing, or the pack holds none for the runtime.
+            IntegrityError: a model fails its checksum or the pack's manifest, or the gallery
+                was made with another model.
             InputError: the gallery is not a gallery.
         """
-        with Recognizer.from_artifacts(config.artifacts, config.gallery,
-                                       threshold=config.threshold,
-                                       detection=config.detection, runtime=config.runtime,
-                                       precision=config.precision) as loaded:
+        source = model_source(config.models, config.artifacts)
+        with Recognizer.load(source, config.gallery, threshold=config.threshold,
+                             detection=config.detection, runtime=config.runtime,
+                             precision=config.precision) as loaded:
             loaded.gallery(create=True)
-            return cls(config, loaded.detector, loaded.embedder)
+            return cls(config, loaded.detector, loaded.embedder, source.root)
 
     def close(self) -> None:
         """Finish the running jobs and stop the workers."""

@@ -5,6 +5,10 @@ Each format of :data:`toolchain.convert.formats.FORMATS` names its exporter as
 exported. An exporter writes into a temporary sibling, validates what it wrote and only then
 renames it into place, so a failed export never replaces a good file.
 
+A run that wrote a model the runtime loads ends by writing the model pack ``artifacts/pack``
+(:func:`write_models_pack`, :mod:`toolchain.runtime.pack_writer`) from every runtime model of
+``artifacts/models``, so the pack never lags behind the models it is made of.
+
 Dependencies come from the table's parent chain: a selected format's parent runs first when both
 are selected. A parent that is not selected is exported first only when its module defines
 ``is_current(context) -> bool`` and that says the copy on disk is stale (the SavedModel, which the
@@ -113,8 +117,34 @@ class ExportResult:
     size_bytes: int
 
 
+PACK_STEP = "pack"
+"""The name of the model pack step in results and ``reports/export.json``."""
+
+
+def write_models_pack(context: ExportContext, written: Sequence[Path]) -> ExportResult | None:
+    """Write ``artifacts/pack`` when ``written`` holds a model the runtime loads (a FaceNet model
+    of :data:`~toolchain.runtime.backends.EMBEDDER_FILES` or an MTCNN net); ``None`` when none,
+    or when the models folder holds no FaceNet model with the three MTCNN nets yet."""
+    from toolchain.runtime.pack import ALL_RUNS, ArtifactModels, members
+    from toolchain.runtime.pack_writer import write_pack
+
+    models = context.layout.models_dir
+    loaded = {member for choice in ALL_RUNS for member in members(choice)}
+    if not any(path.parent == models and path.name in loaded for path in written):
+        return None
+    source = ArtifactModels(context.layout)
+    if not source.runs:
+        log.info("no FaceNet model with the three MTCNN nets in %s yet: no model pack", models)
+        return None
+    start = time.perf_counter()
+    summary = write_pack(source, context.layout.pack_dir, made_by="facenet model export")
+    return ExportResult(PACK_STEP, [summary.path], time.perf_counter() - start,
+                        summary.size_bytes)
+
+
 def run_exporters(context: ExportContext, names: Iterable[str]) -> list[ExportResult]:
-    """Run the selected exporters (and stale parents they read) in dependency order."""
+    """Run the selected exporters (and stale parents they read) in dependency order, then write
+    the model pack when they wrote a model it holds (:func:`write_models_pack`)."""
     names = list(names)
     selected = resolve(names)
     plan = resolve([*names, *stale_parents(context, selected)])
@@ -128,6 +158,10 @@ def run_exporters(context: ExportContext, names: Iterable[str]) -> list[ExportRe
         size = sum(disk_size(p) for p in paths)
         log.info("export %s: %.1f s, %.1f MB", spec.name, seconds, size / 1e6)
         results.append(ExportResult(spec.name, paths, seconds, size))
+    pack = write_models_pack(context, [path for r in results for path in r.paths])
+    if pack is not None:
+        log.info("export %s: %.1f s, %.1f MB", pack.name, pack.seconds, pack.size_bytes / 1e6)
+        results.append(pack)
     return results
 
 

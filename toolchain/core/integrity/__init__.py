@@ -8,9 +8,10 @@ What is covered, and by what:
   a stronger anchor than a file sitting next to them.
 - ``weights/<layer>.npz`` are checked against ``weights/manifest.json``'s ``npz_sha256`` (the
   manifest itself is listed in ``SHA256SUMS``).
-- Every other generated file (weights, reference, models, reports, anything a later step adds) is
-  listed in ``SHA256SUMS``: sorted relative POSIX paths in ``sha256sum`` format, so
-  ``cd artifacts && sha256sum -c SHA256SUMS`` checks it without the toolchain.
+- Every other generated file (weights, reference, models, the model pack ``pack/``, reports,
+  anything a later step adds) is listed in ``SHA256SUMS``: sorted relative POSIX paths in
+  ``sha256sum`` format, so ``cd artifacts && sha256sum -c SHA256SUMS`` checks it without the
+  toolchain.
 - Galleries (every ``*.db`` file: ``gallery.db``, the demo's ``demo_gallery.db``, and their
   ``-wal`` / ``-shm`` / ``-journal`` siblings) are user data that changes with every enrollment:
   hashing them would make each enroll an integrity failure, so they are not listed. ``facenet model
@@ -18,8 +19,9 @@ What is covered, and by what:
   with :func:`check_gallery_file` (read-only: SQLite's ``integrity_check``, the schema, the model
   fingerprint against ``models/facenet.onnx``, every vector finite and of unit length).
 - ONNX Runtime's optimized-graph caches (``<model>.optimized`` + ``<model>.optimized.json``,
-  :mod:`toolchain.runtime.ort_options`) are made lazily on each machine by the first session:
-  not listed; when the sidecar records ``optimized_sha256``, ``facenet model verify`` checks it.
+  :mod:`toolchain.runtime.ort_options`, in ``models/`` and ``pack/``) are made lazily on each
+  machine by the first session: not listed; when the sidecar records ``optimized_sha256``,
+  ``facenet model verify`` checks it.
 - Hidden files (``.name.*.tmp`` / ``.name.old-PID`` left by an interrupted atomic write) are
   never listed; ``facenet model verify`` mentions leftovers as a warning.
 
@@ -34,10 +36,11 @@ generated file that is a FIFO, a socket or a device is a problem, not something 
 the main job; a step that regenerates files afterwards calls :func:`record_files` for what it wrote.
 ``facenet model checksums`` never blesses a file that fails its own validation: npz files that do
 not match the weights manifest, a SavedModel whose stamp names another weights manifest, and a file
-of ``weights/``, ``reference/`` or ``models/`` (what the toolchain loads) that no longer matches the
-entry the existing ``SHA256SUMS`` has for it; every toolchain step records what it rewrites, so such
-a change was made outside the toolchain (tampering, corruption, a stray copy), and the remedy is to
-regenerate the file with the nox session that makes it (:func:`regenerate_hint`).
+of ``weights/``, ``reference/``, ``models/`` or ``pack/`` (what the toolchain loads) that no longer
+matches the entry the existing ``SHA256SUMS`` has for it; every toolchain step records what it
+rewrites, so such a change was made outside the toolchain (tampering, corruption, a stray copy),
+and the remedy is to regenerate the file with the nox session that makes it
+(:func:`regenerate_hint`).
 
 The checks, one module each: :mod:`.sums` (``SHA256SUMS``: path rules, format, read, check, update),
 :mod:`.inputs` (pinned source files, weights against their manifest), :mod:`.models` (SavedModel

@@ -54,11 +54,14 @@ def check_models(layout: Layout, hashes: Hashes | None = None) -> tuple[int, lis
 
 
 def check_caches(layout: Layout, hashes: Hashes | None = None) -> tuple[int, list[str]]:
-    """ONNX Runtime optimized-graph caches whose sidecar records their sha256 still match it."""
+    """ONNX Runtime optimized-graph caches (beside the models and the model pack's) whose
+    sidecar records their sha256 still match it."""
     hashes = hashes or Hashes()
     good = 0
     problems: list[str] = []
-    for sidecar in sorted(layout.models_dir.glob(f"*{CACHE_SUFFIXES[1]}")):
+    sidecars = [path for folder in (layout.models_dir, layout.pack_dir)
+                for path in sorted(folder.glob(f"*{CACHE_SUFFIXES[1]}"))]
+    for sidecar in sidecars:
         cache = sidecar.with_name(sidecar.name.removesuffix(".json"))
         try:
             recorded = json.loads(sidecar.read_text(encoding="utf-8"))

@@ -25,7 +25,7 @@ SUMS_NAME = "SHA256SUMS"
 
 CHECKSUMS_HINT = "run `facenet model checksums` (or `nox -s checksums`) to create it"
 
-GUARDED_DIRS = ("weights", "reference", "models")
+GUARDED_DIRS = ("weights", "reference", "models", "pack")
 """Top-level directories of files the toolchain loads: ``facenet model checksums`` refuses to
 record a new sha256 for a file of these that its existing ``SHA256SUMS`` entry says was changed."""
 
@@ -33,6 +33,7 @@ _MADE_BY = (
     ("weights/", "nox -s recover"),
     ("reference/", "nox -s recover"),
     ("models/", "nox -s export"),
+    ("pack/", "nox -s export"),
     ("reports/export.json", "nox -s export"),
     ("reports/parity.", "nox -s parity"),
     ("reports/evaluate", "nox -s demo"),
