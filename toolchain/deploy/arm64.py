@@ -343,6 +343,9 @@ def main(root: Path, artifacts: Path, shared: Path, cache: Path, reports: Path,
     Raises:
         DeployError: a tool is missing or failed, or a check does not hold (one line).
     """
+    # podman records its store's absolute path: a cache reached through a symbolic link
+    # elsewhere would be another store to it
+    root, artifacts, cache = root.resolve(), artifacts.resolve(), cache.resolve()
     timings = host.Timings()
     with timings.step("tools"):
         host.require_tools(TOOLS, log)
