@@ -19,19 +19,19 @@ from service_server import ROOT, models_artifacts
 
 from toolchain.bench.rows import GFLOP_PER_FACE
 from toolchain.core import contracts
-from toolchain.deploy import arm64
+from toolchain.deploy import arm64, pi
 from toolchain.deploy.host import DeployError
 
 CACHE = ROOT / ".nox" / "deploy"
 
 
 def test_the_flop_count_is_the_bench_one() -> None:
-    assert arm64.FACENET_GFLOP == GFLOP_PER_FACE
+    assert pi.FACENET_GFLOP == GFLOP_PER_FACE
 
 
 def test_the_pi_estimate_applies_each_published_rate_to_facenet() -> None:
-    boards = {b["board"]: b for b in arm64.estimate()}
-    pi4, pi5 = boards[arm64.PI4.name], boards[arm64.PI5.name]
+    boards = {b["board"]: b for b in pi.estimate()}
+    pi4, pi5 = boards[pi.PI4.name], boards[pi.PI5.name]
     for board in (pi4, pi5):
         rates = [row["gflop"] / row["ms"] * 1000 for row in board["published"]]
         low, high = board["facenet_ms_per_face"]
@@ -42,9 +42,9 @@ def test_the_pi_estimate_applies_each_published_rate_to_facenet() -> None:
 
 
 def test_the_emulated_cpuinfo_names_the_board_core() -> None:
-    text = arm64.PI4.cpuinfo(3)
+    text = pi.PI4.cpuinfo(3)
     assert text.count("processor\t:") == 3 and text.count("CPU part\t: 0xd08") == 3
-    assert "asimddp" in arm64.PI5.cpuinfo(1) and "asimddp" not in text
+    assert "asimddp" in pi.PI5.cpuinfo(1) and "asimddp" not in text
     assert "Raspberry Pi 4" in text
 
 
@@ -88,7 +88,7 @@ def test_the_pipeline_runs_on_emulated_arm64_as_on_x86(tmp_path: Path,
                     "run `nox -s arm64` as root")
     try:
         report = arm64.main(ROOT, artifacts, shared, CACHE, tmp_path, runtime_python,
-                            scope=arm64.QUICK)
+                            scope=arm64.QUICK, reuse=False)
     except DeployError as exc:
         pytest.fail(str(exc))
     assert (tmp_path / arm64.REPORT).is_file()
@@ -98,9 +98,10 @@ def test_the_pipeline_runs_on_emulated_arm64_as_on_x86(tmp_path: Path,
     assert recognized["names"]["obama1.jpg"] == ["obama"]
     assert {"obama", "biden"} <= set(recognized["names"]["obama_and_biden.jpg"])
     assert recognized["max_distance_diff"] < 1e-4
-    fp32 = report["embeddings"][f"{arm64.PI4.cpu} {contracts.ONNX_FILE}"]
+    fp32 = report["embeddings"][f"{pi.PI4.cpu} {contracts.ONNX_FILE}"]
     assert fp32["vs_x86"]["max_abs"] <= 1e-5
     assert all(result["ok"] for result in report["embeddings"].values())
     assert report["crops"]["rows"] == arm64.probe_rows(artifacts / "reference")[:2]
     assert report["onnxruntime"]["aarch64"] == report["onnxruntime"]["x86_64"]
     assert "EMULATION" in report["seconds_note"]
+    assert report["emulation_reused"] == {pi.PI4.cpu: False, pi.PI5.cpu: False}

@@ -26,12 +26,14 @@ Standard library only (and ``toolchain.core``): it runs in the Python that runs 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +43,13 @@ from toolchain.core.integrity.sums import record_files
 from toolchain.core.paths import Layout
 from toolchain.deploy import host
 from toolchain.deploy.host import DeployError, Log
+from toolchain.deploy.pi import PI4, PI5, Board, estimate
 
 TOOLS = ("debootstrap", "dpkg-deb", "qemu-aarch64-static", "unshare")
 ARCH = "arm64"
 REPORT = "arm64.json"
 MODELS = (contracts.ONNX_FILE, contracts.ONNX_INT8_FILE, *contracts.MTCNN_FILES.values())
 """The runtime models both machines run (the fp32 and int8 FaceNet, the three MTCNN stages)."""
-FACENET_GFLOP = 2.83
-"""One 160x160 FaceNet forward pass (2 x 1.417 G multiply-adds; ``toolchain.bench.rows``
-``GFLOP_PER_FACE``, which imports numpy, so a test keeps the two equal)."""
-
-
 @dataclass(frozen=True)
 class Scope:
     """How much of the shared photos and reference crops both machines run."""
@@ -67,89 +65,6 @@ class Scope:
 FULL = Scope()
 QUICK = Scope(people=("obama", "biden"), photos=("obama1.jpg", "obama_and_biden.jpg"), crops=2)
 """The tests' run: two people, two photos (one with both), two crops; minutes, not ten."""
-
-
-@dataclass(frozen=True)
-class Board:
-    """A Raspberry Pi as the emulator presents it: qemu's CPU model and its ``/proc/cpuinfo``."""
-
-    name: str
-    cpu: str
-    cores: int
-    mhz: int
-    part: str
-    variant: str
-    revision: int
-    features: str
-
-    def cpuinfo(self, processors: int) -> str:
-        """The board's ``/proc/cpuinfo`` with ``processors`` entries (the host's CPU count:
-        the CPU detection matches it against ``/sys/devices/system/cpu``)."""
-        entry = ("processor\t: {n}\nBogoMIPS\t: 108.00\nFeatures\t: {features}\n"
-                 "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: {variant}\n"
-                 "CPU part\t: {part}\nCPU revision\t: {revision}\n")
-        entries = [entry.format(n=n, **asdict(self)) for n in range(processors)]
-        return "\n".join(entries) + f"\nModel\t\t: {self.name}\n"
-
-
-PI4 = Board("Raspberry Pi 4 Model B", "cortex-a72", 4, 1800, "0xd08", "0x0", 3,
-            "fp asimd evtstrm crc32 cpuid")
-PI5 = Board("Raspberry Pi 5 Model B", "cortex-a76", 4, 2400, "0xd0b", "0x4", 1,
-            "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm "
-            "lrcpc dcpop asimddp")
-
-
-@dataclass(frozen=True)
-class Published:
-    """A published ONNX Runtime (CPU, float32) time of one model on one board."""
-
-    board: str
-    model: str
-    gflop: float
-    ms: float
-    source: str
-
-
-ULTRALYTICS_V8 = ("Ultralytics, 'Quick Start Guide: Raspberry Pi with Ultralytics YOLOv8', "
-                  "section 'Raspberry Pi 5 vs Raspberry Pi 4 YOLOv8 Benchmarks' (format ONNX, "
-                  "FP32, 640x640), https://docs.ultralytics.com/guides/raspberry-pi/ (YOLOv8 "
-                  "edition of docs/en/guides/raspberry-pi.md in github.com/ultralytics/"
-                  "ultralytics); FLOPs from the YOLOv8 model table "
-                  "(https://docs.ultralytics.com/models/yolov8/)")
-ULTRALYTICS_11 = ("Ultralytics, 'Quick Start Guide: Raspberry Pi with Ultralytics YOLO11', "
-                  "section 'Raspberry Pi 5 YOLO11 Benchmarks' (format ONNX, FP32, 640x640), "
-                  "https://docs.ultralytics.com/guides/raspberry-pi/; FLOPs from the YOLO11 "
-                  "model table (https://docs.ultralytics.com/models/yolo11/)")
-PUBLISHED = (
-    Published(PI4.name, "YOLOv8n", 8.7, 560.04, ULTRALYTICS_V8),
-    Published(PI4.name, "YOLOv8s", 28.6, 1436.33, ULTRALYTICS_V8),
-    Published(PI5.name, "YOLOv8n", 8.7, 198.69, ULTRALYTICS_V8),
-    Published(PI5.name, "YOLOv8s", 28.6, 451.37, ULTRALYTICS_V8),
-    Published(PI5.name, "YOLO11n", 6.5, 168.082, ULTRALYTICS_11),
-    Published(PI5.name, "YOLO11s", 21.5, 324.17, ULTRALYTICS_11),
-)
-"""Convolutional networks timed with ONNX Runtime on the boards, with their FLOPs (counted as
-FaceNet's: two per multiply-add)."""
-
-
-def estimate() -> list[dict[str, Any]]:
-    """Expected FaceNet embedding time per face on each board: the GFLOP/s ONNX Runtime reached
-    there on each published network, applied to FaceNet's 2.83 GFLOP (a range: the networks
-    differ in how well their layers use the cores)."""
-    boards = []
-    for board in (PI4, PI5):
-        rows = [p for p in PUBLISHED if p.board == board.name]
-        rates = [p.gflop / (p.ms / 1000) for p in rows]
-        ms = sorted(FACENET_GFLOP / rate * 1000 for rate in rates)
-        boards.append({
-            "board": board.name, "cpu": f"{board.cores} x {board.cpu} at {board.mhz} MHz",
-            "published": [{"model": p.model, "gflop": p.gflop, "ms": p.ms,
-                           "gflop_per_s": round(p.gflop / (p.ms / 1000), 1)} for p in rows],
-            "facenet_ms_per_face": [round(ms[0]), round(ms[-1])],
-            "facenet_faces_per_s": [round(1000 / ms[-1], 1), round(1000 / ms[0], 1)],
-            "sources": sorted({p.source for p in rows}),
-        })
-    return boards
 
 
 def probe_rows(reference: Path) -> list[int]:
@@ -267,6 +182,50 @@ def pipeline(machine: Machine, shared: Path, reference: Path, rows: Sequence[int
     return out
 
 
+def emulation_key(root: Path, artifacts: Path, shared: Path, lock: Path, board: Board,
+                  scope: Scope | None, rows: Sequence[int], models: Sequence[str]) -> str:
+    """sha256 of everything an emulated run's result depends on: the code it runs (``toolchain``
+    but the benchmarks, the service and the host side of ``deploy``), the models, the locked
+    wheels, the emulator, the board, the shared photos and what is run of them."""
+    digest = hashlib.sha256()
+    skipped = {"bench", "service"}
+    host_side = {"host.py", "running.py", "container.py", "arm64.py"}
+    for path in sorted((root / "toolchain").rglob("*.py")):
+        rel = path.relative_to(root / "toolchain").parts
+        if rel[0] in skipped or (rel[0] == "deploy" and rel[-1] in host_side):
+            continue
+        digest.update(f"{'/'.join(rel)}\0{sha256_file(path)}\n".encode())
+    files = [artifacts / "models" / m for m in MODELS] + [lock]
+    files += sorted(p for p in (shared / "people").rglob("*") if p.is_file())
+    files += sorted(p for p in (shared / "photos").rglob("*") if p.is_file())
+    for path in files:
+        digest.update(f"{path.name}\0{sha256_file(path)}\n".encode())
+    setting = {"board": asdict(board), "scope": None if scope is None else asdict(scope),
+               "rows": list(rows), "models": list(models),
+               "emulator": host.run(["qemu-aarch64-static", "--version"]).splitlines()[0]}
+    digest.update(json.dumps(setting, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def emulate(machine: Machine, key: str, reuse: bool, work: Path,
+            run: Callable[[host.Timings], dict[str, Any]],
+            timings: host.Timings) -> tuple[dict[str, Any], bool]:
+    """An emulated run's result: the one kept from an earlier run with the same :func:`key
+    <emulation_key>` when ``reuse`` (its seconds are the ones measured then), else ``run``'s."""
+    saved = work / f"emulated-{key[:24]}.json"
+    if reuse and saved.is_file():
+        record = json.loads(saved.read_text(encoding="utf-8"))
+        if record.get("key") == key:
+            timings.seconds.update(record["seconds"])
+            return record["result"], True
+    own = host.Timings()
+    result = run(own)
+    timings.seconds.update(own.seconds)
+    write_json(saved, {"key": key, "machine": machine.label, "seconds": own.seconds,
+                       "result": result})
+    return result, False
+
+
 def difference(a: list[list[float]], b: list[list[float]]) -> dict[str, float]:
     """Largest absolute element difference and smallest row cosine of two embedding lists."""
     max_abs = max(abs(x - y) for row_a, row_b in zip(a, b, strict=True)
@@ -295,17 +254,21 @@ def compare_recognitions(x86: dict[str, Any], arm: dict[str, Any]) -> dict[str, 
     a, b = faces_by_photo(x86), faces_by_photo(arm)
     differences = [photo for photo in sorted(a) if [f["name"] for f in a[photo]]
                    != [f["name"] for f in b.get(photo, [])]]
-    pairs = [(fa, fb) for photo in a if photo not in differences
-             for fa, fb in zip(a[photo], b[photo], strict=True)]
+    moved = {}
+    for photo in sorted(set(a) - set(differences)):
+        box = max((abs(x - y) for fa, fb in zip(a[photo], b[photo], strict=True)
+                   for x, y in zip(fa["box"], fb["box"], strict=True)), default=0.0)
+        distance = max((abs((fa["distance"] or 0) - (fb["distance"] or 0))
+                        for fa, fb in zip(a[photo], b[photo], strict=True)), default=0.0)
+        if box or distance > 1e-5:
+            moved[photo] = {"max_box_diff_px": box, "max_distance_diff": distance}
     return {
         "photos": len(a), "faces": sum(len(f) for f in a.values()),
         "names": {photo: [f["name"] for f in faces] for photo, faces in sorted(a.items())},
         "photos_named_differently": differences,
-        "max_distance_diff": max((abs((fa["distance"] or 0) - (fb["distance"] or 0))
-                                  for fa, fb in pairs), default=0.0),
-        "max_box_diff_px": max((abs(x - y) for fa, fb in pairs
-                                for x, y in zip(fa["box"], fb["box"], strict=True)),
-                               default=0.0),
+        "max_distance_diff": max((m["max_distance_diff"] for m in moved.values()), default=0.0),
+        "max_box_diff_px": max((m["max_box_diff_px"] for m in moved.values()), default=0.0),
+        "photos_with_other_boxes_or_distances": moved,
     }
 
 
@@ -328,7 +291,8 @@ def compare_embeddings(x86: dict[str, Any], arm: dict[str, Any], model: str) -> 
 
 
 def main(root: Path, artifacts: Path, shared: Path, cache: Path, reports: Path,
-         x86_python: Path, log: Log = print, scope: Scope = FULL) -> dict[str, Any]:
+         x86_python: Path, log: Log = print, scope: Scope = FULL,
+         reuse: bool = True) -> dict[str, Any]:
     """Prepare the emulated arm64 Python, run both machines, compare, write ``arm64.json``.
 
     Args:
@@ -339,6 +303,8 @@ def main(root: Path, artifacts: Path, shared: Path, cache: Path, reports: Path,
         reports: where ``arm64.json`` goes.
         x86_python: the runtime environment's Python (the x86 side of every comparison).
         scope: how much to run (:data:`FULL`; the tests run :data:`QUICK`).
+        reuse: take an emulated run's result from an earlier run with exactly the same inputs
+            (:func:`emulation_key`) instead of emulating again; the x86 side always runs.
 
     Raises:
         DeployError: a tool is missing or failed, or a check does not hold (one line).
@@ -346,6 +312,7 @@ def main(root: Path, artifacts: Path, shared: Path, cache: Path, reports: Path,
     # podman records its store's absolute path: a cache reached through a symbolic link
     # elsewhere would be another store to it
     root, artifacts, cache = root.resolve(), artifacts.resolve(), cache.resolve()
+    host.require_shared(shared)
     timings = host.Timings()
     with timings.step("tools"):
         host.require_tools(TOOLS, log)
@@ -361,12 +328,17 @@ def main(root: Path, artifacts: Path, shared: Path, cache: Path, reports: Path,
     x86 = pipeline(native(x86_python, root, stage_models(artifacts, work / "x86-artifacts")),
                    shared, reference, rows, work / "x86", (fp32, int8), scope, timings)
     log("running under emulation (minutes: qemu translates every arm64 instruction)")
-    boards = {board: emulated(board, rootfs, site, root, work,
-                              stage_models(artifacts, work / f"{board.cpu}-artifacts"))
-              for board in (PI4, PI5)}
-    pi4 = pipeline(boards[PI4], shared, reference, rows, work / "pi4", (fp32, int8), scope,
-                   timings)
-    pi5 = pipeline(boards[PI5], shared, reference, rows, work / "pi5", (int8,), None, timings)
+    lock = host.current_lock(root, ARCH)
+    results, reused = {}, {}
+    for board, models, what in ((PI4, (fp32, int8), scope), (PI5, (int8,), None)):
+        machine = emulated(board, rootfs, site, root, work,
+                           stage_models(artifacts, work / f"{board.cpu}-artifacts"))
+        key = emulation_key(root, artifacts, shared, lock, board, what, rows, models)
+        results[board], reused[board.cpu] = emulate(
+            machine, key, reuse, work,
+            partial(pipeline, machine, shared, reference, rows, work / board.cpu, models, what),
+            timings)
+    pi4, pi5 = results[PI4], results[PI5]
     recognitions = compare_recognitions(x86["recognize"], pi4["recognize"])
     embeddings = {f"{PI4.cpu} {fp32}": compare_embeddings(x86, pi4, fp32),
                   f"{PI4.cpu} {int8}": compare_embeddings(x86, pi4, int8),
@@ -390,6 +362,7 @@ def main(root: Path, artifacts: Path, shared: Path, cache: Path, reports: Path,
         "seconds_note": "aarch64 seconds are EMULATION (qemu-user on this x86 host, every "
                         "instruction translated): they are not a Raspberry Pi's speed; see "
                         "expected_raspberry_pi",
+        "emulation_reused": reused,
         "expected_raspberry_pi": estimate(),
         "problems": problems,
     }

@@ -144,6 +144,17 @@ def require_root(what: str) -> None:
                           "owners and modes); run it as root, as CI does")
 
 
+def require_shared(shared: Path) -> None:
+    """Refuse in one line when the shared example photos are not there.
+
+    Raises:
+        DeployError: ``shared`` has no ``people/`` and ``photos/``.
+    """
+    if not ((shared / "people").is_dir() and (shared / "photos").is_dir()):
+        raise DeployError(f"{shared} has no people/ and photos/: the shared example photos "
+                          "belong next to the checkout (../shared/data/face_recognition_examples)")
+
+
 def host_arch() -> str:
     """This machine's architecture in Debian's naming (``amd64``, ``arm64``)."""
     machine = platform.machine()
