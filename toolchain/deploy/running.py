@@ -118,36 +118,43 @@ def container_process(runner: int) -> int | None:
 
 @dataclass
 class Served:
-    """A running container: its address, the seconds ``buildah from`` took (a copy of the image
-    with vfs) and from ``buildah run`` to ``/readyz`` answering, that answer and the output."""
+    """A running server: its address, the seconds from ``buildah run`` to ``/readyz``
+    answering, that answer, and the output so far."""
 
     url: str
-    seconds_to_create: float
     seconds_to_ready: float
     ready: Any
     log: list[str] = field(default_factory=list)
 
 
 @contextmanager
-def serving(storage: Storage, image: str, data: Path, command: Sequence[str]) -> Iterator[Served]:
-    """A container from ``image`` running ``command`` with ``data`` as ``/data``, answering
-    ``/readyz``; stopped with SIGTERM to its process (graceful) and removed afterwards.
+def working_container(storage: Storage, image: str) -> Iterator[str]:
+    """A buildah working container of ``image`` (its name), removed afterwards."""
+    name = f"facenet-check-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    host.run(storage.buildah("from", "--name", name, image), timeout=900)
+    try:
+        # buildah 1.28 mounts the image's own anonymous VOLUME over a `-v` bind mount of the
+        # same path (docker and podman replace it): the container's declaration is dropped.
+        host.run(storage.buildah("config", "--volume", f"{DATA}-", name))
+        yield name
+    finally:
+        host.run(storage.buildah("rm", name), timeout=300)
+
+
+@contextmanager
+def serving(storage: Storage, container: str, data: Path,
+            command: Sequence[str]) -> Iterator[Served]:
+    """``command`` running in ``container`` with ``data`` as ``/data``, answering ``/readyz``;
+    stopped with SIGTERM to its process (graceful) afterwards.
 
     Raises:
         DeployError: it ended or reported no port within :data:`START_TIMEOUT_S` (the message
             ends with its last output line), or ``/readyz`` did not answer 200.
     """
-    name = f"facenet-check-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    created = time.perf_counter()
-    host.run(storage.buildah("from", "--name", name, image), timeout=900)
-    # buildah 1.28 mounts the image's own anonymous VOLUME over a `-v` bind mount of the same
-    # path (docker and podman replace it): the working container's declaration is dropped.
-    host.run(storage.buildah("config", "--volume", f"{DATA}-", name))
     lines: list[str] = []
     started = time.perf_counter()
-    seconds_to_create = round(started - created, 2)
     process = subprocess.Popen(
-        storage.buildah("run", "--isolation", "chroot", "-v", f"{data}:{DATA}", name, "--",
+        storage.buildah("run", "--isolation", "chroot", "-v", f"{data}:{DATA}", container, "--",
                         *command),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     port: list[int] = []
@@ -167,18 +174,16 @@ def serving(storage: Storage, image: str, data: Path, command: Sequence[str]) ->
         deadline = time.monotonic() + START_TIMEOUT_S
         while not found.wait(0.2):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise DeployError(f"`{shlex.join(command)}` in {image} did not start: "
+                raise DeployError(f"`{shlex.join(command)}` did not start: "
                                   + (lines[-1] if lines else "no output"))
         url = f"http://127.0.0.1:{port[0]}"
         status, ready = call(url + "/readyz")
         if status != 200:
             raise DeployError(f"/readyz answered {status}: {ready}")
-        yield Served(url, seconds_to_create, round(time.perf_counter() - started, 2), ready,
-                     lines)
+        yield Served(url, round(time.perf_counter() - started, 2), ready, lines)
     finally:
         stop(process)
         reader.join(10)
-        host.run(storage.buildah("rm", name), timeout=300)
 
 
 def stop(process: subprocess.Popen[str]) -> None:
