@@ -88,7 +88,10 @@ def test_the_image_builds_offline_and_serves_as_its_user(tmp_path: Path) -> None
     if os.geteuid() != 0:
         pytest.skip("building the image needs root (debootstrap, apt): run `nox -s container` "
                     "as root")
-    report = container.main(ROOT, artifacts, shared, CACHE, tmp_path)
+    try:
+        report = container.main(ROOT, artifacts, shared, CACHE, tmp_path)
+    except host.DeployError as exc:
+        pytest.fail(str(exc))
     assert (tmp_path / container.REPORT).is_file()
     assert report["problems"] == []
     assert report["cmd"][:2] == ["facenet", "serve"] and report["user"] == "facenet"
