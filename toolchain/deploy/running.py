@@ -42,21 +42,26 @@ class Storage:
     root: Path
 
     def options(self) -> list[str]:
+        """Global options of buildah and podman that select this store."""
         return ["--root", str(self.root / "storage"), "--runroot", str(self.root / "run"),
                 "--storage-driver", "vfs"]
 
     def buildah(self, *args: str | Path) -> list[str]:
+        """A buildah command line on this store."""
         return ["buildah", *self.options(), *(str(a) for a in args)]
 
     def podman(self, *args: str | Path) -> list[str]:
+        """A podman command line on this store."""
         return ["podman", *self.options(), *(str(a) for a in args)]
 
     def has_image(self, name: str) -> bool:
+        """Whether the store holds an image of that name."""
         done = subprocess.run(self.podman("image", "exists", name), capture_output=True,
                               check=False)
         return done.returncode == 0
 
     def image_size(self, name: str) -> int:
+        """Bytes of an image (its layers together, as `docker images` shows)."""
         return int(host.run(self.podman("image", "inspect", "--format", "{{.Size}}", name)))
 
 
