@@ -97,7 +97,6 @@ def test_the_pipeline_runs_on_emulated_arm64_as_on_x86(tmp_path: Path,
     assert recognized["photos_named_differently"] == []
     assert recognized["names"]["obama1.jpg"] == ["obama"]
     assert {"obama", "biden"} <= set(recognized["names"]["obama_and_biden.jpg"])
-    assert recognized["max_distance_diff"] < 1e-4
     fp32 = report["embeddings"][f"{pi.PI4.cpu} {contracts.ONNX_FILE}"]
     assert fp32["vs_x86"]["max_abs"] <= 1e-5
     assert all(result["ok"] for result in report["embeddings"].values())

@@ -50,6 +50,15 @@ ARCH = "arm64"
 REPORT = "arm64.json"
 MODELS = (contracts.ONNX_FILE, contracts.ONNX_INT8_FILE, *contracts.MTCNN_FILES.values())
 """The runtime models both machines run (the fp32 and int8 FaceNet, the three MTCNN stages)."""
+BOX_NOTE = ("a box may differ by a few pixels (and so the crop, its embedding and the distances "
+            "to it) where P-Net gives several proposals the same score (it saturates at 1.0 in "
+            "float32): numpy's argsort, which orders them before NMS, puts equal values in "
+            "another order on aarch64 than on x86_64 (numpy 2.4.6 on both), and NMS keeps the "
+            "first; the crops embedded from the same pixels agree within the fp32 bound")
+"""Why ``recognize`` can show other boxes on aarch64 with the same names (measured on the
+shared photos: 32bit.png, 10 px)."""
+
+
 @dataclass(frozen=True)
 class Scope:
     """How much of the shared photos and reference crops both machines run."""
@@ -208,8 +217,8 @@ def emulation_key(root: Path, artifacts: Path, shared: Path, lock: Path, board: 
 
 
 def emulate(machine: Machine, key: str, reuse: bool, work: Path,
-            run: Callable[[host.Timings], dict[str, Any]],
-            timings: host.Timings) -> tuple[dict[str, Any], bool]:
+            run: Callable[[host.Timings], dict[str, Any]], timings: host.Timings,
+            log: Log) -> tuple[dict[str, Any], bool]:
     """An emulated run's result: the one kept from an earlier run with the same :func:`key
     <emulation_key>` when ``reuse`` (its seconds are the ones measured then), else ``run``'s."""
     saved = work / f"emulated-{key[:24]}.json"
@@ -218,6 +227,7 @@ def emulate(machine: Machine, key: str, reuse: bool, work: Path,
         if record.get("key") == key:
             timings.seconds.update(record["seconds"])
             return record["result"], True
+    log(f"running on {machine.label} (minutes: qemu translates every instruction)")
     own = host.Timings()
     result = run(own)
     timings.seconds.update(own.seconds)
@@ -327,7 +337,6 @@ def main(root: Path, artifacts: Path, shared: Path, cache: Path, reports: Path,
     fp32, int8 = contracts.ONNX_FILE, contracts.ONNX_INT8_FILE
     x86 = pipeline(native(x86_python, root, stage_models(artifacts, work / "x86-artifacts")),
                    shared, reference, rows, work / "x86", (fp32, int8), scope, timings)
-    log("running under emulation (minutes: qemu translates every arm64 instruction)")
     lock = host.current_lock(root, ARCH)
     results, reused = {}, {}
     for board, models, what in ((PI4, (fp32, int8), scope), (PI5, (int8,), None)):
@@ -337,7 +346,7 @@ def main(root: Path, artifacts: Path, shared: Path, cache: Path, reports: Path,
         results[board], reused[board.cpu] = emulate(
             machine, key, reuse, work,
             partial(pipeline, machine, shared, reference, rows, work / board.cpu, models, what),
-            timings)
+            timings, log)
     pi4, pi5 = results[PI4], results[PI5]
     recognitions = compare_recognitions(x86["recognize"], pi4["recognize"])
     embeddings = {f"{PI4.cpu} {fp32}": compare_embeddings(x86, pi4, fp32),
@@ -357,7 +366,7 @@ def main(root: Path, artifacts: Path, shared: Path, cache: Path, reports: Path,
         "scope": asdict(scope),
         "crops": {"rows": rows, "of": contracts.REFERENCE_NPZ,
                   "rule": "the first crop of each person in each split"},
-        "recognize": recognitions, "embeddings": embeddings,
+        "recognize": recognitions, "recognize_note": BOX_NOTE, "embeddings": embeddings,
         "seconds": timings.seconds,
         "seconds_note": "aarch64 seconds are EMULATION (qemu-user on this x86 host, every "
                         "instruction translated): they are not a Raspberry Pi's speed; see "
