@@ -100,6 +100,7 @@ def test_the_image_builds_offline_and_serves_as_its_user(tmp_path: Path) -> None
     first, again = report["first"], report["after_restart"]
     assert first["readyz"]["status"] == "ready" and first["readyz"]["people"] == 0
     assert set(first["names"]) - {container.UNKNOWN} == set(container.ENROLLED)
+    assert set(first["pages"].values()) == {200}
     assert again["readyz"]["people"] == len(container.ENROLLED)
     assert again["people"] == sorted(container.ENROLLED) and again["names"] == ["obama"]
     assert report["size_mb"] > report["base_size_mb"] > 0

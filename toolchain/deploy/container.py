@@ -44,7 +44,7 @@ from toolchain.core.integrity.sums import record_files
 from toolchain.core.paths import Layout
 from toolchain.deploy import host
 from toolchain.deploy.host import DeployError, Log
-from toolchain.deploy.running import Storage, call, serving, working_container
+from toolchain.deploy.running import Storage, call, serving, status, working_container
 
 DOCKERFILE = Path("toolchain") / "service" / "container" / "Dockerfile"
 IMAGE = "localhost/facenet-serve"
@@ -58,6 +58,8 @@ ENROLLED = ("obama", "biden")
 BOTH_PHOTO = PurePosixPath("photos") / "obama_and_biden.jpg"
 ONE_PHOTO = PurePosixPath("photos") / "obama1.jpg"
 UNKNOWN = "unknown"
+PAGES = ("/", "/static/app.js", "/docs", "/docs-assets/swagger-ui-bundle.js")
+"""The web page and the offline API docs: package data that must be in the image."""
 
 
 def instructions(dockerfile: Path) -> list[tuple[str, list[str]]]:
@@ -225,27 +227,26 @@ def _check(stack: ExitStack, storage: Storage, image: str, shared: Path, data: P
         enrolled = {}
         for person in ENROLLED:
             photos = sorted(p for p in (people / person).iterdir() if p.is_file())
-            status, answer = call(f"{first.url}/v1/people/{person}/faces",
-                                  "POST", [("image", p) for p in photos])
-            if status != 201:
-                raise DeployError(f"enrolling {person} answered {status}: {answer}")
+            code, answer = call(f"{first.url}/v1/people/{person}/faces",
+                                "POST", [("image", p) for p in photos])
+            if code != 201:
+                raise DeployError(f"enrolling {person} answered {code}: {answer}")
             enrolled[person] = len(photos)
-        status, both = call(f"{first.url}/v1/recognize", "POST",
-                            [("image", shared / BOTH_PHOTO)])
+        code, both = call(f"{first.url}/v1/recognize", "POST", [("image", shared / BOTH_PHOTO)])
         result["first"] = {"seconds_to_ready": first.seconds_to_ready, "readyz": first.ready,
                            "enrolled_photos": enrolled, "recognized": str(BOTH_PHOTO),
-                           "names": names(both) if status == 200 else both}
+                           "names": names(both) if code == 200 else both,
+                           "pages": {page: status(first.url + page) for page in PAGES}}
     gallery = data / Path(config["Cmd"][config["Cmd"].index("--gallery") + 1]).name
     result["gallery_on_host"] = {"file": gallery.name, "bytes": gallery.stat().st_size,
                                  "uid": gallery.stat().st_uid}
     with timings.step("second_run"), serving(storage, container, data, command) as second:
         _, listed = call(f"{second.url}/v1/people")
-        status, one = call(f"{second.url}/v1/recognize", "POST",
-                           [("image", shared / ONE_PHOTO)])
+        code, one = call(f"{second.url}/v1/recognize", "POST", [("image", shared / ONE_PHOTO)])
         result["after_restart"] = {
             "seconds_to_ready": second.seconds_to_ready, "readyz": second.ready,
             "people": sorted(p["name"] for p in listed["people"]), "recognized": str(ONE_PHOTO),
-            "names": names(one) if status == 200 else one}
+            "names": names(one) if code == 200 else one}
     return result
 
 
@@ -260,6 +261,8 @@ def verdict(result: dict[str, Any]) -> list[str]:
     if result["after_restart"]["names"] != [ENROLLED[0]]:
         problems.append(f"after the restart {ONE_PHOTO}: named "
                         f"{result['after_restart']['names']}, expected {ENROLLED[0]}")
+    problems += [f"{page} answered {code}" for page, code in result["first"]["pages"].items()
+                 if code != 200]
     if result["gallery_on_host"]["uid"] != result["uid"]:
         problems.append("the gallery on the bind mount is not owned by the image's user")
     return problems

@@ -91,6 +91,16 @@ def call(url: str, method: str = "GET", files: Sequence[tuple[str, Path]] = (),
         return error.code, json.loads(error.read() or b"null")
 
 
+def status(url: str, timeout: float = 60.0) -> int:
+    """The HTTP status of a GET (a page or an asset: no JSON expected)."""
+    try:
+        with _opener().open(url, timeout=timeout) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
 def _children() -> dict[int, list[int]]:
     found: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
