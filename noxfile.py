@@ -343,6 +343,58 @@ def web(session: nox.Session) -> None:
     step_web(session)
 
 
+DEPLOY_CACHE = ROOT / ".nox" / "deploy"
+"""What the deploy targets keep between runs (Debian roots, wheels, the image store)."""
+
+
+def deploy(session: nox.Session, target: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run a deploy target; its failure is the session's, in one line."""
+    from toolchain.deploy.host import DeployError
+
+    try:
+        return target()
+    except DeployError as exc:
+        session.error(str(exc))
+
+
+@nox.session
+def container(session: nox.Session) -> None:
+    """Build the service image offline (debootstrap base, buildah, locked wheels), run its CMD as
+    its user: /readyz, enroll, recognize, restart on the same /data; reports/container.json."""
+    from toolchain.deploy import container as target
+
+    timed(session, [*missing_artifacts(), step_web])
+    report = deploy(session, lambda: target.main(
+        ROOT, ARTIFACTS, SHARED_EXAMPLES, DEPLOY_CACHE, ARTIFACTS / "reports", session.log))
+    session.log(f"{report['image']}: {report['size_mb']} MB, /readyz "
+                f"{report['first']['seconds_to_ready']} s after `buildah run`; "
+                f"steps: {report['seconds']}")
+
+
+@nox.session
+def arm64(session: nox.Session) -> None:
+    """The pipeline on emulated arm64 (Raspberry Pi 4/5 CPUs, qemu-user) against x86: names,
+    fp32 and int8 embeddings; expected Pi speed from published numbers; reports/arm64.json."""
+    from toolchain.deploy import arm64 as target
+
+    timed(session, missing_artifacts())
+    python = env_bin(session, "runtime") / "python"
+    report = deploy(session, lambda: target.main(
+        ROOT, ARTIFACTS, SHARED_EXAMPLES, DEPLOY_CACHE, ARTIFACTS / "reports", python,
+        session.log))
+    session.log(f"runs on aarch64: {report['runs_on_aarch64']}; steps: {report['seconds']}")
+
+
+@nox.session
+def deploy_lock(session: nox.Session) -> None:
+    """Re-resolve requirements/lock/{amd64,arm64}.txt (the hash-pinned wheels of the image and of
+    a Raspberry Pi) after requirements/runtime.txt or serve.txt changed."""
+    from toolchain.deploy import host
+
+    for arch in host.ARCHES:
+        session.log(f"wrote {host.write_lock(ROOT, arch).relative_to(ROOT)}")
+
+
 @nox.session
 def checksums(session: nox.Session) -> None:
     """Rewrite artifacts/SHA256SUMS (after regenerating artifacts by hand), then verify."""

@@ -1,142 +1,106 @@
-"""The container recipe of ``facenet serve``, checked without a container daemon.
+"""The container image of ``facenet serve``, built and run for real (``toolchain.deploy.container``,
+what ``nox -s container`` runs).
 
-No machine here runs Docker, so the test does what can be done without one: it reads the
-Dockerfile, repeats its build stage (each ``COPY`` into a private build folder, each ``RUN``,
-with ``/opt/facenet`` a fresh virtualenv in a temporary folder), lays out the models the final
-stage copies, starts the installed ``facenet`` with the image's ``CMD`` options (bound to
-127.0.0.1 instead of 0.0.0.0, port 0) and checks ``/readyz``, the page and the docs assets, all
-served from the installed wheel. The recipe's shape is checked too: two stages, a non-root
-user, a health check on ``/healthz``, installs only from the pinned requirement files.
+The image is built without a daemon or a registry: a Debian bookworm base made by debootstrap,
+``buildah bud`` with chroot isolation, the hash-pinned wheels fetched on the host beforehand. Its
+tag is the digest of everything it is built from, so an image ``nox -s container`` built from the
+same inputs is reused (the cache is the checkout's ``.nox/deploy``); otherwise the test builds it.
+It then runs the image's own ``CMD`` as the image's user, twice on one bind-mounted ``/data``.
+Building needs root (debootstrap) and installs buildah, podman and debootstrap with apt when they
+are missing; without root the test skips with a reason that is a failure under CI.
 """
 
 from __future__ import annotations
 
-import json
-import shlex
-import shutil
-import subprocess
-import sys
+import os
+import re
 from pathlib import Path
 
 import pytest
-from service_server import ROOT, examples, models_artifacts, running_server
+from service_server import ROOT, examples, models_artifacts
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+from toolchain.core import contracts
+from toolchain.deploy import container, host
 
-CONTAINER = ROOT / "toolchain" / "service" / "container"
-DOCKERFILE = CONTAINER / "Dockerfile"
-VENV = "/opt/facenet"
+pytestmark = [pytest.mark.real]
+
+CACHE = ROOT / ".nox" / "deploy"
+COMPOSE = ROOT / "toolchain" / "service" / "container" / "compose.yaml"
 
 
-def instructions() -> list[tuple[str, str]]:
-    """``(INSTRUCTION, arguments)`` of the Dockerfile, continuation lines joined."""
-    text = DOCKERFILE.read_text().replace("\\\n", " ")
-    found = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            found.append((word.upper(), rest.strip()))
+def stages() -> list[list[tuple[str, list[str]]]]:
+    """The Dockerfile's instructions before the first ``FROM``, then those of each stage."""
+    found: list[list[tuple[str, list[str]]]] = [[]]
+    for word, args in container.instructions(ROOT / container.DOCKERFILE):
+        if word == "FROM":
+            found.append([])
+        found[-1].append((word, args))
     return found
 
 
-def stages() -> list[list[tuple[str, str]]]:
-    """The instructions of each ``FROM`` stage."""
-    result: list[list[tuple[str, str]]] = []
-    for word, rest in instructions():
-        if word == "FROM":
-            result.append([])
-        if result:
-            result[-1].append((word, rest))
-    return result
-
-
-def test_the_recipe_has_the_expected_shape() -> None:
-    build, final = stages()
-    assert build[0][1].endswith("AS build") and final[0][0] == "FROM"
-    runs = [rest for word, rest in build if word == "RUN"]
-    installs = [shlex.split(r) for r in runs if " install " in r]
-    assert installs, runs
-    for words in installs:
-        options = [w for w in words[words.index("install") + 1:]]
-        assert options in (["-r", "requirements/runtime.txt", "-r", "requirements/serve.txt"],
-                           ["--no-deps", "."]), options
-    user = next(rest for word, rest in final if word == "USER")
-    assert user not in ("root", "0")
-    health = next(rest for word, rest in final if word == "HEALTHCHECK")
+def test_the_recipe_installs_only_locked_wheels_and_runs_as_a_user() -> None:
+    preamble, build, final = stages()
+    assert preamble == [("ARG", ["BASE=python:3.11.7-slim-bookworm"])]
+    assert build[0] == ("FROM", ["${BASE}", "AS", "build"]) and final[0] == ("FROM", ["${BASE}"])
+    installs = [" ".join(a) for w, a in build if w == "RUN" and "install" in a]
+    assert len(installs) == 2, installs
+    assert "--require-hashes -r requirements/lock/${TARGETARCH}.txt" in installs[0]
+    assert "--no-deps --no-build-isolation --no-index ." in installs[1]
+    user = next(a for w, a in final if w == "USER")
+    assert user not in (["root"], ["0"])
+    health = " ".join(next(a for w, a in final if w == "HEALTHCHECK"))
     assert "127.0.0.1:8000/healthz" in health
-    assert not any(word == "RUN" and "pip" in rest for word, rest in final)
-    compose = (CONTAINER / "compose.yaml").read_text()
+    assert not any(w == "RUN" and "pip" in a for w, a in final)
+    compose = COMPOSE.read_text()
     assert "dockerfile: toolchain/service/container/Dockerfile" in compose
     assert '"127.0.0.1:8000:8000"' in compose and "--token-file" in compose
 
 
-def copy_into(sources: list[str], destination: Path) -> None:
-    """``COPY sources destination`` from the checkout (the build context)."""
-    into_folder = len(sources) > 1 or str(destination).endswith("/")
-    for source in sources:
-        origin = ROOT / source
-        target = destination / origin.name if into_folder else destination
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if origin.is_dir():
-            shutil.copytree(origin, target, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(origin, target)
+def test_the_models_the_image_copies_are_the_runtime_models() -> None:
+    """The Dockerfile's COPY line is the one list of the models; it names the runtime's."""
+    copied = {s.name for s in container.copy_sources(ROOT / container.DOCKERFILE)
+              if s.parts[0] == "artifacts"}
+    assert copied == {contracts.ONNX_FILE, *contracts.MTCNN_FILES.values()}
 
 
-def test_the_build_steps_install_a_server_that_answers_readyz(tmp_path: Path) -> None:
-    artifacts_models = models_artifacts() / "models"
-    build, final = stages()
-    venv = tmp_path / "venv"
-    workdir = tmp_path / "src"
-    workdir.mkdir()
-    for word, rest in build:
-        if word == "WORKDIR":
-            continue
-        if word == "COPY":
-            *sources, target = rest.split()
-            copy_into(sources, workdir / target if not target.startswith("/") else Path(target))
-        elif word == "RUN":
-            command = rest.replace(VENV, str(venv))
-            if command.startswith("python "):
-                command = f"{shlex.quote(sys.executable)} {command.removeprefix('python ')}"
-            done = subprocess.run(command, shell=True, cwd=workdir, capture_output=True,
-                                  text=True, timeout=900)
-            assert done.returncode == 0, f"RUN {rest}\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
-    models = tmp_path / "artifacts" / "models"
-    models.mkdir(parents=True)
-    for word, rest in final:
-        if word == "COPY" and rest.startswith("artifacts/models/"):
-            for name in rest.split()[:-1]:
-                shutil.copy2(artifacts_models / Path(name).name, models / Path(name).name)
-    assert sorted(p.name for p in models.iterdir()) == [
-        "facenet.onnx", "mtcnn_onet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx"]
+def pins(text: str) -> dict[str, str]:
+    """``name==version`` lines of a requirement or lock file, names normalized (PEP 503)."""
+    found = {}
+    for line in text.splitlines():
+        if "==" in line and not line.lstrip().startswith("#"):
+            name, version = line.split("==")
+            found[re.sub(r"[-_.]+", "-", name.strip()).lower()] = version.split()[0]
+    return found
 
-    installed = subprocess.run(
-        [str(venv / "bin" / "python"), "-c",
-         "import toolchain, importlib.util as u; print(toolchain.__file__); "
-         "print(u.find_spec('tensorflow') is None)"],
-        cwd=tmp_path, capture_output=True, text=True, check=True, env={"PATH": "/usr/bin"})
-    where, no_tensorflow = installed.stdout.split()
-    assert where.startswith(str(venv)) and no_tensorflow == "True"
 
-    cmd = json.loads(next(rest for word, rest in final if word == "CMD"))
-    assert cmd[:2] == ["facenet", "serve"]
-    options = dict(zip(cmd[2::2], cmd[3::2], strict=True))
-    assert options.pop("--host") == "0.0.0.0" and options.pop("--port") == "8000"
-    assert options.pop("--artifacts") == "/srv/facenet/artifacts"
-    assert options.pop("--gallery").startswith("/data/")
-    extra = [item for pair in options.items() for item in pair]
-    data = tmp_path / "data"
-    data.mkdir()
-    with running_server(tmp_path, *extra, command=[str(venv / "bin" / "facenet")],
-                        artifacts=models.parent, gallery=data / "gallery.db") as server:
-        ready = server.get("/readyz")
-        assert ready.status_code == 200 and ready.json()["status"] == "ready", ready.text
-        assert server.get("/healthz").json() == {"status": "ok"}
-        assert "/static/app.js" in server.get("/").text
-        assert server.get("/static/app.js").status_code == 200
-        assert server.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
-        photo = examples() / "photos" / "obama1.jpg"
-        assert server.enroll("obama", photo).status_code == 201
-        assert [f["name"] for f in server.recognize(photo).json()["faces"]] == ["obama"]
+@pytest.mark.parametrize("arch", sorted(host.ARCHES))
+def test_the_locks_pin_the_requirement_files_versions(arch: str) -> None:
+    locked = pins(host.current_lock(ROOT, arch).read_text())
+    for source in host.LOCK_INPUTS:
+        for name, version in pins((ROOT / source).read_text()).items():
+            assert locked.get(name) == version, (arch, source, name, version)
+    assert "setuptools" in locked
+
+
+@pytest.mark.slow
+def test_the_image_builds_offline_and_serves_as_its_user(tmp_path: Path) -> None:
+    artifacts, shared = models_artifacts(), examples()
+    if os.geteuid() != 0:
+        pytest.skip("building the image needs root (debootstrap, apt): run `nox -s container` "
+                    "as root")
+    try:
+        report = container.main(ROOT, artifacts, shared, CACHE, tmp_path)
+    except host.DeployError as exc:
+        pytest.fail(str(exc))
+    assert (tmp_path / container.REPORT).is_file()
+    assert report["problems"] == []
+    assert report["cmd"][:2] == ["facenet", "serve"] and report["user"] == "facenet"
+    assert report["uid"] != 0 and report["gallery_on_host"]["uid"] == report["uid"]
+    assert report["appended"] == ["--host", "127.0.0.1", "--port", "0"]
+    first, again = report["first"], report["after_restart"]
+    assert first["readyz"]["status"] == "ready" and first["readyz"]["people"] == 0
+    assert set(first["names"]) - {container.UNKNOWN} == set(container.ENROLLED)
+    assert set(first["pages"].values()) == {200}
+    assert again["readyz"]["people"] == len(container.ENROLLED)
+    assert again["people"] == sorted(container.ENROLLED) and again["names"] == ["obama"]
+    assert report["size_mb"] > report["base_size_mb"] > 0
