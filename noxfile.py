@@ -364,6 +364,8 @@ def container(session: nox.Session) -> None:
     from toolchain.deploy import container as target
 
     timed(session, [*missing_artifacts(), step_web])
+    facenet(session, "runtime", "model", "pack", "--runtime", "onnxruntime",
+            "--out", str(ARTIFACTS / contracts.CONTAINER_PACK), *ART)
     report = deploy(session, lambda: target.main(
         ROOT, ARTIFACTS, SHARED_EXAMPLES, DEPLOY_CACHE, ARTIFACTS / "reports", session.log))
     session.log(f"{report['image']}: {report['size_mb']} MB, /readyz "

@@ -435,3 +435,41 @@ def test_the_service_serves_a_tree_that_holds_only_a_pack(
         assert served.status_code == 200
         assert hashlib.sha256(served.content).hexdigest() == sha256_file(slim / "facenet.onnx")
     assert not (tree / "models").exists()
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_the_cli_writes_a_slim_pack_and_recognizes_from_it_alone(tmp_path: Path) -> None:
+    """`facenet model pack --runtime onnxruntime --copy`, the pack moved away from every
+    artifacts tree, then `enroll --models PACK` and `recognize --models PACK --json` in the
+    runtime environment give what `--artifacts` gives."""
+    layout = _real_layout()
+    python = _runtime_python()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+    def facenet(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([python, "-m", "toolchain", *map(str, args)], capture_output=True,
+                              text=True, env=env, cwd=tmp_path, check=False)
+
+    made = facenet("model", "pack", "--out", tmp_path / "made", "--runtime", "onnxruntime",
+                   "--copy", "--artifacts", layout.root)
+    assert made.returncode == 0, made.stderr
+    assert "5 files" in made.stdout and "runs onnxruntime fp32, onnxruntime int8" in made.stdout
+    alone = tmp_path / "elsewhere" / "pack"
+    shutil.move(tmp_path / "made", alone)
+    people, photos = shared_data("people"), shared_data("photos")
+    outputs = []
+    for models in (("--models", alone), ("--artifacts", layout.root)):
+        gallery = tmp_path / f"{models[0].strip('-')}.db"
+        enrolled = facenet("enroll", people, "--gallery", gallery, *models)
+        assert enrolled.returncode == 0, enrolled.stderr
+        recognized = facenet("recognize", photos, "--json", "--gallery", gallery, *models)
+        assert recognized.returncode == 0, recognized.stderr
+        document = json.loads(recognized.stdout)
+        document.pop("gallery")
+        outputs.append(document)
+    assert outputs[0] == outputs[1]
+    assert not (tmp_path / "artifacts").exists(), "--models needs no artifacts tree"
+    flip(alone / "facenet.onnx")
+    refused = facenet("recognize", photos, "--gallery", tmp_path / "models.db", "--models", alone)
+    assert refused.returncode == 4 and len(refused.stderr.strip().splitlines()) == 1

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,11 +58,13 @@ def test_the_recipe_installs_only_locked_wheels_and_runs_as_a_user() -> None:
     assert '"127.0.0.1:8000:8000"' in compose and "--token-file" in compose
 
 
-def test_the_models_the_image_copies_are_the_runtime_models() -> None:
-    """The Dockerfile's COPY line is the one list of the models; it names the runtime's."""
-    copied = {s.name for s in container.copy_sources(ROOT / container.DOCKERFILE)
-              if s.parts[0] == "artifacts"}
-    assert copied == {contracts.ONNX_FILE, *contracts.MTCNN_FILES.values()}
+def test_the_image_copies_the_container_pack_and_serves_it() -> None:
+    """The Dockerfile copies one model pack (the one `nox -s container` writes) and its CMD
+    serves it with --models."""
+    copied = [s for s in container.copy_sources(ROOT / container.DOCKERFILE)
+              if s.parts[0] == "artifacts"]
+    assert [s.as_posix() for s in copied] == [f"artifacts/{contracts.CONTAINER_PACK}"]
+    assert '"--models", "/srv/facenet/pack"' in (ROOT / container.DOCKERFILE).read_text()
 
 
 def pins(text: str) -> dict[str, str]:
@@ -88,8 +92,14 @@ def test_the_image_builds_offline_and_serves_as_its_user(tmp_path: Path) -> None
     if os.geteuid() != 0:
         pytest.skip("building the image needs root (debootstrap, apt): run `nox -s container` "
                     "as root")
+    context = tmp_path / "artifacts"
+    packed = subprocess.run(
+        [sys.executable, "-m", "toolchain", "model", "pack", "--runtime", "onnxruntime",
+         "--out", str(context / contracts.CONTAINER_PACK), "--artifacts", str(artifacts)],
+        capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert packed.returncode == 0, packed.stderr
     try:
-        report = container.main(ROOT, artifacts, shared, CACHE, tmp_path)
+        report = container.main(ROOT, context, shared, CACHE, tmp_path)
     except host.DeployError as exc:
         pytest.fail(str(exc))
     assert (tmp_path / container.REPORT).is_file()

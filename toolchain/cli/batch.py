@@ -25,6 +25,7 @@ from toolchain.cli.options import (
     MaxDetectSideOption,
     MinEnrollFaceOption,
     MinFaceOption,
+    ModelsOption,
     crop_keywords,
     detection_keywords,
     open_recognizer,
@@ -146,6 +147,7 @@ def batch_enroll(
     cpus: CpusOption = None,
     actors: ActorsOption = None,
     threads: ThreadsOption = None,
+    models: ModelsOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
     """Enroll many photos on Ray; the faces go into the gallery in idempotent batches.
@@ -165,14 +167,14 @@ def batch_enroll(
     if not items:
         raise typer.BadParameter("no photos: give photos, folders or --list")
     detection = detection_keywords(min_face, max_detect_side).get("detection", {})
-    with open_recognizer(artifacts.resolve(), gallery, **crop_keywords(margin, align),
+    with open_recognizer(artifacts.resolve(), gallery, models, **crop_keywords(margin, align),
                          detection=detection) as rec:
         opened = rec.gallery(create=True)
         config = BatchConfig(
             "enroll", str(artifacts.resolve()), _target(rec), rec.crop()[0].text,
             detection=detection, largest=largest,
             min_enroll_face=MIN_ENROLL_FACE if min_enroll_face is None else min_enroll_face,
-            threads=threads or 0)
+            threads=threads or 0, models=str(models.resolve()) if models else None)
         with progress_bar("enrolling on Ray", len(items)) as advance:
             summary = enroll_batch(items, config, cluster, opened, progress=advance)
         people = len(opened.people())
@@ -217,6 +219,7 @@ def batch_recognize(
     cpus: CpusOption = None,
     actors: ActorsOption = None,
     threads: ThreadsOption = None,
+    models: ModelsOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
     """Recognize every face of many photos on Ray, into JSON Lines or Parquet.
@@ -237,14 +240,15 @@ def batch_recognize(
     if not photos:
         raise typer.BadParameter("no photos: give photos, folders or --list")
     detection = detection_keywords(min_face, max_detect_side).get("detection", {})
-    with open_recognizer(artifacts.resolve(), gallery, threshold=threshold, top_k=top_k,
+    with open_recognizer(artifacts.resolve(), gallery, models, threshold=threshold, top_k=top_k,
                          match=match.value, detection=detection,
                          **crop_keywords(margin, align, allow_crop_mismatch)) as rec:
         rec.gallery()
         config = BatchConfig(
             "recognize", str(artifacts.resolve()), _target(rec), rec.crop()[0].text,
             detection=detection, threshold=threshold, match=match.value, top_k=top_k,
-            allow_crop_mismatch=allow_crop_mismatch, threads=threads or 0)
+            allow_crop_mismatch=allow_crop_mismatch, threads=threads or 0,
+            models=str(models.resolve()) if models else None)
     with progress_bar("recognizing on Ray", len(photos)) as advance:
         summary = recognize_batch(photos, config, cluster, output, progress=advance)
     print(f"{summary.faces} face(s) in {summary.photos} photos on Ray ({summary.actors} "

@@ -22,6 +22,7 @@ from toolchain.cli.options import (
     MarginOption,
     MaxDetectSideOption,
     MinFaceOption,
+    ModelsOption,
     PrecisionChoice,
     PrecisionOption,
     RuntimeChoice,
@@ -92,10 +93,11 @@ def compare(
     align: AlignOption = None,
     runtime: RuntimeOption = RuntimeChoice.onnxruntime,
     precision: PrecisionOption = PrecisionChoice.fp32,
+    models: ModelsOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
     """Are the faces of two photos the same person? Distance, threshold, decision; exit 0."""
-    rec = open_recognizer(artifacts, gallery, threshold=threshold,
+    rec = open_recognizer(artifacts, gallery, models, threshold=threshold,
                           **crop_keywords(margin, align, allow_mismatch=True),
                           **detection_keywords(min_face, max_detect_side),
                           **model_keywords(runtime, precision))

@@ -23,6 +23,7 @@ from toolchain.cli.options import (
     MaxDetectSideOption,
     MinEnrollFaceOption,
     MinFaceOption,
+    ModelsOption,
     PrecisionChoice,
     PrecisionOption,
     RuntimeChoice,
@@ -122,6 +123,7 @@ def enroll(
     runtime: RuntimeOption = RuntimeChoice.onnxruntime,
     precision: PrecisionOption = PrecisionChoice.fp32,
     gallery: GalleryOption = None,
+    models: ModelsOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
     """Add people's faces to the gallery; re-enrolling a photo already in it is a no-op.
@@ -134,7 +136,7 @@ def enroll(
     from toolchain.runtime.faces import EnrollStatus
 
     items, empty = _enroll_items(paths, checked_name(name))
-    with open_recognizer(artifacts, gallery, **crop_keywords(margin, align),
+    with open_recognizer(artifacts, gallery, models, **crop_keywords(margin, align),
                          **detection_keywords(min_face, max_detect_side),
                          **model_keywords(runtime, precision)) as rec:
         with progress_bar("enrolling", len(items)) as advance:

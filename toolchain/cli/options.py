@@ -188,11 +188,28 @@ def progress_bar(label: str, total: int) -> Iterator[Callable[[Path], None]]:
         yield lambda _path: progress.advance(task)
 
 
-def open_recognizer(artifacts: Path, gallery: Path | str | None, **options: Any) -> Recognizer:
-    """The recognizer of ``artifacts`` (models checked against ``SHA256SUMS``) on ``gallery``."""
+ModelsOption = Annotated[
+    Path | None,
+    typer.Option("--models", metavar="PACK", file_okay=False, show_default=False,
+                 help="A model pack folder (its manifest checks every file): all a machine that "
+                      "only recognizes faces needs [default: <artifacts>/pack, else "
+                      "<artifacts>/models]."),
+]
+"""``--models PACK``: the models of a pack instead of the artifacts tree's (the gallery default
+stays ``<artifacts>/gallery.db``)."""
+
+
+def open_recognizer(artifacts: Path, gallery: Path | str | None, models: Path | None = None,
+                    **options: Any) -> Recognizer:
+    """The recognizer of the pack ``models`` if given, else of ``artifacts`` (its pack, or its
+    models checked against ``SHA256SUMS``), on ``gallery`` (default ``<artifacts>/gallery.db``)."""
+    from toolchain.core.paths import Layout
     from toolchain.runtime.recognizer import Recognizer
 
-    return Recognizer.from_artifacts(artifacts, gallery=gallery, **options)
+    if models is None:
+        return Recognizer.from_artifacts(artifacts, gallery=gallery, **options)
+    return Recognizer.load(models, gallery if gallery is not None else Layout(artifacts).gallery,
+                           **options)
 
 
 def threshold_value(value: float | None) -> float | None:

@@ -28,6 +28,7 @@ from toolchain.cli.options import (
     MatchOption,
     MaxDetectSideOption,
     MinFaceOption,
+    ModelsOption,
     PrecisionChoice,
     PrecisionOption,
     RuntimeChoice,
@@ -236,13 +237,14 @@ def recognize(
     runtime: RuntimeOption = RuntimeChoice.onnxruntime,
     precision: PrecisionOption = PrecisionChoice.fp32,
     allow_crop_mismatch: AllowCropMismatchOption = False,
+    models: ModelsOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
     """Name every face in the photos: the closest enrolled person, or `unknown`."""
     if as_json and as_csv:
         raise typer.BadParameter("--json and --csv are exclusive", param_hint="--json/--csv")
     files, empty = _recognize_paths(paths, annotate_dir)
-    rec = open_recognizer(artifacts, gallery, threshold=threshold, top_k=top_k,
+    rec = open_recognizer(artifacts, gallery, models, threshold=threshold, top_k=top_k,
                           match=match.value, **crop_keywords(margin, align, allow_crop_mismatch),
                           **detection_keywords(min_face, max_detect_side),
                           **model_keywords(runtime, precision))

@@ -19,6 +19,7 @@ from toolchain.cli.options import (
     GalleryOption,
     MaxDetectSideOption,
     MinFaceOption,
+    ModelsOption,
     PrecisionChoice,
     PrecisionOption,
     RuntimeChoice,
@@ -39,6 +40,7 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 @app.command()
 def serve(
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
+    models: ModelsOption = None,
     gallery: GalleryOption = None,
     host: Annotated[str, typer.Option(
         help="Address to bind. The default is this machine only; another address exposes "
@@ -98,7 +100,7 @@ def serve(
     config = ServiceConfig(
         artifacts=artifacts, gallery=gallery or Layout(artifacts).gallery, limits=limits,
         token=token, cors_origins=origins, allowed_hosts=hosts, threshold=threshold,
-        detection=detection, runtime=runtime.value, precision=precision.value)
+        detection=detection, runtime=runtime.value, precision=precision.value, models=models)
     engine = Engine.load(config)
     try:
         uvicorn.run(create_app(engine), host=host, port=port, log_level="info",

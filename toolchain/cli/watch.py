@@ -32,6 +32,7 @@ from toolchain.cli.options import (
     MatchOption,
     MaxDetectSideOption,
     MinFaceOption,
+    ModelsOption,
     PrecisionChoice,
     PrecisionOption,
     RuntimeChoice,
@@ -265,6 +266,7 @@ def watch(
     runtime: RuntimeOption = RuntimeChoice.onnxruntime,
     precision: PrecisionOption = PrecisionChoice.fp32,
     allow_crop_mismatch: AllowCropMismatchOption = False,
+    models: ModelsOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> int:
     """Track the faces of a video, camera or stream: who appears when (a timeline)."""
@@ -276,7 +278,7 @@ def watch(
     if fps is not None and every != 1:
         raise typer.BadParameter("--every and --fps are exclusive", param_hint="--every/--fps")
     video = _source(source, camera)
-    rec = open_recognizer(artifacts, gallery, threshold=threshold, top_k=top_k,
+    rec = open_recognizer(artifacts, gallery, models, threshold=threshold, top_k=top_k,
                           match=match.value, **crop_keywords(margin, align, allow_crop_mismatch),
                           **detection_keywords(min_face, max_detect_side),
                           **model_keywords(runtime, precision))

@@ -52,3 +52,7 @@ IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
 )
 """Extensions taken as photos when a folder is scanned (a file named explicitly is always tried)."""
+
+CONTAINER_PACK = "pack-onnxruntime"
+"""The model pack the container image holds, under the artifacts tree (ONNX Runtime fp32 and int8,
+written by ``facenet model pack --runtime onnxruntime``; the Dockerfile's ``COPY`` names it)."""
