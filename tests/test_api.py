@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import runtime_fakes as fakes
+from helpers import runtime_fakes as fakes
 
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.runtime.embedder import Embedder

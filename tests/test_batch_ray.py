@@ -305,7 +305,7 @@ def test_batch_usage_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.Mon
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """Checked before any Ray work starts: an output of another kind (exit 3, nothing written),
     --cpus for a cluster, no photos at all (usage errors, exit 2)."""
-    import runtime_fakes as fakes
+    from helpers import runtime_fakes as fakes
 
     artifacts = fakes.install(tmp_path / "artifacts", monkeypatch)
     fakes.photo(tmp_path / "People" / "Red.png", [("red", 60)])

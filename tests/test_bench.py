@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import artifacts_root
+from helpers.real import artifacts_root
 from PIL import Image
 
 from toolchain.bench.config import BenchConfig

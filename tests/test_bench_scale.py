@@ -140,7 +140,7 @@ def test_ef_search_outside_pgvector_limits_is_refused(postgres_url: str) -> None
 def test_bad_scale_options_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
                                                    tmp_path: Path, option: str, value: str,
                                                    message: str) -> None:
-    from runtime_fakes import facenet
+    from helpers.runtime_fakes import facenet
 
     code, _, err = facenet(capsys, "bench", "scale", option, value, "--artifacts", tmp_path)
 

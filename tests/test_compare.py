@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import runtime_fakes as fakes
-from conftest import SHARED_DATA, artifacts_root, shared_data
-from runtime_fakes import facenet
+from helpers import runtime_fakes as fakes
+from helpers.real import SHARED_DATA, artifacts_root, shared_data
+from helpers.runtime_fakes import facenet
 
 from toolchain.core.errors import InputError
 from toolchain.runtime.faces import CropSource, ThresholdSource

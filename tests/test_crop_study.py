@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import artifacts_root, shared_data
+from helpers.real import artifacts_root, shared_data
 
 from toolchain.core.crop import DEFAULT_CROP
 from toolchain.core.paths import Layout

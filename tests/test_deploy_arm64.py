@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import artifacts_root, shared_data
-from service_server import ROOT, models_artifacts
+from helpers.real import artifacts_root, shared_data
+from helpers.service_server import ROOT, models_artifacts
 
 from toolchain.bench.rows import GFLOP_PER_FACE
 from toolchain.core import contracts

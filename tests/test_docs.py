@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import artifacts_root
+from helpers.real import artifacts_root
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_data
+from helpers.real import shared_data
 
 import toolchain
 from toolchain.convert.exporters import (

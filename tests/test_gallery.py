@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from corpus_gallery import add_synthetic, export_doc, overwrite_page
-from gallery_backends import edit_meta, edit_vector
+from helpers.corpus_gallery import add_synthetic, export_doc, overwrite_page
+from helpers.gallery_backends import edit_meta, edit_vector
 
 from toolchain import gallery as gallery_module
 from toolchain.core.errors import InputError, IntegrityError
@@ -782,7 +782,7 @@ def test_an_open_gallery_ranks_with_its_current_vectors(gallery_at: Path | str) 
 def test_bulk_add_loads_without_the_index_then_builds_it(postgres_url: str) -> None:
     """A bulk load is idempotent like add, and leaves the HNSW index there: the index finds
     what the exact scan finds."""
-    from gallery_backends import pg_connection
+    from helpers.gallery_backends import pg_connection
 
     entries = random_entries(400, 2, seed=8)
     with open_gallery(postgres_url, fingerprint=MODEL_A, create=True) as gallery:

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import artifacts_root
-from gallery_backends import sound
+from helpers.gallery_backends import sound
+from helpers.real import artifacts_root
 
 from toolchain.gallery import Entry, Gallery, is_postgres_url, open_gallery
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import runtime_fakes as fakes
-from runtime_fakes import facenet
+from helpers import runtime_fakes as fakes
+from helpers.runtime_fakes import facenet
 
 from toolchain.core.errors import InputError
 from toolchain.gallery import Entry, open_gallery

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import runtime_fakes as fakes
-from runtime_fakes import facenet
+from helpers import runtime_fakes as fakes
+from helpers.runtime_fakes import facenet
 
 from toolchain.gallery import Entry, open_gallery
 from toolchain.gallery.migrate import checksum

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import artifacts_root
+from helpers.real import artifacts_root
 
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.core.integrity import (
@@ -260,7 +260,7 @@ def test_verify_stays_clean_after_the_export_writes_the_pack(tmp_path: Path) -> 
     ``facenet model export`` records what it wrote): ``verify`` is clean, also once the runtime has
     cached an optimized graph in the pack; a flipped pack byte is named by ``verify`` and refused
     by a command (exit 4)."""
-    from conftest import shared_data
+    from helpers.real import shared_data
 
     from toolchain.convert.exporters import ExportContext
     from toolchain.convert.exporters.registry import write_models_pack

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import artifacts_root, shared_data
+from helpers.real import artifacts_root, shared_data
 from PIL import Image
 
 from toolchain.runtime.images import find_images, read_image

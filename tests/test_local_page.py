@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import artifacts_root, shared_data
-from service_server import Server, running_server
+from helpers.real import artifacts_root, shared_data
+from helpers.service_server import Server, running_server
 from test_service_browser import CHROMIUM_ARGS, chromium
 
 from toolchain.convert.formats import FP32

@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import artifacts_root, shared_data
-from runtime_fakes import facenet
+from helpers.real import artifacts_root, shared_data
+from helpers.runtime_fakes import facenet
 
 from toolchain.cli.options import PrecisionChoice, RuntimeChoice
 from toolchain.runtime.backends import (
@@ -148,7 +148,7 @@ def test_a_missing_runtime_is_one_line_naming_the_extra(runtime_python: Path,
 
 @pytest.mark.real
 def test_serve_runs_int8_on_openvino(tmp_path: Path) -> None:
-    from service_server import running_server
+    from helpers.service_server import running_server
 
     people = shared_data() / "people"
     with running_server(tmp_path, "--runtime", "openvino", "--precision", "int8") as server:

@@ -120,7 +120,7 @@ print(session.run(None, {"x": np.ones((1, 3, 8, 8), np.float32)})[0].sum())
 
 
 def test_read_only_directory_caches_in_the_user_cache_or_runs_without(tmp_path: Path) -> None:
-    from conftest import run_read_only
+    from helpers.real import run_read_only
 
     folder = tmp_path / "models"
     folder.mkdir()

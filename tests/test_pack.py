@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-import runtime_fakes as fakes
-from conftest import artifacts_root, run_read_only, shared_data
+from helpers import runtime_fakes as fakes
+from helpers.real import artifacts_root, run_read_only, shared_data
 
 from toolchain.core.atomic import sha256_file
 from toolchain.core.errors import (
@@ -421,7 +421,7 @@ def test_a_slim_pack_refuses_a_runtime_it_does_not_hold(real_packs: tuple[Path, 
 @pytest.mark.slow
 def test_the_service_serves_a_tree_that_holds_only_a_pack(
         real_packs: tuple[Path, Path], tmp_path: Path) -> None:
-    from service_server import running_server
+    from helpers.service_server import running_server
 
     _, slim = real_packs
     tree = tmp_path / "srv"

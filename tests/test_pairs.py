@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, shared_data
+from helpers.real import SHARED_DATA, shared_data
 from PIL import Image
 
 from toolchain.cli.app import run

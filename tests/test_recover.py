@@ -12,16 +12,22 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import (
+from helpers.corpus_legacy_code import (
+    VETTED_NESTED,
+    evil_lambda,
+    functional,
+    keras_built,
+    with_layer,
+)
+from helpers.legacy_h5 import (
     TINY_LAYERS,
     TINY_PARAMETERS,
     TINY_TENSORS,
     TINY_WEIGHTED,
-    artifacts_root,
     trap_function,
     write_legacy_h5,
 )
-from corpus_legacy_code import VETTED_NESTED, evil_lambda, functional, keras_built, with_layer
+from helpers.real import artifacts_root
 from PIL import Image
 
 from toolchain.core.preprocess import l2_normalize, prewhiten

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import runtime_fakes as fakes
+from helpers import runtime_fakes as fakes
+from helpers.runtime_fakes import facenet
 from PIL import Image
-from runtime_fakes import facenet
 
 from toolchain.gallery import open_gallery
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from helpers.service_server import Server, assert_error, examples, running_server
 from PIL import Image
-from service_server import Server, assert_error, examples, running_server
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import artifacts_root
-from service_server import Server, examples, running_server
+from helpers.real import artifacts_root
+from helpers.service_server import Server, examples, running_server
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 import pytest
-from service_server import ROOT, examples, models_artifacts
+from helpers.service_server import ROOT, examples, models_artifacts
 
 from toolchain.core import contracts
 from toolchain.deploy import container, host

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from service_server import Server, assert_error, examples, running_server
+from helpers.service_server import Server, assert_error, examples, running_server
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 

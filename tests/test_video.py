@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import runtime_fakes as fakes
+from helpers import runtime_fakes as fakes
 
 av = pytest.importorskip("av")
 

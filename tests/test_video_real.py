@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import artifacts_root, shared_data
+from helpers.real import artifacts_root, shared_data
 
 av = pytest.importorskip("av")
 

@@ -159,8 +159,8 @@ def facenet(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int,
 
 SUBPROCESS_PRELUDE = f"""
 import sys
-sys.path.insert(0, {str(Path(__file__).parent)!r})
-import runtime_fakes
+sys.path.insert(0, {str(Path(__file__).parents[1])!r})
+from helpers import runtime_fakes
 from toolchain.runtime import loading
 loading.load_detector = lambda models_dir, **options: runtime_fakes.SquareDetector()
 """

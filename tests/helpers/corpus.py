@@ -27,13 +27,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import BAD_H5, artifacts_root, lambda_b64, write_legacy_h5
 from PIL import Image
 
+from helpers.legacy_h5 import BAD_H5, lambda_b64, write_legacy_h5
+from helpers.real import artifacts_root
 from toolchain.core.integrity import CACHE_SUFFIXES
 from toolchain.gallery import open_gallery
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECOVER = ROOT / "legacy_env" / "recover.py"
 ONNX_MODELS = ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx")
 ENROLLED = "Ben Affleck"

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from corpus import (
+from PIL import Image
+
+from helpers.corpus import (
     Command,
     Outcome,
     Store,
@@ -27,7 +29,6 @@ from corpus import (
     run,
     tiny,
 )
-from PIL import Image
 
 # ---- usage errors (no models needed: refused while the command line is parsed) ----
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from corpus import (
+from helpers.corpus import (
     Command,
     Outcome,
     Store,

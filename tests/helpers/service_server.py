@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import artifacts_root, shared_data
 
+from helpers.real import artifacts_root, shared_data
 from toolchain.bench.loadtest.server import launch_serve
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def examples() -> Path:
