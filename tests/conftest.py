@@ -45,6 +45,16 @@ def bad_h5(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, str]:
 
 
 @pytest.fixture
+def fake_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An artifacts folder of the synthetic world (:mod:`helpers.runtime_fakes`): the tiny
+    FaceNet-signature ONNX model in ``models/``, and the runtime's detector replaced by the square
+    detector for this test (in-process only: see ``runtime_fakes.SUBPROCESS_PRELUDE``)."""
+    from helpers import runtime_fakes
+
+    return runtime_fakes.install(tmp_path / "artifacts", monkeypatch)
+
+
+@pytest.fixture
 def real_h5() -> Path:
     """The real ``facenet_keras.h5``, or skip if it has not been fetched."""
     path = artifacts_root() / "source" / "facenet_keras.h5"

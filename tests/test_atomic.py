@@ -8,13 +8,12 @@ import os
 import re
 import socket
 import stat
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.cli import facenet
 
 from toolchain.core.atomic import atomic_dir, atomic_file, sha256_file, write_bytes, write_json
 from toolchain.core.errors import InputError
@@ -195,9 +194,7 @@ def test_gallery_export_writes_through_a_symlink(tmp_path: Path) -> None:
     target.write_text("old")
     link = tmp_path / "export.json"
     link.symlink_to(target)
-    proc = subprocess.run([sys.executable, "-m", "toolchain", "gallery", "export", str(link),
-                           "--gallery", str(gallery)], capture_output=True, text=True,
-                          check=False, timeout=120, cwd=ROOT)
+    proc = facenet("gallery", "export", link, "--gallery", gallery)
     assert proc.returncode == 0, proc.stderr
     assert link.is_symlink() and json.loads(target.read_text())["people"][0]["name"] == "Ada"
 

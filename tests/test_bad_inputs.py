@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers.cli import facenet
 from helpers.corpus import (
     CASES,
     CROWD_CELL,
@@ -54,7 +55,6 @@ from helpers.corpus import (
     diff,
     error_lines,
     face_photo,
-    facenet,
     garbage_lambda,
     jpeg_bytes,
     no_face_image,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.cli import facenet, facenet_argv, python_env
 
 from toolchain.gallery import open_gallery
 
@@ -46,15 +47,10 @@ def real_artifacts() -> Path:
 @pytest.fixture(scope="module")
 def ray_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment of the Ray processes: a home of their own and one cluster token, with
-    token authentication on (as a real cluster's), so nothing is read from or left in ~/.ray."""
-    return {**os.environ, "HOME": str(tmp_path_factory.mktemp("home")),
-            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-
-
-def facenet(*args: str | Path, env: dict[str, str] | None = None,
-            timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toolchain", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    token authentication on (as a real cluster's), so nothing is read from or left in ~/.ray;
+    the checkout first on ``PYTHONPATH``, so the head's workers run this tree's code."""
+    return python_env({"HOME": str(tmp_path_factory.mktemp("home")), "RAY_AUTH_MODE": "token",
+                       "RAY_AUTH_TOKEN": secrets.token_hex(32)})
 
 
 def rows(target: Path | str) -> list[tuple[Any, ...]]:
@@ -168,9 +164,9 @@ def test_a_worker_killed_mid_run_loses_nothing_and_enrolls_nothing_twice(
     train = real_artifacts / "source" / "5-celebrity-faces-dataset" / "train"
     secret = "s3cret-Pw"
     run = subprocess.Popen(
-        [sys.executable, "-m", "toolchain", "batch", "enroll", str(train), "--largest",
-         "--gallery", f"{postgres_url}&password={secret}", "--ray", "local", "--cpus", "2",
-         "--artifacts", str(real_artifacts)],
+        facenet_argv("batch", "enroll", train, "--largest", "--gallery",
+                     f"{postgres_url}&password={secret}", "--ray", "local", "--cpus", "2",
+                     "--artifacts", real_artifacts),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ray_env)
     killed: tuple[int, int] | None = None
     deadline = time.monotonic() + 600
@@ -301,26 +297,26 @@ def test_a_photo_that_kills_its_worker_every_time_ends_the_run(
     assert rows(db) == rows(single)
 
 
-def test_batch_usage_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_batch_usage_errors_are_one_line(tmp_path: Path, fake_artifacts: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """Checked before any Ray work starts: an output of another kind (exit 3, nothing written),
     --cpus for a cluster, no photos at all (usage errors, exit 2)."""
     from helpers import runtime_fakes as fakes
+    from helpers.cli import invoke
 
-    artifacts = fakes.install(tmp_path / "artifacts", monkeypatch)
     fakes.photo(tmp_path / "People" / "Red.png", [("red", 60)])
     gallery = tmp_path / "g.db"
-    assert fakes.facenet(capsys, "enroll", tmp_path / "People", "--gallery", gallery,
-                         "--artifacts", artifacts)[0] == 0
-    common = ["--gallery", str(gallery), "--artifacts", str(artifacts)]
-    code, out, err = fakes.facenet(capsys, "batch", "recognize", tmp_path / "People",
-                                   "--output", tmp_path / "faces.csv", *common)
+    assert invoke(capsys, "enroll", tmp_path / "People", "--gallery", gallery,
+                  "--artifacts", fake_artifacts)[0] == 0
+    common = ["--gallery", str(gallery), "--artifacts", str(fake_artifacts)]
+    code, out, err = invoke(capsys, "batch", "recognize", tmp_path / "People",
+                            "--output", tmp_path / "faces.csv", *common)
     assert code == 3 and not out and "must end in .jsonl or .parquet" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "faces.csv").exists()
-    code, _, err = fakes.facenet(capsys, "batch", "enroll", tmp_path / "People", "--ray", "auto",
-                                 "--cpus", "2", *common)
+    code, _, err = invoke(capsys, "batch", "enroll", tmp_path / "People", "--ray", "auto",
+                          "--cpus", "2", *common)
     assert code == 2 and "--cpus bounds a --ray local instance only" in err
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
-    code, _, err = fakes.facenet(capsys, "batch", "enroll", "--list", empty, *common)
+    code, _, err = invoke(capsys, "batch", "enroll", "--list", empty, *common)
     assert code == 2 and "no photos" in err

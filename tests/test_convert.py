@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers.cli import facenet
 from helpers.convert_models import (
     MY_LAYERS,
     fer_file,
@@ -21,7 +22,7 @@ from helpers.convert_models import (
     legacy_model,
     legacy_python,
 )
-from helpers.corpus import facenet, run, snapshot
+from helpers.corpus import run, snapshot
 
 from toolchain.convert.generic.layers import (
     KERAS_2_0,

@@ -18,12 +18,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.cli import facenet
 from helpers.real import artifacts_root, shared_data
 
 from toolchain.core.crop import DEFAULT_CROP
@@ -61,11 +60,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Doc, str, str]:
     for name in RUNTIME_MODELS:
         if (models / name).is_file():
             shutil.copy2(models / name, root / "models" / name)
-    done = subprocess.run(
-        [sys.executable, "-m", "toolchain", "eval", "crops", "--set", str(layout.dataset_dir),
-         "--set", f"{FACE_RECOGNITION_EXAMPLES}@{examples}", "--face-recognition-python", python,
-         "--artifacts", str(root)],
-        capture_output=True, text=True, timeout=3600, check=False)
+    done = facenet("eval", "crops", "--set", layout.dataset_dir,
+                   "--set", f"{FACE_RECOGNITION_EXAMPLES}@{examples}",
+                   "--face-recognition-python", python, "--artifacts", root, timeout=3600)
     assert done.returncode == 0, done.stderr[-2000:]
     reports = root / "reports"
     assert (reports / "crops.png").stat().st_size > 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.cli import facenet
 from helpers.real import artifacts_root
 
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
@@ -62,11 +63,6 @@ def small_tree(root: Path) -> Layout:
     (layout.source_dir / "facenet_keras.h5").write_bytes(b"not pinned here")
     (root / "README.md").write_text("committed, not generated")
     return layout
-
-
-def facenet(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toolchain", *map(str, args)],
-                          capture_output=True, text=True, check=False, timeout=120, cwd=ROOT)
 
 
 def test_checksums_list_generated_files_only_and_sha256sum_agrees(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,12 +26,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers.cli import facenet
 from helpers.real import artifacts_root, shared_data
 from helpers.service_server import Server, running_server
 from test_service_browser import CHROMIUM_ARGS, chromium
 
 from toolchain.convert.formats import FP32
 from toolchain.convert.parity import load_reference
+from toolchain.core.boxes import iou
 from toolchain.core.paths import Layout
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
@@ -60,8 +61,7 @@ def _vendored() -> Path:
 
 
 def _facenet(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "toolchain", *map(str, args)],
-                          capture_output=True, text=True, timeout=900, check=False)
+    proc = facenet(*args)
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -157,13 +157,6 @@ def test_reference_crops_embed_within_the_fp32_tolerance(local: tuple[Any, list[
     assert max_abs <= FP32.max_abs and min_cos >= FP32.min_cos, (max_abs, min_cos)
 
 
-def _iou(a: list[float], b: list[float]) -> float:
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
-
-
 def recognize_on_page(page: Any, gallery_json: Path, photos: list[Path]
                       ) -> tuple[dict[str, list[tuple[str | None, list[float]]]], list[Any]]:
     """Every photo through the page's file input: its faces' names and boxes, and timings."""
@@ -210,7 +203,7 @@ def test_the_whole_page_names_the_faces_facenet_recognize_names(
         for (_, box), (_, want_box) in zip(got, want, strict=True):
             faces += 1
             exact += max(abs(a - b) for a, b in zip(box, want_box, strict=True)) <= BOX_SLACK
-            if _iou(box, want_box) < MIN_IOU:
+            if iou(box, want_box) < MIN_IOU:
                 problems.append(f"{name}: page box {box}, recognize {want_box}")
     assert not problems, problems
     assert faces >= 20 and exact >= MIN_EXACT_SHARE * faces, (exact, faces)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import runtime_fakes as fakes
+from helpers.cli import invoke
 from helpers.real import artifacts_root, run_read_only, shared_data
 
 from toolchain.core.atomic import sha256_file
@@ -61,8 +62,8 @@ def edit_manifest(pack: Path, change: Callable[[dict[str, Any]], None]) -> None:
 
 
 @pytest.fixture
-def pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return fakes.install_pack(tmp_path / "artifacts", monkeypatch)
+def pack(fake_artifacts: Path) -> Path:
+    return fakes.install_pack(fake_artifacts)
 
 
 def test_the_export_writer_makes_a_pack_that_opens_alone(pack: Path, tmp_path: Path) -> None:
@@ -189,7 +190,7 @@ def test_every_damage_is_refused_with_its_exit_code(
     shutil.move(pack, tree / "pack")
     shutil.rmtree(tmp_path / "artifacts")
     photo = fakes.photo(tmp_path / "a.png", [("red", 60)])
-    code, _, err = fakes.facenet(capsys, "compare", photo, photo, "--artifacts", tree)
+    code, _, err = invoke(capsys, "compare", photo, photo, "--artifacts", tree)
     assert code == (6 if case == "missing manifest" else error.exit_code), err
     assert len(err.strip().splitlines()) == 1, err
 

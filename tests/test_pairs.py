@@ -7,11 +7,10 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.cli import facenet
 from helpers.real import SHARED_DATA, shared_data
 from PIL import Image
 
@@ -130,11 +129,6 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if (source / name).is_file():
             shutil.copyfile(source / name, root / "models" / name)
     return root
-
-
-def facenet(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toolchain", *map(str, args)],
-                          capture_output=True, text=True, timeout=900, check=False)
 
 
 def people_photos() -> list[tuple[str, Path]]:

@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers.cli import facenet, python_env
 from helpers.legacy_h5 import BAD_H5, lambda_b64, write_legacy_h5
 from helpers.real import artifacts_root
 from toolchain.core.integrity import CACHE_SUFFIXES
@@ -47,18 +48,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 # --------------------------------------------------------------------------------------------
 
 
-def run(argv: list[str], python: str = sys.executable, preexec: Callable[[], None] | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``python argv`` from the repository root, capturing text output."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUTF8": "1"}
+def run(argv: list[str], python: str = sys.executable, timeout: float = 300
+        ) -> subprocess.CompletedProcess[str]:
+    """Run a script, ``python argv``, from the repository root (the command line itself:
+    :func:`helpers.cli.facenet`)."""
     return subprocess.run([python, *argv], capture_output=True, text=True, check=False,
-                          timeout=timeout, cwd=ROOT, env=env, preexec_fn=preexec)
-
-
-def facenet(*args: str | Path, preexec: Callable[[], None] | None = None
-            ) -> subprocess.CompletedProcess[str]:
-    """``python -m toolchain ARGS`` (the real command line)."""
-    return run(["-m", "toolchain", *map(str, args)], preexec=preexec)
+                          timeout=timeout, cwd=ROOT, env=python_env())
 
 
 def snapshot(root: Path) -> dict[str, str]:

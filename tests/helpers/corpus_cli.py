@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from helpers.cli import facenet
 from helpers.corpus import (
     Command,
     Outcome,
@@ -22,7 +23,6 @@ from helpers.corpus import (
     Workspace,
     case,
     face_photo,
-    facenet,
     jpeg_bytes,
     read_only_runner,
     real_file,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from helpers.cli import facenet
 from helpers.corpus import (
     Command,
     Outcome,
@@ -17,7 +18,6 @@ from helpers.corpus import (
     Workspace,
     case,
     face_photo,
-    facenet,
     jpeg_bytes,
     no_face_image,
 )

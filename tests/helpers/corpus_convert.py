@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.corpus import Command, Outcome, Store, Workspace, broken_h5, case, facenet, tiny
+from helpers.cli import facenet
+from helpers.corpus import Command, Outcome, Store, Workspace, broken_h5, case, tiny
 from helpers.corpus_legacy_code import HOSTILE_CONFIGS, KERAS_BUILT, keras_built, with_layer_config
 from helpers.legacy_h5 import tiny_config, trap_function
 

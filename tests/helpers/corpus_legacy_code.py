@@ -27,7 +27,8 @@ from typing import Any
 
 import h5py
 
-from helpers.corpus import RECOVER, Command, Outcome, Store, Workspace, case, facenet, run
+from helpers.cli import facenet
+from helpers.corpus import RECOVER, Command, Outcome, Store, Workspace, case, run
 from helpers.legacy_h5 import tiny_config, trap_function, write_legacy_h5
 
 # --------------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from helpers.corpus import Command, Outcome, Store, Workspace, case, facenet
+from helpers.cli import facenet
+from helpers.corpus import Command, Outcome, Store, Workspace, case
 from helpers.corpus_cli import with_fifo, without
 
 
