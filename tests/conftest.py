@@ -3,7 +3,8 @@
 Helper modules live in ``tests/helpers`` (a package): the tiny legacy ``.h5`` writer
 (:mod:`helpers.legacy_h5`), real data lookups (:mod:`helpers.real`), the bad-input corpus
 (``helpers.corpus*``), the synthetic runtime world (:mod:`helpers.runtime_fakes`), the service
-launcher (:mod:`helpers.service_server`) and the rest.
+launcher (:mod:`helpers.service_server`) and the rest. The skip rule (under CI every skip fails
+unless its test allows it) is :mod:`helpers.skip_rule`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers.legacy_h5 import BAD_H5, write_legacy_h5
 from helpers.real import artifacts_root
+from helpers.skip_rule import (  # noqa: F401  (importing a hook here registers it)
+    pytest_make_collect_report,
+    pytest_runtest_makereport,
+)
 from hypothesis import settings
 
 if TYPE_CHECKING:
@@ -109,31 +114,6 @@ settings.load_profile("facenet")
 """Every property test draws the same examples on every run (a CI result never depends on luck;
 hard time bounds live in the tests that need them, not in hypothesis' deadline)."""
 
-REQUIRE_REAL = os.environ.get("FACENET_REQUIRE_REAL") == "1" or os.environ.get("CI") == "true"
-"""Under CI (``CI=true``) and in ``nox -s tests`` a missing artifact or environment is a failure."""
-
-MISSING_MARKS = ("run `nox", "FACENET_LEGACY_PYTHON", "FACENET_RUNTIME_PYTHON",
-                 "FACENET_BASELINE_PYTHON", "could not import")
-"""Phrases of the skip reasons that mean "something the suite should have built is missing":
-every artifact lookup names the nox session that makes it, the environments are named by their
-variables, and ``pytest.importorskip`` says it could not import. Other skips (a permission test
-that cannot work as root) stay skips everywhere."""
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
-    """Turn a skip for a missing artifact or environment into a failure when it is required."""
-    outcome = yield
-    report = outcome.get_result()
-    if not (REQUIRE_REAL and report.skipped):
-        return
-    longrepr = report.longrepr
-    reason = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
-    if any(mark in reason for mark in MISSING_MARKS):
-        report.outcome = "failed"
-        report.longrepr = f"required here (CI / FACENET_REQUIRE_REAL=1), but: {reason}"
-
-
 @pytest.fixture
 def runtime_python() -> Path:
     """The runtime environment's python (no TensorFlow; env ``FACENET_RUNTIME_PYTHON``)."""
@@ -174,3 +154,4 @@ def gallery_at(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
         url: str = request.getfixturevalue("postgres_url")
         return url
     return tmp_path / "sub" / "gallery.db"
+

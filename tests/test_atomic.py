@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.allowances import MKNOD_NEEDS_ROOT, mknod_needs_root
 from helpers.cli import facenet
 
 from toolchain.core.atomic import atomic_dir, atomic_file, sha256_file, write_bytes, write_json
@@ -93,7 +94,8 @@ def names(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a device node needs root")
+@mknod_needs_root
+@pytest.mark.skipif(os.geteuid() != 0, reason=MKNOD_NEEDS_ROOT)
 @pytest.mark.parametrize("kind", SPECIAL)
 def test_atomic_file_refuses_a_special_destination(tmp_path: Path, kind: str) -> None:
     target = tmp_path / "out"
@@ -104,7 +106,8 @@ def test_atomic_file_refuses_a_special_destination(tmp_path: Path, kind: str) ->
     assert intact() and names(tmp_path) == ["out"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a device node needs root")
+@mknod_needs_root
+@pytest.mark.skipif(os.geteuid() != 0, reason=MKNOD_NEEDS_ROOT)
 @pytest.mark.parametrize("kind", ("character device", "socket", "regular file"))
 def test_atomic_dir_refuses_a_non_directory_destination(tmp_path: Path, kind: str) -> None:
     """(A FIFO is left out: the replaced code hung opening one in its cleanup.)"""
@@ -199,7 +202,8 @@ def test_gallery_export_writes_through_a_symlink(tmp_path: Path) -> None:
     assert link.is_symlink() and json.loads(target.read_text())["people"][0]["name"] == "Ada"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a device node needs root")
+@mknod_needs_root
+@pytest.mark.skipif(os.geteuid() != 0, reason=MKNOD_NEEDS_ROOT)
 @pytest.mark.parametrize("kind", ("character device", "FIFO", "directory"))
 def test_sha256_file_reads_only_regular_files(tmp_path: Path, kind: str) -> None:
     """Before: a FIFO blocked on open and a device like ``/dev/full`` was read for ever."""

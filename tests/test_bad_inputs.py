@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers.allowances import read_only_as_root
 from helpers.cli import facenet
 from helpers.corpus import (
     CASES,
@@ -420,6 +421,7 @@ for _area in sorted((Path(__file__).parent / "helpers").glob("corpus_*.py")):
     importlib.import_module(f"helpers.{_area.stem}")  # registers that area's cases
 
 
+@read_only_as_root
 @pytest.mark.parametrize(
     "name", [pytest.param(name, marks=MARKS[CASES[name].needs]) for name in sorted(CASES)]
 )
@@ -551,6 +553,7 @@ def test_photo_with_many_faces(ws: Workspace, store: Store) -> None:
 
 
 @pytest.mark.real
+@read_only_as_root
 def test_read_only_gallery_still_recognizes(ws: Workspace, store: Store) -> None:
     ws.runtime(store)
     runner = read_only_runner()

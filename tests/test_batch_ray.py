@@ -26,8 +26,6 @@ from helpers.cli import facenet, facenet_argv, python_env
 
 from toolchain.gallery import open_gallery
 
-pytest.importorskip("ray")
-
 RAY = Path(sys.executable).with_name("ray")
 TRAIN_PHOTOS = 93
 """Photos under the 5-celebrity train/ (one has no face, ten have a face under 40 px)."""

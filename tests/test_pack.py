@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import runtime_fakes as fakes
+from helpers.allowances import read_only_mount
 from helpers.cli import invoke
 from helpers.real import artifacts_root, run_read_only, shared_data
 
@@ -380,6 +381,7 @@ def test_every_run_of_a_real_pack_embeds_as_the_artifacts_do(
 
 
 @pytest.mark.real
+@read_only_mount
 def test_a_read_only_real_pack_runs_with_or_without_a_cache(
         real_packs: tuple[Path, Path], tmp_path: Path) -> None:
     _, slim = real_packs

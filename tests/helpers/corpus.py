@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import allowances
 from helpers.cli import facenet, python_env
 from helpers.legacy_h5 import BAD_H5, lambda_b64, write_legacy_h5
 from helpers.real import artifacts_root
@@ -293,7 +294,7 @@ def read_only_runner() -> Callable[[], None] | None:
     probe = subprocess.run(["true"], preexec_fn=drop_dac_override, check=False,
                            capture_output=True)
     if probe.returncode != 0:
-        pytest.skip("running as root without CAP_SETPCAP: cannot make a file read-only to root")
+        pytest.skip(f"running as root without CAP_SETPCAP: {allowances.READ_ONLY_AS_ROOT}")
     return drop_dac_override
 
 

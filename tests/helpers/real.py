@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from helpers import allowances
+
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "face_recognition_examples"
 """The shared real photos and clip (``../shared/data/face_recognition_examples`` next to the
 checkout, as on the developers' machines and in CI); never copied into the repository."""
@@ -57,10 +59,10 @@ def run_read_only(folder: Path, command: Sequence[str], **options: Any
             for path, mode in modes.items():
                 path.chmod(mode)
     if shutil.which("unshare") is None:
-        pytest.skip("a read-only mount needs util-linux's unshare when running as root")
+        pytest.skip(f"a {allowances.READ_ONLY_MOUNT} needs util-linux's unshare as root")
     done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
                            READ_ONLY_MOUNT, "sh", str(folder), *command],
                           capture_output=True, text=True, **options)
     if done.returncode == 97:
-        pytest.skip(f"cannot make a read-only mount here: {done.stderr.strip()}")
+        pytest.skip(f"cannot make a {allowances.READ_ONLY_MOUNT} here: {done.stderr.strip()}")
     return done
