@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers.cli import facenet
-from helpers.real import artifacts_root, shared_data
+from helpers.real import artifacts_root, shared_data, write_web_report
 from helpers.service_server import Server, running_server
 from test_service_browser import CHROMIUM_ARGS, chromium
 
@@ -113,9 +113,8 @@ def local(browser: Any, server: Server) -> Iterator[tuple[Any, list[Any]]]:
 def report(**values: Any) -> None:
     """Merge ``values`` into ``<artifacts>/reports/web/local.json``."""
     path = artifacts_root() / "reports" / "web" / "local.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     current = json.loads(path.read_text()) if path.is_file() else {}
-    path.write_text(json.dumps({**current, **values}, indent=2) + "\n")
+    write_web_report("local.json", (json.dumps({**current, **values}, indent=2) + "\n").encode())
 
 
 def test_the_page_is_isolated_and_loads_its_models(local: tuple[Any, list[Any]],
@@ -214,7 +213,7 @@ def test_the_whole_page_names_the_faces_facenet_recognize_names(
            median_ms_per_face_embed=round(float(np.median(
                [t["embedMs"] / t["faces"] for t in timings if t["faces"]]))),
            median_ms_per_face_total=round(float(np.median(per_face))))
-    page.screenshot(path=str(artifacts_root() / "reports" / "web" / "local.png"), full_page=True)
+    write_web_report("local.png", page.screenshot(full_page=True))
 
 
 @contextmanager

@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 
 from helpers import allowances
+from toolchain.core.atomic import write_bytes
+from toolchain.core.integrity import record_files
+from toolchain.core.paths import Layout
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "face_recognition_examples"
 """The shared real photos and clip (``../shared/data/face_recognition_examples`` next to the
@@ -40,6 +43,19 @@ READ_ONLY_MOUNT = ('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" || e
                    'shift; exec "$@"')
 """Shell run in a private mount namespace: ``$1`` becomes a read-only bind mount of itself, then
 the command runs; exit 97 when the mount cannot be made."""
+
+
+def write_web_report(name: str, data: bytes) -> Path:
+    """Write ``<artifacts>/reports/web/NAME`` (a screenshot of the web page, ``local.json``)
+    atomically and list it in the artifacts' ``SHA256SUMS``, as the toolchain's own report writers
+    do: the browser tests write into the user's artifacts, which ``facenet model verify`` must
+    still pass afterwards (nothing is listed before the main job has written ``SHA256SUMS``)."""
+    layout = Layout(artifacts_root())
+    path = layout.reports_dir / "web" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes(path, data)
+    record_files(layout, [path])
+    return path
 
 
 def run_read_only(folder: Path, command: Sequence[str], **options: Any
