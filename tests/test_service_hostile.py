@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 from helpers.service_server import Server, assert_error, examples, running_server
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
@@ -263,3 +264,41 @@ def test_names_that_look_alike_are_refused_or_one_person(server: Server) -> None
     removed = server.delete("/v1/people/%20biden%20")
     assert removed.json() == {"name": "biden", "removed": 1}, removed.text
     assert people(server) == before
+
+
+APP_ORIGIN = "https://app.example"
+
+
+def test_the_limits_and_origins_given_on_the_command_line(tmp_path: Path) -> None:
+    """``serve --max-images 1 --max-pixels 300000 --cors-origin ORIGIN``: a second image in one
+    request and an image over the pixel limit are refused with their JSON errors (nothing
+    enrolled), an image under it is served, and the listed origin (only it) may write from its
+    pages, with the CORS headers its browser needs."""
+    people_dir = examples() / "people"
+    small = people_dir / "kit_harington" / "john2.jpeg"  # 630x374 = 235,620 pixels
+    large = people_dir / "obama" / "obama.jpg"  # 910x1137 = 1,034,670 pixels
+    with running_server(tmp_path, "--max-images", "1", "--max-pixels", "300000",
+                        "--cors-origin", APP_ORIGIN) as server:
+        two = [("image", (p.name, p.read_bytes())) for p in (small, small)]
+        message = assert_error(server.post("/v1/people/kit/faces", files=two),
+                               400, "bad_request", 2)
+        assert message == "2 images in one request; at most 1"
+        message = assert_error(server.recognize(large), 400, "bad_image", 3)
+        assert message.endswith("910x1137 = 1,034,670 pixels exceeds this server's "
+                                "300,000-pixel limit; refused"), message
+        assert people(server) == set()
+        assert server.recognize(small).status_code == 200
+        foreign = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+        assert_error(server.post("/v1/people/kit/faces", files={"image": (small.name,
+                     small.read_bytes())}, headers=foreign), 403, "forbidden", 2)
+        listed = {"Origin": APP_ORIGIN, "Sec-Fetch-Site": "cross-site"}
+        preflight = requests.options(
+            f"{server.url}/v1/people/kit/faces",
+            headers={**listed, "Access-Control-Request-Method": "POST"}, timeout=60)
+        assert preflight.status_code == 200, preflight.text
+        assert preflight.headers["access-control-allow-origin"] == APP_ORIGIN
+        enrolled = server.post("/v1/people/kit/faces", files={"image": (small.name,
+                               small.read_bytes())}, headers=listed)
+        assert enrolled.status_code == 201, enrolled.text
+        assert enrolled.headers["access-control-allow-origin"] == APP_ORIGIN
+        assert people(server) == {"kit"}
