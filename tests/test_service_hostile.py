@@ -302,3 +302,24 @@ def test_the_limits_and_origins_given_on_the_command_line(tmp_path: Path) -> Non
         assert enrolled.status_code == 201, enrolled.text
         assert enrolled.headers["access-control-allow-origin"] == APP_ORIGIN
         assert people(server) == {"kit"}
+
+
+def test_a_damaged_gallery_is_500_integrity_and_a_missing_one_503_not_ready(
+        tmp_path: Path) -> None:
+    """Under a running server: a stored vector edited by hand (not unit norm) makes a recognition
+    answer 500 ``integrity``, and the gallery file gone makes ``/readyz`` answer 503
+    ``not_ready``, each with the exit code of the same problem on the command line."""
+    from helpers.gallery_backends import edit_vector
+
+    from toolchain.core.errors import IntegrityError, MissingArtifactError
+
+    photo = examples() / "people" / "obama" / "obama.jpg"
+    with running_server(tmp_path) as server:
+        assert server.enroll("obama", photo).status_code == 201
+        assert server.get("/readyz").status_code == 200
+        edit_vector(server.gallery, "obama", [2.0] * 128)
+        message = assert_error(server.recognize(photo), 500, "integrity",
+                               IntegrityError.exit_code)
+        assert "'obama'" in message and "unit" in message, message
+        Path(server.gallery).unlink()
+        assert_error(server.get("/readyz"), 503, "not_ready", MissingArtifactError.exit_code)
