@@ -441,11 +441,23 @@ def run_pytest(session: nox.Session, *args: str) -> None:
     )
 
 
+DURATIONS = "--durations=25"
+"""Both test sessions list their 25 slowest steps (where the suite's time goes)."""
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite, after making the artifacts the real-file tests need."""
     timed(session, [*missing_artifacts(), step_web])
-    run_pytest(session, *(session.posargs or ["tests"]))
+    run_pytest(session, DURATIONS, *(session.posargs or ["tests"]))
+
+
+@nox.session
+def tests_fast(session: nox.Session) -> None:
+    """The quick lane (under 3 minutes): the tests marked ``fast`` (none of real, legacy, slow,
+    services), which need no artifact of the main job and start no server. CI runs everything
+    (``nox -s tests``)."""
+    run_pytest(session, DURATIONS, "-m", "fast", *(session.posargs or ["tests"]))
 
 
 def step_browser(session: nox.Session) -> None:

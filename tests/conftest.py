@@ -155,3 +155,29 @@ def gallery_at(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
         return url
     return tmp_path / "sub" / "gallery.db"
 
+
+TIERS = ("real", "legacy", "slow", "services")
+"""The marks that keep a test out of the fast lane (``nox -s tests_fast``, ``-m fast``)."""
+
+FIXTURE_MARKS = {
+    "real_h5": ("real",), "real_artifact": ("real",), "store": ("real",),
+    "runtime_python": ("real",), "legacy_python": ("real", "legacy"),
+    "postgres_server": ("services",), "ray_cluster": ("services",),
+}
+"""Fixtures that need what the main job builds or start a server, and the marks a test using one
+(even through another fixture) gets."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test: the marks of the fixtures it uses (:data:`FIXTURE_MARKS`), then ``fast``
+    when it carries none of :data:`TIERS` (so ``-m fast`` is the suite's quick lane)."""
+    for item in items:
+        used = list(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and callspec.params.get("gallery_at") == "postgresql":
+            used.append("postgres_server")  # gallery_at asks for it when the test runs
+        for mark in sorted({m for name in used for m in FIXTURE_MARKS.get(name, ())}):
+            if item.get_closest_marker(mark) is None:
+                item.add_marker(mark)
+        if not any(item.get_closest_marker(tier) for tier in TIERS):
+            item.add_marker(pytest.mark.fast)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,15 @@ from helpers.cli import facenet, facenet_argv, python_env
 from toolchain.gallery import open_gallery
 
 RAY = Path(sys.executable).with_name("ray")
+
+
+def ray_run(test: Callable[..., None]) -> Callable[..., None]:
+    """A run on Ray with the real models: marked ``real``, ``slow`` and ``services``."""
+    for mark in (pytest.mark.real, pytest.mark.slow, pytest.mark.services):
+        test = mark(test)
+    return test
+
+
 TRAIN_PHOTOS = 93
 """Photos under the 5-celebrity train/ (one has no face, ten have a face under 40 px)."""
 
@@ -104,6 +113,7 @@ def summary(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+@ray_run
 def test_batch_enroll_on_a_cluster_stores_the_single_process_embeddings(
         real_artifacts: Path, single: Path, ray_cluster: str, ray_env: dict[str, str],
         tmp_path: Path) -> None:
@@ -121,6 +131,7 @@ def test_batch_enroll_on_a_cluster_stores_the_single_process_embeddings(
     assert rows(db) == rows(single)
 
 
+@ray_run
 def test_batch_recognize_gives_the_single_process_matches(
         real_artifacts: Path, single: Path, ray_cluster: str, ray_env: dict[str, str],
         tmp_path: Path) -> None:
@@ -151,6 +162,7 @@ def test_batch_recognize_gives_the_single_process_matches(
     assert summary(result).startswith(f"{faces} face(s) in 25 photos on Ray (2 workers")
 
 
+@ray_run
 def test_a_worker_killed_mid_run_loses_nothing_and_enrolls_nothing_twice(
         real_artifacts: Path, single: Path, ray_env: dict[str, str], postgres_url: str) -> None:
     """SIGKILL one Ray worker after the first batch is stored: Ray restarts it and retries its
@@ -195,6 +207,7 @@ def test_a_worker_killed_mid_run_loses_nothing_and_enrolls_nothing_twice(
     assert rows(postgres_url) == rows(single)
 
 
+@ray_run
 def test_one_thread_per_worker_gives_the_bits_of_one_thread_per_core(
         real_artifacts: Path, tmp_path: Path) -> None:
     """A batch worker's sessions (one intra-op thread) find the same faces and embeddings, bit
@@ -234,6 +247,7 @@ if _poison:
 decoder or the runtime every time."""
 
 
+@ray_run
 def test_a_photo_that_kills_its_worker_every_time_ends_the_run(
         real_artifacts: Path, single: Path, ray_env: dict[str, str], tmp_path: Path) -> None:
     """Ray retries the batch a bounded number of times, then the run ends with one error line

@@ -245,6 +245,7 @@ def _linked_layout(tmp_path: Path) -> Layout:
 
 @pytest.mark.real
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_quick_bench_writes_every_row(tmp_path: Path) -> None:
     layout = _linked_layout(tmp_path)
     proc = facenet("-q", "bench", "runtimes", "--quick", "--artifacts", str(layout.root))

@@ -237,6 +237,7 @@ def real_recognizer(tmp_path: Path) -> Recognizer:
     return Recognizer.from_artifacts(artifacts_root(), gallery=tmp_path / "none.db")
 
 
+@pytest.mark.real
 def test_real_photos_same_and_different(real_recognizer: Recognizer) -> None:
     with real_recognizer as rec:
         same = rec.compare(PEOPLE / "obama" / "obama.jpg", PEOPLE / "obama" / "obama2.jpg")
@@ -248,6 +249,7 @@ def test_real_photos_same_and_different(real_recognizer: Recognizer) -> None:
     assert different.distance == pytest.approx(1.463, abs=0.01)
 
 
+@pytest.mark.real
 def test_real_photos_with_the_seed_crop(real_recognizer: Recognizer) -> None:
     rec = Recognizer(real_recognizer.detector, real_recognizer.embedder, crop="box")
     same = rec.compare(PEOPLE / "obama" / "obama.jpg", PEOPLE / "obama" / "obama2.jpg")

@@ -32,7 +32,7 @@ from toolchain.evaluation.crops import ALL_SETS, STUDY_CROPS
 from toolchain.evaluation.holdout import far_upper_bound
 from toolchain.evaluation.labelled import FACE_RECOGNITION_EXAMPLES
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 CELEB, EXAMPLES = "5-celebrity-faces-dataset", "face_recognition_examples"
 RUNTIME_MODELS = ("facenet.onnx", "facenet.onnx.optimized", "facenet.onnx.optimized.json",

@@ -269,6 +269,7 @@ def page_outcomes(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixt
 @pytest.mark.real
 @pytest.mark.slow
 @no_container_engine
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("block", RUN, ids=[block.name for block in RUN])
 def test_block_runs(block: Block, page_outcomes: Callable[[Path], dict[int, Outcome]]) -> None:
     outcome = page_outcomes(block.path)[block.line]

@@ -36,7 +36,7 @@ from toolchain.convert.parity import load_reference
 from toolchain.core.boxes import iou
 from toolchain.core.paths import Layout
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.services]
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_DIR = ROOT / "toolchain" / "service" / "web" / "local"

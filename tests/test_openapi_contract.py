@@ -19,7 +19,7 @@ from helpers.service_server import Server, examples, running_server
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.services]
 
 
 @pytest.fixture(scope="module")

@@ -147,6 +147,7 @@ def test_a_missing_runtime_is_one_line_naming_the_extra(runtime_python: Path,
 
 
 @pytest.mark.real
+@pytest.mark.services
 def test_serve_runs_int8_on_openvino(tmp_path: Path) -> None:
     from helpers.service_server import running_server
 

@@ -422,6 +422,7 @@ def test_a_slim_pack_refuses_a_runtime_it_does_not_hold(real_packs: tuple[Path, 
 
 @pytest.mark.real
 @pytest.mark.slow
+@pytest.mark.services
 def test_the_service_serves_a_tree_that_holds_only_a_pack(
         real_packs: tuple[Path, Path], tmp_path: Path) -> None:
     from helpers.service_server import running_server

@@ -116,6 +116,7 @@ def _numpy_forward(weights: dict[str, dict[str, np.ndarray]], crop: np.ndarray) 
 
 @pytest.mark.legacy
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_tiny_recovery_end_to_end(legacy_python: Path, tmp_path: Path) -> None:
     h5 = tmp_path / "tiny.h5"
     weights = write_legacy_h5(h5)
@@ -198,6 +199,7 @@ def test_tiny_recovery_end_to_end(legacy_python: Path, tmp_path: Path) -> None:
 @pytest.mark.real
 @pytest.mark.legacy
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_real_recovery(legacy_python: Path, real_h5: Path, tmp_path: Path) -> None:
     """Full recovery of the real file into a temporary artifacts dir, then a second dump."""
     first, second = tmp_path / "first", tmp_path / "second"

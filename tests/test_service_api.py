@@ -23,7 +23,7 @@ import requests
 from helpers.service_server import Server, assert_error, examples, running_server
 from PIL import Image
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.services]
 
 TOKEN = "s3cret-token-for-the-tests-0123456789"
 

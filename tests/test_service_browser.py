@@ -24,7 +24,7 @@ import pytest
 from helpers.real import write_web_report
 from helpers.service_server import Server, examples, running_server
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.services]
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
 

@@ -83,6 +83,7 @@ def test_the_locks_pin_the_requirement_files_versions(arch: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2 * 3600)
 def test_the_image_builds_offline_and_serves_as_its_user(tmp_path: Path) -> None:
     artifacts, shared = models_artifacts(), examples()
     if os.geteuid() != 0:

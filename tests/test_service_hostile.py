@@ -19,7 +19,7 @@ import pytest
 import requests
 from helpers.service_server import Server, assert_error, examples, running_server
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.services]
 
 SERIES = re.compile(r"^(facenet_\w+)\{(.*)\} ", re.MULTILINE)
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')

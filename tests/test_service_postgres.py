@@ -14,7 +14,7 @@ import pytest
 import requests
 from helpers.service_server import Server, assert_error, examples, running_server
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.services]
 
 PERSON = "kit harington"
 
