@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.cli import facenet, facenet_argv, python_env
+from helpers.cli import facenet, python_env
 
 from toolchain.gallery import open_gallery
 
@@ -162,48 +162,62 @@ def test_batch_recognize_gives_the_single_process_matches(
     assert summary(result).startswith(f"{faces} face(s) in 25 photos on Ray (2 workers")
 
 
+KILLED_ONCE_OPEN = """
+import os
+import signal
+
+_victim = os.environ.get("FACENET_TEST_KILLED_PHOTO")
+_marker = os.environ.get("FACENET_TEST_KILLED_MARKER")
+if _victim and _marker:
+    _open = os.open
+
+    def _killed_once_open(path, *args, **kwargs):
+        if os.path.abspath(os.fsdecode(path)) == _victim:
+            try:
+                os.close(_open(_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return _open(path, *args, **kwargs)
+
+    os.open = _killed_once_open
+"""
+"""A ``sitecustomize`` for the Ray processes of a test: the first process to open the photo named
+by ``FACENET_TEST_KILLED_PHOTO`` records it in ``FACENET_TEST_KILLED_MARKER`` and is SIGKILLed on
+the spot (as the kernel's OOM killer would); the retry of that photo goes through."""
+
+
 @ray_run
 def test_a_worker_killed_mid_run_loses_nothing_and_enrolls_nothing_twice(
-        real_artifacts: Path, single: Path, ray_env: dict[str, str], postgres_url: str) -> None:
-    """SIGKILL one Ray worker after the first batch is stored: Ray restarts it and retries its
-    photos; the gallery ends with exactly the single-process rows, each photo reported once.
-    The URL's password (ignored by the local server) shows nowhere, the workers' output
-    included."""
-    import psutil
-
+        real_artifacts: Path, single: Path, ray_env: dict[str, str], postgres_url: str,
+        tmp_path: Path) -> None:
+    """A Ray worker is SIGKILLed when it opens the 65th of the 93 photos (after four batches):
+    Ray restarts it and retries its photos; the gallery ends with exactly the single-process
+    rows, each photo reported once. The URL's password (ignored by the local server) shows
+    nowhere, the workers' output included. The kill is an event of the run, not a race with a
+    poll of the gallery."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILLED_ONCE_OPEN)
+    marker = tmp_path / "killed"
     train = real_artifacts / "source" / "5-celebrity-faces-dataset" / "train"
+    photos = sorted(train.glob("*/*"))
+    assert len(photos) == TRAIN_PHOTOS
     secret = "s3cret-Pw"
-    run = subprocess.Popen(
-        facenet_argv("batch", "enroll", train, "--largest", "--gallery",
+    env = {**ray_env, "FACENET_TEST_KILLED_PHOTO": os.path.abspath(photos[64]),
+           "FACENET_TEST_KILLED_MARKER": str(marker),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), ray_env.get("PYTHONPATH")]))}
+    result = facenet("batch", "enroll", train, "--largest", "--gallery",
                      f"{postgres_url}&password={secret}", "--ray", "local", "--cpus", "2",
-                     "--artifacts", real_artifacts),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ray_env)
-    killed: tuple[int, int] | None = None
-    deadline = time.monotonic() + 600
-    while run.poll() is None and killed is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-        try:
-            with open_gallery(postgres_url) as gallery:
-                stored = gallery.count()
-        except Exception:  # not created yet
-            continue
-        if not stored:
-            continue
-        workers = [p for p in psutil.process_iter(["pid", "cmdline"])
-                   if "PhotoWorker" in " ".join(p.info["cmdline"] or [])
-                   and p.info["pid"] != run.pid]
-        if workers:
-            os.kill(workers[0].info["pid"], signal.SIGKILL)
-            killed = workers[0].info["pid"], stored
-    out, err = run.communicate(timeout=600)
-    assert killed is not None, "the run ended before a worker could be killed"
-    assert 0 < killed[1] < 82, killed
-    assert not psutil.pid_exists(killed[0]) or psutil.Process(killed[0]).status() == "zombie"
-    assert run.returncode == 1, err
-    last = out.strip().splitlines()[-1]
-    assert last.startswith("82 face(s) added, 0 already there, 11 skipped"), out
-    assert secret not in out + err and "password=***" in last, last
-    assert sum(1 for line in err.splitlines() if line.startswith("facenet: skipped: ")) == 11
+                     "--artifacts", real_artifacts, env=env)
+    assert marker.is_file(), "no worker opened the photo"
+    assert result.returncode == 1, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("82 face(s) added, 0 already there, 11 skipped"), result.stdout
+    assert secret not in result.stdout + result.stderr and "password=***" in last, last
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("facenet: skipped: ")]
+    assert len(skipped) == 11, result.stderr
     assert rows(postgres_url) == rows(single)
 
 
