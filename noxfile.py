@@ -443,15 +443,49 @@ def run_pytest(session: nox.Session, *args: str) -> None:
     )
 
 
+DURATIONS = "--durations=25"
+"""Both test sessions list their 25 slowest steps (where the suite's time goes)."""
+
+
+CHROMIUM = Path(os.environ.get("FACENET_CHROMIUM", "/usr/bin/chromium"))
+"""The browser the page tests drive (Debian's package; Playwright never downloads one)."""
+
+
+def step_chromium(session: nox.Session) -> None:
+    """Install Debian's Chromium for the browser tests when it is missing and apt can (as root);
+    otherwise say so in one line (those tests then fail, naming it)."""
+    if CHROMIUM.is_file():
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        session.warn(f"{CHROMIUM} is missing and cannot be installed here (needs apt-get as "
+                     "root): the browser tests will fail; install Debian's chromium package")
+        return
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run(apt, "update", "-qq", external=True, env=env)
+    session.run(apt, "install", "-y", "-qq", "chromium", external=True, env=env)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite, after making the artifacts the real-file tests need."""
+    """Run the test suite, after making the artifacts the real-file tests need and installing
+    the browser its page tests drive."""
+    step_chromium(session)
     timed(session, [*missing_artifacts(), step_web])
-    run_pytest(session, *(session.posargs or ["tests"]))
+    run_pytest(session, DURATIONS, *(session.posargs or ["tests"]))
+
+
+@nox.session
+def tests_fast(session: nox.Session) -> None:
+    """The quick lane (under 3 minutes): the tests marked ``fast`` (none of real, legacy, slow,
+    services), which need no artifact of the main job and start no server. CI runs everything
+    (``nox -s tests``)."""
+    run_pytest(session, DURATIONS, "-m", "fast", *(session.posargs or ["tests"]))
 
 
 def step_browser(session: nox.Session) -> None:
     """The web page's screenshots (reports/web/): the browser tests take them."""
+    step_chromium(session)
     step_web(session)
     run_pytest(session, "tests/test_service_browser.py", "tests/test_local_page.py")
 

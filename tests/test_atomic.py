@@ -8,13 +8,13 @@ import os
 import re
 import socket
 import stat
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.allowances import MKNOD_NEEDS_ROOT, mknod_needs_root
+from helpers.cli import facenet
 
 from toolchain.core.atomic import atomic_dir, atomic_file, sha256_file, write_bytes, write_json
 from toolchain.core.errors import InputError
@@ -94,7 +94,8 @@ def names(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a device node needs root")
+@mknod_needs_root
+@pytest.mark.skipif(os.geteuid() != 0, reason=MKNOD_NEEDS_ROOT)
 @pytest.mark.parametrize("kind", SPECIAL)
 def test_atomic_file_refuses_a_special_destination(tmp_path: Path, kind: str) -> None:
     target = tmp_path / "out"
@@ -105,7 +106,8 @@ def test_atomic_file_refuses_a_special_destination(tmp_path: Path, kind: str) ->
     assert intact() and names(tmp_path) == ["out"]
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a device node needs root")
+@mknod_needs_root
+@pytest.mark.skipif(os.geteuid() != 0, reason=MKNOD_NEEDS_ROOT)
 @pytest.mark.parametrize("kind", ("character device", "socket", "regular file"))
 def test_atomic_dir_refuses_a_non_directory_destination(tmp_path: Path, kind: str) -> None:
     """(A FIFO is left out: the replaced code hung opening one in its cleanup.)"""
@@ -195,14 +197,13 @@ def test_gallery_export_writes_through_a_symlink(tmp_path: Path) -> None:
     target.write_text("old")
     link = tmp_path / "export.json"
     link.symlink_to(target)
-    proc = subprocess.run([sys.executable, "-m", "toolchain", "gallery", "export", str(link),
-                           "--gallery", str(gallery)], capture_output=True, text=True,
-                          check=False, timeout=120, cwd=ROOT)
+    proc = facenet("gallery", "export", link, "--gallery", gallery)
     assert proc.returncode == 0, proc.stderr
     assert link.is_symlink() and json.loads(target.read_text())["people"][0]["name"] == "Ada"
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a device node needs root")
+@mknod_needs_root
+@pytest.mark.skipif(os.geteuid() != 0, reason=MKNOD_NEEDS_ROOT)
 @pytest.mark.parametrize("kind", ("character device", "FIFO", "directory"))
 def test_sha256_file_reads_only_regular_files(tmp_path: Path, kind: str) -> None:
     """Before: a FIFO blocked on open and a device like ``/dev/full`` was read for ever."""

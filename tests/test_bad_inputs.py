@@ -1,10 +1,10 @@
 """The bad-input corpus: every command on broken, hostile and unusual files.
 
-The machinery lives in :mod:`corpus`; the cases of one area may live in a ``corpus_*.py`` module
-imported here. Every case is generated (small files, or real face photos transformed) inside a
-per-test workspace holding an ``artifacts/`` tree (models symlinked to one session copy of the
-exported ONNX models, a gallery copied from one enrolled with a real photo) and an ``inputs/``
-folder. Each refused case asserts:
+The machinery lives in :mod:`helpers.corpus`; the cases of one area may live in a
+``helpers/corpus_*.py`` module imported here. Every case is generated (small files, or real face
+photos transformed) inside a per-test workspace holding an ``artifacts/`` tree (models symlinked to
+one session copy of the exported ONNX models, a gallery copied from one enrolled with a real photo)
+and an ``inputs/`` folder. Each refused case asserts:
 
 - the documented exit code (:mod:`toolchain.core.errors`; 1 for a run in which some photos failed,
   2 for a command-line usage error);
@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import trap_function
-from corpus import (
+from helpers.allowances import read_only_as_root
+from helpers.cli import facenet
+from helpers.corpus import (
     CASES,
     CROWD_CELL,
     ENROLLED,
@@ -55,7 +56,6 @@ from corpus import (
     diff,
     error_lines,
     face_photo,
-    facenet,
     garbage_lambda,
     jpeg_bytes,
     no_face_image,
@@ -69,6 +69,7 @@ from corpus import (
     tiny,
     wrong_input_onnx,
 )
+from helpers.legacy_h5 import trap_function
 from PIL import Image
 
 from toolchain.core.boxes import iou
@@ -416,10 +417,11 @@ def _checksums_tampered(ws: Workspace, _store: Store | None) -> tuple[Command, O
 
 
 
-for _area in sorted(Path(__file__).parent.glob("corpus_*.py")):
-    importlib.import_module(_area.stem)  # registers that area's cases
+for _area in sorted((Path(__file__).parent / "helpers").glob("corpus_*.py")):
+    importlib.import_module(f"helpers.{_area.stem}")  # registers that area's cases
 
 
+@read_only_as_root
 @pytest.mark.parametrize(
     "name", [pytest.param(name, marks=MARKS[CASES[name].needs]) for name in sorted(CASES)]
 )
@@ -551,6 +553,7 @@ def test_photo_with_many_faces(ws: Workspace, store: Store) -> None:
 
 
 @pytest.mark.real
+@read_only_as_root
 def test_read_only_gallery_still_recognizes(ws: Workspace, store: Store) -> None:
     ws.runtime(store)
     runner = read_only_runner()

@@ -17,17 +17,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.cli import facenet, python_env
 
 from toolchain.gallery import open_gallery
 
-pytest.importorskip("ray")
-
 RAY = Path(sys.executable).with_name("ray")
+
+
+def ray_run(test: Callable[..., None]) -> Callable[..., None]:
+    """A run on Ray with the real models: marked ``real``, ``slow`` and ``services``."""
+    for mark in (pytest.mark.real, pytest.mark.slow, pytest.mark.services):
+        test = mark(test)
+    return test
+
+
 TRAIN_PHOTOS = 93
 """Photos under the 5-celebrity train/ (one has no face, ten have a face under 40 px)."""
 
@@ -46,15 +54,10 @@ def real_artifacts() -> Path:
 @pytest.fixture(scope="module")
 def ray_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """The environment of the Ray processes: a home of their own and one cluster token, with
-    token authentication on (as a real cluster's), so nothing is read from or left in ~/.ray."""
-    return {**os.environ, "HOME": str(tmp_path_factory.mktemp("home")),
-            "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-
-
-def facenet(*args: str | Path, env: dict[str, str] | None = None,
-            timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toolchain", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    token authentication on (as a real cluster's), so nothing is read from or left in ~/.ray;
+    the checkout first on ``PYTHONPATH``, so the head's workers run this tree's code."""
+    return python_env({"HOME": str(tmp_path_factory.mktemp("home")), "RAY_AUTH_MODE": "token",
+                       "RAY_AUTH_TOKEN": secrets.token_hex(32)})
 
 
 def rows(target: Path | str) -> list[tuple[Any, ...]]:
@@ -110,6 +113,7 @@ def summary(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+@ray_run
 def test_batch_enroll_on_a_cluster_stores_the_single_process_embeddings(
         real_artifacts: Path, single: Path, ray_cluster: str, ray_env: dict[str, str],
         tmp_path: Path) -> None:
@@ -127,6 +131,7 @@ def test_batch_enroll_on_a_cluster_stores_the_single_process_embeddings(
     assert rows(db) == rows(single)
 
 
+@ray_run
 def test_batch_recognize_gives_the_single_process_matches(
         real_artifacts: Path, single: Path, ray_cluster: str, ray_env: dict[str, str],
         tmp_path: Path) -> None:
@@ -157,50 +162,66 @@ def test_batch_recognize_gives_the_single_process_matches(
     assert summary(result).startswith(f"{faces} face(s) in 25 photos on Ray (2 workers")
 
 
-def test_a_worker_killed_mid_run_loses_nothing_and_enrolls_nothing_twice(
-        real_artifacts: Path, single: Path, ray_env: dict[str, str], postgres_url: str) -> None:
-    """SIGKILL one Ray worker after the first batch is stored: Ray restarts it and retries its
-    photos; the gallery ends with exactly the single-process rows, each photo reported once.
-    The URL's password (ignored by the local server) shows nowhere, the workers' output
-    included."""
-    import psutil
+KILLED_ONCE_OPEN = """
+import os
+import signal
 
+_victim = os.environ.get("FACENET_TEST_KILLED_PHOTO")
+_marker = os.environ.get("FACENET_TEST_KILLED_MARKER")
+if _victim and _marker:
+    _open = os.open
+
+    def _killed_once_open(path, *args, **kwargs):
+        if os.path.abspath(os.fsdecode(path)) == _victim:
+            try:
+                os.close(_open(_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                pass
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return _open(path, *args, **kwargs)
+
+    os.open = _killed_once_open
+"""
+"""A ``sitecustomize`` for the Ray processes of a test: the first process to open the photo named
+by ``FACENET_TEST_KILLED_PHOTO`` records it in ``FACENET_TEST_KILLED_MARKER`` and is SIGKILLed on
+the spot (as the kernel's OOM killer would); the retry of that photo goes through."""
+
+
+@ray_run
+def test_a_worker_killed_mid_run_loses_nothing_and_enrolls_nothing_twice(
+        real_artifacts: Path, single: Path, ray_env: dict[str, str], postgres_url: str,
+        tmp_path: Path) -> None:
+    """A Ray worker is SIGKILLed when it opens the 65th of the 93 photos (after four batches):
+    Ray restarts it and retries its photos; the gallery ends with exactly the single-process
+    rows, each photo reported once. The URL's password (ignored by the local server) shows
+    nowhere, the workers' output included. The kill is an event of the run, not a race with a
+    poll of the gallery."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILLED_ONCE_OPEN)
+    marker = tmp_path / "killed"
     train = real_artifacts / "source" / "5-celebrity-faces-dataset" / "train"
+    photos = sorted(train.glob("*/*"))
+    assert len(photos) == TRAIN_PHOTOS
     secret = "s3cret-Pw"
-    run = subprocess.Popen(
-        [sys.executable, "-m", "toolchain", "batch", "enroll", str(train), "--largest",
-         "--gallery", f"{postgres_url}&password={secret}", "--ray", "local", "--cpus", "2",
-         "--artifacts", str(real_artifacts)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ray_env)
-    killed: tuple[int, int] | None = None
-    deadline = time.monotonic() + 600
-    while run.poll() is None and killed is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-        try:
-            with open_gallery(postgres_url) as gallery:
-                stored = gallery.count()
-        except Exception:  # not created yet
-            continue
-        if not stored:
-            continue
-        workers = [p for p in psutil.process_iter(["pid", "cmdline"])
-                   if "PhotoWorker" in " ".join(p.info["cmdline"] or [])
-                   and p.info["pid"] != run.pid]
-        if workers:
-            os.kill(workers[0].info["pid"], signal.SIGKILL)
-            killed = workers[0].info["pid"], stored
-    out, err = run.communicate(timeout=600)
-    assert killed is not None, "the run ended before a worker could be killed"
-    assert 0 < killed[1] < 82, killed
-    assert not psutil.pid_exists(killed[0]) or psutil.Process(killed[0]).status() == "zombie"
-    assert run.returncode == 1, err
-    last = out.strip().splitlines()[-1]
-    assert last.startswith("82 face(s) added, 0 already there, 11 skipped"), out
-    assert secret not in out + err and "password=***" in last, last
-    assert sum(1 for line in err.splitlines() if line.startswith("facenet: skipped: ")) == 11
+    env = {**ray_env, "FACENET_TEST_KILLED_PHOTO": os.path.abspath(photos[64]),
+           "FACENET_TEST_KILLED_MARKER": str(marker),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), ray_env.get("PYTHONPATH")]))}
+    result = facenet("batch", "enroll", train, "--largest", "--gallery",
+                     f"{postgres_url}&password={secret}", "--ray", "local", "--cpus", "2",
+                     "--artifacts", real_artifacts, env=env)
+    assert marker.is_file(), "no worker opened the photo"
+    assert result.returncode == 1, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("82 face(s) added, 0 already there, 11 skipped"), result.stdout
+    assert secret not in result.stdout + result.stderr and "password=***" in last, last
+    skipped = [line for line in result.stderr.splitlines() if line.startswith("facenet: skipped: ")]
+    assert len(skipped) == 11, result.stderr
     assert rows(postgres_url) == rows(single)
 
 
+@ray_run
 def test_one_thread_per_worker_gives_the_bits_of_one_thread_per_core(
         real_artifacts: Path, tmp_path: Path) -> None:
     """A batch worker's sessions (one intra-op thread) find the same faces and embeddings, bit
@@ -240,6 +261,7 @@ if _poison:
 decoder or the runtime every time."""
 
 
+@ray_run
 def test_a_photo_that_kills_its_worker_every_time_ends_the_run(
         real_artifacts: Path, single: Path, ray_env: dict[str, str], tmp_path: Path) -> None:
     """Ray retries the batch a bounded number of times, then the run ends with one error line
@@ -301,26 +323,26 @@ def test_a_photo_that_kills_its_worker_every_time_ends_the_run(
     assert rows(db) == rows(single)
 
 
-def test_batch_usage_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_batch_usage_errors_are_one_line(tmp_path: Path, fake_artifacts: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     """Checked before any Ray work starts: an output of another kind (exit 3, nothing written),
     --cpus for a cluster, no photos at all (usage errors, exit 2)."""
-    import runtime_fakes as fakes
+    from helpers import runtime_fakes as fakes
+    from helpers.cli import invoke
 
-    artifacts = fakes.install(tmp_path / "artifacts", monkeypatch)
     fakes.photo(tmp_path / "People" / "Red.png", [("red", 60)])
     gallery = tmp_path / "g.db"
-    assert fakes.facenet(capsys, "enroll", tmp_path / "People", "--gallery", gallery,
-                         "--artifacts", artifacts)[0] == 0
-    common = ["--gallery", str(gallery), "--artifacts", str(artifacts)]
-    code, out, err = fakes.facenet(capsys, "batch", "recognize", tmp_path / "People",
-                                   "--output", tmp_path / "faces.csv", *common)
+    assert invoke(capsys, "enroll", tmp_path / "People", "--gallery", gallery,
+                  "--artifacts", fake_artifacts)[0] == 0
+    common = ["--gallery", str(gallery), "--artifacts", str(fake_artifacts)]
+    code, out, err = invoke(capsys, "batch", "recognize", tmp_path / "People",
+                            "--output", tmp_path / "faces.csv", *common)
     assert code == 3 and not out and "must end in .jsonl or .parquet" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "faces.csv").exists()
-    code, _, err = fakes.facenet(capsys, "batch", "enroll", tmp_path / "People", "--ray", "auto",
-                                 "--cpus", "2", *common)
+    code, _, err = invoke(capsys, "batch", "enroll", tmp_path / "People", "--ray", "auto",
+                          "--cpus", "2", *common)
     assert code == 2 and "--cpus bounds a --ray local instance only" in err
     empty = tmp_path / "empty.txt"
     empty.write_text("\n")
-    code, _, err = fakes.facenet(capsys, "batch", "enroll", "--list", empty, *common)
+    code, _, err = invoke(capsys, "batch", "enroll", "--list", empty, *common)
     assert code == 2 and "no photos" in err

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import artifacts_root
+from helpers.cli import facenet
+from helpers.real import artifacts_root
 from PIL import Image
 
 from toolchain.bench.config import BenchConfig
@@ -88,13 +87,8 @@ def expected_rows() -> set[tuple[str, str]]:
     return rows
 
 
-def _bench_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toolchain", *args], capture_output=True,
-                          text=True, timeout=1800, check=False)
-
-
 def test_missing_artifacts_fail_with_the_nox_session(tmp_path: Path) -> None:
-    proc = _bench_cli("bench", "runtimes", "--quick", "--artifacts", str(tmp_path))
+    proc = facenet("bench", "runtimes", "--quick", "--artifacts", str(tmp_path))
     assert proc.returncode == 6
     assert proc.stderr.startswith("facenet: error: the bench needs")
     assert "`nox -s fetch`" in proc.stderr and "Traceback" not in proc.stderr
@@ -251,9 +245,10 @@ def _linked_layout(tmp_path: Path) -> Layout:
 
 @pytest.mark.real
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_quick_bench_writes_every_row(tmp_path: Path) -> None:
     layout = _linked_layout(tmp_path)
-    proc = _bench_cli("-q", "bench", "runtimes", "--quick", "--artifacts", str(layout.root))
+    proc = facenet("-q", "bench", "runtimes", "--quick", "--artifacts", str(layout.root))
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = _check_outputs(layout, expected_rows())
     assert doc["meta"]["quick"] is True

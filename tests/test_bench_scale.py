@@ -140,9 +140,9 @@ def test_ef_search_outside_pgvector_limits_is_refused(postgres_url: str) -> None
 def test_bad_scale_options_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
                                                    tmp_path: Path, option: str, value: str,
                                                    message: str) -> None:
-    from runtime_fakes import facenet
+    from helpers.cli import invoke
 
-    code, _, err = facenet(capsys, "bench", "scale", option, value, "--artifacts", tmp_path)
+    code, _, err = invoke(capsys, "bench", "scale", option, value, "--artifacts", tmp_path)
 
     assert code == 2
     assert message in err

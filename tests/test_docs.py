@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import artifacts_root
+from helpers.allowances import NO_CONTAINER_ENGINE, no_container_engine
+from helpers.real import artifacts_root
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -156,7 +157,7 @@ class PageRun:
             return self.check_nox(block)
         if block.options.get("needs") == "docker":
             if not _container_engine():
-                return Outcome(True, skipped="no container engine answers here (`docker info` "
+                return Outcome(True, skipped=f"{NO_CONTAINER_ENGINE} (`docker info` "
                                "fails); tests/test_service_container.py repeats the image's "
                                "build stage and CMD")
             try:
@@ -267,6 +268,8 @@ def page_outcomes(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixt
 
 @pytest.mark.real
 @pytest.mark.slow
+@no_container_engine
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("block", RUN, ids=[block.name for block in RUN])
 def test_block_runs(block: Block, page_outcomes: Callable[[Path], dict[int, Outcome]]) -> None:
     outcome = page_outcomes(block.path)[block.line]

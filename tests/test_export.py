@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import shared_data
+from helpers.cli import facenet
+from helpers.real import shared_data
 
 import toolchain
 from toolchain.convert.exporters import (
@@ -34,12 +33,6 @@ from toolchain.core.paths import Layout
 from toolchain.core.preprocess import prewhiten
 
 REAL = Layout(Path(os.environ.get("FACENET_ARTIFACTS", "artifacts")))
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "toolchain", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 def test_all_runs_in_dependency_order() -> None:
@@ -65,12 +58,12 @@ def test_unknown_format_and_every_format_has_its_exporter() -> None:
 
 
 def test_cli_errors_are_one_line_with_exit_codes(tmp_path: Path) -> None:
-    bogus = _cli("model", "export", "--format", "bogus", "--artifacts", str(tmp_path))
+    bogus = facenet("model", "export", "--format", "bogus", "--artifacts", str(tmp_path))
     assert bogus.returncode == 2 and "unknown export format" in bogus.stderr
-    empty = _cli("model", "export", "--format", "keras", "--artifacts", str(tmp_path))
+    empty = facenet("model", "export", "--format", "keras", "--artifacts", str(tmp_path))
     assert empty.returncode == 6 and "nox -s recover" in empty.stderr
     assert "Traceback" not in empty.stderr
-    parity = _cli("model", "parity", "--artifacts", str(tmp_path))
+    parity = facenet("model", "parity", "--artifacts", str(tmp_path))
     assert parity.returncode == 6 and "nox -s export" in parity.stderr
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
 

@@ -22,15 +22,15 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from conftest import (
+from helpers.legacy_h5 import (
     TINY_LAYERS,
     TINY_PARAMETERS,
     TINY_TENSORS,
     TINY_WEIGHTED,
-    artifacts_root,
     tiny_config,
     write_legacy_h5,
 )
+from helpers.real import artifacts_root
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image

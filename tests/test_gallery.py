@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from corpus_gallery import add_synthetic, export_doc, overwrite_page
-from gallery_backends import edit_meta, edit_vector
+from helpers.corpus_gallery import add_synthetic, export_doc, overwrite_page
+from helpers.gallery_backends import edit_meta, edit_vector
 
 from toolchain import gallery as gallery_module
 from toolchain.core.errors import InputError, IntegrityError
@@ -782,7 +782,7 @@ def test_an_open_gallery_ranks_with_its_current_vectors(gallery_at: Path | str) 
 def test_bulk_add_loads_without_the_index_then_builds_it(postgres_url: str) -> None:
     """A bulk load is idempotent like add, and leaves the HNSW index there: the index finds
     what the exact scan finds."""
-    from gallery_backends import pg_connection
+    from helpers.gallery_backends import pg_connection
 
     entries = random_entries(400, 2, seed=8)
     with open_gallery(postgres_url, fingerprint=MODEL_A, create=True) as gallery:
@@ -799,3 +799,32 @@ def test_bulk_add_loads_without_the_index_then_builds_it(postgres_url: str) -> N
         gallery.search = "scan"
         assert [r[0].name for r in indexed] == [r[0].name for r in gallery.match(queries, k=1)]
         assert [r[0].name for r in indexed] == [e.name for e in entries[::40]]
+
+
+@pytest.mark.parametrize("limit, path", [(120, "memory"), (119, "index")])
+def test_auto_search_switches_to_the_index_above_the_exact_scan_limit(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch, limit: int, path: str) -> None:
+    """``search = "auto"`` ranks in memory up to ``EXACT_SCAN_MAX`` embeddings and through the
+    HNSW index above (the limit made small here: 120 embeddings); both rank the same."""
+    entries = random_entries(40, 3)
+    queries = np.stack([e.vector for e in entries[::12]])
+    indexed: list[bool] = []
+    real_search = postgres.PostgresGallery._search_one
+
+    def spy(self: postgres.PostgresGallery, query: np.ndarray, k: int,
+            exact: bool) -> list[Any]:
+        indexed.append(not exact)
+        return real_search(self, query, k, exact)
+
+    monkeypatch.setattr(postgres.PostgresGallery, "_search_one", spy)
+    with open_gallery(postgres_url, fingerprint=MODEL_A, create=True, crop="align") as gallery:
+        assert isinstance(gallery, postgres.PostgresGallery)
+        gallery.add(entries)
+        assert gallery.count() == 120
+        gallery.search = "memory"
+        expected = gallery.match(queries, k=3)
+        assert indexed == []
+        gallery.search = "auto"
+        monkeypatch.setattr(postgres, "EXACT_SCAN_MAX", limit)
+        assert gallery.match(queries, k=3) == expected
+    assert indexed == ([] if path == "memory" else [True] * len(queries))

@@ -14,8 +14,6 @@ import multiprocessing as mp
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +21,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import artifacts_root
-from gallery_backends import sound
+from helpers.cli import facenet
+from helpers.gallery_backends import sound
+from helpers.real import artifacts_root
 
 from toolchain.gallery import Entry, Gallery, is_postgres_url, open_gallery
 
@@ -258,11 +257,6 @@ def test_sigkill_mid_batch_leaves_whole_batches(tmp_path: Path, gallery_at: Path
         assert committed_batches(gallery)[next_batch] == KILL_BATCH_PEOPLE
     assert sound(path) == ["ok"]
     assert kills == len(stall_points)
-
-
-def facenet(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toolchain", *args], capture_output=True,
-                          text=True, check=False, timeout=120, cwd=ROOT)
 
 
 def dump(path: Path) -> list[str]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import runtime_fakes as fakes
-from runtime_fakes import facenet
+from helpers import runtime_fakes as fakes
+from helpers.cli import invoke
 
 from toolchain.core.errors import InputError
 from toolchain.gallery import Entry, open_gallery
@@ -92,20 +92,16 @@ def test_the_gallery_stores_one_person_for_both_forms(gallery_at: Path | str) ->
         assert [(p.name, p.embeddings) for p in gallery.people()] == [(CAFE_NFC, 2)]
 
 
-@pytest.fixture
-def artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return fakes.install(tmp_path / "artifacts", monkeypatch)
 
-
-def test_enroll_name_refusals_are_usage_errors(artifacts: Path, tmp_path: Path,
+def test_enroll_name_refusals_are_usage_errors(fake_artifacts: Path, tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     photo = fakes.photo(tmp_path / "red.png", [("red", 60)])
     gallery = tmp_path / "g.db"
     for name in REFUSED.values():
         if "\udc80" in name:
             continue  # no argv can hold a lone surrogate from a UTF-8 terminal
-        code, out, err = facenet(capsys, "enroll", photo, "--name", name, "--gallery", gallery,
-                                 "--artifacts", artifacts)
+        code, out, err = invoke(capsys, "enroll", photo, "--name", name, "--gallery", gallery,
+                                "--artifacts", fake_artifacts)
         lines = err.strip().splitlines()
         assert code == 2 and not out and len(lines) == 1, (name, err)
         assert lines[0].startswith("facenet: error: ") and "--name" in lines[0], lines
@@ -113,29 +109,29 @@ def test_enroll_name_refusals_are_usage_errors(artifacts: Path, tmp_path: Path,
     assert not gallery.exists()
 
 
-def test_nfc_and_nfd_enrolled_twice_are_one_person(artifacts: Path, tmp_path: Path,
+def test_nfc_and_nfd_enrolled_twice_are_one_person(fake_artifacts: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     red = fakes.photo(tmp_path / "red.png", [("red", 60)])
     blue = fakes.photo(tmp_path / "blue.png", [("blue", 60)])
     gallery = tmp_path / "g.db"
     for name, photo in ((CAFE_NFC, red), (CAFE_NFD, blue), (f" {CAFE_NFD} ", red)):
-        code, _, err = facenet(capsys, "enroll", photo, "--name", name, "--gallery", gallery,
-                               "--artifacts", artifacts)
+        code, _, err = invoke(capsys, "enroll", photo, "--name", name, "--gallery", gallery,
+                              "--artifacts", fake_artifacts)
         assert code == 0 and "warning" not in err, err
     with open_gallery(gallery) as opened:
         assert [(p.name, p.embeddings) for p in opened.people()] == [(CAFE_NFC, 2)]
 
 
 def test_folder_and_file_names_that_break_the_rule_are_skipped(
-        artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        fake_artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     people = tmp_path / "People"
     fakes.photo(people / "Red.png", [("red", 60)])
     fakes.photo(people / "bi\u200bden" / "1.png", [("blue", 60)])
     fakes.photo(people / "Gr\u202eeen.png", [("green", 60)])
     fakes.photo(people / CAFE_NFD / "1.png", [("yellow", 60)])
     gallery = tmp_path / "g.db"
-    code, out, err = facenet(capsys, "enroll", people, "--gallery", gallery,
-                             "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "enroll", people, "--gallery", gallery,
+                            "--artifacts", fake_artifacts)
     assert code == 1, err
     skipped = [line for line in err.splitlines() if line.startswith("facenet: skipped: ")]
     assert len(skipped) == 2 and "\\u200b" in err and "\\u202e" in err, err
@@ -146,19 +142,19 @@ def test_folder_and_file_names_that_break_the_rule_are_skipped(
 
 
 def test_batch_list_names_are_checked_before_any_work(
-        artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        fake_artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     fakes.photo(tmp_path / "red.png", [("red", 60)])
     listing = tmp_path / "list.txt"
     listing.write_text("Red\tred.png\nbi\u200bden\tred.png\n", encoding="utf-8")
-    code, out, err = facenet(capsys, "batch", "enroll", "--list", listing, "--gallery",
-                             tmp_path / "g.db", "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "batch", "enroll", "--list", listing, "--gallery",
+                            tmp_path / "g.db", "--artifacts", fake_artifacts)
     lines = err.strip().splitlines()
     assert code == 2 and not out and len(lines) == 1, err
     assert "line 2" in lines[0] and "\\u200b" in lines[0] and "\u200b" not in err, lines
     long_name = tmp_path / "long.txt"
     long_name.write_text(f"{'n' * 20_000}\tred.png\n", encoding="utf-8")
-    code, _, err = facenet(capsys, "batch", "enroll", "--list", long_name, "--gallery",
-                           tmp_path / "g.db", "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "batch", "enroll", "--list", long_name, "--gallery",
+                          tmp_path / "g.db", "--artifacts", fake_artifacts)
     assert code == 2 and len(err) < 400 and "128" in err, err
     assert not (tmp_path / "g.db").exists()
 
@@ -169,17 +165,17 @@ def seed_import(tmp_path: Path, names: list[str]) -> Path:
     return path
 
 
-def test_imports_apply_the_rule(artifacts: Path, tmp_path: Path,
+def test_imports_apply_the_rule(fake_artifacts: Path, tmp_path: Path,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     """A file holding a refused name is bad input (exit 3), refused whole; NFD and NFC in one
     file are one person."""
     gallery = tmp_path / "g.db"
-    code, out, err = facenet(capsys, "gallery", "import", seed_import(tmp_path, ["Ada",
-                             "Bo\u202eb"]), "--gallery", gallery, "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "gallery", "import", seed_import(tmp_path, ["Ada",
+                            "Bo\u202eb"]), "--gallery", gallery, "--artifacts", fake_artifacts)
     assert code == 3 and not out and "\\u202e" in err and "\u202e" not in err, err
     assert not gallery.exists()
-    code, _, err = facenet(capsys, "gallery", "import", seed_import(tmp_path, [CAFE_NFC,
-                           CAFE_NFD]), "--gallery", gallery, "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "gallery", "import", seed_import(tmp_path, [CAFE_NFC,
+                          CAFE_NFD]), "--gallery", gallery, "--artifacts", fake_artifacts)
     assert code == 0, err
     with open_gallery(gallery) as opened:
         assert [(p.name, p.embeddings) for p in opened.people()] == [(CAFE_NFC, 2)]
@@ -200,18 +196,18 @@ def test_older_galleries_are_listed_escaped_and_their_names_removable(
     gallery = tmp_path / "old.db"
     legacy_gallery(gallery, ["bi\u200bden", "\x1b[2Jclear", CAFE_NFD, "  spaced  ",
                              "zero\u200bwidth"])
-    code, out, err = facenet(capsys, "gallery", "list", "--gallery", gallery)
+    code, out, err = invoke(capsys, "gallery", "list", "--gallery", gallery)
     assert code == 0, err
     for hidden in ("\u200b", "\x1b"):
         assert hidden not in out
     assert "bi\\u200bden" in out and "\\x1b[2Jclear" in out
-    code, out, err = facenet(capsys, "gallery", "migrate", gallery, tmp_path / "copy.db")
+    code, out, err = invoke(capsys, "gallery", "migrate", gallery, tmp_path / "copy.db")
     assert code == 3 and "\\u200b" in err and not (tmp_path / "copy.db").exists(), err
     for given, stored in (("bi\u200bden", "bi\u200bden"), (CAFE_NFC, CAFE_NFD),
                           ("spaced", "  spaced  "), ("zero\\u200bwidth", "zero\u200bwidth")):
-        code, out, err = facenet(capsys, "gallery", "remove", given, "--gallery", gallery)
+        code, out, err = invoke(capsys, "gallery", "remove", given, "--gallery", gallery)
         assert code == 0 and repr(stored) in out, (given, out, err)
-    code, out, err = facenet(capsys, "gallery", "remove", "new\u200bname", "--gallery", gallery)
+    code, out, err = invoke(capsys, "gallery", "remove", "new\u200bname", "--gallery", gallery)
     assert code == 2 and "\\u200b" in err and "\u200b" not in err, err
     with open_gallery(gallery) as opened:
         assert [p.name for p in opened.people()] == ["\x1b[2Jclear"]

@@ -11,16 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import runtime_fakes as fakes
-from runtime_fakes import facenet
+from helpers import runtime_fakes as fakes
+from helpers.cli import invoke
 
 from toolchain.gallery import Entry, open_gallery
 from toolchain.gallery.migrate import checksum
-
-
-@pytest.fixture
-def artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return fakes.install(tmp_path / "artifacts", monkeypatch)
 
 
 @pytest.fixture
@@ -46,20 +41,20 @@ def entries(target: Path | str) -> list[Entry]:
 
 
 def test_enroll_and_recognize_give_the_same_results_on_both_backends(
-        artifacts: Path, photos: tuple[Path, Path], tmp_path: Path, postgres_url: str,
+        fake_artifacts: Path, photos: tuple[Path, Path], tmp_path: Path, postgres_url: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     people, queries = photos
     outputs = []
     for target in (str(tmp_path / "g.db"), postgres_url):
-        code, out, err = facenet(capsys, "enroll", people, "--gallery", target,
-                                 "--artifacts", artifacts)
+        code, out, err = invoke(capsys, "enroll", people, "--gallery", target,
+                                "--artifacts", fake_artifacts)
         assert code == 0, err
         assert "2 face(s) added" in out
-        code, out, err = facenet(capsys, "enroll", people, "--gallery", target,
-                                 "--artifacts", artifacts)
+        code, out, err = invoke(capsys, "enroll", people, "--gallery", target,
+                                "--artifacts", fake_artifacts)
         assert code == 0 and "0 face(s) added, 2 already there" in out, err
-        code, out, err = facenet(capsys, "recognize", queries, "--gallery", target, "--json",
-                                 "--artifacts", artifacts)
+        code, out, err = invoke(capsys, "recognize", queries, "--gallery", target, "--json",
+                                "--artifacts", fake_artifacts)
         assert code == 0, err
         doc = json.loads(out)
         assert doc.pop("gallery") == target
@@ -71,42 +66,43 @@ def test_enroll_and_recognize_give_the_same_results_on_both_backends(
     assert rows(tmp_path / "g.db") == rows(postgres_url)
 
 
-def test_gallery_commands_on_postgresql(artifacts: Path, photos: tuple[Path, Path],
+def test_gallery_commands_on_postgresql(fake_artifacts: Path, photos: tuple[Path, Path],
                                         tmp_path: Path, postgres_url: str,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     people, _ = photos
-    assert facenet(capsys, "enroll", people, "--gallery", postgres_url,
-                   "--artifacts", artifacts)[0] == 0
-    code, out, err = facenet(capsys, "gallery", "list", "--gallery", postgres_url)
+    assert invoke(capsys, "enroll", people, "--gallery", postgres_url,
+                  "--artifacts", fake_artifacts)[0] == 0
+    code, out, err = invoke(capsys, "gallery", "list", "--gallery", postgres_url)
     assert code == 0, err
     assert "(postgresql)" in out and "2 people, 2 embeddings" in out
     exported = tmp_path / "export.json"
-    code, _, err = facenet(capsys, "gallery", "export", exported, "--gallery", postgres_url)
+    code, _, err = invoke(capsys, "gallery", "export", exported, "--gallery", postgres_url)
     assert code == 0, err
-    code, out, _ = facenet(capsys, "gallery", "remove", "Red", "--gallery", postgres_url)
+    code, out, _ = invoke(capsys, "gallery", "remove", "Red", "--gallery", postgres_url)
     assert code == 0 and "removed 'Red' (1 embeddings)" in out
-    code, out, err = facenet(capsys, "gallery", "import", exported, "--gallery", postgres_url,
-                             "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "gallery", "import", exported, "--gallery", postgres_url,
+                            "--artifacts", fake_artifacts)
     assert code == 0, err
     assert "imported 1 embeddings (gallery export); 1 were already in" in out
     assert [e.name for e in entries(postgres_url)] == ["Blue", "Red"]
 
 
 def test_migrate_sqlite_to_postgresql_and_back_is_verified_and_lossless(
-        artifacts: Path, photos: tuple[Path, Path], tmp_path: Path, postgres_url: str,
+        fake_artifacts: Path, photos: tuple[Path, Path], tmp_path: Path, postgres_url: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     people, _ = photos
     source, back = tmp_path / "source.db", tmp_path / "back.db"
-    assert facenet(capsys, "enroll", people, "--gallery", source, "--artifacts", artifacts)[0] == 0
+    assert invoke(capsys, "enroll", people, "--gallery", source,
+                  "--artifacts", fake_artifacts)[0] == 0
     with open_gallery(source) as gallery:
         gallery.set_threshold(0.75, "calibrated by hand")
-    code, out, err = facenet(capsys, "gallery", "migrate", source, postgres_url)
+    code, out, err = invoke(capsys, "gallery", "migrate", source, postgres_url)
     assert code == 0, err
     assert "migrated 2 embeddings of 2 people" in out and "(2 new, 0 already there" in out
     assert "threshold copied" in out and checksum(entries(source))[:16] in out
-    code, out, err = facenet(capsys, "gallery", "migrate", source, postgres_url)
+    code, out, err = invoke(capsys, "gallery", "migrate", source, postgres_url)
     assert code == 0 and "(0 new, 2 already there)" in out, err
-    code, out, err = facenet(capsys, "gallery", "migrate", postgres_url, back)
+    code, out, err = invoke(capsys, "gallery", "migrate", postgres_url, back)
     assert code == 0, err
     assert rows(back) == rows(postgres_url) == rows(source)
     for target in (postgres_url, back):
@@ -117,31 +113,33 @@ def test_migrate_sqlite_to_postgresql_and_back_is_verified_and_lossless(
 
 
 def test_migrate_into_another_models_gallery_is_refused(
-        artifacts: Path, photos: tuple[Path, Path], tmp_path: Path, postgres_url: str,
+        fake_artifacts: Path, photos: tuple[Path, Path], tmp_path: Path, postgres_url: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     people, _ = photos
     source = tmp_path / "source.db"
-    assert facenet(capsys, "enroll", people, "--gallery", source, "--artifacts", artifacts)[0] == 0
+    assert invoke(capsys, "enroll", people, "--gallery", source,
+                  "--artifacts", fake_artifacts)[0] == 0
     open_gallery(postgres_url, fingerprint="b" * 64, create=True).close()
-    code, out, err = facenet(capsys, "gallery", "migrate", source, postgres_url)
+    code, out, err = invoke(capsys, "gallery", "migrate", source, postgres_url)
     assert code == 4 and not out
     assert len(err.strip().splitlines()) == 1 and "bbbbbbbbbbbbbbbb" in err
     assert entries(postgres_url) == []
 
 
 def test_a_face_enrolled_under_another_name_fails_the_verification(
-        artifacts: Path, photos: tuple[Path, Path], tmp_path: Path, postgres_url: str,
+        fake_artifacts: Path, photos: tuple[Path, Path], tmp_path: Path, postgres_url: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     people, _ = photos
     source = tmp_path / "source.db"
-    assert facenet(capsys, "enroll", people, "--gallery", source, "--artifacts", artifacts)[0] == 0
+    assert invoke(capsys, "enroll", people, "--gallery", source,
+                  "--artifacts", fake_artifacts)[0] == 0
     red = next(e for e in entries(source) if e.name == "Red")
     with open_gallery(source) as gallery:
         fingerprint = gallery.fingerprint
     with open_gallery(postgres_url, fingerprint=fingerprint, create=True) as gallery:
         gallery.add([Entry("Mallory", red.vector, red.source, red.image_sha256, red.box,
                            red.score)])
-    code, _, err = facenet(capsys, "gallery", "migrate", source, postgres_url)
+    code, _, err = invoke(capsys, "gallery", "migrate", source, postgres_url)
     assert code == 4 and "does not hold the 2 embeddings" in err
     assert len(err.strip().splitlines()) == 1
 
@@ -156,7 +154,7 @@ def test_a_face_enrolled_under_another_name_fails_the_verification(
 def test_a_gallery_url_that_cannot_be_used_is_one_line(
         url: str, phrase: str, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("psycopg")
-    code, out, err = facenet(capsys, "gallery", "list", "--gallery", url)
+    code, out, err = invoke(capsys, "gallery", "list", "--gallery", url)
     lines = err.strip().splitlines()
     assert code == 3 and not out and len(lines) == 1, err
     assert lines[0].startswith("facenet: error: ") and phrase in lines[0]
@@ -187,7 +185,7 @@ def test_a_gallery_url_is_shown_without_its_secrets(url: str) -> None:
 
 
 def test_a_password_parameter_never_shows_in_outputs(
-        artifacts: Path, photos: tuple[Path, Path], tmp_path: Path, postgres_url: str,
+        fake_artifacts: Path, photos: tuple[Path, Path], tmp_path: Path, postgres_url: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     """The local server trusts its socket, so the passwords are ignored: the commands work and
     every place that names the gallery shows ``***`` instead."""
@@ -196,19 +194,19 @@ def test_a_password_parameter_never_shows_in_outputs(
     masked = f"{postgres_url}&password=***&sslpassword=***"
     exported = tmp_path / "export.json"
     runs = [
-        ("enroll", people, "--gallery", url, "--artifacts", artifacts),
-        ("recognize", queries, "--gallery", url, "--json", "--artifacts", artifacts),
-        ("recognize", queries, "--gallery", url, "--artifacts", artifacts),
+        ("enroll", people, "--gallery", url, "--artifacts", fake_artifacts),
+        ("recognize", queries, "--gallery", url, "--json", "--artifacts", fake_artifacts),
+        ("recognize", queries, "--gallery", url, "--artifacts", fake_artifacts),
         ("gallery", "list", "--gallery", url),
         ("gallery", "export", exported, "--gallery", url),
-        ("gallery", "import", exported, "--gallery", url, "--artifacts", artifacts),
+        ("gallery", "import", exported, "--gallery", url, "--artifacts", fake_artifacts),
         ("gallery", "migrate", url, tmp_path / "copy.db"),
         ("gallery", "migrate", tmp_path / "copy.db", url),
         ("gallery", "remove", "Red", "--gallery", url),
     ]
     shown = []
     for args in runs:
-        code, out, err = facenet(capsys, *args)
+        code, out, err = invoke(capsys, *args)
         assert code == 0, (args, err)
         assert SECRET not in out + err, (args, out, err)
         shown.append(out)
@@ -233,7 +231,7 @@ def test_connection_errors_never_quote_a_password(
     pytest.importorskip("psycopg")
     for args in (("gallery", "list", "--gallery", url),
                  ("gallery", "migrate", url, "/nonexistent/copy.db")):
-        code, out, err = facenet(capsys, *args)
+        code, out, err = invoke(capsys, *args)
         lines = err.strip().splitlines()
         assert code == 3 and not out and len(lines) == 1, err
         assert lines[0].startswith("facenet: error: gallery ") and SECRET not in err, err

@@ -9,20 +9,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import (
+from helpers.corpus_legacy_code import (
+    HOSTILE_CONFIGS,
+    evil_lambda,
+    functional,
+    with_layer,
+    wrapper,
+)
+from helpers.legacy_h5 import (
     TINY_LAYERS,
     TINY_PARAMETERS,
     lambda_b64,
     tiny_config,
     trap_function,
     write_legacy_h5,
-)
-from corpus_legacy_code import (
-    HOSTILE_CONFIGS,
-    evil_lambda,
-    functional,
-    with_layer,
-    wrapper,
 )
 
 from toolchain.legacy.lambdas import VETTED_SOURCE

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import artifacts_root
+from helpers.cli import facenet
+from helpers.real import artifacts_root
 
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.core.integrity import (
@@ -29,7 +30,7 @@ from toolchain.core.integrity import (
     write_checksums,
 )
 from toolchain.core.integrity.galleries import GALLERY_COLUMNS, GALLERY_SCHEMA_VERSION
-from toolchain.core.integrity.sums import format_sums, parse_sums, tracked_files
+from toolchain.core.integrity.sums import check_sums, format_sums, parse_sums, tracked_files
 from toolchain.core.paths import Layout
 from toolchain.gallery import open_gallery
 from toolchain.legacy.npzfile import npz_bytes
@@ -62,11 +63,6 @@ def small_tree(root: Path) -> Layout:
     (layout.source_dir / "facenet_keras.h5").write_bytes(b"not pinned here")
     (root / "README.md").write_text("committed, not generated")
     return layout
-
-
-def facenet(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toolchain", *map(str, args)],
-                          capture_output=True, text=True, check=False, timeout=120, cwd=ROOT)
 
 
 def test_checksums_list_generated_files_only_and_sha256sum_agrees(tmp_path: Path) -> None:
@@ -260,7 +256,7 @@ def test_verify_stays_clean_after_the_export_writes_the_pack(tmp_path: Path) -> 
     ``facenet model export`` records what it wrote): ``verify`` is clean, also once the runtime has
     cached an optimized graph in the pack; a flipped pack byte is named by ``verify`` and refused
     by a command (exit 4)."""
-    from conftest import shared_data
+    from helpers.real import shared_data
 
     from toolchain.convert.exporters import ExportContext
     from toolchain.convert.exporters.registry import write_models_pack
@@ -568,3 +564,23 @@ def test_verify_gallery_on_the_command_line(tmp_path: Path) -> None:
     tampered = facenet("model", "verify", "--gallery", gallery, "--artifacts", layout.root)
     assert tampered.returncode == 4
     assert "refusing to load" in tampered.stderr and "nox -s export" in tampered.stderr
+
+
+def test_a_web_report_the_browser_tests_write_keeps_the_tree_verified(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The browser tests write screenshots and ``local.json`` into the user's artifacts after the
+    main job listed them: each is listed as it is written, so the checksum check of ``facenet
+    model verify`` passes (a file written around it is "not listed"), a second write too."""
+    from helpers.real import write_web_report
+
+    layout = small_tree(tmp_path / "artifacts")
+    write_checksums(layout)
+    monkeypatch.setenv("FACENET_ARTIFACTS", str(layout.root))
+    write_web_report("enroll.png", b"first")
+    write_web_report("local.json", b"{}\n")
+    write_web_report("enroll.png", b"second")
+    assert check_sums(layout)[1] == []
+    assert (layout.reports_dir / "web" / "enroll.png").read_bytes() == b"second"
+    (layout.reports_dir / "web" / "unlisted.png").write_bytes(b"written around it")
+    assert check_sums(layout)[1] == [f"{layout.reports_dir / 'web' / 'unlisted.png'}: not listed "
+                                     f"in {SUMS_NAME}"]

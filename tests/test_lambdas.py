@@ -12,15 +12,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pytest
-from conftest import (
-    REAL_LAMBDA_B64,
-    lambda_b64,
-    patched_real_lambda,
-    tiny_config,
-    trap_function,
-    write_legacy_h5,
-)
-from corpus_legacy_code import (
+from helpers.corpus_legacy_code import (
     HOSTILE_CONFIGS,
     deep_config,
     evil_lambda,
@@ -29,6 +21,14 @@ from corpus_legacy_code import (
     with_layer,
     with_layer_config,
     wrapper,
+)
+from helpers.legacy_h5 import (
+    REAL_LAMBDA_B64,
+    lambda_b64,
+    patched_real_lambda,
+    tiny_config,
+    trap_function,
+    write_legacy_h5,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -13,18 +13,17 @@ Nothing here is timed.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tracemalloc
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import artifacts_root, shared_data
+from helpers.cli import facenet
+from helpers.real import artifacts_root, shared_data
 from PIL import Image
 
+from toolchain.core.boxes import iou
 from toolchain.runtime.images import find_images, read_image
 from toolchain.runtime.mtcnn import (
     DEFAULT_MAX_SIDE,
@@ -53,15 +52,6 @@ def _celebrity() -> list[Path]:
     if not photos:
         pytest.skip(f"no photos under {dataset}: run `nox -s fetch` first")
     return photos
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two ``(x, y, w, h)`` boxes."""
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 @dataclass
@@ -227,29 +217,24 @@ def test_the_smallest_face_follows_the_policy() -> None:
     assert detection_plan(6000, 4000, max_side=None).smallest_face == pytest.approx(20)
 
 
-def _facenet(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toolchain", "-q", *args], capture_output=True,
-                          text=True, timeout=600, check=False)
-
-
 @pytest.mark.real
 def test_the_detection_options_reach_the_detector(tmp_path: Path) -> None:
     photos = _shared("photos")[0].parent
     art = ("--artifacts", str(artifacts_root()), "--gallery", str(tmp_path / "g.db"))
-    enrolled = _facenet("enroll", str(photos / "obama_small.jpg"), "--name", "obama",
-                        "--max-detect-side", "0", *art)
+    enrolled = facenet("-q", "enroll", str(photos / "obama_small.jpg"), "--name", "obama",
+                       "--max-detect-side", "0", *art)
     assert enrolled.returncode == 0, enrolled.stderr
 
     def faces(*options: str) -> int:
-        done = _facenet("recognize", str(photos / "obama_and_biden.jpg"), "--json", *options,
-                        *art)
+        done = facenet("-q", "recognize", photos / "obama_and_biden.jpg", "--json", *options,
+                       *art)
         assert done.returncode == 0, done.stderr
         return len(json.loads(done.stdout)["results"][0]["faces"])
 
     assert faces() == faces("--max-detect-side", "0") == 3
     assert faces("--min-face", "400") < 3
-    refused = _facenet("recognize", str(photos / "obama_and_biden.jpg"),
-                       "--max-detect-side", "10", *art)
+    refused = facenet("-q", "recognize", photos / "obama_and_biden.jpg",
+                      "--max-detect-side", "10", *art)
     assert refused.returncode == 2 and "--max-detect-side" in refused.stderr
     assert "Traceback" not in refused.stderr
 

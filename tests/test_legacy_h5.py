@@ -10,7 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import (
+from helpers.legacy_h5 import (
     TINY_LAYERS,
     TINY_PARAMETERS,
     TINY_TENSORS,

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
-from service_server import examples, models_artifacts, server_python
+from helpers.service_server import examples, models_artifacts, server_python
 
 from toolchain.bench.loadtest import LoadConfig, run_session, write_report
 from toolchain.bench.loadtest.phases import summarize

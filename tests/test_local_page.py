@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,15 +26,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import artifacts_root, shared_data
-from service_server import Server, running_server
+from helpers.cli import facenet
+from helpers.real import artifacts_root, shared_data, write_web_report
+from helpers.service_server import Server, running_server
 from test_service_browser import CHROMIUM_ARGS, chromium
 
 from toolchain.convert.formats import FP32
 from toolchain.convert.parity import load_reference
+from toolchain.core.boxes import iou
 from toolchain.core.paths import Layout
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.services]
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL_DIR = ROOT / "toolchain" / "service" / "web" / "local"
@@ -60,8 +61,7 @@ def _vendored() -> Path:
 
 
 def _facenet(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "toolchain", *map(str, args)],
-                          capture_output=True, text=True, timeout=900, check=False)
+    proc = facenet(*args)
     assert proc.returncode == 0, proc.stderr
     return proc
 
@@ -113,9 +113,8 @@ def local(browser: Any, server: Server) -> Iterator[tuple[Any, list[Any]]]:
 def report(**values: Any) -> None:
     """Merge ``values`` into ``<artifacts>/reports/web/local.json``."""
     path = artifacts_root() / "reports" / "web" / "local.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     current = json.loads(path.read_text()) if path.is_file() else {}
-    path.write_text(json.dumps({**current, **values}, indent=2) + "\n")
+    write_web_report("local.json", (json.dumps({**current, **values}, indent=2) + "\n").encode())
 
 
 def test_the_page_is_isolated_and_loads_its_models(local: tuple[Any, list[Any]],
@@ -155,13 +154,6 @@ def test_reference_crops_embed_within_the_fp32_tolerance(local: tuple[Any, list[
            embed_ms_per_crop_batch16=round(1000 * seconds / len(embeddings), 1))
     assert FP32.max_abs is not None
     assert max_abs <= FP32.max_abs and min_cos >= FP32.min_cos, (max_abs, min_cos)
-
-
-def _iou(a: list[float], b: list[float]) -> float:
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 def recognize_on_page(page: Any, gallery_json: Path, photos: list[Path]
@@ -210,7 +202,7 @@ def test_the_whole_page_names_the_faces_facenet_recognize_names(
         for (_, box), (_, want_box) in zip(got, want, strict=True):
             faces += 1
             exact += max(abs(a - b) for a, b in zip(box, want_box, strict=True)) <= BOX_SLACK
-            if _iou(box, want_box) < MIN_IOU:
+            if iou(box, want_box) < MIN_IOU:
                 problems.append(f"{name}: page box {box}, recognize {want_box}")
     assert not problems, problems
     assert faces >= 20 and exact >= MIN_EXACT_SHARE * faces, (exact, faces)
@@ -221,7 +213,7 @@ def test_the_whole_page_names_the_faces_facenet_recognize_names(
            median_ms_per_face_embed=round(float(np.median(
                [t["embedMs"] / t["faces"] for t in timings if t["faces"]]))),
            median_ms_per_face_total=round(float(np.median(per_face))))
-    page.screenshot(path=str(artifacts_root() / "reports" / "web" / "local.png"), full_page=True)
+    write_web_report("local.png", page.screenshot(full_page=True))
 
 
 @contextmanager

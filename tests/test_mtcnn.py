@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
 
+from toolchain.core.boxes import iou
 from toolchain.core.contracts import MTCNN_FILES
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.runtime.mtcnn import (
@@ -358,7 +359,7 @@ def test_detections_match_the_mtcnn_package_on_all_photos(
             continue
         for ours, theirs in zip(got, expected, strict=True):
             faces += 1
-            overlap = _iou(ours.box, theirs["box"])
+            overlap = iou(ours.box, theirs["box"])
             landmark = max(abs(ours.keypoints[k][i] - theirs["keypoints"][k][i])
                            for k in KEYPOINT_NAMES for i in (0, 1))
             worst_iou, worst_landmark = min(worst_iou, overlap), max(worst_landmark, landmark)
@@ -372,13 +373,6 @@ def test_detections_match_the_mtcnn_package_on_all_photos(
     assert worst_iou >= 1 - 1e-6 and worst_landmark <= 1e-3, "README: IoU 1.0, landmarks 0 px"
     print(f"{faces} faces on {len(package_results)} photos; min IoU {worst_iou:.4f}, "
           f"max landmark error {worst_landmark:.1f} px")
-
-
-def _iou(a: tuple[float, ...], b: list[float]) -> float:
-    iw = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
 @pytest.mark.real

@@ -15,11 +15,11 @@ from typing import Any
 import jsonschema
 import pytest
 import requests
+from helpers.service_server import Server, examples, running_server
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
-from service_server import Server, examples, running_server
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.services]
 
 
 @pytest.fixture(scope="module")

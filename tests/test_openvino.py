@@ -15,8 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import artifacts_root, shared_data
-from runtime_fakes import facenet
+from helpers.cli import invoke
+from helpers.real import artifacts_root, shared_data
 
 from toolchain.cli.options import PrecisionChoice, RuntimeChoice
 from toolchain.runtime.backends import (
@@ -47,7 +47,7 @@ def test_the_command_line_choices_are_the_runtime_ones() -> None:
 
 def test_an_unknown_runtime_is_a_usage_error(capsys: pytest.CaptureFixture[str],
                                              tmp_path: Path) -> None:
-    code, _, err = facenet(capsys, "recognize", tmp_path, "--runtime", "tensorrt")
+    code, _, err = invoke(capsys, "recognize", tmp_path, "--runtime", "tensorrt")
     assert code == 2 and "tensorrt" in err
 
 
@@ -62,9 +62,9 @@ def _models() -> Path:
 
 def _recognize(capsys: pytest.CaptureFixture[str], gallery: Path, runtime: str,
                precision: str) -> list[dict[str, object]]:
-    code, out, err = facenet(capsys, "recognize", shared_data() / "photos", "--gallery", gallery,
-                             "--artifacts", artifacts_root(), "--runtime", runtime,
-                             "--precision", precision, "--json")
+    code, out, err = invoke(capsys, "recognize", shared_data() / "photos", "--gallery", gallery,
+                            "--artifacts", artifacts_root(), "--runtime", runtime,
+                            "--precision", precision, "--json")
     assert code == 0, err
     faces = [face for photo in json.loads(out)["results"] for face in photo["faces"]]
     assert faces
@@ -76,8 +76,8 @@ def test_an_fp32_gallery_names_the_same_people_with_every_model(
         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     _models()
     gallery = tmp_path / "fp32.db"
-    code, _, err = facenet(capsys, "enroll", shared_data() / "people", "--gallery", gallery,
-                           "--artifacts", artifacts_root())
+    code, _, err = invoke(capsys, "enroll", shared_data() / "people", "--gallery", gallery,
+                          "--artifacts", artifacts_root())
     assert code == 0, err
     baseline = _recognize(capsys, gallery, "onnxruntime", "fp32")
     assert {face["name"] for face in baseline} >= {"obama", "biden", "kit_harington"}
@@ -95,11 +95,11 @@ def test_an_imported_gallery_is_bound_to_the_weights(capsys: pytest.CaptureFixtu
     _models()
     source, copy, export = tmp_path / "a.db", tmp_path / "b.db", tmp_path / "a.json"
     art = artifacts_root()
-    assert facenet(capsys, "enroll", shared_data() / "people" / "biden", "--name", "biden",
-                   "--gallery", source, "--artifacts", art)[0] == 0
-    assert facenet(capsys, "gallery", "export", export, "--gallery", source)[0] == 0
-    code, _, err = facenet(capsys, "gallery", "import", export, "--gallery", copy,
-                           "--artifacts", art)
+    assert invoke(capsys, "enroll", shared_data() / "people" / "biden", "--name", "biden",
+                  "--gallery", source, "--artifacts", art)[0] == 0
+    assert invoke(capsys, "gallery", "export", export, "--gallery", source)[0] == 0
+    code, _, err = invoke(capsys, "gallery", "import", export, "--gallery", copy,
+                          "--artifacts", art)
     assert code == 0, err
     names = [f["name"] for f in _recognize(capsys, copy, "openvino", "int8")]
     assert "biden" in names
@@ -147,8 +147,9 @@ def test_a_missing_runtime_is_one_line_naming_the_extra(runtime_python: Path,
 
 
 @pytest.mark.real
+@pytest.mark.services
 def test_serve_runs_int8_on_openvino(tmp_path: Path) -> None:
-    from service_server import running_server
+    from helpers.service_server import running_server
 
     people = shared_data() / "people"
     with running_server(tmp_path, "--runtime", "openvino", "--precision", "int8") as server:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.allowances import read_only_mount
 
 from toolchain.core.atomic import sha256_file
 from toolchain.runtime.ort_options import (
@@ -119,8 +120,9 @@ print(session.run(None, {"x": np.ones((1, 3, 8, 8), np.float32)})[0].sum())
 """
 
 
+@read_only_mount
 def test_read_only_directory_caches_in_the_user_cache_or_runs_without(tmp_path: Path) -> None:
-    from conftest import run_read_only
+    from helpers.real import run_read_only
 
     folder = tmp_path / "models"
     folder.mkdir()

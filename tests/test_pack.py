@@ -21,8 +21,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import runtime_fakes as fakes
-from conftest import artifacts_root, run_read_only, shared_data
+from helpers import runtime_fakes as fakes
+from helpers.allowances import read_only_mount
+from helpers.cli import invoke
+from helpers.real import artifacts_root, run_read_only, shared_data
 
 from toolchain.core.atomic import sha256_file
 from toolchain.core.errors import (
@@ -61,8 +63,8 @@ def edit_manifest(pack: Path, change: Callable[[dict[str, Any]], None]) -> None:
 
 
 @pytest.fixture
-def pack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return fakes.install_pack(tmp_path / "artifacts", monkeypatch)
+def pack(fake_artifacts: Path) -> Path:
+    return fakes.install_pack(fake_artifacts)
 
 
 def test_the_export_writer_makes_a_pack_that_opens_alone(pack: Path, tmp_path: Path) -> None:
@@ -189,7 +191,7 @@ def test_every_damage_is_refused_with_its_exit_code(
     shutil.move(pack, tree / "pack")
     shutil.rmtree(tmp_path / "artifacts")
     photo = fakes.photo(tmp_path / "a.png", [("red", 60)])
-    code, _, err = fakes.facenet(capsys, "compare", photo, photo, "--artifacts", tree)
+    code, _, err = invoke(capsys, "compare", photo, photo, "--artifacts", tree)
     assert code == (6 if case == "missing manifest" else error.exit_code), err
     assert len(err.strip().splitlines()) == 1, err
 
@@ -379,6 +381,7 @@ def test_every_run_of_a_real_pack_embeds_as_the_artifacts_do(
 
 
 @pytest.mark.real
+@read_only_mount
 def test_a_read_only_real_pack_runs_with_or_without_a_cache(
         real_packs: tuple[Path, Path], tmp_path: Path) -> None:
     _, slim = real_packs
@@ -419,9 +422,10 @@ def test_a_slim_pack_refuses_a_runtime_it_does_not_hold(real_packs: tuple[Path, 
 
 @pytest.mark.real
 @pytest.mark.slow
+@pytest.mark.services
 def test_the_service_serves_a_tree_that_holds_only_a_pack(
         real_packs: tuple[Path, Path], tmp_path: Path) -> None:
-    from service_server import running_server
+    from helpers.service_server import running_server
 
     _, slim = real_packs
     tree = tmp_path / "srv"

@@ -7,12 +7,11 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, shared_data
+from helpers.cli import facenet
+from helpers.real import SHARED_DATA, shared_data
 from PIL import Image
 
 from toolchain.cli.app import run
@@ -132,11 +131,6 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def facenet(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toolchain", *map(str, args)],
-                          capture_output=True, text=True, timeout=900, check=False)
-
-
 def people_photos() -> list[tuple[str, Path]]:
     return [(person.name, photo) for person in sorted(PEOPLE.iterdir()) if person.is_dir()
             for photo in sorted(person.iterdir())]
@@ -156,11 +150,14 @@ def test_real_pairs_csv_of_people(artifacts: Path, tmp_path: Path) -> None:
     doc = json.loads((artifacts / "reports" / "pairs.json").read_text())
     n_same = sum(pa == pb for (pa, _), (pb, _) in itertools.combinations(photos, 2))
     assert (doc["format"], doc["pairs"], doc["photos"]) == ("csv", len(rows) - 1, len(photos))
-    assert doc["pairs_used"] + doc["pairs_skipped"] == doc["pairs"]
-    assert doc["pairs_same"] <= n_same and doc["pairs_different"] <= doc["pairs"] - n_same
-    assert 0.5 < doc["auc"] <= 1.0
-    assert [p["far_target"] for p in doc["tar_at_far"]] == [1e-2, 1e-3]
-    assert all(p["impostor_pairs"] == doc["pairs_different"] for p in doc["tar_at_far"])
+    # every face of the shared people/ photos is found: the 55 pairs are all used, and the
+    # model separates them (no published report covers this set: the values are pinned here)
+    assert (doc["pairs_same"], doc["pairs_different"], doc["pairs_skipped"]) == (
+        n_same, len(rows) - 1 - n_same, 0) == (5, 50, 0)
+    assert (doc["auc"], doc["eer"], doc["accuracy_at_threshold"]) == (1.0, 0.0, 1.0)
+    assert [(p["far_target"], p["tar"], p["false_accepts"], p["impostor_pairs"])
+            for p in doc["tar_at_far"]] == [(1e-2, 1.0, 0, 50), (1e-3, 1.0, 0, 50)]
+    assert doc["kfold"]["accuracy_mean"] == 1.0
     assert doc["threshold_source"] == "model metadata"
     assert doc["kfold"]["folds"] >= 2
     markdown = (artifacts / "reports" / "pairs.md").read_text()

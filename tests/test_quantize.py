@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import artifacts_root
+from helpers.real import artifacts_root
 
 from toolchain.convert.exporters.onnx_int8 import export_onnx_int8
 from toolchain.convert.formats import FORMATS, tolerance

@@ -12,16 +12,22 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import (
+from helpers.corpus_legacy_code import (
+    VETTED_NESTED,
+    evil_lambda,
+    functional,
+    keras_built,
+    with_layer,
+)
+from helpers.legacy_h5 import (
     TINY_LAYERS,
     TINY_PARAMETERS,
     TINY_TENSORS,
     TINY_WEIGHTED,
-    artifacts_root,
     trap_function,
     write_legacy_h5,
 )
-from corpus_legacy_code import VETTED_NESTED, evil_lambda, functional, keras_built, with_layer
+from helpers.real import artifacts_root
 from PIL import Image
 
 from toolchain.core.preprocess import l2_normalize, prewhiten
@@ -110,6 +116,7 @@ def _numpy_forward(weights: dict[str, dict[str, np.ndarray]], crop: np.ndarray) 
 
 @pytest.mark.legacy
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_tiny_recovery_end_to_end(legacy_python: Path, tmp_path: Path) -> None:
     h5 = tmp_path / "tiny.h5"
     weights = write_legacy_h5(h5)
@@ -192,6 +199,7 @@ def test_tiny_recovery_end_to_end(legacy_python: Path, tmp_path: Path) -> None:
 @pytest.mark.real
 @pytest.mark.legacy
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_real_recovery(legacy_python: Path, real_h5: Path, tmp_path: Path) -> None:
     """Full recovery of the real file into a temporary artifacts dir, then a second dump."""
     first, second = tmp_path / "first", tmp_path / "second"

@@ -14,18 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import runtime_fakes as fakes
+from helpers import runtime_fakes as fakes
+from helpers.cli import facenet, invoke
 from PIL import Image
-from runtime_fakes import facenet
 
 from toolchain.gallery import open_gallery
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-@pytest.fixture
-def artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    return fakes.install(tmp_path / "artifacts", monkeypatch)
 
 
 def people(db: Path) -> dict[str, int]:
@@ -33,39 +29,40 @@ def people(db: Path) -> dict[str, int]:
         return {p.name: p.embeddings for p in gallery.people()}
 
 
-def test_enroll_name_photos_folder_then_no_op(artifacts: Path, tmp_path: Path,
+def test_enroll_name_photos_folder_then_no_op(fake_artifacts: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "People"
     fakes.photo(folder / "Ada Lovelace.jpg", [("red", 60)])
     fakes.photo(folder / "Bob.png", [("blue", 70)])
     db = tmp_path / "g.db"
-    code, out, err = facenet(capsys, "enroll", folder, "--gallery", db, "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "enroll", folder, "--gallery", db,
+                            "--artifacts", fake_artifacts)
     assert code == 0, err
     assert "2 face(s) added, 0 already there, 0 skipped" in out
     assert people(db) == {"Ada Lovelace": 1, "Bob": 1}
-    code, out, _ = facenet(capsys, "enroll", folder, "--gallery", db, "--artifacts", artifacts)
+    code, out, _ = invoke(capsys, "enroll", folder, "--gallery", db, "--artifacts", fake_artifacts)
     assert code == 0
     assert "0 face(s) added, 2 already there" in out
     assert people(db) == {"Ada Lovelace": 1, "Bob": 1}
 
 
-def test_enroll_per_person_folders_and_name_option(artifacts: Path, tmp_path: Path,
+def test_enroll_per_person_folders_and_name_option(fake_artifacts: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     for i in range(3):
         fakes.photo(tmp_path / "train" / "red_person" / f"{i}.jpg", [("red", 40 + 10 * i)])
         fakes.photo(tmp_path / "train" / "green_person" / f"{i}.png", [("green", 45 + 10 * i)])
     extra = [fakes.photo(tmp_path / f"y{i}.png", [("yellow", 50 + i)]) for i in range(2)]
     db = tmp_path / "g.db"
-    code, _, err = facenet(capsys, "enroll", tmp_path / "train", "--gallery", db,
-                           "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "enroll", tmp_path / "train", "--gallery", db,
+                          "--artifacts", fake_artifacts)
     assert code == 0, err
-    code, _, err = facenet(capsys, "enroll", "--name", "Yolanda", *extra, "--gallery", db,
-                           "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "enroll", "--name", "Yolanda", *extra, "--gallery", db,
+                          "--artifacts", fake_artifacts)
     assert code == 0, err
     assert people(db) == {"red_person": 3, "green_person": 3, "Yolanda": 2}
 
 
-def test_enroll_bad_inputs(artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+def test_enroll_bad_inputs(fake_artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                            monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "People"
     fakes.photo(folder / "Good.jpg", [("red", 60)])
@@ -83,7 +80,8 @@ def test_enroll_bad_inputs(artifacts: Path, tmp_path: Path, capsys: pytest.Captu
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)
     db = tmp_path / "g.db"
 
-    code, out, err = facenet(capsys, "enroll", folder, "--gallery", db, "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "enroll", folder, "--gallery", db,
+                            "--artifacts", fake_artifacts)
     assert code == 1
     lines = err.strip().splitlines()
     for name, phrase in [("Nobody.png", "no face found"), ("Crowd.png", "2 faces"),
@@ -94,33 +92,33 @@ def test_enroll_bad_inputs(artifacts: Path, tmp_path: Path, capsys: pytest.Captu
     assert people(db) == {"Good": 1, "Gray": 1, "Alpha": 1, "Cmyk": 1, "Deep": 1}
     assert "5 face(s) added" in out and "5 skipped" in out
 
-    code, out, err = facenet(capsys, "enroll", folder / "Crowd.png", "--largest",
-                             "--gallery", db, "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "enroll", folder / "Crowd.png", "--largest",
+                            "--gallery", db, "--artifacts", fake_artifacts)
     assert code == 0, err
     assert people(db)["Crowd"] == 1
 
 
-def test_enroll_usage_errors(artifacts: Path, tmp_path: Path,
+def test_enroll_usage_errors(fake_artifacts: Path, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = facenet(capsys, "enroll", tmp_path / "missing.jpg", "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "enroll", tmp_path / "missing.jpg", "--artifacts", fake_artifacts)
     assert code == 2 and "does not exist" in err
     photo = fakes.photo(tmp_path / "a.png", [("red", 50)])
-    code, _, err = facenet(capsys, "enroll", photo, "--name", "  ", "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "enroll", photo, "--name", "  ", "--artifacts", fake_artifacts)
     assert code == 2 and "--name" in err
     empty = tmp_path / "empty"
     empty.mkdir()
-    code, _, err = facenet(capsys, "enroll", empty, "--gallery", tmp_path / "g.db",
-                           "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "enroll", empty, "--gallery", tmp_path / "g.db",
+                          "--artifacts", fake_artifacts)
     assert code == 1 and "no photos found" in err
 
 
 @pytest.fixture
-def enrolled(artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+def enrolled(fake_artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     db = tmp_path / "enrolled.db"
     fakes.photo(tmp_path / "People" / "Red.png", [("red", 60)])
     fakes.photo(tmp_path / "People" / "Blue.png", [("blue", 60)])
-    code, _, err = facenet(capsys, "enroll", tmp_path / "People", "--gallery", db,
-                           "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "enroll", tmp_path / "People", "--gallery", db,
+                          "--artifacts", fake_artifacts)
     assert code == 0, err
     return db
 
@@ -134,10 +132,10 @@ def queries(tmp_path: Path) -> Path:
     return folder
 
 
-def test_recognize_json(artifacts: Path, enrolled: Path, queries: Path,
+def test_recognize_json(fake_artifacts: Path, enrolled: Path, queries: Path,
                         capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = facenet(capsys, "recognize", queries, "--gallery", enrolled, "--json",
-                             "--top-k", "2", "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "recognize", queries, "--gallery", enrolled, "--json",
+                            "--top-k", "2", "--artifacts", fake_artifacts)
     assert code == 0, err
     assert err.strip().splitlines() == [f"facenet: {queries / 'c_nobody.png'}: no face found"]
     doc = json.loads(out)
@@ -153,50 +151,50 @@ def test_recognize_json(artifacts: Path, enrolled: Path, queries: Path,
     assert results["c_nobody.png"]["faces"] == [] and results["c_nobody.png"]["error"] is None
 
 
-def test_recognize_threshold_and_centroid_options(artifacts: Path, enrolled: Path,
+def test_recognize_threshold_and_centroid_options(fake_artifacts: Path, enrolled: Path,
                                                   queries: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = facenet(capsys, "recognize", queries / "a_group.jpg", "--gallery", enrolled,
-                           "--json", "--threshold", "1.99", "--match", "centroid",
-                           "--artifacts", artifacts)
+    code, out, _ = invoke(capsys, "recognize", queries / "a_group.jpg", "--gallery", enrolled,
+                          "--json", "--threshold", "1.99", "--match", "centroid",
+                          "--artifacts", fake_artifacts)
     assert code == 0
     doc = json.loads(out)
     assert doc["threshold"] == 1.99 and doc["match"] == "centroid"
     assert all(f["name"] is not None for f in doc["results"][0]["faces"])
-    code, _, err = facenet(capsys, "recognize", queries, "--threshold", "-1",
-                           "--gallery", enrolled, "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "recognize", queries, "--threshold", "-1",
+                          "--gallery", enrolled, "--artifacts", fake_artifacts)
     assert code == 2 and "--threshold" in err
-    code, _, err = facenet(capsys, "recognize", queries, "--match", "mean",
-                           "--gallery", enrolled, "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "recognize", queries, "--match", "mean",
+                          "--gallery", enrolled, "--artifacts", fake_artifacts)
     assert code == 2 and "--match" in err
 
 
-def test_recognize_csv_and_table(artifacts: Path, enrolled: Path, queries: Path,
+def test_recognize_csv_and_table(fake_artifacts: Path, enrolled: Path, queries: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = facenet(capsys, "recognize", queries, "--gallery", enrolled, "--csv",
-                           "--artifacts", artifacts)
+    code, out, _ = invoke(capsys, "recognize", queries, "--gallery", enrolled, "--csv",
+                          "--artifacts", fake_artifacts)
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["status"] for r in rows] == ["face", "face", "face", "face", "no_face"]
     assert sorted(r["name"] for r in rows if r["status"] == "face") == [
         "Blue", "Red", "Red", "unknown"]
     assert all(float(r["distance"]) >= 0 for r in rows if r["status"] == "face")
-    code, out, _ = facenet(capsys, "recognize", queries, "--gallery", enrolled,
-                           "--artifacts", artifacts)
+    code, out, _ = invoke(capsys, "recognize", queries, "--gallery", enrolled,
+                          "--artifacts", fake_artifacts)
     assert code == 0
     assert "Red" in out and "unknown" in out and "threshold 0.500 (model metadata)" in out
-    code, _, err = facenet(capsys, "recognize", queries, "--json", "--csv",
-                           "--gallery", enrolled, "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "recognize", queries, "--json", "--csv",
+                          "--gallery", enrolled, "--artifacts", fake_artifacts)
     assert code == 2 and "exclusive" in err
 
 
-def test_recognize_bad_files_do_not_stop_the_run(artifacts: Path, enrolled: Path,
+def test_recognize_bad_files_do_not_stop_the_run(fake_artifacts: Path, enrolled: Path,
                                                  queries: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
-    code, out, err = facenet(capsys, "recognize", bad, queries / "b_red.png", "--json",
-                             "--gallery", enrolled, "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "recognize", bad, queries / "b_red.png", "--json",
+                            "--gallery", enrolled, "--artifacts", fake_artifacts)
     assert code == 1
     assert len(err.strip().splitlines()) == 1 and str(bad) in err
     results = json.loads(out)["results"]
@@ -204,12 +202,12 @@ def test_recognize_bad_files_do_not_stop_the_run(artifacts: Path, enrolled: Path
     assert results[1]["faces"][0]["name"] == "Red"
 
 
-def test_recognize_annotate(artifacts: Path, enrolled: Path, queries: Path, tmp_path: Path,
+def test_recognize_annotate(fake_artifacts: Path, enrolled: Path, queries: Path, tmp_path: Path,
                             capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "annotated"
     rgb = fakes.photo(tmp_path / "rgb" / "b_red.png", [("red", 100)])
-    code, _, err = facenet(capsys, "recognize", queries, rgb, "--annotate", out_dir,
-                           "--gallery", enrolled, "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "recognize", queries, rgb, "--annotate", out_dir,
+                          "--gallery", enrolled, "--artifacts", fake_artifacts)
     assert code == 0, err
     assert sorted(p.name for p in out_dir.iterdir()) == [
         "a_group.annotated.jpg", "b_red-2.annotated.png", "b_red.annotated.png",
@@ -231,7 +229,7 @@ def sha256s(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_annotate_never_writes_over_an_input(artifacts: Path, enrolled: Path, queries: Path,
+def test_annotate_never_writes_over_an_input(fake_artifacts: Path, enrolled: Path, queries: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     """``--annotate`` into the photos' own folder, which also holds a user's photo named like an
     output: every input keeps its bytes, and a rerun reads the photos but not the pictures."""
@@ -239,8 +237,8 @@ def test_annotate_never_writes_over_an_input(artifacts: Path, enrolled: Path, qu
     inputs = sha256s(queries)
     photos = ["a_group.jpg", "b_red.annotated.png", "b_red.png", "c_nobody.png"]
     for _run in range(2):
-        code, out, err = facenet(capsys, "recognize", queries, "--annotate", queries, "--json",
-                                 "--gallery", enrolled, "--artifacts", artifacts)
+        code, out, err = invoke(capsys, "recognize", queries, "--annotate", queries, "--json",
+                                "--gallery", enrolled, "--artifacts", fake_artifacts)
         assert code == 0, err
         assert sorted(Path(r["file"]).name for r in json.loads(out)["results"]) == photos
         after = sha256s(queries)
@@ -251,12 +249,12 @@ def test_annotate_never_writes_over_an_input(artifacts: Path, enrolled: Path, qu
 
 
 def test_annotate_folder_inside_the_input_folder_is_not_read(
-        artifacts: Path, enrolled: Path, queries: Path,
+        fake_artifacts: Path, enrolled: Path, queries: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = queries / "annotated"
     fakes.photo(out_dir / "old picture.png", [("red", 60)])
-    code, out, err = facenet(capsys, "recognize", queries, "--annotate", out_dir, "--json",
-                             "--gallery", enrolled, "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "recognize", queries, "--annotate", out_dir, "--json",
+                            "--gallery", enrolled, "--artifacts", fake_artifacts)
     assert code == 0, err
     assert sorted(Path(r["file"]).name for r in json.loads(out)["results"]) == [
         "a_group.jpg", "b_red.png", "c_nobody.png"]
@@ -264,40 +262,40 @@ def test_annotate_folder_inside_the_input_folder_is_not_read(
 
 
 def test_annotated_output_named_after_a_hard_link_to_an_input_is_not_overwritten(
-        artifacts: Path, enrolled: Path, queries: Path, tmp_path: Path,
+        fake_artifacts: Path, enrolled: Path, queries: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     photo = queries / "b_red.png"
     os.link(photo, out_dir / "b_red.annotated.png")
     before = hashlib.sha256(photo.read_bytes()).hexdigest()
-    code, _, err = facenet(capsys, "recognize", photo, "--annotate", out_dir,
-                           "--gallery", enrolled, "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "recognize", photo, "--annotate", out_dir,
+                          "--gallery", enrolled, "--artifacts", fake_artifacts)
     assert code == 0, err
     assert hashlib.sha256(photo.read_bytes()).hexdigest() == before
     assert (out_dir / "b_red-2.annotated.png").is_file()
 
 
-def test_fatal_errors_are_one_line_with_their_code(artifacts: Path, enrolled: Path,
+def test_fatal_errors_are_one_line_with_their_code(fake_artifacts: Path, enrolled: Path,
                                                    queries: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     photo = queries / "b_red.png"
-    code, _, err = facenet(capsys, "recognize", photo, "--gallery", tmp_path / "none.db",
-                           "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "recognize", photo, "--gallery", tmp_path / "none.db",
+                          "--artifacts", fake_artifacts)
     assert code == 3 and len(err.strip().splitlines()) == 1 and "does not exist" in err
     not_db = tmp_path / "notes.db"
     not_db.write_text("hello" * 100)
-    code, _, err = facenet(capsys, "recognize", photo, "--gallery", not_db,
-                           "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "recognize", photo, "--gallery", not_db,
+                          "--artifacts", fake_artifacts)
     assert code == 3 and "not a readable facenet gallery" in err
     assert not_db.read_text() == "hello" * 100
-    code, _, err = facenet(capsys, "recognize", photo, "--gallery", enrolled,
-                           "--artifacts", tmp_path / "no-artifacts")
+    code, _, err = invoke(capsys, "recognize", photo, "--gallery", enrolled,
+                          "--artifacts", tmp_path / "no-artifacts")
     assert code == 6 and "nox -s export" in err and len(err.strip().splitlines()) == 1
-    fakes.write_tiny_facenet(artifacts / "models" / "facenet.onnx", threshold="0.7")
+    fakes.write_tiny_facenet(fake_artifacts / "models" / "facenet.onnx", threshold="0.7")
     before = people(enrolled)
-    code, _, err = facenet(capsys, "enroll", photo, "--name", "X", "--gallery", enrolled,
-                           "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "enroll", photo, "--name", "X", "--gallery", enrolled,
+                          "--artifacts", fake_artifacts)
     assert code == 4 and "enroll again into a new gallery" in err
     assert people(enrolled) == before
 
@@ -312,16 +310,16 @@ def _dataset(root: Path) -> Path:
     return root
 
 
-def test_evaluate_reports_and_store_threshold(artifacts: Path, tmp_path: Path,
+def test_evaluate_reports_and_store_threshold(fake_artifacts: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     dataset = _dataset(tmp_path / "dataset")
     db = tmp_path / "calibrated.db"
-    code, out, err = facenet(capsys, "eval", "dataset", dataset, "--store-threshold",
-                             "--gallery", db,
-                             "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "eval", "dataset", dataset, "--store-threshold",
+                            "--gallery", db,
+                            "--artifacts", fake_artifacts)
     assert code == 0, err
     assert "nobody.png: no face found" in err
-    reports = artifacts / "reports"
+    reports = fake_artifacts / "reports"
     doc = json.loads((reports / "evaluate.json").read_text())
     ident, ver = doc["identification"], doc["verification"]
     assert (ident["total"], ident["correct_closed"]) == (7, 6)
@@ -339,38 +337,38 @@ def test_evaluate_reports_and_store_threshold(artifacts: Path, tmp_path: Path,
     with open_gallery(db) as gallery:
         assert gallery.threshold == pytest.approx(ver["best_threshold"])
         assert gallery.people() == []
-    enroll_code, _, _ = facenet(capsys, "enroll", dataset / "train", "--gallery", db,
-                                "--artifacts", artifacts)
+    enroll_code, _, _ = invoke(capsys, "enroll", dataset / "train", "--gallery", db,
+                               "--artifacts", fake_artifacts)
     assert enroll_code == 0
-    code, out, _ = facenet(capsys, "recognize", dataset / "val" / "red", "--gallery", db,
-                           "--json", "--artifacts", artifacts)
+    code, out, _ = invoke(capsys, "recognize", dataset / "val" / "red", "--gallery", db,
+                          "--json", "--artifacts", fake_artifacts)
     doc = json.loads(out)
     assert doc["threshold_source"] == "calibrated, stored in the gallery"
     assert doc["threshold"] == pytest.approx(ver["best_threshold"])
 
 
-def test_evaluate_needs_train_and_val(artifacts: Path, tmp_path: Path,
+def test_evaluate_needs_train_and_val(fake_artifacts: Path, tmp_path: Path,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "ds" / "train" / "a").mkdir(parents=True)
-    code, _, err = facenet(capsys, "eval", "dataset", tmp_path / "ds", "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "eval", "dataset", tmp_path / "ds", "--artifacts", fake_artifacts)
     assert code == 3 and "train" in err
-    assert not (artifacts / "reports").exists()
+    assert not (fake_artifacts / "reports").exists()
 
 
-def test_gallery_commands(artifacts: Path, enrolled: Path, tmp_path: Path,
+def test_gallery_commands(fake_artifacts: Path, enrolled: Path, tmp_path: Path,
                           capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = facenet(capsys, "gallery", "list", "--gallery", enrolled)
+    code, out, _ = invoke(capsys, "gallery", "list", "--gallery", enrolled)
     assert code == 0 and "Blue" in out and "Red" in out and "2 people, 2 embeddings" in out
     exported = tmp_path / "export.json"
-    assert facenet(capsys, "gallery", "export", exported, "--gallery", enrolled)[0] == 0
+    assert invoke(capsys, "gallery", "export", exported, "--gallery", enrolled)[0] == 0
     copy = tmp_path / "copy.db"
-    code, out, _ = facenet(capsys, "gallery", "import", exported, "--gallery", copy,
-                           "--artifacts", artifacts)
+    code, out, _ = invoke(capsys, "gallery", "import", exported, "--gallery", copy,
+                          "--artifacts", fake_artifacts)
     assert code == 0 and "imported 2 embeddings" in out
     assert people(copy) == people(enrolled)
-    code, out, _ = facenet(capsys, "gallery", "import", exported, "--gallery", copy)
+    code, out, _ = invoke(capsys, "gallery", "import", exported, "--gallery", copy)
     assert code == 0 and "imported 0 embeddings" in out and "2 were already" in out
-    code, out, err = facenet(capsys, "gallery", "export", "-", "--gallery", enrolled)
+    code, out, err = invoke(capsys, "gallery", "export", "-", "--gallery", enrolled)
     assert code == 0 and json.loads(out) == json.loads(exported.read_text())
     assert "exported 2 embeddings to standard output" in err
     assert not Path("-").exists()
@@ -378,26 +376,26 @@ def test_gallery_commands(artifacts: Path, enrolled: Path, tmp_path: Path,
     before = exported.read_text()
     broken = tmp_path / "broken.json"
     broken.write_text(before.replace('"box": [', '"box": ["x", ', 1))
-    code, _, err = facenet(capsys, "gallery", "import", broken, "--gallery", copy)
+    code, _, err = invoke(capsys, "gallery", "import", broken, "--gallery", copy)
     assert code == 3 and str(broken) in err
     assert people(copy) == people(enrolled)
-    assert facenet(capsys, "gallery", "import", broken, "--gallery", tmp_path / "new.db")[0] == 3
+    assert invoke(capsys, "gallery", "import", broken, "--gallery", tmp_path / "new.db")[0] == 3
     assert not (tmp_path / "new.db").exists()
 
-    code, out, _ = facenet(capsys, "gallery", "remove", "Red", "--gallery", copy)
+    code, out, _ = invoke(capsys, "gallery", "remove", "Red", "--gallery", copy)
     assert code == 0 and "removed 'Red' (1 embeddings)" in out
     assert people(copy) == {"Blue": 1}
-    code, _, err = facenet(capsys, "gallery", "remove", "Red", "--gallery", copy)
+    code, _, err = invoke(capsys, "gallery", "remove", "Red", "--gallery", copy)
     assert code == 3 and "no person named 'Red'" in err
-    assert facenet(capsys, "gallery", "list", "--gallery", tmp_path / "nope.db")[0] == 3
+    assert invoke(capsys, "gallery", "list", "--gallery", tmp_path / "nope.db")[0] == 3
 
 
-def test_gallery_import_seed_database_json(artifacts: Path, tmp_path: Path, queries: Path,
+def test_gallery_import_seed_database_json(fake_artifacts: Path, tmp_path: Path, queries: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     from toolchain.core.preprocess import crop_face
     from toolchain.runtime.embedder import Embedder
 
-    embedder = Embedder(artifacts / "models" / "facenet.onnx")
+    embedder = Embedder(fake_artifacts / "models" / "facenet.onnx")
     red = Image.open(fakes.photo(tmp_path / "red.png", [("red", 60)])).convert("RGB")
     pixels = np.asarray(red)
     box = fakes.SquareDetector().detect(pixels)[0].box
@@ -405,15 +403,15 @@ def test_gallery_import_seed_database_json(artifacts: Path, tmp_path: Path, quer
     seed = tmp_path / "DataBase.json"
     seed.write_text(json.dumps({"Red Person": vector.tolist()}))
     db = tmp_path / "seed.db"
-    code, out, err = facenet(capsys, "gallery", "import", seed, "--gallery", db,
-                             "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "gallery", "import", seed, "--gallery", db,
+                            "--artifacts", fake_artifacts)
     assert code == 0, err
     assert "imported 1 embeddings (seed DataBase.json)" in out
-    code, out, _ = facenet(capsys, "recognize", queries / "b_red.png", "--gallery", db,
-                           "--json", "--artifacts", artifacts)
+    code, out, _ = invoke(capsys, "recognize", queries / "b_red.png", "--gallery", db,
+                          "--json", "--artifacts", fake_artifacts)
     assert json.loads(out)["results"][0]["faces"][0]["name"] == "Red Person"
-    code, _, err = facenet(capsys, "gallery", "import", seed, "--gallery", tmp_path / "n.db",
-                           "--artifacts", tmp_path / "no-models")
+    code, _, err = invoke(capsys, "gallery", "import", seed, "--gallery", tmp_path / "n.db",
+                          "--artifacts", tmp_path / "no-models")
     assert code == 6 and "nox -s export" in err
 
 
@@ -435,11 +433,11 @@ print(code, heavy)
     assert code == "0", result.stderr
 
 
-def test_recognize_imports_no_tensorflow(artifacts: Path, enrolled: Path, queries: Path,
+def test_recognize_imports_no_tensorflow(fake_artifacts: Path, enrolled: Path, queries: Path,
                                          tmp_path: Path) -> None:
     _check_no_heavy_imports(
         ["recognize", str(queries / "b_red.png"), "--gallery", str(enrolled), "--json",
-         "--annotate", str(tmp_path / "ann"), "--artifacts", str(artifacts)],
+         "--annotate", str(tmp_path / "ann"), "--artifacts", str(fake_artifacts)],
         fakes.SUBPROCESS_PRELUDE, tmp_path)
 
 
@@ -461,11 +459,7 @@ def real_artifacts() -> Path:
 def real_gallery(real_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("real") / "celebrities.db"
     train = real_artifacts / "source" / "5-celebrity-faces-dataset" / "train"
-    result = subprocess.run(
-        [sys.executable, "-m", "toolchain", "enroll", str(train), "--largest",
-         "--gallery", str(db), "--artifacts", str(real_artifacts)],
-        capture_output=True, text=True, timeout=900, check=False,
-    )
+    result = facenet("enroll", train, "--largest", "--gallery", db, "--artifacts", real_artifacts)
     assert result.returncode in (0, 1), result.stderr
     skipped = [line for line in result.stderr.splitlines() if line.startswith("facenet: ")]
     small = [line for line in skipped if "--min-enroll-face" in line]
@@ -483,11 +477,8 @@ def real_gallery(real_artifacts: Path, tmp_path_factory: pytest.TempPathFactory)
 @pytest.mark.slow
 def test_real_recognize_val_25_of_25(real_artifacts: Path, real_gallery: Path) -> None:
     val = real_artifacts / "source" / "5-celebrity-faces-dataset" / "val"
-    result = subprocess.run(
-        [sys.executable, "-m", "toolchain", "recognize", str(val), "--json",
-         "--gallery", str(real_gallery), "--artifacts", str(real_artifacts)],
-        capture_output=True, text=True, timeout=900, check=False,
-    )
+    result = facenet("recognize", val, "--json", "--gallery", real_gallery,
+                     "--artifacts", real_artifacts)
     assert result.returncode == 0, result.stderr
     results = json.loads(result.stdout)["results"]
     assert len(results) == 25
@@ -501,17 +492,14 @@ def test_real_recognize_val_25_of_25(real_artifacts: Path, real_gallery: Path) -
 @pytest.mark.real
 @pytest.mark.slow
 def test_real_evaluate_writes_reports(real_artifacts: Path, tmp_path: Path) -> None:
-    artifacts = tmp_path / "artifacts"
-    artifacts.mkdir()
-    (artifacts / "models").symlink_to(real_artifacts / "models")
+    scratch = tmp_path / "artifacts"
+    scratch.mkdir()
+    (scratch / "models").symlink_to(real_artifacts / "models")
     dataset = real_artifacts / "source" / "5-celebrity-faces-dataset"
-    result = subprocess.run(
-        [sys.executable, "-m", "toolchain", "eval", "dataset", str(dataset), "--store-threshold",
-         "--gallery", str(tmp_path / "cal.db"), "--artifacts", str(artifacts)],
-        capture_output=True, text=True, timeout=900, check=False,
-    )
+    result = facenet("eval", "dataset", dataset, "--store-threshold",
+                     "--gallery", tmp_path / "cal.db", "--artifacts", scratch)
     assert result.returncode == 0, result.stderr
-    reports = artifacts / "reports"
+    reports = scratch / "reports"
     doc = json.loads((reports / "evaluate.json").read_text())
     # The README's table (default minimum enroll face, 40 px).
     assert doc["enrolled"] == 82
@@ -554,7 +542,7 @@ sequence now (tests/test_gallery_names.py); a gallery written before it may hold
 
 
 @pytest.fixture
-def hostile(artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+def hostile(fake_artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
     """A gallery of the hostile names, one synthetic face each (sizes tell them apart): each
     enrolled by `facenet enroll --name`, the escape sequence renamed in by hand, as an older
     gallery holds it."""
@@ -563,8 +551,8 @@ def hostile(artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str])
     for i, name in enumerate(HOSTILE_NAMES):
         photo = fakes.photo(tmp_path / f"h{i}.png", [(colors[i], 60)])
         typed = f"older{i}" if "\x1b" in name else name
-        code, _, err = facenet(capsys, "enroll", "--name", typed, photo, "--gallery", db,
-                               "--artifacts", artifacts)
+        code, _, err = invoke(capsys, "enroll", "--name", typed, photo, "--gallery", db,
+                              "--artifacts", fake_artifacts)
         assert code == 0, err
         if typed != name:
             with sqlite3.connect(db) as conn:
@@ -573,28 +561,28 @@ def hostile(artifacts: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str])
     return db
 
 
-def test_names_are_shown_literally_never_as_markup(artifacts: Path, hostile: Path,
+def test_names_are_shown_literally_never_as_markup(fake_artifacts: Path, hostile: Path,
                                                    queries: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = facenet(capsys, "gallery", "list", "--gallery", hostile,
-                             "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "gallery", "list", "--gallery", hostile,
+                            "--artifacts", fake_artifacts)
     assert code == 0, err
     assert "[/]" in out and "[red]x[/red]" in out
     assert "\x1b" not in out and "\\x1b[31mEvil\\x1b[0m" in out
-    code, out, err = facenet(capsys, "recognize", queries, "--gallery", hostile,
-                             "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "recognize", queries, "--gallery", hostile,
+                            "--artifacts", fake_artifacts)
     assert code == 0, err
     assert "[/]" in out and "\x1b" not in out and "\\x1b[31mEvil" in out
 
 
 def test_csv_cells_are_neutralized_and_candidates_unambiguous(
-        artifacts: Path, hostile: Path, tmp_path: Path,
+        fake_artifacts: Path, hostile: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     """OWASP CSV injection: a text cell starting with = + - @ tab or CR gets a leading '; the
     candidates cell is JSON, so names holding ; or : read back exactly."""
     query = fakes.photo(tmp_path / "-query.png", [("yellow", 60), ("magenta", 60)])
-    code, out, err = facenet(capsys, "recognize", query, "--csv", "--top-k", "5",
-                             "--gallery", hostile, "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "recognize", query, "--csv", "--top-k", "5",
+                            "--gallery", hostile, "--artifacts", fake_artifacts)
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert {r["name"] for r in rows} == {"'=HYPERLINK(\"http://x\")", "'+1; Bo: 2"}
@@ -606,12 +594,12 @@ def test_csv_cells_are_neutralized_and_candidates_unambiguous(
 
 
 def test_control_characters_in_problem_lines_are_escaped(
-        artifacts: Path, enrolled: Path, tmp_path: Path,
+        fake_artifacts: Path, enrolled: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "evil\x1b[2Jname\n.jpg"
     bad.write_text("not a photo")
-    code, _, err = facenet(capsys, "recognize", bad, "--gallery", enrolled,
-                           "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "recognize", bad, "--gallery", enrolled,
+                          "--artifacts", fake_artifacts)
     assert code == 1
     assert "\x1b" not in err and "evil\\x1b[2Jname\\n.jpg" in err
     assert len(err.strip().splitlines()) == 1
@@ -620,7 +608,7 @@ def test_control_characters_in_problem_lines_are_escaped(
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     from importlib.metadata import version
 
-    code, out, _ = facenet(capsys, "--version")
+    code, out, _ = invoke(capsys, "--version")
     assert code == 0
     assert out.strip() == f"facenet {version('facenet-toolchain')}"
 
@@ -630,14 +618,14 @@ def test_help_keeps_square_brackets_and_lists_every_format(
     from toolchain.convert.formats import FORMATS
     from toolchain.runtime.recognizer import MIN_ENROLL_FACE
 
-    code, out, _ = facenet(capsys, "recognize", "--help")
+    code, out, _ = invoke(capsys, "recognize", "--help")
     assert code == 0
     flat = " ".join(out.split())
     assert "?gallery=NAME) [default: <artifacts>/gallery.db]" in flat
     assert "at most this [default: the gallery's calibrated threshold" in flat
-    code, out, _ = facenet(capsys, "enroll", "--help")
+    code, out, _ = invoke(capsys, "enroll", "--help")
     assert f"[default: {MIN_ENROLL_FACE:g}," in " ".join(out.split())
-    code, out, _ = facenet(capsys, "model", "export", "--help")
+    code, out, _ = invoke(capsys, "model", "export", "--help")
     assert code == 0
     listed = " ".join(out.split()).replace("- ", "-")
     for name in FORMATS:
@@ -669,72 +657,72 @@ def test_extra_for_each_optional_module_matches_pyproject() -> None:
 # ---- warnings and per-file problems ----
 
 
-def test_recognize_against_an_empty_gallery_warns(artifacts: Path, enrolled: Path,
+def test_recognize_against_an_empty_gallery_warns(fake_artifacts: Path, enrolled: Path,
                                                   queries: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     for person in ("Red", "Blue"):
-        code, _, err = facenet(capsys, "gallery", "remove", person, "--gallery", enrolled,
-                               "--artifacts", artifacts)
+        code, _, err = invoke(capsys, "gallery", "remove", person, "--gallery", enrolled,
+                              "--artifacts", fake_artifacts)
         assert code == 0, err
-    code, out, err = facenet(capsys, "recognize", queries / "b_red.png", "--json",
-                             "--gallery", enrolled, "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "recognize", queries / "b_red.png", "--json",
+                            "--gallery", enrolled, "--artifacts", fake_artifacts)
     assert code == 0
     assert [f["label"] for f in json.loads(out)["results"][0]["faces"]] == ["unknown"]
     assert f"facenet: warning: the gallery {enrolled} is empty" in err
 
 
 def test_enrolling_a_photo_already_enrolled_as_someone_else_warns(
-        artifacts: Path, enrolled: Path, tmp_path: Path,
+        fake_artifacts: Path, enrolled: Path, tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = facenet(capsys, "enroll", "--name", "Robert",
-                           tmp_path / "People" / "Red.png", "--gallery", enrolled,
-                           "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "enroll", "--name", "Robert",
+                          tmp_path / "People" / "Red.png", "--gallery", enrolled,
+                          "--artifacts", fake_artifacts)
     assert code == 0, err
     assert "already in the gallery as 'Red', not added again as 'Robert'" in err
     assert err.startswith("facenet: warning: ")
     assert people(enrolled) == {"Red": 1, "Blue": 1}
 
 
-def test_enroll_minimum_face_size(artifacts: Path, tmp_path: Path,
+def test_enroll_minimum_face_size(fake_artifacts: Path, tmp_path: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     small = fakes.photo(tmp_path / "Small.png", [("red", 30)])
     db = tmp_path / "g.db"
-    code, _, err = facenet(capsys, "enroll", small, "--largest", "--gallery", db,
-                           "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "enroll", small, "--largest", "--gallery", db,
+                          "--artifacts", fake_artifacts)
     assert code == 1
     assert "the face is 30x30 px, under the 40 px short side needed to enroll" in err
-    code, _, err = facenet(capsys, "enroll", small, "--min-enroll-face", "25", "--gallery", db,
-                           "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "enroll", small, "--min-enroll-face", "25", "--gallery", db,
+                          "--artifacts", fake_artifacts)
     assert code == 0, err
     assert people(db) == {"Small": 1}
 
 
 def test_crop_options_are_recorded_and_a_mismatch_is_refused(
-        artifacts: Path, tmp_path: Path, queries: Path,
+        fake_artifacts: Path, tmp_path: Path, queries: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
     fakes.photo(tmp_path / "People" / "Red.png", [("red", 60)])
     db = tmp_path / "margin.db"
-    code, _, err = facenet(capsys, "enroll", tmp_path / "People", "--margin", "10%",
-                           "--gallery", db, "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "enroll", tmp_path / "People", "--margin", "10%",
+                          "--gallery", db, "--artifacts", fake_artifacts)
     assert code == 0, err
     with open_gallery(db) as gallery:
         assert gallery.crop == "margin=10%"
     # No crop option: the gallery's crop is used.
-    code, out, err = facenet(capsys, "recognize", queries / "b_red.png", "--gallery", db,
-                             "--json", "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "recognize", queries / "b_red.png", "--gallery", db,
+                            "--json", "--artifacts", fake_artifacts)
     assert code == 0, err
     assert [f["name"] for f in json.loads(out)["results"][0]["faces"]] == ["Red"]
     # Another crop: refused, one line, exit 4 (integrity), unless allowed.
-    code, out, err = facenet(capsys, "recognize", queries / "b_red.png", "--gallery", db,
-                             "--margin", "20", "--artifacts", artifacts)
+    code, out, err = invoke(capsys, "recognize", queries / "b_red.png", "--gallery", db,
+                            "--margin", "20", "--artifacts", fake_artifacts)
     assert code == 4 and out == ""
     assert err.strip().splitlines() == [
         f"facenet: error: gallery {db} was enrolled with crop 'margin=10%', this query crops "
         "'margin=20px': embeddings of different crops are not comparable; drop the crop "
         "options to use the gallery's, or pass --allow-crop-mismatch"]
-    code, _, err = facenet(capsys, "recognize", queries / "b_red.png", "--gallery", db,
-                           "--margin", "20", "--allow-crop-mismatch", "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "recognize", queries / "b_red.png", "--gallery", db,
+                          "--margin", "20", "--allow-crop-mismatch", "--artifacts", fake_artifacts)
     assert code == 0, err
-    code, _, err = facenet(capsys, "enroll", tmp_path / "People", "--margin", "wide",
-                           "--gallery", db, "--artifacts", artifacts)
+    code, _, err = invoke(capsys, "enroll", tmp_path / "People", "--margin", "wide",
+                          "--gallery", db, "--artifacts", fake_artifacts)
     assert code == 2 and "neither pixels (32) nor a share of the box (20%)" in err

@@ -9,25 +9,18 @@ runtime (or a runtime import that needs TensorFlow) fails CI.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import artifacts_root, shared_data
+from helpers.cli import facenet
+from helpers.real import artifacts_root, shared_data
 
 ONNX_MODELS = ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx")
 
 pytestmark = pytest.mark.real
 
-
-
-def run_facenet(python: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    """``facenet ARGS`` with the runtime environment's interpreter."""
-    env = {**os.environ, "PYTHONUTF8": "1"}
-    return subprocess.run([str(python), "-m", "toolchain", *map(str, args)], capture_output=True,
-                          text=True, check=False, timeout=600, env=env)
 
 
 @pytest.fixture
@@ -55,11 +48,11 @@ def test_runtime_env_has_no_tensorflow(runtime_python: Path) -> None:
 def test_runtime_env_enrolls_and_recognizes_real_faces(runtime_python: Path,
                                                        runtime_artifacts: Path) -> None:
     data = shared_data()
-    enrolled = run_facenet(runtime_python, "enroll", data / "people", "--artifacts",
-                           runtime_artifacts)
+    enrolled = facenet("enroll", data / "people", "--artifacts", runtime_artifacts,
+                       python=runtime_python)
     assert enrolled.returncode == 0, enrolled.stderr
-    proc = run_facenet(runtime_python, "recognize", "--json", data / "photos" / "two_people.jpg",
-                       "--artifacts", runtime_artifacts)
+    proc = facenet("recognize", "--json", data / "photos" / "two_people.jpg",
+                   "--artifacts", runtime_artifacts, python=runtime_python)
     assert proc.returncode == 0, proc.stderr
     faces = json.loads(proc.stdout)["results"][0]["faces"]
     assert sorted(face["name"] for face in faces) == ["biden", "obama"]

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+from helpers.service_server import Server, assert_error, examples, running_server
 from PIL import Image
-from service_server import Server, assert_error, examples, running_server
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.services]
 
 TOKEN = "s3cret-token-for-the-tests-0123456789"
 

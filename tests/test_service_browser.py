@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import artifacts_root
-from service_server import Server, examples, running_server
+from helpers.real import write_web_report
+from helpers.service_server import Server, examples, running_server
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.services]
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
 
@@ -81,12 +81,6 @@ def chromium() -> Path:
         pytest.skip(f"{path} missing: run `nox -s tests` after `apt-get install chromium` "
                     "(.ci/run installs it)")
     return path
-
-
-def screenshots() -> Path:
-    folder = artifacts_root() / "reports" / "web"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def fake_camera(path: Path) -> Path:
@@ -175,7 +169,7 @@ def test_upload_a_photo_and_read_the_names(page: Any) -> None:
     texts = page.locator("#photo-faces li").all_inner_texts()
     assert all("(" in text for text in texts), texts
     assert page.eval_on_selector("#photo-canvas", "c => [c.width, c.height]") == [1126, 661]
-    page.locator("#photo-section").screenshot(path=str(screenshots() / "recognize-photo.png"))
+    write_web_report("recognize-photo.png", page.locator("#photo-section").screenshot())
 
 
 def test_enroll_through_the_page_then_recognize(page: Any, server: Server) -> None:
@@ -188,7 +182,7 @@ def test_enroll_through_the_page_then_recognize(page: Any, server: Server) -> No
     page.wait_for_selector("#message:has-text('2 face(s) added')")
     page.wait_for_selector("#people tr[data-name='kit_harington']")
     assert upload(page, data / "photos" / "johnsnow_test1.jpg") == ["kit_harington"]
-    page.screenshot(path=str(screenshots() / "enroll.png"), full_page=True)
+    write_web_report("enroll.png", page.screenshot(full_page=True))
 
 
 def test_a_name_that_is_html_is_shown_as_text(page: Any, server: Server) -> None:
@@ -206,7 +200,7 @@ def test_a_name_that_is_html_is_shown_as_text(page: Any, server: Server) -> None
                for text in page.locator("#photo-faces li").all_inner_texts())
     assert page.locator("img").count() == 0
     assert page.evaluate("document.querySelectorAll('[onerror]').length") == 0
-    page.screenshot(path=str(screenshots() / "escaped-name.png"), full_page=True)
+    write_web_report("escaped-name.png", page.screenshot(full_page=True))
     assert server.delete(f"/v1/people/{XSS_NAME}").status_code == 200
 
 
@@ -223,7 +217,7 @@ def test_live_camera_names_are_drawn_over_the_video(page: Any) -> None:
         "c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data"
         ".some((v, i) => i % 4 === 3 && v > 0)")
     assert drawn, "nothing drawn over the video"
-    page.locator("#camera-section").screenshot(path=str(screenshots() / "camera-live.png"))
+    write_web_report("camera-live.png", page.locator("#camera-section").screenshot())
 
 
 def test_enroll_a_camera_snapshot(page: Any, server: Server) -> None:
@@ -261,7 +255,7 @@ def test_api_docs_work_offline(browser: Any, server: Server) -> None:
     docs.goto("/docs")
     docs.wait_for_selector(".opblock-summary-path[data-path='/v1/recognize']")
     assert docs.locator(".opblock").count() >= 9
-    docs.screenshot(path=str(screenshots() / "docs.png"))
+    write_web_report("docs.png", docs.screenshot())
     context.close()
     assert requested and all(url.startswith(server.url) for url in requested), requested
 

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from service_server import ROOT, examples, models_artifacts
+from helpers.service_server import ROOT, examples, models_artifacts
 
 from toolchain.core import contracts
 from toolchain.deploy import container, host
@@ -87,6 +87,7 @@ def test_the_locks_pin_the_requirement_files_versions(arch: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2 * 3600)
 def test_the_image_builds_offline_and_serves_as_its_user(tmp_path: Path) -> None:
     artifacts, shared = models_artifacts(), examples()
     if os.geteuid() != 0:

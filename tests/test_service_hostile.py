@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from service_server import Server, assert_error, examples, running_server
+import requests
+from helpers.service_server import Server, assert_error, examples, running_server
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.services]
 
 SERIES = re.compile(r"^(facenet_\w+)\{(.*)\} ", re.MULTILINE)
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -263,3 +264,62 @@ def test_names_that_look_alike_are_refused_or_one_person(server: Server) -> None
     removed = server.delete("/v1/people/%20biden%20")
     assert removed.json() == {"name": "biden", "removed": 1}, removed.text
     assert people(server) == before
+
+
+APP_ORIGIN = "https://app.example"
+
+
+def test_the_limits_and_origins_given_on_the_command_line(tmp_path: Path) -> None:
+    """``serve --max-images 1 --max-pixels 300000 --cors-origin ORIGIN``: a second image in one
+    request and an image over the pixel limit are refused with their JSON errors (nothing
+    enrolled), an image under it is served, and the listed origin (only it) may write from its
+    pages, with the CORS headers its browser needs."""
+    people_dir = examples() / "people"
+    small = people_dir / "kit_harington" / "john2.jpeg"  # 630x374 = 235,620 pixels
+    large = people_dir / "obama" / "obama.jpg"  # 910x1137 = 1,034,670 pixels
+    with running_server(tmp_path, "--max-images", "1", "--max-pixels", "300000",
+                        "--cors-origin", APP_ORIGIN) as server:
+        two = [("image", (p.name, p.read_bytes())) for p in (small, small)]
+        message = assert_error(server.post("/v1/people/kit/faces", files=two),
+                               400, "bad_request", 2)
+        assert message == "2 images in one request; at most 1"
+        message = assert_error(server.recognize(large), 400, "bad_image", 3)
+        assert message.endswith("910x1137 = 1,034,670 pixels exceeds this server's "
+                                "300,000-pixel limit; refused"), message
+        assert people(server) == set()
+        assert server.recognize(small).status_code == 200
+        foreign = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+        assert_error(server.post("/v1/people/kit/faces", files={"image": (small.name,
+                     small.read_bytes())}, headers=foreign), 403, "forbidden", 2)
+        listed = {"Origin": APP_ORIGIN, "Sec-Fetch-Site": "cross-site"}
+        preflight = requests.options(
+            f"{server.url}/v1/people/kit/faces",
+            headers={**listed, "Access-Control-Request-Method": "POST"}, timeout=60)
+        assert preflight.status_code == 200, preflight.text
+        assert preflight.headers["access-control-allow-origin"] == APP_ORIGIN
+        enrolled = server.post("/v1/people/kit/faces", files={"image": (small.name,
+                               small.read_bytes())}, headers=listed)
+        assert enrolled.status_code == 201, enrolled.text
+        assert enrolled.headers["access-control-allow-origin"] == APP_ORIGIN
+        assert people(server) == {"kit"}
+
+
+def test_a_damaged_gallery_is_500_integrity_and_a_missing_one_503_not_ready(
+        tmp_path: Path) -> None:
+    """Under a running server: a stored vector edited by hand (not unit norm) makes a recognition
+    answer 500 ``integrity``, and the gallery file gone makes ``/readyz`` answer 503
+    ``not_ready``, each with the exit code of the same problem on the command line."""
+    from helpers.gallery_backends import edit_vector
+
+    from toolchain.core.errors import IntegrityError, MissingArtifactError
+
+    photo = examples() / "people" / "obama" / "obama.jpg"
+    with running_server(tmp_path) as server:
+        assert server.enroll("obama", photo).status_code == 201
+        assert server.get("/readyz").status_code == 200
+        edit_vector(server.gallery, "obama", [2.0] * 128)
+        message = assert_error(server.recognize(photo), 500, "integrity",
+                               IntegrityError.exit_code)
+        assert "'obama'" in message and "unit" in message, message
+        Path(server.gallery).unlink()
+        assert_error(server.get("/readyz"), 503, "not_ready", MissingArtifactError.exit_code)

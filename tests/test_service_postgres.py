@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from service_server import Server, assert_error, examples, running_server
+from helpers.service_server import Server, assert_error, examples, running_server
 
-pytestmark = [pytest.mark.real, pytest.mark.slow]
+pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.services]
 
 PERSON = "kit harington"
 
@@ -69,7 +69,7 @@ def test_readiness_never_names_the_gallery_nor_its_password(postgres_url: str,
                                                            tmp_path: Path) -> None:
     """``/readyz`` is open without the token: ready or not, it says so without the URL (a
     password in it, a host, a schema); the server's log never holds the password either."""
-    from gallery_backends import pg_connection
+    from helpers.gallery_backends import pg_connection
 
     url = f"{postgres_url}&password={SECRET}&sslpassword={SECRET}"
     schema = postgres_url.rsplit("gallery=", 1)[1]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.cli import facenet
 
 from toolchain.core import source
 from toolchain.core.atomic import sha256_file
@@ -97,10 +96,7 @@ def test_download_refuses_an_archive_that_does_not_match_the_pin(
 def test_fetch_cli_reports_bad_artifacts_dir(tmp_path: Path) -> None:
     blocker = tmp_path / "artifacts"
     blocker.write_text("a file where a directory is expected")
-    proc = subprocess.run(
-        [sys.executable, "-m", "toolchain", "model", "fetch", "--artifacts", str(blocker)],
-        capture_output=True, text=True, check=False,
-    )
+    proc = facenet("model", "fetch", "--artifacts", blocker)
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert blocker.read_text() == "a file where a directory is expected"

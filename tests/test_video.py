@@ -16,20 +16,19 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
-import runtime_fakes as fakes
+from helpers import runtime_fakes as fakes
 
-av = pytest.importorskip("av")
-
-from toolchain.core.errors import (  # noqa: E402  (after the PyAV check)
+from toolchain.core.errors import (
     InputError,
     SourceUnavailableError,
     StreamInterruptedError,
 )
-from toolchain.runtime.drawing import ANNOTATION_MARK  # noqa: E402
-from toolchain.runtime.faces import Face  # noqa: E402
-from toolchain.video import (  # noqa: E402
+from toolchain.runtime.drawing import ANNOTATION_MARK
+from toolchain.runtime.faces import Face
+from toolchain.video import (
     Ending,
     FrameFeed,
     FrameResult,
@@ -44,8 +43,8 @@ from toolchain.video import (  # noqa: E402
     source_from_argument,
     track,
 )
-from toolchain.video.sources import Frame, redact  # noqa: E402
-from toolchain.video.tracker import Observation  # noqa: E402
+from toolchain.video.sources import Frame, redact
+from toolchain.video.tracker import Observation
 
 Squares = Callable[[int], list[tuple[str, int, int, int]]]
 """Frame number -> squares ``(color, x, y, side)`` on the gray background."""
@@ -94,14 +93,13 @@ def walkers(i: int) -> list[tuple[str, int, int, int]]:
 
 
 @pytest.fixture
-def recognizer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+def recognizer(tmp_path: Path, fake_artifacts: Path) -> Iterator[object]:
     """The fake recognizer with Red and Blue enrolled (green is nobody)."""
     from toolchain.runtime.recognizer import Recognizer
 
-    artifacts = fakes.install(tmp_path / "artifacts", monkeypatch)
     red = fakes.photo(tmp_path / "enroll" / "red.png", [("red", 60)])
     blue = fakes.photo(tmp_path / "enroll" / "blue.png", [("blue", 70)])
-    with Recognizer.from_artifacts(artifacts, gallery=tmp_path / "g.db") as rec:
+    with Recognizer.from_artifacts(fake_artifacts, gallery=tmp_path / "g.db") as rec:
         assert all(o.ok for o in rec.enroll_many([("Red", red), ("Blue", blue)]))
         yield rec
 

@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
-from conftest import artifacts_root, shared_data
+from helpers.cli import facenet, facenet_argv, python_env
+from helpers.real import artifacts_root, shared_data
 
-av = pytest.importorskip("av")
-
-from toolchain.runtime.recognizer import Recognizer  # noqa: E402
-from toolchain.video import Ending, TrackSummary, track  # noqa: E402
+from toolchain.runtime.recognizer import Recognizer
+from toolchain.video import Ending, TrackSummary, track
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -117,11 +117,6 @@ def test_clip_every_frame_names_lin_manuel_miranda_once(artifacts: Path) -> None
     assert len(audience) >= 3 and {t.label for t in audience} <= {"obama", "unknown"}
     named_in_frames = {f.label for r in results[100:200] for f in r.faces}
     assert named_in_frames <= {"lin_manuel_miranda", "unknown"}
-
-
-def facenet(*args: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toolchain", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
 
 
 def test_cli_clip_every_third_frame_json_and_annotated_video(artifacts: Path,
@@ -387,9 +382,9 @@ def test_ctrl_c_on_a_stream_prints_the_timeline_so_far(
     url = server.add("/long.ts", Route(mpegts, TS, pace=30.0))
     out = tmp_path / "live.mp4"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "toolchain", "watch", url, "--fps", "4", "--json",
-         "--annotate", out, "--artifacts", str(artifacts)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        facenet_argv("watch", url, "--fps", "4", "--json", "--annotate", out,
+                     "--artifacts", artifacts),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=python_env())
     deadline = time.monotonic() + 120
     while not server.requests.get("/long.ts") and time.monotonic() < deadline:
         time.sleep(0.2)

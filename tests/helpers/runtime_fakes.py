@@ -12,7 +12,6 @@ CLI) is the real code.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,41 +128,26 @@ FAKE_MTCNN = b"MTCNN stand-in: the square detector never loads these bytes"
 """What the fake pack holds for each MTCNN net (hashed and checked like any pack file)."""
 
 
-def install_pack(artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """:func:`install`, three MTCNN stand-in files, and a model pack of them at
-    ``artifacts/pack`` written by the export's writer; returns the pack."""
+def install_pack(artifacts: Path) -> Path:
+    """Three MTCNN stand-in files next to the tiny model of :func:`install`, and a model pack of
+    them at ``artifacts/pack`` written by the export's writer; returns the pack."""
     from toolchain.core.contracts import MTCNN_FILES
     from toolchain.core.paths import Layout
     from toolchain.runtime.pack import ArtifactModels
     from toolchain.runtime.pack_writer import write_pack
 
-    install(artifacts, monkeypatch)
     for name in MTCNN_FILES.values():
         (artifacts / "models" / name).write_bytes(FAKE_MTCNN)
     layout = Layout(artifacts)
     return write_pack(ArtifactModels(layout), layout.pack_dir, made_by="tests").path
 
 
-def facenet(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    """Run the command line in-process; return (exit code, stdout, stderr), never a traceback."""
-    from toolchain.cli.app import run
-
-    try:
-        code = run([str(a) for a in args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return code, out, err
-
-
 SUBPROCESS_PRELUDE = f"""
 import sys
-sys.path.insert(0, {str(Path(__file__).parent)!r})
-import runtime_fakes
+sys.path.insert(0, {str(Path(__file__).parents[1])!r})
+from helpers import runtime_fakes
 from toolchain.runtime import loading
 loading.load_detector = lambda models_dir, **options: runtime_fakes.SquareDetector()
 """
 """Python source that makes a fresh interpreter use the square detector (for subprocess tests)."""
 
-PYTHON = sys.executable

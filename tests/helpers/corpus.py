@@ -27,13 +27,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import BAD_H5, artifacts_root, lambda_b64, write_legacy_h5
 from PIL import Image
 
+from helpers import allowances
+from helpers.cli import facenet, python_env
+from helpers.legacy_h5 import BAD_H5, lambda_b64, write_legacy_h5
+from helpers.real import artifacts_root
 from toolchain.core.integrity import CACHE_SUFFIXES
 from toolchain.gallery import open_gallery
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECOVER = ROOT / "legacy_env" / "recover.py"
 ONNX_MODELS = ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx")
 ENROLLED = "Ben Affleck"
@@ -46,18 +49,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 # --------------------------------------------------------------------------------------------
 
 
-def run(argv: list[str], python: str = sys.executable, preexec: Callable[[], None] | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``python argv`` from the repository root, capturing text output."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUTF8": "1"}
+def run(argv: list[str], python: str = sys.executable, timeout: float = 300
+        ) -> subprocess.CompletedProcess[str]:
+    """Run a script, ``python argv``, from the repository root (the command line itself:
+    :func:`helpers.cli.facenet`)."""
     return subprocess.run([python, *argv], capture_output=True, text=True, check=False,
-                          timeout=timeout, cwd=ROOT, env=env, preexec_fn=preexec)
-
-
-def facenet(*args: str | Path, preexec: Callable[[], None] | None = None
-            ) -> subprocess.CompletedProcess[str]:
-    """``python -m toolchain ARGS`` (the real command line)."""
-    return run(["-m", "toolchain", *map(str, args)], preexec=preexec)
+                          timeout=timeout, cwd=ROOT, env=python_env())
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -297,7 +294,7 @@ def read_only_runner() -> Callable[[], None] | None:
     probe = subprocess.run(["true"], preexec_fn=drop_dac_override, check=False,
                            capture_output=True)
     if probe.returncode != 0:
-        pytest.skip("running as root without CAP_SETPCAP: cannot make a file read-only to root")
+        pytest.skip(f"running as root without CAP_SETPCAP: {allowances.READ_ONLY_AS_ROOT}")
     return drop_dac_override
 
 

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import artifacts_root, shared_data
 
+from helpers.cli import facenet_argv, python_env
+from helpers.real import artifacts_root, shared_data
 from toolchain.bench.loadtest.server import launch_serve
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def examples() -> Path:
@@ -85,15 +86,17 @@ def running_server(tmp: Path, *options: str, command: Sequence[str] | None = Non
     """
     artifacts = artifacts or models_artifacts()
     gallery = gallery or tmp / "gallery.db"
-    base = list(command) if command is not None else [server_python(), "-m", "toolchain"]
-    path = {"PYTHONPATH": str(ROOT)} if command is None else {}
-    inherited = {k: v for k, v in os.environ.items() if command is None or k != "PYTHONPATH"}
+    if command is None:
+        base, inherited = facenet_argv(python=server_python()), python_env()
+    else:
+        base = list(command)
+        inherited = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     with ExitStack() as stack:
         try:
             launched = stack.enter_context(launch_serve(
                 [*base, "serve", "--artifacts", str(artifacts), "--gallery", str(gallery),
                  "--port", "0", *options],
-                cwd=tmp, env={**inherited, **path, **(env or {})}))
+                cwd=tmp, env={**inherited, **(env or {})}))
         except RuntimeError as exc:
             raise AssertionError(str(exc)) from exc
         yield Server(f"http://127.0.0.1:{launched.port}", gallery, launched.process,

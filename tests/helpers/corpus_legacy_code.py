@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-from conftest import tiny_config, trap_function, write_legacy_h5
-from corpus import RECOVER, Command, Outcome, Store, Workspace, case, facenet, run
+
+from helpers.cli import facenet
+from helpers.corpus import RECOVER, Command, Outcome, Store, Workspace, case, run
+from helpers.legacy_h5 import tiny_config, trap_function, write_legacy_h5
 
 # --------------------------------------------------------------------------------------------
 # Files written by Keras 2.15 itself (legacy environment)

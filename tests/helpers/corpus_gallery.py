@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from corpus import Command, Outcome, Store, Workspace, case, face_photo, facenet
 
+from helpers.cli import facenet
+from helpers.corpus import Command, Outcome, Store, Workspace, case, face_photo
 from toolchain.gallery import Entry, open_gallery
 
 OTHER_MODEL = "0" * 64

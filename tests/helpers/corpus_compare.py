@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from functools import partial
 
-from corpus import (
+from helpers.cli import facenet
+from helpers.corpus import (
     Command,
     Outcome,
     Store,
     Workspace,
     case,
     face_photo,
-    facenet,
     jpeg_bytes,
     no_face_image,
 )

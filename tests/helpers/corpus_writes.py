@@ -20,7 +20,9 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from corpus import Command, Outcome, Store, Workspace, case, facenet, other_model_gallery
+
+from helpers.cli import facenet
+from helpers.corpus import Command, Outcome, Store, Workspace, case, other_model_gallery
 
 
 def _export_to(ws: Workspace, destination: Path) -> Command:

@@ -17,14 +17,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from corpus import ROOT, run
+
+from helpers.corpus import ROOT, run
 
 BUILD_MODELS = ROOT / "legacy_env" / "build_models.py"
 KINDS = ("multi_output", "nested", "mapped_lambda", "unknown_layer", "kitchen_sink",
          "weights_only")
 """Every kind the tests convert (``vgg25m``, the 25M-parameter benchmark model, is left out)."""
 
-LEGACY_MODELS = Path(__file__).resolve().parents[2] / "shared" / "data" / "legacy_models"
+LEGACY_MODELS = Path(__file__).resolve().parents[3] / "shared" / "data" / "legacy_models"
 FER = LEGACY_MODELS / "fer_emotion_mini_xception.hdf5"
 
 MY_LAYERS = '''"""The user's own Lambda functions (what a user of --lambda writes)."""

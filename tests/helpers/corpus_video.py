@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from corpus import Command, Outcome, Store, Workspace, case, facenet
-from corpus_cli import with_fifo, without
+
+from helpers.cli import facenet
+from helpers.corpus import Command, Outcome, Store, Workspace, case
+from helpers.corpus_cli import with_fifo, without
 
 
 def clip(path: Path, frames: int = 10, fmt: str | None = None) -> Path:

@@ -14,9 +14,11 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from conftest import tiny_config, trap_function
-from corpus import Command, Outcome, Store, Workspace, broken_h5, case, facenet, tiny
-from corpus_legacy_code import HOSTILE_CONFIGS, KERAS_BUILT, keras_built, with_layer_config
+
+from helpers.cli import facenet
+from helpers.corpus import Command, Outcome, Store, Workspace, broken_h5, case, tiny
+from helpers.corpus_legacy_code import HOSTILE_CONFIGS, KERAS_BUILT, keras_built, with_layer_config
+from helpers.legacy_h5 import tiny_config, trap_function
 
 
 def convert(ws: Workspace, h5: Path, *options: str | Path) -> Command:
@@ -92,7 +94,7 @@ def _unsupported(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]
 
 @case("convert-unsupported-layers-keras-2-15", needs="legacy")
 def _unsupported_keras(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
-    from convert_models import legacy_model
+    from helpers.convert_models import legacy_model
 
     path = ws.inputs / "rnn.h5"
     shutil.copyfile(legacy_model("unknown_layer"), path)

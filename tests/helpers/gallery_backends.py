@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from corpus_gallery import edit_meta as sqlite_edit_meta
-from corpus_gallery import edit_vector as sqlite_edit_vector
 
+from helpers.corpus_gallery import edit_meta as sqlite_edit_meta
+from helpers.corpus_gallery import edit_vector as sqlite_edit_vector
 from toolchain.gallery import is_postgres_url
 from toolchain.gallery.postgres import split_url
 

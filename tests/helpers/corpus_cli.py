@@ -13,21 +13,22 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from corpus import (
+from PIL import Image
+
+from helpers.cli import facenet
+from helpers.corpus import (
     Command,
     Outcome,
     Store,
     Workspace,
     case,
     face_photo,
-    facenet,
     jpeg_bytes,
     read_only_runner,
     real_file,
     run,
     tiny,
 )
-from PIL import Image
 
 # ---- usage errors (no models needed: refused while the command line is parsed) ----
 
