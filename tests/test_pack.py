@@ -92,11 +92,15 @@ def test_the_export_writer_makes_a_pack_that_opens_alone(pack: Path, tmp_path: P
         assert [m.label for m in rec.recognize(photo)] == ["Red", "unknown"]
 
 
-def test_loading_reads_each_pack_file_once(pack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_loading_reads_each_pack_file_once(pack: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each file is read once per load; once its digest is remembered (its times settled: here
+    at once), a later load reads none, and a byte flipped in place is still refused."""
+    import toolchain.core.integrity.digests as digests_module
     import toolchain.runtime.embedder as embedder_module
     import toolchain.runtime.ort_options as ort_module
-    import toolchain.runtime.pack as pack_module
 
+    monkeypatch.setenv(digests_module.CACHE_DIR_ENV, str(tmp_path / "cache"))
     Recognizer.load(pack)  # the first session writes the optimized-graph cache
     reads: Counter[str] = Counter()
 
@@ -104,12 +108,27 @@ def test_loading_reads_each_pack_file_once(pack: Path, monkeypatch: pytest.Monke
         reads[Path(path).name] += 1
         return sha256_file(path, *args)
 
-    for module in (pack_module, ort_module, embedder_module):
+    for module in (digests_module, ort_module, embedder_module):
         monkeypatch.setattr(module, "sha256_file", counting)
     rec = Recognizer.load(pack)
     assert reads == {"facenet.onnx": 1, "mtcnn_pnet.onnx": 1, "mtcnn_rnet.onnx": 1,
                      "mtcnn_onet.onnx": 1, "facenet.onnx.optimized": 1}
     assert rec.embedder.fingerprint == sha256_file(pack / "facenet.onnx")
+
+    monkeypatch.setattr(digests_module, "SETTLE_SECONDS", 0.0)
+    Recognizer.load(pack)
+    reads.clear()
+    Recognizer.load(pack)
+    assert not reads, "remembered digests were read again"
+    victim = pack / "mtcnn_rnet.onnx"
+    info = victim.stat()
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 1
+    with open(victim, "r+b") as fh:  # in place: same inode, same size, mtime set back
+        fh.write(bytes(data))
+    os.utime(victim, ns=(info.st_atime_ns, info.st_mtime_ns))
+    with pytest.raises(IntegrityError, match=r"mtcnn_rnet\.onnx: sha256 does not match"):
+        Recognizer.load(pack)
 
 
 def _model_fact(key: str, value: Any) -> Callable[[Path], None]:
@@ -404,8 +423,8 @@ def test_a_read_only_real_pack_runs_with_or_without_a_cache(
         assert sorted(p.name for p in pack.iterdir()) == before
         assert ("running without it" in done.stderr) != cached, done.stderr
     digest = json.loads((pack / "manifest.json").read_text())["files"]["facenet.onnx"]["sha256"]
-    assert sorted(p.name for p in cache.iterdir()) == [f"{digest}.onnx.optimized",
-                                                       f"{digest}.onnx.optimized.json"]
+    kept = sorted(p.name for p in cache.iterdir() if p.name != "digests")  # remembered digests
+    assert kept == [f"{digest}.onnx.optimized", f"{digest}.onnx.optimized.json"]
 
 
 @pytest.mark.real

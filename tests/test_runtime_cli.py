@@ -654,6 +654,25 @@ def test_extra_for_each_optional_module_matches_pyproject() -> None:
         assert holding and holding[0][1] == extra, (module, holding)
 
 
+def test_each_command_entry_builds_that_command_alone() -> None:
+    """A run that names its command builds only that command's module (the start of a one-photo
+    run); every entry of COMMANDS is named as its module defines it, and the whole tree lists
+    them in that order."""
+    import typer.main
+
+    from toolchain.cli.app import COMMANDS, build_app, named_command
+
+    whole = typer.main.get_command(build_app())
+    assert list(whole.commands) == [name for name, _ in COMMANDS]  # type: ignore[attr-defined]
+    for name, _ in COMMANDS:
+        alone = typer.main.get_command(build_app(name))
+        assert list(alone.commands) == [name]  # type: ignore[attr-defined]
+    assert named_command(["-v", "--quiet", "recognize", "x.jpg"]) == "recognize"
+    assert named_command(["model", "verify"]) == "model"
+    for whole_tree in (["--help", "recognize"], ["--version"], ["recognise", "x"], [], ["-v"]):
+        assert named_command(whole_tree) is None, whole_tree
+
+
 # ---- warnings and per-file problems ----
 
 

@@ -177,13 +177,18 @@ def enroll_keywords(min_enroll_face: float | None) -> dict[str, float]:
 
 @contextlib.contextmanager
 def progress_bar(label: str, total: int) -> Iterator[Callable[[Path], None]]:
-    """A rich progress bar on stderr (only on a terminal); yields the per-photo advance callback."""
+    """A rich progress bar on stderr (only on a terminal); yields the per-photo advance callback.
+
+    Off a terminal nothing is drawn and ``rich.progress`` is not even imported (a part of the
+    start of a one-photo run in a script)."""
+    err = console(stderr=True)
+    if not err.is_terminal:
+        yield lambda _path: None
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    err = console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True,
-                  disable=not err.is_terminal) as progress:
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
         task = progress.add_task(label, total=total)
         yield lambda _path: progress.advance(task)
 

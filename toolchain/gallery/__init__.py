@@ -66,6 +66,7 @@ _EXPORTS: dict[str, str] = {
     "Person": ".base",
     "GalleryTarget": ".base",
     "display_target": ".base",
+    "stored_crop": ".base",
     "gallery_exists": ".inventory",
     "open_gallery": ".inventory",
     "BACKENDS": ".inventory",
@@ -105,6 +106,7 @@ __all__ = [
     "is_postgres_url",
     "open_gallery",
     "parse_import",
+    "stored_crop",
     "unit_embedding",
 ]
 
@@ -117,6 +119,7 @@ if TYPE_CHECKING:
         display_target,
         gallery_target,
         is_postgres_url,
+        stored_crop,
     )
     from toolchain.gallery.import_export import (
         MAX_IMPORT_BYTES,

@@ -22,6 +22,7 @@ from typing import TypeAlias
 import numpy as np
 
 from toolchain.core.contracts import EMBEDDING_DIM
+from toolchain.core.crop import CropSpec
 from toolchain.core.errors import InputError, IntegrityError
 from toolchain.gallery.names import person_name
 from toolchain.gallery.redact import masked_url
@@ -68,6 +69,19 @@ def display_target(target: GalleryTarget) -> str:
     """``target`` as every message, output and log shows it: a URL without its password or
     secret parameters (:func:`~toolchain.gallery.redact.masked_url`)."""
     return masked_url(str(target)) if is_postgres_url(target) else str(target)
+
+
+def stored_crop(text: str, gallery: GalleryTarget) -> CropSpec:
+    """The crop spec a gallery records.
+
+    Raises:
+        IntegrityError: the stored text is not a crop spec (the file was edited or damaged).
+    """
+    try:
+        return CropSpec.parse(text)
+    except ValueError as exc:
+        raise IntegrityError(f"gallery {display_target(gallery)}: stored crop {text!r} is "
+                             f"not a crop spec ({exc})") from exc
 
 
 @dataclass(frozen=True)

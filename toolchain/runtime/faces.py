@@ -295,3 +295,41 @@ def enroll_outcome(name: str, photo: PhotoFaces, largest: bool, min_face: float
         )
     face = usable[largest_face([f.box for f in usable])]
     return EnrollOutcome(photo.path, name, EnrollStatus.ADDED, face=face)
+
+
+def faces_of(found: Sequence[tuple[Sequence[DetectionLike], Sequence[np.ndarray]]],
+             vectors: np.ndarray) -> list[list[Face]]:
+    """The :class:`Face` of each (detection, crop) of each photo of ``found``, with its row of
+    ``vectors`` (the crops of every photo embedded as one batch, in that order)."""
+    result: list[list[Face]] = []
+    row = 0
+    for detections, crops in found:
+        faces = []
+        for det, crop in zip(detections, crops, strict=True):
+            faces.append(Face(
+                box=tuple(float(v) for v in det.box),  # type: ignore[arg-type]
+                confidence=float(det.confidence),
+                keypoints={k: (float(v[0]), float(v[1])) for k, v in det.keypoints.items()},
+                crop=crop, embedding=vectors[row],
+            ))
+            row += 1
+        result.append(faces)
+    return result
+
+
+def matches_of(faces: Sequence[Face], ranked: Sequence[Sequence[Candidate]], threshold: float,
+               top_k: int) -> list[Match]:
+    """One :class:`Match` per face from its ranked gallery candidates: named when the nearest is
+    within ``threshold``, ``top_k`` candidates kept, the runner-up and the margin recorded."""
+    matches = []
+    for face, candidates in zip(faces, ranked, strict=True):
+        best = candidates[0] if candidates else None
+        matches.append(Match(
+            box=face.box, confidence=face.confidence,
+            name=best.name if best is not None and best.distance <= threshold else None,
+            distance=best.distance if best is not None else None,
+            candidates=tuple(candidates[:top_k]),
+            margin=threshold - best.distance if best is not None else None,
+            runner_up=candidates[1] if len(candidates) > 1 else None,
+        ))
+    return matches

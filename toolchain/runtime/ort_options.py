@@ -14,7 +14,8 @@ the 2-core AVX2 machine the toolchain targets:
   applied once and the optimized graph is saved next to the model (``<model>.optimized``) with a
   sidecar (``<model>.optimized.json``) recording the source's sha256, the ONNX Runtime version and
   the CPU's instruction-set flags, and the optimized graph's own sha256. Later sessions check
-  that sha256 (what runs is exactly what was optimized from the fingerprinted source), load the
+  that sha256 (what runs is exactly what was optimized from the fingerprinted source; the digest
+  is remembered while the file stays the same: :mod:`toolchain.core.integrity.digests`), load the
   saved graph with optimizations off and start several times faster. The cache is rebuilt when
   any key changes or the graph's bytes do not match.
 * a model whose folder is read-only (a model pack shipped read-only, a container's image) has its
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolchain.core.atomic import atomic_file, sha256_file, write_json
+from toolchain.core.integrity.digests import CACHE_DIR_ENV, remembered_sha256
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -46,9 +48,6 @@ log = logging.getLogger(__name__)
 
 OPTIMIZED_SUFFIX = ".optimized"
 """Suffix appended to a model's file name for its cached optimized graph."""
-
-CACHE_DIR_ENV = "FACENET_CACHE_DIR"
-"""Environment variable naming the folder of the caches of models in read-only folders."""
 
 GRAPH_LEVELS = ("disabled", "basic", "extended", "all")
 """Graph optimization levels, as named in :class:`OrtSettings`."""
@@ -160,7 +159,8 @@ def _sidecar(model: Path) -> Path:
 def user_cache_dir() -> Path | None:
     """Where the optimized graphs of models in read-only folders go: ``$FACENET_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/facenet-toolchain/ort``, else ``~/.cache/facenet-toolchain/ort`` (``None``
-    when there is no home folder either)."""
+    when there is no home folder either). ``$FACENET_CACHE_DIR`` also holds the remembered model
+    digests, in its ``digests`` folder (:mod:`toolchain.core.integrity.digests`)."""
     if os.environ.get(CACHE_DIR_ENV):
         return Path(os.environ[CACHE_DIR_ENV])
     try:
@@ -211,7 +211,7 @@ def model_sha256(model: Path) -> str:
             return str(recorded["source_sha256"])
     except (OSError, ValueError):
         pass
-    return sha256_file(model)
+    return remembered_sha256(model)
 
 
 def _cache_key(settings: OrtSettings, sha256: str) -> dict[str, Any]:
@@ -236,14 +236,14 @@ def _cached_key_matches(model: Path, settings: OrtSettings, slot: CacheSlot,
         return False
     if not isinstance(recorded, dict) or recorded.get("optimized_size") != opt_size:
         return False
-    if recorded.get("optimized_sha256") != sha256_file(slot.optimized):
+    if recorded.get("optimized_sha256") != remembered_sha256(slot.optimized):
         log.warning("%s does not match its recorded sha256; rebuilding it", slot.optimized.name)
         return False
     same_file = (recorded.get("source_size"), recorded.get("source_mtime_ns")) == (
         stat.st_size,
         stat.st_mtime_ns,
     )
-    sha = sha256 or (recorded.get("source_sha256") if same_file else sha256_file(model))
+    sha = sha256 or (recorded.get("source_sha256") if same_file else remembered_sha256(model))
     key = _cache_key(settings, str(sha))
     matches = all(recorded.get(k) == v for k, v in key.items())
     if matches and not same_file:
@@ -333,7 +333,7 @@ def create_session(
         return _build_cache(model, settings, here, sha256)
     except OSError as exc:
         log.debug("cannot cache the optimized graph next to %s (%s)", model, exc)
-    sha256 = sha256 or sha256_file(model)
+    sha256 = sha256 or remembered_sha256(model)
     slot = in_user_cache(sha256)
     if slot is not None:
         session = _load_cached(model, settings, slot, sha256)

@@ -51,10 +51,10 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from toolchain.core.atomic import sha256_file
 from toolchain.core.contracts import INPUT_SIZE, MTCNN_FILES
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
 from toolchain.core.integrity import verify_file
+from toolchain.core.integrity.digests import remembered_sha256
 from toolchain.core.integrity.sums import is_tracked, not_regular, outside_tree, walk_files
 from toolchain.core.paths import Layout
 from toolchain.runtime.backends import PRECISIONS, RUNTIMES, ModelChoice
@@ -201,7 +201,7 @@ class ModelPack:
             raise IntegrityError(
                 f"model pack {self.root}: {rel} is {size:,} bytes, its manifest says "
                 f"{record.size:,} (changed, truncated or substituted); {PACK_HINT}")
-        digest = sha256_file(path)
+        digest = remembered_sha256(path)
         if digest != record.sha256:
             raise IntegrityError(
                 f"model pack {self.root}: {rel}: sha256 does not match its manifest (tampered, "
@@ -264,7 +264,8 @@ class ArtifactModels:
             InputError: a file is a FIFO, socket or device.
             IntegrityError: a file does not match ``SHA256SUMS`` or is not listed there.
         """
-        return {rel: verify_file(self.root / rel, self.layout) for rel in self.files_of(choice)}
+        return {rel: verify_file(self.root / rel, self.layout, remembered=True)
+                for rel in self.files_of(choice)}
 
     def check_model(self, embedder: Embedder) -> None:
         """Nothing to hold the model to: the tree states nothing about it but its sha256."""

@@ -13,9 +13,10 @@ Example::
 Photos are decoded by :mod:`toolchain.runtime.images` (always RGB), faces found by the ONNX MTCNN,
 cropped by a :class:`~toolchain.core.crop.CropSpec` (the one given, else the gallery's, else the
 model's ``default_crop``) and embedded by :class:`Embedder`; the faces of a photo, and of several
-photos, go through the embedder as one batch. The detector protocol and
-the result types are in :mod:`toolchain.runtime.faces`, the models are opened by
-:mod:`toolchain.runtime.loading` and enrolled faces stored by :mod:`toolchain.runtime.enrollment`.
+photos, go through the embedder as one batch. Split by concern: the detector protocol, the result
+types and their assembly are in :mod:`toolchain.runtime.faces`, the models are opened by
+:mod:`toolchain.runtime.loading`, photos decoded ahead by :mod:`toolchain.runtime.prefetch`, and
+enrolled faces stored by :mod:`toolchain.runtime.enrollment`.
 """
 
 from __future__ import annotations
@@ -35,10 +36,10 @@ from toolchain.gallery import (
     Gallery,
     GalleryTarget,
     MatchMode,
-    display_target,
     gallery_exists,
     gallery_target,
     open_gallery,
+    stored_crop,
 )
 from toolchain.gallery.names import person_name
 from toolchain.runtime.embedder import Embedder
@@ -55,10 +56,13 @@ from toolchain.runtime.faces import (
     PhotoFaces,
     PhotoMatches,
     ThresholdSource,
+    faces_of,
+    matches_of,
 )
 from toolchain.runtime.images import LoadedImage, read_image
 from toolchain.runtime.loading import load_models
 from toolchain.runtime.pack import ModelSource, artifacts_pack, open_pack
+from toolchain.runtime.prefetch import read_ahead
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +80,6 @@ IMAGES_PER_BATCH = 16
 """Photos decoded and detected before their faces are embedded (and, when enrolling, stored)."""
 
 ImageInput: TypeAlias = Path | str | np.ndarray
-
-
-def stored_crop(text: str, gallery: GalleryTarget) -> CropSpec:
-    """The crop spec a gallery records.
-
-    Raises:
-        IntegrityError: the stored text is not a crop spec (the file was edited or damaged).
-    """
-    try:
-        return CropSpec.parse(text)
-    except ValueError as exc:
-        raise IntegrityError(f"gallery {display_target(gallery)}: stored crop {text!r} is "
-                             "not a crop spec "
-                             f"({exc})") from exc
 
 
 class Recognizer:
@@ -315,26 +305,12 @@ class Recognizer:
             detections.append(det)
         return detections, crops
 
-    def _embed_found(
-        self, found: Sequence[tuple[list[DetectionLike], list[np.ndarray]]]
-    ) -> list[list[Face]]:
+    def _embed_found(self, found: Sequence[tuple[list[DetectionLike], list[np.ndarray]]]
+                     ) -> list[list[Face]]:
         """Embed every face crop of every photo in one embedder batch."""
         all_crops = [crop for _, crops in found for crop in crops]
         vectors = self.embedder.embed(np.stack(all_crops)) if all_crops else np.zeros((0, 0))
-        result: list[list[Face]] = []
-        row = 0
-        for detections, crops in found:
-            faces = []
-            for det, crop in zip(detections, crops, strict=True):
-                faces.append(Face(
-                    box=tuple(float(v) for v in det.box),  # type: ignore[arg-type]
-                    confidence=float(det.confidence),
-                    keypoints={k: (float(v[0]), float(v[1])) for k, v in det.keypoints.items()},
-                    crop=crop, embedding=vectors[row],
-                ))
-                row += 1
-            result.append(faces)
-        return result
+        return faces_of(found, vectors)
 
     def faces(self, image: ImageInput) -> list[Face]:
         """Every face of a photo with its crop and embedding, most confident first."""
@@ -350,10 +326,9 @@ class Recognizer:
     def analyze(
         self, paths: Iterable[Path | str], progress: Callable[[Path], None] | None = None
     ) -> Iterator[PhotoFaces]:
-        """Faces of many photos, :data:`IMAGES_PER_BATCH` photos per embedder batch.
-
-        A photo that cannot be read yields a :class:`PhotoFaces` with ``error`` set; the others
-        go on.
+        """Faces of many photos, :data:`IMAGES_PER_BATCH` photos per embedder batch, each photo
+        decoded while the one before it is detected (:mod:`~toolchain.runtime.prefetch`). A photo
+        that cannot be read yields a :class:`PhotoFaces` with ``error`` set; the others go on.
         """
         Found = tuple[list[DetectionLike], list[np.ndarray]]
         batch: list[tuple[Path, LoadedImage | None, str | None, Found]] = []
@@ -365,13 +340,8 @@ class Recognizer:
                 yield PhotoFaces(path, img, next(faces) if img is not None else [], error)
             batch.clear()
 
-        for raw in paths:
-            path = Path(raw)
-            try:
-                image = read_image(path)
-                batch.append((path, image, None, self._crops(image.pixels)))
-            except InputError as exc:
-                batch.append((path, None, str(exc), ([], [])))
+        for path, image, error in read_ahead(paths):
+            batch.append((path, image, error, self._crops(image.pixels) if image else ([], [])))
             if progress is not None:
                 progress(path)
             if len(batch) >= IMAGES_PER_BATCH:
@@ -385,18 +355,7 @@ class Recognizer:
         threshold, _ = self.threshold()
         ranked = self.gallery().match(np.stack([f.embedding for f in faces]),
                                       k=max(self.top_k, 2), mode=self.match_mode)
-        matches = []
-        for face, candidates in zip(faces, ranked, strict=True):
-            best = candidates[0] if candidates else None
-            matches.append(Match(
-                box=face.box, confidence=face.confidence,
-                name=best.name if best is not None and best.distance <= threshold else None,
-                distance=best.distance if best is not None else None,
-                candidates=tuple(candidates[:self.top_k]),
-                margin=threshold - best.distance if best is not None else None,
-                runner_up=candidates[1] if len(candidates) > 1 else None,
-            ))
-        return matches
+        return matches_of(faces, ranked, threshold, self.top_k)
 
     def recognize_many(
         self, paths: Iterable[Path | str], progress: Callable[[Path], None] | None = None

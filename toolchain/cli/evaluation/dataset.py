@@ -82,7 +82,7 @@ def _tables(evaluation: Evaluation) -> list[Table]:
 
 def _gallery_crop(path: Path | str) -> str:
     """The crop an existing gallery was enrolled with (its threshold must be measured so)."""
-    from toolchain.runtime.recognizer import stored_crop
+    from toolchain.gallery import stored_crop
 
     with open_gallery(path) as opened:
         return stored_crop(opened.crop, path).text

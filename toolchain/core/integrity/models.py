@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 
 from toolchain.core.atomic import sha256_file
 from toolchain.core.errors import InputError, IntegrityError, MissingArtifactError
+from toolchain.core.integrity.digests import remembered_sha256
 from toolchain.core.integrity.sums import (
     CACHE_SUFFIXES,
     SUMS_NAME,
@@ -79,8 +80,12 @@ def check_caches(layout: Layout, hashes: Hashes | None = None) -> tuple[int, lis
     return good, problems
 
 
-def verify_file(path: Path, layout: Layout) -> str:
+def verify_file(path: Path, layout: Layout, *, remembered: bool = False) -> str:
     """Check a model or weights file against ``SHA256SUMS`` before it is loaded.
+
+    ``remembered``: take each file's digest from :func:`~toolchain.core.integrity.digests.
+    remembered_sha256` (a loader's check at every start; the digest is still compared with
+    ``SHA256SUMS``), instead of reading every byte.
 
     Not checked: files outside the artifacts tree (a user's own model), files ``SHA256SUMS`` does
     not cover (``source/``, pinned in :mod:`toolchain.core.source`; the gallery; caches), and trees
@@ -108,7 +113,8 @@ def verify_file(path: Path, layout: Layout) -> str:
     for _name, file in files:
         if (kind := not_regular(file)) is not None:
             raise InputError(f"refusing to load {file}: {kind}")
-    digests = {name: sha256_file(file) for name, file in files}
+    hash_file = remembered_sha256 if remembered else sha256_file
+    digests = {name: hash_file(file) for name, file in files}
     if entries is not None:
         problems = []
         for name, digest in digests.items():
