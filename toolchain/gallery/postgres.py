@@ -324,9 +324,9 @@ class PostgresGallery(Gallery):
         canonical = {name: person_name(name) for name in {entry.name for entry in entries}}
         names = sorted(set(canonical.values()))
         conn.execute(f"INSERT INTO {s}.people (name, created) SELECT n, %s"
-                     " FROM unnest(%s::text[]) AS n ORDER BY n ON CONFLICT (name) DO NOTHING",
+                     " FROM unnest(%b::text[]) AS n ORDER BY n ON CONFLICT (name) DO NOTHING",
                      (created, names))
-        ids = dict(conn.execute(f"SELECT name, id FROM {s}.people WHERE name = ANY(%s)",
+        ids = dict(conn.execute(f"SELECT name, id FROM {s}.people WHERE name = ANY(%b)",
                                 (names,)).fetchall())
         keys = [(entry.image_sha256, *canonical_box(entry.box)) for entry in entries]
         first: dict[tuple[Any, ...], int] = {}
@@ -374,7 +374,7 @@ class PostgresGallery(Gallery):
                 added.append(entry)
             else:
                 duplicates.append((entry, owners[key]))
-        conn.execute(f"DELETE FROM {s}.people p WHERE p.name = ANY(%s) AND NOT EXISTS"
+        conn.execute(f"DELETE FROM {s}.people p WHERE p.name = ANY(%b) AND NOT EXISTS"
                      f" (SELECT 1 FROM {s}.embeddings e WHERE e.person_id = p.id)", (names,))
         return AddResult(added=added, duplicates=duplicates)
 
