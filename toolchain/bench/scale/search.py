@@ -221,11 +221,11 @@ def measure_search(real: RealFaces, model: str, sizes: Sequence[int], report: Sc
         everything = (real.train if spec.with_real else []) + distractor_entries(
             vectors[:max(sizes) - offset], 0)
     for build in range(2, builds + 1):
-        url = _rebuild(model, everything, exact, probes, report, url, build)
+        url = _rebuild(model, everything, max(sizes), exact, probes, report, url, build)
         save()
 
 
-def _rebuild(model: str, entries: list[Entry], exact: Sequence[Sequence[Candidate]],
+def _rebuild(model: str, entries: list[Entry], size: int, exact: Sequence[Sequence[Candidate]],
              probes: Probes, report: ScaleReport, url: str, build: int) -> str:
     """Another independent build of the largest gallery: the previous PostgreSQL gallery at
     ``url`` dropped, the same ``entries`` loaded into a new one in another order (a permutation
@@ -239,13 +239,12 @@ def _rebuild(model: str, entries: list[Entry], exact: Sequence[Sequence[Candidat
     order = np.random.default_rng(build).permutation(len(entries))
     with open_gallery(url, fingerprint=FINGERPRINT, create=True) as pg:
         assert isinstance(pg, PostgresGallery)
-        report.build.append(_build(model, pg, [entries[i] for i in order], len(entries), url,
-                                   build))
-        log.info("scale %s %d: build %d built", model, len(entries), build)
+        report.build.append(_build(model, pg, [entries[i] for i in order], size, url, build))
+        log.info("scale %s %d: build %d built", model, size, build)
         pg.search = "index"
         for ef_search in EF_SEARCHES:
             pg.set_ef_search(ef_search)
             results, times = _timed(lambda q: pg.match(q[None], k=K)[0], probes.vectors)
-            report.search.append(_search_row(model, "pgvector HNSW", len(entries), results,
-                                             times, exact, probes, ef_search, build))
+            report.search.append(_search_row(model, "pgvector HNSW", size, results, times,
+                                             exact, probes, ef_search, build))
     return url
