@@ -6,7 +6,10 @@ HNSW rows sweep ``hnsw.ef_search`` (:data:`EF_SEARCHES`). Backends: SQLite exact
 memory), pgvector exact (a sequential scan in the database, re-ranked) and pgvector HNSW (the
 index's candidates re-ranked exactly). Each backend is built up through the sizes, its rows/s
 timed (PostgreSQL: the HNSW index built after the load, then ``Gallery.add`` into the built
-index). PostgreSQL is a throwaway server (:mod:`toolchain.bench.pgserver`) given the memory a
+index; the load rate before the index build, the index's and the table's size and the load
+averages recorded). ``builds`` above 1 searches more independent HNSW builds of the largest
+gallery (:func:`_rebuild`), as the goal is a recall every build reaches, not the luckiest one's.
+PostgreSQL is a throwaway server (:mod:`toolchain.bench.pgserver`) given the memory a
 million vectors need (:data:`SERVER_SETTINGS`), as a deployment of that size would be.
 """
 
