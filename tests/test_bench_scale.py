@@ -97,7 +97,7 @@ def test_a_small_scale_run_measures_every_backend_and_kind(
     assert any("real faces: median distance" in note for note in report.notes)
     assert any(note.startswith(f"{model} distractors:") for note in report.notes)
     each = 2 + len(search.EF_SEARCHES)
-    assert saved == [each, 2 * each, 2 * each + len(search.EF_SEARCHES)]
+    assert saved == [0, each, each, 2 * each, 2 * each, 2 * each + len(search.EF_SEARCHES)]
     assert {r.model for r in report.search} == {model}
     rebuilt = [r for r in report.search if r.build == 2]
     assert [(r.size, r.backend, r.ef_search) for r in rebuilt] == [

@@ -168,10 +168,11 @@ def measure_search(real: RealFaces, model: str, sizes: Sequence[int], report: Sc
                    order_seed: int = 0) -> None:
     """Build both backends up through ``sizes`` with the ``model``'s distractors (PostgreSQL:
     a new gallery at ``url``) and time their searches at each size; ``save`` writes the report
-    so far after each size (a million takes a while). At the largest size, ``builds - 1`` more
-    independent HNSW builds are searched (:func:`_rebuild`). ``order_seed`` other than 0 loads
-    each size's new rows in an order permuted by it (another run's build is then independent of
-    this one's in its insertion order too, not only in pgvector's random levels)."""
+    so far after each build and each size's searches (a million takes a while). At the largest
+    size, ``builds - 1`` more independent HNSW builds are searched (:func:`_rebuild`).
+    ``order_seed`` other than 0 loads each size's new rows in an order permuted by it (another
+    run's build is then independent of this one's in its insertion order too, not only in
+    pgvector's random levels)."""
     spec = DISTRACTOR_MODELS[model]
     offset = report.real_people if spec.with_real else 0
     pool = spec.pool(real, max(sizes) - offset + SYNTHETIC_QUERIES, 14)
@@ -203,6 +204,7 @@ def measure_search(real: RealFaces, model: str, sizes: Sequence[int], report: Sc
                 pg, spare, len(vectors))))
             stored = size
             log.info("scale %s %d: built", model, size)
+            save()
             exact, times = _timed(lambda q: sqlite.match(q[None], k=K)[0], probes.vectors)
             report.search.append(_search_row(model, "sqlite exact", size, exact, times, exact,
                                              probes))
@@ -224,12 +226,13 @@ def measure_search(real: RealFaces, model: str, sizes: Sequence[int], report: Sc
         everything = (real.train if spec.with_real else []) + distractor_entries(
             vectors[:max(sizes) - offset], 0)
     for build in range(2, builds + 1):
-        url = _rebuild(model, everything, max(sizes), exact, probes, report, url, build)
+        url = _rebuild(model, everything, max(sizes), exact, probes, report, url, build, save)
         save()
 
 
 def _rebuild(model: str, entries: list[Entry], size: int, exact: Sequence[Sequence[Candidate]],
-             probes: Probes, report: ScaleReport, url: str, build: int) -> str:
+             probes: Probes, report: ScaleReport, url: str, build: int,
+             save: Callable[[], None]) -> str:
     """Another independent build of the largest gallery: the previous PostgreSQL gallery at
     ``url`` dropped, the same ``entries`` loaded into a new one in another order (a permutation
     seeded by ``build``), its HNSW index built (pgvector draws each node's levels at random on
@@ -244,6 +247,7 @@ def _rebuild(model: str, entries: list[Entry], size: int, exact: Sequence[Sequen
         assert isinstance(pg, PostgresGallery)
         report.build.append(_build(model, pg, [entries[i] for i in order], size, url, build))
         log.info("scale %s %d: build %d built", model, size, build)
+        save()
         pg.search = "index"
         for ef_search in EF_SEARCHES:
             pg.set_ef_search(ef_search)
