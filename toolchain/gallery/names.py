@@ -26,6 +26,7 @@ characters as escapes (``bi\\u200bden``) wherever text reaches a terminal, and
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Iterable
 
@@ -60,8 +61,12 @@ def escape(text: str) -> str:
     )
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def person_name(text: str) -> str:
     """``text`` as a person name: NFC-normalized and stripped.
+
+    Cached: a write checks each name, then stores it as the rule makes it (the second call of a
+    batch's names is a look-up; a refused name raises each time).
 
     Raises:
         NameRefused: empty, longer than :data:`MAX_NAME_CHARS`, or holding a character of a

@@ -7,7 +7,8 @@ HNSW index over them (Euclidean, ``vector_l2_ops``). Semantics are
 
 - Writes are one transaction each, retried whole on a deadlock or a serialization failure
   between concurrent writers (the idempotent key, photo sha256 plus face box, makes a retry
-  safe). Rows are inserted in key order so concurrent batches take their locks in one order.
+  safe). Rows travel by one binary COPY into a temporary table per transaction and are inserted
+  from it in key order, so concurrent batches take their locks in one order.
 - A ``state`` row holds a revision and the embedding count, bumped by every write: an open
   gallery re-reads its vectors only when another writer committed.
 - Matching: up to :data:`EXACT_SCAN_MAX` embeddings the vectors are read once and ranked in memory
@@ -67,7 +68,7 @@ EF_SEARCH = 200
 EF_SEARCH_MAX = 1000
 """pgvector's upper limit of ``hnsw.ef_search``."""
 HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
+HNSW_EF_CONSTRUCTION = 128
 BULK_BATCH = 10_000
 """Entries per transaction of :meth:`PostgresGallery.bulk_add`."""
 WRITE_ATTEMPTS = 5
@@ -323,31 +324,36 @@ class PostgresGallery(Gallery):
         canonical = {name: person_name(name) for name in {entry.name for entry in entries}}
         names = sorted(set(canonical.values()))
         conn.execute(f"INSERT INTO {s}.people (name, created) SELECT n, %s"
-                     " FROM unnest(%s::text[]) AS n ORDER BY n ON CONFLICT (name) DO NOTHING",
+                     " FROM unnest(%b::text[]) AS n ORDER BY n ON CONFLICT (name) DO NOTHING",
                      (created, names))
-        ids = dict(conn.execute(f"SELECT name, id FROM {s}.people WHERE name = ANY(%s)",
+        ids = dict(conn.execute(f"SELECT name, id FROM {s}.people WHERE name = ANY(%b)",
                                 (names,)).fetchall())
         keys = [(entry.image_sha256, *canonical_box(entry.box)) for entry in entries]
         first: dict[tuple[Any, ...], int] = {}
         for i, key in enumerate(keys):
             first.setdefault(key, i)
-        inserted: set[tuple[Any, ...]] = set()
+        fields = ("person_id, vector, source, image_sha256, box_x, box_y, box_w, box_h, score,"
+                   " model_fingerprint, created")
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{s} (person_id bigint,"
+                     f" vector vector({self.dim}), source text, image_sha256 text,"
+                     " box_x float8, box_y float8, box_w float8, box_h float8, score float8,"
+                     " model_fingerprint text, created text) ON COMMIT DELETE ROWS")
+        from psycopg.adapt import PyFormat
+
+        vector_oid = conn.adapters.get_dumper(np.ndarray, PyFormat.BINARY).oid
         with conn.cursor() as cursor:
-            cursor.executemany(
-                f"INSERT INTO {s}.embeddings (person_id, vector, source, image_sha256, box_x,"
-                " box_y, box_w, box_h, score, model_fingerprint, created)"
-                " VALUES (%s, %b, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            with cursor.copy(f"COPY stage_{s} ({fields}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["int8", vector_oid, "text", "text", "float8", "float8", "float8",
+                                "float8", "float8", "text", "text"])
+                for key, i in first.items():
+                    copy.write_row((ids[canonical[entries[i].name]], vectors[i],
+                                    entries[i].source, *key, entries[i].score, fingerprint,
+                                    created))
+            inserted = {tuple(row) for row in cursor.execute(
+                f"INSERT INTO {s}.embeddings ({fields}) SELECT {fields} FROM stage_{s}"
+                " ORDER BY image_sha256, box_x, box_y, box_w, box_h"
                 " ON CONFLICT (image_sha256, box_x, box_y, box_w, box_h) DO NOTHING"
-                " RETURNING image_sha256, box_x, box_y, box_w, box_h",
-                [(ids[canonical[entries[i].name]], vectors[i], entries[i].source, *key,
-                  entries[i].score, fingerprint, created)
-                 for key, i in sorted(first.items())],
-                returning=True,
-            )
-            while True:
-                inserted.update(tuple(row) for row in cursor.fetchall())
-                if not cursor.nextset():
-                    break
+                " RETURNING image_sha256, box_x, box_y, box_w, box_h").fetchall()}
         owners: dict[tuple[Any, ...], str] = {}
         if len(inserted) < len(keys):
             wanted = sorted(set(keys))
@@ -368,7 +374,7 @@ class PostgresGallery(Gallery):
                 added.append(entry)
             else:
                 duplicates.append((entry, owners[key]))
-        conn.execute(f"DELETE FROM {s}.people p WHERE p.name = ANY(%s) AND NOT EXISTS"
+        conn.execute(f"DELETE FROM {s}.people p WHERE p.name = ANY(%b) AND NOT EXISTS"
                      f" (SELECT 1 FROM {s}.embeddings e WHERE e.person_id = p.id)", (names,))
         return AddResult(added=added, duplicates=duplicates)
 

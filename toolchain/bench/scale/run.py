@@ -12,6 +12,7 @@ from pathlib import Path
 from toolchain.bench import machine
 from toolchain.bench.scale.batch import measure_batch
 from toolchain.bench.scale.distractors import DISTRACTOR_MODELS, real_faces
+from toolchain.bench.scale.goals import judge
 from toolchain.bench.scale.report import ScaleReport, markdown
 from toolchain.bench.scale.search import SERVER_SETTINGS, describe_real, measure_search
 from toolchain.core.atomic import write_json, write_text
@@ -23,8 +24,12 @@ SIZES = (10_000, 100_000, 1_000_000)
 
 
 def run_scale(layout: Layout, sizes: Sequence[int] = SIZES,
-              models: Sequence[str] = tuple(DISTRACTOR_MODELS)) -> ScaleReport:
-    """Measure everything and write ``reports/bench_scale.{json,md}``.
+              models: Sequence[str] = tuple(DISTRACTOR_MODELS), builds: int = 1,
+              batch: bool = True, order_seed: int = 0) -> ScaleReport:
+    """Measure everything and write ``reports/bench_scale.{json,md}`` with the goals judged
+    (:func:`~toolchain.bench.scale.goals.judge`); ``builds`` independent HNSW builds are searched
+    at the largest size; ``batch`` False leaves the batch jobs out; ``order_seed`` permutes the
+    order the galleries are loaded in (see :func:`~toolchain.bench.scale.search.measure_search`).
 
     Each distractor model gets its own throwaway server and SQLite file, removed after it, so
     one model's million vectors do not crowd the next one's memory.
@@ -36,12 +41,15 @@ def run_scale(layout: Layout, sizes: Sequence[int] = SIZES,
                          real_train_faces=0, real_val_faces=0)
 
     def save() -> None:
+        report.goals = judge(report)
+        report.order_seed = order_seed
         write_json(layout.reports_dir / "bench_scale.json", asdict(report))
         write_text(layout.reports_dir / "bench_scale.md", markdown(report))
 
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        measure_batch(layout, report, Path(tmp))
-        save()
+        if batch:
+            measure_batch(layout, report, Path(tmp))
+            save()
         real = real_faces(layout)
         describe_real(real, report, Path(tmp))
         for model in models:
@@ -50,7 +58,7 @@ def run_scale(layout: Layout, sizes: Sequence[int] = SIZES,
             server = start_local_server(settings=SERVER_SETTINGS)
             try:
                 measure_search(real, model, sizes, report, work, f"{server.url}&gallery=scale",
-                               save)
+                               save, builds, order_seed)
             finally:
                 server.stop()
                 shutil.rmtree(work)

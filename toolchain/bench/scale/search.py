@@ -6,16 +6,22 @@ HNSW rows sweep ``hnsw.ef_search`` (:data:`EF_SEARCHES`). Backends: SQLite exact
 memory), pgvector exact (a sequential scan in the database, re-ranked) and pgvector HNSW (the
 index's candidates re-ranked exactly). Each backend is built up through the sizes, its rows/s
 timed (PostgreSQL: the HNSW index built after the load, then ``Gallery.add`` into the built
-index). PostgreSQL is a throwaway server (:mod:`toolchain.bench.pgserver`) given the memory a
+index; the load rate before the index build, the index's and the table's size and the load
+averages recorded). ``builds`` above 1 searches more independent HNSW builds of the largest
+gallery (:func:`_rebuild`), as the goal is a recall every build reaches, not the luckiest one's.
+PostgreSQL is a throwaway server (:mod:`toolchain.bench.pgserver`) given the memory a
 million vectors need (:data:`SERVER_SETTINGS`), as a deployment of that size would be.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,13 +34,13 @@ from toolchain.bench.scale.distractors import (
 from toolchain.bench.scale.probes import SYNTHETIC_QUERIES, Probes, make_probes, scan_subset
 from toolchain.bench.scale.report import BuildRow, ScaleReport, SearchRow
 from toolchain.gallery import Entry, Gallery, open_gallery
-from toolchain.gallery.postgres import EF_SEARCH, PostgresGallery
+from toolchain.gallery.postgres import EF_SEARCH, PostgresGallery, split_url
 from toolchain.gallery.ranking import pairwise_distances
 from toolchain.gallery.vectors import Candidate
 
 log = logging.getLogger(__name__)
 
-EF_SEARCHES = (100, EF_SEARCH, 400)
+EF_SEARCHES = tuple(sorted({100, EF_SEARCH, 300, 400}))
 """``hnsw.ef_search`` values the HNSW rows sweep (the gallery's default among them)."""
 SERVER_SETTINGS = {
     "shared_buffers": "3GB",
@@ -71,7 +77,7 @@ def _timed(search: Callable[[np.ndarray], list[Candidate]], queries: np.ndarray
 
 def _search_row(model: str, backend: str, size: int, results: Sequence[Sequence[Candidate]],
                 times: np.ndarray, exact: Sequence[Sequence[Candidate]], probes: Probes,
-                ef_search: int | None = None) -> SearchRow:
+                ef_search: int | None = None, build: int = 1) -> SearchRow:
     top = np.array([r[0].name if r else "" for r in results], dtype=object)
     best = np.array([e[0].name if e else "" for e in exact[:len(results)]], dtype=object)
     truth = np.array(probes.truth[:len(results)], dtype=object)
@@ -81,24 +87,46 @@ def _search_row(model: str, backend: str, size: int, results: Sequence[Sequence[
     found = {kind: round(float(np.mean(top[kinds == kind] == truth[kinds == kind])), 4)
              for kind in dict.fromkeys(kinds) if kind != "new"}
     return SearchRow(model, backend, size, len(results), round(float(np.percentile(times, 50)), 3),
-                     round(float(np.percentile(times, 99)), 3), recall, found, ef_search)
+                     round(float(np.percentile(times, 99)), 3), recall, found, ef_search, build,
+                     os.getloadavg())
 
 
-def _build(model: str, gallery: Gallery, entries: Sequence[Entry], size: int) -> BuildRow:
-    """Add ``entries`` (PostgreSQL: without the index, built after) and time it."""
+def _build(model: str, gallery: Gallery, entries: Sequence[Entry], size: int,
+           url: str = "", build: int = 1) -> BuildRow:
+    """Add ``entries`` (PostgreSQL, at ``url``: without the index, built after) and time it."""
     start = time.perf_counter()
-    index = None
+    index = sizes = None
     if isinstance(gallery, PostgresGallery):
         gallery.drop_index()
     for first in range(0, len(entries), ADD_BATCH):
         gallery.add(entries[first:first + ADD_BATCH])
+    built = time.perf_counter()
     if isinstance(gallery, PostgresGallery):
-        built = time.perf_counter()
         gallery.build_index()
         index = round(time.perf_counter() - built, 2)
+        sizes = _relation_mb(url, gallery.schema)
     seconds = time.perf_counter() - start
     return BuildRow(model, gallery.backend, size, len(entries), round(seconds, 2),
-                    round(len(entries) / seconds, 1), index)
+                    round(len(entries) / seconds, 1), index,
+                    insert_rows_per_s=round(len(entries) / (built - start), 1), build=build,
+                    index_mb=sizes and sizes[0], table_mb=sizes and sizes[1],
+                    load=os.getloadavg())
+
+
+def _connection(url: str) -> Any:
+    """A psycopg autocommit connection to the database of the gallery at ``url``."""
+    import psycopg
+
+    return psycopg.connect(split_url(url)[0], autocommit=True)
+
+
+def _relation_mb(url: str, schema: str) -> tuple[float, float]:
+    """The MB of the gallery's HNSW index and of its embeddings table (with its TOAST)."""
+    with _connection(url) as conn:
+        index, table = conn.execute(
+            "SELECT pg_relation_size(%s::regclass), pg_table_size(%s::regclass)",
+            (f"{schema}.embeddings_hnsw", f"{schema}.embeddings")).fetchone()
+    return round(index / 2**20, 1), round(table / 2**20, 1)
 
 
 def _indexed_add(gallery: PostgresGallery, vectors: np.ndarray, first: int) -> float:
@@ -136,10 +164,15 @@ def describe_real(real: RealFaces, report: ScaleReport, work: Path) -> None:
 
 
 def measure_search(real: RealFaces, model: str, sizes: Sequence[int], report: ScaleReport,
-                   work: Path, url: str, save: Callable[[], None]) -> None:
+                   work: Path, url: str, save: Callable[[], None], builds: int = 1,
+                   order_seed: int = 0) -> None:
     """Build both backends up through ``sizes`` with the ``model``'s distractors (PostgreSQL:
     a new gallery at ``url``) and time their searches at each size; ``save`` writes the report
-    so far after each size (a million takes a while)."""
+    so far after each build and each size's searches (a million takes a while). At the largest
+    size, ``builds - 1`` more independent HNSW builds are searched (:func:`_rebuild`).
+    ``order_seed`` other than 0 loads each size's new rows in an order permuted by it (another
+    run's build is then independent of this one's in its insertion order too, not only in
+    pgvector's random levels)."""
     spec = DISTRACTOR_MODELS[model]
     offset = report.real_people if spec.with_real else 0
     pool = spec.pool(real, max(sizes) - offset + SYNTHETIC_QUERIES, 14)
@@ -163,13 +196,15 @@ def measure_search(real: RealFaces, model: str, sizes: Sequence[int], report: Sc
             first = max(0, stored - offset)
             new = (real.train if stored == 0 and spec.with_real else []) + distractor_entries(
                 vectors[first:size - offset], first)
+            if order_seed:
+                new = [new[i] for i in np.random.default_rng(order_seed).permutation(len(new))]
             report.build.append(_build(model, sqlite, new, size))
-            row = _build(model, pg, new, size)
-            report.build.append(BuildRow(
-                model, row.backend, size, row.rows, row.seconds, row.rows_per_s,
-                row.index_seconds, _indexed_add(pg, spare, len(vectors))))
+            row = _build(model, pg, new, size, url)
+            report.build.append(replace(row, indexed_add_rows_per_s=_indexed_add(
+                pg, spare, len(vectors))))
             stored = size
             log.info("scale %s %d: built", model, size)
+            save()
             exact, times = _timed(lambda q: sqlite.match(q[None], k=K)[0], probes.vectors)
             report.search.append(_search_row(model, "sqlite exact", size, exact, times, exact,
                                              probes))
@@ -188,3 +223,35 @@ def measure_search(real: RealFaces, model: str, sizes: Sequence[int], report: Sc
             pg.search = "auto"
             log.info("scale %s %d: searched", model, size)
             save()
+        everything = (real.train if spec.with_real else []) + distractor_entries(
+            vectors[:max(sizes) - offset], 0)
+    for build in range(2, builds + 1):
+        url = _rebuild(model, everything, max(sizes), exact, probes, report, url, build, save)
+        save()
+
+
+def _rebuild(model: str, entries: list[Entry], size: int, exact: Sequence[Sequence[Candidate]],
+             probes: Probes, report: ScaleReport, url: str, build: int,
+             save: Callable[[], None]) -> str:
+    """Another independent build of the largest gallery: the previous PostgreSQL gallery at
+    ``url`` dropped, the same ``entries`` loaded into a new one in another order (a permutation
+    seeded by ``build``), its HNSW index built (pgvector draws each node's levels at random on
+    every build) and searched at every :data:`EF_SEARCHES` against the same exact results.
+    Returns the new gallery's URL."""
+    schema = split_url(url)[1]
+    with _connection(url) as conn:
+        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    url = f"{url}&gallery={schema.rsplit('_b', 1)[0]}_b{build}"
+    order = np.random.default_rng(build).permutation(len(entries))
+    with open_gallery(url, fingerprint=FINGERPRINT, create=True) as pg:
+        assert isinstance(pg, PostgresGallery)
+        report.build.append(_build(model, pg, [entries[i] for i in order], size, url, build))
+        log.info("scale %s %d: build %d built", model, size, build)
+        save()
+        pg.search = "index"
+        for ef_search in EF_SEARCHES:
+            pg.set_ef_search(ef_search)
+            results, times = _timed(lambda q: pg.match(q[None], k=K)[0], probes.vectors)
+            report.search.append(_search_row(model, "pgvector HNSW", size, results, times,
+                                             exact, probes, ef_search, build))
+    return url

@@ -33,12 +33,26 @@ def scale(
                           help="Distractor models: face-like (FaceNet's intrinsic "
                                "dimensionality), gaussian (high-dimensional worst case).")
     ] = "face-like,gaussian",
+    builds: Annotated[
+        int, typer.Option("--builds", min=1, max=5,
+                          help="Independent HNSW builds searched at the largest size (each "
+                               "loaded in another order, its index built anew).")
+    ] = 1,
+    batch: Annotated[
+        bool, typer.Option("--batch/--no-batch", help="Time the batch recognition jobs too.")
+    ] = True,
+    order_seed: Annotated[
+        int, typer.Option("--order-seed", min=0,
+                          help="Load the galleries in an order permuted by this seed (0: the "
+                               "pool's order), for a build independent of another run's.")
+    ] = 0,
 ) -> None:
     """Gallery search, enrollment and batch rates at 10k to 1M identities."""
-    _bench_scale(Layout(artifacts), sizes, distractors)
+    _bench_scale(Layout(artifacts), sizes, distractors, builds, batch, order_seed)
 
 
-def _bench_scale(layout: Layout, sizes_text: str, models_text: str) -> None:
+def _bench_scale(layout: Layout, sizes_text: str, models_text: str, builds: int = 1,
+                 batch: bool = True, order_seed: int = 0) -> None:
     from toolchain.bench.scale import DISTRACTOR_MODELS, markdown, run_scale
     from toolchain.core.integrity import record_files
 
@@ -54,7 +68,7 @@ def _bench_scale(layout: Layout, sizes_text: str, models_text: str) -> None:
     if not models or unknown or len(set(models)) != len(models):
         raise typer.BadParameter(f"{models_text!r}: name each of {', '.join(DISTRACTOR_MODELS)} "
                                  "at most once", param_hint="--distractors")
-    report = run_scale(layout, sizes, models)
+    report = run_scale(layout, sizes, models, builds, batch, order_seed)
     print(markdown(report))
     written = [layout.reports_dir / n for n in ("bench_scale.json", "bench_scale.md")]
     record_files(layout, written)
