@@ -68,7 +68,7 @@ EF_SEARCH = 200
 EF_SEARCH_MAX = 1000
 """pgvector's upper limit of ``hnsw.ef_search``."""
 HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 128
+HNSW_EF_CONSTRUCTION = 64
 BULK_BATCH = 10_000
 """Entries per transaction of :meth:`PostgresGallery.bulk_add`."""
 WRITE_ATTEMPTS = 5
