@@ -249,8 +249,8 @@ def convert(data: Any) -> Values:
                     for f in data["formats"] if f["kept"]},
         "parity": {k: parity_[k] for k in ("ok", "worst_max_abs", "tolerance", "rows")},
         "total_seconds": data["total_seconds"], "cpu_seconds": data["cpu_seconds"],
-        "steps": {t["step"]: {k: t[k] for k in ("seconds", "cpu_seconds", "peak_rss_mb")}
-                  for t in data["timings"]},
+        "steps": [{k: t[k] for k in ("step", "seconds", "cpu_seconds", "peak_rss_mb")}
+                  for t in data["timings"]],  # a list: the snapshot sorts keys, steps keep order
         "peak_rss_mb": max(t["peak_rss_mb"] for t in data["timings"]),
         "load_average": data["machine"]["load_average"],
     }
