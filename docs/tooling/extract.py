@@ -325,7 +325,7 @@ REPORTS: tuple[Report, ...] = (
     Report("bench", "reports/bench.json", "nox -s bench", bench),
     Report("web", "reports/web/local.json", "nox -s tests (tests/test_local_page.py)", web),
     Report("video", "reports/video/short_hamilton_clip.json", "nox -s demo", video),
-    Report("holdout", "reports/crops.json", "nox -s crops (out_of_sample)", holdout),
+    Report("holdout", "reports/crops.json", "nox -s crops", holdout),
     Report("container", "reports/container.json", "nox -s container", container),
     Report("arm64", "reports/arm64.json", "nox -s arm64", arm64),
     Report("convert_fer", "convert/fer/convert.json",
