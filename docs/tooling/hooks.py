@@ -2,6 +2,9 @@
 
 - ``cli.md``: the CLI reference, walked from the typer app at build time (never committed, so it
   cannot go stale);
+- ``convert-layers.md``: the layer classes ``facenet model convert`` rebuilds, rendered from the
+  converter's own table (``toolchain.convert.generic.table``, what ``facenet model convert
+  --layers`` prints and ``docs/convert_layers.md`` holds) at build time;
 - ``img/tiers.svg``: the tiers drawn from the import-linter contract;
 - the pictures of :data:`docs.tooling.pictures.PICTURES`, copied from the artifacts
   (``FACENET_ARTIFACTS``, default ``artifacts/``). A missing one is an error naming the step that
@@ -44,15 +47,24 @@ Exit codes are on [Exit codes and errors](errors.md#exit-codes).
 """
 
 
+def convert_layers() -> str:
+    """The supported-layer table of ``facenet model convert``, from the converter's code."""
+    from toolchain.convert.generic.table import render_markdown
+
+    return render_markdown()
+
+
 def artifacts_dir() -> Path:
     """The artifacts whose pictures the site shows."""
     return Path(os.environ.get("FACENET_ARTIFACTS", _ROOT / "artifacts")).resolve()
 
 
 def on_files(files: Files, config: Any) -> Files:
-    """Add the CLI page, the tiers picture and the artifacts' pictures to the site."""
+    """Add the CLI page, the converter's layer table, the tiers picture and the artifacts'
+    pictures to the site."""
     _importable()
     files.append(File.generated(config, "cli.md", content=CLI_PAGE + cli_reference.markdown()))
+    files.append(File.generated(config, "convert-layers.md", content=convert_layers()))
     files.append(File.generated(config, pictures.TIERS_SVG, content=pictures.tiers_svg()))
     artifacts = artifacts_dir()
     for picture in pictures.PICTURES:

@@ -106,6 +106,11 @@ def refresh(artifacts: Path, only: set[str] | None = None,
                          "snapshot kept")
             continue
         data = json.loads(path.read_text(encoding="utf-8"))
+        values = report.extract(data)
+        if values is None:
+            lines.append(f"{report.name}: {path} holds none of it (made by "
+                         f"`{report.made_by}`); snapshot kept")
+            continue
         machine = report_machine(data) or local
         if not machine["features"] and machine["cpu"] == local["cpu"]:
             machine["features"] = local["features"]  # a report that records the CPU only
@@ -117,7 +122,7 @@ def refresh(artifacts: Path, only: set[str] | None = None,
                 "machine": machine,
                 "commit": commit,
             },
-            "values": report.extract(data),
+            "values": values,
         }
         target = snapshot_path(report)
         text = json.dumps(entry, indent=1, sort_keys=True) + "\n"

@@ -138,14 +138,17 @@ def _pyproject() -> Any:
 
 
 def stamp_line(snapshot: dict[str, dict[str, Any]], *names: str) -> str:
-    """Where and when the numbers of ``names`` were measured, as one italic line."""
-    parts = []
+    """Where and when the numbers of ``names`` were measured, as one italic line (two snapshots
+    of one report, such as the crop study's in-sample and out-of-sample parts, named once)."""
+    parts: list[str] = []
     for name in names:
         s = snapshot[name]["stamp"]
         machine = s["machine"]
         features = ", ".join(machine["features"]) or "features not recorded"
-        parts.append(f"`{s['report']}` (`{s['made_by']}`), {s['measured']}, {machine['cpu']} "
-                     f"({features}), {machine['cores']} cores, commit `{s['commit']}`")
+        part = (f"`{s['report']}` (`{s['made_by']}`), {s['measured']}, {machine['cpu']} "
+                f"({features}), {machine['cores']} cores, commit `{s['commit']}`")
+        if part not in parts:
+            parts.append(part)
         # A measurement without its stamp cannot be cited: KeyError above says which.
     return "*Measured: " + "; ".join(parts) + ".*"
 
