@@ -54,10 +54,11 @@ def run(argv: list[str], python: str = sys.executable, preexec: Callable[[], Non
                           timeout=timeout, cwd=ROOT, env=env, preexec_fn=preexec)
 
 
-def facenet(*args: str | Path, preexec: Callable[[], None] | None = None
-            ) -> subprocess.CompletedProcess[str]:
-    """``python -m toolchain ARGS`` (the real command line)."""
-    return run(["-m", "toolchain", *map(str, args)], preexec=preexec)
+def facenet(*args: str | Path, preexec: Callable[[], None] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m toolchain ARGS`` (the real command line); a command that has not ended
+    after ``timeout`` seconds fails the test (``TimeoutExpired``)."""
+    return run(["-m", "toolchain", *map(str, args)], preexec=preexec, timeout=timeout)
 
 
 def snapshot(root: Path) -> dict[str, str]:

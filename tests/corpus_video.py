@@ -107,6 +107,19 @@ def _fifo(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
             Outcome(3, "live.mp4", ("is a FIFO, not a regular file",)))
 
 
+@case("video-annotate-to-a-fifo", needs="models")
+def _annotate_fifo(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
+    """Before: the check for an earlier run's video opened the FIFO and waited for a writer
+    forever."""
+    assert store is not None
+    ws.runtime(store)
+    video = clip(ws.inputs / "clip.mp4")
+    out = ws.inputs / "out.mp4"
+    command = partial(facenet, "watch", video, "--annotate", out, "--artifacts", ws.artifacts,
+                      timeout=120)
+    return partial(with_fifo, out, command), Outcome(3, "out.mp4", ("is a FIFO",))
+
+
 @case("video-camera-missing", needs="models")
 def _camera(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
     assert store is not None
