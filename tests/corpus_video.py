@@ -40,6 +40,27 @@ def clip(path: Path, frames: int = 10, fmt: str | None = None) -> Path:
     return path
 
 
+def huge_frames(path: Path, side: int = 9_500, frames: int = 2) -> Path:
+    """An MJPEG ``.mkv`` of flat gray ``side`` x ``side`` frames (9,500^2 = 90.25 M pixels, over
+    the photos' limit of 89.48 M): about 1.4 MB a frame on disk, 271 MB each once decoded to
+    RGB."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mjpeg", rate=5)
+        stream.width, stream.height, stream.pix_fmt = side, side, "yuvj420p"
+        frame = av.VideoFrame(side, side, "yuvj420p")
+        for plane in frame.planes:
+            plane.update(b"\x80" * plane.buffer_size)
+        for index in range(frames):
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def audio_only(path: Path) -> Path:
     """An MP4 holding one AAC audio stream and no video."""
     import av
@@ -91,6 +112,8 @@ VIDEO_FILES: dict[str, tuple[str, Callable[[Workspace], Path]]] = {
     "audio-only": ("no video stream (audio streams only)",
                    lambda ws: audio_only(ws.inputs / "song.mp4")),
     "unsupported-codec": ("codec is not one this FFmpeg build can decode", _unknown_codec),
+    "frames-over-the-pixel-limit": ("9500x9500 = 90,250,000 pixels exceeds the",
+                                    lambda ws: huge_frames(ws.inputs / "huge.mkv")),
 }
 """Video files that cannot be used: what the error line says."""
 

@@ -219,6 +219,33 @@ def test_damaged_middle_of_a_file_ends_after_the_good_frames(tmp_path: Path) -> 
     assert 10 < len(frames) < 60
 
 
+def test_frames_over_the_pixel_limit_are_refused_at_open_and_mid_way(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The photos' decompression-bomb limit applies to every frame: to the size a file declares
+    (before any frame is decoded) and to each frame (a stream can change size). A raw MJPEG file
+    of three 64x48 JPEGs then one 200x200, under a limit of 10,000 pixels."""
+    from PIL import Image
+
+    def jpeg(side: tuple[int, int]) -> bytes:
+        import io
+
+        buffer = io.BytesIO()
+        Image.new("RGB", side, (90, 120, 150)).save(buffer, format="JPEG")
+        return buffer.getvalue()
+
+    growing = tmp_path / "growing.mjpeg"
+    growing.write_bytes(jpeg((64, 48)) * 3 + jpeg((200, 200)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    with VideoReader(source_from_argument(str(growing))) as reader:
+        frames = []
+        with pytest.raises(InputError, match=r"frame 3: 200x200 = 40,000 pixels exceeds the "
+                                             r"10,000-pixel"):
+            frames.extend(reader.frames())
+    assert len(frames) == 3
+    big = write_clip(tmp_path / "big.mp4", 3, walkers, size=(160, 120))
+    assert "its frames: 160x120 = 19,200 pixels exceeds" in _reader_error(big)
+
+
 def test_missing_camera_and_refusing_address_are_unavailable(tmp_path: Path) -> None:
     index = next(i for i in range(64, 128) if not Path(f"/dev/video{i}").exists())
     with pytest.raises(SourceUnavailableError, match=rf"camera {index} \(/dev/video{index}\) "
