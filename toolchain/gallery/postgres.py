@@ -29,7 +29,7 @@ import contextlib
 import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -81,6 +81,11 @@ exact scan in the database, or through the HNSW index (the last two re-rank exac
 def split_url(url: str) -> tuple[str, str]:
     """The libpq URL (without ``gallery=``) and the gallery's schema name.
 
+    Only the ``gallery=`` parameters are taken out of the query; every other one reaches libpq
+    exactly as written. Decoding and encoding the query again would turn ``%20`` into ``+``,
+    which libpq does not read as a space (``options=-c%20statement_timeout%3D5000`` became
+    ``-c+statement_timeout=5000``, refused by the server).
+
     Raises:
         InputError: the gallery name is not a lowercase SQL identifier.
     """
@@ -89,14 +94,18 @@ def split_url(url: str) -> tuple[str, str]:
     except ValueError as exc:
         raise InputError(f"gallery {display_target(url)}: not a URL libpq can read ({exc})"
                          ) from exc
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    names = [value for key, value in query if key == "gallery"]
+    kept, names = [], []
+    for field in parts.query.split("&"):
+        parsed = parse_qsl(field, keep_blank_values=True)
+        if parsed and parsed[0][0] == "gallery":
+            names.append(parsed[0][1])
+        elif field:
+            kept.append(field)
     schema = names[-1] if names else DEFAULT_SCHEMA
     if not SCHEMA_NAME.fullmatch(schema):
         raise InputError(f"gallery {display_target(url)}: gallery name {schema!r} is not a "
                          "lowercase identifier (letters, digits, _; at most 63)")
-    rest = urlencode([(key, value) for key, value in query if key != "gallery"])
-    return urlunsplit(parts._replace(query=rest)), schema
+    return urlunsplit(parts._replace(query="&".join(kept))), schema
 
 
 def schema_sql(schema: str, dim: int) -> list[str]:
