@@ -314,7 +314,7 @@ def test_docs_video_example_runs(artifacts: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     pattern = re.compile(r"track (\d+): (\S+), frames (\d+)-(\d+) ")
-    rows = [{"track": int(m[1]), "name": m[2], "first_frame": int(m[3]),
+    rows = [{"track": int(m[1]), "label": m[2], "first_frame": int(m[3]),
              "last_frame": int(m[4])}
             for m in map(pattern.match, proc.stdout.splitlines()) if m]
     assert rows, proc.stdout

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
@@ -307,9 +307,10 @@ class PostgresGallery(Gallery):
         return self.state()[1]
 
     def _write(self, entries: Sequence[Entry], vectors: np.ndarray, fingerprint: str,
-               threshold: tuple[float, str] | None) -> tuple[AddResult, bool]:
+               threshold: tuple[float, str] | None, people_created: Mapping[str, str]
+               ) -> tuple[AddResult, bool]:
         def work(conn: psycopg.Connection[Any]) -> tuple[tuple[AddResult, bool], int]:
-            result = self._insert(conn, entries, vectors, fingerprint)
+            result = self._insert(conn, entries, vectors, fingerprint, people_created)
             adopted = False
             if threshold is not None:
                 adopted = conn.execute(
@@ -324,32 +325,43 @@ class PostgresGallery(Gallery):
         return result
 
     def _insert(self, conn: psycopg.Connection[Any], entries: Sequence[Entry],
-                vectors: np.ndarray, fingerprint: str) -> AddResult:
+                vectors: np.ndarray, fingerprint: str, people_created: Mapping[str, str]
+                ) -> AddResult:
         if not entries:
             return AddResult(added=[], duplicates=[])
         s = self.schema
-        created = now()
+        written = now()
         canonical = {name: person_name(name) for name in {entry.name for entry in entries}}
-        names = sorted(set(canonical.values()))
-        conn.execute(f"INSERT INTO {s}.people (name, created) SELECT n, %s"
-                     " FROM unnest(%s::text[]) AS n ORDER BY n ON CONFLICT (name) DO NOTHING",
-                     (created, names))
+        born: dict[str, str] = {}  # a new person: as given, else the time of their first face
+        for entry in entries:
+            name = canonical[entry.name]
+            born.setdefault(name, people_created.get(name, entry.created or written))
+        names = sorted(born)
+        conn.execute(f"INSERT INTO {s}.people (name, created) SELECT n, c"
+                     " FROM unnest(%s::text[], %s::text[]) AS t(n, c) ORDER BY n"
+                     " ON CONFLICT (name) DO NOTHING", (names, [born[n] for n in names]))
         ids = dict(conn.execute(f"SELECT name, id FROM {s}.people WHERE name = ANY(%s)",
                                 (names,)).fetchall())
         keys = [(entry.image_sha256, *canonical_box(entry.box)) for entry in entries]
         first: dict[tuple[Any, ...], int] = {}
         for i, key in enumerate(keys):
             first.setdefault(key, i)
+        # Rows are inserted in key order (one lock order between concurrent writers) with ids
+        # drawn in the order given, so each person's embeddings read back in that order.
+        row_ids = [row[0] for row in conn.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) AS id FROM generate_series(1, %s)"
+            " ORDER BY id", (f"{s}.embeddings", len(first))).fetchall()]
+        row_id = dict(zip(first.values(), row_ids, strict=True))
         inserted: set[tuple[Any, ...]] = set()
         with conn.cursor() as cursor:
             cursor.executemany(
-                f"INSERT INTO {s}.embeddings (person_id, vector, source, image_sha256, box_x,"
-                " box_y, box_w, box_h, score, model_fingerprint, created)"
-                " VALUES (%s, %b, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                f"INSERT INTO {s}.embeddings (id, person_id, vector, source, image_sha256,"
+                " box_x, box_y, box_w, box_h, score, model_fingerprint, created)"
+                " VALUES (%s, %s, %b, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (image_sha256, box_x, box_y, box_w, box_h) DO NOTHING"
                 " RETURNING image_sha256, box_x, box_y, box_w, box_h",
-                [(ids[canonical[entries[i].name]], vectors[i], entries[i].source, *key,
-                  entries[i].score, fingerprint, created)
+                [(row_id[i], ids[canonical[entries[i].name]], vectors[i], entries[i].source,
+                  *key, entries[i].score, fingerprint, entries[i].created or written)
                  for key, i in sorted(first.items())],
                 returning=True,
             )
@@ -381,13 +393,14 @@ class PostgresGallery(Gallery):
                      f" (SELECT 1 FROM {s}.embeddings e WHERE e.person_id = p.id)", (names,))
         return AddResult(added=added, duplicates=duplicates)
 
-    def bulk_add(self, entries: Sequence[Entry], batch: int = BULK_BATCH) -> int:
+    def bulk_add(self, entries: Sequence[Entry], batch: int = BULK_BATCH, *,
+                 people_created: Mapping[str, str] | None = None) -> int:
         """Add many entries fast: the HNSW index is dropped while they load, then built again.
 
         Maintaining the index row by row costs ~100 times the insert itself at a million rows;
         one build at the end is much cheaper. Each batch is its own idempotent transaction (as
-        :meth:`add`), so an interrupted load is finished by running it again; meanwhile, and
-        until the index is back, searches scan exactly (correct, slower).
+        :meth:`add`, times too), so an interrupted load is finished by running it again;
+        meanwhile, and until the index is back, searches scan exactly (correct, slower).
 
         Returns:
             How many entries were added (the rest were already there).
@@ -396,7 +409,8 @@ class PostgresGallery(Gallery):
             InputError: a bad vector or name (see :meth:`add`), or the database fails.
         """
         self.drop_index()
-        added = sum(len(self.add(entries[start:start + batch]).added)
+        added = sum(len(self.add(entries[start:start + batch],
+                                 people_created=people_created).added)
                     for start in range(0, len(entries), batch))
         self.build_index()
         return added
@@ -454,7 +468,7 @@ class PostgresGallery(Gallery):
             cursor = conn.cursor(binary=True)
             cursor.execute(
                 "SELECT p.name, e.vector, e.source, e.image_sha256, e.box_x, e.box_y, e.box_w,"
-                f" e.box_h, e.score FROM {s}.embeddings e JOIN {s}.people p"
+                f" e.box_h, e.score, e.created FROM {s}.embeddings e JOIN {s}.people p"
                 f' ON p.id = e.person_id{where} ORDER BY p.name COLLATE "C", e.id',
                 None if people is None else (list(people),))
             rows: list[StoredRow] = cursor.fetchall()
@@ -522,7 +536,8 @@ class PostgresGallery(Gallery):
                 f"WITH hit AS MATERIALIZED (SELECT person_id FROM {s}.embeddings"
                 " ORDER BY vector <-> %b LIMIT %s)"
                 " SELECT p.name, e.vector, e.source, e.image_sha256, e.box_x, e.box_y, e.box_w,"
-                f" e.box_h, e.score FROM {s}.embeddings e JOIN {s}.people p ON p.id = e.person_id"
+                f" e.box_h, e.score, e.created FROM {s}.embeddings e"
+                f" JOIN {s}.people p ON p.id = e.person_id"
                 " WHERE e.person_id IN (SELECT person_id FROM hit)"
                 ' ORDER BY p.name COLLATE "C", e.id', (query, limit))
             rows: list[StoredRow] = cursor.fetchall()
