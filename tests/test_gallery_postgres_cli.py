@@ -17,7 +17,7 @@ from runtime_fakes import facenet
 
 from toolchain.gallery import Entry, open_gallery
 from toolchain.gallery.migrate import checksum
-from toolchain.gallery.postgres import split_url
+from toolchain.gallery.pgschema import split_url
 
 
 @pytest.fixture
