@@ -206,6 +206,18 @@ def test_a_photo_without_a_face_is_not_enrolled(server: Server, tmp_path: Path) 
     assert "sky" not in people(server)
 
 
+def test_a_photo_of_two_people_names_the_apis_largest_field(server: Server) -> None:
+    """The refusal tells an API client what to send (``largest=true``), not the command line's
+    ``--largest``; with it the largest face is enrolled."""
+    photo = examples() / "photos" / "two_people.jpg"
+    response = server.post("/v1/people/pair/faces",
+                           files={"image": (photo.name, photo.read_bytes())})
+    assert_error(response, 400, "bad_image", 3)
+    details = response.json()["error"]["details"]
+    assert len(details) == 1 and "largest=true" in details[0] and "--" not in details[0], details
+    assert "pair" not in people(server)
+
+
 def test_oversized_bodies_are_refused_declared_or_streamed(server: Server) -> None:
     big = b"\xff" * (1 << 20) + b"more"
     assert_error(server.post("/v1/recognize", files={"image": ("big.jpg", big)}),

@@ -265,7 +265,9 @@ class Engine:
             photos.append(PhotoFaces(path, loaded, recognizer.faces(image.pixels)))
             if ticket.cancelled:
                 raise TimedOut("the request timed out; nothing was written")
-        outcomes = [enroll_outcome(name, photo, largest, MIN_ENROLL_FACE) for photo in photos]
+        outcomes = [enroll_outcome(name, photo, largest, MIN_ENROLL_FACE, min_face_hint="",
+                                   largest_hint="send largest=true to enroll the biggest")
+                    for photo in photos]
         entries: dict[int, Entry] = {}
         for index, (outcome, photo) in enumerate(zip(outcomes, photos, strict=True)):
             if outcome.face is not None and photo.image is not None:
