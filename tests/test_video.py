@@ -115,6 +115,8 @@ def test_arguments_name_their_source() -> None:
     assert not is_video_argument("photo.jpg") and not is_video_argument("folder")
     assert not is_video_argument("ftp://host/clip")
     assert source_from_argument("udp://127.0.0.1:1234").kind is SourceKind.STREAM
+    assert source_from_argument("HTTP://Host/Cam.ts") == VideoSource(SourceKind.STREAM,
+                                                                      "http://Host/Cam.ts")
     assert source_from_argument("clip.webm") == VideoSource(SourceKind.FILE, "clip.webm")
     camera = camera_source(2)
     assert camera.location == "/dev/video2" and camera.live and camera.stem == "camera2"

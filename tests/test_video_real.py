@@ -235,6 +235,17 @@ def test_frames_arriving_too_fast_are_dropped_and_counted(
     assert report["dropped"] > 0 and report["analyzed"] + report["dropped"] <= CLIP_FRAMES
 
 
+def test_a_url_in_capitals_is_read(artifacts: Path, server: LoopbackServer,
+                                   faststart_mp4: bytes) -> None:
+    """URL schemes are case-insensitive; FFmpeg's protocol names are not (``HTTP://`` was
+    "Protocol not found", exit 9)."""
+    url = server.add("/CAPS.mp4", Route(faststart_mp4, "video/mp4"))
+    proc, report = run_json(url.replace("http://", "HTTP://"), "--fps", "2", "--artifacts",
+                            artifacts)
+    assert proc.returncode == 0, proc.stderr
+    assert report["frames"] == CLIP_FRAMES and report["source"].startswith("http://")
+
+
 def test_mjpeg_stream(artifacts: Path, server: LoopbackServer) -> None:
     url = server.add("/cam.mjpg", Route(mjpeg(110, 170),
                                         "multipart/x-mixed-replace; boundary=frame", pace=4.0))

@@ -113,8 +113,13 @@ def is_video_argument(text: str) -> bool:
 
 
 def source_from_argument(text: str) -> VideoSource:
-    """The source an argument names: a stream URL, else a video file path."""
-    return VideoSource(SourceKind.STREAM if is_stream_url(text) else SourceKind.FILE, text)
+    """The source an argument names: a stream URL (its scheme in lower case: URL schemes are
+    case-insensitive, FFmpeg's protocol names are not, so ``HTTP://`` was "Protocol not found"),
+    else a video file path."""
+    if not is_stream_url(text):
+        return VideoSource(SourceKind.FILE, text)
+    scheme, _, rest = text.partition("://")
+    return VideoSource(SourceKind.STREAM, f"{scheme.lower()}://{rest}")
 
 
 def camera_source(index: int) -> VideoSource:
