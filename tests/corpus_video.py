@@ -216,6 +216,17 @@ def _over_input(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
             Outcome(3, "clip.mp4", ("is the video being read",)))
 
 
+@case("video-annotate-to-another-container", needs="models")
+def _annotate_avi(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
+    """Before: ``out.avi`` (a suffix the writer does not write) was taken for a folder, created,
+    and the video written into it."""
+    assert store is not None
+    ws.runtime(store)
+    video = clip(ws.inputs / "clip.mp4")
+    return (watch(ws, video, "--annotate", ws.inputs / "out.avi"),
+            Outcome(3, "out.avi", ("an annotated video is written as", "not .avi")))
+
+
 @case("usage-video-and-photo-mixed")
 def _mixed(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     video = ws.photo("clip.mp4", data=b"never opened")

@@ -148,12 +148,12 @@ def _source(argument: str | None, camera: int | None) -> VideoSource:
 
 
 def _annotation_path(annotate: Path, source: VideoSource) -> Path:
-    """``--annotate``: the file itself, or ``<folder>/<source stem>.annotated.mp4``."""
-    from toolchain.video.writer import CONTAINERS
-
-    if annotate.suffix.lower() in CONTAINERS and not annotate.is_dir():
-        return annotate
-    return annotate / f"{source.stem}.annotated.mp4"
+    """``--annotate``: ``<folder>/<source stem>.annotated.mp4`` for an existing folder or a new
+    name without a suffix; else the file itself, whose suffix the writer then checks (``out.avi``
+    is refused, not taken for a folder to create)."""
+    if annotate.is_dir() or not annotate.suffix:
+        return annotate / f"{source.stem}.annotated.mp4"
+    return annotate
 
 
 @contextlib.contextmanager
