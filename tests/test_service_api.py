@@ -314,6 +314,19 @@ def concurrent_enrollments(server: Server) -> None:
                             "embeddings e WHERE e.person_id = p.id)").fetchone() == (0,)
 
 
+def test_a_damaged_server_gallery_is_the_servers_error(tmp_path: Path) -> None:
+    """The server's gallery file damaged behind its back: 500 ``gallery`` with the reason, not
+    400 ``bad_image`` (which tells the client its image is at fault); the exit code is the
+    command line's for that gallery (3)."""
+    data = examples()
+    with running_server(tmp_path) as server:
+        assert server.enroll("obama", data / "people/obama/obama.jpg").status_code == 201
+        Path(server.gallery).write_bytes(b"not a gallery any more, " * 64)
+        message = assert_error(server.get("/v1/people"), 500, "gallery", 3)
+        assert "gallery.db" in message, message
+        assert_error(server.recognize(data / "photos/two_people.jpg"), 500, "gallery", 3)
+
+
 def test_token_guards_the_api_not_the_probes(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
