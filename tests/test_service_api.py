@@ -334,7 +334,8 @@ def test_token_guards_the_api_not_the_probes(tmp_path: Path) -> None:
     with running_server(tmp_path, "--token-file", str(token_file)) as server:
         photo = examples() / "photos/obama1.jpg"
         assert server.get("/healthz").status_code == 200
-        assert server.get("/readyz").status_code == 200
+        ready = server.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["people"] is None, ready.text
         assert server.get("/").status_code == 200
         for headers in ({}, {"Authorization": "Bearer wrong"},
                         {"Authorization": f"Basic {TOKEN}"},
