@@ -307,7 +307,7 @@ def test_a_photo_that_kills_its_worker_every_time_ends_the_run(
     output.parent.mkdir()
     output.write_text("earlier\n")
     recognized = facenet("batch", "recognize", "--list", unnamed, "--output", output,
-                         *common[1:], env=env)
+                         "--overwrite", *common[1:], env=env)
     assert recognized.returncode == 8, recognized.stderr
     errors = [line for line in recognized.stderr.splitlines()
               if line.startswith("facenet: error:")]
@@ -321,6 +321,35 @@ def test_a_photo_that_kills_its_worker_every_time_ends_the_run(
                       int(summary(again).split(", ", 1)[1].split(" ", 1)[0]))
     assert already == len(stored) and added + already == len(rows(db)), again.stdout
     assert rows(db) == rows(single)
+
+
+def test_batch_recognize_never_writes_over_an_input_or_an_earlier_output(
+        tmp_path: Path, fake_artifacts: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The list as --output (a link to it too), or an existing output without --overwrite:
+    exit 3 with one line before any work, the file untouched. Before: the list was replaced by
+    the results, an earlier output silently."""
+    from helpers import runtime_fakes as fakes
+    from helpers.cli import invoke
+
+    fakes.photo(tmp_path / "People" / "Red.png", [("red", 60)])
+    gallery = tmp_path / "g.db"
+    common = ["--gallery", str(gallery), "--artifacts", str(fake_artifacts)]
+    assert invoke(capsys, "enroll", tmp_path / "People", *common)[0] == 0
+    listed = tmp_path / "L.jsonl"
+    listed.write_text("People/Red.png\n")
+    (tmp_path / "link.jsonl").symlink_to(listed)
+    for output in (listed, tmp_path / "link.jsonl"):
+        code, out, err = invoke(capsys, "batch", "recognize", "--list", listed,
+                                "--output", output, "--overwrite", *common)
+        assert code == 3 and not out and "is one of the inputs" in err, err
+        assert len(err.strip().splitlines()) == 1
+        assert listed.read_text() == "People/Red.png\n"
+    earlier = tmp_path / "earlier.jsonl"
+    earlier.write_text("earlier\n")
+    code, out, err = invoke(capsys, "batch", "recognize", "--list", listed,
+                            "--output", earlier, *common)
+    assert code == 3 and not out and "exists: not replacing it" in err and "--overwrite" in err
+    assert earlier.read_text() == "earlier\n"
 
 
 def test_batch_usage_errors_are_one_line(tmp_path: Path, fake_artifacts: Path,

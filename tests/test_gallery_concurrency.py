@@ -184,14 +184,15 @@ def doomed_writer(path: str, fingerprint: str, first_batch: int, stall_after: in
         batches = 0
 
         def stalling_insert(conn: Any, entries: list[Entry], vectors: np.ndarray,
-                            model: str) -> Any:
+                            model: str, people_created: dict[str, str]) -> Any:
             nonlocal batches
             batches += 1
             if stall_after is not None and batches == 3:
-                real_insert(conn, entries[:stall_after], vectors[:stall_after], model)
+                real_insert(conn, entries[:stall_after], vectors[:stall_after], model,
+                            people_created)
                 Path(marker).write_text("inside the transaction")
                 time.sleep(600)
-            return real_insert(conn, entries, vectors, model)
+            return real_insert(conn, entries, vectors, model, people_created)
 
         gallery._insert = stalling_insert  # type: ignore[attr-defined]
         batch = first_batch

@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 from helpers import runtime_fakes as fakes
 from helpers.cli import invoke
+from helpers.gallery_backends import pg_connection
 
 from toolchain.gallery import Entry, open_gallery
 from toolchain.gallery.migrate import checksum
+from toolchain.gallery.pgschema import split_url
 
 
 @pytest.fixture
@@ -85,6 +87,30 @@ def test_gallery_commands_on_postgresql(fake_artifacts: Path, photos: tuple[Path
     assert code == 0, err
     assert "imported 1 embeddings (gallery export); 1 were already in" in out
     assert [e.name for e in entries(postgres_url)] == ["Blue", "Red"]
+
+
+@pytest.mark.parametrize("option", ["options=-c%20statement_timeout%3D5000",
+                                    "options=-c+statement_timeout%3D5000"])
+def test_the_rest_of_a_gallery_url_reaches_libpq_unchanged(
+        fake_artifacts: Path, photos: tuple[Path, Path], postgres_url: str, option: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Only ``gallery=`` is taken out of the query; the rest is passed to libpq as written (it
+    was decoded and encoded again, so ``%20`` became ``+``, which libpq does not decode: the
+    server refused ``+statement_timeout``). A ``+`` written by the user stays a ``+`` too."""
+    people, _ = photos
+    url = f"{postgres_url}&{option}"
+    conninfo, _ = split_url(url)
+    assert conninfo.endswith(f"&{option}") and "gallery=" not in conninfo
+    code, out, err = invoke(capsys, "enroll", people, "--gallery", url, "--artifacts",
+                            fake_artifacts)
+    if "+" in option:  # libpq's own reading: a literal plus, refused by the server
+        assert code == 3 and "statement_timeout" in err and len(err.splitlines()) == 1, err
+        return
+    assert code == 0, err
+    code, out, err = invoke(capsys, "gallery", "list", "--gallery", url)
+    assert code == 0 and "2 people, 2 embeddings" in out, err
+    with pg_connection(url) as (conn, _):
+        assert conn.execute("SHOW statement_timeout").fetchone()[0] == "5s"
 
 
 def test_migrate_sqlite_to_postgresql_and_back_is_verified_and_lossless(

@@ -206,6 +206,18 @@ def test_a_photo_without_a_face_is_not_enrolled(server: Server, tmp_path: Path) 
     assert "sky" not in people(server)
 
 
+def test_a_photo_of_two_people_names_the_apis_largest_field(server: Server) -> None:
+    """The refusal tells an API client what to send (``largest=true``), not the command line's
+    ``--largest``; with it the largest face is enrolled."""
+    photo = examples() / "photos" / "two_people.jpg"
+    response = server.post("/v1/people/pair/faces",
+                           files={"image": (photo.name, photo.read_bytes())})
+    assert_error(response, 400, "bad_image", 3)
+    details = response.json()["error"]["details"]
+    assert len(details) == 1 and "largest=true" in details[0] and "--" not in details[0], details
+    assert "pair" not in people(server)
+
+
 def test_oversized_bodies_are_refused_declared_or_streamed(server: Server) -> None:
     big = b"\xff" * (1 << 20) + b"more"
     assert_error(server.post("/v1/recognize", files={"image": ("big.jpg", big)}),
@@ -302,6 +314,19 @@ def concurrent_enrollments(server: Server) -> None:
                             "embeddings e WHERE e.person_id = p.id)").fetchone() == (0,)
 
 
+def test_a_damaged_server_gallery_is_the_servers_error(tmp_path: Path) -> None:
+    """The server's gallery file damaged behind its back: 500 ``gallery`` with the reason, not
+    400 ``bad_image`` (which tells the client its image is at fault); the exit code is the
+    command line's for that gallery (3)."""
+    data = examples()
+    with running_server(tmp_path) as server:
+        assert server.enroll("obama", data / "people/obama/obama.jpg").status_code == 201
+        Path(server.gallery).write_bytes(b"not a gallery any more, " * 64)
+        message = assert_error(server.get("/v1/people"), 500, "gallery", 3)
+        assert "gallery.db" in message, message
+        assert_error(server.recognize(data / "photos/two_people.jpg"), 500, "gallery", 3)
+
+
 def test_token_guards_the_api_not_the_probes(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
@@ -309,7 +334,8 @@ def test_token_guards_the_api_not_the_probes(tmp_path: Path) -> None:
     with running_server(tmp_path, "--token-file", str(token_file)) as server:
         photo = examples() / "photos/obama1.jpg"
         assert server.get("/healthz").status_code == 200
-        assert server.get("/readyz").status_code == 200
+        ready = server.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["people"] is None, ready.text
         assert server.get("/").status_code == 200
         for headers in ({}, {"Authorization": "Bearer wrong"},
                         {"Authorization": f"Basic {TOKEN}"},

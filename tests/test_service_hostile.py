@@ -323,3 +323,17 @@ def test_a_damaged_gallery_is_500_integrity_and_a_missing_one_503_not_ready(
         assert "'obama'" in message and "unit" in message, message
         Path(server.gallery).unlink()
         assert_error(server.get("/readyz"), 503, "not_ready", MissingArtifactError.exit_code)
+
+
+def test_deeply_nested_json_is_a_bad_request_without_a_traceback(server: Server) -> None:
+    """200,000 ``[`` then as many ``]``: Python's JSON parser runs out of recursion. Before: 500
+    ``internal`` and two tracebacks in the log per request."""
+    logged = len(server.log)
+    for body in (b"[" * 200_000 + b"]" * 200_000, b'{"image": ' + b"[" * 200_000 + b"]" * 200_000
+                 + b"}"):
+        response = server.post("/v1/recognize", data=body,
+                               headers={"Content-Type": "application/json"})
+        message = assert_error(response, 400, "bad_request", 2)
+        assert "nested" in message, message
+    assert server.get("/healthz").status_code == 200
+    assert not [line for line in server.log[logged:] if "Traceback" in line or "ERROR" in line]

@@ -113,6 +113,8 @@ def test_arguments_name_their_source() -> None:
     assert not is_video_argument("photo.jpg") and not is_video_argument("folder")
     assert not is_video_argument("ftp://host/clip")
     assert source_from_argument("udp://127.0.0.1:1234").kind is SourceKind.STREAM
+    assert source_from_argument("HTTP://Host/Cam.ts") == VideoSource(SourceKind.STREAM,
+                                                                      "http://Host/Cam.ts")
     assert source_from_argument("clip.webm") == VideoSource(SourceKind.FILE, "clip.webm")
     camera = camera_source(2)
     assert camera.location == "/dev/video2" and camera.live and camera.stem == "camera2"
@@ -217,6 +219,33 @@ def test_damaged_middle_of_a_file_ends_after_the_good_frames(tmp_path: Path) -> 
     assert 10 < len(frames) < 60
 
 
+def test_frames_over_the_pixel_limit_are_refused_at_open_and_mid_way(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The photos' decompression-bomb limit applies to every frame: to the size a file declares
+    (before any frame is decoded) and to each frame (a stream can change size). A raw MJPEG file
+    of three 64x48 JPEGs then one 200x200, under a limit of 10,000 pixels."""
+    from PIL import Image
+
+    def jpeg(side: tuple[int, int]) -> bytes:
+        import io
+
+        buffer = io.BytesIO()
+        Image.new("RGB", side, (90, 120, 150)).save(buffer, format="JPEG")
+        return buffer.getvalue()
+
+    growing = tmp_path / "growing.mjpeg"
+    growing.write_bytes(jpeg((64, 48)) * 3 + jpeg((200, 200)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10_000)
+    with VideoReader(source_from_argument(str(growing))) as reader:
+        frames = []
+        with pytest.raises(InputError, match=r"frame 3: 200x200 = 40,000 pixels exceeds the "
+                                             r"10,000-pixel"):
+            frames.extend(reader.frames())
+    assert len(frames) == 3
+    big = write_clip(tmp_path / "big.mp4", 3, walkers, size=(160, 120))
+    assert "its frames: 160x120 = 19,200 pixels exceeds" in _reader_error(big)
+
+
 def test_missing_camera_and_refusing_address_are_unavailable(tmp_path: Path) -> None:
     index = next(i for i in range(64, 128) if not Path(f"/dev/video{i}").exists())
     with pytest.raises(SourceUnavailableError, match=rf"camera {index} \(/dev/video{index}\) "
@@ -308,6 +337,39 @@ def test_reconnect_attempts_run_out() -> None:
         for frame in feed:
             got.append(frame.index)
     assert got == list(range(7)) and feed.reconnects == 0
+
+
+def test_opens_that_bring_no_frame_count_as_attempts() -> None:
+    """A stream that came back (the open succeeds) but sends nothing is a failed attempt: the
+    count does not start again at 1, so the attempts run out (it used to retry for ever)."""
+    readers = [FakeReader(7, fail=True)] + [FakeReader(0, fail=True) for _ in range(2)]
+    feed = FrameFeed(LIVE, reconnect=2, backoff=0.01, queue_size=100,
+                     opener=opener_of(*readers, FakeReader(5, fail=False)))  # type: ignore[arg-type]
+    got = []
+    with pytest.raises(StreamInterruptedError, match=r"dropped after 7 frames \(reconnect "
+                                                     r"attempts: 2\)"):
+        for frame in feed:
+            got.append(frame.index)
+    assert got == list(range(7)) and feed.reconnects == 2
+
+
+def test_a_frame_ends_a_row_of_attempts() -> None:
+    readers = [FakeReader(3, fail=True), FakeReader(0, fail=True), FakeReader(2, fail=True),
+               FakeReader(0, fail=True), FakeReader(4, fail=False)]
+    feed = FrameFeed(LIVE, reconnect=2, backoff=0.01, queue_size=100,
+                     opener=opener_of(*readers))  # type: ignore[arg-type]
+    assert [f.index for f in feed] == list(range(9)) and feed.reconnects == 4
+
+
+@pytest.mark.parametrize("reconnect", [0, 2])
+def test_a_stream_that_never_brings_a_frame_is_unavailable(reconnect: int) -> None:
+    """Every open succeeds and brings nothing (an MP4 with its index at the end from a server
+    without ``Range``): exit 9 (unavailable) with the likely reason, not 10 (interrupted)."""
+    feed = FrameFeed(LIVE, reconnect=reconnect, backoff=0.01, queue_size=100, opener=opener_of(  # type: ignore[arg-type]
+        *[FakeReader(0, fail=True) for _ in range(reconnect + 1)]))
+    with pytest.raises(SourceUnavailableError, match=rf"opened {reconnect + 1} time\(s\) but "
+                                                     r"brought no frame.*faststart.*Range"):
+        list(feed)
 
 
 def test_closing_a_feed_stops_its_decoder() -> None:
@@ -418,6 +480,23 @@ def test_track_names_each_appearance_once(recognizer: object, tmp_path: Path) ->
     assert summary.tracks[2].nearest is not None and summary.tracks[2].name is None
     frame = results[25]
     assert sorted(f.label for f in frame.faces) == ["Blue", "Red", "unknown"]
+
+
+def test_stop_ends_the_run_after_the_frame_being_analyzed(recognizer: object,
+                                                          tmp_path: Path) -> None:
+    """What Ctrl-C and SIGTERM do in ``facenet watch``: :meth:`stop` (a flag, safe in a signal
+    handler) ends the iteration between two frames; the run is interrupted, every frame it
+    yielded is counted, and nothing is yielded after it."""
+    clip = write_clip(tmp_path / "walk.mp4", 45, walkers)
+    with track(recognizer, clip, every=1) as run:  # type: ignore[arg-type]
+        seen = []
+        for result in run:
+            seen.append(result.index)
+            if result.index == 9:
+                run.stop()
+    summary = run.summary()
+    assert seen == list(range(10)) and summary.frames == 10 and summary.analyzed == 10
+    assert summary.ending is Ending.INTERRUPTED
 
 
 def test_every_third_frame_is_analyzed_and_boxes_are_carried(recognizer: object,

@@ -2,43 +2,35 @@
 
 The gallery is the six people of ``../shared/data/face_recognition_examples/people``; the clip is
 ``video/short_hamilton_clip.mp4`` of the same folder (its README lists who is on screen when).
-Streams are served by an HTTP server on 127.0.0.1 that these tests start: MPEG-TS and MJPEG
-(``multipart/x-mixed-replace``), at the clip's own pace or as fast as the socket takes them, and
-servers that drop the connection or stall half-way. No machine here has a camera: the camera path
-is checked through its error (``corpus_video.py``).
+Streams are served by an HTTP server on 127.0.0.1 that these tests start
+(:mod:`video_loopback`): MPEG-TS and MJPEG (``multipart/x-mixed-replace``), at the clip's own pace
+or as fast as the socket takes them, and servers that drop the connection or stall half-way. No
+machine here has a camera: the camera path is checked through its error (``corpus_video.py``).
 """
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
 import re
-import shutil
 import signal
-import socketserver
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import av
 import pytest
-from helpers.cli import facenet, facenet_argv, python_env
-from helpers.real import artifacts_root, shared_data
+from helpers.cli import ROOT, facenet, facenet_argv, python_env
+from helpers.real import shared_data
+from helpers.video_loopback import CLIP_FRAMES, LoopbackServer, Route, clip, enrolled_artifacts
 
 from toolchain.runtime.recognizer import Recognizer
 from toolchain.video import Ending, TrackSummary, track
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
-
-ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx")
-CLIP_FRAMES = 275
 
 CAST: list[tuple[int, int, frozenset[str]]] = [
     (0, 17, frozenset({"lin_manuel_miranda"})),
@@ -58,28 +50,10 @@ def allowed_names(first: int, last: int) -> frozenset[str]:
                                if first <= end + CUT_SLACK and last >= start - CUT_SLACK))
 
 
-def clip() -> Path:
-    return shared_data("video") / "short_hamilton_clip.mp4"
-
-
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private copy of the exported models (a re-export elsewhere cannot change them
-    mid-run) with a gallery of the six shared people."""
-    root = tmp_path_factory.mktemp("video") / "artifacts"
-    (root / "models").mkdir(parents=True)
-    for name in MODELS:
-        source = artifacts_root() / "models" / name
-        if not source.is_file():
-            pytest.skip(f"{source} missing: run `nox -s export` first")
-        shutil.copyfile(source, root / "models" / name)
-    people = shared_data("people")
-    items = [(folder.name, photo) for folder in sorted(people.iterdir()) if folder.is_dir()
-             for photo in sorted(folder.iterdir())]
-    with Recognizer.from_artifacts(root) as rec:
-        outcomes = rec.enroll_many(items)
-    assert sum(o.ok for o in outcomes) >= 10, [o.message for o in outcomes if not o.ok]
-    return root
+    """The models and a gallery of the six shared people (:func:`enrolled_artifacts`)."""
+    return enrolled_artifacts(tmp_path_factory.mktemp("video") / "artifacts")
 
 
 def check_cast(tracks: list[TrackSummary] | list[dict[str, Any]]) -> None:
@@ -164,80 +138,6 @@ def test_video_runs_in_the_runtime_environment_without_tensorflow(
 
 
 # ---- live streams from a loopback HTTP server ----
-
-
-@dataclass(frozen=True)
-class Route:
-    """What the server sends for one path."""
-
-    body: bytes
-    content_type: str
-    pace: float | None = None
-    """Seconds over which the body is sent (``None``: as fast as the socket takes it)."""
-    cut: float | None = None
-    """Share of the body after which the server stops sending."""
-    then: str = "close"
-    """After the cut: ``close`` the connection, or ``stall`` (keep it open, send nothing)."""
-    cut_first_only: bool = False
-    """Only the first request is cut (a stream that comes back)."""
-
-
-class LoopbackServer:
-    """An HTTP/1.0 server on 127.0.0.1 in a thread, serving :class:`Route` objects."""
-
-    def __init__(self, routes: dict[str, Route]):
-        self.routes = routes
-        self.requests: dict[str, int] = {}
-        self.release = threading.Event()
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                route = server.routes.get(self.path)
-                if route is None:
-                    self.send_error(404)
-                    return
-                count = server.requests[self.path] = server.requests.get(self.path, 0) + 1
-                self.send_response(200)
-                self.send_header("Content-Type", route.content_type)
-                self.send_header("Content-Length", str(len(route.body)))
-                self.end_headers()
-                cut = route.cut if not (route.cut_first_only and count > 1) else None
-                end = len(route.body) if cut is None else int(len(route.body) * cut)
-                step = max(1, len(route.body) // 100)
-                try:
-                    for start in range(0, end, step):
-                        self.wfile.write(route.body[start:min(end, start + step)])
-                        if route.pace is not None:
-                            time.sleep(route.pace / 100)
-                    self.wfile.flush()
-                    if cut is not None and route.then == "stall":
-                        server.release.wait(60)
-                except (BrokenPipeError, ConnectionResetError):
-                    return
-
-        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-            daemon_threads = True
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def add(self, path: str, route: Route) -> str:
-        """Serve ``route`` at ``path``; its URL."""
-        self.routes[path] = route
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def __enter__(self) -> LoopbackServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -328,6 +228,17 @@ def test_frames_arriving_too_fast_are_dropped_and_counted(
     assert report["dropped"] > 0 and report["analyzed"] + report["dropped"] <= CLIP_FRAMES
 
 
+def test_a_url_in_capitals_is_read(artifacts: Path, server: LoopbackServer,
+                                   faststart_mp4: bytes) -> None:
+    """URL schemes are case-insensitive; FFmpeg's protocol names are not (``HTTP://`` was
+    "Protocol not found", exit 9)."""
+    url = server.add("/CAPS.mp4", Route(faststart_mp4, "video/mp4"))
+    proc, report = run_json(url.replace("http://", "HTTP://"), "--fps", "2", "--artifacts",
+                            artifacts)
+    assert proc.returncode == 0, proc.stderr
+    assert report["frames"] == CLIP_FRAMES and report["source"].startswith("http://")
+
+
 def test_mjpeg_stream(artifacts: Path, server: LoopbackServer) -> None:
     url = server.add("/cam.mjpg", Route(mjpeg(110, 170),
                                         "multipart/x-mixed-replace; boundary=frame", pace=4.0))
@@ -407,7 +318,7 @@ def test_docs_video_example_runs(artifacts: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     pattern = re.compile(r"track (\d+): (\S+), frames (\d+)-(\d+) ")
-    rows = [{"track": int(m[1]), "name": m[2], "first_frame": int(m[3]),
+    rows = [{"track": int(m[1]), "label": m[2], "first_frame": int(m[3]),
              "last_frame": int(m[4])}
             for m in map(pattern.match, proc.stdout.splitlines()) if m]
     assert rows, proc.stdout

@@ -42,6 +42,27 @@ def clip(path: Path, frames: int = 10, fmt: str | None = None) -> Path:
     return path
 
 
+def huge_frames(path: Path, side: int = 9_500, frames: int = 2) -> Path:
+    """An MJPEG ``.mkv`` of flat gray ``side`` x ``side`` frames (9,500^2 = 90.25 M pixels, over
+    the photos' limit of 89.48 M): about 1.4 MB a frame on disk, 271 MB each once decoded to
+    RGB."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mjpeg", rate=5)
+        stream.width, stream.height, stream.pix_fmt = side, side, "yuvj420p"
+        frame = av.VideoFrame(side, side, "yuvj420p")
+        for plane in frame.planes:
+            plane.update(b"\x80" * plane.buffer_size)
+        for index in range(frames):
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def audio_only(path: Path) -> Path:
     """An MP4 holding one AAC audio stream and no video."""
     import av
@@ -93,6 +114,8 @@ VIDEO_FILES: dict[str, tuple[str, Callable[[Workspace], Path]]] = {
     "audio-only": ("no video stream (audio streams only)",
                    lambda ws: audio_only(ws.inputs / "song.mp4")),
     "unsupported-codec": ("codec is not one this FFmpeg build can decode", _unknown_codec),
+    "frames-over-the-pixel-limit": ("9500x9500 = 90,250,000 pixels exceeds the",
+                                    lambda ws: huge_frames(ws.inputs / "huge.mkv")),
 }
 """Video files that cannot be used: what the error line says."""
 
@@ -107,6 +130,19 @@ def _fifo(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
     path = ws.inputs / "live.mp4"
     return (partial(with_fifo, path, watch(ws, path)),
             Outcome(3, "live.mp4", ("is a FIFO, not a regular file",)))
+
+
+@case("video-annotate-to-a-fifo", needs="models")
+def _annotate_fifo(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
+    """Before: the check for an earlier run's video opened the FIFO and waited for a writer
+    forever."""
+    assert store is not None
+    ws.runtime(store)
+    video = clip(ws.inputs / "clip.mp4")
+    out = ws.inputs / "out.mp4"
+    command = partial(facenet, "watch", video, "--annotate", out, "--artifacts", ws.artifacts,
+                      timeout=120)
+    return partial(with_fifo, out, command), Outcome(3, "out.mp4", ("is a FIFO",))
 
 
 @case("video-camera-missing", needs="models")
@@ -180,6 +216,17 @@ def _over_input(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
     video = clip(ws.inputs / "clip.mp4")
     return (watch(ws, video, "--annotate", video),
             Outcome(3, "clip.mp4", ("is the video being read",)))
+
+
+@case("video-annotate-to-another-container", needs="models")
+def _annotate_avi(ws: Workspace, store: Store | None) -> tuple[Command, Outcome]:
+    """Before: ``out.avi`` (a suffix the writer does not write) was taken for a folder, created,
+    and the video written into it."""
+    assert store is not None
+    ws.runtime(store)
+    video = clip(ws.inputs / "clip.mp4")
+    return (watch(ws, video, "--annotate", ws.inputs / "out.avi"),
+            Outcome(3, "out.avi", ("an annotated video is written as", "not .avi")))
 
 
 @case("usage-video-and-photo-mixed")

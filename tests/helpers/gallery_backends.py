@@ -16,7 +16,7 @@ import numpy as np
 from helpers.corpus_gallery import edit_meta as sqlite_edit_meta
 from helpers.corpus_gallery import edit_vector as sqlite_edit_vector
 from toolchain.gallery import is_postgres_url
-from toolchain.gallery.postgres import split_url
+from toolchain.gallery.pgschema import split_url
 
 
 @contextmanager

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from toolchain.core.atomic import atomic_file
+from toolchain.core.atomic import atomic_file, destination
 from toolchain.core.boxes import as_box
 from toolchain.core.errors import EnvironmentToolError, InputError
 from toolchain.gallery import Entry, Gallery
@@ -331,21 +331,53 @@ def enroll_batch(items: Sequence[tuple[str, Path]], config: BatchConfig,
     return BatchSummary(len(items), actors, cpus, enrolled=outcomes)
 
 
-def recognize_batch(paths: Sequence[Path], config: BatchConfig, cluster: ClusterOptions,
-                    output: Path, progress: Callable[[Path], None] | None = None
-                    ) -> BatchSummary:
-    """Recognize every face of ``paths`` on Ray; one record per photo into ``output``.
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
-    ``output`` ends in ``.jsonl`` (one JSON object per line) or ``.parquet``; it is written
-    whole or not at all.
+
+def check_output(output: Path, inputs: Sequence[Path], *, overwrite: bool = False) -> None:
+    """Refuse an output that would destroy something, before any Ray work starts.
 
     Raises:
-        EnvironmentToolError: Ray is not installed.
-        InputError: an output of another kind, or the cluster cannot be reached.
-        BatchAborted: Ray gave up; ``output`` is not written (an earlier file there stays).
+        InputError: ``output`` does not end in one of :data:`OUTPUT_SUFFIXES`; is one of
+            ``inputs`` (the same file under any name or link: results written over the list
+            or a photo they come from); is not a regular file; or exists and ``overwrite`` is
+            not set (the results of an earlier run are not replaced silently).
     """
     if output.suffix not in OUTPUT_SUFFIXES:
         raise InputError(f"{output}: the output must end in {' or '.join(OUTPUT_SUFFIXES)}")
+    destination(output)
+    identity = _file_identity(output)
+    if identity is None:
+        return
+    if identity in {_file_identity(path) for path in inputs}:
+        raise InputError(f"{output} is one of the inputs: not writing the results over it; "
+                         "name another output")
+    if not overwrite:
+        raise InputError(f"{output} exists: not replacing it (--overwrite replaces it once the "
+                         "run has succeeded); or name another output")
+
+
+def recognize_batch(paths: Sequence[Path], config: BatchConfig, cluster: ClusterOptions,
+                    output: Path, progress: Callable[[Path], None] | None = None, *,
+                    read: Sequence[Path] = (), overwrite: bool = False) -> BatchSummary:
+    """Recognize every face of ``paths`` on Ray; one record per photo into ``output``.
+
+    ``output`` ends in ``.jsonl`` (one JSON object per line) or ``.parquet``; it is written
+    whole or not at all, and is never one of ``paths`` or ``read`` (other files the run reads,
+    such as the list of photos); an existing one is replaced only with ``overwrite``.
+
+    Raises:
+        EnvironmentToolError: Ray is not installed.
+        InputError: an output refused by :func:`check_output`, or the cluster cannot be
+            reached.
+        BatchAborted: Ray gave up; ``output`` is not written (an earlier file there stays).
+    """
+    check_output(output, [*read, *paths], overwrite=overwrite)
     records, actors, cpus = _records([("", path) for path in paths], config, cluster)
     counts = {"photos": 0, "faces": 0, "errors": 0}
 

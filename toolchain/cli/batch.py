@@ -200,7 +200,11 @@ def batch_recognize(
     output: Annotated[Path, typer.Option(
         "--output", "-o", dir_okay=False, show_default=False,
         help="Where the results go: FILE.jsonl (one JSON object per photo) or FILE.parquet; "
-             "written whole or not at all.")] = Path("recognized.jsonl"),
+             "written whole or not at all; never one of the inputs.")
+    ] = Path("recognized.jsonl"),
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing --output (once the run has succeeded).")
+    ] = False,
     list_file: ListOption = None,
     gallery: GalleryOption = None,
     threshold: Annotated[float | None, typer.Option(
@@ -227,9 +231,11 @@ def batch_recognize(
     One record per photo (file, error, faces with box, name, distance, margin, runner-up and
     candidates), in input order; the same faces and distances as `facenet recognize --json`.
     Exit 1 when some photos could not be read (their records carry the error); exit 8 when Ray
-    gives up (a batch killed its worker on every retry): no output is written then.
+    gives up (a batch killed its worker on every retry): no output is written then. Exit 3
+    before any work when --output is an input (the list, a photo) or exists without
+    --overwrite.
     """
-    from toolchain.batch.pipeline import BatchConfig, recognize_batch
+    from toolchain.batch.pipeline import BatchConfig, check_output, recognize_batch
     from toolchain.runtime.images import find_images
 
     cluster = _cluster(ray, cpus, actors)
@@ -239,6 +245,8 @@ def batch_recognize(
     photos = [p.resolve() for p in photos] + [p for _, p in _listed(list_file, named=False)]
     if not photos:
         raise typer.BadParameter("no photos: give photos, folders or --list")
+    read = [] if list_file is None else [list_file]
+    check_output(output, [*read, *photos], overwrite=overwrite)  # before the models load
     detection = detection_keywords(min_face, max_detect_side).get("detection", {})
     with open_recognizer(artifacts.resolve(), gallery, models, threshold=threshold, top_k=top_k,
                          match=match.value, detection=detection,
@@ -250,7 +258,9 @@ def batch_recognize(
             allow_crop_mismatch=allow_crop_mismatch, threads=threads or 0,
             models=str(models.resolve()) if models else None)
     with progress_bar("recognizing on Ray", len(photos)) as advance:
-        summary = recognize_batch(photos, config, cluster, output, progress=advance)
+        summary = recognize_batch(photos, config, cluster, output, progress=advance,
+                                  read=read,
+                                  overwrite=overwrite)
     print(f"{summary.faces} face(s) in {summary.photos} photos on Ray ({summary.actors} "
           f"workers, {summary.cpus:g} CPUs) -> {display_text(output)}")
     return 1 if summary.errors else 0

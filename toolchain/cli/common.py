@@ -6,8 +6,13 @@ imported when a console is made.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
@@ -64,3 +69,40 @@ def fail(message: str, exit_code: int) -> NoReturn:
 def problem(message: str) -> None:
     """Report one problem with one input as one line on stderr (control characters escaped)."""
     print(f"facenet: {display_text(message)}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def stop_signals(stop: Callable[[], None] | None = None) -> Iterator[None]:
+    """Ctrl-C (SIGINT) and SIGTERM alike within the block.
+
+    SIGTERM is how service managers, ``timeout`` and container runtimes stop a process; its
+    default action ends the process at once, printing nothing and leaving temporary files
+    behind. Here it does what Ctrl-C does:
+
+    - without ``stop``, either signal raises :class:`KeyboardInterrupt`, so every ``finally``
+      runs (temporary files removed, an atomic write finished or dropped);
+    - with ``stop``, the first signal calls ``stop()`` (which must only set a flag: it runs in
+      the signal handler), so the work ends at its next safe point and reports what it did; a
+      second signal raises :class:`KeyboardInterrupt`.
+
+    The previous handlers are restored afterwards; outside the main thread nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    asked = False
+
+    def handle(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal asked
+        if stop is None or asked:
+            raise KeyboardInterrupt
+        asked = True
+        stop()
+
+    previous = {number: signal.signal(number, handle)
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from toolchain.cli.common import ArtifactsOption, console, display_text, fail, problem
+from toolchain.cli.common import (
+    ArtifactsOption,
+    console,
+    display_text,
+    fail,
+    problem,
+    stop_signals,
+)
 from toolchain.cli.options import (
     AlignOption,
     AllowCropMismatchOption,
@@ -142,12 +149,12 @@ def _source(argument: str | None, camera: int | None) -> VideoSource:
 
 
 def _annotation_path(annotate: Path, source: VideoSource) -> Path:
-    """``--annotate``: the file itself, or ``<folder>/<source stem>.annotated.mp4``."""
-    from toolchain.video.writer import CONTAINERS
-
-    if annotate.suffix.lower() in CONTAINERS and not annotate.is_dir():
-        return annotate
-    return annotate / f"{source.stem}.annotated.mp4"
+    """``--annotate``: ``<folder>/<source stem>.annotated.mp4`` for an existing folder or a new
+    name without a suffix; else the file itself, whose suffix the writer then checks (``out.avi``
+    is refused, not taken for a folder to create)."""
+    if annotate.is_dir() or not annotate.suffix:
+        return annotate / f"{source.stem}.annotated.mp4"
+    return annotate
 
 
 @contextlib.contextmanager
@@ -219,17 +226,15 @@ def _print_table(summary: VideoSummary, match: str, top_k: int) -> None:
 
 
 def _consume(run: VideoTracking, write: Callable[[FrameResult], None] | None) -> bool:
-    """Go through the run (progress, annotated frames); ``True`` if Ctrl-C stopped it."""
-    with _progress(run) as advance:
-        try:
-            for result in run:
-                if write is not None:
-                    write(result)
-                advance(result)
-        except KeyboardInterrupt:
-            run.close()
-            return True
-    return False
+    """Go through the run (progress, annotated frames); ``True`` if Ctrl-C or SIGTERM stopped
+    it. The signal ends the run between two frames (:meth:`VideoTracking.stop`), so the
+    annotated video holds exactly the frames of the timeline; a second signal stops at once."""
+    with _progress(run) as advance, stop_signals(run.stop):
+        for result in run:
+            if write is not None:
+                write(result)
+            advance(result)
+    return run.summary().ending == "interrupted"
 
 
 @app.command()
@@ -278,38 +283,41 @@ def watch(
     if fps is not None and every != 1:
         raise typer.BadParameter("--every and --fps are exclusive", param_hint="--every/--fps")
     video = _source(source, camera)
-    rec = open_recognizer(artifacts, gallery, models, threshold=threshold, top_k=top_k,
-                          match=match.value, **crop_keywords(margin, align, allow_crop_mismatch),
-                          **detection_keywords(min_face, max_detect_side),
-                          **model_keywords(runtime, precision))
-    with rec:
-        opened = rec.gallery()
-        if not opened.people():
-            problem(f"warning: the gallery {opened.path} is empty: every face will be "
-                    "`unknown`; enroll people first (`facenet enroll`)")
-        run = track(rec, video, every=every, fps=fps, min_track_frames=min_track_frames,
-                    min_name_face=min_name_face, reconnect=reconnect, timeout=timeout)
-        with run, contextlib.ExitStack() as outputs:
-            write = None
-            if annotate is not None:
-                inputs = [] if video.live else [Path(video.location)]
-                write = outputs.enter_context(annotated_video(
-                    _annotation_path(annotate, video), run.feed.fps, inputs))
-            try:
-                interrupted = _consume(run, write)
-                error: ToolchainError | None = None
-            except ToolchainError as exc:
-                interrupted, error = False, exc
-        summary = run.summary()
-        gallery_path = opened.path
-    if as_json:
-        print_json({"gallery": str(gallery_path), "match": match.value, **summary.to_dict()})
-    elif as_csv:
-        print_csv(CSV_COLUMNS, _csv_rows(summary))
-    else:
-        _print_table(summary, match.value, top_k)
-    if not summary.tracks:
-        problem(f"{summary.source}: no face tracked")
+    with stop_signals():  # a service manager or `timeout` stops it as Ctrl-C does
+        rec = open_recognizer(artifacts, gallery, models, threshold=threshold, top_k=top_k,
+                              match=match.value,
+                              **crop_keywords(margin, align, allow_crop_mismatch),
+                              **detection_keywords(min_face, max_detect_side),
+                              **model_keywords(runtime, precision))
+        with rec:
+            opened = rec.gallery()
+            if not opened.people():
+                problem(f"warning: the gallery {opened.path} is empty: every face will be "
+                        "`unknown`; enroll people first (`facenet enroll`)")
+            run = track(rec, video, every=every, fps=fps, min_track_frames=min_track_frames,
+                        min_name_face=min_name_face, reconnect=reconnect, timeout=timeout)
+            with run, contextlib.ExitStack() as outputs:
+                write = None
+                if annotate is not None:
+                    inputs = [] if video.live else [Path(video.location)]
+                    write = outputs.enter_context(annotated_video(
+                        _annotation_path(annotate, video), run.feed.fps, inputs))
+                try:
+                    interrupted = _consume(run, write)
+                    error: ToolchainError | None = None
+                except ToolchainError as exc:
+                    interrupted, error = False, exc
+            summary = run.summary()
+            gallery_path = opened.path
+        if as_json:
+            print_json({"gallery": str(gallery_path), "match": match.value,
+                        **summary.to_dict()})
+        elif as_csv:
+            print_csv(CSV_COLUMNS, _csv_rows(summary))
+        else:
+            _print_table(summary, match.value, top_k)
+    if not summary.tracks and (error is None or summary.frames):
+        problem(f"{summary.source}: no face tracked")  # not when the error says why: no frame
     if error is not None:
         fail(str(error), error.exit_code)
     if interrupted:

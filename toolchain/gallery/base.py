@@ -14,7 +14,7 @@ notices other writers' enrollments before it matches.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
@@ -49,7 +49,8 @@ GalleryTarget: TypeAlias = Path | str
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 """URL schemes of a PostgreSQL gallery (libpq's two spellings)."""
 
-StoredRow: TypeAlias = tuple[str, bytes, str, str, float, float, float, float, "float | None"]
+StoredRow: TypeAlias = tuple[str, bytes, str, str, float, float, float, float, "float | None",
+                          str]
 """One embedding as a backend reads it: name, float32 little-endian vector bytes, source,
 image_sha256, box x, y, w, h, score."""
 
@@ -246,12 +247,16 @@ class Gallery(abc.ABC):
         """Where :attr:`threshold` came from."""
         return self._meta.get("threshold_source")
 
-    def add(self, entries: Sequence[Entry], fingerprint: str | None = None) -> AddResult:
+    def add(self, entries: Sequence[Entry], fingerprint: str | None = None, *,
+            people_created: Mapping[str, str] | None = None) -> AddResult:
         """Store ``entries`` in ONE transaction; faces already stored are skipped.
 
         Args:
-            entries: Embeddings to add (raw or unit; normalized on the way in).
+            entries: Embeddings to add (raw or unit; normalized on the way in). Each keeps its
+                ``created`` time if it has one (a migrated copy), else gets the write's.
             fingerprint: The model the vectors come from, recorded per row (default: the gallery's).
+            people_created: When each person NOT yet in the gallery counts as created (a
+                migration carries them over); else the ``created`` of their first entry.
 
         Each name is stored as the name rule makes it (NFC, stripped:
         :func:`~toolchain.gallery.names.person_name`).
@@ -264,7 +269,8 @@ class Gallery(abc.ABC):
         if not entries:
             return AddResult(added=[], duplicates=[])
         vectors = entry_vectors(entries, self.dim)
-        result, _ = self._write(entries, vectors, fingerprint or self.fingerprint, None)
+        result, _ = self._write(entries, vectors, fingerprint or self.fingerprint, None,
+                                people_created or {})
         return result
 
     def import_data(self, data: ImportData) -> AddResult:
@@ -288,15 +294,17 @@ class Gallery(abc.ABC):
         vectors = entry_vectors(data.entries, self.dim)
         source = f"imported from {data.path}"
         offer = (data.threshold, source) if data.threshold is not None else None
-        result, adopted = self._write(data.entries, vectors, self.fingerprint, offer)
+        result, adopted = self._write(data.entries, vectors, self.fingerprint, offer, {})
         if adopted:
             self._meta.update(threshold=repr(data.threshold), threshold_source=source)
         return result
 
     @abc.abstractmethod
     def _write(self, entries: Sequence[Entry], vectors: np.ndarray, fingerprint: str,
-               threshold: tuple[float, str] | None) -> tuple[AddResult, bool]:
-        """Insert ``entries`` (``vectors`` checked unit rows) in ONE transaction.
+               threshold: tuple[float, str] | None, people_created: Mapping[str, str]
+               ) -> tuple[AddResult, bool]:
+        """Insert ``entries`` (``vectors`` checked unit rows) in ONE transaction (times as
+        :meth:`add` says).
 
         A face already stored (same image sha256 and canonical box) is a duplicate, reported with
         the name it is stored under; a person left with no embedding is not kept. ``threshold``
@@ -336,7 +344,7 @@ class Gallery(abc.ABC):
             self._bad_vector(rows[first][0], f"norm {norms[first]:.3g}")
         return [
             Entry(name=r[0], vector=vector, source=r[2], image_sha256=r[3],
-                  box=(r[4], r[5], r[6], r[7]), score=r[8])
+                  box=(r[4], r[5], r[6], r[7]), score=r[8], created=r[9])
             for r, vector in zip(rows, matrix, strict=True)
         ]
 

@@ -4,7 +4,12 @@ The destination is created bound to the source's model, embedding size and crop 
 must have the same three). Embeddings are copied in batches, one transaction each, through the
 ordinary idempotent :meth:`~toolchain.gallery.base.Gallery.add` (into a large PostgreSQL
 gallery without its HNSW index, built once at the end): an interrupted migration is finished by
-running it again. The stored threshold goes along when the destination has none.
+running it again. Each person and embedding keeps its ``created`` time, and each person's
+embeddings keep their order (the source's, which :meth:`~toolchain.gallery.base.Gallery.entries`
+reads in insertion order). Vectors are copied bit for bit: the destination normalizes them again
+on the way in, which leaves a stored unit vector unchanged
+(:data:`~toolchain.gallery.vectors.UNIT_FIXED_POINT`). The stored threshold goes along when the
+destination has none.
 Then the copy is verified: the destination must hold every source embedding (same person, vector
 bytes, source, photo sha256, box, score), checked by counts and by a sha256 over the sorted
 per-row digests of both sides.
@@ -107,7 +112,8 @@ def migrate(source: GalleryTarget, destination: GalleryTarget,
     """
     with open_gallery(source) as src:
         entries = src.entries()
-        people = len(src.people())
+        born = {person.name: person.created for person in src.people()}
+        people = len(born)
         _check_names(src)
         threshold, threshold_source = src.threshold, src.threshold_source
         with open_gallery(destination, fingerprint=src.fingerprint, dim=src.dim, create=True,
@@ -117,9 +123,10 @@ def migrate(source: GalleryTarget, destination: GalleryTarget,
                     f"gallery {dst.path} holds {dst.dim}-d embeddings of crop {dst.crop!r}, "
                     f"{src.path} {src.dim}-d ones of crop {src.crop!r}: not one gallery")
             if isinstance(dst, PostgresGallery) and len(entries) >= BULK_MIN:
-                added = dst.bulk_add(entries)
+                added = dst.bulk_add(entries, people_created=born)
             else:
-                added = sum(len(dst.add(entries[start:start + batch]).added)
+                added = sum(len(dst.add(entries[start:start + batch],
+                                        people_created=born).added)
                             for start in range(0, len(entries), batch))
             copied = False
             if dst.threshold is None and threshold is not None:

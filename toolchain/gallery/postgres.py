@@ -21,16 +21,15 @@ bit-identical to what was written.
 
 Creating the ``vector`` extension needs a role allowed to (a superuser, or the database owner
 where the extension is trusted); a gallery is created under an advisory lock, so concurrent first
-enrollments agree on one gallery.
+enrollments agree on one gallery. The URL, the driver and the tables are
+:mod:`toolchain.gallery.pgschema`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -44,21 +43,24 @@ from toolchain.gallery.base import (
     display_target,
 )
 from toolchain.gallery.names import person_name
-from toolchain.gallery.redact import scrub
-from toolchain.gallery.schema import SCHEMA_VERSION, MatchMode
-from toolchain.gallery.sqlite import now, one_line
+from toolchain.gallery.pgschema import (
+    CONNECT_TIMEOUT_S,
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
+    create_gallery,
+    failure,
+    has_gallery,
+    psycopg_module,
+    register_vector,
+    split_url,
+)
+from toolchain.gallery.schema import MatchMode
+from toolchain.gallery.sqlite import now
 from toolchain.gallery.vectors import Candidate, Entry, canonical_box, rank_people
 
 if TYPE_CHECKING:
     import psycopg
 
-DEFAULT_SCHEMA = "facenet"
-"""The schema of a URL without ``?gallery=``."""
-SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-"""A gallery name: a lowercase SQL identifier (used as the schema name, never quoted text)."""
-CREATE_LOCK = 0x6661_6365_6E65_74
-"""The advisory lock key held while a gallery (and the extension) is created."""
-CONNECT_TIMEOUT_S = 10
 EXACT_SCAN_MAX = 20_000
 """Largest gallery (embeddings) matched by an exact in-memory scan; larger ones use the index."""
 INDEX_CANDIDATES = 100
@@ -67,8 +69,6 @@ EF_SEARCH = 200
 """``hnsw.ef_search``: the index's candidate list while searching (at least the candidates)."""
 EF_SEARCH_MAX = 1000
 """pgvector's upper limit of ``hnsw.ef_search``."""
-HNSW_M = 16
-HNSW_EF_CONSTRUCTION = 64
 BULK_BATCH = 10_000
 """Entries per transaction of :meth:`PostgresGallery.bulk_add`."""
 WRITE_ATTEMPTS = 5
@@ -77,104 +77,6 @@ WRITE_ATTEMPTS = 5
 Search = Literal["auto", "memory", "scan", "index"]
 """How :meth:`PostgresGallery.match` finds nearest faces: by size (``auto``), in memory, by an
 exact scan in the database, or through the HNSW index (the last two re-rank exactly)."""
-
-
-def split_url(url: str) -> tuple[str, str]:
-    """The libpq URL (without ``gallery=``) and the gallery's schema name.
-
-    Raises:
-        InputError: the gallery name is not a lowercase SQL identifier.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise InputError(f"gallery {display_target(url)}: not a URL libpq can read ({exc})"
-                         ) from exc
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    names = [value for key, value in query if key == "gallery"]
-    schema = names[-1] if names else DEFAULT_SCHEMA
-    if not SCHEMA_NAME.fullmatch(schema):
-        raise InputError(f"gallery {display_target(url)}: gallery name {schema!r} is not a "
-                         "lowercase identifier (letters, digits, _; at most 63)")
-    rest = urlencode([(key, value) for key, value in query if key != "gallery"])
-    return urlunsplit(parts._replace(query=rest)), schema
-
-
-def schema_sql(schema: str, dim: int) -> list[str]:
-    """The statements creating a gallery's tables in ``schema`` (see the SQLite ``SCHEMA_SQL``)."""
-    return [
-        f"CREATE SCHEMA IF NOT EXISTS {schema}",
-        f"CREATE TABLE {schema}.meta (key text PRIMARY KEY, value text NOT NULL)",
-        f"CREATE TABLE {schema}.state (id integer PRIMARY KEY CHECK (id = 1),"
-        " revision bigint NOT NULL, embeddings bigint NOT NULL)",
-        f"CREATE TABLE {schema}.people (id bigserial PRIMARY KEY, name text NOT NULL UNIQUE,"
-        " created text NOT NULL)",
-        f"CREATE TABLE {schema}.embeddings ("
-        " id bigserial PRIMARY KEY,"
-        f" person_id bigint NOT NULL REFERENCES {schema}.people(id) ON DELETE CASCADE,"
-        f" vector vector({dim}) NOT NULL,"
-        " source text NOT NULL, image_sha256 text NOT NULL,"
-        " box_x double precision NOT NULL, box_y double precision NOT NULL,"
-        " box_w double precision NOT NULL, box_h double precision NOT NULL,"
-        " score double precision, model_fingerprint text NOT NULL, created text NOT NULL,"
-        " UNIQUE (image_sha256, box_x, box_y, box_w, box_h))",
-        f"CREATE INDEX embeddings_person ON {schema}.embeddings (person_id)",
-        f"CREATE INDEX embeddings_hnsw ON {schema}.embeddings USING hnsw (vector vector_l2_ops)"
-        f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})",
-        f"INSERT INTO {schema}.state (id, revision, embeddings) VALUES (1, 0, 0)",
-    ]
-
-
-def failure(url: str, doing: str, exc: Exception) -> InputError:
-    """The one-line error of a driver failure on the gallery at ``url``: the URL shown without
-    its password, and the driver's message (which can quote the URL or a token of it) scrubbed
-    of every secret."""
-    return InputError(f"gallery {display_target(url)}: {doing} "
-                      f"({scrub(one_line(str(exc)), url)})")
-
-
-def _psycopg() -> Any:
-    """The psycopg module, or an :class:`InputError` naming the ``postgres`` extra."""
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise InputError("a postgresql:// gallery needs psycopg: pip install "
-                         "'facenet-toolchain[postgres]'") from exc
-    return psycopg
-
-
-def _register_vector(conn: psycopg.Connection[Any]) -> None:
-    """Send numpy vectors and read ``vector`` columns in pgvector's binary format.
-
-    Read back as float32 little-endian bytes (what the SQLite backend stores), bit for bit.
-
-    Raises:
-        InputError: the database has no ``vector`` type (pgvector not installed).
-    """
-    from psycopg.adapt import Dumper, Loader
-    from psycopg.pq import Format
-    from psycopg.types import TypeInfo
-
-    info = TypeInfo.fetch(conn, "vector")
-    if info is None:
-        raise InputError(f"database {conn.info.dbname}: no pgvector extension (the vector type)")
-
-    class VectorDumper(Dumper):
-        format = Format.BINARY
-        oid = info.oid
-
-        def dump(self, obj: Any) -> bytes:
-            array = np.asarray(obj, dtype=">f4").reshape(-1)
-            return len(array).to_bytes(2, "big") + b"\0\0" + array.tobytes()
-
-    class VectorLoader(Loader):
-        format = Format.BINARY
-
-        def load(self, data: Any) -> bytes:
-            return np.frombuffer(bytes(data), dtype=">f4", offset=4).astype("<f4").tobytes()
-
-    conn.adapters.register_dumper(np.ndarray, VectorDumper)
-    conn.adapters.register_loader(info.oid, VectorLoader)
 
 
 class PostgresGallery(Gallery):
@@ -202,7 +104,7 @@ class PostgresGallery(Gallery):
         Raises:
             InputError: psycopg missing, a bad URL, or a server that cannot be reached.
         """
-        psycopg = _psycopg()
+        psycopg = psycopg_module()
         conninfo, schema = split_url(url)
         try:
             conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
@@ -219,8 +121,8 @@ class PostgresGallery(Gallery):
         """
         conn, schema = cls._connect(str(target))
         try:
-            return _has_gallery(conn, schema)
-        except _psycopg().Error as exc:
+            return has_gallery(conn, schema)
+        except psycopg_module().Error as exc:
             raise failure(str(target), "cannot read", exc) from exc
         finally:
             conn.close()
@@ -229,16 +131,16 @@ class PostgresGallery(Gallery):
     def _open(cls, target: GalleryTarget, *, fingerprint: str | None, dim: int, create: bool,
               crop: str) -> PostgresGallery:
         url = str(target)
-        psycopg = _psycopg()
+        psycopg = psycopg_module()
         conn, schema = cls._connect(url)
         try:
-            if not _has_gallery(conn, schema):
+            if not has_gallery(conn, schema):
                 if create:
-                    _create(conn, schema, fingerprint, dim, crop)
+                    create_gallery(conn, schema, fingerprint, dim, crop)
                 else:
                     raise InputError(f"gallery {display_target(url)} does not exist; enroll "
                                      "faces first (`facenet enroll`)")
-            _register_vector(conn)
+            register_vector(conn)
             meta = dict(conn.execute(f"SELECT key, value FROM {schema}.meta").fetchall())
             conn.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
         except psycopg.Error as exc:
@@ -256,7 +158,7 @@ class PostgresGallery(Gallery):
     @contextlib.contextmanager
     def _reading(self) -> Iterator[psycopg.Connection[Any]]:
         """The connection, with database errors as one-line :class:`InputError`."""
-        psycopg = _psycopg()
+        psycopg = psycopg_module()
         try:
             yield self._conn
         except psycopg.Error as exc:
@@ -265,7 +167,7 @@ class PostgresGallery(Gallery):
     def _transact(self, work: Any) -> Any:
         """``work(conn)`` in one transaction that also bumps the revision; retried whole on a
         deadlock, a serialization failure or a person removed under it by another writer."""
-        psycopg = _psycopg()
+        psycopg = psycopg_module()
         retry = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
                  psycopg.errors.ForeignKeyViolation)
         for attempt in range(WRITE_ATTEMPTS):
@@ -299,9 +201,10 @@ class PostgresGallery(Gallery):
         return self.state()[1]
 
     def _write(self, entries: Sequence[Entry], vectors: np.ndarray, fingerprint: str,
-               threshold: tuple[float, str] | None) -> tuple[AddResult, bool]:
+               threshold: tuple[float, str] | None, people_created: Mapping[str, str]
+               ) -> tuple[AddResult, bool]:
         def work(conn: psycopg.Connection[Any]) -> tuple[tuple[AddResult, bool], int]:
-            result = self._insert(conn, entries, vectors, fingerprint)
+            result = self._insert(conn, entries, vectors, fingerprint, people_created)
             adopted = False
             if threshold is not None:
                 adopted = conn.execute(
@@ -316,25 +219,36 @@ class PostgresGallery(Gallery):
         return result
 
     def _insert(self, conn: psycopg.Connection[Any], entries: Sequence[Entry],
-                vectors: np.ndarray, fingerprint: str) -> AddResult:
+                vectors: np.ndarray, fingerprint: str, people_created: Mapping[str, str]
+                ) -> AddResult:
         if not entries:
             return AddResult(added=[], duplicates=[])
         s = self.schema
-        created = now()
+        written = now()
         canonical = {name: person_name(name) for name in {entry.name for entry in entries}}
-        names = sorted(set(canonical.values()))
-        conn.execute(f"INSERT INTO {s}.people (name, created) SELECT n, %s"
-                     " FROM unnest(%b::text[]) AS n ORDER BY n ON CONFLICT (name) DO NOTHING",
-                     (created, names))
+        born: dict[str, str] = {}  # a new person: as given, else the time of their first face
+        for entry in entries:
+            name = canonical[entry.name]
+            born.setdefault(name, people_created.get(name, entry.created or written))
+        names = sorted(born)
+        conn.execute(f"INSERT INTO {s}.people (name, created) SELECT n, c"
+                     " FROM unnest(%b::text[], %b::text[]) AS t(n, c) ORDER BY n"
+                     " ON CONFLICT (name) DO NOTHING", (names, [born[n] for n in names]))
         ids = dict(conn.execute(f"SELECT name, id FROM {s}.people WHERE name = ANY(%b)",
                                 (names,)).fetchall())
         keys = [(entry.image_sha256, *canonical_box(entry.box)) for entry in entries]
         first: dict[tuple[Any, ...], int] = {}
         for i, key in enumerate(keys):
             first.setdefault(key, i)
-        fields = ("person_id, vector, source, image_sha256, box_x, box_y, box_w, box_h, score,"
-                   " model_fingerprint, created")
-        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{s} (person_id bigint,"
+        # Rows are inserted in key order (one lock order between concurrent writers) with ids
+        # drawn in the order given, so each person's embeddings read back in that order.
+        row_ids = [row[0] for row in conn.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) AS id FROM generate_series(1, %s)"
+            " ORDER BY id", (f"{s}.embeddings", len(first))).fetchall()]
+        row_id = dict(zip(first.values(), row_ids, strict=True))
+        fields = ("id, person_id, vector, source, image_sha256, box_x, box_y, box_w, box_h,"
+                  " score, model_fingerprint, created")
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{s} (id bigint, person_id bigint,"
                      f" vector vector({self.dim}), source text, image_sha256 text,"
                      " box_x float8, box_y float8, box_w float8, box_h float8, score float8,"
                      " model_fingerprint text, created text) ON COMMIT DELETE ROWS")
@@ -343,12 +257,12 @@ class PostgresGallery(Gallery):
         vector_oid = conn.adapters.get_dumper(np.ndarray, PyFormat.BINARY).oid
         with conn.cursor() as cursor:
             with cursor.copy(f"COPY stage_{s} ({fields}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["int8", vector_oid, "text", "text", "float8", "float8", "float8",
-                                "float8", "float8", "text", "text"])
+                copy.set_types(["int8", "int8", vector_oid, "text", "text", "float8", "float8",
+                                "float8", "float8", "float8", "text", "text"])
                 for key, i in first.items():
-                    copy.write_row((ids[canonical[entries[i].name]], vectors[i],
+                    copy.write_row((row_id[i], ids[canonical[entries[i].name]], vectors[i],
                                     entries[i].source, *key, entries[i].score, fingerprint,
-                                    created))
+                                    entries[i].created or written))
             inserted = {tuple(row) for row in cursor.execute(
                 f"INSERT INTO {s}.embeddings ({fields}) SELECT {fields} FROM stage_{s}"
                 " ORDER BY image_sha256, box_x, box_y, box_w, box_h"
@@ -378,13 +292,14 @@ class PostgresGallery(Gallery):
                      f" (SELECT 1 FROM {s}.embeddings e WHERE e.person_id = p.id)", (names,))
         return AddResult(added=added, duplicates=duplicates)
 
-    def bulk_add(self, entries: Sequence[Entry], batch: int = BULK_BATCH) -> int:
+    def bulk_add(self, entries: Sequence[Entry], batch: int = BULK_BATCH, *,
+                 people_created: Mapping[str, str] | None = None) -> int:
         """Add many entries fast: the HNSW index is dropped while they load, then built again.
 
         Maintaining the index row by row costs ~100 times the insert itself at a million rows;
         one build at the end is much cheaper. Each batch is its own idempotent transaction (as
-        :meth:`add`), so an interrupted load is finished by running it again; meanwhile, and
-        until the index is back, searches scan exactly (correct, slower).
+        :meth:`add`, times too), so an interrupted load is finished by running it again;
+        meanwhile, and until the index is back, searches scan exactly (correct, slower).
 
         Returns:
             How many entries were added (the rest were already there).
@@ -393,7 +308,8 @@ class PostgresGallery(Gallery):
             InputError: a bad vector or name (see :meth:`add`), or the database fails.
         """
         self.drop_index()
-        added = sum(len(self.add(entries[start:start + batch]).added)
+        added = sum(len(self.add(entries[start:start + batch],
+                                 people_created=people_created).added)
                     for start in range(0, len(entries), batch))
         self.build_index()
         return added
@@ -421,7 +337,7 @@ class PostgresGallery(Gallery):
                   f" WITH (m = {HNSW_M}, ef_construction = {HNSW_EF_CONSTRUCTION})")
 
     def _ddl(self, statement: str) -> None:
-        psycopg = _psycopg()
+        psycopg = psycopg_module()
         try:
             self._conn.execute(statement)
         except psycopg.Error as exc:
@@ -451,7 +367,7 @@ class PostgresGallery(Gallery):
             cursor = conn.cursor(binary=True)
             cursor.execute(
                 "SELECT p.name, e.vector, e.source, e.image_sha256, e.box_x, e.box_y, e.box_w,"
-                f" e.box_h, e.score FROM {s}.embeddings e JOIN {s}.people p"
+                f" e.box_h, e.score, e.created FROM {s}.embeddings e JOIN {s}.people p"
                 f' ON p.id = e.person_id{where} ORDER BY p.name COLLATE "C", e.id',
                 None if people is None else (list(people),))
             rows: list[StoredRow] = cursor.fetchall()
@@ -519,7 +435,8 @@ class PostgresGallery(Gallery):
                 f"WITH hit AS MATERIALIZED (SELECT person_id FROM {s}.embeddings"
                 " ORDER BY vector <-> %b LIMIT %s)"
                 " SELECT p.name, e.vector, e.source, e.image_sha256, e.box_x, e.box_y, e.box_w,"
-                f" e.box_h, e.score FROM {s}.embeddings e JOIN {s}.people p ON p.id = e.person_id"
+                f" e.box_h, e.score, e.created FROM {s}.embeddings e"
+                f" JOIN {s}.people p ON p.id = e.person_id"
                 " WHERE e.person_id IN (SELECT person_id FROM hit)"
                 ' ORDER BY p.name COLLATE "C", e.id', (query, limit))
             rows: list[StoredRow] = cursor.fetchall()
@@ -535,35 +452,3 @@ class PostgresGallery(Gallery):
         matrix = np.stack([entry.vector for entry in entries])
         return rank_people(names, matrix, np.asarray(starts, dtype=np.intp), query[None], k,
                            MatchMode.NEAREST)[0]
-
-
-def _has_gallery(conn: psycopg.Connection[Any], schema: str) -> bool:
-    """Whether ``schema`` holds a gallery, read from ``pg_tables`` with the statement's snapshot
-    (``to_regclass`` reads the catalog cache, which may not yet show a table another creator
-    just committed while this one waited for the lock)."""
-    return conn.execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s"
-                        " AND tablename = 'meta')", (schema,)).fetchone()[0]
-
-
-def _create(conn: psycopg.Connection[Any], schema: str, fingerprint: str | None, dim: int,
-            crop: str) -> None:
-    """Create the gallery in ``schema`` unless it exists, in one transaction under
-    :data:`CREATE_LOCK` (concurrent creators wait, then find it made).
-
-    Raises:
-        ValueError: the gallery is missing and ``fingerprint`` is ``None``.
-    """
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_LOCK,))
-        if _has_gallery(conn, schema):
-            return
-        if fingerprint is None:
-            raise ValueError("creating a gallery needs the model fingerprint")
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        for statement in schema_sql(schema, dim):
-            conn.execute(statement)
-        with conn.cursor() as cursor:
-            cursor.executemany(
-                f"INSERT INTO {schema}.meta (key, value) VALUES (%s, %s)",
-                [("schema_version", str(SCHEMA_VERSION)), ("model_fingerprint", fingerprint),
-                 ("dim", str(dim)), ("crop", crop), ("created", now())])

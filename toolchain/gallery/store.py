@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -106,9 +106,10 @@ class SqliteGallery(Gallery):
             return conn.execute("PRAGMA data_version").fetchone()[0], self._writes
 
     def _write(self, entries: Sequence[Entry], vectors: np.ndarray, fingerprint: str,
-               threshold: tuple[float, str] | None) -> tuple[AddResult, bool]:
+               threshold: tuple[float, str] | None, people_created: Mapping[str, str]
+               ) -> tuple[AddResult, bool]:
         with self._transaction() as conn:
-            result = self._insert(conn, entries, vectors, fingerprint)
+            result = self._insert(conn, entries, vectors, fingerprint, people_created)
             adopted = False
             if threshold is not None and conn.execute(
                     "SELECT value FROM meta WHERE key = 'threshold'").fetchone() is None:
@@ -117,15 +118,16 @@ class SqliteGallery(Gallery):
         return result, adopted
 
     def _insert(self, conn: sqlite3.Connection, entries: Sequence[Entry], vectors: np.ndarray,
-                fingerprint: str) -> AddResult:
+                fingerprint: str, people_created: Mapping[str, str]) -> AddResult:
         added: list[Entry] = []
         duplicates: list[tuple[Entry, str]] = []
-        created = now()
+        written = now()
         for entry, vector in zip(entries, vectors, strict=True):
             name = person_name(entry.name)
+            created = entry.created or written
             conn.execute(
                 "INSERT INTO people (name, created) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
-                (name, created),
+                (name, people_created.get(name, created)),
             )
             person_id = conn.execute(
                 "SELECT id FROM people WHERE name = ?", (name,)
@@ -171,7 +173,7 @@ class SqliteGallery(Gallery):
         with self._reading() as conn:
             rows: list[StoredRow] = conn.execute(
                 "SELECT p.name, e.vector, e.source, e.image_sha256, e.box_x, e.box_y, e.box_w,"
-                " e.box_h, e.score FROM embeddings e JOIN people p ON p.id = e.person_id"
+                " e.box_h, e.score, e.created FROM embeddings e JOIN people p ON p.id = e.person_id"
                 " ORDER BY p.name, e.id"
             ).fetchall()
         return rows

@@ -32,6 +32,14 @@ near-zero vector normalized with a clamped norm stays near zero, at distance 1 f
 under the usual thresholds it would be named in every photo.)"""
 UNIT_NORM_TOLERANCE = 1e-3
 """How far from 1 the norm of a stored (float32, unit) vector may be: rounding is ~1e-7."""
+UNIT_FIXED_POINT = 2.0 ** -22
+"""A float32 vector whose norm is this close to 1 is taken as the unit vector it is, bit for bit,
+so normalizing a stored vector again (a migrated copy) changes nothing. Normalizing in float64
+and rounding to float32 leaves the norm within 2**-24 of 1 (each component rounded by at most a
+relative 2**-24); the recognizer's float32 normalization within 2**-23 (up to 1.92 * 2**-24 over
+5,000 random 128-d vectors, ``tests/test_gallery_migrate_real.py``). Dividing such a vector by
+its norm again moved some components by one ulp (35 of those 5,000), so a migration refused its
+own copy. The distances this leaves aside (below 1e-6) are far below any that matters."""
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -45,6 +53,10 @@ class Entry:
     image_sha256: str
     box: tuple[float, float, float, float]
     score: float | None = None
+    created: str | None = None
+    """When it was stored (ISO 8601 UTC, read back from a gallery). Given to
+    :meth:`~toolchain.gallery.base.Gallery.add`, it is kept (a migrated copy keeps its time);
+    ``None`` stores the time of the write."""
 
 
 
@@ -77,7 +89,9 @@ def unit_embedding(values: Any, dim: int | None, where: str) -> np.ndarray:
 
     Refused: a size other than ``dim`` (any size if ``None``), NaN or infinity, values beyond the
     float32 range a gallery stores, and a norm below :data:`MIN_RAW_NORM`. Normalization runs in
-    float64 on values that passed, so the result is unit within float32 rounding.
+    float64 on values that passed, so the result is unit within float32 rounding; a float32 vector
+    already unit within :data:`UNIT_FIXED_POINT` comes back unchanged, so normalizing twice is
+    normalizing once (a copied gallery holds the same bits).
     """
     try:
         array = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -98,6 +112,9 @@ def unit_embedding(values: Any, dim: int | None, where: str) -> np.ndarray:
     if norm < MIN_RAW_NORM:
         raise InputError(f"{where}: norm {norm:.3g} is below {MIN_RAW_NORM:g}, not a face "
                          "embedding (a near-zero vector is equally close to every face)")
+    single = array.astype(np.float32)
+    if abs(norm - 1.0) <= UNIT_FIXED_POINT and np.array_equal(single, array):
+        return single  # already a float32 unit vector: normalizing is a fixed point
     return (array / norm).astype(np.float32)
 
 

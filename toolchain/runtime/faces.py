@@ -271,10 +271,15 @@ class EnrollOutcome:
                 "box": box_dict(self.face.box) if self.face is not None else None}
 
 
-def enroll_outcome(name: str, photo: PhotoFaces, largest: bool, min_face: float
-                   ) -> EnrollOutcome:
+def enroll_outcome(name: str, photo: PhotoFaces, largest: bool, min_face: float, *,
+                   largest_hint: str = "use --largest to enroll the biggest",
+                   min_face_hint: str = " (--min-enroll-face)") -> EnrollOutcome:
     """What :meth:`~toolchain.runtime.recognizer.Recognizer.enroll_many` does with one photo:
-    faces under ``min_face`` px (short side) do not count."""
+    faces under ``min_face`` px (short side) do not count.
+
+    The hints end the messages of a photo with several faces and of one whose faces are too
+    small: the command line's options by default; the HTTP API names its own field (and has no
+    minimum to change)."""
     if photo.error is not None:
         return EnrollOutcome(photo.path, name, EnrollStatus.ERROR, photo.error)
     if not photo.faces:
@@ -286,12 +291,12 @@ def enroll_outcome(name: str, photo: PhotoFaces, largest: bool, min_face: float
         return EnrollOutcome(
             photo.path, name, EnrollStatus.TOO_SMALL,
             f"{photo.path}: the face is {biggest.box[2]:.0f}x{biggest.box[3]:.0f} px, under "
-            f"the {min_face:g} px short side needed to enroll (--min-enroll-face)",
+            f"the {min_face:g} px short side needed to enroll{min_face_hint}",
         )
     if len(usable) > 1 and not largest:
         return EnrollOutcome(
             photo.path, name, EnrollStatus.MULTIPLE_FACES,
-            f"{photo.path}: {len(usable)} faces; use --largest to enroll the biggest",
+            f"{photo.path}: {len(usable)} faces; {largest_hint}",
         )
     face = usable[largest_face([f.box for f in usable])]
     return EnrollOutcome(photo.path, name, EnrollStatus.ADDED, face=face)

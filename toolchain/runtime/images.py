@@ -51,16 +51,29 @@ class LoadedImage:
         return int(self.pixels.shape[1]), int(self.pixels.shape[0])
 
 
-def _check_pixels(image: Image.Image, path: Path) -> None:
+def check_pixel_count(width: int, height: int, where: str) -> None:
+    """Refuse a picture of ``width`` x ``height`` over Pillow's decompression-bomb limit
+    (``Image.MAX_IMAGE_PIXELS``, 89.48 M pixels unless changed), before it is decoded.
+
+    The one limit of photos and video frames alike: a video's frames are pictures too, and
+    12,000 x 12,000 frames take 432 MB each as RGB (eight of them wait in the decoding queue).
+
+    Raises:
+        InputError: over the limit (``where`` names the file or source).
+    """
     limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and width * height > limit:
+        raise InputError(
+            f"{where}: {width}x{height} = {width * height:,} pixels exceeds the "
+            f"{limit:,}-pixel decompression-bomb limit; refused"
+        )
+
+
+def _check_pixels(image: Image.Image, path: Path) -> None:
     width, height = image.size
     if width <= 0 or height <= 0:
         raise InputError(f"{path}: image has no pixels ({width}x{height})")
-    if limit is not None and width * height > limit:
-        raise InputError(
-            f"{path}: {width}x{height} = {width * height:,} pixels exceeds the "
-            f"{limit:,}-pixel decompression-bomb limit; refused"
-        )
+    check_pixel_count(width, height, str(path))
 
 
 def _high_bit_depth_to_uint8(image: Image.Image) -> Image.Image:

@@ -12,8 +12,8 @@ Middleware, outermost first: metrics (status and latency of every answer), secur
 (421 for a ``Host`` this server does not answer to, 403 for a write from another origin's page:
 :mod:`toolchain.service.guard`), the body limit (413 from the ``Content-Length`` or as soon as
 the streamed body passes the limit), and CORS only when origins are configured. The bearer
-token, when set, guards ``/v1/*`` and ``/metrics``; ``/healthz``, ``/readyz``, the page and the
-docs stay open (they hold no data).
+token, when set, guards ``/v1/*`` and ``/metrics``; ``/healthz``, ``/readyz`` (without the people
+count then), the page, its models (published weights, no data) and the docs stay open.
 """
 
 from __future__ import annotations
@@ -303,6 +303,8 @@ def create_app(engine: Engine) -> FastAPI:
             log.warning("not ready: %s", exc)
             raise ApiError("not_ready", "the gallery cannot be opened; the server log says "
                            "why") from None
+        if config.token is not None:  # open without the token: no count of the data it guards
+            described["people"] = None
         return {"status": "ready", **described}
 
     @app.get("/metrics", tags=["operations"], dependencies=guarded,

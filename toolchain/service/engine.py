@@ -47,6 +47,7 @@ from toolchain.runtime.images import LoadedImage, decode_bytes
 from toolchain.runtime.pack import model_source
 from toolchain.runtime.recognizer import MIN_ENROLL_FACE, Recognizer
 from toolchain.service.config import ServiceConfig
+from toolchain.service.errors import gallery_errors
 from toolchain.service.pool import Ticket, TimedOut, WorkerPool
 
 log = logging.getLogger(__name__)
@@ -204,8 +205,13 @@ class Engine:
         return recognizer
 
     def gallery(self) -> Gallery:
-        """This thread's open gallery (created if it was removed since the start)."""
-        return self._recognizer().gallery(create=True)
+        """This thread's open gallery (created if it was removed since the start).
+
+        Raises:
+            GalleryUnavailable: it cannot be opened (damaged, its database unreachable).
+        """
+        with gallery_errors():
+            return self._recognizer().gallery(create=True)
 
     def decode(self, upload: Upload) -> Decoded:
         """Decode one upload (pixel limit first).
@@ -228,7 +234,8 @@ class Engine:
         """Who is in an image (every face; unknown beyond the threshold)."""
         image = self.decode(upload)
         recognizer = self._recognizer()
-        recognizer.gallery(create=True)
+        with gallery_errors():
+            recognizer.gallery(create=True)
         matches = recognizer.recognize(image.pixels)
         threshold, source = recognizer.threshold()
         return RecognizeResult(image.size, matches, threshold, source)
@@ -265,7 +272,9 @@ class Engine:
             photos.append(PhotoFaces(path, loaded, recognizer.faces(image.pixels)))
             if ticket.cancelled:
                 raise TimedOut("the request timed out; nothing was written")
-        outcomes = [enroll_outcome(name, photo, largest, MIN_ENROLL_FACE) for photo in photos]
+        outcomes = [enroll_outcome(name, photo, largest, MIN_ENROLL_FACE, min_face_hint="",
+                                   largest_hint="send largest=true to enroll the biggest")
+                    for photo in photos]
         entries: dict[int, Entry] = {}
         for index, (outcome, photo) in enumerate(zip(outcomes, photos, strict=True)):
             if outcome.face is not None and photo.image is not None:
@@ -276,7 +285,8 @@ class Engine:
             if not ticket.begin_commit():
                 raise TimedOut("the request timed out; nothing was written")
             try:
-                added = recognizer.gallery(create=True).add(list(entries.values()))
+                with gallery_errors():
+                    added = recognizer.gallery(create=True).add(list(entries.values()))
             finally:
                 self._generation += 1
         owners = {id(entry): owner for entry, owner in added.duplicates}
@@ -292,7 +302,9 @@ class Engine:
 
     def people(self) -> list[Person]:
         """Everyone enrolled, by name."""
-        return self.gallery().people()
+        gallery = self.gallery()
+        with gallery_errors():
+            return gallery.people()
 
     def remove(self, name: str, ticket: Ticket) -> tuple[str, int | None]:
         """Remove the person ``name`` asks for (stripped and normalized as enrollment does:

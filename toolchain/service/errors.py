@@ -13,6 +13,8 @@ per-item messages, e.g. why each photo of an enrollment was not used.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +28,26 @@ from toolchain.gallery.names import NameRefused
 
 USAGE_EXIT = 2
 """The exit code of a usage error (typer's)."""
+
+
+class GalleryUnavailable(ToolchainError):
+    """The server's own gallery cannot be opened, read or written (a damaged file, a database
+    that went away): the server's problem, not the client's input, so ``gallery`` (500), not
+    ``bad_image``. The exit code is the command line's for the same gallery (3)."""
+
+    exit_code = InputError.exit_code
+
+
+@contextlib.contextmanager
+def gallery_errors() -> Iterator[None]:
+    """Within the block, an :class:`InputError` (other than a refused name) is the server's
+    gallery failing: :class:`GalleryUnavailable`."""
+    try:
+        yield
+    except NameRefused:
+        raise
+    except InputError as exc:
+        raise GalleryUnavailable(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -47,6 +69,7 @@ ERROR_KINDS: dict[str, ErrorKind] = {
     "unsupported_media_type": ErrorKind(415, USAGE_EXIT),
     "misdirected": ErrorKind(421, USAGE_EXIT),
     "integrity": ErrorKind(500, IntegrityError.exit_code),
+    "gallery": ErrorKind(500, GalleryUnavailable.exit_code),
     "internal": ErrorKind(500, ToolchainError.exit_code),
     "not_ready": ErrorKind(503, MissingArtifactError.exit_code),
     "busy": ErrorKind(503, ToolchainError.exit_code),
@@ -85,6 +108,8 @@ def from_toolchain(exc: ToolchainError) -> ApiError:
     :class:`InputError` the client's image)."""
     if isinstance(exc, NameRefused):
         return ApiError("bad_request", str(exc))
+    if isinstance(exc, GalleryUnavailable):
+        return ApiError("gallery", str(exc))
     if isinstance(exc, InputError):
         return ApiError("bad_image", str(exc))
     if isinstance(exc, IntegrityError):

@@ -163,7 +163,8 @@ class ReadyResponse(_Model):
 
     status: Literal["ready"]
     model: str = Field(description="The first 16 hex digits of the model's sha256.")
-    people: int
+    people: int | None = Field(description="People enrolled; null when a token guards the API "
+                                           "(this probe is open without it).")
     workers: int
     queue: int
 

@@ -165,6 +165,9 @@ async def _json(request: Request, image_fields: Sequence[str]) -> Body:
         document = json.loads(await request.body())
     except (ValueError, UnicodeDecodeError):
         raise ApiError("bad_request", "the body is not valid JSON") from None
+    except RecursionError:  # thousands of nested arrays or objects: the parser's stack runs out
+        raise ApiError("bad_request", "the JSON body is nested too deeply (no request of this "
+                       "API nests more than two levels)") from None
     if not isinstance(document, dict):
         raise ApiError("bad_request", "the JSON body must be an object")
     body = Body()

@@ -10,7 +10,11 @@ queue holds at most ``queue_size`` frames:
 
 A live source that fails or stalls is reopened up to ``reconnect`` times in a row, waiting
 :data:`BACKOFF_START` seconds before the first attempt and twice as long before each next one (at
-most :data:`BACKOFF_MAX`); frame numbers and times go on from where the source stopped.
+most :data:`BACKOFF_MAX`); frame numbers and times go on from where the source stopped. Only a
+frame ends a row of attempts: an open that succeeds but brings no frame (an MP4 whose index is at
+its end, from an HTTP server that ignores ``Range``) counts as a failed attempt, and a source that
+never brought a frame is :class:`~toolchain.core.errors.SourceUnavailableError`, not an
+interruption.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ BACKOFF_MAX = 8.0
 
 CLOSE_WAIT = 2.0
 """Seconds :meth:`FrameFeed.close` waits for the decoder thread to finish."""
+
+HALT_CHECK = 0.1
+"""Seconds between two looks at :meth:`FrameFeed.halt` while waiting for a frame."""
 
 _END = object()
 """Put in the queue after the last frame."""
@@ -77,6 +84,9 @@ class FrameFeed:
         self.reconnect = reconnect
         self.dropped = 0
         self.reconnects = 0
+        self._frames = 0
+        self._attempts = 0
+        """Reconnect attempts since the last frame."""
         self._opener = opener
         self._backoff = backoff
         self._reader = opener(source, timeout)
@@ -84,21 +94,39 @@ class FrameFeed:
         self.frame_count = self._reader.frame_count
         self._queue: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
+        self.halted = False
+        """:meth:`halt` was called: the iteration ended (or ends) early."""
         self._thread = threading.Thread(target=self._decode, name="facenet-video-decoder",
                                         daemon=True)
 
     def __iter__(self) -> Iterator[Frame]:
-        """The frames in order; the error that ended the source is raised after the last."""
+        """The frames in order; the error that ended the source is raised after the last.
+
+        The iteration also ends, between two frames, once :meth:`halt` is called (looked at
+        every :data:`HALT_CHECK` seconds while waiting for a frame).
+        """
         if not self._thread.is_alive() and not self._stop.is_set():
             self._thread.start()
-        while True:
-            item = self._queue.get()
+        while not self.halted:
+            try:
+                item = self._queue.get(timeout=HALT_CHECK)
+            except queue.Empty:
+                continue
             if item is _END:
                 return
             if isinstance(item, BaseException):
                 raise item
             assert isinstance(item, Frame)
             yield item
+
+    def halt(self) -> None:
+        """End the iteration before the next frame; the decoder keeps going until :meth:`close`.
+
+        Only sets a flag (no lock is taken), so a signal handler may call it: the frame being
+        handed over or analyzed is finished first, so whatever the consumer does with each frame
+        (an annotated video, a report) stays whole.
+        """
+        self.halted = True
 
     def close(self) -> None:
         """Stop the decoder and release the source (frames still queued are discarded).
@@ -148,24 +176,39 @@ class FrameFeed:
             except queue.Full:
                 continue
 
-    def _reopen(self, cause: StreamInterruptedError) -> VideoReader:
-        """A new reader after ``cause``, within :attr:`reconnect` attempts (with backoff)."""
-        wait = self._backoff
-        for attempt in range(1, self.reconnect + 1):
-            log.warning("%s; reconnecting in %g s (attempt %d of %d)", cause, wait, attempt,
+    def _reopen(self, cause: StreamInterruptedError, attempt: int) -> VideoReader:
+        """A new reader after ``cause``: attempt number ``attempt`` and on, within
+        :attr:`reconnect` attempts in a row (with backoff)."""
+        wait = min(self._backoff * 2 ** (attempt - 1), BACKOFF_MAX)
+        for number in range(attempt, self.reconnect + 1):
+            log.warning("%s; reconnecting in %g s (attempt %d of %d)", cause, wait, number,
                         self.reconnect)
             if self._stop.wait(wait):
                 raise cause
             try:
                 reader = self._opener(self.source, self.timeout)
             except SourceUnavailableError as exc:
-                log.info("reconnect attempt %d failed: %s", attempt, exc)
+                log.info("reconnect attempt %d failed: %s", number, exc)
                 wait = min(2 * wait, BACKOFF_MAX)
                 continue
             self.reconnects += 1
+            self._attempts = number
             return reader
-        raise StreamInterruptedError(
-            f"{cause} (reconnect attempts: {self.reconnect})" if self.reconnect else str(cause))
+        raise self._given_up(cause)
+
+    def _given_up(self, cause: StreamInterruptedError) -> Exception:
+        """The error that ends the source after the last attempt: a source that never brought
+        a frame is unavailable (with the likely reason for an HTTP one), else interrupted."""
+        attempts = f" (reconnect attempts: {self.reconnect})" if self.reconnect else ""
+        if self._frames:
+            return StreamInterruptedError(f"{cause}{attempts}")
+        reason = ""
+        if self.source.location.lower().startswith(("http:", "https:")):
+            reason = ("; an MP4 served over HTTP needs its index first (`ffmpeg -i IN -c copy "
+                      "-movflags +faststart OUT`) or a server that honours Range requests")
+        return SourceUnavailableError(
+            f"{self.source.label}: opened {self.reconnects + 1} time(s) but brought no frame "
+            f"({cause}){attempts}{reason}")
 
     def _decode(self) -> None:
         reader = self._reader
@@ -174,6 +217,8 @@ class FrameFeed:
             while not self._stop.is_set():
                 try:
                     for frame in reader.frames(index, offset):
+                        self._frames += 1
+                        self._attempts = 0  # a frame ends a row of attempts
                         self._put_frame(frame)
                         index, offset = frame.index + 1, frame.time
                         if self._stop.is_set():
@@ -184,7 +229,7 @@ class FrameFeed:
                     if not self.source.live:
                         raise
                     reader.close()
-                    reader = self._reopen(exc)
+                    reader = self._reopen(exc, self._attempts + 1)
                     offset += 1.0 / (reader.fps or 25.0)
         except BaseException as exc:  # handed to the caller's thread, which raises it
             self._put_final(exc)

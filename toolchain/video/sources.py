@@ -8,7 +8,8 @@ rotation, as a phone records portrait video; the frame's number and its time sin
 frame), and turns every way a source can fail into one typed error:
 
 - a file that cannot be used (empty, not a video, truncated before its index, no video stream,
-  a codec this FFmpeg cannot decode, damaged mid-way): :class:`InputError` (exit 3);
+  a codec this FFmpeg cannot decode, damaged mid-way, frames over the photos' pixel limit):
+  :class:`InputError` (exit 3);
 - a camera or stream that cannot be opened: :class:`SourceUnavailableError` (exit 9);
 - a camera or stream that fails or stalls after it started: :class:`StreamInterruptedError`
   (exit 10).
@@ -31,6 +32,7 @@ import numpy as np
 
 from toolchain.core.atomic import file_kind
 from toolchain.core.errors import InputError, SourceUnavailableError, StreamInterruptedError
+from toolchain.runtime.images import check_pixel_count
 
 STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "rtp",
                             "srt", "tcp"})
@@ -111,8 +113,13 @@ def is_video_argument(text: str) -> bool:
 
 
 def source_from_argument(text: str) -> VideoSource:
-    """The source an argument names: a stream URL, else a video file path."""
-    return VideoSource(SourceKind.STREAM if is_stream_url(text) else SourceKind.FILE, text)
+    """The source an argument names: a stream URL (its scheme in lower case: URL schemes are
+    case-insensitive, FFmpeg's protocol names are not, so ``HTTP://`` was "Protocol not found"),
+    else a video file path."""
+    if not is_stream_url(text):
+        return VideoSource(SourceKind.FILE, text)
+    scheme, _, rest = text.partition("://")
+    return VideoSource(SourceKind.STREAM, f"{scheme.lower()}://{rest}")
 
 
 def camera_source(index: int) -> VideoSource:
@@ -180,7 +187,9 @@ class VideoReader:
 
     Raises (at construction):
         InputError: a file that is missing, empty, not a regular file, not a video, truncated
-            before its index, without a video stream or in a codec this FFmpeg cannot decode.
+            before its index, without a video stream, in a codec this FFmpeg cannot decode, or
+            whose frames are over the photos' pixel limit
+            (:func:`~toolchain.runtime.images.check_pixel_count`).
         SourceUnavailableError: a camera or stream that cannot be opened within ``timeout``.
     """
 
@@ -227,6 +236,8 @@ class VideoReader:
         if stream.codec_context is None:
             raise InputError(f"{self.source.label}: its video codec is not one this FFmpeg "
                              "build can decode")
+        check_pixel_count(stream.codec_context.width, stream.codec_context.height,
+                          f"{self.source.label}: its frames")
         stream.thread_type = "AUTO"
         return stream
 
@@ -251,7 +262,8 @@ class VideoReader:
             time_offset: Added to every time (a reconnected stream goes on from where it was).
 
         Raises:
-            InputError: a file is damaged mid-way, or its codec cannot be decoded.
+            InputError: a file is damaged mid-way, its codec cannot be decoded, or a frame is
+                over the pixel limit (a stream may change its size mid-way).
             StreamInterruptedError: a live source failed or sent nothing for ``timeout``
                 seconds.
         """
@@ -267,6 +279,7 @@ class VideoReader:
                     moment = (index - start_index) * fallback_step
                 if first is None:
                     first = moment
+                check_pixel_count(frame.width, frame.height, f"{self.source.label}: frame {index}")
                 yield Frame(index, time_offset + max(0.0, moment - first), _upright(frame))
                 index += 1
         except av.error.DecoderNotFoundError:

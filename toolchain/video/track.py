@@ -55,7 +55,9 @@ class VideoTracking:
     """One run over a video source: iterate it for :class:`FrameResult` objects, ask
     :meth:`summary` for the timeline (any time: a partial one while running or after an error).
 
-    Use it as a context manager (or call :meth:`close`) to stop the decoder early.
+    Use it as a context manager (or call :meth:`close`) to stop the decoder early; call
+    :meth:`stop` (from a signal handler or another thread too) to end the iteration after the
+    frame being analyzed, with the run counted as interrupted.
     """
 
     def __init__(self, recognizer: Recognizer, source: VideoSource, *, every: int = 1,
@@ -143,7 +145,7 @@ class VideoTracking:
             self.ending, self.error = Ending.FAILED, exc
             raise
         else:
-            self.ending = Ending.END
+            self.ending = Ending.INTERRUPTED if self.feed.halted else Ending.END
         finally:
             if self.ending is Ending.RUNNING:
                 self.ending = Ending.INTERRUPTED
@@ -163,6 +165,12 @@ class VideoTracking:
             tracks=tuple(self.tracker.summaries(self.min_track_frames)), ending=self.ending,
             error=None if self.error is None else str(self.error),
         )
+
+    def stop(self) -> None:
+        """End the iteration after the frame being analyzed (it is still yielded); the run counts
+        as interrupted. Only sets a flag: safe from a signal handler (Ctrl-C, SIGTERM) or another
+        thread (:meth:`FrameFeed.halt`)."""
+        self.feed.halt()
 
     def close(self) -> None:
         """Stop decoding (a run not iterated to its end counts as interrupted)."""

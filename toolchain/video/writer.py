@@ -17,7 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from toolchain.core.atomic import atomic_file
+from toolchain.core.atomic import atomic_file, destination
 from toolchain.core.errors import InputError
 from toolchain.runtime.drawing import ANNOTATION_MARK, Label, annotate
 from toolchain.video.results import FrameResult, TrackedFace
@@ -84,14 +84,19 @@ def _identity(path: Path) -> tuple[int, int] | None:
 def check_target(path: Path, inputs: Sequence[Path] = ()) -> str:
     """The muxer for ``path``, after checking that an annotated video may be written there.
 
+    Nothing but a regular file is opened to look for the mark: a FIFO, a device or a socket
+    (or a link to one) is refused first (:func:`toolchain.core.atomic.destination`), as opening
+    a FIFO would wait for a writer forever.
+
     Raises:
         InputError: the suffix is not one of :data:`CONTAINERS`, ``path`` is one of ``inputs``
-            (links count), or it exists and an earlier run did not write it.
+            (links count), is not a regular file, or exists and an earlier run did not write it.
     """
     fmt = CONTAINERS.get(path.suffix.lower())
     if fmt is None:
         raise InputError(f"{path}: an annotated video is written as "
                          f"{', '.join(sorted(CONTAINERS))}, not {path.suffix or 'no suffix'}")
+    destination(path)
     identity = _identity(path)
     if identity is None:
         return fmt

@@ -41,7 +41,8 @@ def measure_batch(layout: Layout, report: ScaleReport, work: Path) -> None:
     jobs = [("one process (facenet recognize)", ["recognize", *map(str, photos), "--json"]),
             *((f"Ray, {cpus} CPU{'s' if cpus > 1 else ''} (facenet batch recognize)",
                ["batch", "recognize", "--list", str(listing), "--ray", "local", "--cpus",
-                str(cpus), "--actors", str(cpus), "--output", str(work / f"ray{cpus}.jsonl")])
+                str(cpus), "--actors", str(cpus), "--output", str(work / f"ray{cpus}.jsonl"),
+                "--overwrite"])
               for cpus in (1, 2))]
     for label, args in jobs:
         start = time.perf_counter()
