@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gallery_backends import pg_connection, sound
+from helpers.gallery_backends import pg_connection, sound
 
 from toolchain.core.errors import InputError
 from toolchain.core.preprocess import l2_normalize
