@@ -17,9 +17,9 @@ import pytest
 from helpers.real import artifacts_root, shared_data
 
 from toolchain.core.preprocess import l2_normalize
-from toolchain.gallery import open_gallery
+from toolchain.gallery import Entry, open_gallery
 from toolchain.gallery.migrate import migrate
-from toolchain.gallery.vectors import unit_embedding
+from toolchain.gallery.vectors import entry_vectors, unit_embedding
 from toolchain.runtime.recognizer import Recognizer
 
 pytestmark = [pytest.mark.real]
@@ -39,6 +39,22 @@ def test_normalizing_a_stored_vector_again_changes_no_bit() -> None:
              if unit_embedding(vector, 128, "stored").tobytes() != vector.tobytes()]
     assert moved == []
     assert all(abs(np.linalg.norm(v.astype(np.float64)) - 1) <= 2 ** -23 for v in stored)
+
+
+def test_a_bulk_write_normalizes_as_one_write_does() -> None:
+    """A bulk write checks and normalizes all rows at once (:func:`entry_vectors`): the same bits
+    as :func:`unit_embedding` row by row, its fixed point included (stored vectors come out as
+    they went in, raw ones are divided by their norm). Before, the bulk path divided every row,
+    so migrating real enrollments to PostgreSQL moved some by one ulp and was refused."""
+    rng = np.random.default_rng(27)
+    raw = (rng.normal(size=(3000, 128)) * 10).astype(np.float32)
+    stored = np.stack([unit_embedding(row, 128, "embedding") for row in l2_normalize(raw)])
+    rows = np.concatenate([stored, raw])
+    entries = [Entry("someone", row, f"{i}.jpg", f"{i:064d}", (0.0, 0.0, 1.0, 1.0), None)
+               for i, row in enumerate(rows)]
+    one_by_one = np.stack([unit_embedding(row, 128, "row") for row in rows])
+    assert entry_vectors(entries, 128).tobytes() == one_by_one.tobytes()
+    assert entry_vectors(entries[:3000], 128).tobytes() == stored.tobytes()
 
 
 def timeline(target: Path | str) -> tuple[list[tuple[str, str]], list[tuple[Any, ...]]]:

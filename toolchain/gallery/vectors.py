@@ -118,7 +118,6 @@ def unit_embedding(values: Any, dim: int | None, where: str) -> np.ndarray:
     return (array / norm).astype(np.float32)
 
 
-
 def entry_vectors(entries: Sequence[Entry], dim: int) -> np.ndarray:
     """The ``(len(entries), dim)`` unit vectors of ``entries``, each checked like an embedder's
     output would be (:func:`unit_embedding`), or :class:`InputError` for the first bad one (a
@@ -138,7 +137,11 @@ def entry_vectors(entries: Sequence[Entry], dim: int) -> np.ndarray:
             and float(np.max(np.abs(matrix))) <= FLOAT32_MAX:
         norms = np.sqrt([row.dot(row) for row in matrix])
         if np.all(norms >= MIN_RAW_NORM):
-            return (matrix / norms[:, None]).astype(np.float32)
+            single = matrix.astype(np.float32)
+            unit = (matrix / norms[:, None]).astype(np.float32)
+            fixed = (np.abs(norms - 1.0) <= UNIT_FIXED_POINT) & np.all(single == matrix, axis=1)
+            unit[fixed] = single[fixed]  # unit_embedding's fixed point, row by row
+            return unit
     return np.stack([
         unit_embedding(e.vector, dim, f"{e.source}: embedding for {e.name!r}")
         for e in entries
