@@ -251,6 +251,52 @@ def test_real_tree_checksums_and_verify(tmp_path: Path) -> None:
 
 
 @pytest.mark.real
+def test_a_re_export_over_a_checksummed_tree_writes_its_pack(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``nox -s export`` again on a finished tree (SHA256SUMS written): a model the exporter
+    rewrites with other bytes is recorded as soon as it is written, so the pack step that loads it
+    next accepts it and ``verify`` is clean. Before, the pack refused the export's own model
+    ("sha256 does not match SHA256SUMS") and the export failed."""
+    import onnx
+
+    from toolchain.convert.exporters import ExportContext, registry
+    from toolchain.convert.formats import FORMATS
+
+    real = artifacts_root()
+    for part in ("source", "weights", "reference", "models"):
+        if not (real / part).is_dir():
+            pytest.skip(f"{real / part} missing: run `nox` (fetch, recover, export) first")
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    for part in ("source", "reference"):
+        (root / part).symlink_to(real / part)
+    (root / "weights").mkdir()
+    for path in (real / "weights").iterdir():
+        (root / "weights" / path.name).symlink_to(path)
+    (root / "models").mkdir()
+    for name in ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"):
+        shutil.copyfile(real / "models" / name, root / "models" / name)
+    layout = Layout(root)
+    assert facenet("model", "checksums", "--artifacts", root).returncode == 0
+
+    def rewrite_onet(context: ExportContext, spec: object) -> list[Path]:
+        """A re-export whose bytes differ from the recorded ones (a new metadata entry)."""
+        path = context.layout.models_dir / "mtcnn_onet.onnx"
+        model = onnx.load(str(path))
+        onnx.helper.set_model_props(model, {"re_exported": "yes"})
+        onnx.save(model, str(path))
+        return [path]
+
+    monkeypatch.setattr(registry, "exporter", lambda spec: rewrite_onet)
+    monkeypatch.setattr(registry, "stale_parents", lambda context, selected: [])
+    assert "mtcnn" in FORMATS
+    results = registry.run_exporters(ExportContext(layout), ["mtcnn"])
+    assert [r.name for r in results] == ["mtcnn", registry.PACK_STEP]
+    record_files(layout, results[-1].paths)
+    ok = facenet("model", "verify", "--artifacts", root)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
 def test_verify_stays_clean_after_the_export_writes_the_pack(tmp_path: Path) -> None:
     """The export's last step (``artifacts/pack``: hard links of ``models/``, recorded as
     ``facenet model export`` records what it wrote): ``verify`` is clean, also once the runtime has

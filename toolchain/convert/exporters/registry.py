@@ -32,6 +32,7 @@ from toolchain.convert.formats import FORMATS, FormatSpec
 from toolchain.convert.parity import disk_size
 from toolchain.core.atomic import write_json
 from toolchain.core.errors import InputError
+from toolchain.core.integrity import record_files
 from toolchain.core.paths import Layout
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,8 @@ def write_models_pack(context: ExportContext, written: Sequence[Path]) -> Export
 
 
 def run_exporters(context: ExportContext, names: Iterable[str]) -> list[ExportResult]:
-    """Run the selected exporters (and stale parents they read) in dependency order, then write
+    """Run the selected exporters (and stale parents they read) in dependency order, each one's
+    files recorded in ``SHA256SUMS`` as soon as it wrote them (when the tree has one), then write
     the model pack when they wrote a model it holds (:func:`write_models_pack`)."""
     names = list(names)
     selected = resolve(names)
@@ -155,6 +157,9 @@ def run_exporters(context: ExportContext, names: Iterable[str]) -> list[ExportRe
         paths = exporter(spec)(context, spec)
         seconds = time.perf_counter() - start
         context.written[spec.name] = paths
+        # Recorded at once: a later step that loads it (the pack, a derived format) checks it
+        # against SHA256SUMS, which still holds the previous run's file on a re-export.
+        record_files(context.layout, paths)
         size = sum(disk_size(p) for p in paths)
         log.info("export %s: %.1f s, %.1f MB", spec.name, seconds, size / 1e6)
         results.append(ExportResult(spec.name, paths, seconds, size))
