@@ -259,7 +259,8 @@ def convert(data: Any) -> Values:
 def container(data: Any) -> Values:
     """``nox -s container``: the image built offline and its ``CMD`` run twice on one ``/data``."""
     runs = {run: {"seconds_to_ready": data[run]["seconds_to_ready"],
-                  "names": data[run]["names"], "people": data[run]["readyz"]["people"]}
+                  "names": data[run]["names"], "recognized": data[run]["recognized"],
+                  "people": data[run]["readyz"]["people"]}
             for run in ("first", "after_restart")}
     return {
         **{k: data[k] for k in ("built", "size_bytes", "base_size_mb", "arch", "lock", "user",
