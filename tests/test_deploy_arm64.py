@@ -67,15 +67,25 @@ def test_embedding_differences_and_tolerances() -> None:
 
 
 def test_recognitions_are_compared_by_photo_and_face() -> None:
-    def run(name: str, distance: float) -> dict[str, object]:
-        face = {"name": name, "distance": distance, "box": [10.0, 20.0, 30.0, 40.0]}
-        return {"results": [{"file": "/x/a.jpg", "faces": [face]},
+    """Faces as ``recognize --json`` writes them (``Match.to_dict``: a box of x, y, width and
+    height; an unknown face's name is null, its label ``unknown``), matched left to right."""
+    from toolchain.core.boxes import box_dict
+
+    def run(name: str | None, distance: float, x: float = 10.0) -> dict[str, object]:
+        faces = [{"name": name, "label": name or "unknown", "distance": distance,
+                  "box": box_dict((x, 20.0, 30.0, 40.0))},
+                 {"name": None, "label": "unknown", "distance": 1.3,
+                  "box": box_dict((5.0, 20.0, 30.0, 40.0))}]
+        return {"results": [{"file": "/x/a.jpg", "faces": faces},
                             {"file": "/x/b.jpg", "faces": None}]}
 
     same = arm64.compare_recognitions(run("obama", 0.5), run("obama", 0.5000002))
-    assert same["photos_named_differently"] == [] and same["faces"] == 1
+    assert same["photos_named_differently"] == [] and same["faces"] == 2
+    assert same["names"] == {"a.jpg": ["unknown", "obama"], "b.jpg": []}
     assert same["max_distance_diff"] < 1e-6 and same["max_box_diff_px"] == 0
-    other = arm64.compare_recognitions(run("obama", 0.5), run("biden", 0.5))
+    moved = arm64.compare_recognitions(run("obama", 0.5), run("obama", 0.5, x=12.5))
+    assert moved["max_box_diff_px"] == 2.5
+    other = arm64.compare_recognitions(run("obama", 0.5), run(None, 0.5))
     assert other["photos_named_differently"] == ["a.jpg"]
 
 

@@ -10,7 +10,7 @@ same four fields over four columns. No numpy: the CLI's option parsing imports t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypeAlias
 
 Box: TypeAlias = tuple[float, float, float, float]
@@ -29,10 +29,18 @@ def as_box(values: Sequence[float]) -> Box:
     return x, y, w, h
 
 
+BOX_KEYS = ("x", "y", "width", "height")
+"""The fields of a box in JSON, in :data:`Box` order."""
+
+
 def box_dict(box: Sequence[float]) -> dict[str, float]:
     """The JSON form of a box: ``{"x", "y", "width", "height"}``, rounded to :data:`BOX_DIGITS`."""
-    x, y, w, h = (round(float(v), BOX_DIGITS) for v in box)
-    return {"x": x, "y": y, "width": w, "height": h}
+    return {key: round(float(v), BOX_DIGITS) for key, v in zip(BOX_KEYS, box, strict=True)}
+
+
+def box_from_dict(data: Mapping[str, float]) -> Box:
+    """The :data:`Box` of a box's JSON form (:func:`box_dict`)."""
+    return as_box([data[key] for key in BOX_KEYS])
 
 
 def rounded(value: float | None, digits: int = VALUE_DIGITS) -> float | None:

@@ -39,6 +39,7 @@ from typing import Any
 
 from toolchain.core import contracts
 from toolchain.core.atomic import sha256_file, write_json, write_text
+from toolchain.core.boxes import Box, box_from_dict
 from toolchain.core.integrity.sums import record_files
 from toolchain.core.paths import Layout
 from toolchain.deploy import host
@@ -253,28 +254,33 @@ def within(diff: dict[str, float], tolerance: dict[str, float | None]) -> bool:
         tolerance["min_cos"] or 0.0)
 
 
+def box_of(face: dict[str, Any]) -> Box:
+    """The ``(x, y, width, height)`` of a face of ``recognize --json``."""
+    return box_from_dict(face["box"])
+
+
 def faces_by_photo(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """A ``recognize --json`` answer as photo name -> its faces, left to right."""
-    return {Path(r["file"]).name: sorted(r["faces"] or [], key=lambda f: tuple(f["box"]))
+    return {Path(r["file"]).name: sorted(r["faces"] or [], key=box_of)
             for r in result["results"]}
 
 
 def compare_recognitions(x86: dict[str, Any], arm: dict[str, Any]) -> dict[str, Any]:
     """Names, distances and boxes of two ``recognize --json`` runs over the same photos."""
     a, b = faces_by_photo(x86), faces_by_photo(arm)
-    differences = [photo for photo in sorted(a) if [f["name"] for f in a[photo]]
-                   != [f["name"] for f in b.get(photo, [])]]
+    differences = [photo for photo in sorted(a) if [f["label"] for f in a[photo]]
+                   != [f["label"] for f in b.get(photo, [])]]
     moved = {}
     for photo in sorted(set(a) - set(differences)):
         box = max((abs(x - y) for fa, fb in zip(a[photo], b[photo], strict=True)
-                   for x, y in zip(fa["box"], fb["box"], strict=True)), default=0.0)
+                   for x, y in zip(box_of(fa), box_of(fb), strict=True)), default=0.0)
         distance = max((abs((fa["distance"] or 0) - (fb["distance"] or 0))
                         for fa, fb in zip(a[photo], b[photo], strict=True)), default=0.0)
         if box or distance > 1e-5:
             moved[photo] = {"max_box_diff_px": box, "max_distance_diff": distance}
     return {
         "photos": len(a), "faces": sum(len(f) for f in a.values()),
-        "names": {photo: [f["name"] for f in faces] for photo, faces in sorted(a.items())},
+        "names": {photo: [f["label"] for f in faces] for photo, faces in sorted(a.items())},
         "photos_named_differently": differences,
         "max_distance_diff": max((m["max_distance_diff"] for m in moved.values()), default=0.0),
         "max_box_diff_px": max((m["max_box_diff_px"] for m in moved.values()), default=0.0),
