@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers.allowances import NO_CONTAINER_ENGINE, no_container_engine
+from helpers.allowances import NO_CONTAINER_ENGINE, NOT_AARCH64, no_container_engine, not_aarch64
 from helpers.real import artifacts_root
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,7 +173,7 @@ class PageRun:
                     subprocess.run(["docker", "rm", "-f", name], capture_output=True,
                                    check=False, timeout=120)
         if block.options.get("needs") == "aarch64" and not _aarch64():
-            return Outcome(True, skipped=f"not an aarch64 machine ({platform.machine()}); "
+            return Outcome(True, skipped=f"{NOT_AARCH64} ({platform.machine()}); "
                            "tests/test_deploy_arm64.py installs the same lock into an emulated "
                            "arm64 Python and runs the pipeline there")
         if "server" in block.options:
@@ -279,6 +279,7 @@ def page_outcomes(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixt
 @pytest.mark.real
 @pytest.mark.slow
 @no_container_engine
+@not_aarch64
 @pytest.mark.timeout(3600)
 @pytest.mark.parametrize("block", RUN, ids=[block.name for block in RUN])
 def test_block_runs(block: Block, page_outcomes: Callable[[Path], dict[int, Outcome]]) -> None:

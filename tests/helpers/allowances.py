@@ -24,6 +24,9 @@ MKNOD_NEEDS_ROOT = "mknod of a device node needs root"
 NO_CONTAINER_ENGINE = "no container engine answers here"
 """The skip reason of a documented ``docker`` block in ``tests/test_docs.py``."""
 
+NOT_AARCH64 = "not an aarch64 machine"
+"""The skip reason of a documented Raspberry Pi install block in ``tests/test_docs.py``."""
+
 read_only_as_root = pytest.mark.allow_skip(
     READ_ONLY_AS_ROOT,
     reason="root writes through file modes; dropping CAP_DAC_OVERRIDE needs CAP_SETPCAP, which a "
@@ -43,3 +46,9 @@ no_container_engine = pytest.mark.allow_skip(
     NO_CONTAINER_ENGINE,
     reason="a `docker` block needs a container engine, which the suite does not install; "
            "tests/test_service_container.py builds and runs the same image without one")
+
+not_aarch64 = pytest.mark.allow_skip(
+    NOT_AARCH64,
+    reason="the Raspberry Pi install block installs aarch64 wheels, which only an aarch64 machine "
+           "runs natively; tests/test_deploy_arm64.py installs and runs the same lock's wheels "
+           "under emulation")
