@@ -212,21 +212,38 @@ def test_verify_checks_recorded_cache_hashes(tmp_path: Path) -> None:
     assert any(f"{cache}: sha256 does not match" in p for p in verify_artifacts(layout).problems)
 
 
-@pytest.mark.real
-def test_real_tree_checksums_and_verify(tmp_path: Path) -> None:
-    """The real artifacts (linked into a private tree): checksums, verify OK, a flip is named."""
+REAL_PARTS = ("source", "weights", "reference", "models")
+"""The main job's folders the real-tree tests link into a private artifacts tree."""
+
+
+def linked_real_tree(tmp_path: Path, copied_models: tuple[str, ...] = ()) -> Path:
+    """A private ``artifacts`` tree of links to the real one's files (or skip, a failure under
+    CI, when the main job has not run): ``weights`` file by file, so checksums may be written
+    beside them; ``copied_models`` are real copies in a ``models`` folder of their own (a test
+    may rewrite them), else ``models`` is linked whole."""
     real = artifacts_root()
-    for part in ("source", "weights", "reference", "models"):
+    for part in REAL_PARTS:
         if not (real / part).is_dir():
             pytest.skip(f"{real / part} missing: run `nox` (fetch, recover, export) first")
     root = tmp_path / "artifacts"
     root.mkdir()
-    for part in ("source", "reference", "models"):
+    for part in ("source", "reference") if copied_models else ("source", "reference", "models"):
         (root / part).symlink_to(real / part)
-    weights = root / "weights"
-    weights.mkdir()
+    (root / "weights").mkdir()
     for path in (real / "weights").iterdir():
-        (weights / path.name).symlink_to(path)
+        (root / "weights" / path.name).symlink_to(path)
+    if copied_models:
+        (root / "models").mkdir()
+        for name in copied_models:
+            shutil.copyfile(real / "models" / name, root / "models" / name)
+    return root
+
+
+@pytest.mark.real
+def test_real_tree_checksums_and_verify(tmp_path: Path) -> None:
+    """The real artifacts (linked into a private tree): checksums, verify OK, a flip is named."""
+    root = linked_real_tree(tmp_path)
+    weights = root / "weights"
     layout = Layout(root)
 
     written = facenet("model", "checksums", "--artifacts", root)
@@ -262,20 +279,8 @@ def test_a_re_export_over_a_checksummed_tree_writes_its_pack(
     from toolchain.convert.exporters import ExportContext, registry
     from toolchain.convert.formats import FORMATS
 
-    real = artifacts_root()
-    for part in ("source", "weights", "reference", "models"):
-        if not (real / part).is_dir():
-            pytest.skip(f"{real / part} missing: run `nox` (fetch, recover, export) first")
-    root = tmp_path / "artifacts"
-    root.mkdir()
-    for part in ("source", "reference"):
-        (root / part).symlink_to(real / part)
-    (root / "weights").mkdir()
-    for path in (real / "weights").iterdir():
-        (root / "weights" / path.name).symlink_to(path)
-    (root / "models").mkdir()
-    for name in ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"):
-        shutil.copyfile(real / "models" / name, root / "models" / name)
+    root = linked_real_tree(tmp_path, copied_models=(
+        "facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"))
     layout = Layout(root)
     assert facenet("model", "checksums", "--artifacts", root).returncode == 0
 
@@ -308,17 +313,7 @@ def test_verify_stays_clean_after_the_export_writes_the_pack(tmp_path: Path) -> 
     from toolchain.convert.exporters.registry import write_models_pack
     from toolchain.runtime.recognizer import Recognizer
 
-    real = artifacts_root()
-    for part in ("source", "weights", "reference", "models"):
-        if not (real / part).is_dir():
-            pytest.skip(f"{real / part} missing: run `nox` (fetch, recover, export) first")
-    root = tmp_path / "artifacts"
-    root.mkdir()
-    for part in ("source", "reference", "models"):
-        (root / part).symlink_to(real / part)
-    (root / "weights").mkdir()
-    for path in (real / "weights").iterdir():
-        (root / "weights" / path.name).symlink_to(path)
+    root = linked_real_tree(tmp_path)
     layout = Layout(root)
     assert facenet("model", "checksums", "--artifacts", root).returncode == 0
 

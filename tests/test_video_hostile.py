@@ -38,6 +38,22 @@ def wait_for(condition: object, what: str, timeout: float = 300) -> None:
         time.sleep(0.05)
 
 
+def annotating_run(artifacts: Path, out: Path) -> subprocess.Popen[str]:
+    """``facenet watch CLIP --json --annotate OUT``, returned once it has written an annotated
+    frame (its temporary video exists) or ended."""
+    proc = subprocess.Popen(
+        facenet_argv("watch", clip(), "--json", "--annotate", out, "--artifacts", artifacts),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=python_env())
+    try:
+        wait_for(lambda: any(out.parent.glob(f".{out.name}.*.tmp")) or proc.poll() is not None,
+                 "annotated frame")
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_file_run_stopped_by_a_signal_prints_the_timeline_and_finishes_its_video(
         artifacts: Path, tmp_path: Path, stop: signal.Signals) -> None:
@@ -45,13 +61,8 @@ def test_a_file_run_stopped_by_a_signal_prints_the_timeline_and_finishes_its_vid
     stdout, exit 130, the annotated video finished with the frames seen, no temporary file left.
     Before: exit 143, nothing on stdout, no video and a ``.live.mp4.*.tmp`` left behind."""
     out = tmp_path / "live.mp4"
-    proc = subprocess.Popen(
-        facenet_argv("watch", str(clip()), "--json", "--annotate",
-         str(out), "--artifacts", str(artifacts)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=python_env())
+    proc = annotating_run(artifacts, out)
     try:
-        wait_for(lambda: any(tmp_path.glob(".live.mp4.*.tmp")) or proc.poll() is not None,
-                 "annotated frame")
         proc.send_signal(stop)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
@@ -73,13 +84,8 @@ def test_a_second_signal_stops_at_once_and_leaves_no_temporary_file(
     """An impatient second SIGTERM does not wait for the frame boundary: the run stops at once
     (exit 130) and the annotated video is either finished or absent, never half-written."""
     out = tmp_path / "live.mp4"
-    proc = subprocess.Popen(
-        facenet_argv("watch", str(clip()), "--json", "--annotate",
-         str(out), "--artifacts", str(artifacts)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=python_env())
+    proc = annotating_run(artifacts, out)
     try:
-        wait_for(lambda: any(tmp_path.glob(".live.mp4.*.tmp")) or proc.poll() is not None,
-                 "annotated frame")
         proc.send_signal(signal.SIGTERM)
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=120)

@@ -328,11 +328,7 @@ def main(root: Path, artifacts: Path, shared: Path, cache: Path, reports: Path,
     # podman records its store's absolute path: a cache reached through a symbolic link
     # elsewhere would be another store to it
     root, artifacts, cache = root.resolve(), artifacts.resolve(), cache.resolve()
-    host.require_shared(shared)
-    timings = host.Timings()
-    with timings.step("tools"):
-        host.require_tools(TOOLS, log)
-    host.require_root("the arm64 root file system and its /proc/cpuinfo")
+    timings = host.prepare(shared, TOOLS, "the arm64 root file system and its /proc/cpuinfo", log)
     with timings.step("debootstrap arm64"):
         rootfs = host.debian_root(cache, ARCH, ("python3",), log)
     with timings.step("wheels arm64"):

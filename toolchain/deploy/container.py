@@ -285,11 +285,7 @@ def main(root: Path, artifacts: Path, shared: Path, cache: Path, reports: Path,
     # podman records its store's absolute path: a cache reached through a symbolic link
     # elsewhere would be another store to it
     root, artifacts, cache = root.resolve(), artifacts.resolve(), cache.resolve()
-    host.require_shared(shared)
-    timings = host.Timings()
-    with timings.step("tools"):
-        host.require_tools(TOOLS, log)
-    host.require_root("building the image")
+    timings = host.prepare(shared, TOOLS, "building the image", log)
     built = build(root, artifacts, cache, log, timings)
     result = check(built.storage, built.image, shared, cache / "data", timings)
     arch = host.host_arch()

@@ -155,6 +155,21 @@ def require_shared(shared: Path) -> None:
                           "belong next to the checkout (../shared/data/face_recognition_examples)")
 
 
+def prepare(shared: Path, tools: Sequence[str], needs_root: str, log: Log) -> Timings:
+    """What every deploy target checks first, in this order: the shared photos, its tools
+    (installed with apt where missing), root; the timings start with the tools' step.
+
+    Raises:
+        DeployError: one of them is missing.
+    """
+    require_shared(shared)
+    timings = Timings()
+    with timings.step("tools"):
+        require_tools(tools, log)
+    require_root(needs_root)
+    return timings
+
+
 def host_arch() -> str:
     """This machine's architecture in Debian's naming (``amd64``, ``arm64``)."""
     machine = platform.machine()
