@@ -112,10 +112,18 @@ def unit_embedding(values: Any, dim: int | None, where: str) -> np.ndarray:
     if norm < MIN_RAW_NORM:
         raise InputError(f"{where}: norm {norm:.3g} is below {MIN_RAW_NORM:g}, not a face "
                          "embedding (a near-zero vector is equally close to every face)")
-    single = array.astype(np.float32)
-    if abs(norm - 1.0) <= UNIT_FIXED_POINT and np.array_equal(single, array):
-        return single  # already a float32 unit vector: normalizing is a fixed point
-    return (array / norm).astype(np.float32)
+    return _normalized(array[None, :], np.array([norm]))[0]
+
+
+def _normalized(matrix: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """The float64 rows of ``matrix`` divided by their ``norms``, as float32; a row that already
+    is a float32 unit vector within :data:`UNIT_FIXED_POINT` comes back unchanged (normalizing
+    is a fixed point)."""
+    single = matrix.astype(np.float32)
+    unit = (matrix / norms[:, None]).astype(np.float32)
+    fixed = (np.abs(norms - 1.0) <= UNIT_FIXED_POINT) & np.all(single == matrix, axis=1)
+    unit[fixed] = single[fixed]
+    return unit
 
 
 def entry_vectors(entries: Sequence[Entry], dim: int) -> np.ndarray:
@@ -137,11 +145,7 @@ def entry_vectors(entries: Sequence[Entry], dim: int) -> np.ndarray:
             and float(np.max(np.abs(matrix))) <= FLOAT32_MAX:
         norms = np.sqrt([row.dot(row) for row in matrix])
         if np.all(norms >= MIN_RAW_NORM):
-            single = matrix.astype(np.float32)
-            unit = (matrix / norms[:, None]).astype(np.float32)
-            fixed = (np.abs(norms - 1.0) <= UNIT_FIXED_POINT) & np.all(single == matrix, axis=1)
-            unit[fixed] = single[fixed]  # unit_embedding's fixed point, row by row
-            return unit
+            return _normalized(matrix, np.asarray(norms))
     return np.stack([
         unit_embedding(e.vector, dim, f"{e.source}: embedding for {e.name!r}")
         for e in entries

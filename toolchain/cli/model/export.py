@@ -76,7 +76,7 @@ def export(
     with console(stderr=True).status("exporting…"):
         results = run_exporters(context, [e.name for e in plan])
     report = write_export_report(layout, results)
-    record_files(layout, [*(p for r in results for p in r.paths), report])
+    record_files(layout, [report])  # each model was recorded as it was written
     table = Table(title=f"export ({time.perf_counter() - start:.1f} s total)")
     for column in ("format", "seconds", "size MB", "written"):
         table.add_column(column)

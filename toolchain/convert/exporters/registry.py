@@ -144,9 +144,9 @@ def write_models_pack(context: ExportContext, written: Sequence[Path]) -> Export
 
 
 def run_exporters(context: ExportContext, names: Iterable[str]) -> list[ExportResult]:
-    """Run the selected exporters (and stale parents they read) in dependency order, each one's
-    files recorded in ``SHA256SUMS`` as soon as it wrote them (when the tree has one), then write
-    the model pack when they wrote a model it holds (:func:`write_models_pack`)."""
+    """Run the selected exporters (and stale parents they read) in dependency order, then write
+    the model pack when they wrote a model it holds (:func:`write_models_pack`); each one's files
+    are recorded in ``SHA256SUMS`` as soon as they are written (when the tree has one)."""
     names = list(names)
     selected = resolve(names)
     plan = resolve([*names, *stale_parents(context, selected)])
@@ -165,6 +165,7 @@ def run_exporters(context: ExportContext, names: Iterable[str]) -> list[ExportRe
         results.append(ExportResult(spec.name, paths, seconds, size))
     pack = write_models_pack(context, [path for r in results for path in r.paths])
     if pack is not None:
+        record_files(context.layout, pack.paths)
         log.info("export %s: %.1f s, %.1f MB", pack.name, pack.seconds, pack.size_bytes / 1e6)
         results.append(pack)
     return results
