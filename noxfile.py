@@ -482,8 +482,11 @@ def tests(session: nox.Session) -> None:
 def tests_fast(session: nox.Session) -> None:
     """The quick lane (under 3 minutes): the tests marked ``fast`` (none of real, legacy, slow,
     services), which need no artifact of the main job and start no server. CI runs everything
-    (``nox -s tests``)."""
-    run_pytest(session, DURATIONS, "-m", "fast", *(session.posargs or ["tests"]))
+    (``nox -s tests``). Its tests share nothing but the checkout, so they run on every core (one
+    pytest-xdist worker per core): most of them start a ``facenet`` process, which keeps one core
+    busy."""
+    run_pytest(session, DURATIONS, "-m", "fast", "-n", "auto",
+               *(session.posargs or ["tests"]))
 
 
 def step_browser(session: nox.Session) -> None:
