@@ -30,6 +30,7 @@ from toolchain.bench.rows import (
     FULL_REAL,
     LARGE_ROW,
     OURS_REAL,
+    UPSCALED_SIZE,
     VIDEO_CLIP_RATE,
     BenchReport,
     Row,
@@ -63,6 +64,7 @@ TARGET_NAMES = {
     "real-size photos: recognize vs face_recognition CLI",
     "peak RSS of `facenet recognize` on a 24 MP photo (MB)",
     "video: recognize --every 3 with tracking vs real time",
+    "video at 1920x1080: recognize --every 3 vs real time, same tracks",
 }
 
 
@@ -83,7 +85,8 @@ def expected_rows() -> set[tuple[str, str]]:
     if real_photos(BenchConfig().real_photos) is not None:
         rows |= {("real_size", OURS_REAL), ("real_size", FULL_REAL), ("real_size", LARGE_ROW)}
         if (BenchConfig().real_photos / CLIP).is_file():
-            rows |= {("video", video_row(1)), ("video", video_row(3)), ("video", VIDEO_CLIP_RATE)}
+            rows |= {("video", video_row(1)), ("video", video_row(3)), ("video", VIDEO_CLIP_RATE),
+                     ("video", video_row(3, UPSCALED_SIZE))}
     return rows
 
 
@@ -132,6 +135,8 @@ def _synthetic_rows() -> list[Row]:
         Row(Section.REAL_SIZE, LARGE_ROW, "s", [1.5], False, peak_rss_mb=1100.0),
         Row(Section.VIDEO, video_row(1), "frames/s", [6.0], baseline=VIDEO_CLIP_RATE),
         Row(Section.VIDEO, video_row(3), "frames/s", [33.0, 30.0], baseline=VIDEO_CLIP_RATE),
+        Row(Section.VIDEO, video_row(3, UPSCALED_SIZE), "frames/s", [31.0],
+            baseline=VIDEO_CLIP_RATE, detail={"same_tracks_as_clip": False}),
         Row(Section.VIDEO, VIDEO_CLIP_RATE, "frames/s", [29.97]),
     ]
     return rows
@@ -168,6 +173,9 @@ def test_ratios_and_targets_from_medians() -> None:
     video = targets["video: recognize --every 3 with tracking vs real time"]
     assert video.value == pytest.approx(31.5 / 29.97) and video.met
     assert by_name[(Section.VIDEO, video_row(1))].ratio == pytest.approx(6.0 / 29.97)
+    upscaled = targets["video at 1920x1080: recognize --every 3 vs real time, same tracks"]
+    assert upscaled.value == pytest.approx(31.0 / 29.97)
+    assert not upscaled.met and "DIFFER" in upscaled.detail
 
 
 def test_real_size_targets_are_not_measured_without_their_rows() -> None:
@@ -201,7 +209,7 @@ def test_reports_are_written(tmp_path: Path) -> None:
     paths = write_reports(Layout(tmp_path), report)
     assert [p.name for p in paths] == list(REPORT_NAMES)
     _check_outputs(Layout(tmp_path), {(r.section, r.name) for r in rows})
-    assert markdown(report).count("| NO |") == 4
+    assert markdown(report).count("| NO |") == 5
 
 
 def _check_outputs(layout: Layout, rows: set[tuple[str, str]]) -> dict:

@@ -41,11 +41,14 @@ DLIB_REAL = "face_recognition CLI per photo (dlib HOG)"
 LARGE_ROW = f"facenet recognize one {LARGE_SIZE[0]}x{LARGE_SIZE[1]} photo, fresh process"
 VIDEO_CLIP_RATE = "the clip's own frame rate (real time)"
 VIDEO_EVERY = "facenet recognize clip.mp4 --every {every}"
+UPSCALED_SIZE = (1920, 1080)
+"""The size the shared clip is scaled up to for the 1080p row (more pixels to decode and scan)."""
 
 
-def video_row(every: int) -> str:
-    """Name of the video row analyzing one frame in ``every``."""
-    return VIDEO_EVERY.format(every=every)
+def video_row(every: int, size: tuple[int, int] | None = None) -> str:
+    """Name of the video row analyzing one frame in ``every`` (of the clip scaled to ``size``)."""
+    row = VIDEO_EVERY.format(every=every)
+    return row if size is None else row.replace("clip.mp4", f"clip.mp4 at {size[0]}x{size[1]}")
 
 
 def embedding_row(label: str, batch: int) -> str:

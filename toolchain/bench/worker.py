@@ -239,7 +239,8 @@ def enroll(spec: EnrollSpec) -> dict[str, Any]:
 
 def video(spec: VideoSpec) -> dict[str, Any]:
     """Frames/s of tracking a clip (decode, detect and embed the picked frames, track), after a
-    warm-up pass; frames analyzed and the names given in the last pass."""
+    warm-up pass; frames analyzed, the names given and the tracks (label, first and last frame)
+    of the last pass."""
     from toolchain.runtime.recognizer import Recognizer
     from toolchain.video import track
 
@@ -253,7 +254,8 @@ def video(spec: VideoSpec) -> dict[str, Any]:
             summary = run.summary()
             samples.append(summary.frames_per_second)
     return {"samples": samples[1:], "frames": summary.frames, "analyzed": summary.analyzed,
-            "clip_fps": summary.fps, "named": sorted({t.label for t in summary.tracks})}
+            "clip_fps": summary.fps, "named": sorted({t.label for t in summary.tracks}),
+            "tracks": sorted([t.label, t.first_frame, t.last_frame] for t in summary.tracks)}
 
 
 def sgemm(spec: SgemmSpec) -> dict[str, Any]:
