@@ -347,7 +347,8 @@ if _record:
     onnxruntime.InferenceSession.__init__ = _recording_init
 """
 """A ``sitecustomize`` for the processes of a test: every ONNX Runtime session created appends
-``PROGRAM INTRA_OP_THREADS MODEL`` (``PROGRAM``: the basename of ``sys.argv[0]``) to the file named by ``FACENET_TEST_SESSION_THREADS``."""
+``PROGRAM INTRA_OP_THREADS MODEL`` (``PROGRAM``: the basename of ``sys.argv[0]``) to the file
+named by ``FACENET_TEST_SESSION_THREADS``."""
 
 
 @ray_run
