@@ -751,6 +751,7 @@ def test_crop_options_are_recorded_and_a_mismatch_is_refused(
 
 
 @pytest.mark.real
+@pytest.mark.slow
 def test_verbose_adds_debug_lines_and_quiet_keeps_warnings_only(
         tmp_path: Path, runtime_python: Path) -> None:
     """``facenet [-v|-q] recognize`` on a real photo, each run finding an optimized-graph cache
