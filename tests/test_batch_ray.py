@@ -323,6 +323,68 @@ def test_a_photo_that_kills_its_worker_every_time_ends_the_run(
     assert rows(db) == rows(single)
 
 
+SESSION_THREADS = """
+import os
+import sys
+
+_record = os.environ.get("FACENET_TEST_SESSION_THREADS")
+if _record:
+    import onnxruntime
+
+    _init = onnxruntime.InferenceSession.__init__
+
+    def _recording_init(self, path_or_bytes, sess_options=None, *args, **kwargs):
+        threads = -1 if sess_options is None else sess_options.intra_op_num_threads
+        process = os.path.basename(sys.argv[0]) if sys.argv else "?"
+        line = f"{process} {threads} {os.path.basename(str(path_or_bytes))}\\n"
+        fd = os.open(_record, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+        _init(self, path_or_bytes, sess_options, *args, **kwargs)
+
+    onnxruntime.InferenceSession.__init__ = _recording_init
+"""
+"""A ``sitecustomize`` for the processes of a test: every ONNX Runtime session created appends
+``PROGRAM INTRA_OP_THREADS MODEL`` (``PROGRAM``: the basename of ``sys.argv[0]``) to the file
+named by ``FACENET_TEST_SESSION_THREADS``."""
+
+
+@ray_run
+def test_threads_reach_the_workers_sessions(
+        real_artifacts: Path, ray_env: dict[str, str], tmp_path: Path) -> None:
+    """``batch recognize --threads 3`` on a private Ray (1 CPU, one worker): every ONNX Runtime
+    session a Ray worker opens (the three MTCNN stages and FaceNet) has 3 intra-op threads, not
+    the per-worker default of one. (The driver opens the models once too, to check the gallery
+    against them, with its own default of one thread per core.)"""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SESSION_THREADS)
+    record = tmp_path / "sessions.txt"
+    env = {**ray_env, "FACENET_TEST_SESSION_THREADS": str(record),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), ray_env.get("PYTHONPATH")]))}
+    photos = real_artifacts / "source" / "5-celebrity-faces-dataset" / "val" / "madonna"
+    artifacts = tmp_path / "artifacts"  # the models linked: their graph caches go here
+    (artifacts / "models").mkdir(parents=True)
+    for name in ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"):
+        (artifacts / "models" / name).symlink_to(real_artifacts / "models" / name)
+    output, gallery = tmp_path / "faces.jsonl", tmp_path / "demo.db"
+    shutil.copyfile(real_artifacts / "demo_gallery.db", gallery)
+    result = facenet("batch", "recognize", photos, "--output", output, "--gallery",
+                     gallery, "--ray", "local", "--cpus", "1", "--threads", "3",
+                     "--artifacts", artifacts, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(output.read_text().splitlines()) == len(list(photos.iterdir()))
+    sessions = [line.split() for line in record.read_text().splitlines()]
+    workers = [(threads, model.removesuffix(".optimized"))
+               for program, threads, model in sessions if program == "default_worker.py"]
+    assert {model for _, model in workers} == {
+        "facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"}, sessions
+    assert {threads for threads, _ in workers} == {"3"}, sessions
+    assert {program for program, _, _ in sessions} == {"default_worker.py", "__main__.py"}
+
+
 def test_batch_recognize_never_writes_over_an_input_or_an_earlier_output(
         tmp_path: Path, fake_artifacts: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The list as --output (a link to it too), or an existing output without --overwrite:

@@ -227,3 +227,44 @@ def test_the_reports_say_what_is_out_of_sample(run: tuple[Doc, str, str]) -> Non
     assert "ALIGN_TEMPLATE" in md and "in-sample" in md
     assert "out of sample (all folds): 0 of 5,750 impostor pairs accepted at a nominal FAR of " \
            "0.001; the shipped threshold 1.0581 is calibrated on every set" in stdout
+
+
+def test_the_command_with_its_options_on_one_set(tmp_path: Path) -> None:
+    """``facenet eval crops`` on one small set (the shared people/ photos) with ``--crop`` twice,
+    ``--far`` and ``--min-face``: only the crops named are studied, each threshold is its FAR
+    point at ``--far`` (the table says which FAR), no out-of-sample fold with one set, and a
+    ``--min-face`` above the smallest enrolled face leaves that photo out (listed as missing)."""
+    people = shared_data("people")
+    models = artifacts_root() / "models"
+    root = tmp_path / "artifacts"
+    (root / "models").mkdir(parents=True)
+    for name in RUNTIME_MODELS[:1] + RUNTIME_MODELS[3:]:
+        (root / "models" / name).symlink_to(models / name)
+
+    def study(*options: object) -> tuple[Doc, str]:
+        done = facenet("eval", "crops", "--set", people, "--crop", "box", "--crop", "align",
+                       "--artifacts", root, *options)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return json.loads((root / "reports" / "crops.json").read_text()), done.stdout
+
+    doc, out = study("--far", "0.01")
+    assert [c["crop"] for c in doc["crops"]] == ["box", "align"] and doc["far"] == 0.01
+    assert doc["sets"] == ["people: 11 of 11 photos, 11 faces, 6 people"] and doc["missing"] == []
+    for row in doc["crops"]:
+        scores = next(s for s in row["sets"] if s["set"] == "people")
+        assert (scores["faces"], scores["genuine_pairs"], scores["impostor_pairs"]) == (11, 5, 50)
+        at_far = next(p for p in scores["far_points"] if p["far_target"] == 0.01)
+        assert round(at_far["threshold"], 6) == scores["threshold"]
+    assert doc["out_of_sample"] is None and doc["peer"] is None
+    assert "TAR @ FAR 0.01" in out and "threshold at FAR <= 0.01" in out
+    assert "out of sample: needs at least two labelled sets" in out
+
+    doc, _ = study("--min-face", "300")
+    assert doc["sets"] == ["people: 10 of 11 photos, 10 faces, 6 people"]
+    assert [Path(m.split(":")[0]).name for m in doc["missing"]] == ["john1.jpeg"]
+
+    bad = facenet("eval", "crops", "--set", people, "--crop", "margin=lots", "--artifacts", root)
+    assert bad.returncode == 2 and "--crop" in bad.stderr and "Traceback" not in bad.stderr
+    nowhere = facenet("eval", "crops", "--set", tmp_path / "none", "--artifacts", root)
+    assert nowhere.returncode == 3 and "Traceback" not in nowhere.stderr
+    assert len(nowhere.stderr.strip().splitlines()) == 1

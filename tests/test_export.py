@@ -217,3 +217,68 @@ def test_real_savedmodel_signature() -> None:
     spec = signature.structured_input_signature[1][INPUT_NAME]
     assert spec.shape.as_list() == [None, 160, 160, 3] and spec.dtype == tf.float32
     assert sorted(signature.structured_outputs) == sorted(OUTPUT_NAMES)
+
+
+def _calibration_layout(tmp_path: Path) -> Layout:
+    """A tmp artifacts tree (:func:`_tmp_layout`) with the current SavedModel and the MTCNN
+    models linked in: what ``export --format onnx`` reads."""
+    layout = _tmp_layout(tmp_path)
+    layout.models_dir.mkdir()
+    for name in ("facenet_savedmodel", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"):
+        if not (REAL.models_dir / name).exists():
+            pytest.skip(f"{REAL.models_dir / name} missing: run `nox -s export` first")
+        (layout.models_dir / name).symlink_to((REAL.models_dir / name).resolve())
+    return layout
+
+
+@pytest.mark.real
+def test_a_bad_calibration_set_fails_before_any_work(tmp_path: Path) -> None:
+    """One line and exit 3 at once (before: after the whole conversion), nothing written."""
+    layout = _calibration_layout(tmp_path)
+    before = sorted(p.name for p in layout.models_dir.iterdir())
+    empty = tmp_path / "no-people"
+    empty.mkdir()
+    for bad, phrase in ((empty, "no labelled photos"), (tmp_path / "absent", "not a folder")):
+        done = facenet("model", "export", "--format", "onnx", "--calibration-set",
+                       shared_data("people"), "--calibration-set", bad,
+                       "--artifacts", layout.root, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+        assert done.returncode == 3, done.stderr
+        lines = [line for line in done.stderr.splitlines() if line.startswith("facenet:")]
+        assert lines == [f"facenet: error: {bad}: {lines[0].split(': ', 3)[-1]}"], done.stderr
+        assert phrase in lines[0] and "Traceback" not in done.stderr
+        assert "export keras" not in done.stderr and "export savedmodel" not in done.stderr
+    assert sorted(p.name for p in layout.models_dir.iterdir()) == before
+    assert not layout.reports_dir.exists() and not layout.pack_dir.exists()
+
+
+@pytest.mark.real
+def test_the_onnx_threshold_is_calibrated_on_the_set_named(tmp_path: Path) -> None:
+    """What ``--calibration-set people/`` gives the ONNX exporter (the command hands the option to
+    :class:`ExportContext`, as the test above shows): the default threshold and the metadata
+    written into the model are calibrated on that set alone (its 11 faces, 5 genuine and 50
+    impostor pairs), not on the 5-celebrity photos (the default, as the exported model's
+    metadata says). Run on the exported fp32 model, as the
+    exporter runs it on its staged file (the conversion before it costs minutes)."""
+    from toolchain.convert.exporters.onnx import onnx_metadata
+
+    layout = _calibration_layout(tmp_path)
+    real_onnx = REAL.models_dir / "facenet.onnx"
+    if not real_onnx.is_file():
+        pytest.skip(f"{real_onnx} missing: run `nox -s export` first")
+    context = ExportContext(layout, calibration_sets=(str(shared_data("people")),))
+    threshold = context.calibrate(real_onnx)
+    assert threshold.data == ("people: 11 of 11 photos, 11 faces, 6 people",)
+    assert (threshold.genuine_pairs, threshold.impostor_pairs) == (5, 50)
+    assert threshold.false_accepts == 0 and threshold.crop == DEFAULT_CROP.text
+    meta = onnx_metadata(context, threshold)
+    assert meta["threshold_data"] == "people: 11 of 11 photos, 11 faces, 6 people"
+    assert meta["threshold_impostor_pairs"] == "50" and meta["threshold_far"] == "0.001"
+    assert meta["default_threshold"] == f"{threshold.value:.6f}"
+    import onnx
+
+    shipped = {p.key: p.value
+               for p in onnx.load(str(real_onnx), load_external_data=False).metadata_props}
+    assert "5-celebrity-faces-dataset" in shipped["threshold_data"]  # calibrated by default
+    assert shipped["default_threshold"] != meta["default_threshold"]
+    assert sorted(p.name for p in layout.models_dir.iterdir()) == [
+        "facenet_savedmodel", "mtcnn_onet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx"]

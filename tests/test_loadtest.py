@@ -1,6 +1,6 @@
 """``facenet bench load`` (``toolchain.bench.loadtest``): the summary's arithmetic, and a tiny real
 session (2 clients, 8 requests, a burst of 6 against 3 places, 4 enrollments killed) so the
-session cannot rot.
+session run through the command with every sizing option, so neither can rot.
 
 The real session starts ``facenet serve`` and ``facenet recognize`` in the runtime environment
 (``FACENET_RUNTIME_PYTHON``) on the real models and the shared photos; it only checks that every
@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers.cli import facenet
 from helpers.service_server import examples, models_artifacts, server_python
 
-from toolchain.bench.loadtest import LoadConfig, run_session, write_report
 from toolchain.bench.loadtest.phases import summarize
 from toolchain.bench.loadtest.report import REPORT_JSON, REPORT_MD
 from toolchain.bench.loadtest.server import Outcome
@@ -43,32 +43,53 @@ def test_summary_of_no_answer_has_no_percentiles() -> None:
 
 @pytest.mark.real
 @pytest.mark.slow
-def test_tiny_session_on_the_real_models(tmp_path: Path) -> None:
-    artifacts = models_artifacts()
-    config = LoadConfig(clients=2, requests=8, enroll_every=4, kill_enrollments=4, burst=6,
-                        burst_queue=1, cli_photos=3, python=Path(server_python()),
-                        examples=examples())
-    report = run_session(artifacts, config)
+def test_tiny_session_through_the_command(tmp_path: Path) -> None:
+    """``facenet bench load`` with every sizing option, in the runtime environment, on the real
+    models (linked into a tmp artifacts tree, where the reports go)."""
+    real = models_artifacts() / "models"
+    artifacts = tmp_path / "artifacts"
+    (artifacts / "models").mkdir(parents=True)
+    for name in ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"):
+        (artifacts / "models" / name).symlink_to(real / name)
+    done = facenet("bench", "load", "--artifacts", artifacts, "--clients", 2, "--requests", 8,
+                   "--enroll-every", 4, "--workers", 1, "--queue", 5, "--kill-enrollments", 4,
+                   "--burst", 6, "--burst-queue", 1, "--cli-photos", 3,
+                   "--examples", examples(), python=server_python())
+    assert done.returncode == 0, done.stderr[-2000:]
+    reports = artifacts / "reports"
+    assert sorted(p.name for p in reports.iterdir()) == sorted([REPORT_JSON, REPORT_MD])
+    report = json.loads((reports / REPORT_JSON).read_text())
+    config = report["config"]
+    assert {k: config[k] for k in ("clients", "requests", "enroll_every", "workers", "queue",
+                                   "kill_enrollments", "burst", "burst_queue", "cli_photos")} == {
+        "clients": 2, "requests": 8, "enroll_every": 4, "workers": 1, "queue": 5,
+        "kill_enrollments": 4, "burst": 6, "burst_queue": 1, "cli_photos": 3}
+    assert config["examples"] == str(examples())
 
-    load = report.load
-    assert (load.clients, load.requests, load.enrollments) == (2, 8, 2)
-    assert load.ok == 8 and load.busy_503 == 0 and load.errors == {}
-    assert set(load.by_kind) == {"enroll", "recognize"}
-    assert load.p50_s is not None and load.p50_s <= (load.p99_s or 0)
-    burst = report.burst
-    assert burst.answered_200 + burst.busy_503 == burst.sent == 6 and burst.other == {}
-    assert burst.busy_503 >= 1 and "missing" not in burst.retry_after and burst.healthy_after
-    assert report.cli.photos == 3 and report.cli.photos_per_s > 0
+    load = report["load"]
+    assert (load["clients"], load["requests"], load["enrollments"]) == (2, 8, 2)
+    assert load["ok"] == 8 and load["busy_503"] == 0 and load["errors"] == {}
+    assert set(load["by_kind"]) == {"enroll", "recognize"}
+    assert load["by_kind"]["enroll"]["count"] == 2 and load["by_kind"]["recognize"]["count"] == 6
+    assert load["p50_s"] is not None and load["p50_s"] <= load["p99_s"]
+    burst = report["burst"]
+    assert (burst["workers"], burst["queue"], burst["sent"]) == (1, 1, 6)
+    assert burst["answered_200"] + burst["busy_503"] == 6 and burst["other"] == {}
+    assert burst["busy_503"] >= 1 and "missing" not in burst["retry_after"]
+    assert burst["healthy_after"]
+    assert report["cli"]["photos"] == 3 and report["cli"]["photos_per_s"] > 0
 
-    kill = report.kill
-    assert kill.sent == 4 and sum(kill.statuses.values()) == 4
-    assert kill.acknowledged >= 1 and kill.present_whole >= kill.acknowledged
-    assert kill.partial == [] and kill.lost_acknowledged == [] and kill.before_unchanged
-    assert kill.integrity_problems == []
-    assert report.kill_intact
+    kill = report["kill"]
+    assert kill["sent"] == 4 and sum(kill["statuses"].values()) == 4
+    assert kill["acknowledged"] >= 1 and kill["present_whole"] >= kill["acknowledged"]
+    assert kill["partial"] == [] and kill["lost_acknowledged"] == [] and kill["before_unchanged"]
+    assert kill["integrity_problems"] == [] and report["kill_intact"] is True
+    assert "`--workers 1 --queue 5`" in done.stdout
+    assert "2 concurrent clients, 8 requests" in done.stdout
+    assert (reports / REPORT_MD).read_text().splitlines()[0] == done.stdout.splitlines()[0]
 
-    written = write_report(report, tmp_path / "reports")
-    assert [p.name for p in written] == [REPORT_JSON, REPORT_MD]
-    stored = json.loads(written[0].read_text())
-    assert stored["kill_intact"] is True and stored["load"]["requests"] == 8
-    assert "requests/s" in written[1].read_text()
+
+def test_bad_sizing_is_a_usage_error(tmp_path: Path) -> None:
+    done = facenet("bench", "load", "--artifacts", tmp_path, "--burst", 1)
+    assert done.returncode == 2 and "--burst" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "reports").exists()

@@ -188,3 +188,53 @@ def test_exported_int8_keeps_first_conv_and_head_in_float() -> None:
     assert not int8_weight(convs[0]), f"first conv {convs[0].name} is quantized"
     assert not int8_weight(dense[-1]), f"head {dense[-1].name} is quantized"
     assert all(int8_weight(n) for n in convs[1:]), "a convolution after the first is in float"
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_bench_int8_command_reports_two_variants(tmp_path: Path) -> None:
+    """``facenet bench int8 --variant A --variant B --repeats 1`` on the real fp32 model and crops
+    (linked into tmp_path; the report is written there): one row per variant named, each with its
+    parity numbers and verdict. The two differ only by the stem's first convolution: kept in float
+    it meets the cosine bound (accepted, the best); quantized it does not (rejected), though every
+    val crop is still identified."""
+    import json
+
+    from helpers.cli import facenet
+
+    from toolchain.convert.int8_sweep import VARIANTS_REPORT
+
+    layout = _real_layout(tmp_path)
+    wanted = ["qdq-pc-u8s8-first-float", "qdq-pc-u8s8"]
+    run = facenet("bench", "int8", "--artifacts", layout.root, "--repeats", "1",
+                  *(a for name in wanted for a in ("--variant", name)))
+    assert run.returncode == 0, run.stderr
+    report = json.loads((layout.reports_dir / VARIANTS_REPORT).read_text())
+    rows = {row["variant"]["name"]: row for row in report["variants"]}
+    assert list(rows) == wanted
+    good, stem = rows["qdq-pc-u8s8-first-float"], rows["qdq-pc-u8s8"]
+    assert good["variant"]["exclude"] == ["first_conv", "head"]
+    assert stem["variant"]["exclude"] == ["head"]
+    for row in (good, stem):
+        assert row["error"] is None and len(row["timings_b16_s"]) == 1
+        assert row["speedup_vs_fp32"] > 0 and row["quantize_seconds"] > 0
+        assert (row["check"]["identified"], row["check"]["total"]) == (25, 25)
+        assert row["check"]["l2_max_abs"] <= 1e-5
+        assert row["size_bytes"] < (layout.models_dir / "facenet.onnx").stat().st_size / 2
+    assert good["accepted"] and good["check"]["min_cos_original"] >= MIN_COSINE
+    assert good["check"]["min_cos_original_val"] >= MIN_COSINE
+    assert not stem["accepted"] and stem["check"]["min_cos_original"] < 0.9
+    assert report["best"] == "qdq-pc-u8s8-first-float"
+    assert report["min_cosine_bound"] == MIN_COSINE and report["chosen_in_code"] == CHOSEN.name
+    lines = run.stdout.splitlines()
+    assert lines[0].startswith("qdq-pc-u8s8-first-float ") and " ok " in lines[0]
+    assert lines[1].startswith("qdq-pc-u8s8 ") and " off " in lines[1]
+    assert ": qdq-pc-u8s8-first-float;" in lines[2]
+
+
+def test_bench_int8_refuses_an_unknown_variant(tmp_path: Path) -> None:
+    from helpers.cli import facenet
+
+    run = facenet("bench", "int8", "--artifacts", tmp_path, "--variant", "qdq-bogus")
+    assert run.returncode == 2 and "unknown variant 'qdq-bogus'" in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "reports").exists()

@@ -745,3 +745,56 @@ def test_crop_options_are_recorded_and_a_mismatch_is_refused(
     code, _, err = invoke(capsys, "enroll", tmp_path / "People", "--margin", "wide",
                           "--gallery", db, "--artifacts", fake_artifacts)
     assert code == 2 and "neither pixels (32) nor a share of the box (20%)" in err
+
+
+# ---- the global --verbose and --quiet ----
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_verbose_adds_debug_lines_and_quiet_keeps_warnings_only(
+        tmp_path: Path, runtime_python: Path) -> None:
+    """``facenet [-v|-q] recognize`` on a real photo, each run finding an optimized-graph cache
+    whose recorded sha256 is off (a WARNING, then an INFO as it is rebuilt): by default warnings
+    and info, no debug; ``--verbose`` adds the debug lines (the models it loaded); ``--quiet``
+    keeps the warning only. The recognition itself is the same in all three."""
+    import shutil
+
+    from helpers.real import artifacts_root, shared_data
+
+    real = artifacts_root() / "models"
+    models = tmp_path / "artifacts" / "models"
+    models.mkdir(parents=True)
+    for name in ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"):
+        (models / name).symlink_to(real / name)
+    gallery = tmp_path / "demo.db"
+    shutil.copyfile(artifacts_root() / "demo_gallery.db", gallery)
+    photo = shared_data("photos") / "obama1.jpg"
+    sidecar = models / "facenet.onnx.optimized.json"
+
+    def run(*flags: str) -> tuple[str, dict[str, list[str]]]:
+        shutil.copyfile(real / "facenet.onnx.optimized", models / "facenet.onnx.optimized")
+        recorded = json.loads((real / sidecar.name).read_text())
+        recorded["optimized_sha256"] = "0" * 64
+        sidecar.write_text(json.dumps(recorded))
+        done = facenet(*flags, "recognize", photo, "--json", "--gallery", gallery,
+                       "--artifacts", models.parent, python=runtime_python)
+        assert done.returncode == 0, done.stderr
+        levels: dict[str, list[str]] = {}
+        for line in done.stderr.splitlines():
+            levels.setdefault(line.split(" ", 1)[0], []).append(line)
+        return done.stdout, levels
+
+    plain, default = run()
+    loud, verbose = run("--verbose")
+    quiet_out, quiet = run("-q")
+    assert plain == loud == quiet_out and json.loads(plain)["results"][0]["faces"]
+    rebuilt = "facenet.onnx.optimized does not match its recorded sha256; rebuilding it"
+    for levels in (default, verbose, quiet):
+        assert levels["WARNING"] == [f"WARNING toolchain.runtime.ort_options: {rebuilt}"]
+    assert set(default) == {"WARNING", "INFO"} and len(default["INFO"]) == 1
+    assert "saved the optimized graph of facenet.onnx" in default["INFO"][0]
+    assert set(verbose) == {"WARNING", "INFO", "DEBUG"}
+    assert any("loaded" in line and "facenet.onnx" in line for line in verbose["DEBUG"])
+    assert verbose["INFO"] == default["INFO"]
+    assert set(quiet) == {"WARNING"}

@@ -93,14 +93,24 @@ def test_clip_every_frame_names_lin_manuel_miranda_once(artifacts: Path) -> None
     assert named_in_frames <= {"lin_manuel_miranda", "unknown"}
 
 
-def test_cli_clip_every_third_frame_json_and_annotated_video(artifacts: Path,
-                                                            tmp_path: Path) -> None:
-    out = tmp_path / "annotated.mp4"
-    proc = facenet("watch", clip(), "--every", "3", "--json", "--annotate", out,
-                   "--artifacts", artifacts)
+@pytest.fixture(scope="module")
+def every_third(artifacts: Path, tmp_path_factory: pytest.TempPathFactory
+                ) -> tuple[dict[str, Any], Path]:
+    """``facenet watch CLIP --every 3 --json --annotate FILE`` with the default options: the
+    JSON report and the folder of the annotated video."""
+    folder = tmp_path_factory.mktemp("every_third")
+    proc = facenet("watch", clip(), "--every", "3", "--json", "--annotate",
+                   folder / "annotated.mp4", "--artifacts", artifacts)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
-    report = json.loads(proc.stdout)
+    report: dict[str, Any] = json.loads(proc.stdout)
+    return report, folder
+
+
+def test_cli_clip_every_third_frame_json_and_annotated_video(
+        every_third: tuple[dict[str, Any], Path]) -> None:
+    report, folder = every_third
+    out = folder / "annotated.mp4"
     assert (report["kind"], report["frames"], report["analyzed"]) == ("file", 275, 92)
     assert report["ending"] == "end" and report["error"] is None and report["dropped"] == 0
     assert report["frames_per_second"] > 0
@@ -111,7 +121,89 @@ def test_cli_clip_every_third_frame_json_and_annotated_video(artifacts: Path,
     with av.open(str(out)) as written:
         assert written.streams.video[0].codec_context.name == "h264"
         assert sum(1 for _ in written.decode(video=0)) == CLIP_FRAMES
-    assert [p.name for p in tmp_path.iterdir()] == ["annotated.mp4"]
+    assert [p.name for p in folder.iterdir()] == ["annotated.mp4"]
+
+
+def test_min_track_frames_and_min_name_face_change_the_timeline_as_documented(
+        artifacts: Path, every_third: tuple[dict[str, Any], Path]) -> None:
+    """The same run with ``--min-track-frames 1 --min-name-face 0`` beside the defaults (3 and
+    40 px): tracking is the same, so the defaults' tracks are exactly this run's tracks of at
+    least 3 frames (the 1-frame passing detections are reported only here); and the small faces
+    of the stage shot (frames 0-18, Lin-Manuel Miranda far away), which do not vote by default,
+    all vote here, so a track may get a name from them."""
+    default = {t["track"]: t for t in every_third[0]["tracks"]}
+    proc = facenet("watch", clip(), "--every", "3", "--json", "--min-track-frames", "1",
+                   "--min-name-face", "0", "--artifacts", artifacts)
+    assert proc.returncode == 0, proc.stderr
+    loose = {t["track"]: t for t in json.loads(proc.stdout)["tracks"]}
+    assert {i for i, t in loose.items() if t["frames"] >= 3} == set(default)
+    assert min(t["frames"] for t in default.values()) >= 3
+    assert any(t["frames"] == 1 for t in loose.values())
+    for i, t in default.items():
+        assert (loose[i]["first_frame"], loose[i]["last_frame"], loose[i]["frames"]) == (
+            t["first_frame"], t["last_frame"], t["frames"])
+        assert loose[i]["voters"] >= t["voters"]
+    stage = [i for i, t in default.items() if t["last_frame"] <= 18 + CUT_SLACK]
+    assert stage and all(default[i]["voters"] < default[i]["frames"] for i in stage)
+    assert all(loose[i]["voters"] == loose[i]["frames"] for i in stage)
+    assert any(default[i]["name"] is None and loose[i]["name"] is not None for i in stage)
+
+
+def test_ctrl_c_on_a_video_file_exits_130_with_the_timeline_so_far(
+        artifacts: Path, tmp_path: Path) -> None:
+    """SIGINT once the progress display (stderr on a terminal) reports analyzed frames: the run
+    stops between two frames, the JSON timeline of the frames seen is printed, the annotated
+    video holds exactly those frames, and the exit code is 130 (a file, not a stream)."""
+    import os
+    import pty
+    import threading
+
+    out = tmp_path / "part.mp4"
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        facenet_argv("watch", clip(), "--json", "--annotate", out, "--artifacts", artifacts),
+        stdout=subprocess.PIPE, stderr=follower, text=True, cwd=ROOT,
+        env=python_env({"TERM": "xterm", "COLUMNS": "120"}))
+    os.close(follower)
+    chunks: list[bytes] = []
+    progressing = threading.Event()
+
+    def drain() -> None:  # read the terminal to its end, so the child never blocks on it
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if b"analyzed" in b"".join(chunks):  # the first progress line: frames tracked
+                progressing.set()
+        progressing.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        assert progressing.wait(timeout=300)
+        assert proc.poll() is None, b"".join(chunks).decode(errors="replace")
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=120)
+        reader.join(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    assert proc.returncode == 130
+    seen = b"".join(chunks)
+    stderr = seen.decode(errors="replace")
+    assert "Traceback" not in stderr, stderr
+    report = json.loads(stdout)
+    assert report["ending"] == "interrupted" and report["error"] is None
+    assert 0 < report["frames"] < CLIP_FRAMES and report["analyzed"] == report["frames"]
+    assert re.search(rf"interrupted after {report['frames']} frames", stderr), stderr
+    with av.open(str(out)) as written:
+        assert sum(1 for _ in written.decode(video=0)) == report["frames"]
+    assert [p.name for p in tmp_path.iterdir()] == ["part.mp4"]
 
 
 NO_TENSORFLOW = """

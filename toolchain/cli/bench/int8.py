@@ -26,6 +26,10 @@ def int8(
     repeats: Annotated[
         int, typer.Option("--repeats", min=1, max=100, help="Timed batch-16 runs per variant.")
     ] = 7,
+    variants: Annotated[list[str] | None, typer.Option(
+        "--variant", metavar="NAME", show_default=False,
+        help="Sweep only this variant (a name of the report's rows), repeatable [default: "
+             "every variant].")] = None,
 ) -> None:
     """Quantize FaceNet to int8 every way tried; check, time and report each variant."""
     from toolchain.convert.int8_sweep import (
@@ -34,11 +38,17 @@ def int8(
         best_variant,
         sweep_variants,
     )
-    from toolchain.convert.quantize import CHOSEN
+    from toolchain.convert.quantize import CHOSEN, VARIANTS
     from toolchain.core.integrity import record_files
 
+    by_name = {v.name: v for v in VARIANTS}
+    unknown = [name for name in variants or () if name not in by_name]
+    if unknown:
+        raise typer.BadParameter(f"unknown variant {unknown[0]!r}; the variants: "
+                                 f"{', '.join(by_name)}", param_hint="--variant")
+    chosen = [by_name[name] for name in dict.fromkeys(variants)] if variants else VARIANTS
     layout = Layout(artifacts)
-    records = sweep_variants(layout, repeats=repeats)
+    records = sweep_variants(layout, chosen, repeats=repeats)
     record_files(layout, [layout.reports_dir / VARIANTS_REPORT])
     for r in records:
         if r.check is None:

@@ -37,7 +37,7 @@ def _table(study: CropStudy) -> Table:
     from toolchain.evaluation.crops import ALL_SETS
 
     table = Table(title=f"Crops over all labelled pairs (threshold at FAR <= {study.far:g})")
-    for column in ("crop", "threshold", "ROC AUC", "EER", "TAR @ FAR 1e-3", "accuracy"):
+    for column in ("crop", "threshold", "ROC AUC", "EER", f"TAR @ FAR {study.far:g}", "accuracy"):
         table.add_column(column, justify="left" if column == "crop" else "right")
     for crop in study.crops:
         overall = crop.of(ALL_SETS)

@@ -73,6 +73,8 @@ def export(
         raise typer.BadParameter(str(exc), param_hint="--format") from exc
     log.info("export plan: %s", " -> ".join(e.name for e in plan))
     context = ExportContext(layout, calibration_sets=tuple(calibration_sets or ()))
+    if calibration_sets:
+        context.labelled_sets  # noqa: B018  (a bad set fails now, not after the conversion)
     with console(stderr=True).status("exporting…"):
         results = run_exporters(context, [e.name for e in plan])
     report = write_export_report(layout, results)

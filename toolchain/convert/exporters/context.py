@@ -29,6 +29,7 @@ from toolchain.core.preprocess import prewhiten
 
 if TYPE_CHECKING:
     from toolchain.evaluation.calibration import FarThreshold
+    from toolchain.evaluation.labelled import LabelledSet
 
 log = logging.getLogger(__name__)
 
@@ -132,18 +133,11 @@ class ExportContext:
             embed_sets,
             far_threshold,
         )
-        from toolchain.evaluation.labelled import parse_set
         from toolchain.runtime.embedder import Embedder
         from toolchain.runtime.loading import load_detector
         from toolchain.runtime.ort_options import DEFAULT_SETTINGS
 
-        if not self.calibration_sets and not self.layout.dataset_dir.is_dir():
-            raise MissingArtifactError(
-                f"the ONNX default threshold is calibrated on labelled photos, and "
-                f"{self.layout.dataset_dir} is missing: run `nox -s fetch`, or name a set with "
-                "--calibration-set")
-        specs = self.calibration_sets or (str(self.layout.dataset_dir),)
-        sets = [parse_set(spec) for spec in specs]
+        sets = self.labelled_sets
         try:
             detector = load_detector(self.layout.models_dir)
         except MissingArtifactError as exc:
@@ -157,6 +151,26 @@ class ExportContext:
         result = far_threshold(faces, sets, DEFAULT_CROP, POLICY_FAR)
         log.info("default threshold %.6f: %s", result.value, result.policy)
         return result
+
+    @cached_property
+    def labelled_sets(self) -> list[LabelledSet]:
+        """The labelled sets the ONNX default threshold is calibrated on: those of
+        :attr:`calibration_sets`, else the 5-celebrity photos. The export command reads named sets
+        before any work, so a bad one fails at once, not after the conversion.
+
+        Raises:
+            MissingArtifactError: no set is named and the 5-celebrity photos are missing.
+            InputError: a labelled set is bad.
+        """
+        from toolchain.evaluation.labelled import parse_set
+
+        if not self.calibration_sets and not self.layout.dataset_dir.is_dir():
+            raise MissingArtifactError(
+                f"the ONNX default threshold is calibrated on labelled photos, and "
+                f"{self.layout.dataset_dir} is missing: run `nox -s fetch`, or name a set with "
+                "--calibration-set")
+        specs = self.calibration_sets or (str(self.layout.dataset_dir),)
+        return [parse_set(spec) for spec in specs]
 
     @cached_property
     def stamp(self) -> dict[str, str]:
