@@ -260,8 +260,8 @@ def _cached_key_matches(model: Path, settings: OrtSettings, slot: CacheSlot,
     if not isinstance(recorded, dict) or (
             recorded.get("optimized_size"), recorded.get("data_size")) != sizes:
         return False
-    for path, key in ((slot.optimized, "optimized_sha256"), (slot.data, "data_sha256")):
-        if recorded.get(key) != remembered_sha256(path):
+    for path, field in ((slot.optimized, "optimized_sha256"), (slot.data, "data_sha256")):
+        if recorded.get(field) != remembered_sha256(path):
             log.warning("%s does not match its recorded sha256; rebuilding it", path.name)
             return False
     same_file = (recorded.get("source_size"), recorded.get("source_mtime_ns")) == (
