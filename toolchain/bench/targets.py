@@ -112,5 +112,7 @@ def evaluate_targets(rows: list[Row]) -> list[Target]:
     if cold is not None:
         targets.append(Target("cold start of `facenet recognize one.jpg`", cold.median,
                               f"<= {COLD_START_GOAL_S} s", cold.median <= COLD_START_GOAL_S,
-                              f"median of {len(cold.samples)} fresh processes"))
+                              f"median of {len(cold.samples)} fresh processes"
+                              + (f"; bytecode {cold.detail['bytecode']}"
+                                 if cold.detail.get("bytecode") else "")))
     return targets
