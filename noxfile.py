@@ -52,7 +52,7 @@ ENV_SPECS: dict[str, Env] = {
     "modern": Env((REQ / "modern.txt", REQ / "serve.txt", REQ / "openvino.txt", REQ / "nncf.txt",
                    REQ / "postgres.txt", REQ / "postgres-server.txt", REQ / "ray.txt")),
     "runtime": Env((REQ / "runtime.txt", REQ / "serve.txt", REQ / "openvino.txt",
-                    REQ / "postgres.txt")),
+                    REQ / "postgres.txt"), compile_bytecode=True),
     "lint": Env((REQ / "lint.txt",), project=False),
     "docs": Env((REQ / "docs.txt",)),
     # face_recognition declares `dlib` (a source build); dlib-bin in baseline.txt replaces it.

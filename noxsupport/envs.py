@@ -55,6 +55,12 @@ class Env:
     is replaced by a prebuilt wheel in ``requirements``)."""
     project: bool = True
     """Install this project (editable, ``--no-deps``) into the environment."""
+    compile_bytecode: bool = False
+    """Compile every installed module and this project's package to bytecode while building, as
+    ``pip install`` does and uv does not by default: a process that may not write bytecode
+    (``PYTHONDONTWRITEBYTECODE``, a read-only environment) otherwise compiles every module it
+    imports at every start (measured: 1.6 s instead of 2.4 s for ``facenet recognize one.jpg``
+    on the loaded 2-core machine; about 12 s more to build the runtime environment)."""
 
 
 class BuildFailed(RuntimeError):
@@ -132,6 +138,8 @@ def _digest(spec: Env, pyproject: Path) -> str:
     digest = hashlib.sha256()
     for req in [*spec.requirements, *spec.no_deps, pyproject]:
         digest.update(req.read_bytes())
+    if spec.compile_bytecode:  # only then: the other environments' stamps stay as they were
+        digest.update(b"compile-bytecode")
     return digest.hexdigest()
 
 
@@ -147,9 +155,10 @@ def _commands(venv: Path, spec: Env, root: Path) -> tuple[list[list[str]], dict[
                     *([*pip, "install", "--no-deps", "-r", str(req)] for req in spec.no_deps)]
         if spec.project:
             commands.append([*pip, "install", "--no-deps", "-e", str(root)])
-        return commands, {}
+        return [*commands, *_compile_project(python, spec, root)], {}
     settings = pip_settings()
-    install = [uv, "pip", "install", "--python", python, *uv_index_options(settings)]
+    install = [uv, "pip", "install", "--python", python, *uv_index_options(settings),
+               *(["--compile-bytecode"] if spec.compile_bytecode else [])]
     # --seed: pip in the environment too (`facenet model fetch` downloads with it).
     commands = [[uv, "venv", "--quiet", "--seed", "--python", sys.executable, str(venv)],
                 [*install, *(a for req in spec.requirements for a in ("-r", str(req)))]]
@@ -159,7 +168,15 @@ def _commands(venv: Path, spec: Env, root: Path) -> tuple[list[list[str]], dict[
     if spec.project:
         commands.append([*install, "--no-deps", "-e", str(root)])
     env = {"SSL_CERT_FILE": settings["cert"]} if settings.get("cert") else {}
-    return commands, env
+    return [*commands, *_compile_project(python, spec, root)], env
+
+
+def _compile_project(python: str, spec: Env, root: Path) -> list[list[str]]:
+    """The command that compiles this project's package (an editable install is not compiled by
+    the installer), when ``spec`` asks for bytecode."""
+    if not (spec.compile_bytecode and spec.project):
+        return []
+    return [[python, "-m", "compileall", "-q", str(root / "toolchain")]]
 
 
 def ensure(name: str, spec: Env, envs: Path, root: Path) -> Built:

@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.real, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 CELEB, EXAMPLES = "5-celebrity-faces-dataset", "face_recognition_examples"
 RUNTIME_MODELS = ("facenet.onnx", "facenet.onnx.optimized", "facenet.onnx.optimized.json",
+                  "facenet.onnx.optimized.data",
                   "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx")
 Doc = dict[str, Any]
 

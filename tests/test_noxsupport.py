@@ -93,3 +93,28 @@ def test_uv_reaches_the_indexes_links_and_constraints_pip_is_configured_with() -
                      ("--find-links", "/opt/wheels"),
                      ("--constraint", "/etc/pip/constraints.txt")]
     assert envs.uv_index_options({"no-index": "1"})[-1] == "--no-index"
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_an_environment_asking_for_bytecode_is_built_compiled(
+        installer: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runtime environment ships compiled (``facenet recognize``'s start, issue 25): uv is
+    told to compile what it installs (pip does by default), then the project's package is
+    compiled; an environment that does not ask keeps its commands and its stamp."""
+    monkeypatch.setattr(envs, "uv_binary", lambda: "/opt/uv" if installer == "uv" else None)
+    monkeypatch.setattr(envs, "pip_settings", lambda: {})
+    req = tmp_path / "runtime.txt"
+    req.write_text("numpy==2.0.0\n")
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[project]\n")
+    plain, compiled = envs.Env((req,)), envs.Env((req,), compile_bytecode=True)
+    venv = tmp_path / "venv"
+    before, _ = envs._commands(venv, plain, ROOT)
+    after, _ = envs._commands(venv, compiled, ROOT)
+    python = str(venv / "bin" / "python")
+    assert after[-1] == [python, "-m", "compileall", "-q", str(ROOT / "toolchain")]
+    assert not any("compileall" in command for command in before)
+    installs = [c for c in after if "install" in c and "--upgrade" not in c]
+    assert installs and all(("--compile-bytecode" in c) == (installer == "uv") for c in installs)
+    assert not any("--compile-bytecode" in c for c in before)
+    assert envs._digest(compiled, pyproject) != envs._digest(plain, pyproject)

@@ -25,11 +25,12 @@ from toolchain.runtime.ort_options import (
 
 
 def _write_model(path: Path, scale: float) -> None:
-    """A tiny Conv + Relu model (enough for the optimizer to fuse something)."""
+    """A tiny Conv + Relu model (enough for the optimizer to fuse something; its weight is big
+    enough to go to the cache's weights file)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    weight = np.full((4, 3, 3, 3), scale, np.float32)
+    weight = np.full((16, 3, 3, 3), scale, np.float32)
     graph = helper.make_graph(
         [
             helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
@@ -37,7 +38,7 @@ def _write_model(path: Path, scale: float) -> None:
         ],
         "tiny",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 16, 8, 8])],
         [numpy_helper.from_array(weight, "w")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -72,6 +73,11 @@ def test_cache_is_created_reused_and_rebuilt_when_the_model_changes(tmp_path: Pa
     sidecar = json.loads((tmp_path / "m.onnx.optimized.json").read_text())
     assert cached.is_file() and sidecar["optimized_size"] == cached.stat().st_size
     assert sidecar["optimized_sha256"] == sha256_file(cached)
+    weights = tmp_path / "m.onnx.optimized.data"
+    assert weights.stat().st_size >= 16 * 27 * 4, "the weights are kept out of the graph"
+    assert sidecar["data_size"] == weights.stat().st_size
+    assert sidecar["data_sha256"] == sha256_file(weights)
+    assert b"m.onnx.optimized.data" in cached.read_bytes(), "the graph names its weights file"
     mtime = cached.stat().st_mtime_ns
 
     np.testing.assert_allclose(_run(create_session(model)), first)
@@ -98,17 +104,33 @@ def test_touched_model_with_the_same_content_keeps_the_cache(tmp_path: Path) -> 
     assert record["source_mtime_ns"] == model.stat().st_mtime_ns, "next time: no re-hash"
 
 
-def test_corrupt_cache_is_rebuilt(tmp_path: Path) -> None:
+@pytest.mark.parametrize("part, key", [("", "optimized_sha256"), (".data", "data_sha256")])
+def test_corrupt_cache_is_rebuilt(tmp_path: Path, part: str, key: str) -> None:
+    """A flipped byte in the cached graph or in its weights: rebuilt, never run."""
     model = tmp_path / "m.onnx"
     _write_model(model, 1.0)
     expected = _run(create_session(model))
-    cached = optimized_path(model)
+    cached = optimized_path(model).with_name(f"m.onnx.optimized{part}")
     data = bytearray(cached.read_bytes())
     data[len(data) // 2] ^= 0x55  # same size and sidecar, one byte flipped
     cached.write_bytes(bytes(data))
     np.testing.assert_allclose(_run(create_session(model)), expected)
     assert sha256_file(cached) == json.loads(
-        (tmp_path / "m.onnx.optimized.json").read_text())["optimized_sha256"]
+        (tmp_path / "m.onnx.optimized.json").read_text())[key]
+
+
+def test_a_cache_of_the_single_file_layout_is_replaced(tmp_path: Path) -> None:
+    """A cache written before the weights had a file of their own (no ``weights`` key in its
+    sidecar) is rebuilt in the new layout."""
+    model = tmp_path / "m.onnx"
+    _write_model(model, 1.0)
+    expected = _run(create_session(model))
+    sidecar = tmp_path / "m.onnx.optimized.json"
+    record = json.loads(sidecar.read_text())
+    del record["weights"]
+    sidecar.write_text(json.dumps(record))
+    np.testing.assert_allclose(_run(create_session(model)), expected)
+    assert json.loads(sidecar.read_text())["weights"] == "external"
 
 
 READ_ONLY_SESSION = """
@@ -142,7 +164,7 @@ def test_read_only_directory_caches_in_the_user_cache_or_runs_without(tmp_path: 
         assert ("running without it" in done.stderr) != cached, done.stderr
         if cached:
             kept = sorted(p.name for p in cache.iterdir() if p.name != "digests")  # see digests
-            assert kept == [name, f"{name}.json"]
+            assert kept == [name, f"{name}.data", f"{name}.json"]
             mtimes.append((cache / name).stat().st_mtime_ns)
     assert mtimes[0] == mtimes[1], "the user cache was rebuilt, not reused"
 
@@ -166,7 +188,8 @@ def test_a_given_digest_spares_reading_the_source(tmp_path: Path,
     first = _run(create_session(model, sha256=digest))
     again = _run(create_session(model, sha256=digest))
     np.testing.assert_allclose(again, first)
-    assert read == ["m.onnx.optimized", "m.onnx.optimized"]  # written, then checked: never m.onnx
+    written = ["m.onnx.optimized", "m.onnx.optimized.data"]
+    assert read == written * 2  # written, then checked: never m.onnx
     assert json.loads((tmp_path / "m.onnx.optimized.json").read_text())["source_sha256"] == digest
 
 

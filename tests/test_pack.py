@@ -112,7 +112,8 @@ def test_loading_reads_each_pack_file_once(pack: Path, tmp_path: Path,
         monkeypatch.setattr(module, "sha256_file", counting)
     rec = Recognizer.load(pack)
     assert reads == {"facenet.onnx": 1, "mtcnn_pnet.onnx": 1, "mtcnn_rnet.onnx": 1,
-                     "mtcnn_onet.onnx": 1, "facenet.onnx.optimized": 1}
+                     "mtcnn_onet.onnx": 1, "facenet.onnx.optimized": 1,
+                     "facenet.onnx.optimized.data": 1}
     assert rec.embedder.fingerprint == sha256_file(pack / "facenet.onnx")
 
     monkeypatch.setattr(digests_module, "SETTLE_SECONDS", 0.0)
@@ -424,7 +425,8 @@ def test_a_read_only_real_pack_runs_with_or_without_a_cache(
         assert ("running without it" in done.stderr) != cached, done.stderr
     digest = json.loads((pack / "manifest.json").read_text())["files"]["facenet.onnx"]["sha256"]
     kept = sorted(p.name for p in cache.iterdir() if p.name != "digests")  # remembered digests
-    assert kept == [f"{digest}.onnx.optimized", f"{digest}.onnx.optimized.json"]
+    assert kept == [f"{digest}.onnx.optimized", f"{digest}.onnx.optimized.data",
+                    f"{digest}.onnx.optimized.json"]
 
 
 @pytest.mark.real

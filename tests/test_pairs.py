@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 PEOPLE = SHARED_DATA / "people"
 RUNTIME_MODELS = ("facenet.onnx", "facenet.onnx.optimized", "facenet.onnx.optimized.json",
+                  "facenet.onnx.optimized.data",
                   "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx")
 
 

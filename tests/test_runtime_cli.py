@@ -441,6 +441,48 @@ def test_recognize_imports_no_tensorflow(fake_artifacts: Path, enrolled: Path, q
         fakes.SUBPROCESS_PRELUDE, tmp_path)
 
 
+RECOGNIZE_FORBIDDEN = (*FORBIDDEN, "onnx", "fastapi", "starlette", "uvicorn", "ray", "av",
+                       "openvino", "psycopg", "rich")
+"""What ``facenet recognize --json`` with a pipe for stderr must not import: nothing of the
+converter, the service, Ray, video decoding, OpenVINO (not the chosen runtime), PostgreSQL, nor
+rich (no table, no progress bar off a terminal). pydantic is not in it: typer 0.29 coerces every
+parameter with it, so any typer command imports it."""
+
+RECOGNIZE_PACKAGES = {"toolchain.cli": {"app", "common", "main", "options", "output", "recognize"},
+                      "toolchain": {"cli", "core", "gallery", "runtime", "video"}}
+"""The only submodules of these packages that ``facenet recognize`` may import: no other
+command's module, and none of the service, bench, convert, evaluation, batch or legacy tiers
+(``toolchain.video`` for its video-argument check only)."""
+
+
+def test_recognize_imports_only_its_own_path(fake_artifacts: Path, enrolled: Path,
+                                             queries: Path, tmp_path: Path) -> None:
+    """The start of ``facenet recognize one.jpg`` (issue 25, cold start) is its imports: a
+    command module or tier that creeps into its path costs every one-photo run. The modules the
+    run adds to those the test's prelude had already loaded are held to the lists above."""
+    script = fakes.SUBPROCESS_PRELUDE + f"""
+import json
+before = set(sys.modules)
+from toolchain.cli.app import run
+code = run(["recognize", {str(queries / "b_red.png")!r}, "--gallery", {str(enrolled)!r},
+            "--json", "--artifacts", {str(fake_artifacts)!r}])
+print(code, json.dumps(sorted(set(sys.modules) - before)))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=600, check=False, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    code, listed = result.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert code == "0", result.stderr
+    loaded = json.loads(listed)
+    assert "onnxruntime" in loaded and "toolchain.cli.recognize" in loaded, loaded
+    assert [m for m in loaded if m.split(".")[0] in RECOGNIZE_FORBIDDEN] == []
+    for package, allowed in RECOGNIZE_PACKAGES.items():
+        depth = package.count(".") + 1
+        strays = {m for m in loaded if m.startswith(package + ".")
+                  and m.split(".")[depth] not in allowed}
+        assert not strays, f"{package}: {sorted(strays)}"
+
+
 # ---- real models and photos -------------------------------------------------------------------
 
 

@@ -50,6 +50,30 @@ def run_process(cmd: Sequence[str], env: dict[str, str] | None = None) -> Proces
     return ProcessRun(wall, usage.ru_maxrss / 1024.0)
 
 
+BYTECODE_PROBE = ("import importlib.util as u, os, sys; origin = u.find_spec('typer').origin; "
+                  "print(int(sys.dont_write_bytecode), int(os.path.exists(u.cache_from_source("
+                  "origin))))")
+"""Whether the interpreter may write bytecode, and whether it holds typer's (one of the first
+modules ``facenet`` imports; found, not imported, so the probe writes nothing): ``1 0`` means
+every start compiles every module it imports."""
+
+
+def bytecode_state(python: str) -> str:
+    """How ``python`` (with this process's environment) gets the bytecode of the modules a command
+    imports: ``held by the environment``, ``written by the first run`` or ``compiled at every
+    start``. The last one costs a one-photo run about 0.6 s of CPU time (issue 25: an environment
+    built without compiling, run with ``PYTHONDONTWRITEBYTECODE``)."""
+    proc = subprocess.run([python, "-c", BYTECODE_PROBE], capture_output=True, text=True,
+                          check=False)
+    flags = proc.stdout.split()
+    if proc.returncode != 0 or len(flags) != 2:
+        return "unknown"
+    no_write, held = flags
+    if held == "1":
+        return "held by the environment"
+    return "compiled at every start" if no_write == "1" else "written by the first run"
+
+
 def run_worker(spec: TaskSpec, work: Path, env: dict[str, str] | None = None) -> ProcessRun:
     """Run one bench task in a fresh ``python -m toolchain.bench`` process."""
     tag = f"{type(spec).__name__}-{time.monotonic_ns()}"

@@ -20,7 +20,7 @@ from toolchain.bench.inputs import (
     bench_label,
     spread,
 )
-from toolchain.bench.processes import ProcessRun, run_process, run_worker
+from toolchain.bench.processes import ProcessRun, bytecode_state, run_process, run_worker
 from toolchain.bench.rows import (
     COLD_OURS,
     COLD_SEED,
@@ -171,13 +171,14 @@ class Scheduler:
         ours_cmd = [python, "-m", "toolchain", "-q", "recognize", str(photo),
                     "--gallery", str(gallery), "--artifacts", self.art]
         seed_spec = SeedColdStartSpec(str(photo), self.model("keras"), str(gallery_npz))
+        bytecode = bytecode_state(python)
         ours, seed = [], []
         for _ in range(self.config.cold_runs):
             ours.append(run_process(ours_cmd))
             seed.append(self.worker(seed_spec))
         for label, runs, detail in (
             (COLD_SEED, seed, {"process": "python -m toolchain.bench (SeedColdStartSpec)"}),
-            (COLD_OURS, ours, {"command": " ".join(ours_cmd[1:5])}),
+            (COLD_OURS, ours, {"command": " ".join(ours_cmd[1:5]), "bytecode": bytecode}),
         ):
             self.rows.append(Row(
                 Section.COLD_START, label, "s", [r.wall_s for r in runs],

@@ -27,8 +27,10 @@ from toolchain.bench.rows import (
 EMBED_BASELINE = "savedmodel"
 """Bench label of the runtime every embedding row is compared with (same batch)."""
 
-COLD_START_GOAL_S = 1.5
-"""Target wall time of ``facenet recognize one.jpg`` in a fresh process."""
+COLD_START_GOAL_S = 0.5
+"""Target wall time of ``facenet recognize one.jpg`` in a fresh process of the runtime
+environment, from process start to exit (issue 25, goal 4): the median of the cold-start rows'
+fresh processes, the command a user types (table output), with the real models and a gallery."""
 
 
 def add_ratios(rows: list[Row]) -> None:
@@ -129,5 +131,7 @@ def evaluate_targets(rows: list[Row]) -> list[Target]:
     if cold is not None:
         targets.append(Target("cold start of `facenet recognize one.jpg`", cold.median,
                               f"<= {COLD_START_GOAL_S} s", cold.median <= COLD_START_GOAL_S,
-                              f"median of {len(cold.samples)} fresh processes"))
+                              f"median of {len(cold.samples)} fresh processes"
+                              + (f"; bytecode {cold.detail['bytecode']}"
+                                 if cold.detail.get("bytecode") else "")))
     return targets

@@ -7,6 +7,7 @@ imported when a console is made.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -45,6 +46,24 @@ def display_text(text: object) -> str:
     one name look like another. Machine outputs (JSON, CSV) keep the text as is.
     """
     return escape(str(text))
+
+
+TERMINAL_ENV = ("TTY_COMPATIBLE", "FORCE_COLOR")
+"""Variables with which rich may take a stream that is not a terminal for one."""
+
+
+def may_be_terminal(stderr: bool = False) -> bool:
+    """Whether rich could take stdout (stderr) for a terminal, without importing rich: ``False``
+    only when the stream is no TTY and none of :data:`TERMINAL_ENV` is set, where rich says
+    ``False`` too. A script's run (output to a pipe or file) then never imports rich for its
+    progress bar (about 30 ms of a one-photo run's start)."""
+    if any(name in os.environ for name in TERMINAL_ENV):
+        return True
+    isatty = getattr(sys.stderr if stderr else sys.stdout, "isatty", None)
+    try:
+        return bool(isatty is not None and isatty())
+    except ValueError:  # a closed stream
+        return False
 
 
 def console(stderr: bool = False) -> Console:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from toolchain.cli.common import console
+from toolchain.cli.common import console, may_be_terminal
 from toolchain.gallery.schema import MatchMode
 
 if TYPE_CHECKING:
@@ -179,10 +179,10 @@ def enroll_keywords(min_enroll_face: float | None) -> dict[str, float]:
 def progress_bar(label: str, total: int) -> Iterator[Callable[[Path], None]]:
     """A rich progress bar on stderr (only on a terminal); yields the per-photo advance callback.
 
-    Off a terminal nothing is drawn and ``rich.progress`` is not even imported (a part of the
-    start of a one-photo run in a script)."""
-    err = console(stderr=True)
-    if not err.is_terminal:
+    Off a terminal nothing is drawn and rich is not even imported (:func:`~toolchain.cli.common.
+    may_be_terminal`: a part of the start of a one-photo run in a script)."""
+    err = console(stderr=True) if may_be_terminal(stderr=True) else None
+    if err is None or not err.is_terminal:
         yield lambda _path: None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -18,6 +18,11 @@ the 2-core AVX2 machine the toolchain targets:
   is remembered while the file stays the same: :mod:`toolchain.core.integrity.digests`), load the
   saved graph with optimizations off and start several times faster. The cache is rebuilt when
   any key changes or the graph's bytes do not match.
+* the cached graph keeps its weights in a file of their own (``<model>.optimized.data``, ONNX
+  external data; its size and sha256 are in the sidecar and checked like the graph's): ONNX
+  Runtime then maps the weights instead of parsing and copying 90 MB of protobuf, which halves
+  session creation plus first run of the fp32 FaceNet in a fresh process (``facenet recognize
+  one.jpg``). The graph and its kernels are the same, so are the embeddings, bit for bit.
 * a model whose folder is read-only (a model pack shipped read-only, a container's image) has its
   cache in the user's cache folder instead (:func:`user_cache_dir`), named by the source's sha256
   so that models of several packs never collide; when that cannot be written either, the session
@@ -34,6 +39,7 @@ import json
 import logging
 import os
 import platform
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +54,12 @@ log = logging.getLogger(__name__)
 
 OPTIMIZED_SUFFIX = ".optimized"
 """Suffix appended to a model's file name for its cached optimized graph."""
+
+DATA_SUFFIX = ".data"
+"""Suffix appended to the cached graph's file name for the file of its weights."""
+
+EXTERNAL_MIN_BYTES = 1024
+"""Initializers of at least this size go to the weights file (the small ones stay inline)."""
 
 GRAPH_LEVELS = ("disabled", "basic", "extended", "all")
 """Graph optimization levels, as named in :class:`OrtSettings`."""
@@ -156,6 +168,10 @@ def _sidecar(model: Path) -> Path:
     return model.with_name(model.name + OPTIMIZED_SUFFIX + ".json")
 
 
+def _weights(optimized: Path) -> Path:
+    return optimized.with_name(optimized.name + DATA_SUFFIX)
+
+
 def user_cache_dir() -> Path | None:
     """Where the optimized graphs of models in read-only folders go: ``$FACENET_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/facenet-toolchain/ort``, else ``~/.cache/facenet-toolchain/ort`` (``None``
@@ -172,10 +188,15 @@ def user_cache_dir() -> Path | None:
 
 @dataclass(frozen=True)
 class CacheSlot:
-    """Where one optimized graph and its sidecar are kept."""
+    """Where one optimized graph, its weights and its sidecar are kept."""
 
     optimized: Path
     sidecar: Path
+
+    @property
+    def data(self) -> Path:
+        """The graph's weights (ONNX external data), named in the graph relative to it."""
+        return _weights(self.optimized)
 
 
 def beside(model: Path) -> CacheSlot:
@@ -222,6 +243,7 @@ def _cache_key(settings: OrtSettings, sha256: str) -> dict[str, Any]:
         "onnxruntime": ort.__version__,
         "cpu_flags": _cpu_flags(),
         "graph_optimization": settings.graph_optimization,
+        "weights": "external",
     }
 
 
@@ -231,14 +253,17 @@ def _cached_key_matches(model: Path, settings: OrtSettings, slot: CacheSlot,
     given and its size or mtime moved since the sidecar was written."""
     try:
         recorded = json.loads(slot.sidecar.read_text(encoding="utf-8"))
-        stat, opt_size = model.stat(), slot.optimized.stat().st_size
+        stat = model.stat()
+        sizes = slot.optimized.stat().st_size, slot.data.stat().st_size
     except (OSError, ValueError):
         return False
-    if not isinstance(recorded, dict) or recorded.get("optimized_size") != opt_size:
+    if not isinstance(recorded, dict) or (
+            recorded.get("optimized_size"), recorded.get("data_size")) != sizes:
         return False
-    if recorded.get("optimized_sha256") != remembered_sha256(slot.optimized):
-        log.warning("%s does not match its recorded sha256; rebuilding it", slot.optimized.name)
-        return False
+    for path, field in ((slot.optimized, "optimized_sha256"), (slot.data, "data_sha256")):
+        if recorded.get(field) != remembered_sha256(path):
+            log.warning("%s does not match its recorded sha256; rebuilding it", path.name)
+            return False
     same_file = (recorded.get("source_size"), recorded.get("source_mtime_ns")) == (
         stat.st_size,
         stat.st_mtime_ns,
@@ -276,21 +301,31 @@ def _load_cached(model: Path, settings: OrtSettings, slot: CacheSlot, sha256: st
 
 def _build_cache(model: Path, settings: OrtSettings, slot: CacheSlot, sha256: str | None
                  ) -> onnxruntime.InferenceSession:
-    """Optimize ``model`` into a temporary sibling of ``slot``, rename it into place, record the
-    sidecar.
+    """Optimize ``model`` into a temporary folder beside ``slot`` (the graph names its weights
+    file by its final name), rename the weights then the graph into place, record the sidecar.
 
     Raises:
         OSError: the slot's folder cannot be written (nothing is optimized then: the temporary
-            file is created first).
+            files are created first).
     """
     import onnxruntime as ort
 
     stat = model.stat()
-    with atomic_file(slot.optimized) as tmp:
+    with atomic_file(slot.optimized) as graph_tmp, atomic_file(slot.data) as data_tmp, \
+            tempfile.TemporaryDirectory(prefix=".ort-", dir=slot.optimized.parent) as staging:
         sha = sha256 or sha256_file(model)
+        staged = Path(staging) / slot.optimized.name
         opts = session_options(settings)
-        opts.optimized_model_filepath = str(tmp)
+        opts.optimized_model_filepath = str(staged)
+        opts.add_session_config_entry(
+            "session.optimized_model_external_initializers_file_name", slot.data.name)
+        opts.add_session_config_entry(
+            "session.optimized_model_external_initializers_min_size_in_bytes",
+            str(EXTERNAL_MIN_BYTES))
         session = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+        if (staged_data := _weights(staged)).exists():  # absent when every weight is small
+            os.replace(staged_data, data_tmp)
+        os.replace(staged, graph_tmp)
     record = _cache_key(settings, sha)
     record.update(
         source=model.name,
@@ -298,6 +333,8 @@ def _build_cache(model: Path, settings: OrtSettings, slot: CacheSlot, sha256: st
         source_mtime_ns=stat.st_mtime_ns,
         optimized_size=slot.optimized.stat().st_size,
         optimized_sha256=sha256_file(slot.optimized),
+        data_size=slot.data.stat().st_size,
+        data_sha256=sha256_file(slot.data),
     )
     write_json(slot.sidecar, record)
     log.info("saved the optimized graph of %s to %s", model.name, slot.optimized)

@@ -18,10 +18,10 @@ What is covered, and by what:
   verify`` checks each one found in the tree, and ``facenet model verify --gallery FILE`` any one,
   with :func:`check_gallery_file` (read-only: SQLite's ``integrity_check``, the schema, the model
   fingerprint against ``models/facenet.onnx``, every vector finite and of unit length).
-- ONNX Runtime's optimized-graph caches (``<model>.optimized`` + ``<model>.optimized.json``,
-  :mod:`toolchain.runtime.ort_options`, in ``models/`` and ``pack/``) are made lazily on each
-  machine by the first session: not listed; when the sidecar records ``optimized_sha256``,
-  ``facenet model verify`` checks it.
+- ONNX Runtime's optimized-graph caches (``<model>.optimized`` + its weights
+  ``<model>.optimized.data`` + ``<model>.optimized.json``, :mod:`toolchain.runtime.ort_options`,
+  in ``models/`` and ``pack/``) are made lazily on each machine by the first session: not listed;
+  ``facenet model verify`` checks the graph and weights against the sha256 the sidecar records.
 - Hidden files (``.name.*.tmp`` / ``.name.old-PID`` left by an interrupted atomic write) are
   never listed; ``facenet model verify`` mentions leftovers as a warning.
 

@@ -69,13 +69,17 @@ def check_caches(layout: Layout, hashes: Hashes | None = None) -> tuple[int, lis
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             problems.append(f"{sidecar}: unreadable cache record ({exc})")
             continue
-        digest = recorded.get("optimized_sha256") if isinstance(recorded, dict) else None
-        if digest is None or not cache.is_file():
+        if not isinstance(recorded, dict):
             continue
-        if hashes(cache) != digest:
-            problems.append(f"{cache}: sha256 does not match {sidecar.name} (corrupt cache; "
+        files = ((cache, recorded.get("optimized_sha256")),
+                 (cache.with_name(cache.name + ".data"), recorded.get("data_sha256")))
+        checked = [(path, digest) for path, digest in files
+                   if digest is not None and path.is_file()]
+        bad = [path for path, digest in checked if hashes(path) != digest]
+        for path in bad:
+            problems.append(f"{path}: sha256 does not match {sidecar.name} (corrupt cache; "
                             "delete it, the next session rebuilds it)")
-        else:
+        if checked and not bad:
             good += 1
     return good, problems
 

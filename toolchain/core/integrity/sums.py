@@ -53,7 +53,7 @@ PINNED_DIRS = frozenset({"source"})
 GALLERY_SUFFIXES = tuple(f".db{suffix}" for suffix in ("", "-wal", "-shm", "-journal"))
 """Galleries and SQLite's sidecar files: user data, never listed in ``SHA256SUMS``."""
 
-CACHE_SUFFIXES = (".optimized", ".optimized.json")
+CACHE_SUFFIXES = (".optimized", ".optimized.json", ".optimized.data")
 """ONNX Runtime optimized-graph caches (machine-specific, rebuilt on demand)."""
 
 _SUMS_LINE = re.compile(r"^(\\?)([0-9a-f]{64}) [ *](.+)$")
