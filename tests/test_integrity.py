@@ -346,6 +346,25 @@ def test_verify_stays_clean_after_the_export_writes_the_pack(tmp_path: Path) -> 
 
 
 @pytest.mark.real
+def test_a_pack_written_into_the_artifacts_is_recorded(tmp_path: Path) -> None:
+    """``facenet model pack --out artifacts/pack-onnxruntime`` (the deployment page's slim pack)
+    records the pack in ``SHA256SUMS``: ``verify`` stays clean after it, and again after the pack
+    is replaced by a narrower one (its old entries go with its old files)."""
+    root = linked_real_tree(tmp_path)
+    assert facenet("model", "checksums", "--artifacts", root).returncode == 0
+    out = root / "pack-onnxruntime"
+    for precision in ("int8", "fp32"):
+        made = facenet("model", "pack", "--runtime", "onnxruntime", "--precision", precision,
+                       "--out", out, "--artifacts", root)
+        assert made.returncode == 0, made.stderr
+        listed = sorted(rel for rel in read_sums(Layout(root)) or {}
+                        if rel.startswith("pack-onnxruntime/"))
+        assert listed == sorted(f"pack-onnxruntime/{p.name}" for p in out.iterdir()), listed
+        ok = facenet("model", "verify", "--artifacts", root)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+@pytest.mark.real
 def test_tampered_optimized_graph_cache_is_never_loaded(tmp_path: Path) -> None:
     """A same-size corruption of ``<model>.optimized`` is rebuilt, never run instead of the model.
 

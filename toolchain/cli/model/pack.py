@@ -41,7 +41,12 @@ def pack(
     models: ModelsOption = None,
     artifacts: ArtifactsOption = DEFAULT_ARTIFACTS,
 ) -> None:
-    """Write a model pack (from the artifacts' models, or --models PACK) into --out DIR."""
+    """Write a model pack (from the artifacts' models, or --models PACK) into --out DIR.
+
+    A pack written inside the --artifacts tree (``artifacts/pack-onnxruntime``, as the deployment
+    page does) is recorded in its ``SHA256SUMS``, as every step that writes there records what it
+    wrote, so ``facenet model verify`` stays clean."""
+    from toolchain.core.integrity.sums import is_tracked, record_files, relative_to_tree
     from toolchain.core.paths import Layout
     from toolchain.runtime.pack import ArtifactModels, ModelSource, open_pack
     from toolchain.runtime.pack_writer import select_runs, write_pack
@@ -50,6 +55,10 @@ def pack(
         Layout(artifacts))
     summary = write_pack(source, out, select_runs(runtime or [], precision or []),
                          link=not copy, made_by="facenet model pack")
+    layout = Layout(artifacts)
+    inside = relative_to_tree(summary.path, layout.root)
+    if inside not in (None, ".") and is_tracked(inside):
+        record_files(layout, [summary.path])
     for line in summary.left_out:
         problem(f"left out: {line}")
     runs = ", ".join(f"{run.runtime} {run.precision}" for run in summary.runs)
