@@ -10,15 +10,18 @@ phase ran and what must hold whatever the machine's speed (no timings are assert
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+from helpers.pool_gate import PoolGate
 from helpers.service_server import examples, models_artifacts, server_python
 
 from toolchain.bench.loadtest import LoadConfig, run_session, write_report
 from toolchain.bench.loadtest.phases import summarize
 from toolchain.bench.loadtest.report import REPORT_JSON, REPORT_MD
 from toolchain.bench.loadtest.server import Outcome
+from toolchain.service.config import Limits
 
 
 def test_summary_counts_503_apart_from_errors_and_percentiles_answered_requests() -> None:
@@ -43,12 +46,26 @@ def test_summary_of_no_answer_has_no_percentiles() -> None:
 
 @pytest.mark.real
 @pytest.mark.slow
-def test_tiny_session_on_the_real_models(tmp_path: Path) -> None:
+def test_tiny_session_on_the_real_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    """The burst's server (capacity 2 + 1, the only pool of that size in the session) is gated
+    (``helpers.pool_gate``): its workers are held until all 6 requests have reached the pool, so
+    exactly 3 are admitted and 3 refused whatever the machine's speed."""
     artifacts = models_artifacts()
     config = LoadConfig(clients=2, requests=8, enroll_every=4, kill_enrollments=4, burst=6,
                         burst_queue=1, cli_photos=3, python=Path(server_python()),
                         examples=examples())
-    report = run_session(artifacts, config)
+    capacity = config.workers + config.burst_queue
+    default = Limits()
+    assert capacity not in (config.workers + config.queue,
+                            config.workers + config.kill_enrollments,
+                            default.workers + default.queue)
+    with PoolGate(capacity=capacity, arrivals=config.burst) as gate:
+        hooked = gate.install(tmp_path / "hook", os.environ.get("PYTHONPATH", ""))
+        for name, value in hooked.items():
+            monkeypatch.setenv(name, value)
+        report = run_session(artifacts, config)
+    assert (gate.count("admitted"), gate.count("busy")) == (3, 3), gate.reports
 
     load = report.load
     assert (load.clients, load.requests, load.enrollments) == (2, 8, 2)
@@ -56,8 +73,8 @@ def test_tiny_session_on_the_real_models(tmp_path: Path) -> None:
     assert set(load.by_kind) == {"enroll", "recognize"}
     assert load.p50_s is not None and load.p50_s <= (load.p99_s or 0)
     burst = report.burst
-    assert burst.answered_200 + burst.busy_503 == burst.sent == 6 and burst.other == {}
-    assert burst.busy_503 >= 1 and "missing" not in burst.retry_after and burst.healthy_after
+    assert (burst.sent, burst.answered_200, burst.busy_503, burst.other) == (6, 3, 3, {})
+    assert "missing" not in burst.retry_after and burst.healthy_after
     assert report.cli.photos == 3 and report.cli.photos_per_s > 0
 
     kill = report.kill
