@@ -6,6 +6,11 @@ Streams are served by an HTTP server on 127.0.0.1 that these tests start
 (:mod:`video_loopback`): MPEG-TS and MJPEG (``multipart/x-mixed-replace``), at the clip's own pace
 or as fast as the socket takes them, and servers that drop the connection or stall half-way. No
 machine here has a camera: the camera path is checked through its error (``corpus_video.py``).
+
+What a live run analyzes depends on how fast the analysis is next to the stream, so the stream
+tests run ``facenet watch`` with a test-only hook (:data:`video_loopback.WATCH_HOOK`): it keeps
+every frame (the counts are then exact on any machine), or holds the analysis until the decoder
+is done (drops certain), or sends Ctrl-C at a given frame. Nothing here is timed.
 """
 
 from __future__ import annotations
