@@ -3,7 +3,8 @@
 Helper modules live in ``tests/helpers`` (a package): the tiny legacy ``.h5`` writer
 (:mod:`helpers.legacy_h5`), real data lookups (:mod:`helpers.real`), the bad-input corpus
 (``helpers.corpus*``), the synthetic runtime world (:mod:`helpers.runtime_fakes`), the service
-launcher (:mod:`helpers.service_server`) and the rest. The skip rule (under CI every skip fails
+launcher (:mod:`helpers.service_server`), the gate that holds a server's workers
+(:mod:`helpers.pool_gate`) and the rest. The skip rule (under CI every skip fails
 unless its test allows it) is :mod:`helpers.skip_rule`.
 """
 

@@ -33,6 +33,9 @@ PEOPLE_PER_WRITER = 50
 EMBEDDINGS_PER_PERSON = 3
 PEOPLE_PER_BATCH = 5
 DIM = 128
+HANG_GUARD_S = 600
+"""Longest wait for the writers at a barrier or to finish: only a hang guard (inside the test's
+900 s limit), far beyond how long eight spawned processes take on a loaded 2-core machine."""
 
 
 def model_fingerprint() -> str:
@@ -64,7 +67,7 @@ def entries_for(names: list[str]) -> list[Entry]:
 def writer(path: str, fingerprint: str, worker: int, barrier: Any) -> None:
     """Enroll this worker's 50 people in batches of 5 (one transaction each)."""
     names = [f"w{worker}-person{n:02d}" for n in range(PEOPLE_PER_WRITER)]
-    barrier.wait(timeout=60)
+    barrier.wait(timeout=HANG_GUARD_S)
     with open_gallery(path, fingerprint=fingerprint, dim=DIM, create=True) as gallery:
         for start in range(0, len(names), PEOPLE_PER_BATCH):
             result = gallery.add(entries_for(names[start : start + PEOPLE_PER_BATCH]))
@@ -80,7 +83,7 @@ def run_workers(target: Callable[..., None], *args: Any) -> list[int | None]:
     for proc in procs:
         proc.start()
     for proc in procs:
-        proc.join(timeout=120)
+        proc.join(timeout=HANG_GUARD_S)
     for proc in procs:
         if proc.is_alive():
             proc.kill()
@@ -123,7 +126,7 @@ def round_gallery(root: str, round_: int) -> Path | str:
 def first_opener(root: str, fingerprint: str, _worker: int, barrier: Any) -> None:
     """In every round, open (creating) the same new gallery at the same moment as the others."""
     for round_ in range(CREATION_ROUNDS):
-        barrier.wait(timeout=60)
+        barrier.wait(timeout=HANG_GUARD_S)
         with open_gallery(round_gallery(root, round_), fingerprint=fingerprint,
                           dim=DIM, create=True) as gallery:
             assert gallery.fingerprint == fingerprint

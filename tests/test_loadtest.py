@@ -10,15 +10,18 @@ phase ran and what must hold whatever the machine's speed (no timings are assert
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
-from helpers.cli import facenet
+from helpers.cli import ROOT, facenet
+from helpers.pool_gate import PoolGate
 from helpers.service_server import examples, models_artifacts, server_python
 
 from toolchain.bench.loadtest.phases import summarize
 from toolchain.bench.loadtest.report import REPORT_JSON, REPORT_MD
 from toolchain.bench.loadtest.server import Outcome
+from toolchain.service.config import Limits
 
 
 def test_summary_counts_503_apart_from_errors_and_percentiles_answered_requests() -> None:
@@ -45,16 +48,28 @@ def test_summary_of_no_answer_has_no_percentiles() -> None:
 @pytest.mark.slow
 def test_tiny_session_through_the_command(tmp_path: Path) -> None:
     """``facenet bench load`` with every sizing option, in the runtime environment, on the real
-    models (linked into a tmp artifacts tree, where the reports go)."""
+    models (linked into a tmp artifacts tree, where the reports go). The burst's server
+    (``--workers 1 --burst-queue 1``: capacity 2, the only pool of that size in the session) is
+    gated (``helpers.pool_gate``): its workers are held until all 6 requests have reached the
+    pool, so exactly 2 are admitted and 4 refused whatever the machine's speed."""
     real = models_artifacts() / "models"
     artifacts = tmp_path / "artifacts"
     (artifacts / "models").mkdir(parents=True)
     for name in ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"):
         (artifacts / "models" / name).symlink_to(real / name)
-    done = facenet("bench", "load", "--artifacts", artifacts, "--clients", 2, "--requests", 8,
-                   "--enroll-every", 4, "--workers", 1, "--queue", 5, "--kill-enrollments", 4,
-                   "--burst", 6, "--burst-queue", 1, "--cli-photos", 3,
-                   "--examples", examples(), python=server_python())
+    workers, queue, kill, burst_queue = 1, 5, 4, 1
+    capacity = workers + burst_queue
+    default = Limits()
+    assert capacity not in (workers + queue, workers + kill, default.workers + default.queue)
+    with PoolGate(capacity=capacity, arrivals=6) as gate:
+        pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        hooked = gate.install(tmp_path / "hook", pythonpath)
+        done = facenet("bench", "load", "--artifacts", artifacts, "--clients", 2, "--requests", 8,
+                       "--enroll-every", 4, "--workers", workers, "--queue", queue,
+                       "--kill-enrollments", kill, "--burst", 6, "--burst-queue", burst_queue,
+                       "--cli-photos", 3, "--examples", examples(), python=server_python(),
+                       env=hooked)
+    assert (gate.count("admitted"), gate.count("busy")) == (2, 4), gate.reports
     assert done.returncode == 0, done.stderr[-2000:]
     reports = artifacts / "reports"
     assert sorted(p.name for p in reports.iterdir()) == sorted([REPORT_JSON, REPORT_MD])
@@ -74,8 +89,8 @@ def test_tiny_session_through_the_command(tmp_path: Path) -> None:
     assert load["p50_s"] is not None and load["p50_s"] <= load["p99_s"]
     burst = report["burst"]
     assert (burst["workers"], burst["queue"], burst["sent"]) == (1, 1, 6)
-    assert burst["answered_200"] + burst["busy_503"] == 6 and burst["other"] == {}
-    assert burst["busy_503"] >= 1 and "missing" not in burst["retry_after"]
+    assert (burst["answered_200"], burst["busy_503"], burst["other"]) == (2, 4, {})
+    assert "missing" not in burst["retry_after"]
     assert burst["healthy_after"]
     assert report["cli"]["photos"] == 3 and report["cli"]["photos_per_s"] > 0
 

@@ -269,11 +269,14 @@ class FakeReader:
     def __init__(self, count: int, fail: bool):
         self.count, self.fail, self.fps, self.frame_count = count, fail, 30.0, None
         self.closed = False
+        self.delivered = threading.Event()
+        """Set once the decoder has taken the last frame."""
 
     def frames(self, start_index: int = 0, time_offset: float = 0.0) -> Iterator[Frame]:
         pixels = np.zeros((4, 4, 3), np.uint8)
         for i in range(self.count):
             yield Frame(start_index + i, time_offset + i / 30, pixels)
+        self.delivered.set()
         if self.fail:
             raise StreamInterruptedError(f"fake: dropped after {start_index + self.count} frames")
 
@@ -297,13 +300,18 @@ LIVE = VideoSource(SourceKind.STREAM, "http://127.0.0.1/fake")
 
 
 def test_live_frames_beyond_the_queue_are_dropped_and_counted() -> None:
-    feed = FrameFeed(LIVE, queue_size=4, opener=opener_of(FakeReader(400, fail=False)))  # type: ignore[arg-type]
-    seen = []
-    for frame in feed:
-        seen.append(frame.index)
-        time.sleep(0.002)
-    assert seen == sorted(seen) and len(set(seen)) == len(seen)
-    assert feed.dropped > 0 and len(seen) + feed.dropped == 400
+    """The analysis takes one frame, then waits until the source has delivered all 400 (an
+    event of the source, not a sleep): then the queue holds the newest (4, or those after the
+    frame taken), every other frame was dropped and counted."""
+    reader = FakeReader(400, fail=False)
+    feed = FrameFeed(LIVE, queue_size=4, opener=opener_of(reader))  # type: ignore[arg-type]
+    frames = iter(feed)
+    seen = [next(frames).index]
+    assert reader.delivered.wait(60), "the decoder never took the last frame"
+    seen += [frame.index for frame in frames]
+    first = seen[0]  # whichever frame the decoder had queued when the analysis asked
+    assert seen == [first, *range(max(first + 1, 396), 400)], seen
+    assert feed.dropped == 400 - len(seen) >= 395
     assert seen[-1] == 399, "the newest frames are kept, the oldest dropped"
 
 

@@ -10,6 +10,7 @@ first byte.
 from __future__ import annotations
 
 import http.server
+import os
 import shutil
 import socketserver
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from helpers.cli import python_env
 from helpers.real import artifacts_root, shared_data
 from toolchain.runtime.recognizer import Recognizer
 
@@ -60,7 +62,8 @@ class Route:
     cut: float | None = None
     """Share of the body after which the server stops sending."""
     then: str = "close"
-    """After the cut: ``close`` the connection, or ``stall`` (keep it open, send nothing)."""
+    """After the cut: ``close`` the connection, or ``stall`` (keep it open, send nothing, until
+    the server stops)."""
     cut_first_only: bool = False
     """Only the first request is cut (a stream that comes back)."""
 
@@ -98,7 +101,7 @@ class LoopbackServer:
                             time.sleep(route.pace / 100)
                     self.wfile.flush()
                     if cut is not None and route.then == "stall":
-                        server.release.wait(60)
+                        server.release.wait()
                 except (BrokenPipeError, ConnectionResetError):
                     return
 
@@ -121,3 +124,82 @@ class LoopbackServer:
         self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+WATCH_HOOK = """
+import os
+
+_keep = os.environ.get("FACENET_TEST_KEEP_EVERY_FRAME")
+_late = os.environ.get("FACENET_TEST_ANALYZE_AFTER_DECODING")
+_sigint = int(os.environ.get("FACENET_TEST_SIGINT_AT_FRAME") or 0)
+if _keep or _late:
+    import threading
+
+    from toolchain.video import feed as _feed
+
+    if _keep:
+        _init = _feed.FrameFeed.__init__
+
+        def _keeping_init(self, *args, **kwargs):
+            kwargs["queue_size"] = 1_000_000
+            _init(self, *args, **kwargs)
+
+        _feed.FrameFeed.__init__ = _keeping_init
+    if _late:
+        _iter, _put_final = _feed.FrameFeed.__iter__, _feed.FrameFeed._put_final
+
+        def _after_decoding(self):
+            self._test_decoded = threading.Event()
+            frames = _iter(self)
+            first = next(frames, None)
+            self._test_decoded.wait()
+            if first is not None:
+                yield first
+                yield from frames
+
+        def _final(self, item):
+            decoded = getattr(self, "_test_decoded", None)
+            if decoded is not None:
+                decoded.set()
+            _put_final(self, item)
+
+        _feed.FrameFeed.__iter__ = _after_decoding
+        _feed.FrameFeed._put_final = _final
+if _sigint:
+    import signal
+
+    import toolchain.video as _video
+
+    _tracking = _video.VideoTracking
+    # Importing the submodule set the package's ``track`` to it: give back the function.
+    _video.track = _video.__getattr__("track")
+    _results = _tracking.__iter__
+
+    def _interrupting(self):
+        for count, result in enumerate(_results(self), 1):
+            if count == _sigint:
+                os.kill(os.getpid(), signal.SIGINT)
+            yield result
+
+    _tracking.__iter__ = _interrupting
+"""
+"""A ``sitecustomize`` for a test's ``facenet watch`` process (loaded through ``PYTHONPATH``,
+as ``tests/test_batch_ray.py`` injects its kills; the product has no hook), so that what a live
+stream's run analyzes does not depend on the machine's speed:
+
+- ``FACENET_TEST_KEEP_EVERY_FRAME``: the feed's queue never fills, so no frame is dropped and the
+  frames analyzed are those of a file (the analysis may fall behind the stream);
+- ``FACENET_TEST_ANALYZE_AFTER_DECODING``: the analysis takes the first frame, then waits until
+  the decoder has reached the stream's end (or its error): every frame that arrives meanwhile
+  beyond the queue is dropped, as on a machine infinitely slower than the stream;
+- ``FACENET_TEST_SIGINT_AT_FRAME=N``: the process sends itself SIGINT (Ctrl-C) as the Nth frame's
+  result is handed over."""
+
+
+def watch_hook(folder: Path, **variables: str) -> dict[str, str]:
+    """Write :data:`WATCH_HOOK` into ``folder``; the environment of a ``facenet watch`` that loads
+    it with ``variables`` (e.g. ``FACENET_TEST_KEEP_EVERY_FRAME="1"``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(WATCH_HOOK)
+    inherited = python_env()["PYTHONPATH"]
+    return {"PYTHONPATH": os.pathsep.join([str(folder), inherited]), **variables}

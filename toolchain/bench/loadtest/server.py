@@ -163,9 +163,12 @@ def launch_serve(command: Sequence[str], *, cwd: Path, env: Mapping[str, str],
 
 
 def checkout_env() -> dict[str, str]:
-    """This process's environment with ``PYTHONPATH`` on the folder that holds the ``toolchain``
-    package, so the servers and CLI runs started here run this code."""
-    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    """This process's environment with the folder that holds the ``toolchain`` package first on
+    ``PYTHONPATH``, so the servers and CLI runs started here run this code; the inherited
+    ``PYTHONPATH`` follows it (where a test puts the hooks its servers load)."""
+    inherited = os.environ.get("PYTHONPATH", "")
+    checkout = str(Path(__file__).resolve().parents[3])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [checkout, inherited]))}
 
 
 @contextlib.contextmanager
