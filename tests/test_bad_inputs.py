@@ -348,35 +348,35 @@ def verify(ws: Workspace, artifacts: Path | None = None) -> Command:
     return partial(facenet, "model", "verify", "--artifacts", artifacts or ws.artifacts)
 
 
-@case("verify-npz-hash-mismatch")
+@case("verify-npz-hash-mismatch", needs="weights")
 def _verify_flipped(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     target = weights_tree(ws) / "Block17_3_Conv2d_1x1.npz"
     flip_byte(ws, target)
     return verify(ws), Outcome(4, str(target), ("does not match manifest.json", "Block17_3"))
 
 
-@case("verify-npz-missing")
+@case("verify-npz-missing", needs="weights")
 def _verify_missing_npz(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     target = weights_tree(ws) / "Mixed_6a_Branch_0_Conv2d_1a_3x3.npz"
     target.unlink()
     return verify(ws), Outcome(4, str(target), ("missing",))
 
 
-@case("verify-npz-unlisted")
+@case("verify-npz-unlisted", needs="weights")
 def _verify_extra_npz(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     extra = weights_tree(ws) / "Ghost_Layer.npz"
     np.savez(extra, kernel=np.zeros((1, 1), np.float32))
     return verify(ws), Outcome(4, str(extra), ("not listed in manifest.json",))
 
 
-@case("verify-manifest-missing")
+@case("verify-manifest-missing", needs="weights")
 def _verify_manifest_missing(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     manifest = weights_tree(ws) / "manifest.json"
     manifest.unlink()
     return verify(ws), Outcome(4, str(manifest), ("nox -s recover",))
 
 
-@case("verify-manifest-not-json")
+@case("verify-manifest-not-json", needs="weights")
 def _verify_manifest_bad(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     manifest = weights_tree(ws) / "manifest.json"
     manifest.write_text('{"layers": [')
@@ -407,7 +407,7 @@ def _verify_model_truncated(ws: Workspace, store: Store | None) -> tuple[Command
     return verify(ws), Outcome(4, str(target), ("does not match SHA256SUMS",))
 
 
-@case("checksums-refuses-tampered-weights")
+@case("checksums-refuses-tampered-weights", needs="weights")
 def _checksums_tampered(ws: Workspace, _store: Store | None) -> tuple[Command, Outcome]:
     target = weights_tree(ws) / "Conv2d_4b_3x3.npz"
     flip_byte(ws, target, 200)

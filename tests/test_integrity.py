@@ -302,6 +302,7 @@ def test_a_re_export_over_a_checksummed_tree_writes_its_pack(
     assert ok.returncode == 0, ok.stdout + ok.stderr
 
 
+@pytest.mark.real
 def test_verify_stays_clean_after_the_export_writes_the_pack(tmp_path: Path) -> None:
     """The export's last step (``artifacts/pack``: hard links of ``models/``, recorded as
     ``facenet model export`` records what it wrote): ``verify`` is clean, also once the runtime has

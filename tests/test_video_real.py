@@ -19,6 +19,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from typing import Any
 
 import av
 import pytest
-from helpers.cli import ROOT, facenet
+from helpers.cli import ROOT, facenet, facenet_argv, python_env
 from helpers.real import shared_data
 from helpers.video_loopback import (
     CLIP_FRAMES,

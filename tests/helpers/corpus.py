@@ -408,4 +408,7 @@ def diff(before: dict[str, str], after: dict[str, str]) -> list[str]:
             if before.get(k) != after.get(k)]
 
 
-MARKS = {"none": [], "models": [pytest.mark.real], "legacy": [pytest.mark.legacy]}
+MARKS = {"none": [], "models": [pytest.mark.real], "weights": [pytest.mark.real],
+         "legacy": [pytest.mark.legacy]}
+"""The marks of a case by what it needs: the real models (and the gallery store), the recovered
+weights, the legacy environment; a case that needs nothing runs in the fast lane."""
