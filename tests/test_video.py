@@ -596,3 +596,17 @@ def test_an_error_mid_run_leaves_no_annotated_video(tmp_path: Path) -> None:
     with annotated_video(out, 30):
         pass
     assert list(tmp_path.iterdir()) == [], "no frame, no video"
+
+
+def test_the_package_track_stays_the_function_once_its_module_is_imported() -> None:
+    """``toolchain.video.track`` is the function, also after ``VideoTracking`` (defined in the
+    same module) loaded that module: the module is ``tracking``, so importing it never sets the
+    package's ``track`` attribute to the module (it did when the module was ``track.py``)."""
+    import toolchain
+    import toolchain.video as video
+
+    assert video.VideoTracking.__module__ == "toolchain.video.tracking"
+    assert callable(video.track) and video.track.__name__ == "track"
+    from toolchain.video import track
+
+    assert track is video.track is toolchain.track

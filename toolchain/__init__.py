@@ -32,7 +32,7 @@ _EXPORTS: dict[str, str] = {
     "Gallery": "toolchain.gallery",
     "MatchMode": "toolchain.gallery",
     "ToolchainError": "toolchain.core.errors",
-    "track": "toolchain.video.track",
+    "track": "toolchain.video.tracking",
 }
 """Each public name and the module that defines it."""
 
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from toolchain.runtime.faces import Comparison, EnrollOutcome, EnrollStatus, Match
     from toolchain.runtime.mtcnn import MTCNNDetector
     from toolchain.runtime.recognizer import Recognizer
-    from toolchain.video.track import track
+    from toolchain.video.tracking import track
 
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

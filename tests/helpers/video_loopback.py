@@ -171,8 +171,6 @@ if _sigint:
     import toolchain.video as _video
 
     _tracking = _video.VideoTracking
-    # Importing the submodule set the package's ``track`` to it: give back the function.
-    _video.track = _video.__getattr__("track")
     _results = _tracking.__iter__
 
     def _interrupting(self):

@@ -6,7 +6,7 @@
   source drops frames analysis cannot keep up with; reconnects with backoff).
 - ``tracker``: the SORT-style :class:`Tracker` (box overlap and embedding distance) and
   :func:`name_track` (the person with the smallest median distance, within the threshold).
-- ``track``: :func:`track`, the run over a source (:class:`VideoTracking`).
+- ``tracking``: :func:`track`, the run over a source (:class:`VideoTracking`).
 - ``results``: :class:`FrameResult`, :class:`TrackedFace`, :class:`TrackSummary`,
   :class:`VideoSummary`, :class:`Ending`.
 - ``writer``: :func:`annotated_video`, the H.264 video with boxes and names.
@@ -31,8 +31,8 @@ _EXPORTS: dict[str, str] = {
     "FrameFeed": ".feed",
     "Tracker": ".tracker",
     "name_track": ".tracker",
-    "track": ".track",
-    "VideoTracking": ".track",
+    "track": ".tracking",
+    "VideoTracking": ".tracking",
     "FrameResult": ".results",
     "TrackedFace": ".results",
     "TrackSummary": ".results",
@@ -81,8 +81,8 @@ if TYPE_CHECKING:
         is_video_argument,
         source_from_argument,
     )
-    from toolchain.video.track import VideoTracking, track
     from toolchain.video.tracker import Tracker, name_track
+    from toolchain.video.tracking import VideoTracking, track
     from toolchain.video.writer import annotated_video
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
