@@ -369,8 +369,10 @@ def test_threads_reach_the_workers_sessions(
     (artifacts / "models").mkdir(parents=True)
     for name in ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"):
         (artifacts / "models" / name).symlink_to(real_artifacts / "models" / name)
-    output, gallery = tmp_path / "faces.jsonl", tmp_path / "demo.db"
-    shutil.copyfile(real_artifacts / "demo_gallery.db", gallery)
+    output, gallery = tmp_path / "faces.jsonl", tmp_path / "madonna.db"
+    enrolled = facenet("enroll", "--name", "madonna", sorted(photos.iterdir())[0], "--gallery",
+                       gallery, "--artifacts", artifacts)
+    assert enrolled.returncode == 0, enrolled.stderr
     result = facenet("batch", "recognize", photos, "--output", output, "--gallery",
                      gallery, "--ray", "local", "--cpus", "1", "--threads", "3",
                      "--artifacts", artifacts, env=env)

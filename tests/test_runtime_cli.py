@@ -799,10 +799,9 @@ def test_verbose_adds_debug_lines_and_quiet_keeps_warnings_only(
     """``facenet [-v|-q] recognize`` on a real photo, each run finding an optimized-graph cache
     whose recorded sha256 is off (a WARNING, then an INFO as it is rebuilt): by default warnings
     and info, no debug; ``--verbose`` adds the debug lines (the models it loaded); ``--quiet``
-    keeps the warning only. The recognition itself is the same in all three. The cache is the
-    test's own (built by a first run next to the linked models), so the test needs none in the
-    real tree."""
-    import shutil
+    keeps the warning only. The recognition itself is the same in all three. The gallery and the
+    cache are the test's own (its enrollment builds the cache next to the linked models): a fresh
+    tree has neither the demo gallery nor a cache yet when the test runs."""
 
     from helpers.real import artifacts_root, shared_data
 
@@ -811,13 +810,12 @@ def test_verbose_adds_debug_lines_and_quiet_keeps_warnings_only(
     models.mkdir(parents=True)
     for name in ("facenet.onnx", "mtcnn_pnet.onnx", "mtcnn_rnet.onnx", "mtcnn_onet.onnx"):
         (models / name).symlink_to(real / name)
-    gallery = tmp_path / "demo.db"
-    shutil.copyfile(artifacts_root() / "demo_gallery.db", gallery)
+    gallery = tmp_path / "obama.db"
     photo = shared_data("photos") / "obama1.jpg"
     sidecar = models / "facenet.onnx.optimized.json"
 
-    built = facenet("recognize", photo, "--json", "--gallery", gallery, "--artifacts",
-                    models.parent, python=runtime_python)
+    built = facenet("enroll", "--name", "obama", *sorted(shared_data("people/obama").iterdir()),
+                    "--gallery", gallery, "--artifacts", models.parent, python=runtime_python)
     assert built.returncode == 0 and sidecar.is_file(), built.stderr
 
     def run(*flags: str) -> tuple[str, dict[str, list[str]]]:
@@ -835,7 +833,8 @@ def test_verbose_adds_debug_lines_and_quiet_keeps_warnings_only(
     plain, default = run()
     loud, verbose = run("--verbose")
     quiet_out, quiet = run("-q")
-    assert plain == loud == quiet_out and json.loads(plain)["results"][0]["faces"]
+    assert plain == loud == quiet_out
+    assert [f["name"] for f in json.loads(plain)["results"][0]["faces"]] == ["obama"]
     rebuilt = "facenet.onnx.optimized does not match its recorded sha256; rebuilding it"
     for levels in (default, verbose, quiet):
         assert levels["WARNING"] == [f"WARNING toolchain.runtime.ort_options: {rebuilt}"]
