@@ -65,9 +65,8 @@ def _upscaled_video_target(rows: list[Row]) -> Target:
     it has at its own size."""
     name = (f"video at {UPSCALED_SIZE[0]}x{UPSCALED_SIZE[1]}: recognize --every 3 vs real time, "
             "same tracks")
-    target = _ratio_target(name, find_row(rows, Section.VIDEO, video_row(3, UPSCALED_SIZE)),
-                           find_row(rows, Section.VIDEO, VIDEO_CLIP_RATE), 1.0)
     big = find_row(rows, Section.VIDEO, video_row(3, UPSCALED_SIZE))
+    target = _ratio_target(name, big, find_row(rows, Section.VIDEO, VIDEO_CLIP_RATE), 1.0)
     if big is not None and target.value is not None:
         same = bool(big.detail.get("same_tracks_as_clip"))
         target.met = target.met and same

@@ -48,11 +48,11 @@ def upscale(clip: Path, target: Path, size: tuple[int, int], frames: int | None)
     """
     import av
 
-    from toolchain.video.writer import CODEC, ENCODER_OPTIONS
+    from toolchain.video.writer import CODEC, ENCODER_OPTIONS, FALLBACK_FPS
 
     with av.open(str(clip)) as source, av.open(str(target), "w") as out:
         video = source.streams.video[0]
-        rate = Fraction(video.average_rate or 25).limit_denominator(1001)
+        rate = Fraction(video.average_rate or FALLBACK_FPS).limit_denominator(1001)
         stream: Any = out.add_stream(CODEC, rate=rate, options=dict(ENCODER_OPTIONS))
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
